@@ -1,0 +1,32 @@
+# airgrid — `make demo` runs the whole system on simulated sensors; `make test` runs the suite.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: setup debs venv demo test lint bench clean
+
+setup: debs venv
+
+debs:
+	@bash scripts/install-debs.sh
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[all,dev]'
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/airgrid demo
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .airgrid

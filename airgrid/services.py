@@ -1,0 +1,211 @@
+"""Real Mosquitto and InfluxDB 1.x processes on loopback, for the demo and the tests.
+
+Each service writes its generated config into its own directory, listens on a free
+loopback port, is waited for until it answers, and is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+
+class ServiceError(RuntimeError):
+    """A service binary is missing or did not become ready."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _find_binary(name: str, *extra: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in extra:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise ServiceError(f"{name} not found; run `make setup` (installs Debian's package)")
+
+
+class _Process:
+    name = "service"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = free_port()
+        self.log_path = workdir / f"{self.name}.log"
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self, timeout: float = 20.0) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self._command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServiceError(
+                    f"{self.name} exited with {self.proc.returncode}: {self._log_tail()}"
+                )
+            if self._ready():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise ServiceError(f"{self.name} not ready after {timeout} s: {self._log_tail()}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or power cut would."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        self.stop()
+        if down_seconds:
+            time.sleep(down_seconds)
+        self.start()
+
+    def _log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-2000:]
+        except OSError:
+            return "(no log)"
+
+
+class Mosquitto(_Process):
+    """Mosquitto 2.x with one anonymous loopback listener and persistence on."""
+
+    name = "mosquitto"
+
+    def __init__(self, workdir: Path, extra_config: str = "") -> None:
+        super().__init__(workdir)
+        self.binary = _find_binary("mosquitto", "/usr/sbin/mosquitto")
+        self.config_path = workdir / "mosquitto.conf"
+        self.extra_config = extra_config
+
+    def _command(self) -> list[str]:
+        # `user root` keeps Mosquitto from dropping to the `mosquitto` user, which could
+        # not write into a temp dir owned by whoever runs the tests.
+        user = "user root\n" if os.geteuid() == 0 else ""
+        self.config_path.write_text(
+            f"{user}"
+            "per_listener_settings false\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {self.workdir}/\n"
+            "autosave_interval 1\n"
+            "max_queued_messages 1000000\n"
+            "max_inflight_messages 100\n"
+            f"listener {self.port} 127.0.0.1\n"
+            "log_type error\nlog_type warning\nlog_type notice\n"
+            f"{self.extra_config}"
+        )
+        return [self.binary, "-c", str(self.config_path)]
+
+    def _ready(self) -> bool:
+        # A CONNACK to a bare MQTT 3.1.1 CONNECT proves the broker is serving.
+        connect = bytes.fromhex("101000044d5154540402003c0004") + b"prbe"
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(connect)
+                return s.recv(4)[:1] == b"\x20"
+        except OSError:
+            return False
+
+
+class InfluxDB(_Process):
+    """Debian's InfluxDB 1.x (`influxd`), HTTP on a free loopback port."""
+
+    name = "influxd"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.binary = _find_binary("influxd", "/usr/bin/influxd")
+        self.rpc_port = free_port()
+        self.config_path = workdir / "influxdb.conf"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _command(self) -> list[str]:
+        d = self.workdir
+        self.config_path.write_text(
+            f"""reporting-disabled = true
+bind-address = "127.0.0.1:{self.rpc_port}"
+[meta]
+  dir = "{d}/meta"
+[data]
+  dir = "{d}/data"
+  wal-dir = "{d}/wal"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "127.0.0.1:{self.port}"
+  log-enabled = false
+[logging]
+  level = "warn"
+"""
+        )
+        return [self.binary, "-config", str(self.config_path)]
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=0.5) as resp:
+                return int(resp.status) == 204
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def query(self, q: str, db: str | None = None) -> dict[str, object]:
+        """Run an InfluxQL query over HTTP and return the decoded JSON."""
+        import json
+
+        params = {"q": q, "epoch": "ms"}
+        if db:
+            params["db"] = db
+        data = urllib.parse.urlencode(params).encode()
+        with urllib.request.urlopen(f"{self.url}/query", data=data, timeout=30) as resp:
+            result: dict[str, object] = json.loads(resp.read())
+        return result
+
+    def create_database(self, db: str) -> None:
+        self.query(f'CREATE DATABASE "{db}"')

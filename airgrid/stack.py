@@ -1,0 +1,242 @@
+"""The whole system as real processes: simulated sensors, one edge agent each, a collector.
+
+Used by `airgrid demo`, the end-to-end tests and the benchmarks. Mosquitto and InfluxDB
+come from airgrid.services; everything else is started here as child processes with
+generated configs, and stopped by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import alert_rules
+from airgrid.services import InfluxDB, Mosquitto
+
+DEMO_RULES = Path(alert_rules.__file__).with_name("demo_rules.yaml")
+
+
+@dataclass(frozen=True)
+class SimDevice:
+    device: str
+    scenario: str = "clean"  # or "episode"
+    baseline: float = 25.0
+    peak: float = 220.0
+    episode_start_s: float = 15.0
+    episode_length_s: float = 30.0
+    seed: int = 0
+
+
+@dataclass
+class Timing:
+    frame_period_s: float = 0.2
+    sample_interval_s: float = 1.0
+    warmup_s: float = 0.0
+    status_interval_s: float = 5.0
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    broker: Mosquitto
+    influx: InfluxDB
+    devices: list[SimDevice]
+    timing: Timing = field(default_factory=Timing)
+    rules_file: Path = DEMO_RULES
+    database: str = "airgrid"
+    sims: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    collector: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+
+    # --- paths ----------------------------------------------------------------------
+
+    def tty(self, device: str) -> Path:
+        return self.workdir / "tty" / device
+
+    def outbox(self, device: str) -> Path:
+        return self.workdir / "outbox" / f"{device}.db"
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = (self.workdir / "logs").joinpath(f"{name}.log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", *args], stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+
+    # --- start ----------------------------------------------------------------------
+
+    def start_sim(self, d: SimDevice) -> None:
+        self.sims[d.device] = self._spawn(f"sim-{d.device}", [
+            "firmware_sim.cli", "pms5003", "--link", str(self.tty(d.device)),
+            "--scenario", d.scenario, "--baseline", str(d.baseline), "--peak", str(d.peak),
+            "--episode-start", str(d.episode_start_s),
+            "--episode-length", str(d.episode_length_s),
+            "--frame-period", str(self.timing.frame_period_s),
+            "--warmup", str(self.timing.warmup_s), "--seed", str(d.seed),
+        ])
+
+    def agent_config(self, device: str) -> Path:
+        t = self.timing
+        path = self.workdir / "config" / f"edge-{device}.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            f'device = "{device}"\n'
+            "[sensor]\n"
+            f'port = "{self.tty(device)}"\n'
+            f"warmup_s = {t.warmup_s}\n"
+            f"silent_after_s = {max(5.0, 10 * t.frame_period_s)}\n"
+            "[sampling]\n"
+            f"interval_s = {t.sample_interval_s}\n"
+            "[outbox]\n"
+            f'path = "{self.outbox(device)}"\n'
+            "[broker]\n"
+            f"port = {self.broker.port}\n"
+            "keepalive_s = 10\n"
+            "[publish]\n"
+            "resend_after_s = 20.0\n"
+            "backoff_max_s = 2.0\n"
+            "[clock]\n"
+            "trust_system_clock = true\n"
+            "[status]\n"
+            f"interval_s = {t.status_interval_s}\n"
+        )
+        return path
+
+    def start_agent(self, device: str) -> None:
+        config = self.agent_config(device)
+        self.agents[device] = self._spawn(
+            f"edge-{device}", ["edge_agent.cli", "run", "--config", str(config)]
+        )
+
+    def collector_config(self) -> Path:
+        path = self.workdir / "config" / "collector.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            "[broker]\n"
+            f"port = {self.broker.port}\n"
+            "[influx]\n"
+            f'url = "{self.influx.url}"\n'
+            f'database = "{self.database}"\n'
+            "[batch]\n"
+            "max_wait_ms = 100\n"
+            "[rules]\n"
+            f'files = ["{self.rules_file}"]\n'
+            "tick_interval_s = 0.5\n"
+        )
+        return path
+
+    def start_collector(self) -> None:
+        self.collector = self._spawn(
+            "collector", ["collector.cli", "run", "--config", str(self.collector_config())]
+        )
+
+    def start(self) -> None:
+        self.influx.create_database(self.database)
+        self.start_collector()
+        for d in self.devices:
+            self.start_sim(d)
+        for d in self.devices:
+            self._wait_for(self.tty(d.device))
+            self.start_agent(d.device)
+
+    @staticmethod
+    def _wait_for(path: Path, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{path} did not appear")
+            time.sleep(0.02)
+
+    # --- observe --------------------------------------------------------------------
+
+    def outbox_counts(self, device: str) -> tuple[int, int, int]:
+        """(captured, pending, dropped) read from the agent's outbox."""
+        path = self.outbox(device)
+        if not path.exists():
+            return 0, 0, 0
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            (pending,) = db.execute("SELECT count(*) FROM readings").fetchone()
+        except sqlite3.OperationalError:
+            return 0, 0, 0
+        finally:
+            db.close()
+        return int(meta.get("last_seq", 0)), int(pending), int(meta.get("dropped", 0))
+
+    def captured(self) -> dict[str, int]:
+        return {d.device: self.outbox_counts(d.device)[0] for d in self.devices}
+
+    def pending(self) -> int:
+        return sum(self.outbox_counts(d.device)[1] for d in self.devices)
+
+    def stored(self) -> dict[str, int]:
+        """Distinct readings per device in InfluxDB (a point's identity is device + time)."""
+        res = self.influx.query(
+            "SELECT count(seq) FROM readings GROUP BY device", db=self.database
+        )
+        out = {d.device: 0 for d in self.devices}
+        for result in res.get("results", []):  # type: ignore[union-attr]
+            for series in result.get("series", []):
+                out[series["tags"]["device"]] = int(series["values"][0][1])
+        return out
+
+    # --- stop -----------------------------------------------------------------------
+
+    @staticmethod
+    def _terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 15.0) -> None:
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+    def kill_agent(self, device: str) -> None:
+        proc = self.agents.pop(device)
+        proc.kill()
+        proc.wait(5)
+
+    def kill_collector(self) -> None:
+        if self.collector is not None:
+            self.collector.kill()
+            self.collector.wait(5)
+            self.collector = None
+
+    def stop_sims(self) -> None:
+        for proc in self.sims.values():
+            self._terminate(proc)
+        self.sims.clear()
+
+    def drain(self, timeout: float = 60.0) -> bool:
+        """Wait until every outbox is empty and InfluxDB holds every captured reading."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pending() == 0 and self.stored() == self.captured():
+                return True
+            time.sleep(0.25)
+        return False
+
+    def stop(self) -> None:
+        self.stop_sims()
+        for proc in self.agents.values():
+            self._terminate(proc)
+        self.agents.clear()
+        self._terminate(self.collector)
+        self.collector = None

@@ -1,0 +1,38 @@
+"""The rule engine: ingest readings into the fleet state, tick every rule over all devices.
+
+No I/O and no wall clock: callers pass `now_ms`, so a tick is reproducible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from alert_rules.rulefile import Rule
+from alert_rules.state import FleetState, FloatArr
+from alert_rules.transitions import Transition
+
+
+class Engine:
+    def __init__(self, rules: Sequence[Rule], window: int = 256) -> None:
+        self.rules = list(rules)
+        fields = tuple(sorted({r.field for r in self.rules})) or ("pm2_5",)
+        self.fleet = FleetState(fields=fields, window=window)
+
+    def ingest(self, devices: list[str], ts_ms: Sequence[int],
+               values: dict[str, Sequence[float | None]]) -> None:
+        """Readings as columns: device id, timestamp and one sequence per field."""
+        rows = self.fleet.rows_for(devices)
+        cols: dict[str, FloatArr] = {}
+        for f in self.fleet.fields:
+            col = values.get(f)
+            cols[f] = (np.full(len(devices), np.nan) if col is None else
+                       np.array([np.nan if x is None else x for x in col], np.float64))
+        self.fleet.ingest(rows, np.asarray(ts_ms, np.int64), cols)
+
+    def tick(self, now_ms: int) -> list[Transition]:
+        out: list[Transition] = []
+        for rule in self.rules:
+            out.extend(rule.evaluate(self.fleet, now_ms))
+        return out

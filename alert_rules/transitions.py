@@ -1,0 +1,20 @@
+"""What a tick reports: a rule's alert for one subject changed state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+AlertState = Literal["pending", "firing", "resolved"]
+
+
+@dataclass(frozen=True)
+class Transition:
+    rule: str
+    subject: str  # device id (or township for regional alerts)
+    state: AlertState
+    value: float
+    at_ms: int
+    severity: str = "warning"
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,103 @@
+"""`airgrid-collector`: the county collector service."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from airgrid.config_schema import ConfigError
+
+
+def _load_engine(files: tuple[Path, ...]):  # type: ignore[no-untyped-def]
+    from alert_rules.engine import Engine
+    from alert_rules.rulefile import DEFAULT_RULES, load_rules
+
+    rules = []
+    for f in files or (DEFAULT_RULES,):
+        rules.extend(load_rules(f))
+    return Engine(rules)
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from alert_rules.rulefile import RuleFileError
+    from collector import config as collector_config
+
+    try:
+        cfg = collector_config.load(args.file)
+        engine = _load_engine(cfg.rule_files)
+    except (ConfigError, RuleFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: ok ({len(engine.rules)} rules)")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from alert_rules.rulefile import RuleFileError
+    from collector import config as collector_config
+    from collector.influx_sink import InfluxV1Sink
+    from collector.mqtt_ingest import MqttIngest
+    from collector.pipeline import Pipeline
+
+    log = logging.getLogger("collector")
+    try:
+        cfg = collector_config.load(args.config)
+        engine = _load_engine(cfg.rule_files)
+    except (ConfigError, RuleFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sink = InfluxV1Sink(cfg.influx_url, cfg.influx_database, cfg.influx_username,
+                        cfg.influx_password)
+    ingest = MqttIngest(cfg.broker_host, cfg.broker_port, cfg.client_id, cfg.prefix,
+                        cfg.max_unacked, cfg.broker_username, cfg.broker_password)
+    pipeline = Pipeline(ingest, sink, engine, cfg.prefix, cfg.batch_max_messages,
+                        cfg.batch_max_wait_ms / 1000, cfg.tick_interval_s)
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: object) -> None:
+        stop.set()
+        pipeline.stopping.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    ingest.start()
+    log.info("collector: broker %s:%d, InfluxDB %s db %s, %d rules", cfg.broker_host,
+             cfg.broker_port, cfg.influx_url, cfg.influx_database, len(engine.rules))
+    try:
+        pipeline.run()
+    finally:
+        ingest.stop()
+        c = pipeline.counters
+        log.info("stopped: %d messages, %d readings stored, %d duplicates, rejected %s",
+                 c.messages, c.readings_stored, c.duplicates, dict(c.rejected))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="airgrid-collector", description="airgrid county collector")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the collector service")
+    run.add_argument("--config", type=Path, required=True, help="TOML config file")
+    run.set_defaults(func=_cmd_run)
+    chk = sub.add_parser("check-config", help="validate a config file and its rule files")
+    chk.add_argument("file", type=Path)
+    chk.set_defaults(func=_cmd_check_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""MQTT v5 ingest with a persistent session and manual acknowledgement.
+
+A message is acknowledged (PUBACK) only when the pipeline says its readings are stored.
+The broker's Receive Maximum bounds what is unacknowledged: that is the back-pressure.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from airgrid.wire import device_subscription
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int  # connection it arrived on: acks never cross a reconnect
+
+
+class MqttIngest:
+    def __init__(
+        self, host: str, port: int, client_id: str, prefix: str, max_unacked: int,
+        username: str | None = None, password: str | None = None,
+    ) -> None:
+        self.host, self.port, self.prefix = host, port, prefix
+        self.max_unacked = max_unacked
+        self.queue: queue.Queue[Delivery] = queue.Queue()
+        self._generation = 0
+        self.connected = threading.Event()
+        c = mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+            protocol=mqtt.MQTTv5, manual_ack=True,
+        )
+        if username:
+            c.username_pw_set(username, password)
+        c.reconnect_delay_set(1, 10)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        self.client = c
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.ReceiveMaximum = self.max_unacked
+        self.client.connect_async(self.host, self.port, keepalive=30, clean_start=False,
+                                  properties=props)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
+                    reason: ReasonCode, props: Properties | None) -> None:
+        if reason.is_failure:
+            log.error("broker refused the collector: %s", reason)
+            return
+        self._generation += 1
+        log.info("connected to %s:%s (session present: %s)", self.host, self.port,
+                 flags.session_present)
+        client.subscribe([(device_subscription("up", self.prefix), 1),
+                          (device_subscription("status", self.prefix), 1)])
+        self.connected.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,
+                       reason: ReasonCode, props: Properties | None) -> None:
+        self.connected.clear()
+        self._generation += 1  # what arrived before is redelivered; never ack it now
+        log.warning("disconnected from broker: %s", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        self.queue.put(Delivery(msg.topic, msg.payload, msg.mid, msg.qos, self._generation))
+
+    def take(self, max_messages: int, max_wait_s: float) -> list[Delivery]:
+        """Up to max_messages; waits max_wait_s for the first, then takes what is there."""
+        out: list[Delivery] = []
+        try:
+            out.append(self.queue.get(timeout=max_wait_s))
+        except queue.Empty:
+            return out
+        while len(out) < max_messages:
+            try:
+                out.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        return out
+
+    def ack(self, deliveries: list[Delivery]) -> int:
+        """PUBACK what is stored; returns how many were from an older connection."""
+        stale = 0
+        for d in deliveries:
+            if d.qos == 0:
+                continue
+            if d.generation != self._generation:
+                stale += 1
+                continue
+            self.client.ack(d.mid, d.qos)
+        return stale
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=qos, retain=retain)

@@ -1,0 +1,243 @@
+"""Drain the outbox to the broker: MQTT v5 QoS 1, delete only after PUBACK.
+
+paho-mqtt's network thread reconnects with backoff and resends unacknowledged QoS 1
+messages; this module decides what to send (oldest first, a bounded window of messages in
+flight) and deletes from the outbox when a PUBACK confirms a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
+from airgrid.wire import SCHEMA_VERSION, Status, UpBatch, encode_status, encode_up, status_topic, up_topic
+from edge_agent.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    keepalive_s: int = 30
+    prefix: str = "airgrid"
+
+
+@dataclass(frozen=True)
+class PublishSettings:
+    batch_max: int = 200  # readings per MQTT message
+    window: int = 20  # messages in flight (published, not yet acknowledged)
+    resend_after_s: float = 60.0  # republish what a live connection never acknowledged
+    backoff_min_s: float = 1.0
+    backoff_max_s: float = 60.0
+
+
+class Publisher:
+    def __init__(
+        self,
+        device: str,
+        boot_id: str,
+        outbox: Outbox,
+        broker: BrokerSettings,
+        settings: PublishSettings,
+        status: Callable[[], Status],
+    ) -> None:
+        self.device = device
+        self.boot_id = boot_id
+        self.outbox = outbox
+        self.broker = broker
+        self.settings = settings
+        self._status = status
+        self._acks: queue.SimpleQueue[tuple[int, bool, str]] = queue.SimpleQueue()
+        self._inflight: dict[int, tuple[float, list[int]]] = {}  # mid -> (sent at, seqs)
+        self._sent_upto = 0
+        self._connected = threading.Event()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.published_readings = 0
+        self.acked_readings = 0
+        self.rejected_messages = 0
+        self.client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        c = mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"airgrid-edge-{self.device}",
+            protocol=mqtt.MQTTv5,
+        )
+        b = self.broker
+        if b.username:
+            c.username_pw_set(b.username, b.password)
+        if b.ca_file:
+            c.tls_set(
+                ca_certs=b.ca_file, certfile=b.cert_file, keyfile=b.key_file,
+                cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        offline = Status(v=SCHEMA_VERSION, device=self.device, state="offline")
+        c.will_set(status_topic(self.device, b.prefix), encode_status(offline), qos=1, retain=True)
+        # paho's own reconnect backoff, doubling from min to max.
+        c.reconnect_delay_set(
+            int(self.settings.backoff_min_s), int(self.settings.backoff_max_s)
+        )
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        return c
+
+    # --- paho callbacks (network thread) ------------------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
+        reason: ReasonCode, props: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.warning("broker refused connection: %s", reason)
+            return
+        log.info("connected to %s:%s (session present: %s)",
+                 self.broker.host, self.broker.port, flags.session_present)
+        self._connected.set()
+        self.publish_status()
+        self._wake.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,
+        reason: ReasonCode, props: Properties | None,
+    ) -> None:
+        self._connected.clear()
+        if not self._stop.is_set():
+            log.warning("disconnected from broker: %s", reason)
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: object, mid: int,
+        reason: ReasonCode, props: Properties | None,
+    ) -> None:
+        # paho calls this holding its own message lock: hand over, never block here.
+        self._acks.put((mid, reason.is_failure, str(reason)))
+        self._wake.set()
+
+    # --- control ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        self.client.connect_async(
+            self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s,
+            clean_start=False, properties=props,
+        )
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """A new reading was captured."""
+        self._wake.set()
+
+    def stop(self, drain_s: float = 0.0) -> None:
+        deadline = time.monotonic() + drain_s
+        while drain_s and time.monotonic() < deadline and self.outbox.depth():
+            time.sleep(0.05)
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(5)
+        if self._connected.is_set():
+            offline = Status(v=SCHEMA_VERSION, device=self.device, state="offline")
+            info = self.client.publish(
+                status_topic(self.device, self.broker.prefix), encode_status(offline),
+                qos=1, retain=True,
+            )
+            info.wait_for_publish(2)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    def publish_status(self) -> None:
+        self.client.publish(
+            status_topic(self.device, self.broker.prefix), encode_status(self._status()),
+            qos=1, retain=True,
+        )
+
+    # --- sending loop -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        # All in-flight bookkeeping happens on this one thread.
+        while not self._stop.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            self._take_acks()
+            if not self._connected.is_set():
+                continue
+            self._resend_stale()
+            while not self._stop.is_set() and self._connected.is_set() and self._send_one():
+                self._take_acks()
+
+    def _take_acks(self) -> None:
+        while True:
+            try:
+                mid, failed, reason = self._acks.get_nowait()
+            except queue.Empty:
+                return
+            entry = self._inflight.pop(mid, None)
+            if entry is None:
+                continue
+            seqs = entry[1]
+            if failed:
+                # e.g. 135 not authorized: the broker did not take it; it stays in the
+                # outbox and is sent again after resend_after_s.
+                self.rejected_messages += 1
+                log.error("broker rejected a batch of %d readings (%s)", len(seqs), reason)
+                self._sent_upto = min(self._sent_upto, seqs[0] - 1)
+                continue
+            self.outbox.delete(seqs)
+            self.acked_readings += len(seqs)
+
+    def _resend_stale(self) -> None:
+        now = time.monotonic()
+        stale = [m for m, (t, _) in self._inflight.items()
+                 if now - t > self.settings.resend_after_s]
+        if stale:
+            # Duplicates are harmless (the collector drops repeats by seq); loss is not.
+            log.warning("%d batches unacknowledged for %.0f s; sending again",
+                        len(stale), self.settings.resend_after_s)
+            self._inflight.clear()
+            self._sent_upto = 0
+
+    def _send_one(self) -> bool:
+        if len(self._inflight) >= self.settings.window:
+            return False
+        readings = self.outbox.oldest(self.settings.batch_max, after_seq=self._sent_upto)
+        if not readings:
+            return False
+        batch = UpBatch(v=SCHEMA_VERSION, device=self.device, boot=self.boot_id,
+                        readings=tuple(readings))
+        seqs = [r.seq for r in readings]
+        info = self.client.publish(up_topic(self.device, self.broker.prefix), encode_up(batch), qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False  # not connected after all; the readings stay in the outbox
+        self._inflight[info.mid] = (time.monotonic(), seqs)
+        self._sent_upto = seqs[-1]
+        self.published_readings += len(seqs)
+        return True

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install the Debian packages airgrid runs against, when missing. Idempotent.
+# Services are neither started nor enabled: the demo and the tests run their own instances.
+set -euo pipefail
+pkgs=(mosquitto mosquitto-clients influxdb)
+python3 -c "import ensurepip, venv" 2>/dev/null || pkgs+=(python3-venv)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "installing Debian packages: ${missing[*]}"
+# policy-rc.d answering 101 stops the packages' maintainer scripts from starting services.
+own_policy=0
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod 755 /usr/sbin/policy-rc.d
+  own_policy=1
+fi
+cleanup() { [ $own_policy -eq 1 ] && $SUDO rm -f /usr/sbin/policy-rc.d; true; }
+trap cleanup EXIT
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Packages enable their units on install; on a machine running systemd, undo that.
+if [ -d /run/systemd/system ]; then
+  for unit in mosquitto influxdb; do $SUDO systemctl disable --now "$unit" 2>/dev/null || true; done
+fi
