@@ -38,7 +38,9 @@ def _type_name(types: type | tuple[type, ...]) -> str:
     return " or ".join(t.__name__ for t in ts)
 
 
-def validate(data: Mapping[str, Any], schema: Schema, file: Path | str, prefix: str = "") -> dict[str, Any]:
+def validate(
+    data: Mapping[str, Any], schema: Schema, file: Path | str, prefix: str = ""
+) -> dict[str, Any]:
     """Return a dict with defaults filled in; raise ConfigError on the first problem."""
     out: dict[str, Any] = {}
     for key in data:
@@ -54,7 +56,8 @@ def validate(data: Mapping[str, Any], schema: Schema, file: Path | str, prefix: 
             continue
         if key not in data:
             if spec.required:
-                raise ConfigError(file, path, f"{spec.expected or _type_name(spec.types)} (required)")
+                expected = spec.expected or _type_name(spec.types)
+                raise ConfigError(file, path, f"{expected} (required)")
             out[key] = spec.default
             continue
         value = data[key]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from airgrid.services import InfluxDB, Mosquitto
 from airgrid.stack import SimDevice, Stack, Timing
@@ -44,7 +45,7 @@ class LiveView:
             return
         try:
             device, _ = parse_device_topic(msg.topic)
-            batch = decode_up(msg.payload, device)
+            batch = decode_up(bytes(msg.payload), device)
         except ValueError:
             return
         with self.lock:
@@ -78,7 +79,8 @@ def _render(view: LiveView, elapsed: float, seconds: float | None):  # type: ign
     std = aqi.get()
     table = Table(title=f"airgrid demo — {elapsed:.0f} s"
                   + (f" of {seconds:.0f}" if seconds else " (Ctrl-C to stop)"))
-    for col in ("device", "readings", "PM2.5 µg/m³", f"IAQI ({std.name})", "category 类别", "alert"):
+    columns = ("device", "readings", "PM2.5 µg/m³", f"IAQI ({std.name})", "category 类别", "alert")
+    for col in columns:
         table.add_column(col)
     with view.lock:
         items = sorted(view.devices.items())
@@ -105,7 +107,7 @@ def run_demo(devices: int, seconds: float | None, headless: bool, keep: bool,
     influx = InfluxDB(base / "influxdb")
     stack = Stack(base / "stack", broker, influx, demo_devices(devices), Timing())
     view = LiveView()
-    watcher = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+    watcher = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                           client_id="airgrid-demo-view")
     watcher.on_message = view.on_message
     summary: dict[str, object] = {}

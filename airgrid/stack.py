@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import alert_rules
 from airgrid.services import InfluxDB, Mosquitto
@@ -188,7 +189,8 @@ class Stack:
             "SELECT count(seq) FROM readings GROUP BY device", db=self.database
         )
         out = {d.device: 0 for d in self.devices}
-        for result in res.get("results", []):  # type: ignore[union-attr]
+        results: list[dict[str, Any]] = res.get("results", [])  # type: ignore[assignment]
+        for result in results:
             for series in result.get("series", []):
                 out[series["tags"]["device"]] = int(series["values"][0][1])
         return out

@@ -170,7 +170,9 @@ def decode_status(payload: bytes, topic_device: str | None = None) -> Status:
     return status
 
 
-def decode_up(payload: bytes, topic_device: str | None = None, now_ms: int | None = None) -> UpBatch:
+def decode_up(
+    payload: bytes, topic_device: str | None = None, now_ms: int | None = None
+) -> UpBatch:
     """Decode and validate an `up` payload; raise WireError naming what and where."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise WireError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")

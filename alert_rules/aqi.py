@@ -57,10 +57,9 @@ class Standard:
         k = np.clip(np.searchsorted(lo, c, side="right") - 1, 0, len(lo) - 1)
         with np.errstate(invalid="ignore"):
             raw = (ihi[k] - ilo[k]) / (hi[k] - lo[k]) * (c - lo[k]) + ilo[k]
-            if self.rounding == "ceil":
-                out = np.ceil(np.round(raw, 9))
-            else:
-                out = np.floor(raw + 0.5)
+            # HJ 633 rounds the sub-index up; EPA rounds half up. round(…, 9) first so
+            # that float noise (100.0000000001) does not push an exact edge up a step.
+            out = np.ceil(np.round(raw, 9)) if self.rounding == "ceil" else np.floor(raw + 0.5)
             out = np.where(c > hi[-1], ihi[-1], out)
             bad = np.isnan(c) | (c < 0)
         return np.where(bad, np.nan, out)
@@ -96,4 +95,5 @@ def get(standard_id: str = DEFAULT_STANDARD) -> Standard:
     try:
         return standards()[standard_id]
     except KeyError:
-        raise KeyError(f"unknown AQI standard {standard_id!r}; known: {sorted(standards())}") from None
+        known = sorted(standards())
+        raise KeyError(f"unknown AQI standard {standard_id!r}; known: {known}") from None

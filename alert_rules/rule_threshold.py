@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -25,12 +26,12 @@ class ThresholdRule:
     for_ms: int = 0
     keep_firing_for_ms: int = 0
     severity: str = "warning"
-    labels: dict[str, str] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    annotations: dict[str, str] = dataclasses.field(default_factory=dict)
     # per-device state, indexed like FleetState rows
-    pending_since: IntArr = field(default_factory=lambda: np.zeros(0, np.int64))
-    clear_since: IntArr = field(default_factory=lambda: np.zeros(0, np.int64))
-    firing: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    pending_since: IntArr = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+    clear_since: IntArr = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+    firing: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, bool))
 
     def _fit(self, n: int) -> None:
         have = self.firing.size

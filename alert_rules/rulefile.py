@@ -96,7 +96,7 @@ def load_rules(path: Path) -> list[Rule]:
     except OSError as exc:
         raise RuleFileError(path, 0, f"cannot read: {exc}") from exc
     try:
-        doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        doc = yaml.load(text, Loader=_LineLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise RuleFileError(path, mark.line + 1 if mark else 0, f"not valid YAML: {exc}") from exc

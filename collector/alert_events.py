@@ -6,8 +6,8 @@ import datetime as dt
 import hashlib
 import json
 
-from alert_rules.transitions import Transition
 from airgrid.wire import alert_topic
+from alert_rules.transitions import Transition
 
 EVENT_TYPE_PREFIX = "org.airgrid.alert."
 SOURCE = "/airgrid/collector"

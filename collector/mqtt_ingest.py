@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -43,7 +44,7 @@ class MqttIngest:
         self._generation = 0
         self.connected = threading.Event()
         c = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+            callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
             protocol=mqtt.MQTTv5, manual_ack=True,
         )
         if username:
@@ -55,7 +56,7 @@ class MqttIngest:
         self.client = c
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.ReceiveMaximum = self.max_unacked
         self.client.connect_async(self.host, self.port, keepalive=30, clean_start=False,
@@ -85,7 +86,7 @@ class MqttIngest:
         log.warning("disconnected from broker: %s", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        self.queue.put(Delivery(msg.topic, msg.payload, msg.mid, msg.qos, self._generation))
+        self.queue.put(Delivery(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation))
 
     def take(self, max_messages: int, max_wait_s: float) -> list[Delivery]:
         """Up to max_messages; waits max_wait_s for the first, then takes what is there."""

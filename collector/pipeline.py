@@ -14,7 +14,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from airgrid.wire import Reading, WireError, deadletter_topic, decode_status, decode_up, parse_device_topic
+from airgrid.wire import (
+    Reading,
+    WireError,
+    deadletter_topic,
+    decode_status,
+    decode_up,
+    parse_device_topic,
+)
 from alert_rules.engine import Engine
 from alert_rules.transitions import Transition
 from collector import alert_events

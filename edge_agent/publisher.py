@@ -16,11 +16,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.properties import Properties
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from airgrid.wire import SCHEMA_VERSION, Status, UpBatch, encode_status, encode_up, status_topic, up_topic
+from airgrid.wire import (
+    SCHEMA_VERSION,
+    Status,
+    UpBatch,
+    encode_status,
+    encode_up,
+    status_topic,
+    up_topic,
+)
 from edge_agent.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -79,7 +88,7 @@ class Publisher:
 
     def _make_client(self) -> mqtt.Client:
         c = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=f"airgrid-edge-{self.device}",
             protocol=mqtt.MQTTv5,
         )
@@ -136,7 +145,7 @@ class Publisher:
     # --- control ------------------------------------------------------------------------
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         self.client.connect_async(
             self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s,
@@ -234,7 +243,8 @@ class Publisher:
         batch = UpBatch(v=SCHEMA_VERSION, device=self.device, boot=self.boot_id,
                         readings=tuple(readings))
         seqs = [r.seq for r in readings]
-        info = self.client.publish(up_topic(self.device, self.broker.prefix), encode_up(batch), qos=1)
+        topic = up_topic(self.device, self.broker.prefix)
+        info = self.client.publish(topic, encode_up(batch), qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return False  # not connected after all; the readings stay in the outbox
         self._inflight[info.mid] = (time.monotonic(), seqs)

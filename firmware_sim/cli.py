@@ -15,7 +15,7 @@ from firmware_sim.scenarios import SCENARIOS, with_noise
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="airgrid-sim",
-        description="Simulated PM sensors on pseudo-terminals, for running airgrid without hardware.",
+        description="Simulated PM sensors on pseudo-terminals: airgrid without hardware.",
     )
     sub = p.add_subparsers(dest="command", required=True)
     pms = sub.add_parser("pms5003", help="a Plantower PMS5003 on a pseudo-terminal")

@@ -67,7 +67,8 @@ def decode_data_frame(frame: bytes) -> PmsFrame:
 
 
 def _ack_ok(buf: bytes | bytearray) -> bool:
-    return (sum(buf[:6]) & 0xFFFF) == struct.unpack(">H", bytes(buf[6:8]))[0]
+    (checksum,) = struct.unpack(">H", bytes(buf[6:8]))
+    return (sum(buf[:6]) & 0xFFFF) == int(checksum)
 
 
 @dataclass
