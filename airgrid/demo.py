@@ -145,7 +145,8 @@ def run_demo(devices: int, seconds: float | None, headless: bool, keep: bool,
         if not drained:
             summary["note"] = "outboxes did not drain within 60 s"
         if not headless:
-            print("\nQuery what was stored (InfluxDB 1.x, database 'airgrid'):")
+            print("\nQuery what was stored (InfluxDB 1.x, database 'airgrid'"
+                  + ("):" if keep else "; add --keep to query it before the demo cleans up):"))
             print(f"  curl -G {influx.url}/query --data-urlencode db=airgrid --data-urlencode "
                   "\"q=SELECT mean(pm2_5) FROM readings WHERE time > now() - 10m "
                   "GROUP BY device, time(10s)\"")
