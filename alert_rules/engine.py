@@ -31,6 +31,16 @@ class Engine:
                        np.array([np.nan if x is None else x for x in col], np.float64))
         self.fleet.ingest(rows, np.asarray(ts_ms, np.int64), cols)
 
+    def forget(self, devices: list[str]) -> int:
+        """Drop the windows and alert state of devices now judged elsewhere (their row
+        stays, empty, so other rows never move); returns how many were known."""
+        rows = np.fromiter((self.fleet.index[d] for d in devices if d in self.fleet.index),
+                           np.int64)
+        self.fleet.clear_rows(rows)
+        for rule in self.rules:
+            rule.clear_rows(rows)
+        return int(rows.size)
+
     def tick(self, now_ms: int) -> list[Transition]:
         out: list[Transition] = []
         for rule in self.rules:

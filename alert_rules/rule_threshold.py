@@ -40,6 +40,13 @@ class ThresholdRule:
             self.clear_since = np.concatenate([self.clear_since, np.full(n - have, NONE)])
             self.firing = np.concatenate([self.firing, np.zeros(n - have, bool)])
 
+    def clear_rows(self, rows: IntArr) -> None:
+        """Forget these devices' alert state (no transition is reported)."""
+        rows = rows[rows < self.firing.size]
+        self.pending_since[rows] = NONE
+        self.clear_since[rows] = NONE
+        self.firing[rows] = False
+
     def value(self, fleet: FleetState, now_ms: int) -> FloatArr:
         if self.aggregate == "mean":
             return fleet.window_mean(self.field, now_ms, self.window_ms)

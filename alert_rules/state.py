@@ -78,6 +78,14 @@ class FleetState:
         self.head[uniq] = (self.head[uniq] + counts) % self.window
         np.maximum.at(self.last_ts, rows, ts)
 
+    def clear_rows(self, rows: IntArr) -> None:
+        """Empty these rows, as if their devices had never reported."""
+        self.ts[rows] = 0
+        for f in self.fields:
+            self.values[f][rows] = np.nan
+        self.head[rows] = 0
+        self.last_ts[rows] = 0
+
     def latest(self, f: str) -> FloatArr:
         n = self.size
         slot = (self.head[:n] - 1) % self.window
