@@ -8,8 +8,15 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from airgrid.config_schema import ConfigError
+
+if TYPE_CHECKING:
+    from alert_rules.engine import Engine
+    from collector.config import CollectorConfig
+    from collector.handover import HandOver
+    from collector.ingest_source import IngestSource
 
 
 def _load_engine(files: tuple[Path, ...]):  # type: ignore[no-untyped-def]
@@ -52,10 +59,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     sink = InfluxV1Sink(cfg.influx_url, cfg.influx_database, cfg.influx_username,
                         cfg.influx_password)
-    ingest = MqttIngest(cfg.broker_host, cfg.broker_port, cfg.client_id, cfg.prefix,
-                        cfg.max_unacked, cfg.broker_username, cfg.broker_password)
+    ingest: IngestSource
+    handover: HandOver | None = None
+    if cfg.source == "amqp":
+        ingest, handover = _amqp_source(cfg, engine)
+    else:
+        ingest = MqttIngest(cfg.broker_host, cfg.broker_port, cfg.client_id, cfg.prefix,
+                            cfg.max_unacked, cfg.broker_username, cfg.broker_password)
     pipeline = Pipeline(ingest, sink, engine, cfg.prefix, cfg.batch_max_messages,
-                        cfg.batch_max_wait_ms / 1000, cfg.tick_interval_s)
+                        cfg.batch_max_wait_ms / 1000, cfg.tick_interval_s, handover=handover)
     stop = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:
@@ -65,8 +77,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     ingest.start()
-    log.info("collector: broker %s:%d, InfluxDB %s db %s, %d rules", cfg.broker_host,
-             cfg.broker_port, cfg.influx_url, cfg.influx_database, len(engine.rules))
+    log.info("collector: source %s, broker %s:%d, InfluxDB %s db %s, %d rules", cfg.source,
+             cfg.broker_host, cfg.broker_port, cfg.influx_url, cfg.influx_database,
+             len(engine.rules))
     try:
         pipeline.run()
     finally:
@@ -75,6 +88,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
         log.info("stopped: %d messages, %d readings stored, %d duplicates, rejected %s",
                  c.messages, c.readings_stored, c.duplicates, dict(c.rejected))
     return 0
+
+
+def _amqp_source(cfg: CollectorConfig, engine: Engine) -> tuple[IngestSource, HandOver]:
+    from collector.amqp_ingest import AmqpIngest
+    from collector.amqp_topology import Topology
+    from collector.handover import HandOver, InfluxHistory
+
+    topology = (Topology(dict(cfg.amqp_collectors), cfg.prefix)
+                if cfg.amqp_setup_topology else None)
+    ingest = AmqpIngest(list(cfg.amqp_urls), cfg.amqp_collector, cfg.amqp_prefetch, topology)
+    history = InfluxHistory(cfg.influx_url, cfg.influx_database, cfg.influx_username,
+                            cfg.influx_password)
+    handover = HandOver(engine, history, int(cfg.rebuild_lookback_s * 1000),
+                        int(cfg.forget_after_s * 1000))
+    return ingest, handover
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,11 @@ from typing import Any
 
 from airgrid.config_schema import ConfigError, Field, validate
 
+SOURCES = ("mqtt", "amqp")
+
 SCHEMA: dict[str, Any] = {
+    # Where messages come from: "mqtt" ([broker], a county) or "amqp" ([amqp], a province).
+    "source": Field(str, "mqtt", check=lambda v: v in SOURCES, expected=f"one of {SOURCES}"),
     "broker": {
         "host": Field(str, "127.0.0.1"),
         "port": Field(int, 1883, check=lambda v: 0 < v < 65536, expected="a TCP port"),
@@ -29,6 +33,24 @@ SCHEMA: dict[str, Any] = {
     "batch": {
         "max_messages": Field(int, 500, check=lambda v: v >= 1, expected="an integer >= 1"),
         "max_wait_ms": Field(int, 200, check=lambda v: v >= 0, expected="milliseconds >= 0"),
+    },
+    "amqp": {
+        "urls": Field(list, ["amqp://guest:guest@127.0.0.1:5672/%2F"],
+                      check=lambda v: bool(v) and all(isinstance(x, str) and
+                                                      x.startswith(("amqp://", "amqps://"))
+                                                      for x in v),
+                      expected="a non-empty list of amqp:// URLs (tried in turn)"),
+        "collector": Field(str, "c1", check=lambda v: bool(v) and " " not in v,
+                           expected="this collector's name (its queue airgrid.collector.NAME)"),
+        "prefetch": Field(int, 2000, check=lambda v: 1 <= v <= 65535,
+                          expected="1..65535 (unacknowledged deliveries)"),
+        "setup_topology": Field(bool, True),
+        "collectors": Field(dict, {}, check=lambda v: all(
+            isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in v.values()),
+            expected="a table of collector name = weight (integer >= 1)"),
+        "rebuild_lookback_s": Field(float, 3600.0, check=lambda v: v >= 0,
+                                    expected="seconds >= 0"),
+        "forget_after_s": Field(float, 600.0, check=lambda v: v > 0, expected="seconds > 0"),
     },
     "rules": {
         "files": Field(list, [], check=lambda v: all(isinstance(x, str) for x in v),
@@ -55,6 +77,14 @@ class CollectorConfig:
     batch_max_wait_ms: int
     rule_files: tuple[Path, ...]
     tick_interval_s: float
+    source: str = "mqtt"
+    amqp_urls: tuple[str, ...] = ()
+    amqp_collector: str = "c1"
+    amqp_prefetch: int = 2000
+    amqp_setup_topology: bool = True
+    amqp_collectors: tuple[tuple[str, int], ...] = ()  # name, weight on the hash ring
+    rebuild_lookback_s: float = 3600.0
+    forget_after_s: float = 600.0
 
 
 def from_dict(data: dict[str, Any], file: Path | str = "<config>") -> CollectorConfig:
@@ -69,7 +99,22 @@ def from_dict(data: dict[str, Any], file: Path | str = "<config>") -> CollectorC
         influx_password=i["password"],
         batch_max_messages=bt["max_messages"], batch_max_wait_ms=bt["max_wait_ms"],
         rule_files=tuple((base / f) for f in r["files"]), tick_interval_s=r["tick_interval_s"],
+        **_amqp(c, file),
     )
+
+
+def _amqp(c: dict[str, Any], file: Path | str) -> dict[str, Any]:
+    a = c["amqp"]
+    collectors = dict(a["collectors"]) or {a["collector"]: 1}
+    if a["collector"] not in collectors:
+        raise ConfigError(file, "amqp.collectors", f"an entry for this collector "
+                          f"{a['collector']!r}", sorted(collectors))
+    return {
+        "source": c["source"], "amqp_urls": tuple(a["urls"]), "amqp_collector": a["collector"],
+        "amqp_prefetch": a["prefetch"], "amqp_setup_topology": a["setup_topology"],
+        "amqp_collectors": tuple(collectors.items()),
+        "rebuild_lookback_s": a["rebuild_lookback_s"], "forget_after_s": a["forget_after_s"],
+    }
 
 
 def load(path: Path) -> CollectorConfig:

@@ -27,9 +27,10 @@ from alert_rules.transitions import Transition
 from collector import alert_events
 from collector.dedup import SeqTracker
 from collector.errors import Rejected, RetryLater
+from collector.handover import HandOver
 from collector.influx_sink import StorageSink
+from collector.ingest_source import Delivery, IngestSource
 from collector.line_protocol import reading_line, status_line, tag_set
-from collector.mqtt_ingest import Delivery, MqttIngest
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,11 @@ class Counters:
 
 class Pipeline:
     def __init__(
-        self, ingest: MqttIngest, sink: StorageSink, engine: Engine, prefix: str = "airgrid",
+        self, ingest: IngestSource, sink: StorageSink, engine: Engine, prefix: str = "airgrid",
         max_messages: int = 500, max_wait_s: float = 0.2, tick_interval_s: float = 1.0,
+        handover: HandOver | None = None,
     ) -> None:
+        self.handover = handover
         self.ingest = ingest
         self.sink = sink
         self.engine = engine
@@ -111,6 +114,9 @@ class Pipeline:
             self.seqs.mark(device, r.seq)
         self.counters.readings_stored += len(fresh)
         self.counters.stale_acks += self.ingest.ack(batch)
+        if fresh and self.handover is not None:
+            self.handover.before_ingest([dev for dev, _ in fresh], [r.ts for _, r in fresh],
+                                        now_ms)
         if fresh:
             self.engine.ingest(
                 [dev for dev, _ in fresh], [r.ts for _, r in fresh],

@@ -1,0 +1,150 @@
+"""Device hand-over between collectors: rebuild a newcomer's windows, forget the departed.
+
+When a collector is added or removed, the consistent-hash exchange moves about 1/N of the
+devices to another collector. The new owner has never seen them: the first time a device
+appears, its recent raw readings are read back from InfluxDB (`readings`, as
+`collector.line_protocol` writes it) and fed to the engine before the live batch, so
+windowed rules judge it as its old owner would have. The old owner stops receiving the
+device; once it has been silent for `forget_after_ms` its state is dropped
+(`Engine.forget`), so it is never judged in two places (a silent device fires nothing:
+windows of stale readings are empty and NaN never fires).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from alert_rules.engine import Engine
+from collector.line_protocol import READINGS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class History:
+    """Readings as the engine takes them: device, timestamp and one column per field."""
+
+    devices: list[str] = field(default_factory=list)
+    ts_ms: list[int] = field(default_factory=list)
+    values: dict[str, list[float | None]] = field(default_factory=dict)
+
+
+class HistorySource(Protocol):
+    def recent(self, devices: Sequence[str], fields: Sequence[str], since_ms: int) -> History:
+        """Readings of `devices` with ts > since_ms, oldest first; raise OSError if down."""
+        ...
+
+
+class InfluxHistory:
+    """Reads recent raw readings back over InfluxQL (answered by InfluxDB 1.x, 2.x, 3.x)."""
+
+    def __init__(self, url: str, database: str, username: str | None = None,
+                 password: str | None = None, timeout_s: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.database = database
+        self.auth = {"u": username, "p": password or ""} if username else {}
+        self.timeout_s = timeout_s
+
+    def query(self, devices: Sequence[str], fields: Sequence[str], since_ms: int) -> str:
+        cols = ", ".join(f'"{f}"' for f in fields)
+        which = " OR ".join("\"device\" = '{}'".format(d.replace("'", "\\'")) for d in devices)
+        return (f'SELECT {cols} FROM "{READINGS}" WHERE ({which}) AND time > {since_ms}ms '
+                f'GROUP BY "device" ORDER BY time ASC')
+
+    def recent(self, devices: Sequence[str], fields: Sequence[str], since_ms: int) -> History:
+        out = History(values={f: [] for f in fields})
+        if not devices:
+            return out
+        params = {"db": self.database, "epoch": "ms",
+                  "q": self.query(devices, fields, since_ms), **self.auth}
+        req = urllib.request.Request(f"{self.url}/query",
+                                     data=urllib.parse.urlencode(params).encode())
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                body = json.loads(resp.read())
+        except (urllib.error.URLError, ValueError) as exc:
+            raise OSError(f"InfluxDB {self.url} history query: {exc}") from exc
+        for result in body.get("results", []):
+            if "error" in result:
+                raise OSError(f"InfluxDB {self.url} history query: {result['error']}")
+            for series in result.get("series", []):
+                device = series.get("tags", {}).get("device", "")
+                idx = {c: i for i, c in enumerate(series["columns"])}
+                for row in series["values"]:
+                    out.devices.append(device)
+                    out.ts_ms.append(int(row[idx["time"]]))
+                    for f in fields:
+                        v = row[idx[f]] if f in idx else None
+                        out.values[f].append(None if v is None else float(v))
+        return out
+
+
+@dataclass
+class HandOverCounters:
+    rebuilt_devices: int = 0
+    rebuilt_readings: int = 0
+    rebuild_failures: int = 0
+    forgotten_devices: int = 0
+
+
+class HandOver:
+    def __init__(self, engine: Engine, history: HistorySource, lookback_ms: int,
+                 forget_after_ms: int) -> None:
+        self.engine = engine
+        self.history = history
+        self.lookback_ms = lookback_ms
+        self.forget_after_ms = forget_after_ms
+        self.last_seen: dict[str, int] = {}
+        self.counters = HandOverCounters()
+        self._next_expiry = 0
+
+    def before_ingest(self, devices: Sequence[str], ts_ms: Sequence[int], now_ms: int) -> None:
+        """Call with a stored batch before `engine.ingest` of the same batch."""
+        new = [d for d in dict.fromkeys(devices) if d not in self.last_seen]
+        if new:
+            self.rebuild(new, devices, ts_ms, now_ms)
+        for d in devices:
+            self.last_seen[d] = now_ms
+        if now_ms >= self._next_expiry:
+            self._next_expiry = now_ms + max(1000, self.forget_after_ms // 10)
+            self.expire(now_ms)
+
+    def rebuild(self, new: list[str], devices: Sequence[str], ts_ms: Sequence[int],
+                now_ms: int) -> None:
+        fields = list(self.engine.fleet.fields)
+        try:
+            h = self.history.recent(new, fields, now_ms - self.lookback_ms)
+        except OSError as exc:
+            # Windows then fill from live data; counted and logged, never fatal.
+            self.counters.rebuild_failures += 1
+            log.warning("could not rebuild %d devices from history: %s", len(new), exc)
+            return
+        # The live batch is already stored: leave its readings to the live ingest.
+        live = set(zip(devices, ts_ms, strict=True))
+        keep = [i for i, key in enumerate(zip(h.devices, h.ts_ms, strict=True))
+                if key not in live]
+        if keep:
+            self.engine.ingest([h.devices[i] for i in keep], [h.ts_ms[i] for i in keep],
+                               {f: [h.values[f][i] for i in keep] for f in fields})
+        self.counters.rebuilt_devices += len(new)
+        self.counters.rebuilt_readings += len(keep)
+        log.info("took over %d devices, rebuilt from %d stored readings", len(new), len(keep))
+
+    def expire(self, now_ms: int) -> list[str]:
+        """Forget devices silent for forget_after_ms (they now report elsewhere)."""
+        gone = [d for d, t in self.last_seen.items() if now_ms - t > self.forget_after_ms]
+        if gone:
+            for d in gone:
+                del self.last_seen[d]
+            self.engine.forget(gone)
+            self.counters.forgotten_devices += len(gone)
+            log.info("forgot %d devices silent for %.0f s", len(gone),
+                     self.forget_after_ms / 1000)
+        return gone
