@@ -14,6 +14,15 @@ from edge_agent.publisher import BrokerSettings, PublishSettings
 SENSOR_MODELS = ("pms5003",)
 _positive = Field(float, check=lambda v: v > 0, expected="a number > 0")
 
+
+
+def _host_port(x: object) -> bool:
+    if not isinstance(x, str) or ":" not in x:
+        return False
+    host, _, port = x.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
 SCHEMA: dict[str, Any] = {
     "device": Field(str, required=True, check=lambda v: bool(DEVICE_ID_RE.match(v)),
                     expected="a device id of letters, digits, '_', '.', '-' (max 64)"),
@@ -44,6 +53,10 @@ SCHEMA: dict[str, Any] = {
         "keepalive_s": Field(int, 30, check=lambda v: v >= 5, expected="seconds >= 5"),
         "prefix": Field(str, "airgrid", check=lambda v: "/" not in v and "+" not in v
                         and "#" not in v, expected="a topic level without / + #"),
+        "hosts": Field(list, [], check=lambda v: all(_host_port(x) for x in v),
+                       expected='a list of "host:port" brokers to fail over between'),
+        "protocol": Field(str, "5", check=lambda v: v in ("5", "3.1.1"),
+                          expected='"5" or "3.1.1" (RabbitMQ 3.10 speaks only 3.1.1)'),
     },
     "publish": {
         "batch_max": Field(int, 200, check=lambda v: 1 <= v <= 1000, expected="1..1000"),
@@ -91,7 +104,7 @@ def from_dict(data: dict[str, Any], file: Path | str = "<config>") -> EdgeConfig
         outbox_path=Path(c["outbox"]["path"]),
         outbox_max_rows=c["outbox"]["max_rows"],
         outbox_synchronous=c["outbox"]["synchronous"].upper(),
-        broker=BrokerSettings(**b),
+        broker=BrokerSettings(**{**b, "hosts": tuple(b["hosts"])}),
         publish=PublishSettings(
             batch_max=p["batch_max"], window=p["window"],
             resend_after_s=p["resend_after_s"] or 60.0, backoff_max_s=p["backoff_max_s"],

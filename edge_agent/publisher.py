@@ -48,6 +48,15 @@ class BrokerSettings:
     key_file: str | None = None
     keepalive_s: int = 30
     prefix: str = "airgrid"
+    # Brokers to fail over between ("host:port", tried in turn); empty: host and port only.
+    hosts: tuple[str, ...] = ()
+    # "3.1.1" for brokers without MQTT 5, e.g. RabbitMQ 3.10's rabbitmq_mqtt plugin.
+    protocol: str = "5"
+
+    def endpoints(self) -> list[tuple[str, int]]:
+        if not self.hosts:
+            return [(self.host, self.port)]
+        return [(h.rpartition(":")[0], int(h.rpartition(":")[2])) for h in self.hosts]
 
 
 @dataclass(frozen=True)
@@ -84,15 +93,24 @@ class Publisher:
         self.published_readings = 0
         self.acked_readings = 0
         self.rejected_messages = 0
+        self._endpoints = broker.endpoints()
+        self._endpoint = 0
+        self.failovers = 0
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
-        c = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"airgrid-edge-{self.device}",
-            protocol=mqtt.MQTTv5,
-        )
         b = self.broker
+        if b.protocol == "3.1.1":
+            c = mqtt.Client(
+                callback_api_version=CallbackAPIVersion.VERSION2,
+                client_id=f"airgrid-edge-{self.device}", protocol=mqtt.MQTTv311,
+                clean_session=False,
+            )
+        else:
+            c = mqtt.Client(
+                callback_api_version=CallbackAPIVersion.VERSION2,
+                client_id=f"airgrid-edge-{self.device}", protocol=mqtt.MQTTv5,
+            )
         if b.username:
             c.username_pw_set(b.username, b.password)
         if b.ca_file:
@@ -108,6 +126,7 @@ class Publisher:
         )
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
         c.on_publish = self._on_publish
         return c
 
@@ -121,7 +140,7 @@ class Publisher:
             log.warning("broker refused connection: %s", reason)
             return
         log.info("connected to %s:%s (session present: %s)",
-                 self.broker.host, self.broker.port, flags.session_present)
+                 client.host, client.port, flags.session_present)
         self._connected.set()
         self.publish_status()
         self._wake.set()
@@ -133,6 +152,24 @@ class Publisher:
         self._connected.clear()
         if not self._stop.is_set():
             log.warning("disconnected from broker: %s", reason)
+            self._next_broker()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        self._next_broker()
+
+    def _next_broker(self) -> None:
+        """paho reconnects to client.host/port: point it at the next broker of the list."""
+        if len(self._endpoints) < 2:
+            return
+        self._endpoint = (self._endpoint + 1) % len(self._endpoints)
+        host, port = self._endpoints[self._endpoint]
+        if self._connected.is_set():
+            return
+        # paho's host/port setters refuse while its loop is reconnecting, but each
+        # reconnect attempt reads these two attributes (paho-mqtt 2.1 Client.reconnect).
+        self.client._host, self.client._port = host, port
+        self.failovers += 1
+        log.warning("failing over to broker %s:%s", host, port)
 
     def _on_publish(
         self, client: mqtt.Client, userdata: object, mid: int,
@@ -145,12 +182,16 @@ class Publisher:
     # --- control ------------------------------------------------------------------------
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        self.client.connect_async(
-            self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s,
-            clean_start=False, properties=props,
-        )
+        host, port = self._endpoints[0]
+        if self.broker.protocol == "3.1.1":
+            self.client.connect_async(host, port, keepalive=self.broker.keepalive_s)
+        else:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
+            self.client.connect_async(
+                host, port, keepalive=self.broker.keepalive_s, clean_start=False,
+                properties=props,
+            )
         self.client.loop_start()
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
         self._thread.start()
