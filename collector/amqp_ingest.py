@@ -25,8 +25,10 @@ from collector.mqtt_ingest import Delivery
 
 log = logging.getLogger(__name__)
 
-# rabbitmq_mqtt swaps `/` and `.` between MQTT topics and AMQP routing keys.
-_SWAP = str.maketrans("./", "/.")
+# rabbitmq_mqtt 3.10 turns an MQTT topic's `/` into `.` (and back for subscribers); a `.`
+# inside a level is left alone, so `airgrid/v1/dev/a.b/up` arrives as
+# `airgrid.v1.dev.a.b.up`. Device ids never contain `/` (wire.DEVICE_ID_RE), so the words
+# between `dev` and the last one are the device id.
 
 #: Connection errors after which we reconnect (and never ack what came before).
 _LOST = (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError,
@@ -34,11 +36,14 @@ _LOST = (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError,
 
 
 def topic_from_routing_key(key: str) -> str:
-    return key.translate(_SWAP)
+    words = key.split(".")
+    if len(words) >= 5 and words[1:3] == ["v1", "dev"]:
+        return "/".join([*words[:3], ".".join(words[3:-1]), words[-1]])
+    return key.replace(".", "/")
 
 
 def routing_key_from_topic(topic: str) -> str:
-    return topic.translate(_SWAP)
+    return topic.replace("/", ".")
 
 
 class AmqpIngest:

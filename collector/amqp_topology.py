@@ -3,9 +3,9 @@
     amq.topic ──(airgrid.v1.dev.*.up / .status)──▶ airgrid.devices (x-consistent-hash)
                                                  ──weight──▶ airgrid.collector.<name> (quorum)
 
-The MQTT plugin publishes every MQTT message to `amq.topic` with the topic's `/` and `.`
-swapped (rabbitmq_mqtt's `mqtt_to_amqp`), so a device's `up` topic becomes the routing
-key `airgrid.v1.dev.<device>.up`. The consistent-hash exchange hashes the routing key onto
+The MQTT plugin publishes every MQTT message to `amq.topic` with the topic's `/` turned
+into `.`, so a device's `up` topic becomes the routing key `airgrid.v1.dev.<device>.up`.
+The consistent-hash exchange hashes the routing key onto
 a ring where each bound queue holds `weight` points; adding a queue moves only the keys
 that now fall on its points (about 1/N of the devices). A device's `up` and `status` keys
 hash independently: status carries no per-device rule state, so where it is stored does
@@ -36,8 +36,9 @@ def queue_name(collector: str) -> str:
 
 
 def routing_patterns(prefix: str = DEFAULT_PREFIX) -> list[str]:
-    """amq.topic patterns carrying device traffic (AMQP topic words, `*` = one word)."""
-    return [f"{prefix}.v1.dev.*.up", f"{prefix}.v1.dev.*.status"]
+    """amq.topic patterns carrying device traffic (`#`: a dotted device id is several
+    words, since rabbitmq_mqtt 3.10 leaves a `.` inside a topic level as it is)."""
+    return [f"{prefix}.v1.dev.#.up", f"{prefix}.v1.dev.#.status"]
 
 
 @dataclass(frozen=True)

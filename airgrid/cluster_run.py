@@ -1,0 +1,279 @@
+"""A province in miniature: RabbitMQ cluster, edge publishers, AMQP collectors, InfluxDB.
+
+Used by `bench/cluster.py` and the cluster tests. Devices are the real edge-agent
+`Outbox` + `Publisher` (MQTT 3.1.1 QoS 1, failing over between the nodes, each device
+starting at a different node); readings are captured directly into the outbox (no serial
+simulator: the sampler is not what is measured here). Collectors are the real `Pipeline`
+on an `AmqpIngest` with a `HandOver`, each on its own thread; a crash is the collector
+dropping its connection without acknowledging, and losing all its memory, as kill -9 does.
+Every device's readings judged by each collector and every alert event on the bus are
+recorded, so a run can count split devices and duplicated alerts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pika
+
+from airgrid.rabbitmq import RabbitCluster
+from airgrid.services import InfluxDB
+from airgrid.stack import DEMO_RULES
+from airgrid.wire import SCHEMA_VERSION, Status
+from alert_rules.engine import Engine
+from alert_rules.rulefile import load_rules
+from collector.amqp_ingest import AmqpIngest
+from collector.amqp_topology import Topology
+from collector.handover import HandOver, InfluxHistory
+from collector.influx_sink import InfluxV1Sink
+from collector.pipeline import Pipeline
+from edge_agent.outbox import Outbox
+from edge_agent.publisher import BrokerSettings, Publisher, PublishSettings
+
+
+class Device:
+    def __init__(self, name: str, workdir: Path, hosts: list[str], episode: bool) -> None:
+        self.name = name
+        self.episode = episode
+        self.outbox = Outbox(workdir / f"{name}.db", synchronous="NORMAL")
+        self.captured = 0
+        broker = BrokerSettings(hosts=tuple(hosts), protocol="3.1.1", keepalive_s=5)
+        settings = PublishSettings(batch_max=50, window=10, resend_after_s=8.0,
+                                   backoff_min_s=1.0, backoff_max_s=2.0)
+        self.publisher = Publisher(name, "boot1", self.outbox, broker, settings, self._status)
+
+    def _status(self) -> Status:
+        return Status(v=SCHEMA_VERSION, device=self.name, state="online",
+                      outbox_depth=self.outbox.depth())
+
+    def capture(self, pm2_5: float) -> None:
+        self.outbox.capture({"ts": int(time.time() * 1000), "sensor": "pms5003",
+                             "pm2_5": pm2_5, "clock_synced": True})
+        self.captured += 1
+        self.publisher.notify()
+
+
+class Collector:
+    """One collector's pipeline on its own thread, recording what it judges."""
+
+    def __init__(self, run: ClusterRun, name: str) -> None:
+        self.run = run
+        self.name = name
+        self.thread: threading.Thread | None = None
+        self.pipeline: Pipeline | None = None
+        self.ingest: AmqpIngest | None = None
+        self.handover: HandOver | None = None
+        self.crashes = 0
+
+    def start(self) -> None:
+        r = self.run
+        engine = Engine(load_rules(DEMO_RULES))
+        original = engine.ingest
+
+        def recording_ingest(devices: list[str], ts_ms: Sequence[int],
+                             values: dict[str, Sequence[float | None]]) -> None:
+            now = time.monotonic()
+            for d in set(devices):
+                r.judged[d].append((now, self.name))
+            original(devices, ts_ms, values)
+
+        engine.ingest = recording_ingest  # type: ignore[method-assign]
+        self.ingest = AmqpIngest(r.cluster.amqp_urls[self._first_node():]
+                                 + r.cluster.amqp_urls[:self._first_node()],
+                                 self.name, prefetch=500, topology=r.topology())
+        self.handover = HandOver(engine, InfluxHistory(r.influx.url, r.database),
+                                 lookback_ms=60_000, forget_after_ms=int(r.forget_after_s * 1000))
+        # The live batch is passed to the engine without the history of what is judged.
+        self.pipeline = Pipeline(self.ingest, InfluxV1Sink(r.influx.url, r.database), engine,
+                                 max_messages=200, max_wait_s=0.1, tick_interval_s=0.5,
+                                 handover=self.handover)
+        pipeline, ingest = self.pipeline, self.ingest
+
+        def loop() -> None:
+            ingest.start()
+            try:
+                pipeline.run()
+            finally:
+                ingest.stop()
+
+        self.thread = threading.Thread(target=loop, name=f"collector-{self.name}", daemon=True)
+        self.thread.start()
+
+    def _first_node(self) -> int:
+        return sum(map(ord, self.name)) % len(self.run.cluster.nodes)
+
+    def crash(self) -> None:
+        """Stop without acknowledging what is in flight; all memory is lost."""
+        assert self.pipeline is not None and self.ingest is not None and self.thread
+        self.ingest.generation += 1  # nothing taken so far will be acknowledged
+        self.pipeline.stopping.set()
+        self.thread.join(30)
+        self.crashes += 1
+
+    def stop(self) -> None:
+        if self.pipeline is not None and self.thread is not None:
+            self.pipeline.stopping.set()
+            self.thread.join(30)
+
+
+@dataclass
+class ClusterRun:
+    workdir: Path
+    cluster: RabbitCluster
+    influx: InfluxDB
+    database: str
+    devices_n: int
+    collectors_n: int
+    episode_every: int = 5  # every 5th device goes through a pollution episode
+    forget_after_s: float = 5.0
+    devices: list[Device] = field(default_factory=list)
+    collectors: dict[str, Collector] = field(default_factory=dict)
+    judged: dict[str, list[tuple[float, str]]] = field(
+        default_factory=lambda: defaultdict(list))
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    _alert_thread: threading.Thread | None = None
+    _stop_alerts: threading.Event = field(default_factory=threading.Event)
+
+    def topology(self) -> Topology:
+        return Topology({name: 20 for name in self.collectors})
+
+    def start(self) -> None:
+        self.influx.create_database(self.database)
+        for i in range(self.collectors_n):
+            self.collectors[f"c{i + 1}"] = Collector(self, f"c{i + 1}")
+        for c in self.collectors.values():
+            c.start()
+        self._wait_consuming(list(self.collectors.values()))
+        self._start_alert_tap()
+        hosts = self.cluster.mqtt_hosts
+        for i in range(self.devices_n):
+            # A dotted id checks the `/` ↔ `.` swap between MQTT topics and routing keys.
+            name = f"dev.{i:04d}" if i % 7 == 3 else f"dev-{i:04d}"
+            rotated = hosts[i % len(hosts):] + hosts[:i % len(hosts)]
+            d = Device(name, self.workdir / "outbox", rotated, i % self.episode_every == 0)
+            self.devices.append(d)
+            d.publisher.start()
+
+    def _wait_consuming(self, collectors: list[Collector], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(c.ingest is not None and c.ingest.connected for c in collectors):
+                return
+            time.sleep(0.1)
+        raise TimeoutError("collectors did not connect to RabbitMQ")
+
+    def _start_alert_tap(self) -> None:
+        """A queue bound to the alert topics: every alert event any collector published."""
+        ready = threading.Event()
+
+        def tap() -> None:
+            params = [pika.URLParameters(u) for u in self.cluster.amqp_urls]
+            while not self._stop_alerts.is_set():
+                try:
+                    conn = pika.BlockingConnection(params)
+                    ch = conn.channel()
+                    ch.queue_declare("airgrid.bench.alerts", durable=True,
+                                     arguments={"x-queue-type": "quorum"})
+                    ch.queue_bind("airgrid.bench.alerts", "amq.topic", "airgrid.v1.alerts.#")
+                    ready.set()
+                    for _m, _p, body in ch.consume("airgrid.bench.alerts", auto_ack=True,
+                                                   inactivity_timeout=0.5):
+                        if body is not None:
+                            self.alerts.append(json.loads(body))
+                        if self._stop_alerts.is_set():
+                            break
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                except pika.exceptions.AMQPError:
+                    time.sleep(0.5)
+
+        self._alert_thread = threading.Thread(target=tap, name="alert-tap", daemon=True)
+        self._alert_thread.start()
+        ready.wait(30)
+
+    def capture_all(self, t_s: float, episode: tuple[float, float]) -> None:
+        for d in self.devices:
+            high = d.episode and episode[0] <= t_s < episode[1]
+            d.capture(220.0 if high else 25.0 + (hash(d.name) % 10))
+
+    def add_collector(self) -> Collector:
+        name = f"c{len(self.collectors) + 1}"
+        c = self.collectors[name] = Collector(self, name)
+        c.start()  # its topology now includes the new queue: ensure() binds it
+        self._wait_consuming([c])
+        return c
+
+    def drain(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(d.outbox.depth() == 0 for d in self.devices):
+                return True
+            time.sleep(0.5)
+        return False
+
+    def stop(self) -> None:
+        for d in self.devices:
+            with contextlib.suppress(Exception):
+                d.publisher.stop()
+            d.outbox.close()
+        for c in self.collectors.values():
+            c.stop()
+        self._stop_alerts.set()
+        if self._alert_thread is not None:
+            self._alert_thread.join(5)
+
+    # --- results ------------------------------------------------------------------
+
+    def stored(self) -> tuple[int, int, int]:
+        """(distinct readings stored, points missing, devices with a wrong count)."""
+        res = self.influx.query('SELECT count("seq") FROM "readings" GROUP BY "device"',
+                                db=self.database)
+        counts: dict[str, int] = {}
+        for result in res.get("results", []):  # type: ignore[attr-defined]
+            for s in result.get("series", []):
+                counts[s["tags"]["device"]] = int(s["values"][0][1])
+        lost = sum(max(0, d.captured - counts.get(d.name, 0)) for d in self.devices)
+        wrong = sum(1 for d in self.devices if counts.get(d.name, 0) != d.captured)
+        return sum(counts.values()), lost, wrong
+
+    def devices_split(self) -> int:
+        """Devices judged by two collectors at once: traffic went A → B → A, or two
+        collectors judged it within the same second."""
+        split = 0
+        for events in self.judged.values():
+            events = sorted(events)
+            runs = [c for i, (_, c) in enumerate(events) if i == 0 or events[i - 1][1] != c]
+            back_and_forth = len(runs) != len(set(runs))
+            overlap = any(b[1] != a[1] and b[0] - a[0] < 1.0
+                          for a, b in itertools.pairwise(events))
+            split += back_and_forth or overlap
+        return split
+
+    def alerts_duplicated(self) -> int:
+        """`firing` events for a (rule, device) with no `resolved` between them."""
+        dup = 0
+        state: dict[tuple[Any, Any], str] = {}
+        events: list[dict[str, Any]] = sorted(
+            (a["data"] for a in self.alerts if isinstance(a.get("data"), dict)),
+            key=lambda d: int(d.get("at_ms", 0)))
+        for d in events:
+            key = (d.get("rule"), d.get("device"))
+            if d.get("state") == "firing":
+                dup += int(state.get(key) == "firing")
+                state[key] = "firing"
+            elif d.get("state") == "resolved":
+                state[key] = "resolved"
+        return dup
+
+    def firing_events(self) -> int:
+        return sum(1 for a in self.alerts
+                   if isinstance(a.get("data"), dict) and a["data"].get("state") == "firing")

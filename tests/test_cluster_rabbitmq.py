@@ -1,0 +1,163 @@
+"""A real 3-node RabbitMQ cluster: topology, AMQP ingest, hand-over, edge failover.
+
+Node start-up is slow (~15-40 s for the cluster on a shared machine), so one cluster
+serves the whole module.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pika
+import pytest
+
+from airgrid.cluster_run import ClusterRun
+from airgrid.config_schema import ConfigError
+from airgrid.rabbitmq import RABBITMQ_BIN, RabbitCluster
+from airgrid.services import InfluxDB
+from airgrid.stack import DEMO_RULES
+from alert_rules.engine import Engine
+from alert_rules.rulefile import load_rules
+from collector.amqp_ingest import routing_key_from_topic, topic_from_routing_key
+from collector.amqp_topology import Topology, ensure, queue_name
+from collector.config import from_dict
+from collector.handover import HandOver, InfluxHistory
+
+pytestmark = pytest.mark.integration
+
+needs_rabbitmq = pytest.mark.skipif(not (RABBITMQ_BIN / "rabbitmq-server").exists(),
+                                    reason="rabbitmq-server not installed (make setup)")
+
+
+@pytest.fixture(scope="module")
+def rabbit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]:
+    cluster = RabbitCluster(tmp_path_factory.mktemp("rabbit"), size=3)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+def test_topic_routing_key_swap() -> None:
+    # rabbitmq_mqtt turns `/` into `.` only: a dotted device id must still come back whole.
+    assert routing_key_from_topic("airgrid/v1/dev/a.b/up") == "airgrid.v1.dev.a.b.up"
+    assert topic_from_routing_key("airgrid.v1.dev.a.b.up") == "airgrid/v1/dev/a.b/up"
+    assert topic_from_routing_key("airgrid.v1.dev.d1.status") == "airgrid/v1/dev/d1/status"
+
+
+def test_amqp_config_is_validated() -> None:
+    cfg = from_dict({"source": "amqp", "amqp": {"collector": "c2",
+                                                "collectors": {"c1": 1, "c2": 3}}})
+    assert cfg.source == "amqp" and cfg.amqp_collectors == (("c1", 1), ("c2", 3))
+    with pytest.raises(ConfigError, match=r"amqp\.collectors"):
+        from_dict({"amqp": {"collector": "c9", "collectors": {"c1": 1}}}, "x.toml")
+    with pytest.raises(ConfigError, match=r"x\.toml: source"):
+        from_dict({"source": "kafka"}, "x.toml")
+    with pytest.raises(ConfigError, match=r"amqp\.urls"):
+        from_dict({"amqp": {"urls": ["http://x"]}}, "x.toml")
+
+
+def test_handover_rebuilds_window_from_influxdb(shared_influxdb: InfluxDB,
+                                                influx_db_name: str) -> None:
+    now = int(time.time() * 1000)
+    lines = [f"readings,device=d1,sensor=pms5003 pm2_5=200.0,seq={i}i {now - 3000 + i * 500}"
+             for i in range(1, 5)]
+    from collector.influx_sink import InfluxV1Sink
+    InfluxV1Sink(shared_influxdb.url, influx_db_name).write(lines)
+    engine = Engine(load_rules(DEMO_RULES))
+    ho = HandOver(engine, InfluxHistory(shared_influxdb.url, influx_db_name), 60_000, 5_000)
+    # The live batch (seq 4, already stored) must not be ingested twice.
+    ho.before_ingest(["d1"], [now - 3000 + 4 * 500], now)
+    assert ho.counters.rebuilt_devices == 1 and ho.counters.rebuilt_readings == 3
+    mean = engine.fleet.window_mean("pm2_5", now, 10_000)
+    assert mean[engine.fleet.index["d1"]] == pytest.approx(200.0)
+    # Silent for longer than forget_after: the device is dropped.
+    assert ho.expire(now + 6_000) == ["d1"]
+    assert engine.fleet.window_mean("pm2_5", now, 10_000)[0] != engine.fleet.window_mean(
+        "pm2_5", now, 10_000)[0]  # NaN: nothing left
+
+
+def test_handover_counts_unreachable_history() -> None:
+    engine = Engine(load_rules(DEMO_RULES))
+    ho = HandOver(engine, InfluxHistory("http://127.0.0.1:9", "x", timeout_s=1), 60_000, 5_000)
+    ho.before_ingest(["d1"], [1], 1)
+    assert ho.counters.rebuild_failures == 1
+
+
+@needs_rabbitmq
+def test_consistent_hash_never_splits_a_device_and_moves_few(rabbit: RabbitCluster) -> None:
+    conn = pika.BlockingConnection(pika.URLParameters(rabbit.amqp_urls[1]))
+    ch = conn.channel()
+    topo = Topology({"h1": 20, "h2": 20, "h3": 20}, prefix="hx", exchange="hx.devices")
+    ensure(ch, topo)
+    ensure(ch, topo)  # idempotent
+    devices = [f"d{i}" for i in range(300)]
+
+    def route() -> dict[str, set[str]]:
+        for d in devices:
+            ch.basic_publish("amq.topic", f"hx.v1.dev.{d}.up", b"x")
+            ch.basic_publish("amq.topic", f"hx.v1.dev.{d}.up", b"x")
+        owners: dict[str, set[str]] = {d: set() for d in devices}
+        time.sleep(1.0)
+        for c in topo.collectors:
+            # basic.get is refused on single-active-consumer quorum queues: consume.
+            for m, _p, _b in ch.consume(queue_name(c), auto_ack=True, inactivity_timeout=1.0):
+                if m is None:
+                    break
+                assert m.routing_key is not None
+                owners[m.routing_key.split(".")[3]].add(c)
+            ch.cancel()
+        return owners
+
+    before = route()
+    assert all(len(o) == 1 for o in before.values()), "a device reached two queues"
+    share = {c: sum(c in o for o in before.values()) for c in topo.collectors}
+    assert all(40 <= n <= 160 for n in share.values()), share
+    topo4 = Topology({**topo.collectors, "h4": 20}, prefix="hx", exchange="hx.devices")
+    ensure(ch, topo4)
+    topo = topo4
+    after = route()
+    moved = [d for d in devices if after[d] != before[d]]
+    assert all(after[d] == {"h4"} for d in moved), "a device moved between old collectors"
+    assert 20 <= len(moved) <= 150, len(moved)
+    conn.close()
+
+
+@needs_rabbitmq
+def test_province_run_survives_node_and_collector_crash(
+    rabbit: RabbitCluster, shared_influxdb: InfluxDB, tmp_path: Path,
+) -> None:
+    run = ClusterRun(tmp_path, rabbit, shared_influxdb, "cluster_test", devices_n=24,
+                     collectors_n=2, episode_every=4, forget_after_s=4.0)
+    run.start()
+    try:
+        episode = (6.0, 16.0)
+        t0 = time.monotonic()
+        killed = restarted = added = False
+        while (t := time.monotonic() - t0) < 24.0:
+            run.capture_all(t, episode)
+            if t > 5 and not killed:
+                rabbit.nodes[2].kill()  # a node some devices and maybe a collector use
+                killed = True
+            if t > 9 and not restarted:
+                run.collectors["c1"].crash()
+                run.collectors["c1"].start()
+                restarted = True
+            if t > 12 and not added:
+                run.add_collector()
+                added = True
+            time.sleep(1.0)
+        assert run.drain(60), "readings stuck in outboxes"
+        time.sleep(3.0)
+        stored, lost, wrong = run.stored()
+        captured = sum(d.captured for d in run.devices)
+        assert lost == 0 and wrong == 0 and stored == captured, (stored, captured)
+        assert run.devices_split() == 0
+        assert sum(c.handover.counters.rebuilt_devices for c in run.collectors.values()
+                   if c.handover) > 0
+        assert run.firing_events() > 0
+        assert sum(d.publisher.failovers for d in run.devices) > 0
+    finally:
+        run.stop()
+        rabbit.nodes[2].start()
