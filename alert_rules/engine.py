@@ -31,6 +31,19 @@ class Engine:
                        np.array([np.nan if x is None else x for x in col], np.float64))
         self.fleet.ingest(rows, np.asarray(ts_ms, np.int64), cols)
 
+    def blank(self) -> Engine:
+        """An engine with the same rules and no devices (to replay history into)."""
+        return Engine([r.blank() for r in self.rules], window=self.fleet.window)
+
+    def adopt(self, devices: list[str], src: Engine) -> None:
+        """Take these devices' alert state from `src`, an engine with the same rules
+        (e.g. `blank()` after replaying their history); their windows are not copied."""
+        known = [d for d in devices if d in src.fleet.index]
+        rows = self.fleet.rows_for(known)
+        src_rows = np.fromiter((src.fleet.index[d] for d in known), np.int64, len(known))
+        for mine, theirs in zip(self.rules, src.rules, strict=True):
+            mine.copy_rows(rows, theirs, src_rows)
+
     def forget(self, devices: list[str]) -> int:
         """Drop the windows and alert state of devices now judged elsewhere (their row
         stays, empty, so other rows never move); returns how many were known."""

@@ -40,6 +40,23 @@ class ThresholdRule:
             self.clear_since = np.concatenate([self.clear_since, np.full(n - have, NONE)])
             self.firing = np.concatenate([self.firing, np.zeros(n - have, bool)])
 
+    def blank(self) -> ThresholdRule:
+        """The same rule with no per-device state."""
+        return dataclasses.replace(
+            self, pending_since=np.zeros(0, np.int64), clear_since=np.zeros(0, np.int64),
+            firing=np.zeros(0, bool),
+        )
+
+    def copy_rows(self, rows: IntArr, src: ThresholdRule, src_rows: IntArr) -> None:
+        """Take these devices' alert state from the same rule in another engine."""
+        if rows.size == 0:
+            return
+        self._fit(int(rows.max()) + 1)
+        src._fit(int(src_rows.max()) + 1)
+        self.pending_since[rows] = src.pending_since[src_rows]
+        self.clear_since[rows] = src.clear_since[src_rows]
+        self.firing[rows] = src.firing[src_rows]
+
     def clear_rows(self, rows: IntArr) -> None:
         """Forget these devices' alert state (no transition is reported)."""
         rows = rows[rows < self.firing.size]
