@@ -77,22 +77,21 @@ class Collector:
     def start(self) -> None:
         r = self.run
         engine = Engine(load_rules(DEMO_RULES))
-        original = engine.ingest
-
-        def recording_ingest(devices: list[str], ts_ms: Sequence[int],
-                             values: dict[str, Sequence[float | None]]) -> None:
-            now = time.monotonic()
-            for d in set(devices):
-                r.judged[d].append((now, self.name))
-            original(devices, ts_ms, values)
-
-        engine.ingest = recording_ingest  # type: ignore[method-assign]
         self.ingest = AmqpIngest(r.cluster.amqp_urls[self._first_node():]
                                  + r.cluster.amqp_urls[:self._first_node()],
                                  self.name, prefetch=500, topology=r.topology())
         self.handover = HandOver(engine, InfluxHistory(r.influx.url, r.database),
                                  lookback_ms=60_000, forget_after_ms=int(r.forget_after_s * 1000))
-        # The live batch is passed to the engine without the history of what is judged.
+        # The hand-over sees each live batch just before the engine judges it (history it
+        # rebuilds from is not judged again: its transitions are discarded).
+        original = self.handover.before_ingest
+
+        def recording(devices: Sequence[str], ts_ms: Sequence[int], now_ms: int) -> None:
+            for d, t in zip(devices, ts_ms, strict=True):
+                r.judged[d].append((t, self.name))
+            original(devices, ts_ms, now_ms)
+
+        self.handover.before_ingest = recording  # type: ignore[method-assign]
         self.pipeline = Pipeline(self.ingest, InfluxV1Sink(r.influx.url, r.database), engine,
                                  max_messages=200, max_wait_s=0.1, tick_interval_s=0.5,
                                  handover=self.handover)
@@ -137,7 +136,7 @@ class ClusterRun:
     forget_after_s: float = 5.0
     devices: list[Device] = field(default_factory=list)
     collectors: dict[str, Collector] = field(default_factory=dict)
-    judged: dict[str, list[tuple[float, str]]] = field(
+    judged: dict[str, list[tuple[int, str]]] = field(
         default_factory=lambda: defaultdict(list))
     alerts: list[dict[str, Any]] = field(default_factory=list)
     _alert_thread: threading.Thread | None = None
@@ -246,16 +245,15 @@ class ClusterRun:
         return sum(counts.values()), lost, wrong
 
     def devices_split(self) -> int:
-        """Devices judged by two collectors at once: traffic went A → B → A, or two
-        collectors judged it within the same second."""
+        """Devices judged by two collectors at once: in reading-time order their readings
+        went to A, then B, then A again (a clean hand-over is A… then B…). A reading
+        judged by two collectors counts too."""
         split = 0
         for events in self.judged.values():
-            events = sorted(events)
+            events = sorted(set(events))
             runs = [c for i, (_, c) in enumerate(events) if i == 0 or events[i - 1][1] != c]
-            back_and_forth = len(runs) != len(set(runs))
-            overlap = any(b[1] != a[1] and b[0] - a[0] < 1.0
-                          for a, b in itertools.pairwise(events))
-            split += back_and_forth or overlap
+            twice = any(a[0] == b[0] for a, b in itertools.pairwise(events))
+            split += len(runs) != len(set(runs)) or twice
         return split
 
     def alerts_duplicated(self) -> int:
@@ -273,6 +271,13 @@ class ClusterRun:
             elif d.get("state") == "resolved":
                 state[key] = "resolved"
         return dup
+
+    def episode_devices_alerted(self) -> tuple[int, int]:
+        """(episode devices with at least one `firing` event, episode devices)."""
+        fired = {a["data"].get("device") for a in self.alerts
+                 if isinstance(a.get("data"), dict) and a["data"].get("state") == "firing"}
+        episodes = [d.name for d in self.devices if d.episode]
+        return sum(d in fired for d in episodes), len(episodes)
 
     def firing_events(self) -> int:
         return sum(1 for a in self.alerts

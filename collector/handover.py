@@ -8,6 +8,10 @@ windowed rules judge it as its old owner would have. The old owner stops receivi
 device; once it has been silent for `forget_after_ms` its state is dropped
 (`Engine.forget`), so it is never judged in two places (a silent device fires nothing:
 windows of stale readings are empty and NaN never fires).
+
+Alert state moves too: the rules are replayed over the same history on a blank engine and
+its per-device state adopted (`Engine.adopt`), so an alert already firing on the old
+owner is not announced again by the new one.
 """
 
 from __future__ import annotations
@@ -131,11 +135,36 @@ class HandOver:
         keep = [i for i, key in enumerate(zip(h.devices, h.ts_ms, strict=True))
                 if key not in live]
         if keep:
-            self.engine.ingest([h.devices[i] for i in keep], [h.ts_ms[i] for i in keep],
-                               {f: [h.values[f][i] for i in keep] for f in fields})
+            devs = [h.devices[i] for i in keep]
+            ts = [h.ts_ms[i] for i in keep]
+            cols: dict[str, Sequence[float | None]] = {
+                f: [h.values[f][i] for i in keep] for f in fields}
+            self.engine.ingest(devs, ts, cols)
+            self.engine.adopt(sorted(set(devs)), self.replay(devs, ts, cols))
         self.counters.rebuilt_devices += len(new)
         self.counters.rebuilt_readings += len(keep)
         log.info("took over %d devices, rebuilt from %d stored readings", len(new), len(keep))
+
+    def replay(self, devices: list[str], ts_ms: list[int],
+               values: dict[str, Sequence[float | None]]) -> Engine:
+        """Alert state as the old owner reached it: the same rules, ticked over the same
+        readings. Without it a device moved while its alert fires would fire again here.
+        Ticks fall on whole seconds after each reading (collectors tick every second or
+        after each batch), so a long lookback costs at most one tick per second of it."""
+        replay = self.engine.blank()
+        order = sorted(range(len(ts_ms)), key=ts_ms.__getitem__)
+        start = 0
+        while start < len(order):
+            tick = (ts_ms[order[start]] // 1000 + 1) * 1000
+            end = start
+            while end < len(order) and ts_ms[order[end]] < tick:
+                end += 1
+            part = order[start:end]  # readings up to this tick only: `latest` sees no future
+            replay.ingest([devices[i] for i in part], [ts_ms[i] for i in part],
+                          {f: [col[i] for i in part] for f, col in values.items()})
+            replay.tick(tick)  # the old owner already sent these transitions
+            start = end
+        return replay
 
     def expire(self, now_ms: int) -> list[str]:
         """Forget devices silent for forget_after_ms (they now report elsewhere)."""

@@ -78,6 +78,33 @@ def test_handover_rebuilds_window_from_influxdb(shared_influxdb: InfluxDB,
         "pm2_5", now, 10_000)[0]  # NaN: nothing left
 
 
+def test_handover_carries_firing_alert_state(shared_influxdb: InfluxDB,
+                                             influx_db_name: str) -> None:
+    """A device moved while its alert fires must not be announced again by its new owner."""
+    from collector.influx_sink import InfluxV1Sink
+
+    now = int(time.time() * 1000)
+    # 10 s above 150 µg/m³: the demo rule (3 s mean, for 3 s) fired on the old owner.
+    InfluxV1Sink(shared_influxdb.url, influx_db_name).write(
+        [f"readings,device=d2,sensor=pms5003 pm2_5=220.0,seq={i}i {now - 10_000 + i * 1000}"
+         for i in range(10)])
+    engine = Engine(load_rules(DEMO_RULES))
+    ho = HandOver(engine, InfluxHistory(shared_influxdb.url, influx_db_name), 60_000, 30_000)
+    ho.before_ingest(["d2"], [now], now)
+    engine.ingest(["d2"], [now], {"pm2_5": [220.0]})
+    assert [t.state for t in engine.tick(now)] == []  # still firing, nothing new to say
+    engine.ingest(["d2"], [now + 6000], {"pm2_5": [20.0]})
+    assert engine.tick(now + 6000) == []  # clearing: keep_firing_for 2 s
+    engine.ingest(["d2"], [now + 8500], {"pm2_5": [20.0]})
+    assert [t.state for t in engine.tick(now + 8500)] == ["resolved"]
+    # Without the hand-over the same readings fire a second time.
+    fresh = Engine(load_rules(DEMO_RULES))
+    for k in range(4):
+        fresh.ingest(["d2"], [now + k * 1000], {"pm2_5": [220.0]})
+        states = [t.state for t in fresh.tick(now + k * 1000)]
+    assert states == ["firing"]
+
+
 def test_handover_counts_unreachable_history() -> None:
     engine = Engine(load_rules(DEMO_RULES))
     ho = HandOver(engine, InfluxHistory("http://127.0.0.1:9", "x", timeout_s=1), 60_000, 5_000)
