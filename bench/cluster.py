@@ -30,6 +30,7 @@ def main() -> int:
     p.add_argument("--collectors", type=int, default=2)
     p.add_argument("--duration", type=float, default=40.0, help="seconds of capturing")
     p.add_argument("--nodes", type=int, default=3)
+    p.add_argument("--no-faults", action="store_true", help="baseline: no kill, no crash, no add")
     args = p.parse_args()
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="airgrid-cluster-") as tmp:
@@ -46,7 +47,8 @@ def main() -> int:
             run.start()
             d = args.duration
             episode = (0.2 * d, 0.8 * d)
-            steps = {0.3: "kill_node", 0.45: "crash_collector", 0.6: "add_collector"}
+            steps = ({} if args.no_faults else
+                     {0.3: "kill_node", 0.45: "crash_collector", 0.6: "add_collector"})
             done: set[str] = set()
             t0 = time.monotonic()
             while (t := time.monotonic() - t0) < d:
@@ -83,6 +85,7 @@ def main() -> int:
                 "failovers": sum(x.publisher.failovers for x in run.devices),
                 "drained": drained, "devices_wrong_count": wrong,
                 "cluster_boot_s": round(boot_s, 1), "duration_s": d,
+                "faults": not args.no_faults,
             }
         finally:
             run.stop()

@@ -188,3 +188,16 @@ def test_province_run_survives_node_and_collector_crash(
     finally:
         run.stop()
         rabbit.nodes[2].start()
+
+
+def test_edge_broker_hosts_config() -> None:
+    from edge_agent.config import from_dict as edge_from_dict
+
+    cfg = edge_from_dict({"device": "d1", "broker": {
+        "hosts": ["10.0.0.1:1883", "rabbit-2.local:1884"], "protocol": "3.1.1"}})
+    assert cfg.broker.endpoints() == [("10.0.0.1", 1883), ("rabbit-2.local", 1884)]
+    assert edge_from_dict({"device": "d1"}).broker.endpoints() == [("127.0.0.1", 1883)]
+    with pytest.raises(ConfigError, match=r"edge\.toml: broker\.hosts"):
+        edge_from_dict({"device": "d1", "broker": {"hosts": ["nohost"]}}, "edge.toml")
+    with pytest.raises(ConfigError, match=r"broker\.protocol"):
+        edge_from_dict({"device": "d1", "broker": {"protocol": "4"}}, "edge.toml")
