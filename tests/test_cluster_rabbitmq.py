@@ -201,3 +201,48 @@ def test_edge_broker_hosts_config() -> None:
         edge_from_dict({"device": "d1", "broker": {"hosts": ["nohost"]}}, "edge.toml")
     with pytest.raises(ConfigError, match=r"broker\.protocol"):
         edge_from_dict({"device": "d1", "broker": {"protocol": "4"}}, "edge.toml")
+
+
+@needs_rabbitmq
+def test_collector_cli_runs_on_amqp(rabbit: RabbitCluster, shared_influxdb: InfluxDB,
+                                    influx_db_name: str, tmp_path: Path) -> None:
+    """`airgrid-collector run` with source = "amqp": MQTT in through one node, stored."""
+    import subprocess
+    import sys
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
+
+    cfg = tmp_path / "collector.toml"
+    urls = ", ".join(f'"{u}"' for u in rabbit.amqp_urls)
+    cfg.write_text(f'source = "amqp"\n[amqp]\nurls = [{urls}]\ncollector = "cli1"\n'
+                   f'collectors = {{ cli1 = 20 }}\n[influx]\nurl = "{shared_influxdb.url}"\n'
+                   f'database = "{influx_db_name}"\n[batch]\nmax_wait_ms = 50\n')
+    proc = subprocess.Popen([sys.executable, "-m", "collector.cli", "run", "--config", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="cli-test-dev",
+                             protocol=mqtt.MQTTv311)
+        client.connect("127.0.0.1", rabbit.nodes[1].mqtt_port)
+        client.loop_start()
+        now = int(time.time() * 1000)
+        batch = UpBatch(v=SCHEMA_VERSION, device="cli.dev1", boot="b",
+                        readings=(Reading(seq=1, ts=now, sensor="pms5003", pm2_5=12.0),))
+        deadline = time.monotonic() + 30
+        count = 0
+        while time.monotonic() < deadline and count == 0:
+            # Until the collector has declared its queue, RabbitMQ drops unroutable messages.
+            client.publish(up_topic("cli.dev1"), encode_up(batch), qos=1).wait_for_publish(5)
+            time.sleep(1.0)
+            res = shared_influxdb.query('SELECT count("seq") FROM "readings"', db=influx_db_name)
+            series = res["results"][0].get("series", [])  # type: ignore[index]
+            count = series[0]["values"][0][1] if series else 0
+        client.loop_stop()
+        client.disconnect()
+        assert count == 1  # the same point rewritten, however often it was sent
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=30)[0].decode(errors="replace")
+    assert "source amqp" in out
