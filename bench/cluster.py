@@ -23,6 +23,29 @@ from airgrid.cluster_run import ClusterRun
 from airgrid.rabbitmq import RabbitCluster
 from airgrid.services import InfluxDB
 
+# Every simulated device lives in this process and holds ~6 descriptors (SQLite db, -wal,
+# -shm, its socket, paho's wake-up socket pair); paho waits with select(), which cannot
+# watch a descriptor >= 1024 (FD_SETSIZE), so devices past ~165 never connect. A real
+# agent is one device per process.
+MAX_DEVICES = 150
+
+
+def diagnose(run: ClusterRun, rabbit: RabbitCluster) -> None:
+    """What is stuck, on stderr: devices with readings left, and the queues."""
+    for d in run.devices:
+        if d.outbox.depth():
+            p = d.publisher
+            print(f"stuck {d.name}: depth {d.outbox.depth()} connected {p.connected} "
+                  f"port {p.client.port} inflight {p.inflight()} failovers {p.failovers}",
+                  file=sys.stderr)
+    node = rabbit.running()[0]
+    for args in (("list_queues", "name", "type", "messages", "consumers", "leader"),
+                 ("list_connections", "name", "state", "protocol"),):
+        try:
+            print(node.ctl(*args)[-4000:], file=sys.stderr)
+        except Exception as exc:  # diagnostics only
+            print(f"rabbitmqctl {args[0]}: {exc}", file=sys.stderr)
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
@@ -32,7 +55,11 @@ def main() -> int:
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--no-faults", action="store_true", help="baseline: no kill, no crash, no add")
     args = p.parse_args()
+    if args.devices > MAX_DEVICES:
+        p.error(f"--devices: at most {MAX_DEVICES} in one process (see MAX_DEVICES)")
     logging.basicConfig(level=logging.ERROR)
+    # pika logs every lost connection with a traceback; the node kill is deliberate.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     with tempfile.TemporaryDirectory(prefix="airgrid-cluster-") as tmp:
         work = Path(tmp)
         t_boot = time.monotonic()
@@ -66,6 +93,8 @@ def main() -> int:
                         print(f"{t:5.1f} s: {what}", file=sys.stderr)
                 time.sleep(max(0.0, 1.0 - (time.monotonic() - t0 - t)))
             drained = run.drain(120)
+            if not drained:
+                diagnose(run, rabbit)
             time.sleep(3.0)
             stored, lost, wrong = run.stored()
             captured = sum(x.captured for x in run.devices)
