@@ -102,6 +102,8 @@ def test_influxdb_client_works_beside_the_grafana_client(
         client.write_api(write_options=SYNCHRONOUS).write(
             bucket="airgrid",
             record=Point("readings").tag("device", "beside-1").field("pm2_5", 42.5))
+    # Make the freshly written sample searchable now rather than at the next flush.
+    urllib.request.urlopen(f"{victoria_metrics}/internal/force_flush", timeout=5).read()
     match = urllib.parse.quote('{__name__="readings_pm2_5",device="beside-1"}')
     deadline = time.monotonic() + 15
     rows: list[dict[str, object]] = []
