@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from grafana.errors import GrafanaError, PushRejected
+from grafana.macros import MacroError
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -53,7 +54,11 @@ def _cmd_render(args: argparse.Namespace) -> int:
     end = queries.parse_time(args.time_to)
     given = macros.parse_assignments(args.var)
     out: list[dict[str, object]] = []
-    for dash in generate.load_committed():
+    boards = generate.load_committed()
+    if args.dashboard and args.dashboard not in {b["uid"] for b in boards}:
+        raise MacroError(f"--dashboard {args.dashboard!r}: expected one of "
+                         f"{sorted(b['uid'] for b in boards)}")
+    for dash in boards:
         if args.dashboard and dash["uid"] != args.dashboard:
             continue
         values, missing = queries.default_variables(dash, given)

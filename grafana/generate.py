@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from grafana.boards import alerts, device, fleet, overview
+from grafana.errors import GenerateError
 from grafana.model import Dashboard
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -49,6 +51,17 @@ def stale(directory: Path = DASHBOARD_DIR) -> list[str]:
     return out
 
 
-def load_committed(directory: Path = DASHBOARD_DIR) -> list[dict[str, object]]:
+def load_committed(directory: Path = DASHBOARD_DIR) -> list[dict[str, Any]]:
     """The committed dashboard JSON (what provisioning and `push` deliver)."""
-    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.json"))]
+    out: list[dict[str, Any]] = []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            board = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise GenerateError(f"{path}: not readable dashboard JSON ({exc})") from exc
+        if not isinstance(board, dict) or not isinstance(board.get("uid"), str):
+            raise GenerateError(f"{path}: expected a dashboard object with a string uid")
+        out.append(board)
+    if not out:
+        raise GenerateError(f"{directory}: no dashboard JSON; run `airgrid-grafana generate`")
+    return out
