@@ -155,3 +155,28 @@ def test_overview_geomap_colours_devices_by_aqi() -> None:
     assert layer["location"] == {"mode": "coords", "latitude": "latitude",
                                  "longitude": "longitude"}
     assert geomap["fieldConfig"]["defaults"]["thresholds"] == aqi_bands.aqi_thresholds(HJ)
+
+
+def test_aqi_stats_show_the_number_and_the_category_name() -> None:
+    stats = [p for b in BOARDS for p in b["panels"]
+             if p["type"] == "stat" and any('AS "aqi"' in t["query"] for t in p["targets"])]
+    assert len(stats) == 2
+    for p in stats:
+        a, b = p["targets"]
+        assert a["query"] == b["query"]
+        (mapped,) = [o for o in p["fieldConfig"]["overrides"]
+                     if o["matcher"] == {"id": "byFrameRefID", "options": "B"}]
+        mappings = next(x["value"] for x in mapped["properties"] if x["id"] == "mappings")
+        texts = [m["options"]["result"]["text"] for m in mappings]
+        assert texts == [f"{c.zh} {c.en}" for c in HJ.categories]
+        edges = [(m["options"]["from"], m["options"]["to"]) for m in mappings]
+        assert edges == [(0, 50), (51, 100), (101, 150), (151, 200), (201, 300), (301, 500)]
+
+
+def test_provisioned_folder_is_the_one_push_uses() -> None:
+    from grafana import push
+
+    doc = yaml.safe_load(
+        (generate.PROVISIONING_DIR / "dashboards" / "airgrid.yaml").read_text("utf-8"))
+    (provider,) = doc["providers"]
+    assert (provider["folderUid"], provider["folder"]) == (push.FOLDER_UID, push.FOLDER_TITLE)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from grafana import aqi_bands
-from grafana.model import Variable
+from grafana import aqi_bands, panels
+from grafana.model import Grid, Panel, Target, Variable
 from grafana.schema import READINGS
 
 #: Points whose registry tags match the township and grid selectors.
@@ -43,3 +43,19 @@ def aqi_query(where: str, group_by: str = "", with_pm25: bool = False) -> str:
         f'SELECT mean("pm2_5") AS "pm2_5", mean("pm10") AS "pm10" FROM "{READINGS}" '
         f"WHERE {where} AND time > now() - 1h{group}){group}"
     )
+
+
+def aqi_stat(title: str, grid: Grid, where: str) -> Panel:
+    """The AQI number and, beside it, its category name: the same query twice, the second
+    shown through the category value mappings (a mapping replaces the number it maps)."""
+    query = aqi_query(where)
+    p = panels.stat(title, grid, [Target("A", query, ("aqi",)), Target("B", query, ("aqi",))],
+                    "none", AQI_NOTE, AQI_BANDS, decimals=0)
+    p.overrides = [
+        {"matcher": {"id": "byFrameRefID", "options": "A"},
+         "properties": [{"id": "displayName", "value": "AQI"}]},
+        {"matcher": {"id": "byFrameRefID", "options": "B"},
+         "properties": [{"id": "displayName", "value": "Category 等级"},
+                        {"id": "mappings", "value": AQI_MAPPINGS}]},
+    ]
+    return p

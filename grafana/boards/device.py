@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from grafana import panels
 from grafana.boards.common import (
-    AQI_BANDS,
-    AQI_MAPPINGS,
-    AQI_NOTE,
     DEVICE_FILTER,
     GRID,
     ONE_DEVICE,
     PM10_BANDS,
     PM25_BANDS,
     TOWNSHIP,
-    aqi_query,
+    aqi_stat,
 )
 from grafana.model import UNIT_UG_M3, Annotation, Dashboard, Grid, Target
 from grafana.schema import ALERT_EVENTS, READINGS, READINGS_HOURLY
@@ -51,11 +48,7 @@ def build() -> Dashboard:
         [Target("A", _over_time(_series("pm10", "PM10")), ("PM10",))],
         UNIT_UG_M3, band_note, PM10_BANDS, bands=True,
     )
-    aqi_now = panels.stat(
-        "AQI (last hour) AQI", Grid(0, 9, 6, 6),
-        [Target("A", aqi_query(DEVICE_FILTER), ("aqi",))], "none", AQI_NOTE,
-        AQI_BANDS, AQI_MAPPINGS, decimals=0,
-    )
+    aqi_now = aqi_stat("AQI (last hour) AQI", Grid(0, 9, 6, 6), DEVICE_FILTER)
     hourly = panels.timeseries(
         "Hourly PM2.5 (collector aggregates) 小时均值", Grid(6, 9, 18, 6),
         [Target("A", f'SELECT "pm2_5_mean", "pm2_5_max", "pm10_mean" FROM "{READINGS_HOURLY}" '

@@ -5,13 +5,13 @@ from __future__ import annotations
 from grafana import panels
 from grafana.boards.common import (
     AQI_BANDS,
-    AQI_MAPPINGS,
     AQI_NOTE,
     GRID,
     PM25_BANDS,
     REGISTRY_FILTER,
     TOWNSHIP,
     aqi_query,
+    aqi_stat,
 )
 from grafana.model import UNIT_UG_M3, Dashboard, Grid, Panel, Target
 from grafana.schema import ALERT_EVENTS, DEVICE_LOCATION, DEVICE_STATUS, READINGS
@@ -59,7 +59,7 @@ def _geomap(grid: Grid) -> Panel:
         "Devices by AQI category 设备空气质量", "geomap", grid, [locations, aqi],
         "Each device where the registry placed it, coloured by its AQI category. " + AQI_NOTE,
         {"unit": "none", "color": {"mode": "thresholds"}, "thresholds": AQI_BANDS,
-         "mappings": AQI_MAPPINGS, "decimals": 0},
+         "decimals": 0},
         [panels.by_name("pm2_5", unit="conμgm3", displayName="PM2.5")],
         {
             "view": {"id": "fit", "allLayers": True, "padding": 10, "maxZoom": 14},
@@ -80,11 +80,7 @@ def build() -> Dashboard:
             "Devices whose last status (within 15 min) says online.",
             {"mode": "absolute", "steps": [{"color": "blue", "value": None}]},
         ),
-        panels.stat(
-            "County AQI now 全县AQI", Grid(6, 0, 6, 5),
-            [Target("A", aqi_query(REGISTRY_FILTER), ("aqi",))], "none",
-            AQI_NOTE, AQI_BANDS, AQI_MAPPINGS, decimals=0,
-        ),
+        aqi_stat("County AQI now 全县AQI", Grid(6, 0, 6, 5), REGISTRY_FILTER),
         panels.stat(
             "PM2.5 now (last hour mean) 当前PM2.5", Grid(12, 0, 6, 5),
             [Target("A", f'SELECT mean("pm2_5") AS "pm2_5" FROM "{READINGS}" '
@@ -105,7 +101,7 @@ def build() -> Dashboard:
         "AQI by township 各乡镇AQI", Grid(16, 5, 8, 14),
         [Target("A", aqi_query(REGISTRY_FILTER, "township"), ("township", "aqi"),
                 alias="$tag_township")],
-        "none", AQI_NOTE, AQI_BANDS, AQI_MAPPINGS, max_value=500,
+        "none", AQI_NOTE, AQI_BANDS, max_value=500,
     )
     trend = panels.timeseries(
         "PM2.5 by township 各乡镇PM2.5", Grid(0, 19, 24, 9),
