@@ -100,7 +100,10 @@ def iaqi_expression(std: aqi.Standard, pollutant: str, field: str) -> str:
             )
     f = f'"{field}"'
     slopes = [float((r[3] - r[2]) / (r[1] - r[0])) for r in seg]
-    out = f"{_num(float(seg[0][2]))} + {_num(slopes[0])} * ({f} - {_num(float(seg[0][0]))})"
+    c0, i0 = float(seg[0][0]), float(seg[0][2])
+    out = f"{_num(slopes[0])} * {f}" if c0 == 0 else f"{_num(slopes[0])} * ({f} - {_num(c0)})"
+    if i0:
+        out = f"{_num(i0)} + {out}"
 
     def add_ramp(coef: float, at: float) -> str:
         if coef == 0:
