@@ -245,10 +245,26 @@ class Stack:
             time.sleep(0.25)
         return False
 
-    def stop(self) -> None:
-        self.stop_sims()
+    def stop_agents(self) -> None:
+        """SIGTERM: each agent publishes what its outbox still holds before it exits."""
+        for proc in self.agents.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
         for proc in self.agents.values():
             self._terminate(proc)
         self.agents.clear()
+
+    def quiesce(self, timeout: float = 60.0) -> bool:
+        """End the run so that the counts are final: sensors stop, outboxes drain while
+        the agents still run, then the agents stop (an agent may capture one last reading
+        from frames it already had) and that drains too."""
+        self.stop_sims()
+        drained = self.drain(timeout)
+        self.stop_agents()
+        return self.drain(min(timeout, 30.0)) and drained
+
+    def stop(self) -> None:
+        self.stop_sims()
+        self.stop_agents()
         self._terminate(self.collector)
         self.collector = None

@@ -231,10 +231,9 @@ def run(devices: int, seconds: float, seed: int, workdir: Path) -> dict[str, Any
         log("run over; waiting for faults to end, then draining")
         for th in threads:
             th.join(300)
-        stack.stop_sims()
         for cut in cuts.values():
             cut.restore()
-        drained = stack.drain(timeout=240)
+        drained = stack.quiesce(timeout=240)
         time.sleep(3)  # let the last alert events arrive
         captured_by_device, dropped = {}, 0
         for d in sims:
