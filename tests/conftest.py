@@ -64,6 +64,8 @@ def shared_data() -> Path:
 
 # --- security: a broker running the config `airgrid-admin broker-config` generates --------
 
+import socket  # noqa: E402
+import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 from airgrid.admin.broker_config import Listeners  # noqa: E402
@@ -113,5 +115,16 @@ def secured_broker(tmp_path: Path) -> Iterator[SecuredBroker]:
         passwords[name] = acc.password
     broker.base_config = (out / "mosquitto.conf").read_text()
     broker.start()
+    # The ready check dials the password listener; make sure the TLS one is up as well.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", tls_port), timeout=0.5).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                broker.stop()
+                raise
+            time.sleep(0.05)
     yield SecuredBroker(broker, home, tls_port, passwords)
     broker.stop()
