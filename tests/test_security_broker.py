@@ -11,6 +11,10 @@ from security_clients import Session, connect, device
 
 from airgrid.admin.ca import CertificateAuthority, create_ca
 from airgrid.admin.files import write_file
+from airgrid.wire import SCHEMA_VERSION, Status, decode_up
+from edge_agent import config as edge_config
+from edge_agent.outbox import Outbox
+from edge_agent.publisher import Publisher
 
 pytestmark = pytest.mark.integration
 
@@ -176,3 +180,45 @@ def test_no_device_reads_anothers_commands_or_the_alerts(secured_broker: Secured
     finally:
         for s in sessions:
             s.close()
+
+
+def _agent_publisher(sb: SecuredBroker, dev: str, tmp_path: Path) -> tuple[Publisher, Outbox]:
+    """The agent's own publisher, configured from nothing but the device's bundle."""
+    cfg = edge_config.load(sb.bundle(dev) / "edge.toml")
+    outbox = Outbox(tmp_path / f"{dev}.db")
+    for i in range(5):
+        outbox.capture({"ts": 1_700_000_000_000 + i, "sensor": "pms5003", "pm2_5": 12.0 + i})
+    status = Status(v=SCHEMA_VERSION, device=dev, state="online")
+    return Publisher(dev, "boot", outbox, cfg.broker, cfg.publish, lambda: status), outbox
+
+
+def test_agent_publishes_with_its_bundle_and_a_revoked_one_keeps_its_readings(
+    secured_broker: SecuredBroker, tmp_path: Path,
+) -> None:
+    sb = secured_broker
+    watcher = _watcher(sb)
+    watcher.subscribe("airgrid/v1/dev/+/up")
+    sb.home.revoke_device("dev-b")
+    sb.broker.reload()
+    time.sleep(0.3)
+    pub_a, box_a = _agent_publisher(sb, "dev-a", tmp_path)
+    pub_b, box_b = _agent_publisher(sb, "dev-b", tmp_path)
+    pub_a.start()
+    pub_b.start()
+    try:
+        deadline = time.monotonic() + 15
+        while box_a.depth() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert box_a.depth() == 0 and pub_a.acked_readings == 5
+        time.sleep(1.0)
+        # The revoked device never got through; what it captured is still in its outbox.
+        assert not pub_b.connected and box_b.depth() == 5
+        with watcher.lock:
+            seqs = [r.seq for t, p in watcher.messages if t.endswith("/dev-a/up")
+                    for r in decode_up(p).readings]
+        assert sorted(seqs) == [1, 2, 3, 4, 5]
+        assert "airgrid/v1/dev/dev-b/up" not in watcher.topics()
+    finally:
+        pub_a.stop()
+        pub_b.stop()
+        watcher.close()
