@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import stat
 import subprocess
@@ -188,3 +189,20 @@ def test_collector_config_with_password_refused_when_world_readable(tmp_path: Pa
     g.write_text('[broker]\nhost = "127.0.0.1"\n')
     g.chmod(0o644)
     assert collector_config.load(g).broker_host == "127.0.0.1"
+
+
+def test_rewritten_broker_files_keep_their_owner(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a file to another user")
+    home = AdminHome(tmp_path / "home")
+    home.init("Xihe", "localhost")
+    out = tmp_path / "broker"
+    home.write_broker_config(out, Listeners(), [])
+    for f in out.iterdir():
+        os.chown(f, 1883, 1883)  # the eclipse-mosquitto image's mosquitto user
+    home.add_device("xh-5", use_password=True)
+    for name in ("passwd", "acl-accounts", "crl.pem"):
+        st = (out / name).stat()
+        assert (st.st_uid, st.st_gid) == (1883, 1883), name
+    assert "xh-5" in (out / "passwd").read_text()
+    assert _mode(out / "passwd") == 0o600
