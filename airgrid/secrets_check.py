@@ -47,9 +47,10 @@ def refuse_world_readable(
     """
     for key in secret_keys:
         if _lookup(data, key) is not None and world_accessible(path):
+            mode = stat.filemode(os.stat(path).st_mode)
             raise ConfigError(
-                path, key, "a file others cannot read (chmod 600) because it holds a secret",
-                f"mode {stat.filemode(os.stat(path).st_mode)}",
+                path, key, "a file others cannot read (chmod 600) because it holds a "
+                f"secret; the file's mode is {mode}",
             )
     for key in secret_file_keys:
         value = _lookup(data, key)

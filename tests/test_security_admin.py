@@ -206,3 +206,22 @@ def test_rewritten_broker_files_keep_their_owner(tmp_path: Path) -> None:
         assert (st.st_uid, st.st_gid) == (1883, 1883), name
     assert "xh-5" in (out / "passwd").read_text()
     assert _mode(out / "passwd") == 0o600
+
+
+def test_config_errors_never_repeat_a_secret(tmp_path: Path) -> None:
+    f = tmp_path / "edge.toml"
+    f.write_text('device = "d1"\n[broker]\npassword = 987654321\n')
+    f.chmod(0o600)
+    with pytest.raises(ConfigError) as err:
+        edge_config.load(f)
+    msg = str(err.value)
+    assert "broker.password: expected str" in msg and "987654321" not in msg
+    g = tmp_path / "collector.toml"
+    g.write_text('[influx]\npassword = ["s3cr3t-token"]\n')
+    g.chmod(0o600)
+    with pytest.raises(ConfigError) as err:
+        collector_config.load(g)
+    assert "influx.password" in str(err.value) and "s3cr3t" not in str(err.value)
+    # Other keys still show what was given.
+    with pytest.raises(ConfigError, match="got 'x'"):
+        edge_config.from_dict({"device": "d1", "broker": {"port": "x"}})
