@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+from airgrid import sd_notify
 from airgrid.config_schema import ConfigError
 
 
@@ -65,6 +66,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     ingest.start()
+    # systemd (Type=notify, WatchdogSec): stuck = messages waiting and no progress since
+    # the last check (a write retry during an InfluxDB outage counts as progress).
+    progress = [-1]
+
+    def _healthy() -> bool:
+        c = pipeline.counters
+        before, progress[0] = progress[0], c.messages + c.write_retries
+        return ingest.queue.empty() or before != progress[0]
+
+    sd_notify.start_watchdog(_healthy, stop)
+    sd_notify.notify("READY=1")
     log.info("collector: broker %s:%d, InfluxDB %s db %s, %d rules", cfg.broker_host,
              cfg.broker_port, cfg.influx_url, cfg.influx_database, len(engine.rules))
     try:

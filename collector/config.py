@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from airgrid.config_schema import ConfigError, Field, validate
+from airgrid.secrets_check import refuse_world_readable
 
 SCHEMA: dict[str, Any] = {
     "broker": {
@@ -79,4 +80,5 @@ def load(path: Path) -> CollectorConfig:
         raise ConfigError(path, "(file)", "a readable TOML file", str(exc)) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "(syntax)", "valid TOML", str(exc)) from exc
+    refuse_world_readable(path, data, ["broker.password", "influx.password"])
     return from_dict(data, path)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from airgrid.config_schema import ConfigError, Field, validate
+from airgrid.secrets_check import refuse_world_readable
 from airgrid.wire import DEVICE_ID_RE
 from edge_agent.publisher import BrokerSettings, PublishSettings
 
@@ -108,4 +109,5 @@ def load(path: Path) -> EdgeConfig:
         raise ConfigError(path, "(file)", "a readable TOML file", str(exc)) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "(syntax)", "valid TOML", str(exc)) from exc
+    refuse_world_readable(path, data, ["broker.password"], ["broker.key_file"])
     return from_dict(data, path)
