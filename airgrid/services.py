@@ -146,6 +146,7 @@ class Mosquitto(_Process):
             "autosave_interval 1\n"
             "max_queued_messages 1000000\n"
             "max_inflight_messages 100\n"
+            "set_tcp_nodelay true\n"  # small MQTT packets must not wait for Nagle
             f"listener {self.port} 127.0.0.1\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
             f"{self.extra_config}"
