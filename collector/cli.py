@@ -8,8 +8,14 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from airgrid.config_schema import ConfigError
+
+if TYPE_CHECKING:
+    from collector.alerting.config import AlertingConfig
+    from collector.alerting.service import AlertingService
+    from collector.config import CollectorConfig
 
 
 def _load_engine(files: tuple[Path, ...]):  # type: ignore[no-untyped-def]
@@ -22,6 +28,22 @@ def _load_engine(files: tuple[Path, ...]):  # type: ignore[no-untyped-def]
     return Engine(rules)
 
 
+def _alerting_config(cfg: CollectorConfig) -> AlertingConfig:
+    from collector.alerting import config as alerting_config
+
+    return alerting_config.from_dict(cfg.alerting, cfg.file)
+
+
+def _build_alerting(cfg: CollectorConfig) -> AlertingService:
+    from collector.alerting.channels.notifier import Context
+    from collector.alerting.service import AlertingService
+
+    return AlertingService(_alerting_config(cfg), Context(
+        file=cfg.file, broker_host=cfg.broker_host, broker_port=cfg.broker_port,
+        broker_username=cfg.broker_username, broker_password=cfg.broker_password,
+        prefix=cfg.prefix))
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
     from alert_rules.rulefile import RuleFileError
     from collector import config as collector_config
@@ -29,6 +51,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     try:
         cfg = collector_config.load(args.file)
         engine = _load_engine(cfg.rule_files)
+        _alerting_config(cfg)
     except (ConfigError, RuleFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -47,6 +70,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         cfg = collector_config.load(args.config)
         engine = _load_engine(cfg.rule_files)
+        alerting = _build_alerting(cfg)
     except (ConfigError, RuleFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -56,6 +80,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                         cfg.max_unacked, cfg.broker_username, cfg.broker_password)
     pipeline = Pipeline(ingest, sink, engine, cfg.prefix, cfg.batch_max_messages,
                         cfg.batch_max_wait_ms / 1000, cfg.tick_interval_s)
+    pipeline.alerting = alerting
     stop = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:
@@ -65,11 +90,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     ingest.start()
+    alerting.start()
     log.info("collector: broker %s:%d, InfluxDB %s db %s, %d rules", cfg.broker_host,
              cfg.broker_port, cfg.influx_url, cfg.influx_database, len(engine.rules))
     try:
         pipeline.run()
     finally:
+        alerting.stop()
         ingest.stop()
         c = pipeline.counters
         log.info("stopped: %d messages, %d readings stored, %d duplicates, rejected %s",
