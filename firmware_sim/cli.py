@@ -66,7 +66,8 @@ def _run_gsm(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        modem.close()
+        modem.stop()
+        port.close()
         print(f"sms sent: {len(modem.sent)}", file=sys.stderr)
     return 0
 

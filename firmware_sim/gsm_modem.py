@@ -9,7 +9,6 @@ the other.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import select
@@ -147,11 +146,13 @@ class GsmModem:
     def run(self, seconds: float | None = None) -> None:
         end = None if seconds is None else time.monotonic() + seconds
         while not self.stopping.is_set() and (end is None or time.monotonic() < end):
-            ready, _, _ = select.select([self.port.master], [], [], 0.05)
-            if ready:
-                data = self.port.read(4096)
-                if data:
-                    self.feed(data)
+            try:
+                ready, _, _ = select.select([self.port.master], [], [], 0.05)
+                data = self.port.read(4096) if ready else b""
+            except (OSError, ValueError):  # the port was closed under us: stop
+                return
+            if data:
+                self.feed(data)
 
     # -- the AT dialogue -----------------------------------------------------------
     def _reply(self, text: str) -> None:
@@ -283,7 +284,6 @@ class GsmModem:
             text = body
         return SentSms(number, text, 1, "text", time.time())
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Ends `run`; the port belongs to whoever opened it."""
         self.stopping.set()
-        with contextlib.suppress(OSError):
-            self.port.close()

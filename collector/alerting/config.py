@@ -238,7 +238,9 @@ def from_dict(data: Mapping[str, Any], file: Path | str = "<config>") -> Alertin
             raise ConfigError(f, cr.key("max_attempts"), "an integer >= 1", attempts)
         channels[name] = ChannelSpec(name, ctype, c, attempts, cr.duration("backoff", 1000),
                                      cr.duration("max_backoff", 300_000))
-    if DEFAULT_EVENT_CHANNEL not in channels:
+    events = r.strings("event_channels", (DEFAULT_EVENT_CHANNEL,))
+    if DEFAULT_EVENT_CHANNEL in events and DEFAULT_EVENT_CHANNEL not in channels:
+        # the county's event bus on the collector's own broker, unless configured otherwise
         channels[DEFAULT_EVENT_CHANNEL] = ChannelSpec(DEFAULT_EVENT_CHANNEL, "mqtt", {})
 
     receivers: dict[str, Receiver] = {}
@@ -282,7 +284,6 @@ def from_dict(data: Mapping[str, Any], file: Path | str = "<config>") -> Alertin
         ir = _Reader(f, t, p, {"source", "target", "equal"})
         inhibit.append(InhibitRule(ir.matchers("source"), ir.matchers("target"),
                                    ir.strings("equal", ())))
-    events = r.strings("event_channels", (DEFAULT_EVENT_CHANNEL,))
     for e in events:
         if e not in channels:
             raise ConfigError(f, r.key("event_channels"), f"channels among {sorted(channels)}", e)

@@ -66,7 +66,8 @@ class ChannelWorker:
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)

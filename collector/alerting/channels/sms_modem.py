@@ -107,7 +107,7 @@ class ModemNotifier:
         buf = b""
         while not self._stop.is_set() and self.ser is not None:
             try:
-                data = self.ser.read(256)
+                data = self.ser.read(self.ser.in_waiting or 1)  # no waiting for a full buffer
             except (serial.SerialException, OSError, TypeError):
                 if self._stop.is_set():
                     return
