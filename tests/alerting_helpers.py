@@ -106,6 +106,7 @@ class Receiver:
     statuses: list[int] = field(default_factory=list)  # answered in order, then 200
     requests: list[dict[str, Any]] = field(default_factory=list)
     bad_signatures: int = 0
+    delay_s: float = 0.0  # a slow receiver
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
 
@@ -123,6 +124,8 @@ class Receiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if owner.delay_s:
+                    time.sleep(owner.delay_s)
                 ok = True
                 if owner.secret:
                     try:

@@ -137,3 +137,33 @@ def test_english_ack_reply_is_understood(tmp_path: Path) -> None:
         finally:
             svc.stop()
     assert modem.sent[0].text.startswith("[Air quality alert]") and "ACK 1" in modem.sent[0].text
+
+
+def test_airgrid_sim_gsm_subcommand_records_and_delivers(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    link, record = tmp_path / "ttyGSM0", tmp_path / "sent.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firmware_sim.cli", "gsm", "--link", str(link), "--record",
+         str(record), "--seconds", "20"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True)
+    got: list[tuple[str, str, str]] = []
+    try:
+        assert proc.stdout is not None and "gsm modem on" in proc.stdout.readline()
+        n = ModemNotifier("modem", str(link), timeout_s=5,
+                          on_sms=lambda ch, sender, text: got.append((ch, sender, text)))
+        n.start()
+        n.send(_msg(LONG, to=OFFICER))
+        assert proc.stdin is not None
+        proc.stdin.write(f"{OFFICER} 收到 12\n")
+        proc.stdin.flush()
+        assert wait_for(lambda: bool(got), 5)
+        n.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert got == [("modem", OFFICER, "收到 12")]
+    rows = [json.loads(line) for line in record.read_text(encoding="utf-8").splitlines()]
+    assert [(r["to"], r["text"], r["parts"]) for r in rows] == [(OFFICER, LONG, 2)]

@@ -8,6 +8,7 @@ a message is dead-lettered: kept in the outbox with status `dead`, logged, and c
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -77,9 +78,14 @@ class ChannelWorker:
             self._wake.clear()
             try:
                 self.drain()
+                nxt = self.store.next_due_ms(self.spec.name)
+            except sqlite3.ProgrammingError:
+                if self._stop.is_set():
+                    return  # stopped mid-send and the store is closed: the row stays pending
+                raise
             except Exception:  # a bug here must not kill the channel for good
                 log.exception("channel %s: delivery loop failed", self.spec.name)
-            nxt = self.store.next_due_ms(self.spec.name)
+                nxt = None
             wait = 1.0 if nxt is None else min(1.0, max(0.0, (nxt - self._now_ms()) / 1000))
             if wait > 0:
                 self._wake.wait(wait)

@@ -112,8 +112,8 @@ class Store:
                 "INSERT OR IGNORE INTO outbox (id, channel, recipient, kind, text, event,"
                 " retain_key, created_ms, next_ms) VALUES (?,?,?,?,?,?,?,?,?)",
                 [(m.id, m.channel, m.recipient, m.kind, m.text,
-                  json.dumps(m.event, ensure_ascii=False), m.retain_key, now_ms, now_ms)
-                 for m in messages])
+                  json.dumps(m.event, ensure_ascii=False), m.retain_key, now_ms, 0)
+                 for m in messages])  # next_ms 0: due at once, whatever clock decided it
             return db.total_changes - before
 
     def due(self, channel: str, now_ms: int, limit: int = 50) -> list[tuple[Message, int]]:
