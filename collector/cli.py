@@ -34,11 +34,14 @@ def _alerting_config(cfg: CollectorConfig) -> AlertingConfig:
     return alerting_config.from_dict(cfg.alerting, cfg.file)
 
 
-def _build_alerting(cfg: CollectorConfig) -> AlertingService:
+def _build_alerting(cfg: CollectorConfig) -> AlertingService | None:
     from collector.alerting.channels.notifier import Context
     from collector.alerting.service import AlertingService
 
-    return AlertingService(_alerting_config(cfg), Context(
+    acfg = _alerting_config(cfg)
+    if not acfg.enabled:
+        return None
+    return AlertingService(acfg, Context(
         file=cfg.file, broker_host=cfg.broker_host, broker_port=cfg.broker_port,
         broker_username=cfg.broker_username, broker_password=cfg.broker_password,
         prefix=cfg.prefix))
@@ -90,13 +93,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     ingest.start()
-    alerting.start()
+    if alerting is not None:
+        alerting.start()
     log.info("collector: broker %s:%d, InfluxDB %s db %s, %d rules", cfg.broker_host,
              cfg.broker_port, cfg.influx_url, cfg.influx_database, len(engine.rules))
     try:
         pipeline.run()
     finally:
-        alerting.stop()
+        if alerting is not None:
+            alerting.stop()
         ingest.stop()
         c = pipeline.counters
         log.info("stopped: %d messages, %d readings stored, %d duplicates, rejected %s",

@@ -76,6 +76,7 @@ class ChannelSpec:
 class AlertingConfig:
     file: str
     state_db: Path
+    enabled: bool = True  # false: transitions go straight out as events, no lifecycle
     language: str = "zh"
     aqi_standard: str = "hj633-2026"
     reopen_within_ms: int = 3_600_000
@@ -209,8 +210,8 @@ def _phone(file: str, r: _Reader, key: str) -> str:
     return v
 
 
-_TOP = {"state_db", "language", "aqi_standard", "reopen_within", "event_channels", "channels",
-        "receivers", "route", "escalation", "silences", "inhibit", "contacts", "ack"}
+_TOP = {"enabled", "state_db", "language", "aqi_standard", "reopen_within", "event_channels",
+        "channels", "receivers", "route", "escalation", "silences", "inhibit", "contacts", "ack"}
 
 
 def from_dict(data: Mapping[str, Any], file: Path | str = "<config>") -> AlertingConfig:
@@ -291,6 +292,7 @@ def from_dict(data: Mapping[str, Any], file: Path | str = "<config>") -> Alertin
     port = ack.get("http_port", int, None, "a TCP port (0 = any free port)")
     return AlertingConfig(
         file=f, state_db=base / r.get("state_db", str, "alerting.sqlite", "a file path"),
+        enabled=r.get("enabled", bool, True, "true or false"),
         language=language, aqi_standard=r.get("aqi_standard", str, "hj633-2026", "a standard id"),
         reopen_within_ms=r.duration("reopen_within", 3_600_000),
         event_channels=events, channels=channels, receivers=receivers, route=route,
