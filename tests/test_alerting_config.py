@@ -87,3 +87,18 @@ def test_collector_check_config_reads_the_alerting_table(tmp_path: Path) -> None
     fail = subprocess.run([*run, str(bad)], capture_output=True, text=True, timeout=30)
     assert fail.returncode == 2 and "alerting.route.receiver" in fail.stderr
     assert str(bad) in fail.stderr
+
+
+def test_the_documented_example_config_is_valid(tmp_path: Path) -> None:
+    import re
+    import tomllib
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "alerting.md").read_text("utf-8")
+    block = re.search(r"```toml\n(.*?)```", doc, re.S)
+    assert block is not None
+    cfg = ac.from_dict(tomllib.loads(block.group(1))["alerting"], tmp_path / "c.toml")
+    assert cfg.route is not None and cfg.route.routes[0].receiver == "township_officer"
+    assert len(cfg.escalation) == 2 and len(cfg.inhibit) == 2 and len(cfg.silences) == 1
+    assert cfg.contacts.officer("county_bureau", "城关镇") is not None
+    for spec in cfg.channels.values():  # every channel's own options check out too
+        registry.build(spec, Context(file=str(tmp_path / "c.toml"))).close()

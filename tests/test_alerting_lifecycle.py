@@ -195,3 +195,17 @@ def test_restart_mid_escalation_notifies_the_next_level_on_time_once(tmp_path: P
     assert [s.to for s in modem.sent] == [WORKER, OFFICER, BUREAU]
     assert "第1级" in modem.sent[1].text and "10分钟无人确认" in modem.sent[1].text
     assert "第2级" in modem.sent[2].text and "20分钟无人确认" in modem.sent[2].text
+
+
+def test_events_carry_rendered_annotations_and_no_pending(tmp_path: Path) -> None:
+    cfg = sms_config(tmp_path, "/dev/null", event_channels=["bus"],
+                     channels={"bus": {"type": "mqtt"},
+                               "modem": {"type": "sms_modem", "port": "/dev/null"}})
+    m = manager(cfg)
+    t = tr("dev-a", "firing", 186.04, T0)
+    t = type(t)(**{**t.__dict__, "annotations": {"summary_zh": "{device}：PM2.5 {value} µg/m³"}})
+    m.handle([tr("dev-a", "pending", 170.0, T0 - 1000), t], T0)
+    events = [json.loads(r[0]) for r in m.store.db.execute("SELECT event FROM outbox"
+                                                           " WHERE channel='bus'")]
+    assert [e["type"] for e in events] == ["org.airgrid.alert.firing"]
+    assert events[0]["data"]["annotations"] == {"summary_zh": "dev-a：PM2.5 186.0 µg/m³"}

@@ -155,7 +155,8 @@ class AlertManager:
 
     def _publish_event(self, ev: Event, now_ms: int) -> set[str]:
         self.store.update_alert(self.lifecycle.by_id[ev.alert.id], self.lifecycle.seq[ev.alert.id])
-        firing = self._firing()
+        # only inhibition needs the other firing alerts (this keeps a burst of N alerts O(N))
+        firing = self._firing() if self.cfg.inhibit else []
         muted = self.muter.reason(ev.alert, firing, now_ms) if ev.kind != "resolved" else None
         minutes = int(ev.detail.get("waited_ms", 0)) // 60_000
         text = self.text.alert(ev.kind, ev.alert, ev.at_ms, minutes=minutes)
