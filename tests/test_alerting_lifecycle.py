@@ -209,3 +209,17 @@ def test_events_carry_rendered_annotations_and_no_pending(tmp_path: Path) -> Non
                                                            " WHERE channel='bus'")]
     assert [e["type"] for e in events] == ["org.airgrid.alert.firing"]
     assert events[0]["data"]["annotations"] == {"summary_zh": "dev-a：PM2.5 186.0 µg/m³"}
+
+
+def test_finished_messages_are_purged_after_the_retention(tmp_path: Path) -> None:
+    m = manager(sms_config(tmp_path, "/dev/null", outbox_retention="1d", escalation=[]))
+    m.handle([tr("dev-a", "firing", 186.0, T0)], T0)
+    (row,) = sms_rows(m)
+    m.store.mark_sent(str(row["id"]), T0 + 1000)
+    m.handle([tr("dev-c", "firing", 186.0, T0 + 2 * 3_600_000)], T0 + 2 * 3_600_000)
+    assert len(sms_rows(m)) == 2  # within the retention: kept
+    pending_id = sms_rows(m)[1]["id"]
+    m.handle([], T0 + 25 * 3_600_000)
+    left = sms_rows(m)
+    assert row["id"] not in [r["id"] for r in left]  # sent a day ago: purged
+    assert pending_id in [r["id"] for r in left]  # not delivered: never purged

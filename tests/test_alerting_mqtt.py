@@ -159,3 +159,29 @@ def test_ack_by_http_with_token(service: AlertingService, mosquitto: Mosquitto) 
         assert wait_for(lambda: any(e["type"].endswith(".acknowledged") for e in w.events()))
     finally:
         w.close()
+
+
+def test_a_dead_letter_is_also_told_on_the_dead_letter_topic(tmp_path: Path,
+                                                             mosquitto: Mosquitto) -> None:
+    from airgrid.services import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens: connection refused
+    cfg = config(tmp_path, channels={"hook": {
+        "type": "webhook", "url": closed, "secret": "0123456789abcdef", "max_attempts": 2,
+        "backoff": "50ms"}},
+        receivers={"ops": {"targets": [{"channel": "hook"}]}},
+        route={"receiver": "ops", "group_wait": "0s"})
+    svc = AlertingService(cfg, Context(file="t", broker_port=mosquitto.port))
+    w = Watcher(mosquitto.port, ["airgrid/v1/deadletter"])
+    svc.start()
+    try:
+        now = int(time.time() * 1000)
+        svc.handle([tr("dev-a", "firing", 186.0, now)], now)
+        assert wait_for(lambda: len(w.events("airgrid/v1/deadletter")) == 1)
+    finally:
+        svc.stop()
+        w.close()
+    dl = w.events("airgrid/v1/deadletter")[0]
+    assert dl["reason"] == "alert_undelivered" and dl["channel"] == "hook"
+    assert dl["attempts"] == 2 and "Connection refused" in dl["detail"]
+    assert svc.stats.dead["hook"] == 1 and svc.stats.sent["bus"] == 1

@@ -153,7 +153,7 @@ def test_sms_gateway_posts_the_template_with_auth(tmp_path: Path) -> None:
         gw.stop()
     assert len(gw.requests) == 2  # the 502 was retried
     body = gw.accepted()[0]
-    assert body["mobile"] == WORKER and body["ref"].startswith("n:grid_worker:")
+    assert body["mobile"] == WORKER and body["ref"].startswith("n:")
     assert body["content"].startswith(
         "【空气质量告警】城关镇g1·城关镇政府楼顶：PM2.5 186.0 µg/m³，重度污染。")
     assert gw.requests[1]["headers"]["Authorization"] == "Bearer gw-token"

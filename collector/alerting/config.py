@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,7 @@ class AlertingConfig:
     language: str = "zh"
     aqi_standard: str = "hj633-2026"
     reopen_within_ms: int = 3_600_000
+    outbox_retention_ms: int = 30 * 86_400_000
     event_channels: tuple[str, ...] = (DEFAULT_EVENT_CHANNEL,)
     channels: dict[str, ChannelSpec] = field(default_factory=dict)
     receivers: dict[str, Receiver] = field(default_factory=dict)
@@ -210,7 +212,8 @@ def _phone(file: str, r: _Reader, key: str) -> str:
     return v
 
 
-_TOP = {"enabled", "state_db", "language", "aqi_standard", "reopen_within", "event_channels",
+_TOP = {"enabled", "state_db", "language", "aqi_standard", "reopen_within", "outbox_retention",
+        "event_channels",
         "channels", "receivers", "route", "escalation", "silences", "inhibit", "contacts", "ack"}
 
 
@@ -225,6 +228,9 @@ def from_dict(data: Mapping[str, Any], file: Path | str = "<config>") -> Alertin
     channels: dict[str, ChannelSpec] = {}
     for name, spec in r.table("channels").items():
         key = r.key(f"channels.{name}")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", name):
+            # names go into message ids, HTTP headers and metric labels
+            raise ConfigError(f, key, "a channel name of letters, digits, _ and -", name)
         if not isinstance(spec, Mapping):
             raise ConfigError(f, key, "a table with type = ...", spec)
         c = dict(spec)
@@ -295,6 +301,7 @@ def from_dict(data: Mapping[str, Any], file: Path | str = "<config>") -> Alertin
         enabled=r.get("enabled", bool, True, "true or false"),
         language=language, aqi_standard=r.get("aqi_standard", str, "hj633-2026", "a standard id"),
         reopen_within_ms=r.duration("reopen_within", 3_600_000),
+        outbox_retention_ms=r.duration("outbox_retention", 30 * 86_400_000),
         event_channels=events, channels=channels, receivers=receivers, route=route,
         escalation=tuple(escalation), silences=tuple(silences), inhibit=tuple(inhibit),
         contacts=_contacts(f, r.key("contacts"), r.table("contacts")),

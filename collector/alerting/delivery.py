@@ -47,13 +47,13 @@ class DeliveryStats:
 class ChannelWorker:
     def __init__(self, notifier: Notifier, spec: ChannelSpec, store: Store, stats: DeliveryStats,
                  clock: Callable[[], float] = time.time,
-                 on_sent: Callable[[Message], None] | None = None) -> None:
+                 on_dead: Callable[[Message, int, str], None] | None = None) -> None:
         self.notifier = notifier
         self.spec = spec
         self.store = store
         self.stats = stats
         self.clock = clock
-        self.on_sent = on_sent
+        self.on_dead = on_dead
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"alert-{spec.name}", daemon=True)
@@ -127,8 +127,6 @@ class ChannelWorker:
             return 0
         self.store.mark_sent(msg.id, self._now_ms())
         self.stats.count("sent", name)
-        if self.on_sent is not None:
-            self.on_sent(msg)
         return 1
 
     def _dead(self, msg: Message, attempts: int, error: str) -> None:
@@ -136,3 +134,8 @@ class ChannelWorker:
                   msg.id, msg.recipient, attempts, error)
         self.store.mark_dead(msg.id, self._now_ms(), attempts, error)
         self.stats.count("dead", self.spec.name)
+        if self.on_dead is not None:
+            try:
+                self.on_dead(msg, attempts, error)
+            except Exception:  # telling about a failure must not become another failure
+                log.exception("channel %s: reporting a dead letter failed", self.spec.name)

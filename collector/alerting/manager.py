@@ -8,6 +8,7 @@ as the state that caused them, and wakes the channel workers.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
@@ -50,6 +51,7 @@ class AlertManager:
         self.counters: Counter[str] = Counter()
         self.lifecycle = Lifecycle(store.insert_alert, cfg.reopen_within_ms)
         self._sends = store.group_sends()
+        self._purged_ms = 0
         self._loaded = False
         self._config_silences = [Silence(-(i + 1), s.matchers, s.starts_ms, s.ends_ms, s.author,
                                          s.reason) for i, s in enumerate(cfg.silences)]
@@ -83,6 +85,10 @@ class AlertManager:
                     touched |= self._escalation_notices(ev, now_ms)
                 touched |= self._flush_groups(now_ms, muted)
                 self.lifecycle.forget(now_ms)
+                if now_ms - self._purged_ms >= 3_600_000:  # hourly is plenty for retention
+                    self._purged_ms = now_ms
+                    self.counters["purged"] += self.store.purge(
+                        now_ms - self.cfg.outbox_retention_ms)
         if touched:
             self.wake(touched)
 
@@ -199,7 +205,9 @@ class AlertManager:
                 f, res = by_recipient.setdefault(r, ([], []))
                 (f if a in firing else res).append(a)
             for r, (f, res) in by_recipient.items():
-                mid = f"{prefix}:{target.channel}:{r}"
+                # ASCII and deterministic: it travels in HTTP headers; group keys are Chinese
+                digest = hashlib.sha256(f"{prefix}|{target.channel}|{r}".encode()).hexdigest()
+                mid = f"{prefix.split(':', 1)[0]}:{digest[:32]}"
                 text = text_for(f, res)
                 out.append(Message(
                     id=mid, channel=target.channel, recipient=r, kind="notification",

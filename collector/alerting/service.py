@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
 
+from airgrid.wire import deadletter_topic
 from alert_rules.transitions import Transition
 from collector.alerting.ack_http import AckHttpServer
 from collector.alerting.ack_mqtt import MqttAckListener
 from collector.alerting.channels import registry
+from collector.alerting.channels.mqtt_bus import MqttNotifier
 from collector.alerting.channels.notifier import Context, Notifier
-from collector.alerting.config import AlertingConfig
+from collector.alerting.config import DEFAULT_EVENT_CHANNEL, AlertingConfig
 from collector.alerting.contacts import ContactDirectory
 from collector.alerting.delivery import ChannelWorker, DeliveryStats
 from collector.alerting.manager import AlertManager
+from collector.alerting.model import Message
 from collector.alerting.store import Store
 
 log = logging.getLogger(__name__)
@@ -31,7 +35,8 @@ class AlertingService:
         self.notifiers: dict[str, Notifier] = {
             name: registry.build(spec, ctx, types) for name, spec in cfg.channels.items()}
         self.stats = DeliveryStats()
-        self.workers = {name: ChannelWorker(self.notifiers[name], spec, self.store, self.stats)
+        self.workers = {name: ChannelWorker(self.notifiers[name], spec, self.store, self.stats,
+                                            on_dead=self._on_dead)
                         for name, spec in cfg.channels.items()}
         self.manager = AlertManager(cfg, self.store, contacts or cfg.contacts,
                                     {n: c.address for n, c in self.notifiers.items()}, self._wake)
@@ -64,6 +69,17 @@ class AlertingService:
             w = self.workers.get(c)
             if w is not None:
                 w.wake()
+
+    def _on_dead(self, msg: Message, attempts: int, error: str) -> None:
+        """A notification given up on is also told on the dead-letter topic, like bad input."""
+        bus = self.notifiers.get(DEFAULT_EVENT_CHANNEL)
+        if not isinstance(bus, MqttNotifier) or msg.channel == DEFAULT_EVENT_CHANNEL:
+            return
+        body = {"reason": "alert_undelivered", "detail": error, "topic": "",
+                "channel": msg.channel, "recipient": msg.recipient, "message_id": msg.id,
+                "attempts": attempts, "at_ms": int(time.time() * 1000)}
+        bus.publish_raw(deadletter_topic(bus.prefix),
+                        json.dumps(body, ensure_ascii=False).encode())
 
     def _on_sms(self, channel: str, sender: str, text: str) -> None:
         self.manager.on_sms(channel, sender, text, int(time.time() * 1000))

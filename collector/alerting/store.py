@@ -158,6 +158,13 @@ class Store:
         keys = ("id", "channel", "recipient", "kind", "status", "attempts", "last_error")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
+    def purge(self, before_ms: int) -> int:
+        """Forget delivered and dead messages finished before `before_ms` (retention)."""
+        with self.tx() as db:
+            cur = db.execute("DELETE FROM outbox WHERE status IN ('sent', 'dead')"
+                             " AND done_ms < ?", (before_ms,))
+            return cur.rowcount
+
     # -- grouping ------------------------------------------------------------------------
     def group_sends(self) -> dict[tuple[str, str], tuple[int, str]]:
         with self.lock:

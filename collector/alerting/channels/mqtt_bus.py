@@ -110,6 +110,10 @@ class MqttNotifier:
             out.append(err)
         return out
 
+    def publish_raw(self, topic: str, payload: bytes) -> None:
+        """Fire and forget (QoS 1, queued by the client while it reconnects)."""
+        self.client.publish(topic, payload, qos=1)
+
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
