@@ -143,7 +143,7 @@ def _post(url: str, token: str | None, body: bytes = b"") -> tuple[int, dict[str
         return exc.code, json.loads(exc.read())
 
 
-def test_ack_by_http_with_token(service: AlertingService, mosquitto: Mosquitto) -> None:
+def test_ack_and_silence_by_http_with_token(service: AlertingService, mosquitto: Mosquitto) -> None:
     w = Watcher(mosquitto.port, ["airgrid/v1/alerts/#"])
     try:
         now = int(time.time() * 1000)
@@ -157,6 +157,19 @@ def test_ack_by_http_with_token(service: AlertingService, mosquitto: Mosquitto) 
         code, body = _post(f"{base}/1/ack", "s3cret-token", json.dumps({"by": "王五"}).encode())
         assert code == 200 and body["acked_by"] == "王五" and body["alert_id"] == 1
         assert wait_for(lambda: any(e["type"].endswith(".acknowledged") for e in w.events()))
+
+        # a silence through the same API mutes the next alert's event
+        api = f"http://127.0.0.1:{service.http.port}/api/silences"
+        silence = {"matchers": {"device": "dev-c"}, "ends": now + 3_600_000,
+                   "author": "王工", "reason": "更换传感器"}
+        assert _post(api, None, json.dumps(silence).encode())[0] == 401
+        assert _post(api, "s3cret-token", json.dumps({**silence, "ends": 0}).encode())[0] == 400
+        code, body = _post(api, "s3cret-token", json.dumps(silence).encode())
+        assert code == 201 and body["id"] == 1
+        service.handle([tr("dev-c", "firing", 170.0, now + 1000)], now + 1000)
+        assert wait_for(lambda: any(e["subject"] == "dev-c" for e in w.events()))
+        (ev,) = [e for e in w.events() if e["subject"] == "dev-c"]
+        assert ev["data"]["muted"] == "silence 1: 更换传感器"
     finally:
         w.close()
 

@@ -9,7 +9,6 @@ from collections.abc import Iterable, Sequence
 
 from airgrid.wire import deadletter_topic
 from alert_rules.transitions import Transition
-from collector.alerting.ack_http import AckHttpServer
 from collector.alerting.ack_mqtt import MqttAckListener
 from collector.alerting.channels import registry
 from collector.alerting.channels.mqtt_bus import MqttNotifier
@@ -17,6 +16,7 @@ from collector.alerting.channels.notifier import Context, Notifier
 from collector.alerting.config import DEFAULT_EVENT_CHANNEL, AlertingConfig
 from collector.alerting.contacts import ContactDirectory
 from collector.alerting.delivery import ChannelWorker, DeliveryStats
+from collector.alerting.http_api import AlertHttpApi
 from collector.alerting.manager import AlertManager
 from collector.alerting.model import Message
 from collector.alerting.store import Store
@@ -40,9 +40,9 @@ class AlertingService:
                         for name, spec in cfg.channels.items()}
         self.manager = AlertManager(cfg, self.store, contacts or cfg.contacts,
                                     {n: c.address for n, c in self.notifiers.items()}, self._wake)
-        self.http: AckHttpServer | None = None
+        self.http: AlertHttpApi | None = None
         if cfg.ack_http_port is not None:
-            self.http = AckHttpServer(self.manager, cfg.ack_token, cfg.ack_http_host,
+            self.http = AlertHttpApi(self.manager, cfg.ack_token, cfg.ack_http_host,
                                       cfg.ack_http_port)
         self.mqtt_ack: MqttAckListener | None = None
         if cfg.ack_mqtt:

@@ -1,9 +1,13 @@
-"""HTTP acknowledgement: `POST /api/alerts/{id}/ack` with `Authorization: Bearer <token>`.
+"""The alerting HTTP API, every call with `Authorization: Bearer <token>`:
 
-Body (optional JSON): `{"by": "张三"}`. Answers 200 with the alert, 401 for a wrong or
-missing token, 404 for an unknown alert, 400 for a bad body. With no token configured
-every request is refused: an open acknowledgement endpoint would let anyone stop an
-escalation.
+- `POST /api/alerts/{id}/ack`, body (optional) `{"by": "张三"}`: 200 with the alert, 404
+  for an unknown alert.
+- `POST /api/silences`, body `{"matchers": {"device": "cg-001"}, "starts": <epoch ms,
+  default now>, "ends": <epoch ms>, "author": "王工", "reason": "更换传感器"}`: 201 with the
+  silence id.
+
+401 for a wrong or missing token, 400 for a bad body. With no token configured every
+request is refused: an open endpoint would let anyone stop an escalation.
 """
 
 from __future__ import annotations
@@ -22,9 +26,27 @@ from collector.alerting.manager import AlertManager
 
 log = logging.getLogger(__name__)
 PATH = re.compile(r"^/api/alerts/(\d+)/ack/?$")
+SILENCES = re.compile(r"^/api/silences/?$")
 
 
-class AckHttpServer:
+def _silence(body: object, now_ms: int) -> tuple[dict[str, str], int, int, str, str]:
+    """The fields of a silence request; ValueError names what is wrong."""
+    if not isinstance(body, dict):
+        raise ValueError("expected a JSON object")
+    matchers = body.get("matchers")
+    if not isinstance(matchers, dict) or not matchers or \
+            not all(isinstance(k, str) and isinstance(v, str) for k, v in matchers.items()):
+        raise ValueError('"matchers" must be a non-empty object of label: string')
+    starts, ends = body.get("starts", now_ms), body.get("ends")
+    if not isinstance(starts, int) or not isinstance(ends, int) or ends <= starts:
+        raise ValueError('"starts" and "ends" must be epoch milliseconds, ends after starts')
+    author, reason = body.get("author"), body.get("reason")
+    if not isinstance(author, str) or not author or not isinstance(reason, str) or not reason:
+        raise ValueError('"author" and "reason" are required strings')
+    return matchers, starts, ends, author, reason
+
+
+class AlertHttpApi:
     def __init__(self, manager: AlertManager, token: str, host: str = "127.0.0.1",
                  port: int = 0) -> None:
         self.manager = manager
@@ -55,7 +77,7 @@ class AckHttpServer:
 
             def do_POST(self) -> None:
                 m = PATH.match(self.path)
-                if m is None:
+                if m is None and not SILENCES.match(self.path):
                     self._answer(404, {"error": f"no such endpoint {self.path}"})
                     return
                 given = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
@@ -66,6 +88,9 @@ class AckHttpServer:
                     return
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
+                if m is None:
+                    self._add_silence(raw)
+                    return
                 try:
                     body = json.loads(raw) if raw else {}
                     by = body.get("by", "http") if isinstance(body, dict) else None
@@ -82,8 +107,18 @@ class AckHttpServer:
                     return
                 self._answer(200, alert_data(alert))
 
+            def _add_silence(self, raw: bytes) -> None:
+                try:
+                    fields = _silence(json.loads(raw or b"null"), int(time.time() * 1000))
+                    sid = owner.manager.add_silence(*fields)
+                except ValueError as exc:
+                    owner.manager.counters["silence_rejected"] += 1
+                    self._answer(400, {"error": f"body: {exc}"})
+                    return
+                self._answer(201, {"id": sid})
+
         self.server = ThreadingHTTPServer((self.host, self.requested_port), Handler)
-        threading.Thread(target=self.server.serve_forever, name="alert-ack-http",
+        threading.Thread(target=self.server.serve_forever, name="alert-http-api",
                          daemon=True).start()
 
     def stop(self) -> None:
