@@ -44,7 +44,7 @@ def _build_alerting(cfg: CollectorConfig) -> AlertingService | None:
     return AlertingService(acfg, Context(
         file=cfg.file, broker_host=cfg.broker_host, broker_port=cfg.broker_port,
         broker_username=cfg.broker_username, broker_password=cfg.broker_password,
-        prefix=cfg.prefix))
+        prefix=cfg.prefix, client_id=cfg.client_id))
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:

@@ -48,7 +48,8 @@ class AlertingService:
         if cfg.ack_mqtt:
             self.mqtt_ack = MqttAckListener(
                 self.manager, ctx.broker_host, ctx.broker_port, ctx.prefix, cfg.ack_token,
-                username=ctx.broker_username, password=ctx.broker_password)
+                client_id=f"{ctx.client_id}-alerts-ack", username=ctx.broker_username,
+                password=ctx.broker_password)
 
     def start(self) -> None:
         for n in self.notifiers.values():

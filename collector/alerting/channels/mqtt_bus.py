@@ -123,6 +123,6 @@ def from_spec(spec: ChannelSpec, ctx: Context) -> MqttNotifier:
     o = validate(spec.options, SCHEMA, ctx.file, prefix=f"alerting.channels.{spec.name}.")
     return MqttNotifier(
         spec.name, o["host"] or ctx.broker_host, o["port"] or ctx.broker_port,
-        o["prefix"] or ctx.prefix, o["client_id"] or f"airgrid-alerts-{spec.name}",
+        o["prefix"] or ctx.prefix, o["client_id"] or f"{ctx.client_id}-alerts-{spec.name}",
         o["username"] or ctx.broker_username, o["password"] or ctx.broker_password,
         o["qos"], o["puback_timeout_s"])

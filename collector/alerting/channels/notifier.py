@@ -56,5 +56,6 @@ class Context:
     broker_username: str | None = None
     broker_password: str | None = None
     prefix: str = "airgrid"
+    client_id: str = "airgrid-collector"  # MQTT client ids derive from it: unique per collector
     # An SMS arrived (channel, sender, text): the service reads acknowledgements from it.
     on_sms: Callable[[str, str, str], None] | None = None
