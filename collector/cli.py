@@ -8,9 +8,15 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from airgrid import sd_notify
 from airgrid.config_schema import ConfigError
+
+if TYPE_CHECKING:
+    from collector.alerting.config import AlertingConfig
+    from collector.alerting.service import AlertingService
+    from collector.config import CollectorConfig
 
 
 def _load_engine(files: tuple[Path, ...]):  # type: ignore[no-untyped-def]
@@ -23,6 +29,25 @@ def _load_engine(files: tuple[Path, ...]):  # type: ignore[no-untyped-def]
     return Engine(rules)
 
 
+def _alerting_config(cfg: CollectorConfig) -> AlertingConfig:
+    from collector.alerting import config as alerting_config
+
+    return alerting_config.from_dict(cfg.alerting, cfg.file)
+
+
+def _build_alerting(cfg: CollectorConfig) -> AlertingService | None:
+    from collector.alerting.channels.notifier import Context
+    from collector.alerting.service import AlertingService
+
+    acfg = _alerting_config(cfg)
+    if not acfg.enabled:
+        return None
+    return AlertingService(acfg, Context(
+        file=cfg.file, broker_host=cfg.broker_host, broker_port=cfg.broker_port,
+        broker_username=cfg.broker_username, broker_password=cfg.broker_password,
+        prefix=cfg.prefix, client_id=cfg.client_id))
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
     from alert_rules.rulefile import RuleFileError
     from collector import config as collector_config
@@ -30,6 +55,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     try:
         cfg = collector_config.load(args.file)
         engine = _load_engine(cfg.rule_files)
+        _alerting_config(cfg)
     except (ConfigError, RuleFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -48,6 +74,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         cfg = collector_config.load(args.config)
         engine = _load_engine(cfg.rule_files)
+        alerting = _build_alerting(cfg)
     except (ConfigError, RuleFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -57,6 +84,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                         cfg.max_unacked, cfg.broker_username, cfg.broker_password)
     pipeline = Pipeline(ingest, sink, engine, cfg.prefix, cfg.batch_max_messages,
                         cfg.batch_max_wait_ms / 1000, cfg.tick_interval_s)
+    pipeline.alerting = alerting
     stop = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:
@@ -77,11 +105,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     sd_notify.start_watchdog(_healthy, stop)
     sd_notify.notify("READY=1")
+    if alerting is not None:
+        alerting.start()
     log.info("collector: broker %s:%d, InfluxDB %s db %s, %d rules", cfg.broker_host,
              cfg.broker_port, cfg.influx_url, cfg.influx_database, len(engine.rules))
     try:
         pipeline.run()
     finally:
+        if alerting is not None:
+            alerting.stop()
         ingest.stop()
         c = pipeline.counters
         log.info("stopped: %d messages, %d readings stored, %d duplicates, rejected %s",

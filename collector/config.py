@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ SCHEMA: dict[str, Any] = {
                        expected="a list of rule file paths"),
         "tick_interval_s": Field(float, 1.0, check=lambda v: v > 0, expected="seconds > 0"),
     },
+    # the alert lifecycle's own table, validated by collector.alerting.config
+    "alerting": Field(dict, {}),
 }
 
 
@@ -56,6 +58,8 @@ class CollectorConfig:
     batch_max_wait_ms: int
     rule_files: tuple[Path, ...]
     tick_interval_s: float
+    alerting: dict[str, Any] = field(default_factory=dict)
+    file: str = "<config>"
 
 
 def from_dict(data: dict[str, Any], file: Path | str = "<config>") -> CollectorConfig:
@@ -70,6 +74,7 @@ def from_dict(data: dict[str, Any], file: Path | str = "<config>") -> CollectorC
         influx_password=i["password"],
         batch_max_messages=bt["max_messages"], batch_max_wait_ms=bt["max_wait_ms"],
         rule_files=tuple((base / f) for f in r["files"]), tick_interval_s=r["tick_interval_s"],
+        alerting=c["alerting"], file=str(file),
     )
 
 

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from airgrid.wire import (
     Reading,
@@ -30,6 +31,9 @@ from collector.errors import Rejected, RetryLater
 from collector.influx_sink import StorageSink
 from collector.line_protocol import reading_line, status_line, tag_set
 from collector.mqtt_ingest import Delivery, MqttIngest
+
+if TYPE_CHECKING:
+    from collector.alerting.service import AlertingService
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,8 @@ class Pipeline:
         self.counters = Counters()
         self.stopping = threading.Event()
         self._tags: dict[str, str] = {}
+        # The alert lifecycle (collector/alerting); without it transitions go out as events.
+        self.alerting: AlertingService | None = None
 
     def device_tags(self, device: str) -> str:
         tags = self._tags.get(device)
@@ -162,6 +168,10 @@ class Pipeline:
         self.ingest.publish(deadletter_topic(self.prefix), json.dumps(body).encode(), qos=1)
 
     def publish_transitions(self, transitions: list[Transition]) -> None:
+        if self.alerting is not None:
+            self.alerting.handle(transitions)
+            self.counters.alerts_published += sum(t.state != "pending" for t in transitions)
+            return
         for t in transitions:
             topic, payload = alert_events.encode(t, self.prefix)
             self.ingest.publish(topic, payload, qos=1)

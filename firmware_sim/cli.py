@@ -31,11 +31,51 @@ def build_parser() -> argparse.ArgumentParser:
     pms.add_argument("--warmup", type=float, default=30.0, help="seconds of zero frames at wake")
     pms.add_argument("--seconds", type=float, default=None, help="stop after this long")
     pms.add_argument("--seed", type=int, default=0)
+    gsm = sub.add_parser("gsm", help="a GSM modem (AT commands, SMS) on a pseudo-terminal")
+    gsm.add_argument("--link", type=Path, required=True,
+                     help="path of a symlink to the pseudo-terminal (what the sender opens)")
+    gsm.add_argument("--record", type=Path, default=None,
+                     help="append each sent SMS as a JSON line to this file")
+    gsm.add_argument("--seconds", type=float, default=None, help="stop after this long")
     return p
+
+
+def _run_gsm(args: argparse.Namespace) -> int:
+    """Sent SMS are recorded; a line `+8613800000000 收到 12` on stdin arrives as an SMS."""
+    import threading
+
+    from firmware_sim.gsm_modem import GsmModem
+
+    port = PtyPort(args.link)
+    modem = GsmModem(port, record=args.record)
+
+    def _incoming() -> None:
+        for line in sys.stdin:
+            sender, _, text = line.strip().partition(" ")
+            if sender and text:
+                modem.deliver(sender, text)
+
+    def _stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _stop)
+    threading.Thread(target=_incoming, daemon=True).start()
+    print(f"gsm modem on {port.path} -> {port.slave_path}", flush=True)
+    try:
+        modem.run(args.seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        modem.stop()
+        port.close()
+        print(f"sms sent: {len(modem.sent)}", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "gsm":
+        return _run_gsm(args)
     if args.scenario == "episode":
         profile = SCENARIOS["episode"](
             baseline=args.baseline, peak=args.peak,
