@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import select
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -24,6 +25,10 @@ class UartDevice:
     def __post_init__(self) -> None:
         self._t0 = time.monotonic()
         self._rx = bytearray()
+        self.stopped = threading.Event()
+
+    def stop(self) -> None:
+        self.stopped.set()
 
     def elapsed(self) -> float:
         return time.monotonic() - self._t0
@@ -61,7 +66,7 @@ class UartDevice:
     def run(self, seconds: float | None = None) -> None:
         deadline = None if seconds is None else time.monotonic() + seconds
         next_frame = time.monotonic()
-        while deadline is None or time.monotonic() < deadline:
+        while (deadline is None or time.monotonic() < deadline) and not self.stopped.is_set():
             if self.faults.vanish_at is not None and self.elapsed() >= self.faults.vanish_at:
                 self._vanish()
             timeout = max(0.0, min(next_frame - time.monotonic(), 0.5))
