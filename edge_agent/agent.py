@@ -13,7 +13,7 @@ from edge_agent import __version__
 from edge_agent.boot import boot_id
 from edge_agent.clock import clock_synced
 from edge_agent.config import EdgeConfig
-from edge_agent.drivers import SERIAL_PROTOCOLS
+from edge_agent.drivers import SERIAL_PROTOCOLS, sds011
 from edge_agent.drivers.base import Measurement
 from edge_agent.drivers.pmsa003i import PM_RANGE_MAX, Pmsa003iSensor
 from edge_agent.gpio import GpiosetLine
@@ -59,6 +59,8 @@ class EdgeAgent:
                 failed_retry_s=config.failed_retry_s,
                 reset_line=None if config.reset_gpio is None else GpiosetLine(config.reset_gpio),
                 on_wake=self._on_wake,
+                init_commands=b"" if config.working_period_min is None
+                else sds011.set_working_period(config.working_period_min),
             )
         else:
             range_max = PM_RANGE_MAX

@@ -37,6 +37,8 @@ SCHEMA: dict[str, Any] = {
         "high_humidity_pct": Field(float, 85.0, check=lambda v: 0 < v <= 100,
                                    expected="a percentage 0..100"),
         "sleep_between_samples": Field(bool, False),
+        "working_period_min": Field(int, check=lambda v: 0 <= v <= 30,
+                                    expected="minutes 0..30 (SDS011 only; 0 = continuous)"),
     },
     "sampling": {"interval_s": Field(float, 60.0, check=lambda v: v >= 0.1,
                                      expected="seconds >= 0.1")},
@@ -104,6 +106,7 @@ class EdgeConfig:
     outbox_max_bytes: int = 0
     commit_interval_s: float = 0.0
     hold_unsynced_s: float = 600.0
+    working_period_min: int | None = None
 
 
 def from_dict(data: dict[str, Any], file: Path | str = "<config>") -> EdgeConfig:
@@ -116,6 +119,9 @@ def from_dict(data: dict[str, Any], file: Path | str = "<config>") -> EdgeConfig
     if sn["sleep_between_samples"] and c["sampling"]["interval_s"] < sn["warmup_s"] + 10:
         raise ConfigError(file, "sensor.sleep_between_samples",
                           "false unless sampling.interval_s >= sensor.warmup_s + 10", True)
+    if sn["working_period_min"] is not None and sn["model"] != "sds011":
+        raise ConfigError(file, "sensor.working_period_min",
+                          "to be set only with model = \"sds011\"", sn["working_period_min"])
     return EdgeConfig(
         device=c["device"],
         sensor_model=c["sensor"]["model"],
@@ -145,6 +151,7 @@ def from_dict(data: dict[str, Any], file: Path | str = "<config>") -> EdgeConfig
         outbox_max_bytes=c["outbox"]["max_bytes"],
         commit_interval_s=c["outbox"]["commit_interval_s"],
         hold_unsynced_s=c["clock"]["hold_unsynced_s"],
+        working_period_min=sn["working_period_min"],
     )
 
 

@@ -38,6 +38,7 @@ class SerialSensorReader:
         reopen_every_s: float = 2.0,
         reset_line: ResetLine | None = None,
         on_wake: Callable[[float], None] | None = None,
+        init_commands: bytes = b"",
     ) -> None:
         self.port_path = port
         self.protocol = protocol
@@ -49,6 +50,7 @@ class SerialSensorReader:
         self.reopen_every_s = reopen_every_s
         self.reset_line = reset_line
         self.on_wake = on_wake
+        self.init_commands = init_commands  # sent after every (re)open, e.g. working period
         self.decoder = protocol.new_decoder()
         self.errors: Counter[str] = self.decoder.errors
         self.frames = 0
@@ -105,7 +107,8 @@ class SerialSensorReader:
         with self._lock:
             asleep = self._asleep
         port.write(self.protocol.sleep if asleep else
-                   self.protocol.wake + self.protocol.configure(self.polled))
+                   self.protocol.wake + self.protocol.configure(self.polled)
+                   + self.init_commands)
         return port
 
     def _silent(self, port: serial.Serial, now: float) -> None:

@@ -168,3 +168,39 @@ def test_pmsa003i_agent_with_clock_hold_and_fix_up(tmp_path: Path, mosquitto: Mo
     assert all(30 <= (r.pm2_5 or 0) <= 32 for r in readings)
     statuses = [p for p in got if b'"state"' in p]
     assert any(b'"sensor_state":"ok"' in p and b"sensor_run_hours" in p for p in statuses)
+
+
+def test_sds011_agent_in_query_mode(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    from firmware_sim.pty_port import PtyPort
+    from firmware_sim.sds011_device import Sds011Device
+
+    dev = Sds011Device(port=PtyPort(tmp_path / "tty"), profile=lambda t: 41.5,
+                       frame_period_s=0.1, period_min=3)
+    sim = threading.Thread(target=dev.run, daemon=True)
+    sim.start()
+    cfg = _agent_config(
+        tmp_path, mosquitto.port,
+        f'[sensor]\nmodel = "sds011"\nport = "{tmp_path / "tty"}"\nmode = "polled"\n'
+        "poll_every_s = 0.1\nwarmup_s = 0\nworking_period_min = 0\n"
+        "[sampling]\ninterval_s = 0.5\n[clock]\ntrust_system_clock = true\n",
+    )
+    agent = EdgeAgent(cfg)
+    watcher, got = _collect(mosquitto.port, "airgrid/v1/dev/i2c-1/up")
+    runner = threading.Thread(target=agent.run, daemon=True)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(got) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        agent.stop(drain_s=1)
+        runner.join(5)
+        watcher.loop_stop()
+        dev.stop()
+        sim.join(5)
+        dev.port.close()
+    readings = [r for p in got for r in decode_up(p).readings]
+    assert len(readings) >= 3
+    assert all(r.sensor == "sds011" and r.pm2_5 == 41.5 and r.pm10 == 54.0
+               and r.n0_3 is None for r in readings)
+    assert dev.query_mode and dev.period_min == 0  # the agent configured the sensor

@@ -92,3 +92,11 @@ def test_config_errors_name_file_key_and_expected(
         edge_config.load(path)
     assert info.value.key == key and str(path) in str(info.value)
     assert expected in str(info.value)
+
+
+def test_working_period_is_for_the_sds011_only(tmp_path: Path) -> None:
+    ok = edge_config.load(_write(tmp_path, 'device = "d"\n[sensor]\nmodel = "sds011"\n'
+                                 "working_period_min = 5\n"))
+    assert ok.working_period_min == 5
+    with pytest.raises(ConfigError, match=r"sensor.working_period_min: expected to be set only"):
+        edge_config.load(_write(tmp_path, 'device = "d"\n[sensor]\nworking_period_min = 5\n'))
