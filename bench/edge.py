@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from airgrid.services import Mosquitto
+from airgrid.wire import UpBatch, encode_up
 from edge_agent.outbox import Outbox
 from edge_agent.publisher import BrokerSettings, Publisher, PublishSettings
 
@@ -58,6 +59,27 @@ def replay_rate(d: Path, broker: Mosquitto, n: int) -> float:
     pub.stop()
     ob.close()
     return rate
+
+
+def batch_build_rates(d: Path, n: int) -> tuple[float, float]:
+    """Readings/s turned into `up` payloads: decode + encode_up (reference) vs raw bodies."""
+    ob = Outbox(d / f"build-{time.monotonic_ns()}.db", commit_interval_s=3600)
+    for i in range(n):
+        ob.capture(_values(i))
+    ob.flush()
+    pub = Publisher("bench-1", "bench", ob, BrokerSettings(), PublishSettings(),
+                    status=lambda: None)  # type: ignore[arg-type,return-value]
+    t0 = time.perf_counter()
+    for after in range(0, n, 200):
+        rows = ob.oldest(200, after_seq=after)
+        encode_up(UpBatch(v=1, device="bench-1", boot="bench", readings=tuple(rows)))
+    t1 = time.perf_counter()
+    for after in range(0, n, 200):
+        raw = ob.oldest_raw(200, after_seq=after)
+        pub._batch_payload([b for _, b in raw])
+    t2 = time.perf_counter()
+    ob.close()
+    return n / (t1 - t0), n / (t2 - t1)
 
 
 def _cpu_s(pid: int) -> float:
@@ -115,13 +137,18 @@ def main() -> None:
         broker = Mosquitto(d / "mosquitto")
         broker.start()
         try:
-            per_reading, batched, replay = [], [], []
+            per_reading, batched, replay, ref_build, raw_build = [], [], [], [], []
             for _ in range(args.repeats):  # interleaved, so noise hits both alike
                 per_reading.append(insert_rate(d, args.insert_readings, 0.0))
                 batched.append(insert_rate(d, args.readings, 10.0))
                 replay.append(replay_rate(d, broker, args.readings))
+                ref, raw = batch_build_rates(d, args.readings)
+                ref_build.append(ref)
+                raw_build.append(raw)
             for name, xs in (("insert, commit per reading", per_reading),
-                             ("insert, commit every 10 s", batched), ("replay", replay)):
+                             ("insert, commit every 10 s", batched), ("replay", replay),
+                             ("batch build, decode + encode_up (reference)", ref_build),
+                             ("batch build, stored bodies", raw_build)):
                 print(f"{name}: median {statistics.median(xs):,.0f} readings/s "
                       f"({', '.join(f'{x:,.0f}' for x in xs)})")
             rss, cpu = agent_footprint(d, broker, args.agent_seconds)
@@ -132,6 +159,8 @@ def main() -> None:
         "insert_readings_per_s": round(statistics.median(per_reading)),
         "insert_batched_readings_per_s": round(statistics.median(batched)),
         "replay_readings_per_s": round(statistics.median(replay)),
+        "batch_build_speedup": round(statistics.median(
+            r / f for r, f in zip(raw_build, ref_build, strict=True)), 2),
         "rss_mb": round(rss, 1), "cpu_pct": round(cpu, 2),
     }))
 
