@@ -231,7 +231,13 @@ class Stack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.pending() == 0 and self.stored() == self.captured():
-                return True
+                # An agent may still hold the last frames it read: stable over one
+                # sample interval means done.
+                captured = self.captured()
+                time.sleep(self.timing.sample_interval_s + 0.3)
+                if self.captured() == captured and self.pending() == 0 \
+                        and self.stored() == captured:
+                    return True
             time.sleep(0.25)
         return False
 

@@ -80,6 +80,7 @@ class EdgeAgent:
             hold=self._hold,
         )
         self.captured = 0
+        self._last_ts = 0
         self._stop = threading.Event()
 
     # --- callbacks ----------------------------------------------------------------------
@@ -139,8 +140,14 @@ class EdgeAgent:
             sample = self.sampler.take(now, synced)
         if sample is None:
             return
+        ts = int(time.time() * 1000)
+        if self._last_ts - 1000 < ts <= self._last_ts:
+            # A point's identity is (device, time): two readings in one millisecond
+            # would overwrite each other in InfluxDB. (A real clock step back is kept.)
+            ts = self._last_ts + 1
+        self._last_ts = ts
         self.outbox.capture(
-            {"ts": int(time.time() * 1000), "sensor": self.config.sensor_model,
+            {"ts": ts, "sensor": self.config.sensor_model,
              **sample.values, "flags": sample.flags, "clock_synced": synced},
             boot=self.boot_id, mono_ms=int(now * 1000),
         )
@@ -169,9 +176,8 @@ class EdgeAgent:
             notify("WATCHDOG=1")
             self.outbox.flush_due()
             if time.monotonic() >= next_sample:
-                next_sample += interval
-                if next_sample < time.monotonic():  # we fell behind (suspend): skip ahead
-                    next_sample = time.monotonic() + interval
+                # Fell behind (load, suspend)? Skip ahead rather than sample in a burst.
+                next_sample = max(next_sample + interval, time.monotonic() + interval / 2)
                 self.sample_once()
                 if cfg.sleep_between_samples:
                     self.reader.sleep()

@@ -125,8 +125,7 @@ def test_outbox_cap_during_outage_drops_exactly_the_oldest_and_counts_them(
         captured, pending, dropped = stack.outbox_counts(dev)
         assert pending == cap and dropped >= cap + 20
         mosquitto.start()
-        assert _wait(lambda: stack.pending() == 0
-                     and stack.stored()[dev] == captured - dropped, 60)
+        _wait(lambda: stack.pending() == 0 and stack.stored()[dev] == captured - dropped, 60)
         # The retained status reports the dropped count.
         got = threading.Event()
         watcher = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
@@ -146,7 +145,7 @@ def test_outbox_cap_during_outage_drops_exactly_the_oldest_and_counts_them(
         stack.stop()
     seqs = {s for _, s in _stored_rows(influxdb, stack.database, dev)}
     missing = sorted(set(range(1, captured + 1)) - seqs)
-    assert len(missing) == dropped
+    assert len(missing) == dropped, (captured, dropped, stack.outbox_counts(dev), missing)
     # Exactly the oldest pending ones: one contiguous block, ending where the cap begins.
     assert missing == list(range(missing[0], missing[0] + dropped))
     assert missing[-1] == captured - cap

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.drivers import pms5003, sds011
+from edge_agent.drivers.base import StreamDecoder as Decoder
 from edge_agent.drivers.pmsa003i import Pmsa003iSensor, SensorReadError
 from firmware_sim import pms5003_firmware
 from firmware_sim.device_loop import UartDevice
@@ -36,6 +37,22 @@ class Line:
         while (left := deadline - time.monotonic()) > 0:
             if select.select([self.fd], [], [], left)[0]:
                 out += os.read(self.fd, 4096)
+        return out
+
+    def items(self, dec: Decoder, n: int, timeout: float = 3.0) -> list[object]:
+        """Read until `n` decoded items arrived (a loaded machine can be slow), or timeout."""
+        out: list[object] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < n and (left := deadline - time.monotonic()) > 0:
+            if select.select([self.fd], [], [], left)[0]:
+                out += dec.feed(os.read(self.fd, 4096))
+        return out
+
+    def until(self, dec: Decoder, item: object, timeout: float = 3.0) -> list[object]:
+        out: list[object] = []
+        deadline = time.monotonic() + timeout
+        while item not in out and time.monotonic() < deadline:
+            out += self.items(dec, 1, deadline - time.monotonic())
         return out
 
     def close(self) -> None:
@@ -65,17 +82,17 @@ def test_pms5003_active_passive_sleep_wake(pty: PtyPort) -> None:
     later = [f for f in dec.feed(line.read_for(0.4)) if isinstance(f, pms5003.PmsFrame)]
     assert later and later[-1].pm2_5 == 40 and later[-1].pm10 == 52
     line.write(pms5003.CMD_PASSIVE)
-    out = dec.feed(line.read_for(0.3))
-    assert pms5003.PmsAck(0xE1, 0) in out
+    out = line.until(dec, pms5003.PmsAck(0xE1, 0))  # after frames sent before the command
+    assert out[-1] == pms5003.PmsAck(0xE1, 0)
     assert not [f for f in dec.feed(line.read_for(0.3)) if isinstance(f, pms5003.PmsFrame)]
     line.write(pms5003.CMD_READ)
-    assert len(dec.feed(line.read_for(0.2))) == 1
+    assert len(line.items(dec, 1)) == 1
     line.write(pms5003.CMD_SLEEP)
-    assert dec.feed(line.read_for(0.2)) == [pms5003.PmsAck(0xE4, 0)]
+    assert line.items(dec, 1) == [pms5003.PmsAck(0xE4, 0)]
     line.write(pms5003.CMD_READ)  # asleep: no answer
-    assert dec.feed(line.read_for(0.2)) == []
+    assert dec.feed(line.read_for(0.3)) == []
     line.write(pms5003.CMD_WAKE + pms5003.CMD_READ)
-    out = dec.feed(line.read_for(0.2))
+    out = line.items(dec, 2)
     assert out[0] == pms5003.PmsAck(0xE4, 1)
     assert isinstance(out[1], pms5003.PmsFrame) and out[1].all_zero  # warm-up again
     assert not dec.errors
@@ -115,17 +132,17 @@ def test_sds011_query_mode_sleep_work_and_working_period(pty: PtyPort) -> None:
     active = dec.feed(line.read_for(0.5))
     assert len(active) >= 3 and active[-1] == sds011.SdsFrame(123, 160, 0xA1B2)
     line.write(sds011.set_query_mode(True))
-    out = dec.feed(line.read_for(0.3))
-    assert sds011.SdsReply(2, bytes([1, 1, 0]), 0xA1B2) in out
+    out = line.until(dec, sds011.SdsReply(2, bytes([1, 1, 0]), 0xA1B2))
+    assert out[-1] == sds011.SdsReply(2, bytes([1, 1, 0]), 0xA1B2)
     assert dec.feed(line.read_for(0.3)) == []  # query mode: nothing unasked
     line.write(sds011.CMD_QUERY)
-    assert dec.feed(line.read_for(0.2)) == [sds011.SdsFrame(123, 160, 0xA1B2)]
+    assert line.items(dec, 1) == [sds011.SdsFrame(123, 160, 0xA1B2)]
     line.write(sds011.CMD_SLEEP)
-    assert dec.feed(line.read_for(0.2)) == [sds011.SdsReply(6, bytes([1, 0, 0]), 0xA1B2)]
+    assert line.items(dec, 1) == [sds011.SdsReply(6, bytes([1, 0, 0]), 0xA1B2)]
     line.write(sds011.CMD_QUERY)
-    assert dec.feed(line.read_for(0.2)) == []  # asleep: only the work command is answered
+    assert dec.feed(line.read_for(0.3)) == []  # asleep: only the work command is answered
     line.write(sds011.CMD_WORK + sds011.set_query_mode(False) + sds011.set_working_period(1))
-    replies = dec.feed(line.read_for(0.3))
+    replies = line.items(dec, 3)
     assert [r.command for r in replies if isinstance(r, sds011.SdsReply)] == [6, 2, 8]
     # One "minute" is 0.5 s here: one report per 0.5 s, 0.25 s into each cycle.
     reports = [f for f in dec.feed(line.read_for(2.1)) if isinstance(f, sds011.SdsFrame)]
