@@ -101,3 +101,23 @@ def test_port_vanishes_and_returns(tmp_path: Path) -> None:
         assert _wait(lambda: rig.reader.errors["port"] >= 1, 5)
         n = len(rig.frames)
         assert _wait(lambda: len(rig.frames) > n + 10 and rig.reader.state == "ok", 8)
+
+
+def test_reader_puts_the_sensor_to_sleep_and_wakes_it(tmp_path: Path) -> None:
+    dev = Pms5003Device(port=PtyPort(tmp_path / "tty"), profile=lambda t: 30.0,
+                        frame_period_s=0.02, warmup_s=0.3)
+    woke: list[float] = []
+    with Rig(dev, "pms5003", silent_after_s=0.5) as rig:
+        rig.reader.on_wake = woke.append
+        assert _wait(lambda: any(not f.warming_up for f in rig.frames), 5)
+        rig.reader.sleep()
+        assert _wait(lambda: dev.asleep and rig.reader.state == "asleep", 5)
+        n = len(rig.frames)
+        ran = rig.reader.awake_s
+        time.sleep(1.0)  # longer than silent_after_s: asleep is not silent
+        assert len(rig.frames) <= n + 1 and rig.reader.errors["timeout"] == 0
+        assert rig.reader.awake_s - ran < 0.3  # sleep time is not run time
+        rig.reader.wake()
+        assert _wait(lambda: len(rig.frames) > n + 5 and rig.reader.state == "ok", 5)
+        assert rig.frames[n + 1].warming_up  # zeros after wake, as the datasheet says
+        assert woke
