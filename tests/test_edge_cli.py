@@ -134,3 +134,21 @@ def test_install_service_writes_unit_and_private_config(tmp_path: Path) -> None:
     cfg.write_text(cfg.read_text() + "# edited\n")
     res = _edge("install-service", "--unit-dir", str(tmp_path / "units"), "--config", str(cfg))
     assert "kept existing" in res.stdout and cfg.read_text().endswith("# edited\n")
+
+
+def test_read_i2c_prints_readings_and_counts_bad_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    import edge_agent.cli as cli
+    from firmware_sim import pms5003_firmware
+    from firmware_sim.i2c_bus import FakeI2CBus
+
+    monkeypatch.setattr(cli.time, "sleep", lambda s: None)  # no real bus to wait for
+    zero = pms5003_firmware.PmsValues(*([0] * 12))
+    bus = FakeI2CBus(values=[zero, *(pms5003_firmware.values_for(v) for v in (20, 21, 22))],
+                     bad_checksum_every=3)
+    out = io.StringIO()
+    printed, skipped = cli.read_i2c(bus, 0x12, 4, 5.0, True, out=out)
+    lines = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert printed == 4 and len(lines) == 4 and all(20 <= x["pm2_5"] <= 22 for x in lines)
+    assert skipped["warm-up frames"] >= 1 and skipped["checksum errors"] >= 1
