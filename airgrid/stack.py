@@ -231,16 +231,23 @@ class Stack:
             self._terminate(proc)
         self.sims.clear()
 
+    def _complete(self, counts: dict[str, tuple[int, int, int]]) -> bool:
+        stored = self.stored()
+        return all(stored[dev] >= captured - dropped
+                   for dev, (captured, _, dropped) in counts.items())
+
     def drain(self, timeout: float = 60.0) -> bool:
         """Wait until every outbox is empty and InfluxDB holds every captured reading
         (less those an overflowing outbox dropped, which are counted there)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             counts = {d.device: self.outbox_counts(d.device) for d in self.devices}
-            if all(pending == 0 for _, pending, _ in counts.values()):
-                stored = self.stored()
-                if all(stored[dev] >= captured - dropped
-                       for dev, (captured, _, dropped) in counts.items()):
+            if all(pending == 0 for _, pending, _ in counts.values()) and self._complete(counts):
+                # An agent may still hold the last frames it read: stable over one
+                # sample interval means done.
+                time.sleep(self.timing.sample_interval_s + 0.3)
+                again = {d.device: self.outbox_counts(d.device) for d in self.devices}
+                if again == counts and self._complete(again):
                     return True
             time.sleep(0.25)
         return False
