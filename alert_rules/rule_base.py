@@ -120,6 +120,17 @@ class RuleBase:
         cat = std.category(float(std.iaqi("pm2_5", [value])[0]))
         return {} if cat is None else {"category": cat.en, "category_zh": cat.zh}
 
+    def active(self, fleet: FleetState) -> dict[str, AlertState]:
+        """Subjects whose alert is pending or firing now (for rule unit tests)."""
+        n = fleet.size
+        self.columns.fit(n)
+        out: dict[str, AlertState] = {}
+        for row in np.flatnonzero(self.columns.pending_since[:n] >= 0):
+            out[fleet.devices[int(row)]] = "pending"
+        for row in np.flatnonzero(self.columns.firing[:n]):
+            out[fleet.devices[int(row)]] = "firing"
+        return out
+
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         return self.columns.arrays()
 

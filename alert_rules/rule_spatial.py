@@ -17,7 +17,7 @@ from alert_rules.lifecycle import AlertColumns
 from alert_rules.neighbours import neighbours, row_median
 from alert_rules.rule_base import RuleBase
 from alert_rules.state import FleetState, IntArr
-from alert_rules.transitions import Transition
+from alert_rules.transitions import AlertState, Transition
 
 
 @dataclass(kw_only=True)
@@ -89,6 +89,17 @@ class SpatialRule(RuleBase):
             masks = self.township_columns.step(episode_t, clear_t, now_ms, self.for_ms,
                                                self.keep_firing_for_ms)
             out.extend(self.emit(masks, names, share, now_ms, None, {"scope": "township"}))
+        return out
+
+    def active(self, fleet: FleetState) -> dict[str, AlertState]:
+        out = super().active(fleet)
+        names = self._layout(fleet)[2]
+        self.township_columns.fit(len(names))
+        for i, town in enumerate(names):
+            if self.township_columns.firing[i]:
+                out[town] = "firing"
+            elif self.township_columns.pending_since[i] >= 0:
+                out[town] = "pending"
         return out
 
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
