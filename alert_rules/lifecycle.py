@@ -19,9 +19,11 @@ NONE = -1
 
 @dataclass
 class Masks:
-    pending: BoolArr  # newly pending (and not fired in the same tick)
-    firing: BoolArr
-    resolved: BoolArr
+    """Rows (subjects) that changed state in a step."""
+
+    pending: IntArr  # newly pending (and not fired in the same tick)
+    firing: IntArr
+    resolved: IntArr
 
 
 @dataclass
@@ -40,21 +42,27 @@ class AlertColumns:
 
     def step(self, over: BoolArr, under: BoolArr, now_ms: int, for_ms: int,
              keep_ms: int) -> Masks:
-        """Advance every subject; `over`: firing condition, `under`: clear condition."""
+        """Advance every subject; `over`: firing condition, `under`: clear condition.
+
+        Only subjects that are over, pending or firing can change state: the machine
+        runs on that (usually small) subset, gathered once.
+        """
         n = over.size
         self.fit(n)
-        firing = self.firing[:n]
-        pending = self.pending_since[:n]
-        clear = self.clear_since[:n]
+        rows = np.flatnonzero(over | self.firing[:n] | (self.pending_since[:n] != NONE))
+        o, u = over[rows], under[rows]
+        firing = self.firing[rows]
+        pending = self.pending_since[rows]
+        clear = self.clear_since[rows]
 
-        new_pending = ~firing & over & (pending == NONE)
+        new_pending = ~firing & o & (pending == NONE)
         pending[new_pending] = now_ms
-        pending[~firing & ~over] = NONE
-        to_fire = ~firing & over & (now_ms - pending >= for_ms)
+        pending[~firing & ~o] = NONE
+        to_fire = ~firing & o & (now_ms - pending >= for_ms)
 
-        clearing = firing & under
+        clearing = firing & u
         clear[clearing & (clear == NONE)] = now_ms
-        clear[firing & ~under] = NONE
+        clear[firing & ~u] = NONE
         to_resolve = clearing & (now_ms - clear >= keep_ms)
 
         firing[to_fire] = True
@@ -62,7 +70,10 @@ class AlertColumns:
         done = to_resolve | to_fire
         pending[done] = NONE
         clear[done] = NONE
-        return Masks(new_pending & ~to_fire, to_fire, to_resolve)
+        self.firing[rows] = firing
+        self.pending_since[rows] = pending
+        self.clear_since[rows] = clear
+        return Masks(rows[new_pending & ~to_fire], rows[to_fire], rows[to_resolve])
 
     def arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         return {"pending_since": self.pending_since, "clear_since": self.clear_since,

@@ -3,6 +3,7 @@ at the category edge (the AQI must fall `clear_margin` points below the edge).""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +12,7 @@ from alert_rules import aqi
 from alert_rules.aggregates import Aggregate, hours_for
 from alert_rules.aggregates import aggregate as compute
 from alert_rules.rule_base import RuleBase
-from alert_rules.state import FleetState
+from alert_rules.state import FleetState, FloatArr
 from alert_rules.transitions import Transition
 
 
@@ -26,6 +27,7 @@ class AqiCategoryRule(RuleBase):
     window_ms: int = 0
 
     kind = "aqi_category"
+    _memo: tuple[FloatArr, FloatArr] | None = dataclasses.field(default=None, repr=False)
 
     def fields(self) -> tuple[str, ...]:
         return (self.field,)
@@ -44,7 +46,12 @@ class AqiCategoryRule(RuleBase):
     def evaluate(self, fleet: FleetState, now_ms: int) -> list[Transition]:
         std = aqi.get(self.standard)
         conc = compute(fleet, self.field, self.aggregate, self.window_ms, now_ms)
-        index = std.iaqi(self.pollutant, conc)
+        # hourly aggregates are memoised (the same array object until they change)
+        if self._memo is not None and self._memo[0] is conc:
+            index = self._memo[1]
+        else:
+            index = std.iaqi(self.pollutant, conc)
+            self._memo = (conc, index)
         with np.errstate(invalid="ignore"):
             over = index > self.edge
             under = index <= self.edge - self.clear_margin

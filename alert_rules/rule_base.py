@@ -81,7 +81,7 @@ class RuleBase:
         state: AlertState
         for state, mask in (("pending", masks.pending), ("firing", masks.firing),
                             ("resolved", masks.resolved)):
-            for row in np.flatnonzero(mask):
+            for row in mask:
                 out.append(self.transition(subjects[int(row)], state, float(value[row]), now_ms,
                                            fleet, extra))
         return out

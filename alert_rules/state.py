@@ -87,6 +87,19 @@ class Ring:
             np.maximum.at(self.max, (s, r), x)
         return late
 
+    def reduce(self, arr: npt.NDArray[Any], first_bucket: int, last_bucket: int, n: int,
+               op: Any = np.add) -> npt.NDArray[Any] | None:
+        """op-reduce rows of buckets first..last over the first n devices (None if the
+        ring holds none of them). Contiguous slices, so no (window × devices) copy."""
+        lo = max(first_bucket, self.head - self.slots + 1, 0)
+        if lo > last_bucket:
+            return None
+        a, b = lo % self.slots, last_bucket % self.slots
+        if a <= b:
+            out: npt.NDArray[Any] = op.reduce(arr[a:b + 1, :n], axis=0)
+            return out
+        return op(op.reduce(arr[a:, :n], axis=0), op.reduce(arr[:b + 1, :n], axis=0))  # type: ignore[no-any-return]
+
     def slots_for(self, first_bucket: int, last_bucket: int) -> IntArr:
         """Ring slots of buckets first..last that the ring still holds."""
         lo = max(first_bucket, self.head - self.slots + 1, 0)
@@ -240,8 +253,13 @@ class FleetState:
     def window_sum_count(self, ring: Ring, now_ms: int, span_ms: int
                          ) -> tuple[FloatArr, FloatArr]:
         n = self.size
-        s = ring.slots_for(*self.window_buckets(now_ms, span_ms))
-        return ring.sum[s, :n].sum(axis=0), ring.cnt[s, :n].sum(axis=0).astype(np.float64)
+        first, last = self.window_buckets(now_ms, span_ms)
+        total = ring.reduce(ring.sum, first, last, n)
+        if total is None:
+            return np.zeros(n), np.zeros(n)
+        count = ring.reduce(ring.cnt, first, last, n)
+        assert count is not None
+        return total, count.astype(np.float64)
 
     def window_mean(self, f: str, now_ms: int, span_ms: int) -> FloatArr:
         """Mean of readings from the bucket start of (now − span) to now; NaN if none."""
@@ -250,16 +268,20 @@ class FleetState:
             return np.where(count > 0, total / count, np.nan)
 
     def window_count(self, f: str, now_ms: int, span_ms: int) -> FloatArr:
-        return self.window_sum_count(self.fine[f], now_ms, span_ms)[1]
+        ring = self.fine[f]
+        count = ring.reduce(ring.cnt, *self.window_buckets(now_ms, span_ms), self.size)
+        return np.zeros(self.size) if count is None else count.astype(np.float64)
 
     def window_range(self, f: str, now_ms: int, span_ms: int) -> tuple[FloatArr, FloatArr]:
         """(min, max) over the window; +inf/-inf where empty."""
         ring = self.fine[f]
         n = self.size
-        s = ring.slots_for(*self.window_buckets(now_ms, span_ms))
-        if s.size == 0:
+        first, last = self.window_buckets(now_ms, span_ms)
+        lo = ring.reduce(ring.min, first, last, n, np.minimum)
+        hi = ring.reduce(ring.max, first, last, n, np.maximum)
+        if lo is None or hi is None:
             return np.full(n, np.inf), np.full(n, -np.inf)
-        return ring.min[s, :n].min(axis=0), ring.max[s, :n].max(axis=0)
+        return lo, hi
 
     def flagged_fraction(self, now_ms: int, span_ms: int) -> tuple[FloatArr, FloatArr]:
         """(fraction of readings with quality flags, number of readings) over the window."""
