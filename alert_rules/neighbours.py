@@ -36,11 +36,12 @@ def neighbours(lat: FloatArr, lon: FloatArr, radius_km: float, k: int) -> IntArr
         cand = np.concatenate([members[c] for c in
                                ((a + da, b + db) for da in (-1, 0, 1) for db in (-1, 0, 1))
                                if c in members])
+        cand.sort()  # ties in distance go to the lower row: deterministic
         d = np.hypot(x[mine][:, None] - x[cand][None, :], y[mine][:, None] - y[cand][None, :])
         d[mine[:, None] == cand[None, :]] = np.inf
         d[d > radius_km] = np.inf
         take = min(k, cand.size)
-        nearest = np.argsort(d, axis=1)[:, :take]
+        nearest = np.argsort(d, axis=1, kind="stable")[:, :take]
         dist = np.take_along_axis(d, nearest, axis=1)
         out[mine, :take] = np.where(np.isfinite(dist), cand[nearest], -1)
     return out

@@ -10,6 +10,7 @@ and `bench/rules.py` can time the speed-up.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +25,11 @@ from alert_rules.rule_flatline import FlatlineRule
 from alert_rules.rule_quality import QualityRule
 from alert_rules.rule_range import RangeRule
 from alert_rules.rule_rate import RateRule
+from alert_rules.rule_spatial import SpatialRule
 from alert_rules.rule_threshold import ThresholdRule
 
 HOUR_MS = 3_600_000
+EARTH_R = 6371.0088
 NAN = float("nan")
 
 
@@ -158,16 +161,89 @@ class Reference:
         self.head = max(self.head, now // self.res)
         self.hhead = max(self.hhead, now // HOUR_MS)
         out = []
+        spatial = {r.name: self._spatial(r, now) for r in self.rules
+                   if isinstance(r, SpatialRule)}
         for name, dev in self.devices.items():
             if dev.first_seen < 0:
                 dev.first_seen = now
             for rule in self.rules:
-                value, over, under = self._judge(rule, name, dev, now)
+                if isinstance(rule, SpatialRule):
+                    value, over, under = spatial[rule.name][0][name]
+                else:
+                    value, over, under = self._judge(rule, name, dev, now)
                 state = self._step(self.alerts.setdefault((rule.name, name), Alert()),
                                    over, under, now, rule.for_ms, rule.keep_firing_for_ms)
                 if state:
                     out.append((rule.name, name, state, value, now))
+        for rule_name, (_, towns) in spatial.items():
+            rule = next(r for r in self.rules if r.name == rule_name)
+            for town, (share, over, under) in sorted(towns.items()):
+                state = self._step(self.alerts.setdefault((rule_name, "town:" + town), Alert()),
+                                   over, under, now, rule.for_ms, rule.keep_firing_for_ms)
+                if state:
+                    out.append((rule_name, town, state, share, now))
         return out
+
+    # ---- spatial: neighbours by brute force, medians and township shares in Python ----
+    def _neighbours(self, rule: SpatialRule) -> dict[str, list[str]]:
+        key = ("nbr", rule.radius_km, rule.max_neighbours, len(self.devices))
+        if getattr(self, "_nbr_key", None) == key:
+            return self._nbr  # type: ignore[no-any-return,has-type]
+        names = list(self.devices)
+        pos = {}
+        for d in names:
+            r = self.registry.get(d)
+            if r is not None and not (math.isnan(r.lat) or math.isnan(r.lon)):
+                pos[d] = (r.lat, r.lon)
+        lats = [self.registry[d].lat if d in self.registry else NAN for d in names]
+        valid = [x for x in lats if not math.isnan(x)]
+        lat0 = sum(valid) / len(valid) if valid else 0.0
+        xy = {d: (math.radians(lo) * EARTH_R * math.cos(math.radians(lat0)),
+                  math.radians(la) * EARTH_R) for d, (la, lo) in pos.items()}
+        nbr: dict[str, list[str]] = {}
+        order = {d: i for i, d in enumerate(names)}
+        for d in names:
+            if d not in xy:
+                nbr[d] = []
+                continue
+            x, y = xy[d]
+            near = sorted((math.hypot(x - ox, y - oy), order[o], o)
+                          for o, (ox, oy) in xy.items() if o != d)
+            nbr[d] = [o for dist, _, o in near if dist <= rule.radius_km][:rule.max_neighbours]
+        self._nbr_key, self._nbr = key, nbr
+        return nbr
+
+    def _spatial(self, rule: SpatialRule, now: int) -> tuple[
+            dict[str, tuple[float, bool, bool]], dict[str, tuple[float, bool, bool]]]:
+        v = {d: self._aggregate(dev, rule.field, "mean", rule.window_ms, now)
+             for d, dev in self.devices.items()}
+        towns: dict[str, list[float]] = {}
+        for d, x in v.items():
+            r = self.registry.get(d)
+            if r is not None and r.township:
+                towns.setdefault(r.township, [])
+                if not math.isnan(x):
+                    towns[r.township].append(x)
+        town_out: dict[str, tuple[float, bool, bool]] = {}
+        episode: dict[str, bool] = {}
+        for t, xs in towns.items():
+            share = sum(x > rule.regional_above for x in xs) / len(xs) if xs else NAN
+            was = self.alerts.get((rule.name, "town:" + t), Alert()).firing
+            episode[t] = share >= rule.regional_fraction or was
+            town_out[t] = (share, share >= rule.regional_fraction,
+                           share < rule.regional_fraction * 0.8)
+        nbr = self._neighbours(rule)
+        dev_out = {}
+        for d, x in v.items():
+            around = [v[o] for o in nbr[d] if not math.isnan(v[o])]
+            enough = len(around) >= rule.min_neighbours
+            med = statistics.median(around) if around else NAN
+            r = self.registry.get(d)
+            ep = bool(r is not None and r.township and episode.get(r.township, False))
+            far = enough and x > med * rule.ratio and x - med > rule.min_excess
+            back = x <= med * rule.ratio * 0.9 or not enough
+            dev_out[d] = (x, far and not ep, back or ep)
+        return dev_out, town_out
 
     def _judge(self, rule: RuleBase, name: str, dev: Dev, now: int) -> tuple[float, bool, bool]:
         if isinstance(rule, ThresholdRule):

@@ -37,24 +37,33 @@ rules:
   - {name: rate, kind: rate_of_change, above: 40, clear_below: 10, direction: both,
      max_gap: 12m, keep_firing_for: 2m}
   - {name: odd, kind: anomaly, above: 0.7, cooldown: 5m, max_age: 15m}
+  - {name: local, kind: spatial, window: 4m, radius_km: 2, max_neighbours: 3,
+     min_neighbours: 2, ratio: 1.5, min_excess: 20, regional_above: 150,
+     regional_fraction: 0.5, for: 1m, keep_firing_for: 2m}
 """)
 
 value = st.one_of(st.integers(0, 420).map(float), st.just(float("nan")),
                   st.sampled_from([600.0, -3.0, 42.0]))
 reading = st.tuples(st.integers(0, 7), st.integers(-50, 9), value, st.booleans())
-step = st.tuples(st.integers(1, 45), st.lists(reading, max_size=14))
+# mostly dense minutes (windows fill, spatial medians exist), sometimes long gaps
+step = st.tuples(st.one_of(st.integers(1, 3), st.integers(1, 3), st.integers(4, 45)),
+                 st.lists(reading, max_size=14))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps=st.lists(step, min_size=1, max_size=40), cellular=st.lists(st.booleans(),
-       min_size=6, max_size=6))
+@given(steps=st.lists(step, min_size=1, max_size=40),
+       cellular=st.lists(st.booleans(), min_size=6, max_size=6),
+       where=st.lists(st.tuples(st.floats(0, 0.03), st.floats(0, 0.03), st.sampled_from("AB")),
+                      min_size=6, max_size=6, unique_by=lambda p: (p[0], p[1])))
 def test_engine_equals_reference(tmp_path_factory: object, steps: list[tuple[int, list[
-        tuple[int, int, float, bool]]]], cellular: list[bool]) -> None:
+        tuple[int, int, float, bool]]]], cellular: list[bool],
+        where: list[tuple[float, float, str]]) -> None:
     path = Path(str(tmp_path_factory.mktemp("rules"))) / "rules.yaml"  # type: ignore[attr-defined]
     path.write_text(RULES, encoding="utf-8")
     # devices 0..5 are in the registry (some never report), 6..7 appear unannounced
-    registry = [Device(f"d{i}", link="cellular" if c else "wired")
-                for i, c in enumerate(cellular)]
+    registry = [Device(f"d{i}", link="cellular" if c else "wired", township=w[2],
+                       lat=39.9 + w[0], lon=116.4 + w[1])
+                for i, (c, w) in enumerate(zip(cellular, where, strict=True))]
     engine = Engine(load_rules(path), registry=registry)
     ref = from_engine(Engine(load_rules(path), registry=registry), registry)
     now = T0
@@ -74,3 +83,38 @@ def test_engine_equals_reference(tmp_path_factory: object, steps: list[tuple[int
         for g, w in zip(got, want, strict=True):
             assert (math.isnan(g[3]) and math.isnan(w[3])) or math.isclose(
                 g[3], w[3], rel_tol=1e-9, abs_tol=1e-9), (g, w)
+
+
+SPATIAL = textwrap.dedent("""
+rules:
+  - {name: local, kind: spatial, window: 2m, radius_km: 2, max_neighbours: 4,
+     min_neighbours: 2, ratio: 1.2, min_excess: 20, regional_above: 150,
+     regional_fraction: 0.5, keep_firing_for: 1m}
+""")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(minutes=st.lists(st.lists(st.one_of(st.integers(0, 300).map(float),
+                                           st.just(float("nan"))), min_size=7, max_size=7),
+                        min_size=1, max_size=25),
+       where=st.lists(st.tuples(st.floats(0, 0.02), st.floats(0, 0.02), st.sampled_from("AB")),
+                      min_size=7, max_size=7))
+def test_spatial_equals_reference(tmp_path_factory: object, minutes: list[list[float]],
+                                  where: list[tuple[float, float, str]]) -> None:
+    """Dense fleets (every device every minute) so medians and township shares matter."""
+    path = Path(str(tmp_path_factory.mktemp("rules"))) / "spatial.yaml"  # type: ignore[attr-defined]
+    path.write_text(SPATIAL, encoding="utf-8")
+    registry = [Device(f"d{i}", township=w[2], lat=39.9 + w[0], lon=116.4 + w[1])
+                for i, w in enumerate(where)]
+    engine = Engine(load_rules(path), registry=registry)
+    ref = from_engine(Engine(load_rules(path), registry=registry), registry)
+    devs = [d.id for d in registry]
+    for k, vals in enumerate(minutes):
+        now = T0 + (k + 1) * 60_000
+        engine.ingest(devs, [now] * 7, {"pm2_5": vals})
+        ref.ingest(devs, [now] * 7, {"pm2_5": vals})
+        got = sorted((t.subject, t.state, t.value) for t in engine.tick(now))
+        want = sorted((s, state, v) for _, s, state, v, _ in ref.tick(now))
+        assert [g[:2] for g in got] == [w[:2] for w in want], f"minute {k}"
+        for g, w in zip(got, want, strict=True):
+            assert (math.isnan(g[2]) and math.isnan(w[2])) or math.isclose(g[2], w[2])
