@@ -75,9 +75,11 @@ def test_check_reports_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_default_rule_set_passes_its_own_tests(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["test", str(DEFAULT_TESTS)]) == 0
+    spatial = DEFAULT_RULES.with_name("spatial_rules.test.yaml")
+    assert main(["test", str(DEFAULT_TESTS), str(spatial)]) == 0
     out = capsys.readouterr().out
-    assert "20/20 checks passed" in out
+    assert "default_rules.test.yaml: 20/20 checks passed" in out
+    assert "spatial_rules.test.yaml: 1/1 checks passed" in out
 
 
 def test_rule_test_failures_name_the_line(tmp_path: Path,
