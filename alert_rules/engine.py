@@ -55,16 +55,27 @@ class Engine:
         optionally whether each reading carries quality flags."""
         if not devices:
             return
+        n = len(devices)
+        if len(ts_ms) != n or any(len(v) != n for v in values.values()) or (
+                flagged is not None and len(flagged) != n):
+            raise ValueError(f"ingest: columns of different lengths ({n} devices, "
+                             f"{len(ts_ms)} timestamps, "
+                             f"{ {k: len(v) for k, v in values.items()} })")
         rows = self.fleet.rows_for(devices)
         cols: dict[str, FloatArr] = {}
         for f in self.fleet.fields:
             col = values.get(f)
             if col is None:
-                cols[f] = np.full(len(devices), np.nan)
-            elif isinstance(col, np.ndarray):
-                cols[f] = col.astype(np.float64)
+                cols[f] = np.full(n, np.nan)
             else:
-                cols[f] = np.array([np.nan if x is None else x for x in col], np.float64)
+                arr = (col.astype(np.float64) if isinstance(col, np.ndarray) else
+                       np.array([np.nan if x is None else x for x in col], np.float64))
+                # inf is no reading: counted, then treated as missing
+                bad = np.isinf(arr)
+                if bad.any():
+                    self.fleet.bad_values += int(bad.sum())
+                    arr[bad] = np.nan
+                cols[f] = arr
         ts = np.asarray(ts_ms, np.int64)
         fl: BoolArr | None = None if flagged is None else np.asarray(flagged, bool)
         self.fleet.ingest(rows, ts, cols, fl)

@@ -24,6 +24,11 @@ from alert_rules.rule_threshold import ThresholdRule
 
 Rule = RuleBase
 
+# Reading fields a rule may watch: the optional numeric values of wire format v1
+# (airgrid.wire.Reading), so the collector can hand every watched field over.
+READING_FIELDS = ("pm1_0", "pm2_5", "pm10", "pm1_0_cf1", "pm2_5_cf1", "pm10_cf1", "n0_3",
+                  "n0_5", "n1_0", "n2_5", "n5_0", "n10", "temperature_c", "humidity_pct")
+
 
 class RuleFileError(ValueError):
     """A rule file is wrong; `file:line: message`."""
@@ -41,6 +46,7 @@ class _LineLoader(yaml.SafeLoader):
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[str, Any]:
     mapping = loader.construct_mapping(node, deep=True)
     mapping["__line__"] = node.start_mark.line + 1
+    mapping["__keylines__"] = {str(k.value): k.start_mark.line + 1 for k, _ in node.value}
     return mapping  # type: ignore[return-value]
 
 
@@ -65,23 +71,25 @@ class _Spec:
 
     def __init__(self, spec: dict[str, Any], file: Path | str) -> None:
         self.spec, self.file, self.line = spec, file, int(spec["__line__"])
-        self.used = {"__line__", "name", "kind", "severity", "labels", "annotations",
-                     "for", "keep_firing_for"}
+        self.used = {"__line__", "__keylines__", "name", "kind", "severity", "labels",
+                     "annotations", "for", "keep_firing_for"}
 
-    def fail(self, message: str) -> RuleFileError:
-        return RuleFileError(self.file, self.line, message)
+    def fail(self, message: str, key: str | None = None) -> RuleFileError:
+        """An error at the key's own line when the key is in the file, else the rule's."""
+        line = self.spec.get("__keylines__", {}).get(key, self.line) if key else self.line
+        return RuleFileError(self.file, line, message)
 
     def number(self, key: str, default: float | None = None) -> float:
         self.used.add(key)
         value = self.spec.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(f"{key}: expected a number, got {value!r}")
+            raise self.fail(f"{key}: expected a number, got {value!r}", key)
         return float(value)
 
     def count(self, key: str, default: int) -> int:
         value = self.number(key, default)
         if value < 0 or value != int(value):
-            raise self.fail(f"{key}: expected a whole number >= 0, got {value!r}")
+            raise self.fail(f"{key}: expected a whole number >= 0, got {value!r}", key)
         return int(value)
 
     def duration(self, key: str, default: int | str = 0, positive: bool = False) -> int:
@@ -89,36 +97,39 @@ class _Spec:
         try:
             ms = parse_duration_ms(self.spec.get(key, default))
         except ValueError as exc:
-            raise self.fail(f"{key}: {exc}") from exc
+            raise self.fail(f"{key}: {exc}", key) from exc
         if positive and ms <= 0:
-            raise self.fail(f"{key}: expected a duration > 0")
+            raise self.fail(f"{key}: expected a duration > 0", key)
         return ms
 
     def choice(self, key: str, options: tuple[str, ...], default: str) -> str:
         self.used.add(key)
         value = self.spec.get(key, default)
         if value not in options:
-            raise self.fail(f"{key}: expected one of {list(options)}, got {value!r}")
+            raise self.fail(f"{key}: expected one of {list(options)}, got {value!r}", key)
         return str(value)
 
     def text(self, key: str, default: str) -> str:
         self.used.add(key)
         value = self.spec.get(key, default)
         if not isinstance(value, str) or not value:
-            raise self.fail(f"{key}: expected a name, got {value!r}")
+            raise self.fail(f"{key}: expected a name, got {value!r}", key)
+        if key == "field" and value not in READING_FIELDS:
+            raise self.fail(f"field: {value!r} is not a reading field; expected one of "
+                            f"{list(READING_FIELDS)}", key)
         return value
 
     def str_map(self, key: str) -> dict[str, str]:
         value = self.spec.get(key, {}) or {}
         if not isinstance(value, dict):
-            raise self.fail(f"{key}: expected a mapping")
-        return {str(k): str(v) for k, v in value.items() if k != "__line__"}
+            raise self.fail(f"{key}: expected a mapping", key)
+        return {str(k): str(v) for k, v in value.items() if k not in ("__line__", "__keylines__")}
 
     def clear_below(self, above: float, key: str = "clear_below") -> float:
         value = self.number(key, above)
         if value > above:
             raise self.fail(f"{key} {value} is above the firing threshold {above}: "
-                            "it must be on the clear side (<= above)")
+                            "it must be on the clear side (<= above)", key)
         return value
 
     def common(self) -> dict[str, Any]:
@@ -282,7 +293,8 @@ def _one(spec: Any, path: Path, names: set[str], doc_line: int) -> Rule:
     names.add(name)
     kind = spec.get("kind")
     if kind not in KINDS:
-        raise RuleFileError(path, line, f"kind: unknown kind {kind!r}; known: {list(KINDS)}")
+        raise RuleFileError(path, spec["__keylines__"].get("kind", line),
+                            f"kind: unknown kind {kind!r}; known: {list(KINDS)}")
     s = _Spec(spec, path)
     rule = KINDS[kind](s)
     s.check_unknown(kind)

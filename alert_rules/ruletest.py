@@ -84,7 +84,7 @@ def _device(spec: Any, file: Path) -> Device:
         raise RuleFileError(file, getattr(spec, "get", lambda *_: 0)("__line__", 0),
                             "registry: each device needs an `id`")
     keys = {"id", "township", "grid", "lat", "lon", "link", "name"}
-    bad = set(spec) - keys - {"__line__"}
+    bad = set(spec) - keys - {"__line__", "__keylines__"}
     if bad:
         raise RuleFileError(file, spec["__line__"], f"registry: unknown keys {sorted(bad)}")
     return Device(**{k: spec[k] for k in keys if k in spec})
@@ -149,7 +149,8 @@ def _compare(rule: Rule, engine: Engine, case: dict[str, Any],
             continue
         t = last.get((rule.name, subject))
         for key in ("labels", "annotations"):
-            exp = {k: str(v) for k, v in (spec.get(key) or {}).items() if k != "__line__"}
+            exp = {k: str(v) for k, v in (spec.get(key) or {}).items()
+                   if k not in ("__line__", "__keylines__")}
             have = getattr(t, key) if t else {}
             for k, v in exp.items():
                 if have.get(k) != v:

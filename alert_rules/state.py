@@ -131,6 +131,7 @@ class FleetState:
     hourly: dict[str, Ring] = field(default_factory=dict)
     flagged: Ring | None = None  # per bucket: readings with any quality flag (sum) / all (cnt)
     late_dropped: int = 0
+    bad_values: int = 0  # non-finite values given to ingest (treated as missing)
     registry: dict[str, Device] = field(default_factory=dict)
     cache: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)  # per-row derived
     layout: dict[str, Any] = field(default_factory=dict)  # derived from the registry

@@ -68,9 +68,9 @@ def test_check_reports_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixtu
         """), encoding="utf-8")
     assert main(["check", str(bad), str(DEFAULT_RULES)]) == 1
     cap = capsys.readouterr()
-    assert f"{bad}:5: kind: unknown kind 'treshold'" in cap.err
-    assert f"{bad}:8: clear_below 160.0 is above the firing threshold" in cap.err
-    assert f"{bad}:12: for: duration '10 minutes'" in cap.err
+    assert f"{bad}:6: kind: unknown kind 'treshold'" in cap.err
+    assert f"{bad}:11: clear_below 160.0 is above the firing threshold" in cap.err
+    assert f"{bad}:15: for: duration '10 minutes'" in cap.err
     assert "default_rules.yaml: ok (8 rules)" in cap.out
 
 

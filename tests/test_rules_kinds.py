@@ -215,3 +215,22 @@ rules:
         [("a3", "firing"), ("B", "firing")]
     town = next(t for _, t in ev if t.subject == "B")
     assert town.labels["scope"] == "township"
+
+
+def test_bad_input_is_counted_and_named(tmp_path: Path) -> None:
+    import pytest
+
+    from alert_rules.rulefile import RuleFileError
+
+    e = engine_from(tmp_path, THRESHOLD)
+    e.ingest(["a", "b"], [T0, T0], {"pm2_5": [float("inf"), 30.0]})
+    assert e.fleet.bad_values == 1
+    assert e.tick(T0) == []
+    with pytest.raises(ValueError, match="different lengths"):
+        e.ingest(["a"], [T0, T0], {"pm2_5": [1.0]})
+    # a reading older than the minute ring is left out of it and counted
+    e.ingest(["a"], [T0 - 3_600_000], {"pm2_5": [500.0]})
+    assert e.fleet.late_dropped == 1
+    with pytest.raises(RuleFileError, match=r"rules.yaml:4: field: 'pm25' is not a reading"):
+        engine_from(tmp_path, "rules:\n  - name: x\n    kind: threshold\n    field: pm25\n"
+                    "    above: 1\n")
