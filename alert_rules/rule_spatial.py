@@ -88,7 +88,8 @@ class SpatialRule(RuleBase):
         if t:
             masks = self.township_columns.step(episode_t, clear_t, now_ms, self.for_ms,
                                                self.keep_firing_for_ms)
-            out.extend(self.emit(masks, names, share, now_ms, None, {"scope": "township"}))
+            for tr in self.emit(masks, names, share, now_ms, None, {"scope": "township"}):
+                out.append(dataclasses.replace(tr, labels={**tr.labels, "township": tr.subject}))
         return out
 
     def active(self, fleet: FleetState) -> dict[str, AlertState]:

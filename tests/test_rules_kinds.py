@@ -214,7 +214,7 @@ rules:
     assert [(t.subject, t.state) for _, t in ev if t.state == "firing"] == \
         [("a3", "firing"), ("B", "firing")]
     town = next(t for _, t in ev if t.subject == "B")
-    assert town.labels["scope"] == "township"
+    assert town.labels["scope"] == "township" and town.labels["township"] == "B"
 
 
 def test_bad_input_is_counted_and_named(tmp_path: Path) -> None:
