@@ -234,3 +234,22 @@ def test_bad_input_is_counted_and_named(tmp_path: Path) -> None:
     with pytest.raises(RuleFileError, match=r"rules.yaml:4: field: 'pm25' is not a reading"):
         engine_from(tmp_path, "rules:\n  - name: x\n    kind: threshold\n    field: pm25\n"
                     "    above: 1\n")
+
+
+def test_demo_rules_fire_within_seconds_only_for_the_polluted_device() -> None:
+    import alert_rules
+    from alert_rules.engine import Engine
+    from alert_rules.rulefile import load_rules
+
+    demo = Path(alert_rules.__file__).with_name("demo_rules.yaml")
+    e = Engine(load_rules(demo))
+    fired: dict[str, int] = {}
+    for i in range(30):  # one reading a second, like the demo's agents
+        now = T0 + i * 1000
+        e.ingest(["dirty", "clean1", "clean2"], [now - 300] * 3,
+                 {"pm2_5": [220.0 + (i % 3), 25.0 + i % 5, 45.0 - i % 4]})
+        for t in e.tick(now):
+            if t.state == "firing":
+                fired.setdefault(t.subject, i)
+    assert set(fired) == {"dirty"}
+    assert fired["dirty"] <= 6
