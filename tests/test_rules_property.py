@@ -42,6 +42,18 @@ rules:
      regional_fraction: 0.5, for: 1m, keep_firing_for: 2m}
 """)
 
+_FILES: dict[str, Path] = {}
+
+
+def rules_file(factory: object, text: str) -> Path:
+    """One rule file per text for the whole session (not one directory per example)."""
+    if text not in _FILES:
+        path = Path(str(factory.mktemp("rules"))) / "rules.yaml"  # type: ignore[attr-defined]
+        path.write_text(text, encoding="utf-8")
+        _FILES[text] = path
+    return _FILES[text]
+
+
 value = st.one_of(st.integers(0, 420).map(float), st.just(float("nan")),
                   st.sampled_from([600.0, -3.0, 42.0]))
 reading = st.tuples(st.integers(0, 7), st.integers(-50, 9), value, st.booleans())
@@ -58,8 +70,7 @@ step = st.tuples(st.one_of(st.integers(1, 3), st.integers(1, 3), st.integers(4, 
 def test_engine_equals_reference(tmp_path_factory: object, steps: list[tuple[int, list[
         tuple[int, int, float, bool]]]], cellular: list[bool],
         where: list[tuple[float, float, str]]) -> None:
-    path = Path(str(tmp_path_factory.mktemp("rules"))) / "rules.yaml"  # type: ignore[attr-defined]
-    path.write_text(RULES, encoding="utf-8")
+    path = rules_file(tmp_path_factory, RULES)
     # devices 0..5 are in the registry (some never report), 6..7 appear unannounced
     registry = [Device(f"d{i}", link="cellular" if c else "wired", township=w[2],
                        lat=39.9 + w[0], lon=116.4 + w[1])
@@ -102,8 +113,7 @@ rules:
 def test_spatial_equals_reference(tmp_path_factory: object, minutes: list[list[float]],
                                   where: list[tuple[float, float, str]]) -> None:
     """Dense fleets (every device every minute) so medians and township shares matter."""
-    path = Path(str(tmp_path_factory.mktemp("rules"))) / "spatial.yaml"  # type: ignore[attr-defined]
-    path.write_text(SPATIAL, encoding="utf-8")
+    path = rules_file(tmp_path_factory, SPATIAL)
     registry = [Device(f"d{i}", township=w[2], lat=39.9 + w[0], lon=116.4 + w[1])
                 for i, w in enumerate(where)]
     engine = Engine(load_rules(path), registry=registry)
