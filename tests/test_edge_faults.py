@@ -23,17 +23,6 @@ from airgrid.wire import decode_status
 pytestmark = pytest.mark.integration
 
 
-class CappedStack(Stack):
-    """The standard stack with extra [outbox] settings for the agents."""
-
-    outbox_extra: str = ""
-
-    def agent_config(self, device: str) -> Path:
-        path = super().agent_config(device)
-        path.write_text(path.read_text().replace("[outbox]\n", f"[outbox]\n{self.outbox_extra}"))
-        return path
-
-
 def _stored_rows(influx: InfluxDB, db: str, device: str) -> list[tuple[int, int]]:
     """(time, seq) of every stored reading of a device, in time order."""
     res: Any = influx.query(f"SELECT seq FROM readings WHERE device='{device}'", db=db)
@@ -109,10 +98,9 @@ def test_outbox_cap_during_outage_drops_exactly_the_oldest_and_counts_them(
 ) -> None:
     dev = "cap-1"
     cap = 40
-    stack = CappedStack(tmp_path / "stack", mosquitto, influxdb, [SimDevice(dev)],
-                        Timing(frame_period_s=0.02, sample_interval_s=0.1,
-                               status_interval_s=1.0))
-    stack.outbox_extra = f"max_rows = {cap}\n"
+    stack = Stack(tmp_path / "stack", mosquitto, influxdb, [SimDevice(dev)],
+                  Timing(frame_period_s=0.02, sample_interval_s=0.1, status_interval_s=1.0),
+                  outbox_caps={dev: cap})
     statuses: list[bytes] = []
     try:
         stack.start()
