@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from collector.alerting.config import AlertingConfig
     from collector.alerting.service import AlertingService
     from collector.config import CollectorConfig
+    from collector.mqtt_ingest import MqttIngest
 
 
 def _load_engine(files: tuple[Path, ...]):  # type: ignore[no-untyped-def]
@@ -35,7 +36,7 @@ def _alerting_config(cfg: CollectorConfig) -> AlertingConfig:
     return alerting_config.from_dict(cfg.alerting, cfg.file)
 
 
-def _build_alerting(cfg: CollectorConfig) -> AlertingService | None:
+def _build_alerting(cfg: CollectorConfig, ingest: MqttIngest) -> AlertingService | None:
     from collector.alerting.channels.notifier import Context
     from collector.alerting.service import AlertingService
 
@@ -45,7 +46,8 @@ def _build_alerting(cfg: CollectorConfig) -> AlertingService | None:
     return AlertingService(acfg, Context(
         file=cfg.file, broker_host=cfg.broker_host, broker_port=cfg.broker_port,
         broker_username=cfg.broker_username, broker_password=cfg.broker_password,
-        prefix=cfg.prefix, client_id=cfg.client_id))
+        prefix=cfg.prefix, client_id=cfg.client_id,
+        shared_client=ingest.client, shared_connected=ingest.connected))
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -66,6 +68,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from alert_rules.rulefile import RuleFileError
     from collector import config as collector_config
+    from collector.alerting.ack_mqtt import command_topic
     from collector.influx_sink import InfluxV1Sink
     from collector.mqtt_ingest import MqttIngest
     from collector.pipeline import Pipeline
@@ -74,14 +77,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         cfg = collector_config.load(args.config)
         engine = _load_engine(cfg.rule_files)
-        alerting = _build_alerting(cfg)
+        ingest = MqttIngest(cfg.broker_host, cfg.broker_port, cfg.client_id, cfg.prefix,
+                            cfg.max_unacked, cfg.broker_username, cfg.broker_password)
+        # one MQTT connection per collector: alert channels and acknowledgements share it
+        alerting = _build_alerting(cfg, ingest)
+        if alerting is not None and alerting.mqtt_ack is not None:
+            ingest.extra_subscriptions.append((command_topic(cfg.prefix), 1))
     except (ConfigError, RuleFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     sink = InfluxV1Sink(cfg.influx_url, cfg.influx_database, cfg.influx_username,
                         cfg.influx_password)
-    ingest = MqttIngest(cfg.broker_host, cfg.broker_port, cfg.client_id, cfg.prefix,
-                        cfg.max_unacked, cfg.broker_username, cfg.broker_password)
     pipeline = Pipeline(ingest, sink, engine, cfg.prefix, cfg.batch_max_messages,
                         cfg.batch_max_wait_ms / 1000, cfg.tick_interval_s)
     pipeline.alerting = alerting

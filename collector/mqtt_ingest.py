@@ -43,6 +43,9 @@ class MqttIngest:
         self.queue: queue.Queue[Delivery] = queue.Queue()
         self._generation = 0
         self.connected = threading.Event()
+        #: more (topic filter, qos) to subscribe on every connect, e.g. acknowledgement
+        #: commands whose handler was added with client.message_callback_add()
+        self.extra_subscriptions: list[tuple[str, int]] = []
         c = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
             protocol=mqtt.MQTTv5, manual_ack=True,
@@ -76,7 +79,8 @@ class MqttIngest:
         log.info("connected to %s:%s (session present: %s)", self.host, self.port,
                  flags.session_present)
         client.subscribe([(device_subscription("up", self.prefix), 1),
-                          (device_subscription("status", self.prefix), 1)])
+                          (device_subscription("status", self.prefix), 1),
+                          *self.extra_subscriptions])
         self.connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,

@@ -125,3 +125,72 @@ def test_collector_killed_mid_escalation_notifies_next_level_on_time_once(
     assert "城关镇政府楼顶" in modem.sent[0].text and "第1级" in modem.sent[1].text
     # due 5 s after firing; ticks every 0.2 s, plus a modem dialogue and a loaded machine
     assert 4.5 <= escalated_after <= 8.0, escalated_after
+
+
+def test_acknowledgement_over_the_collectors_own_mqtt_connection(
+        tmp_path: Path, mosquitto: Mosquitto, shared_influxdb: InfluxDB,
+        influx_db_name: str) -> None:
+    """One connection per collector: the ack command arrives on the ingest's session
+    (manual ack), and the acknowledgement goes out as an event on the bus."""
+    import json
+    import threading
+
+    (tmp_path / "rules.yaml").write_text(RULES)
+    conf = tmp_path / "collector.toml"
+    conf.write_text(f"""
+[broker]
+port = {mosquitto.port}
+[influx]
+url = "{shared_influxdb.url}"
+database = "{influx_db_name}"
+[batch]
+max_wait_ms = 50
+[rules]
+files = ["rules.yaml"]
+tick_interval_s = 0.2
+""", encoding="utf-8")
+    events: list[dict[str, object]] = []
+    lock = threading.Lock()
+
+    def on_message(c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
+        with lock:
+            events.append(json.loads(msg.payload))
+
+    app = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
+    app.on_message = on_message
+    app.connect("127.0.0.1", mosquitto.port)
+    app.subscribe("airgrid/v1/alerts/#", qos=1)
+    app.loop_start()
+    log = tmp_path / "collector.log"
+    proc = _collector(conf, log)
+
+    def states() -> list[str]:
+        with lock:
+            return [e["data"]["state"] for e in events]  # type: ignore[index]
+
+    try:
+        time.sleep(2.5)
+        r = Reading(seq=1, ts=int(time.time() * 1000), sensor="pms5003", pm2_5=230.0)
+        app.publish(up_topic("dev-a"), encode_up(UpBatch(v=SCHEMA_VERSION, device="dev-a",
+                                                         boot="b", readings=(r,))), qos=1)
+        assert wait_for(lambda: "firing" in states(), 15), log.read_text()
+        with lock:
+            alert_id = next(e["data"]["alert_id"] for e in events  # type: ignore[index]
+                            if e["data"]["state"] == "firing")  # type: ignore[index]
+        app.publish(f"airgrid/v1/cmd/alerts/{alert_id}/ack",
+                    json.dumps({"by": "张三"}, ensure_ascii=False).encode(), qos=1)
+        assert wait_for(lambda: "acknowledged" in states(), 15), log.read_text()
+        # the collector kept one connection: nothing was kicked off the broker, and the
+        # broker never saw a second client of the collector's
+        assert "disconnected from broker" not in log.read_text()
+        broker_log = mosquitto.log_path.read_text()
+        assert "as airgrid-collector " in broker_log
+        assert "as airgrid-collector-" not in broker_log
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        app.disconnect()
+        app.loop_stop()
+    with lock:
+        acked = [e for e in events if e["data"]["state"] == "acknowledged"]  # type: ignore[index]
+    assert acked[0]["data"]["acked_by"] == "张三"  # type: ignore[index]

@@ -171,7 +171,8 @@ def test_no_device_reads_anothers_commands_or_the_alerts(secured_broker: Secured
         assert a.topics() == [] and p.topics() == []
         # The app reads alerts and writes acknowledgements, nothing else.
         assert app.topics() == ["airgrid/v1/alerts/pm25_heavy/dev-b"]
-        assert app.publish("airgrid/v1/ack/alert-1", b"{}") in ACCEPTED
+        assert app.publish("airgrid/v1/cmd/alerts/1/ack", b"{}") in ACCEPTED
+        assert app.publish("airgrid/v1/cmd/alerts/1/other", b"{}") == NOT_AUTHORIZED
         assert app.publish("airgrid/v1/alerts/pm25_heavy/dev-b", b"{}") == NOT_AUTHORIZED
         assert app.publish("airgrid/v1/dev/app/up", b"{}") == NOT_AUTHORIZED
         # A service account cannot feed readings in as a device either.

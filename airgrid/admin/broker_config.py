@@ -42,7 +42,9 @@ def topics(prefix: str) -> dict[str, str]:
     return {
         "dev": f"{base}/dev",
         "alerts": f"{base}/alerts/#",
-        "ack": f"{base}/ack/#",
+        "alert_state": f"{base}/alert-state/#",  # retained current state per open alert
+        "notify": f"{base}/notify",  # + /{app id}: notifications to one person's app
+        "ack": f"{base}/cmd/alerts/+/ack",  # collector/alerting/ack_mqtt.py
         "deadletter": f"{base}/deadletter",
     }
 
@@ -57,19 +59,22 @@ def device_acl(prefix: str) -> str:
     )
 
 
-def _account_rules(role: str, prefix: str) -> list[str]:
+def _account_rules(role: str, prefix: str, name: str) -> list[str]:
     t = topics(prefix)
     if role == "collector":
         return [
             f"topic read {t['dev']}/+/up",
             f"topic read {t['dev']}/+/status",
             f"topic write {t['dev']}/+/cmd/#",
-            f"topic readwrite {t['alerts']}",  # reads back retained current-state topics
+            f"topic readwrite {t['alerts']}",
+            f"topic readwrite {t['alert_state']}",  # reads back retained current state
+            f"topic write {t['notify']}/#",
             f"topic readwrite {t['deadletter']}",
             f"topic read {t['ack']}",
         ]
     if role == "app":
-        return [f"topic read {t['alerts']}", f"topic write {t['ack']}"]
+        return [f"topic read {t['alerts']}", f"topic read {t['alert_state']}",
+                f"topic read {t['notify']}/{name}", f"topic write {t['ack']}"]
     raise ValueError(f"unknown role {role!r}")
 
 
@@ -82,7 +87,7 @@ def accounts_acl(registry: Registry) -> str:
     accounts: Mapping[str, Account] = registry.accounts
     for name in sorted(accounts):
         lines += ["", f"# {accounts[name].role}", f"user {name}",
-                  *_account_rules(accounts[name].role, registry.prefix)]
+                  *_account_rules(accounts[name].role, registry.prefix, name)]
     for name, d in sorted(registry.active_devices().items()):
         if d.auth == "password":
             lines += ["", "# device (password)", f"user {name}",

@@ -29,11 +29,19 @@ def command_topic(prefix: str, alert_id: str = "+") -> str:
 class MqttAckListener:
     def __init__(self, manager: AlertManager, host: str, port: int, prefix: str, token: str,
                  client_id: str = "airgrid-alerts-ack", username: str | None = None,
-                 password: str | None = None) -> None:
+                 password: str | None = None, shared: mqtt.Client | None = None) -> None:
         self.manager = manager
         self.prefix = prefix
         self.token = token
         self.pattern = re.compile(rf"^{re.escape(prefix)}/v1/cmd/alerts/(\d+)/ack$")
+        self.host, self.port = host, port
+        self.owned = shared is None
+        if shared is not None:
+            # The collector's connection subscribes to command_topic() itself and acks
+            # manually: acknowledge each command once it is handled.
+            self.client = shared
+            shared.message_callback_add(command_topic(prefix), self._on_shared_message)
+            return
         c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
                         protocol=mqtt.MQTTv5)
         if username:
@@ -42,11 +50,19 @@ class MqttAckListener:
         c.on_message = self._on_message
         c.reconnect_delay_set(1, 10)
         self.client = c
-        self.host, self.port = host, port
 
     def start(self) -> None:
-        self.client.connect_async(self.host, self.port, keepalive=30)
-        self.client.loop_start()
+        if self.owned:
+            self.client.connect_async(self.host, self.port, keepalive=30)
+            self.client.loop_start()
+
+    def _on_shared_message(self, client: mqtt.Client, userdata: object,
+                           msg: mqtt.MQTTMessage) -> None:
+        try:
+            self._on_message(client, userdata, msg)
+        finally:
+            if msg.qos:
+                client.ack(msg.mid, msg.qos)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         m = self.pattern.match(msg.topic)
@@ -68,5 +84,8 @@ class MqttAckListener:
             log.warning("acknowledgement on %s rejected: %s", msg.topic, exc)
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        if self.owned:
+            self.client.disconnect()
+            self.client.loop_stop()
+        else:
+            self.client.message_callback_remove(command_topic(self.prefix))

@@ -49,7 +49,7 @@ class AlertingService:
             self.mqtt_ack = MqttAckListener(
                 self.manager, ctx.broker_host, ctx.broker_port, ctx.prefix, cfg.ack_token,
                 client_id=f"{ctx.client_id}-alerts-ack", username=ctx.broker_username,
-                password=ctx.broker_password)
+                password=ctx.broker_password, shared=ctx.shared_client)
 
     def start(self) -> None:
         for n in self.notifiers.values():

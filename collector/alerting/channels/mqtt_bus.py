@@ -48,11 +48,17 @@ class MqttNotifier:
 
     def __init__(self, name: str, host: str, port: int, prefix: str, client_id: str,
                  username: str | None = None, password: str | None = None, qos: int = 1,
-                 puback_timeout_s: float = 10.0) -> None:
+                 puback_timeout_s: float = 10.0, shared: mqtt.Client | None = None,
+                 shared_connected: threading.Event | None = None) -> None:
         self.name = name
         self.prefix = prefix
         self.qos = qos
         self.timeout = puback_timeout_s
+        self.host, self.port = host, port
+        self.owned = shared is None
+        if shared is not None and shared_connected is not None:
+            self.client, self.connected = shared, shared_connected
+            return
         self.connected = threading.Event()
         c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
                         protocol=mqtt.MQTTv5)
@@ -64,11 +70,11 @@ class MqttNotifier:
         c.on_connect = lambda cl, u, f, rc, p: self.connected.set() if not rc.is_failure else None
         c.on_disconnect = lambda cl, u, f, rc, p: self.connected.clear()
         self.client = c
-        self.host, self.port = host, port
 
     def start(self) -> None:
-        self.client.connect_async(self.host, self.port, keepalive=30)
-        self.client.loop_start()
+        if self.owned:
+            self.client.connect_async(self.host, self.port, keepalive=30)
+            self.client.loop_start()
 
     def _publishes(self, msg: Message) -> list[tuple[str, bytes, bool]]:
         body = json.dumps(msg.event, ensure_ascii=False).encode()
@@ -115,14 +121,19 @@ class MqttNotifier:
         self.client.publish(topic, payload, qos=1)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        if self.owned:
+            self.client.disconnect()
+            self.client.loop_stop()
 
 
 def from_spec(spec: ChannelSpec, ctx: Context) -> MqttNotifier:
     o = validate(spec.options, SCHEMA, ctx.file, prefix=f"alerting.channels.{spec.name}.")
+    # The collector's own broker and account: publish over its connection.
+    same_broker = not any(o[k] for k in ("host", "port", "username", "client_id"))
     return MqttNotifier(
         spec.name, o["host"] or ctx.broker_host, o["port"] or ctx.broker_port,
         o["prefix"] or ctx.prefix, o["client_id"] or f"{ctx.client_id}-alerts-{spec.name}",
         o["username"] or ctx.broker_username, o["password"] or ctx.broker_password,
-        o["qos"], o["puback_timeout_s"])
+        o["qos"], o["puback_timeout_s"],
+        shared=ctx.shared_client if same_broker else None,
+        shared_connected=ctx.shared_connected if same_broker else None)

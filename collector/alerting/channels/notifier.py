@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from collector.alerting.model import Message
 
@@ -57,5 +58,10 @@ class Context:
     broker_password: str | None = None
     prefix: str = "airgrid"
     client_id: str = "airgrid-collector"  # MQTT client ids derive from it: unique per collector
+    # The collector's own MQTT connection (manual-ack client) and its connected flag: MQTT
+    # channels on the same broker share it, because a broker that pins the client id to
+    # the username (use_username_as_clientid) lets an account hold one connection only.
+    shared_client: Any = None
+    shared_connected: threading.Event | None = None
     # An SMS arrived (channel, sender, text): the service reads acknowledgements from it.
     on_sms: Callable[[str, str, str], None] | None = None
