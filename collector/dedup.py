@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -17,6 +16,10 @@ class DeviceSeq:
     floor: int = 1  # seqs below the floor are unknown: never called repeats
     missing: set[int] = field(default_factory=set)
     received: int = 0  # distinct seqs seen since the floor (for completeness)
+
+
+def _copy(d: DeviceSeq | None) -> DeviceSeq | None:
+    return None if d is None else DeviceSeq(d.max_seq, d.floor, set(d.missing), d.received)
 
 
 class SeqTracker:
@@ -36,7 +39,7 @@ class SeqTracker:
     def mark(self, device: str, seq: int) -> None:
         d = self.devices.get(device)
         if device not in self._undo:
-            self._undo[device] = copy.deepcopy(d)
+            self._undo[device] = _copy(d)
         if d is None:
             self.devices[device] = DeviceSeq(max_seq=seq, floor=seq, received=1)
             return
@@ -61,7 +64,7 @@ class SeqTracker:
         if d is not None and n and seqs[0] > d.max_seq and all(
                 seqs[i] < seqs[i + 1] for i in range(n - 1)):
             if device not in self._undo:
-                self._undo[device] = copy.deepcopy(d)
+                self._undo[device] = _copy(d)
             first = seqs[0]
             gap = first - d.max_seq - 1
             if gap > MAX_TRACKED_GAP:

@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +31,8 @@ from collector.metrics import Metrics
 from collector.mqtt_ingest import Delivery, MqttIngest
 from collector.registry import RegistryWatcher
 from collector.spool import Spool, SpoolFull
-from collector.state_store import StateStore
-from collector.writer import StorageWriter
+from collector.state_store import Snapshot, StateStore
+from collector.writer import StorageWriter, WriteOutcome
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,13 @@ class _Open:
     started: float = 0.0
 
 
+@dataclass
+class _Sealed:
+    batch: _Open
+    snapshot: Snapshot
+    future: Future[WriteOutcome | None]
+
+
 class Pipeline:
     def __init__(
         self, ingest: MqttIngest, sink: StorageSink, engine: Engine, prefix: str = "airgrid",
@@ -84,14 +92,14 @@ class Pipeline:
         self.tick_interval_s = tick_interval_s
         self.max_payload_bytes = max_payload_bytes
         self.max_future_ms = max_future_ms
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics if metrics is not None else Metrics()
         # Without a configured spool directory the spool is a temp dir: still ordered and
         # retried, but not durable across a restart (run from the CLI, it always is).
-        self.spool = spool or Spool(Path(tempfile.mkdtemp(prefix="airgrid-spool-")), 1 << 30)
+        self.spool = spool if spool is not None else Spool(Path(tempfile.mkdtemp(prefix="airgrid-spool-")), 1 << 30)
         self.writer = StorageWriter(sink, self.spool, retries, backoff_s,
                                     observe_latency=self.metrics.write_latency.observe)
         self.state = state
-        self.registry = registry or RegistryWatcher(None)
+        self.registry = registry if registry is not None else RegistryWatcher(None)
         self.unknown_devices = unknown_devices
         self.seqs = SeqTracker()
         self.aggregates = HourlyAggregates()
@@ -102,6 +110,9 @@ class Pipeline:
         self._dev_tags: dict[str, str] = {}
         self._open = _Open()
         self._spool_full_since: float | None = None
+        self._inflight: _Sealed | None = None
+        self._replay_refused: list[tuple[str, str]] = []
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="storage-write")
         if state is not None:
             n = state.restore(self.seqs, self.aggregates)
             log.info("restored seq state of %d devices", n)
@@ -141,6 +152,8 @@ class Pipeline:
                 wait = max(0.0, self._open.started + self.max_wait_s - time.monotonic())
             for d in self.ingest.take(self.max_messages - len(self._open.deliveries), wait):
                 self._add(d)
+                if len(self._open.lines) >= self.max_lines:
+                    self.flush()
             o = self._open
             if o.deliveries and (len(o.deliveries) >= self.max_messages
                                  or len(o.lines) >= self.max_lines
@@ -161,8 +174,11 @@ class Pipeline:
                 self.registry.reload_errors - self._seen_reload_errors)
             self._seen_reload_errors = self.registry.reload_errors
         self.metrics.registry_devices.set(len(self.registry.devices))
-        for line, reason in self.writer.replay():
-            self._dead_letter_line(line, reason)
+        if self._inflight is not None and self._inflight.future.done():
+            self.complete()
+        if self._inflight is None and not self._open.deliveries:
+            for line, reason in self.writer.replay():
+                self._dead_letter_line(line, reason)
         self._update_gauges()
 
     _seen_reload_errors = 0
@@ -176,9 +192,12 @@ class Pipeline:
             for d in batch:
                 self._add(d)
             if len(self._open.lines) >= self.max_lines:
-                self.flush(give_up_when_stopping=True)
-        self.flush(give_up_when_stopping=True)
-        self.writer.replay(force=True)
+                self.flush()
+        self.flush()
+        self.complete()
+        self._executor.shutdown()
+        for line, reason in self.writer.replay(force=True):
+            self._dead_letter_line(line, reason)
         self._update_gauges()
 
     def process(self, batch: list[Delivery]) -> None:
@@ -186,6 +205,7 @@ class Pipeline:
         for d in batch:
             self._add(d)
         self.flush()
+        self.complete()
 
     # --- one message ------------------------------------------------------------------
 
@@ -263,45 +283,38 @@ class Pipeline:
         o.newest.append(max(ts))
 
     # --- one batch --------------------------------------------------------------------
+    # A sealed batch is written by a worker thread while the next one is decoded; it is
+    # acked (and its state checkpointed) only when that write has returned.
 
     def flush(self, give_up_when_stopping: bool = False) -> bool:
-        """Store, checkpoint, ack; True when acked. Holds the batch while nothing can take it."""
+        """Seal the open batch and start its write; completes the previous write first."""
         o = self._open
         if not o.deliveries:
             return True
         lines = o.lines + self.aggregates.lines(self._dev_tags_all())
-        delay = 0.5
-        while True:
-            try:
-                outcome = self.writer.store(lines)
-                break
-            except SpoolFull as exc:
-                # Neither storage nor disk can take the batch: report it, keep it unacked.
-                if self._spool_full_since is None:
-                    self._spool_full_since = time.monotonic()
-                    log.error("cannot store or spool a batch: %s", exc)
-                self.metrics.spool_full.set(1)
-                if (give_up_when_stopping or self.stopping.is_set()) and \
-                        self.stopping.wait(delay):
-                    self.seqs.rollback()
-                    self.aggregates.rollback()
-                    self._open = _Open()
-                    return False  # not acked: the broker redelivers after the restart
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                for line, reason in self.writer.replay(force=True):
-                    self._dead_letter_line(line, reason)
-        if self._spool_full_since is not None:
-            log.info("storage or spool accepts batches again")
-            self._spool_full_since = None
-            self.metrics.spool_full.set(0)
+        touched = self.seqs.commit()
+        hours = self.aggregates.commit(int(time.time() * 1000))
+        snap = StateStore.snapshot(self.seqs, touched, self.aggregates, hours)
+        self._open = _Open()
+        ok = self.complete()
+        sealed = _Sealed(o, snap, self._executor.submit(self._store, lines))
+        self._inflight = sealed
+        return ok
+
+    def complete(self) -> bool:
+        """Wait for the write in flight, then checkpoint, ack and feed the engine."""
+        sealed, self._inflight = self._inflight, None
+        if sealed is None:
+            return True
+        outcome = sealed.future.result()
+        if outcome is None:
+            return False  # stopping while nothing could take it: not acked, redelivered later
+        o = sealed.batch
         self.counters.spooled += outcome.spooled
         for line, reason in outcome.refused:
             self._dead_letter_line(line, reason)
-        touched = self.seqs.commit()
-        hours = self.aggregates.commit(int(time.time() * 1000))
         if self.state is not None:
-            self.state.save(self.seqs, touched, self.aggregates, hours)
+            self.state.save(sealed.snapshot)
         self.counters.stale_acks += self.ingest.ack(o.deliveries)
         self.counters.readings_stored += o.readings
         self.metrics.readings_stored.inc(o.readings)
@@ -311,8 +324,33 @@ class Pipeline:
         if o.fresh:
             self.engine.ingest(o.devices, o.ts, {
                 f: [getattr(r, f, None) for r in o.fresh] for f in self.engine.fleet.fields})
-        self._open = _Open()
         return True
+
+    def _store(self, lines: list[str]) -> WriteOutcome | None:
+        """Worker thread: storage or spool; holds the batch while neither can take it."""
+        delay = 0.5
+        self._replay_refused += self.writer.replay()  # what waits in the spool goes first
+        while True:
+            try:
+                outcome = self.writer.store(lines)
+                break
+            except SpoolFull as exc:
+                if self._spool_full_since is None:
+                    self._spool_full_since = time.monotonic()
+                    log.error("cannot store or spool a batch: %s", exc)
+                self.metrics.spool_full.set(1)
+                if self.stopping.wait(delay):
+                    return None
+                delay = min(delay * 2, 5.0)
+                self._replay_refused += self.writer.replay(force=True)
+        if self._spool_full_since is not None:
+            log.info("storage or spool accepts batches again")
+            self._spool_full_since = None
+            self.metrics.spool_full.set(0)
+        if self._replay_refused:
+            refused, self._replay_refused = self._replay_refused, []
+            return WriteOutcome(outcome.stored, outcome.spooled, refused + outcome.refused)
+        return outcome
 
     def _dev_tags_all(self) -> dict[str, str]:
         for device, _ in self.aggregates.touched:

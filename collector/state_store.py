@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
 from collector.aggregates import Agg, HourlyAggregates, Key
 from collector.dedup import DeviceSeq, SeqTracker
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    seq_rows: list[tuple[str, int, int, int, str]]
+    hour_rows: list[tuple[str, int, str, str, str]]
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS seq (device TEXT PRIMARY KEY, max_seq INTEGER, floor INTEGER,
@@ -30,16 +38,24 @@ class StateStore:
         # NORMAL: a commit survives a process crash (kill -9); the spool is what is fsynced.
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self._newest_hour: dict[str, int] = {}
 
     def restore(self, seqs: SeqTracker, aggs: HourlyAggregates) -> int:
         n = 0
         for device, max_seq, floor, received, missing in self.db.execute("SELECT * FROM seq"):
             seqs.devices[device] = DeviceSeq(max_seq, floor, set(json.loads(missing)), received)
             n += 1
+        # Readings arrive mostly in time order: an hour after a device's newest saved hour
+        # cannot be in the table, so only older hours cost a lookup.
+        self._newest_hour = dict(self.db.execute(
+            "SELECT device, max(hour) FROM hourly GROUP BY device").fetchall())
         aggs.load_missing = self.load_hour
         return n
 
     def load_hour(self, key: Key) -> Agg | None:
+        newest = self._newest_hour.get(key[0])
+        if newest is None or key[1] > newest:
+            return None
         row = self.db.execute("SELECT sums, counts, maxes FROM hourly WHERE device=? AND hour=?",
                               key).fetchone()
         if row is None:
@@ -47,8 +63,10 @@ class StateStore:
         return Agg(json.loads(row[0]), json.loads(row[1]),
                    [float(x) for x in json.loads(row[2])])
 
-    def save(self, seqs: SeqTracker, devices: list[str], aggs: HourlyAggregates,
-             hours: list[Key]) -> None:
+    @staticmethod
+    def snapshot(seqs: SeqTracker, devices: list[str], aggs: HourlyAggregates,
+                 hours: list[Key]) -> Snapshot:
+        """Rows for the state as of a sealed batch (taken before the next batch changes it)."""
         seq_rows = []
         for device in devices:
             d = seqs.devices.get(device)
@@ -62,10 +80,16 @@ class StateStore:
                 hour_rows.append((key[0], key[1], json.dumps(a.sums), json.dumps(a.counts),
                                   json.dumps([m if m != float("-inf") else -1e308
                                               for m in a.maxes])))
+        return Snapshot(seq_rows, hour_rows)
+
+    def save(self, snap: Snapshot) -> None:
         self.db.execute("BEGIN")
-        self.db.executemany("INSERT OR REPLACE INTO seq VALUES (?,?,?,?,?)", seq_rows)
-        self.db.executemany("INSERT OR REPLACE INTO hourly VALUES (?,?,?,?,?)", hour_rows)
+        self.db.executemany("INSERT OR REPLACE INTO seq VALUES (?,?,?,?,?)", snap.seq_rows)
+        self.db.executemany("INSERT OR REPLACE INTO hourly VALUES (?,?,?,?,?)", snap.hour_rows)
         self.db.execute("COMMIT")
+        for device, hour, *_ in snap.hour_rows:
+            if hour > self._newest_hour.get(device, -1):
+                self._newest_hour[device] = hour
 
     def close(self) -> None:
         self.db.close()
