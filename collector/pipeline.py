@@ -50,6 +50,7 @@ class Counters:
     stale_acks: int = 0
     unknown_device_readings: int = 0
     spooled: int = 0
+    accepted: int = 0  # messages that passed validation (every message is accepted or rejected)
 
 
 @dataclass
@@ -95,7 +96,9 @@ class Pipeline:
         self.metrics = metrics if metrics is not None else Metrics()
         # Without a configured spool directory the spool is a temp dir: still ordered and
         # retried, but not durable across a restart (run from the CLI, it always is).
-        self.spool = spool if spool is not None else Spool(Path(tempfile.mkdtemp(prefix="airgrid-spool-")), 1 << 30)
+        if spool is None:
+            spool = Spool(Path(tempfile.mkdtemp(prefix="airgrid-spool-")), 1 << 30)
+        self.spool = spool
         self.writer = StorageWriter(sink, self.spool, retries, backoff_s,
                                     observe_latency=self.metrics.write_latency.observe)
         self.state = state
@@ -226,6 +229,7 @@ class Pipeline:
                 if len(d.payload) > self.max_payload_bytes:
                     raise WireError("too_large", f"{len(d.payload)} bytes")
                 if not d.payload:
+                    self.counters.accepted += 1
                     return  # a retained status being cleared
                 status = decode_status(d.payload, topic_device=device)
                 h = self.health.update(device, status, now_ms)
@@ -235,6 +239,7 @@ class Pipeline:
                                 "outbox_depth": h.outbox_depth})
             else:
                 raise WireError("bad_topic", f"unknown kind {kind!r} in {d.topic!r}")
+            self.counters.accepted += 1
         except WireError as exc:
             self.dead_letter(d, exc.reason, exc.detail)
 
