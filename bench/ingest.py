@@ -137,6 +137,7 @@ def main() -> int:
     ap.add_argument("--per-message", type=int, default=100, help="readings per MQTT message")
     ap.add_argument("--publishers", type=int, default=2, help="publisher processes")
     ap.add_argument("--batch-lines", type=int, default=5000)
+    ap.add_argument("--no-gzip", action="store_true", help="collector posts uncompressed")
     ap.add_argument("--profile", action="store_true", help="run the collector under cProfile")
     a = ap.parse_args()
     messages = max(1, a.readings // (a.devices * a.per_message))
@@ -153,6 +154,7 @@ def main() -> int:
     cfg.write_text(
         f"[broker]\nport = {broker.port}\nmax_unacked = 1000\n"
         f'[influx]\nurl = "{influx.url}"\ndatabase = "bench"\n'
+        f"gzip = {'false' if a.no_gzip else 'true'}\n"
         f"[batch]\nmax_lines = {a.batch_lines}\nmax_messages = 1000\nmax_wait_ms = 200\n"
         f"[metrics]\nport = {mport}\n"
     )

@@ -185,6 +185,7 @@ class Pipeline:
         self._update_gauges()
 
     _seen_reload_errors = 0
+    _next_completeness = 0.0
 
     def drain(self) -> None:
         """Graceful stop: store and ack what is held; the rest stays with the broker."""
@@ -364,6 +365,11 @@ class Pipeline:
 
     def _update_gauges(self) -> None:
         m = self.metrics
+        now = time.monotonic()
+        if now >= self._next_completeness:  # walks every device: once a second is plenty
+            self._next_completeness = now + 1.0
+            m.completeness.set(self.seqs.completeness())
+            m.seq_missing.set(sum(len(d.missing) for d in self.seqs.devices.values()))
         m.spool_depth.set(self.spool.lines)
         m.spool_bytes.set(self.spool.bytes)
         m.devices_online.set(self.health.online_count())
@@ -382,6 +388,7 @@ class Pipeline:
             "spool_lines": self.spool.lines,
             "spool_full": self._spool_full_since is not None,
             "devices_online": self.health.online_count(),
+            "seq_completeness": round(self.seqs.completeness(), 6),
         }
 
     # --- dead letter and alerts -------------------------------------------------------
