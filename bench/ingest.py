@@ -137,6 +137,9 @@ def main() -> int:
     ap.add_argument("--per-message", type=int, default=100, help="readings per MQTT message")
     ap.add_argument("--publishers", type=int, default=2, help="publisher processes")
     ap.add_argument("--batch-lines", type=int, default=5000)
+    ap.add_argument("--broker-inflight", type=int, default=0,
+                    help="Mosquitto max_inflight_messages (0: the test services' setting)")
+    ap.add_argument("--writes-in-flight", type=int, default=2)
     ap.add_argument("--no-gzip", action="store_true", help="collector posts uncompressed")
     ap.add_argument("--profile", action="store_true", help="run the collector under cProfile")
     a = ap.parse_args()
@@ -145,7 +148,8 @@ def main() -> int:
     base_ms = (int(time.time()) - 40 * 86400) * 1000  # 40 days ago: seqs·1 s stay in the past
 
     work = Path(tempfile.mkdtemp(prefix="airgrid-bench-"))
-    broker, influx = Mosquitto(work / "mosquitto"), InfluxDB(work / "influxdb")
+    extra = f"max_inflight_messages {a.broker_inflight}\n" if a.broker_inflight else ""
+    broker, influx = Mosquitto(work / "mosquitto", extra), InfluxDB(work / "influxdb")
     broker.start()
     influx.start()
     influx.create_database("bench")
@@ -155,6 +159,7 @@ def main() -> int:
         f"[broker]\nport = {broker.port}\nmax_unacked = 1000\n"
         f'[influx]\nurl = "{influx.url}"\ndatabase = "bench"\n'
         f"gzip = {'false' if a.no_gzip else 'true'}\n"
+        f"writes_in_flight = {a.writes_in_flight}\n"
         f"[batch]\nmax_lines = {a.batch_lines}\nmax_messages = 1000\nmax_wait_ms = 200\n"
         f"[metrics]\nport = {mport}\n"
     )

@@ -81,7 +81,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         registry=RegistryWatcher(cfg.registry_file, cfg.registry_reload_check_s),
         unknown_devices=cfg.unknown_devices, metrics=metrics, retries=cfg.influx_retries,
         backoff_s=cfg.influx_backoff_ms / 1000, max_payload_bytes=cfg.max_payload_bytes,
-        max_future_ms=cfg.max_future_ms,
+        max_future_ms=cfg.max_future_ms, max_writes=cfg.influx_writes_in_flight,
     )
     server = None
     if cfg.metrics_port:

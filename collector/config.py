@@ -37,6 +37,7 @@ SCHEMA: dict[str, Any] = {
         "gzip": Field(bool, True),
         "retries": Field(int, 2, check=lambda v: 0 <= v <= 10, expected="0..10"),
         "backoff_ms": Field(int, 200, check=lambda v: v >= 1, expected="milliseconds >= 1"),
+        "writes_in_flight": Field(int, 2, check=lambda v: 1 <= v <= 8, expected="1..8"),
     },
     "batch": {
         "max_messages": Field(int, 500, check=lambda v: v >= 1, expected="an integer >= 1"),
@@ -105,6 +106,7 @@ class CollectorConfig:
     influx_gzip: bool = True
     influx_retries: int = 2
     influx_backoff_ms: int = 200
+    influx_writes_in_flight: int = 2
     batch_max_lines: int = 5000
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
     max_future_ms: int = MAX_FUTURE_MS
@@ -134,6 +136,7 @@ def from_dict(data: dict[str, Any], file: Path | str = "<config>") -> CollectorC
         influx_password=i["password"], influx_api=i["api"], influx_token=i["token"],
         influx_org=i["org"], influx_bucket=i["bucket"], influx_timeout_s=i["timeout_s"],
         influx_gzip=i["gzip"], influx_retries=i["retries"], influx_backoff_ms=i["backoff_ms"],
+        influx_writes_in_flight=i["writes_in_flight"],
         batch_max_messages=bt["max_messages"], batch_max_wait_ms=bt["max_wait_ms"],
         batch_max_lines=bt["max_lines"],
         max_payload_bytes=c["validation"]["max_payload_bytes"],

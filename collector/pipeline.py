@@ -12,7 +12,7 @@ import logging
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +72,7 @@ class _Sealed:
     batch: _Open
     snapshot: Snapshot
     future: Future[WriteOutcome | None]
+    agg_keys: frozenset[tuple[str, int]]
 
 
 class Pipeline:
@@ -82,6 +83,7 @@ class Pipeline:
         registry: RegistryWatcher | None = None, unknown_devices: str = "accept",
         metrics: Metrics | None = None, retries: int = 2, backoff_s: float = 0.2,
         max_payload_bytes: int = 256 * 1024, max_future_ms: int = MAX_FUTURE_MS_DEFAULT,
+        max_writes: int = 2,
     ) -> None:
         self.ingest = ingest
         self.sink = sink
@@ -113,9 +115,10 @@ class Pipeline:
         self._dev_tags: dict[str, str] = {}
         self._open = _Open()
         self._spool_full_since: float | None = None
-        self._inflight: _Sealed | None = None
+        self._inflight: deque[_Sealed] = deque()
         self._replay_refused: list[tuple[str, str]] = []
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="storage-write")
+        self.max_writes = max_writes
+        self._executor = ThreadPoolExecutor(max_writes, thread_name_prefix="storage-write")
         if state is not None:
             n = state.restore(self.seqs, self.aggregates)
             log.info("restored seq state of %d devices", n)
@@ -177,9 +180,9 @@ class Pipeline:
                 self.registry.reload_errors - self._seen_reload_errors)
             self._seen_reload_errors = self.registry.reload_errors
         self.metrics.registry_devices.set(len(self.registry.devices))
-        if self._inflight is not None and self._inflight.future.done():
+        while self._inflight and self._inflight[0].future.done():
             self.complete()
-        if self._inflight is None and not self._open.deliveries:
+        if not self._inflight and not self._open.deliveries:
             for line, reason in self.writer.replay():
                 self._dead_letter_line(line, reason)
         self._update_gauges()
@@ -198,7 +201,8 @@ class Pipeline:
             if len(self._open.lines) >= self.max_lines:
                 self.flush()
         self.flush()
-        self.complete()
+        while self._inflight:
+            self.complete()
         self._executor.shutdown()
         for line, reason in self.writer.replay(force=True):
             self._dead_letter_line(line, reason)
@@ -209,7 +213,8 @@ class Pipeline:
         for d in batch:
             self._add(d)
         self.flush()
-        self.complete()
+        while self._inflight:
+            self.complete()
 
     # --- one message ------------------------------------------------------------------
 
@@ -289,29 +294,36 @@ class Pipeline:
         o.newest.append(max(ts))
 
     # --- one batch --------------------------------------------------------------------
-    # A sealed batch is written by a worker thread while the next one is decoded; it is
-    # acked (and its state checkpointed) only when that write has returned.
+    # Sealed batches are written by worker threads (up to max_writes at once) while the
+    # next one is decoded; they are completed in order, and a batch is acked (and its state
+    # checkpointed) only when its own write has returned. Readings are idempotent, so
+    # concurrent writes may land in any order; an hourly aggregate is a running total, so
+    # a batch carrying an hour that a write in flight also carries waits for that write.
 
-    def flush(self, give_up_when_stopping: bool = False) -> bool:
-        """Seal the open batch and start its write; completes the previous write first."""
+    def flush(self) -> bool:
+        """Seal the open batch and start its write; True unless an older write gave up."""
         o = self._open
         if not o.deliveries:
             return True
+        ok = True
+        keys = set(self.aggregates.touched)
+        while self._inflight and (len(self._inflight) >= self.max_writes or any(
+                not keys.isdisjoint(b.agg_keys) for b in self._inflight)):
+            ok = self.complete() and ok
         lines = o.lines + self.aggregates.lines(self._dev_tags_all())
         touched = self.seqs.commit()
         hours = self.aggregates.commit(int(time.time() * 1000))
         snap = StateStore.snapshot(self.seqs, touched, self.aggregates, hours)
         self._open = _Open()
-        ok = self.complete()
-        sealed = _Sealed(o, snap, self._executor.submit(self._store, lines))
-        self._inflight = sealed
+        self._inflight.append(
+            _Sealed(o, snap, self._executor.submit(self._store, lines), frozenset(keys)))
         return ok
 
     def complete(self) -> bool:
-        """Wait for the write in flight, then checkpoint, ack and feed the engine."""
-        sealed, self._inflight = self._inflight, None
-        if sealed is None:
+        """Wait for the oldest write in flight, then checkpoint, ack and feed the engine."""
+        if not self._inflight:
             return True
+        sealed = self._inflight.popleft()
         outcome = sealed.future.result()
         if outcome is None:
             return False  # stopping while nothing could take it: not acked, redelivered later

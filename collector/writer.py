@@ -9,6 +9,7 @@ order they arrived.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,13 +44,16 @@ class StorageWriter:
         self.write_retries = 0
         self._replay_delay = backoff_s
         self._next_replay = 0.0
+        # Writes run in several threads; the spool is touched by one at a time.
+        self._lock = threading.Lock()
 
     def store(self, lines: list[str]) -> WriteOutcome:
         if not lines:
             return WriteOutcome(0, 0, [])
-        if len(self.spool):
-            self.spool.append(lines)  # behind what is waiting, to keep the order
-            return WriteOutcome(0, len(lines), [])
+        with self._lock:
+            if len(self.spool):
+                self.spool.append(lines)  # behind what is waiting, to keep the order
+                return WriteOutcome(0, len(lines), [])
         delay = self.backoff_s
         for attempt in range(self.retries + 1):
             try:
@@ -63,8 +67,9 @@ class StorageWriter:
                 if attempt < self.retries:
                     time.sleep(delay)
                     delay *= 2
-        self.spool.append(lines)
-        self._next_replay = time.monotonic() + self._replay_delay
+        with self._lock:
+            self.spool.append(lines)
+            self._next_replay = time.monotonic() + self._replay_delay
         log.warning("storage down: spooled %d lines (spool depth %d lines)", len(lines),
                     self.spool.lines)
         return WriteOutcome(0, len(lines), [])
@@ -84,6 +89,10 @@ class StorageWriter:
 
     def replay(self, force: bool = False) -> list[tuple[str, str]]:
         """Write spooled batches oldest first until one fails; returns refused lines."""
+        with self._lock:
+            return self._replay(force)
+
+    def _replay(self, force: bool) -> list[tuple[str, str]]:
         refused: list[tuple[str, str]] = []
         if not len(self.spool) or (not force and time.monotonic() < self._next_replay):
             return refused

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from airgrid.services import InfluxDB, ServiceError, _find_binary, _Process
+from airgrid.services import InfluxDB, Mosquitto, ServiceError, _find_binary, _Process
 from collector.errors import Rejected, RetryLater
 from collector.influx_sink import InfluxV1Sink
 from collector.influx_v2_sink import InfluxV2Sink
 from collector.spool import Spool, SpoolFull
 from collector.writer import StorageWriter
-from tests.collector_helpers import stored_rows
+from tests.collector_helpers import Collector, publish_up, reading, stored_rows
 
 pytestmark = pytest.mark.integration
 
@@ -192,3 +192,25 @@ def test_spool_on_a_full_disk_raises_spool_full(tmp_path: Path) -> None:
         spool.append(["readings,device=f1 pm2_5=1.0 1"])
     assert spool.lines == 0 and len(spool) == 0
 
+
+
+def test_collector_configured_for_v2_writes_through_api_v2(
+        tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
+    c = Collector(tmp_path / "c", mosquitto.port, victoria.url, "airgrid",
+                  influx_extra='api = "v2"\ntoken = "unused"\nbucket = "airgrid"\n')
+    c.start()
+    try:
+        now = (int(time.time()) - 30) * 1000
+        publish_up(mosquitto.port, "v2dev", [reading(1, now, 35.5), reading(2, now + 1000, 36.0)])
+        deadline = time.monotonic() + 20
+        series: list[dict[str, object]] = []
+        while time.monotonic() < deadline and not series:
+            series = victoria.export('{__name__="readings_pm2_5",device="v2dev"}')
+            time.sleep(0.3)
+        assert series and series[0]["values"] == [35.5, 36.0]
+        assert series[0]["timestamps"] == [now, now + 1000]
+        hourly = victoria.export('{__name__="readings_hourly_pm2_5_count",device="v2dev"}')
+        # rewrites of the hour are separate samples at one timestamp in VictoriaMetrics
+        assert hourly and max(hourly[0]["values"]) == 2  # type: ignore[call-overload]
+    finally:
+        assert c.stop() == 0
