@@ -12,7 +12,7 @@ import pytest
 
 from airgrid.services import InfluxDB, Mosquitto
 from airgrid.wire import Reading, deadletter_topic, up_topic
-from tests.collector_helpers import (
+from tests.collector_support import (
     AgentLikePublisher,
     Collector,
     count,

@@ -15,7 +15,7 @@ import pytest
 from airgrid.services import InfluxDB, Mosquitto
 from airgrid.wire import SCHEMA_VERSION, Status, encode_status, status_topic
 from collector.aggregates import HOUR_MS
-from tests.collector_helpers import Collector, count, publish_up, reading, stored_rows
+from tests.collector_support import Collector, count, publish_up, reading, stored_rows
 
 
 def _check(path: Path) -> subprocess.CompletedProcess[str]:

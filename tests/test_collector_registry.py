@@ -17,7 +17,7 @@ from collector.influx_sink import InfluxV1Sink
 from collector.mqtt_ingest import Delivery, MqttIngest
 from collector.pipeline import Pipeline
 from collector.registry import RegistryError, RegistryWatcher, load
-from tests.collector_helpers import reading, stored_rows, up_payload
+from tests.collector_support import reading, stored_rows, up_payload
 
 EXAMPLES = Path(collector.__file__).with_name("examples")
 

@@ -18,7 +18,7 @@ from collector.influx_sink import InfluxV1Sink
 from collector.influx_v2_sink import InfluxV2Sink
 from collector.spool import Spool, SpoolFull
 from collector.writer import StorageWriter
-from tests.collector_helpers import Collector, publish_up, reading, stored_rows
+from tests.collector_support import Collector, publish_up, reading, stored_rows
 
 pytestmark = pytest.mark.integration
 

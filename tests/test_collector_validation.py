@@ -22,7 +22,7 @@ from collector.decode import CheckedReading, decode_up
 from collector.influx_sink import InfluxV1Sink
 from collector.mqtt_ingest import Delivery, MqttIngest
 from collector.pipeline import Pipeline
-from tests.collector_helpers import reading, stored_rows, up_payload
+from tests.collector_support import reading, stored_rows, up_payload
 
 NOW = 1_790_000_000_000
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the collector tests: run the collector as a process, publish like an
+"""Shared by the collector tests: run the collector as a process, publish like an
 agent (resend until PUBACK), read InfluxDB back."""
 
 from __future__ import annotations
