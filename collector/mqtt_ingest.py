@@ -37,8 +37,10 @@ class MqttIngest:
     def __init__(
         self, host: str, port: int, client_id: str, prefix: str, max_unacked: int,
         username: str | None = None, password: str | None = None,
+        session_expiry_s: int = SESSION_EXPIRY_S,
     ) -> None:
         self.host, self.port, self.prefix = host, port, prefix
+        self.session_expiry_s = session_expiry_s
         self.max_unacked = max_unacked
         self.queue: queue.Queue[Delivery] = queue.Queue()
         self._generation = 0
@@ -60,7 +62,7 @@ class MqttIngest:
 
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.SessionExpiryInterval = self.session_expiry_s
         props.ReceiveMaximum = self.max_unacked
         self.client.connect_async(self.host, self.port, keepalive=30, clean_start=False,
                                   properties=props)
