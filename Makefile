@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: setup debs venv demo test lint bench clean
+.PHONY: setup debs venv demo test lint chaos clean
 
 setup: debs venv
 
@@ -30,3 +30,6 @@ lint: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .airgrid
+
+chaos: setup
+	$(PY) bench/chaos.py --devices 20 --seconds 300

@@ -165,7 +165,7 @@ class ClusterRun:
     def _wait_consuming(self, collectors: list[Collector], timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(c.ingest is not None and c.ingest.connected for c in collectors):
+            if all(c.ingest is not None and c.ingest.connected.is_set() for c in collectors):
                 return
             time.sleep(0.1)
         raise TimeoutError("collectors did not connect to RabbitMQ")

@@ -7,11 +7,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+#: Keys whose values are never repeated in an error message.
+SECRET_KEY_PARTS = ("password", "token", "secret", "key_pem")
+
+
+def _is_secret(key: str) -> bool:
+    last = key.rsplit(".", 1)[-1].lower()
+    return any(part in last for part in SECRET_KEY_PARTS)
+
 
 class ConfigError(ValueError):
     """A config file is wrong; the message names the file, the key and what was expected."""
 
     def __init__(self, file: Path | str, key: str, expected: str, got: object = None) -> None:
+        if got is not None and _is_secret(key):
+            got = "(a value, not shown: it is a secret)"  # error messages end up in logs
         got_text = "" if got is None else f", got {got!r}"
         super().__init__(f"{file}: {key}: expected {expected}{got_text}")
         self.file = str(file)

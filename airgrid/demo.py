@@ -132,8 +132,7 @@ def run_demo(devices: int, seconds: float | None, headless: bool, keep: bool,
                         live.update(_render(view, time.monotonic() - t0, seconds))
                 except KeyboardInterrupt:
                     pass
-        stack.stop_sims()
-        drained = stack.drain(timeout=60)
+        drained = stack.quiesce(timeout=60)
         captured, stored = stack.captured(), stack.stored()
         summary = {
             "devices": devices,

@@ -115,16 +115,28 @@ class Mosquitto(_Process):
 
     name = "mosquitto"
 
-    def __init__(self, workdir: Path, extra_config: str = "") -> None:
+    def __init__(self, workdir: Path, extra_config: str = "", base_config: str | None = None
+                 ) -> None:
         super().__init__(workdir)
         self.binary = _find_binary("mosquitto", "/usr/sbin/mosquitto")
         self.config_path = workdir / "mosquitto.conf"
         self.extra_config = extra_config
+        # A complete config (e.g. from `airgrid-admin broker-config`) used instead of the
+        # anonymous listener below; it must listen on `self.port`, which the ready check dials.
+        self.base_config = base_config
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads its password file, ACLs and CRL."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGHUP)
 
     def _command(self) -> list[str]:
         # `user root` keeps Mosquitto from dropping to the `mosquitto` user, which could
         # not write into a temp dir owned by whoever runs the tests.
         user = "user root\n" if os.geteuid() == 0 else ""
+        if self.base_config is not None:
+            self.config_path.write_text(f"{user}{self.base_config}{self.extra_config}")
+            return [self.binary, "-c", str(self.config_path)]
         self.config_path.write_text(
             f"{user}"
             "per_listener_settings false\n"
@@ -134,6 +146,7 @@ class Mosquitto(_Process):
             "autosave_interval 1\n"
             "max_queued_messages 1000000\n"
             "max_inflight_messages 100\n"
+            "set_tcp_nodelay true\n"  # small MQTT packets must not wait for Nagle
             f"listener {self.port} 127.0.0.1\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
             f"{self.extra_config}"

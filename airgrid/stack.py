@@ -52,6 +52,10 @@ class Stack:
     timing: Timing = field(default_factory=Timing)
     rules_file: Path = DEMO_RULES
     database: str = "airgrid"
+    #: per-device broker port (e.g. a NetCut relay) instead of the broker's own
+    broker_ports: dict[str, int] = field(default_factory=dict)
+    #: per-device outbox cap (rows)
+    outbox_caps: dict[str, int] = field(default_factory=dict)
     sims: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     collector: subprocess.Popen[bytes] | None = None
@@ -102,8 +106,9 @@ class Stack:
             f"interval_s = {t.sample_interval_s}\n"
             "[outbox]\n"
             f'path = "{self.outbox(device)}"\n'
+            f"max_rows = {self.outbox_caps.get(device, 1_000_000)}\n"
             "[broker]\n"
-            f"port = {self.broker.port}\n"
+            f"port = {self.broker_ports.get(device, self.broker.port)}\n"
             "keepalive_s = 10\n"
             "[publish]\n"
             "resend_after_s = 20.0\n"
@@ -226,19 +231,47 @@ class Stack:
             self._terminate(proc)
         self.sims.clear()
 
+    def _complete(self, counts: dict[str, tuple[int, int, int]]) -> bool:
+        stored = self.stored()
+        return all(stored[dev] >= captured - dropped
+                   for dev, (captured, _, dropped) in counts.items())
+
     def drain(self, timeout: float = 60.0) -> bool:
-        """Wait until every outbox is empty and InfluxDB holds every captured reading."""
+        """Wait until every outbox is empty and InfluxDB holds every captured reading
+        (less those an overflowing outbox dropped, which are counted there)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.pending() == 0 and self.stored() == self.captured():
-                return True
+            counts = {d.device: self.outbox_counts(d.device) for d in self.devices}
+            if all(pending == 0 for _, pending, _ in counts.values()) and self._complete(counts):
+                # An agent may still hold the last frames it read: stable over one
+                # sample interval means done.
+                time.sleep(self.timing.sample_interval_s + 0.3)
+                again = {d.device: self.outbox_counts(d.device) for d in self.devices}
+                if again == counts and self._complete(again):
+                    return True
             time.sleep(0.25)
         return False
 
-    def stop(self) -> None:
-        self.stop_sims()
+    def stop_agents(self) -> None:
+        """SIGTERM: each agent publishes what its outbox still holds before it exits."""
+        for proc in self.agents.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
         for proc in self.agents.values():
             self._terminate(proc)
         self.agents.clear()
+
+    def quiesce(self, timeout: float = 60.0) -> bool:
+        """End the run so that the counts are final: sensors stop, outboxes drain while
+        the agents still run, then the agents stop (an agent may capture one last reading
+        from frames it already had) and that drains too."""
+        self.stop_sims()
+        drained = self.drain(timeout)
+        self.stop_agents()
+        return self.drain(min(timeout, 30.0)) and drained
+
+    def stop(self) -> None:
+        self.stop_sims()
+        self.stop_agents()
         self._terminate(self.collector)
         self.collector = None

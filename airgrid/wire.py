@@ -93,6 +93,11 @@ class Status(msgspec.Struct, frozen=True, omit_defaults=True):
     uptime_s: float = 0.0
     clock_synced: bool = True
     sensor_errors: dict[str, int] = {}
+    # Added by the field-grade agent; optional, so older payloads still decode.
+    sensor_state: str = ""  # starting, ok, silent, failed, asleep, no_port
+    sensor_run_hours: float = 0.0  # fan and laser on-time: they wear out, plan replacement
+    outbox_bytes: int = 0
+    corrupt_resets: int = 0
 
 
 # --- topics ---------------------------------------------------------------------------

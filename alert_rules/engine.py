@@ -1,44 +1,105 @@
 """The rule engine: ingest readings into the fleet state, tick every rule over all devices.
 
-No I/O and no wall clock: callers pass `now_ms`, so a tick is reproducible.
+No I/O and no wall clock: callers pass `now_ms`, so a tick is reproducible. The engine
+sizes the fleet state from what its rules need (fields, window lengths, hourly history).
 """
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
-from alert_rules.rulefile import Rule
-from alert_rules.state import FleetState, FloatArr
+from alert_rules.registry import Device
+from alert_rules.rule_base import RuleBase
+from alert_rules.state import BoolArr, FleetState, FloatArr, Ring
 from alert_rules.transitions import Transition
+
+SNAPSHOT_VERSION = 1
+
+
+class SnapshotError(ValueError):
+    """A snapshot does not fit this engine (other rules or fields): start cold instead."""
+
+
+def resolution_for(windows_ms: Sequence[int]) -> int:
+    """Fine bucket width: a minute, or the shortest window if shorter (demo rules)."""
+    short = [w for w in windows_ms if w > 0]
+    return max(1, min([60_000, *short]))
 
 
 class Engine:
-    def __init__(self, rules: Sequence[Rule], window: int = 256) -> None:
+    def __init__(self, rules: Sequence[RuleBase], window: int = 256,
+                 registry: Sequence[Device] = (), resolution_ms: int | None = None) -> None:
         self.rules = list(rules)
-        fields = tuple(sorted({r.field for r in self.rules})) or ("pm2_5",)
-        self.fleet = FleetState(fields=fields, window=window)
+        fields = tuple(sorted({f for r in self.rules for f in r.fields()})) or ("pm2_5",)
+        windows = [w for r in self.rules for w in r.fine_windows_ms()]
+        res = resolution_ms or resolution_for(windows)
+        slots = max([-(-w // res) for w in windows] + [1]) + 2
+        self.fleet = FleetState(
+            fields=fields, resolution_ms=res, fine_slots=slots,
+            hour_slots=max([r.hours_needed() for r in self.rules] + [0]),
+            extremes=tuple(sorted({f for r in self.rules for f in r.extremes()})),
+            window=window, registry={d.id: d for d in registry},
+        )
+        if registry:
+            self.fleet.rows_for([d.id for d in registry])
+        self.away: set[str] = set()  # forgotten devices (moved to another collector)
 
     def ingest(self, devices: list[str], ts_ms: Sequence[int],
-               values: dict[str, Sequence[float | None]]) -> None:
-        """Readings as columns: device id, timestamp and one sequence per field."""
+               values: dict[str, Sequence[float | None]],
+               flagged: Sequence[bool] | None = None) -> None:
+        """Readings as columns: device id, timestamp, one sequence per field and
+        optionally whether each reading carries quality flags."""
+        if not devices:
+            return
+        n = len(devices)
+        if len(ts_ms) != n or any(len(v) != n for v in values.values()) or (
+                flagged is not None and len(flagged) != n):
+            raise ValueError(f"ingest: columns of different lengths ({n} devices, "
+                             f"{len(ts_ms)} timestamps, "
+                             f"{ {k: len(v) for k, v in values.items()} })")
         rows = self.fleet.rows_for(devices)
+        if self.away:
+            self.away.difference_update(devices)
         cols: dict[str, FloatArr] = {}
         for f in self.fleet.fields:
             col = values.get(f)
-            cols[f] = (np.full(len(devices), np.nan) if col is None else
+            if col is None:
+                cols[f] = np.full(n, np.nan)
+            else:
+                arr = (col.astype(np.float64) if isinstance(col, np.ndarray) else
                        np.array([np.nan if x is None else x for x in col], np.float64))
-        self.fleet.ingest(rows, np.asarray(ts_ms, np.int64), cols)
+                # inf is no reading: counted, then treated as missing
+                bad = np.isinf(arr)
+                if bad.any():
+                    self.fleet.bad_values += int(bad.sum())
+                    arr[bad] = np.nan
+                cols[f] = arr
+        ts = np.asarray(ts_ms, np.int64)
+        fl: BoolArr | None = None if flagged is None else np.asarray(flagged, bool)
+        self.fleet.ingest(rows, ts, cols, fl)
+        for rule in self.rules:
+            rule.observe(self.fleet, rows, ts, cols)
 
-    def blank(self) -> Engine:
-        """An engine with the same rules and no devices (to replay history into)."""
-        return Engine([r.blank() for r in self.rules], window=self.fleet.window)
+    # ---- hand-over: devices move between collectors (collector.handover) ----
+
+    def blank(self, devices: Sequence[str] | None = None) -> Engine:
+        """An engine with the same rules and no state (to replay history into); it knows
+        the registry entries of `devices` (all when None) for labels and grace periods."""
+        reg = self.fleet.registry
+        keep = reg.values() if devices is None else [reg[d] for d in devices if d in reg]
+        return Engine([r.blank() for r in self.rules], window=self.fleet.window,
+                      registry=list(keep), resolution_ms=self.fleet.resolution_ms)
 
     def adopt(self, devices: list[str], src: Engine) -> None:
         """Take these devices' alert state from `src`, an engine with the same rules
         (e.g. `blank()` after replaying their history); their windows are not copied."""
         known = [d for d in devices if d in src.fleet.index]
+        self.away.difference_update(known)
         rows = self.fleet.rows_for(known)
         src_rows = np.fromiter((src.fleet.index[d] for d in known), np.int64, len(known))
         for mine, theirs in zip(self.rules, src.rules, strict=True):
@@ -46,16 +107,112 @@ class Engine:
 
     def forget(self, devices: list[str]) -> int:
         """Drop the windows and alert state of devices now judged elsewhere (their row
-        stays, empty, so other rows never move); returns how many were known."""
-        rows = np.fromiter((self.fleet.index[d] for d in devices if d in self.fleet.index),
-                           np.int64)
+        stays, empty, so other rows never move) and judge them no more until they report
+        here again (a deadman would otherwise fire for a device that merely moved);
+        returns how many were known."""
+        known = [d for d in devices if d in self.fleet.index]
+        self.away.update(known)
+        rows = np.fromiter((self.fleet.index[d] for d in known), np.int64, len(known))
         self.fleet.clear_rows(rows)
         for rule in self.rules:
             rule.clear_rows(rows)
         return int(rows.size)
 
     def tick(self, now_ms: int) -> list[Transition]:
+        self.fleet.advance(now_ms)
         out: list[Transition] = []
         for rule in self.rules:
             out.extend(rule.evaluate(self.fleet, now_ms))
+        if self.away:
+            rows = np.fromiter((self.fleet.index[d] for d in self.away), np.int64,
+                               len(self.away))
+            for rule in self.rules:
+                rule.clear_rows(rows)
+            out = [t for t in out if t.subject not in self.away]
         return out
+
+    # ---- snapshot / restore: a restart or a hand-over keeps windows and alert states ----
+
+    def _layout(self) -> dict[str, object]:
+        f = self.fleet
+        return {"fields": list(f.fields), "resolution_ms": f.resolution_ms,
+                "fine_slots": f.fine_slots, "hour_slots": f.hour_slots,
+                "extremes": list(f.extremes),
+                "rules": [[r.name, r.kind] for r in self.rules]}
+
+    def snapshot(self) -> bytes:
+        """The whole engine state as bytes (numpy .npz, no pickle)."""
+        f = self.fleet
+        n = f.size
+        arrays: dict[str, npt.NDArray[np.generic]] = {
+            "last_ts": f.last_ts[:n], "first_seen_ms": f.first_seen_ms[:n]}
+        for name in f.fields:
+            arrays[f"latest_v/{name}"] = f.latest_v[name][:n]
+            arrays[f"latest_ts/{name}"] = f.latest_ts[name][:n]
+            arrays[f"prev_v/{name}"] = f.prev_v[name][:n]
+            arrays[f"prev_ts/{name}"] = f.prev_ts[name][:n]
+        heads: dict[str, int] = {}
+        for key, ring in self._rings().items():
+            heads[key] = ring.head
+            arrays[f"{key}/sum"] = ring.sum[:, :n]
+            arrays[f"{key}/cnt"] = ring.cnt[:, :n]
+            if ring.track_extremes:
+                arrays[f"{key}/min"] = ring.min[:, :n]
+                arrays[f"{key}/max"] = ring.max[:, :n]
+        for rule in self.rules:
+            for k, v in rule.state_arrays().items():
+                arrays[f"rule/{rule.name}/{k}"] = v
+        meta = {"version": SNAPSHOT_VERSION, "layout": self._layout(), "devices": f.devices,
+                "heads": heads, "late_dropped": f.late_dropped}
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+        buf = io.BytesIO()
+        np.savez(buf, allow_pickle=False, **arrays)
+        return buf.getvalue()
+
+    def _rings(self) -> dict[str, Ring]:
+        f = self.fleet
+        rings = {f"fine/{k}": r for k, r in f.fine.items()}
+        rings.update({f"hourly/{k}": r for k, r in f.hourly.items()})
+        if f.flagged is not None:
+            rings["flagged"] = f.flagged
+        return rings
+
+    def restore(self, blob: bytes) -> None:
+        """Load a snapshot taken by an engine with the same rules; devices of the
+        registry not in the snapshot are kept."""
+        try:
+            data = np.load(io.BytesIO(blob), allow_pickle=False)
+            meta = json.loads(bytes(data["meta"]).decode())
+        except (ValueError, KeyError, OSError) as exc:
+            raise SnapshotError(f"not an engine snapshot: {exc}") from exc
+        if meta.get("version") != SNAPSHOT_VERSION or meta.get("layout") != self._layout():
+            raise SnapshotError("snapshot was taken with other rules or fields")
+        old = self.fleet
+        f = self.fleet = FleetState(
+            fields=old.fields, resolution_ms=old.resolution_ms, fine_slots=old.fine_slots,
+            hour_slots=old.hour_slots, extremes=old.extremes, window=old.window,
+            registry=old.registry)
+        devices: list[str] = meta["devices"]
+        m = len(devices)
+        f.rows_for(devices)  # snapshot rows first, in their order: rule arrays line up
+        f.rows_for(list(f.registry))
+        f.last_ts[:m] = data["last_ts"]
+        f.first_seen_ms[:m] = data["first_seen_ms"]
+        for name in f.fields:
+            f.latest_v[name][:m] = data[f"latest_v/{name}"]
+            f.latest_ts[name][:m] = data[f"latest_ts/{name}"]
+            f.prev_v[name][:m] = data[f"prev_v/{name}"]
+            f.prev_ts[name][:m] = data[f"prev_ts/{name}"]
+        for key, ring in self._rings().items():
+            ring.head = int(meta["heads"][key])
+            ring.sum[:, :m] = data[f"{key}/sum"]
+            ring.cnt[:, :m] = data[f"{key}/cnt"]
+            if ring.track_extremes:
+                ring.min[:, :m] = data[f"{key}/min"]
+                ring.max[:, :m] = data[f"{key}/max"]
+        f.late_dropped = int(meta["late_dropped"])
+        for rule in self.rules:
+            prefix = f"rule/{rule.name}/"
+            saved = {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)}
+            if saved:
+                rule.load_state(saved)

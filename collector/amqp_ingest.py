@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 
 import pika
@@ -55,7 +56,8 @@ class AmqpIngest:
             raise ValueError("AmqpIngest needs at least one AMQP URL")
         self.urls = list(urls)
         self.collector = collector
-        self.queue = amqp_topology.queue_name(collector)
+        self.queue_name = amqp_topology.queue_name(collector)
+        self.connected = threading.Event()  # as MqttIngest's: the pipeline's health reads it
         self.prefetch = prefetch
         self.topology = topology
         self.heartbeat_s = heartbeat_s
@@ -68,15 +70,16 @@ class AmqpIngest:
         self._next_url = 0
         self._retry_at = 0.0
 
-    @property
-    def connected(self) -> bool:
-        return self._channel is not None and self._channel.is_open
+    def waiting(self) -> int:
+        """Deliveries received and not yet taken."""
+        return len(self._buffer)
 
     def start(self) -> None:
         self._connect()
 
     def stop(self) -> None:
         conn, self._conn, self._channel = self._conn, None, None
+        self.connected.clear()
         if conn is not None and conn.is_open:
             with contextlib.suppress(*_LOST):
                 conn.close()
@@ -97,7 +100,7 @@ class AmqpIngest:
                 else:
                     amqp_topology.declare_queue(ch, self.collector)
                 ch.basic_qos(prefetch_count=self.prefetch)
-                ch.basic_consume(self.queue, self._on_message, auto_ack=False)
+                ch.basic_consume(self.queue_name, self._on_message, auto_ack=False)
             except _LOST as exc:
                 log.warning("AMQP %s:%s unavailable: %s", params.host, params.port, exc)
                 continue
@@ -105,7 +108,8 @@ class AmqpIngest:
             self._conn, self._channel = conn, ch
             self.generation += 1  # what was taken before is redelivered; never ack it
             self._buffer.clear()
-            log.info("consuming %s on %s:%s", self.queue, params.host, params.port)
+            self.connected.set()
+            log.info("consuming %s on %s:%s", self.queue_name, params.host, params.port)
             self._flush_unsent()
             return True
         return False
@@ -113,6 +117,7 @@ class AmqpIngest:
     def _lost(self, exc: BaseException) -> None:
         log.warning("AMQP connection lost: %s", exc)
         self._conn, self._channel = None, None
+        self.connected.clear()
         self._buffer.clear()
         self._next_url += 1  # the node may be gone: start with the next one
         self.reconnects += 1

@@ -10,16 +10,20 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from airgrid import sd_notify
 from airgrid.config_schema import ConfigError
 
 if TYPE_CHECKING:
     from alert_rules.engine import Engine
+    from collector.alerting.config import AlertingConfig
+    from collector.alerting.service import AlertingService
     from collector.config import CollectorConfig
     from collector.handover import HandOver
     from collector.ingest_source import IngestSource
+    from collector.mqtt_ingest import MqttIngest
 
 
-def _load_engine(files: tuple[Path, ...]):  # type: ignore[no-untyped-def]
+def _load_engine(files: tuple[Path, ...]) -> Engine:
     from alert_rules.engine import Engine
     from alert_rules.rulefile import DEFAULT_RULES, load_rules
 
@@ -29,45 +33,107 @@ def _load_engine(files: tuple[Path, ...]):  # type: ignore[no-untyped-def]
     return Engine(rules)
 
 
+def _alerting_config(cfg: CollectorConfig) -> AlertingConfig:
+    from collector.alerting import config as alerting_config
+
+    return alerting_config.from_dict(cfg.alerting, cfg.file)
+
+
+def _build_alerting(cfg: CollectorConfig, shared: MqttIngest | None) -> AlertingService | None:
+    from collector.alerting.channels.notifier import Context
+    from collector.alerting.service import AlertingService
+
+    acfg = _alerting_config(cfg)
+    if not acfg.enabled:
+        return None
+    return AlertingService(acfg, Context(
+        file=cfg.file, broker_host=cfg.broker_host, broker_port=cfg.broker_port,
+        broker_username=cfg.broker_username, broker_password=cfg.broker_password,
+        prefix=cfg.prefix, client_id=cfg.client_id,
+        shared_client=None if shared is None else shared.client,
+        shared_connected=None if shared is None else shared.connected))
+
+
+def _load(path: Path) -> tuple[CollectorConfig, Engine, int]:
+    """Config, rules and registry, each validated; raises with a message naming the file."""
+    from collector import config as collector_config
+    from collector import registry
+
+    cfg = collector_config.load(path)
+    engine = _load_engine(cfg.rule_files)
+    _alerting_config(cfg)
+    devices = registry.load(cfg.registry_file) if cfg.registry_file else {}
+    return cfg, engine, len(devices)
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
     from alert_rules.rulefile import RuleFileError
-    from collector import config as collector_config
+    from collector.registry import RegistryError
 
     try:
-        cfg = collector_config.load(args.file)
-        engine = _load_engine(cfg.rule_files)
-    except (ConfigError, RuleFileError) as exc:
+        _cfg, engine, n_devices = _load(args.file)
+    except (ConfigError, RuleFileError, RegistryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.file}: ok ({len(engine.rules)} rules)")
+    print(f"{args.file}: ok ({len(engine.rules)} rules, {n_devices} registered devices)")
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from alert_rules.rulefile import RuleFileError
-    from collector import config as collector_config
-    from collector.influx_sink import InfluxV1Sink
+    from collector import logfmt
+    from collector.alerting.ack_mqtt import command_topic
+    from collector.metrics import Metrics, MetricsServer
     from collector.mqtt_ingest import MqttIngest
     from collector.pipeline import Pipeline
+    from collector.registry import RegistryError, RegistryWatcher
+    from collector.sinks import make_sink
+    from collector.spool import Spool
+    from collector.state_store import StateStore
 
-    log = logging.getLogger("collector")
     try:
-        cfg = collector_config.load(args.config)
-        engine = _load_engine(cfg.rule_files)
-    except (ConfigError, RuleFileError) as exc:
+        cfg, engine, _ = _load(args.config)
+    except (ConfigError, RuleFileError, RegistryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    sink = InfluxV1Sink(cfg.influx_url, cfg.influx_database, cfg.influx_username,
-                        cfg.influx_password)
+    logfmt.setup(args.log_level, args.log_format or cfg.log_format)
+    log = logging.getLogger("collector")
+    sink = make_sink(cfg)
     ingest: IngestSource
     handover: HandOver | None = None
+    shared: MqttIngest | None = None
     if cfg.source == "amqp":
         ingest, handover = _amqp_source(cfg, engine)
     else:
-        ingest = MqttIngest(cfg.broker_host, cfg.broker_port, cfg.client_id, cfg.prefix,
-                            cfg.max_unacked, cfg.broker_username, cfg.broker_password)
-    pipeline = Pipeline(ingest, sink, engine, cfg.prefix, cfg.batch_max_messages,
-                        cfg.batch_max_wait_ms / 1000, cfg.tick_interval_s, handover=handover)
+        ingest = shared = MqttIngest(
+            cfg.broker_host, cfg.broker_port, cfg.client_id, cfg.prefix, cfg.max_unacked,
+            cfg.broker_username, cfg.broker_password, session_expiry_s=cfg.session_expiry_s)
+    # one MQTT connection per collector: alert channels and acknowledgements share it;
+    # an AMQP collector has none, so they open their own to [broker]
+    try:
+        alerting = _build_alerting(cfg, shared)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if alerting is not None and alerting.mqtt_ack is not None and shared is not None:
+        shared.extra_subscriptions.append((command_topic(cfg.prefix), 1))
+    metrics = Metrics()
+    pipeline = Pipeline(
+        ingest, sink, engine, cfg.prefix, cfg.batch_max_messages, cfg.batch_max_wait_ms / 1000,
+        cfg.tick_interval_s, max_lines=cfg.batch_max_lines,
+        spool=Spool(cfg.spool_dir, cfg.spool_max_bytes), state=StateStore(cfg.state_file),
+        registry=RegistryWatcher(cfg.registry_file, cfg.registry_reload_check_s),
+        unknown_devices=cfg.unknown_devices, metrics=metrics, retries=cfg.influx_retries,
+        backoff_s=cfg.influx_backoff_ms / 1000, max_payload_bytes=cfg.max_payload_bytes,
+        max_future_ms=cfg.max_future_ms, max_writes=cfg.influx_writes_in_flight,
+        handover=handover,
+    )
+    pipeline.alerting = alerting
+    server = None
+    if cfg.metrics_port:
+        server = MetricsServer(metrics, pipeline.health_report, cfg.metrics_host,
+                               cfg.metrics_port)
+        server.start()
     stop = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:
@@ -77,16 +143,35 @@ def _cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     ingest.start()
-    log.info("collector: source %s, broker %s:%d, InfluxDB %s db %s, %d rules", cfg.source,
-             cfg.broker_host, cfg.broker_port, cfg.influx_url, cfg.influx_database,
-             len(engine.rules))
+    # systemd (Type=notify, WatchdogSec): stuck = messages waiting and no progress since
+    # the last check (a write retry during an InfluxDB outage counts as progress).
+    progress = [-1]
+
+    def _healthy() -> bool:
+        c = pipeline.counters
+        before, progress[0] = progress[0], c.messages + c.write_retries
+        return ingest.waiting() == 0 or before != progress[0]
+
+    sd_notify.start_watchdog(_healthy, stop)
+    sd_notify.notify("READY=1")
+    if alerting is not None:
+        alerting.start()
+    log.info("collector: source %s, broker %s:%d, InfluxDB %s (%s) db %s, %d rules, "
+             "spool %s", cfg.source, cfg.broker_host, cfg.broker_port, cfg.influx_url,
+             cfg.influx_api, cfg.influx_database, len(engine.rules), cfg.spool_dir)
     try:
         pipeline.run()
     finally:
+        if alerting is not None:
+            alerting.stop()
         ingest.stop()
+        sink.close()
+        if server is not None:
+            server.stop()
         c = pipeline.counters
-        log.info("stopped: %d messages, %d readings stored, %d duplicates, rejected %s",
-                 c.messages, c.readings_stored, c.duplicates, dict(c.rejected))
+        log.info("stopped: %d messages, %d readings stored, %d duplicates, %d spooled, "
+                 "spool depth %d lines, rejected %s", c.messages, c.readings_stored,
+                 c.duplicates, c.spooled, pipeline.spool.lines, dict(c.rejected))
     return 0
 
 
@@ -108,11 +193,14 @@ def _amqp_source(cfg: CollectorConfig, engine: Engine) -> tuple[IngestSource, Ha
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="airgrid-collector", description="airgrid county collector")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument("--log-format", choices=("text", "json"), default=None,
+                   help="overrides [log] format in the config")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the collector service")
     run.add_argument("--config", type=Path, required=True, help="TOML config file")
     run.set_defaults(func=_cmd_run)
-    chk = sub.add_parser("check-config", help="validate a config file and its rule files")
+    chk = sub.add_parser("check-config",
+                         help="validate a config file, its rule files and its device registry")
     chk.add_argument("file", type=Path)
     chk.set_defaults(func=_cmd_check_config)
     return p
@@ -120,10 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    if args.command != "run":
+        logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO))
     return int(args.func(args))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 #: A gap wider than this is not tracked seq by seq; readings below it are written again
@@ -14,14 +15,20 @@ class DeviceSeq:
     max_seq: int = 0
     floor: int = 1  # seqs below the floor are unknown: never called repeats
     missing: set[int] = field(default_factory=set)
+    received: int = 0  # distinct seqs seen since the floor (for completeness)
+
+
+def _copy(d: DeviceSeq | None) -> DeviceSeq | None:
+    return None if d is None else DeviceSeq(d.max_seq, d.floor, set(d.missing), d.received)
 
 
 class SeqTracker:
-    """In-memory; after a restart everything is unknown again and simply rewritten."""
+    """Per-device seq state; the pipeline checkpoints it so a restart keeps dropping repeats."""
 
     def __init__(self) -> None:
         self.devices: dict[str, DeviceSeq] = {}
         self.duplicates = 0
+        self._undo: dict[str, DeviceSeq | None] = {}
 
     def seen(self, device: str, seq: int) -> bool:
         d = self.devices.get(device)
@@ -31,20 +38,77 @@ class SeqTracker:
 
     def mark(self, device: str, seq: int) -> None:
         d = self.devices.get(device)
+        if device not in self._undo:
+            self._undo[device] = _copy(d)
         if d is None:
-            d = self.devices[device] = DeviceSeq(max_seq=seq, floor=seq)
+            self.devices[device] = DeviceSeq(max_seq=seq, floor=seq, received=1)
             return
+        d.received += 1
         if seq > d.max_seq:
             gap = seq - d.max_seq - 1
             if gap > MAX_TRACKED_GAP:
                 d.floor = seq
                 d.missing.clear()
+                d.received = 1
             elif gap:
                 d.missing.update(range(d.max_seq + 1, seq))
             d.max_seq = seq
         else:
             d.missing.discard(seq)
 
+    def fresh(self, device: str, seqs: Sequence[int]) -> list[int]:
+        """Indexes of `seqs` not seen before (marking them); repeats are counted."""
+        d = self.devices.get(device)
+        n = len(seqs)
+        # Fast path: a message continuing the device's sequence in order.
+        if d is not None and n and seqs[0] > d.max_seq and all(
+                seqs[i] < seqs[i + 1] for i in range(n - 1)):
+            if device not in self._undo:
+                self._undo[device] = _copy(d)
+            first = seqs[0]
+            gap = first - d.max_seq - 1
+            if gap > MAX_TRACKED_GAP:
+                d.floor, d.received = first, 0
+                d.missing.clear()
+            elif gap:
+                d.missing.update(range(d.max_seq + 1, first))
+            inner = seqs[-1] - first + 1 - n
+            if inner:
+                present = set(seqs)
+                d.missing.update(s for s in range(first, seqs[-1]) if s not in present)
+            d.max_seq = seqs[-1]
+            d.received += n
+            return list(range(n))
+        out = []
+        for i, s in enumerate(seqs):
+            if self.seen(device, s):
+                self.duplicates += 1
+            else:
+                self.mark(device, s)
+                out.append(i)
+        return out
+
+    def commit(self) -> list[str]:
+        """The batch is stored: forget the undo log; returns the devices it touched."""
+        touched = list(self._undo)
+        self._undo.clear()
+        return touched
+
+    def rollback(self) -> None:
+        """The batch was not stored (and will be redelivered): undo its marks."""
+        for device, before in self._undo.items():
+            if before is None:
+                self.devices.pop(device, None)
+            else:
+                self.devices[device] = before
+        self._undo.clear()
+
     def gaps(self, device: str) -> int:
         d = self.devices.get(device)
         return len(d.missing) if d else 0
+
+    def completeness(self) -> float:
+        """Received / (received + missing) over all devices: 1.0 means no gaps."""
+        received = sum(d.received for d in self.devices.values())
+        missing = sum(len(d.missing) for d in self.devices.values())
+        return received / (received + missing) if received + missing else 1.0

@@ -151,7 +151,7 @@ class HandOver:
         readings. Without it a device moved while its alert fires would fire again here.
         Ticks fall on whole seconds after each reading (collectors tick every second or
         after each batch), so a long lookback costs at most one tick per second of it."""
-        replay = self.engine.blank()
+        replay = self.engine.blank(sorted(set(devices)))
         order = sorted(range(len(ts_ms)), key=ts_ms.__getitem__)
         start = 0
         while start < len(order):

@@ -9,6 +9,7 @@ redelivers it and dedup by (device, seq) drops the repeat).
 
 from __future__ import annotations
 
+import threading
 from typing import Protocol
 
 from collector.mqtt_ingest import Delivery
@@ -17,12 +18,19 @@ __all__ = ["Delivery", "IngestSource"]
 
 
 class IngestSource(Protocol):
+    #: set while connected to the broker (health report, readiness)
+    connected: threading.Event
+
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
 
     def take(self, max_messages: int, max_wait_s: float) -> list[Delivery]:
         """Up to max_messages; waits max_wait_s for the first, then takes what is there."""
+        ...
+
+    def waiting(self) -> int:
+        """Deliveries received and not yet taken (the service watchdog's "stuck" check)."""
         ...
 
     def ack(self, deliveries: list[Delivery]) -> int:

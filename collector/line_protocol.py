@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from airgrid.wire import COUNT_FIELDS, ENV_FIELDS, PM_FIELDS, Reading, Status
 
@@ -62,3 +63,34 @@ def status_line(device_tags: str, s: Status, ts_ms: int) -> str:
     fields += [f"err_{k}={int(v)}i" for k, v in sorted(s.sensor_errors.items())
                if k.isidentifier()]
     return f"{DEVICE_STATUS}{device_tags} {','.join(fields)} {ts_ms}"
+
+
+# --- the ingest hot path ---------------------------------------------------------------
+# One f-string per reading straight from the decoded struct: no dict, no Point object, no
+# per-field loop for the usual Plantower reading (all six PM values and six counts present).
+
+_ENV = ENV_FIELDS
+
+
+def fields_of(r: Any, extra: str = "") -> str:
+    """Field set of a decoded reading (airgrid.wire.Reading or collector.decode's struct)."""
+    p1, p25, p10, c1, c25, c10 = r.pm1_0, r.pm2_5, r.pm10, r.pm1_0_cf1, r.pm2_5_cf1, r.pm10_cf1
+    n03, n05, n1, n25, n5, n10 = r.n0_3, r.n0_5, r.n1_0, r.n2_5, r.n5_0, r.n10
+    if None not in (p1, p25, p10, c1, c25, c10, n03, n05, n1, n25, n5, n10):
+        text = (f"pm1_0={p1!r},pm2_5={p25!r},pm10={p10!r},pm1_0_cf1={c1!r},"
+                f"pm2_5_cf1={c25!r},pm10_cf1={c10!r},n0_3={n03}i,n0_5={n05}i,n1_0={n1}i,"
+                f"n2_5={n25}i,n5_0={n5}i,n10={n10}i")
+    else:
+        parts = [f"{k}={float(v)!r}" for k, v in zip(
+            PM_FIELDS, (p1, p25, p10, c1, c25, c10), strict=True) if v is not None]
+        parts += [f"{k}={int(v)}i" for k, v in zip(
+            COUNT_FIELDS, (n03, n05, n1, n25, n5, n10), strict=True) if v is not None]
+        text = ",".join(parts)
+    t, h = r.temperature_c, r.humidity_pct
+    if t is not None:
+        text += f",temperature_c={float(t)!r}"
+    if h is not None:
+        text += f",humidity_pct={float(h)!r}"
+    flags = escape_string_field(",".join(r.flags)) if r.flags else '""'
+    synced = "true" if r.clock_synced else "false"
+    return f"{text}{extra},seq={r.seq}i,flags={flags},clock_synced={synced}".lstrip(",")

@@ -37,12 +37,17 @@ class MqttIngest:
     def __init__(
         self, host: str, port: int, client_id: str, prefix: str, max_unacked: int,
         username: str | None = None, password: str | None = None,
+        session_expiry_s: int = SESSION_EXPIRY_S,
     ) -> None:
         self.host, self.port, self.prefix = host, port, prefix
+        self.session_expiry_s = session_expiry_s
         self.max_unacked = max_unacked
         self.queue: queue.Queue[Delivery] = queue.Queue()
         self._generation = 0
         self.connected = threading.Event()
+        #: more (topic filter, qos) to subscribe on every connect, e.g. acknowledgement
+        #: commands whose handler was added with client.message_callback_add()
+        self.extra_subscriptions: list[tuple[str, int]] = []
         c = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
             protocol=mqtt.MQTTv5, manual_ack=True,
@@ -57,7 +62,7 @@ class MqttIngest:
 
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.SessionExpiryInterval = self.session_expiry_s
         props.ReceiveMaximum = self.max_unacked
         self.client.connect_async(self.host, self.port, keepalive=30, clean_start=False,
                                   properties=props)
@@ -76,7 +81,8 @@ class MqttIngest:
         log.info("connected to %s:%s (session present: %s)", self.host, self.port,
                  flags.session_present)
         client.subscribe([(device_subscription("up", self.prefix), 1),
-                          (device_subscription("status", self.prefix), 1)])
+                          (device_subscription("status", self.prefix), 1),
+                          *self.extra_subscriptions])
         self.connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,
@@ -101,6 +107,10 @@ class MqttIngest:
             except queue.Empty:
                 break
         return out
+
+    def waiting(self) -> int:
+        """Deliveries received and not yet taken."""
+        return self.queue.qsize()
 
     def ack(self, deliveries: list[Delivery]) -> int:
         """PUBACK what is stored; returns how many were from an older connection."""

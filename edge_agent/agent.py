@@ -5,44 +5,108 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
+from collections.abc import Callable
+from typing import Any
 
 from airgrid.wire import SCHEMA_VERSION, Status
 from edge_agent import __version__
+from edge_agent.boot import boot_id
 from edge_agent.clock import clock_synced
 from edge_agent.config import EdgeConfig
-from edge_agent.drivers.pms5003 import PmsFrame
+from edge_agent.drivers import SERIAL_PROTOCOLS, sds011
+from edge_agent.drivers.base import Measurement
+from edge_agent.drivers.pmsa003i import PM_RANGE_MAX, Pmsa003iSensor
+from edge_agent.gpio import GpiosetLine
+from edge_agent.i2c_reader import I2cSensorReader, blinka_bus
 from edge_agent.outbox import Outbox
 from edge_agent.publisher import Publisher
 from edge_agent.sampler import Sampler
+from edge_agent.sdnotify import notify
 from edge_agent.serial_reader import SerialSensorReader
 
 log = logging.getLogger(__name__)
 
+#: Readings are taken from this many seconds of frames when the sensor sleeps between
+#: samples (after its warm-up).
+AWAKE_SAMPLE_S = 10.0
+
 
 class EdgeAgent:
-    def __init__(self, config: EdgeConfig) -> None:
+    def __init__(
+        self,
+        config: EdgeConfig,
+        *,
+        i2c_bus: Any = None,
+        clock: Callable[[], bool] | None = None,
+    ) -> None:
         self.config = config
-        self.boot_id = uuid.uuid4().hex[:12]
+        self.boot_id = boot_id()
         self.started = time.monotonic()
-        self.outbox = Outbox(config.outbox_path, config.outbox_max_rows, config.outbox_synchronous)
-        self.sampler = Sampler(warmup_s=config.warmup_s, started_at=self.started)
-        self._sampler_lock = threading.Lock()
-        self.reader = SerialSensorReader(
-            config.port, config.baudrate, self._on_frame, silent_after_s=config.silent_after_s
+        self._clock = clock or clock_synced
+        self.outbox = Outbox(
+            config.outbox_path, config.outbox_max_rows, config.outbox_synchronous,
+            max_bytes=config.outbox_max_bytes, commit_interval_s=config.commit_interval_s,
         )
+        self._run_s_base = self.outbox.counters().get("sensor_run_s", 0)
+        self._sampler_lock = threading.Lock()
+        self.reader: SerialSensorReader | I2cSensorReader
+        if config.sensor_model in SERIAL_PROTOCOLS:
+            protocol = SERIAL_PROTOCOLS[config.sensor_model]
+            range_max = protocol.pm_range_max
+            self.reader = SerialSensorReader(
+                config.port, protocol, self._on_frame, polled=config.polled,
+                poll_every_s=config.poll_every_s, silent_after_s=config.silent_after_s,
+                failed_retry_s=config.failed_retry_s,
+                reset_line=None if config.reset_gpio is None else GpiosetLine(config.reset_gpio),
+                on_wake=self._on_wake,
+                init_commands=b"" if config.working_period_min is None
+                else sds011.set_working_period(config.working_period_min),
+            )
+        else:
+            range_max = PM_RANGE_MAX
+            sensor = Pmsa003iSensor(i2c_bus if i2c_bus is not None else blinka_bus(),
+                                    config.i2c_address)
+            self.reader = I2cSensorReader(
+                sensor, self._on_frame, poll_every_s=config.poll_every_s,
+                silent_after_s=config.silent_after_s, failed_retry_s=config.failed_retry_s,
+            )
+        self.sampler = Sampler(
+            warmup_s=config.warmup_s, started_at=self.started, pm_range_max=range_max,
+            stuck_frames=config.stuck_frames, high_humidity_pct=config.high_humidity_pct,
+        )
+        self._synced_once = False
         self.publisher = Publisher(
-            config.device, self.boot_id, self.outbox, config.broker, config.publish, self.status
+            config.device, self.boot_id, self.outbox, config.broker, config.publish, self.status,
+            hold=self._hold,
         )
         self.captured = 0
+        self._last_ts = 0
         self._stop = threading.Event()
 
-    def _on_frame(self, frame: PmsFrame) -> None:
+    # --- callbacks ----------------------------------------------------------------------
+
+    def _on_frame(self, frame: Measurement) -> None:
         with self._sampler_lock:
+            if (self.config.sleep_between_samples and not frame.warming_up
+                    and time.monotonic() - self.sampler.started_at < self.config.warmup_s):
+                self.sampler.warmup_frames += 1  # a sleeping sensor's warm-up is not data
+                return
             self.sampler.add(frame)
 
+    def _on_wake(self, at: float) -> None:
+        with self._sampler_lock:
+            self.sampler.woke(at)
+
     def _synced(self) -> bool:
-        return self.config.trust_system_clock or clock_synced()
+        return self.config.trust_system_clock or self._clock()
+
+    def _hold(self) -> bool:
+        """Hold readings back while waiting for NTP, so they can be restamped first."""
+        return (not self._synced_once
+                and time.monotonic() - self.started < self.config.hold_unsynced_s)
+
+    def run_hours(self) -> float:
+        return (self._run_s_base + self.reader.awake_s) / 3600
 
     def status(self) -> Status:
         errors = dict(self.reader.errors)
@@ -53,39 +117,83 @@ class EdgeAgent:
             agent_version=__version__, outbox_depth=self.outbox.depth(),
             dropped=counters.get("dropped", 0), uptime_s=round(time.monotonic() - self.started, 1),
             clock_synced=self._synced(), sensor_errors=errors,
+            sensor_state=self.reader.state, sensor_run_hours=round(self.run_hours(), 3),
+            outbox_bytes=self.outbox.depth_bytes(),
+            corrupt_resets=counters.get("corrupt_resets", 0),
         )
 
-    def sample_once(self) -> None:
+    # --- the loop -----------------------------------------------------------------------
+
+    def check_clock(self) -> bool:
         synced = self._synced()
+        if synced and not self._synced_once:
+            self._synced_once = True
+            self.outbox.fix_clock(self.boot_id, int(time.time() * 1000),
+                                  int(time.monotonic() * 1000))
+            self.publisher.notify()
+        return synced
+
+    def sample_once(self) -> None:
+        synced = self.check_clock()
+        now = time.monotonic()
         with self._sampler_lock:
-            sample = self.sampler.take(time.monotonic(), synced)
+            sample = self.sampler.take(now, synced)
         if sample is None:
             return
-        self.outbox.capture({
-            "ts": int(time.time() * 1000), "sensor": self.config.sensor_model,
-            **sample.values, "flags": sample.flags, "clock_synced": synced,
-        })
+        ts = int(time.time() * 1000)
+        if self._last_ts - 1000 < ts <= self._last_ts:
+            # A point's identity is (device, time): two readings in one millisecond
+            # would overwrite each other in InfluxDB. (A real clock step back is kept.)
+            ts = self._last_ts + 1
+        self._last_ts = ts
+        self.outbox.capture(
+            {"ts": ts, "sensor": self.config.sensor_model,
+             **sample.values, "flags": sample.flags, "clock_synced": synced},
+            boot=self.boot_id, mono_ms=int(now * 1000),
+        )
         self.captured += 1
         self.publisher.notify()
 
     def run(self) -> None:
+        cfg = self.config
         self.reader.start()
         self.publisher.start()
-        interval = self.config.interval_s
+        notify("READY=1")
+        interval = cfg.interval_s
         next_sample = time.monotonic() + interval
-        next_status = time.monotonic() + self.config.status_interval_s
+        next_status = time.monotonic() + cfg.status_interval_s
+        asleep = False
         while not self._stop.is_set():
-            self._stop.wait(max(0.0, next_sample - time.monotonic()))
+            now = time.monotonic()
+            wake_at = next_sample - cfg.warmup_s - AWAKE_SAMPLE_S
+            if asleep and now >= wake_at:
+                self.reader.wake()
+                asleep = False
+            self._stop.wait(max(0.0, min(next_sample - now, 1.0,
+                                         wake_at - now if asleep else 1.0)))
             if self._stop.is_set():
                 break
-            next_sample += interval
-            self.sample_once()
-            if time.monotonic() >= next_status and self.publisher.connected:
-                self.publisher.publish_status()
-                next_status = time.monotonic() + self.config.status_interval_s
+            notify("WATCHDOG=1")
+            self.outbox.flush_due()
+            if time.monotonic() >= next_sample:
+                # Fell behind (load, suspend)? Skip ahead rather than sample in a burst.
+                next_sample = max(next_sample + interval, time.monotonic() + interval / 2)
+                self.sample_once()
+                if cfg.sleep_between_samples:
+                    self.reader.sleep()
+                    asleep = True
+            if time.monotonic() >= next_status:
+                self.outbox.set_counter("sensor_run_s",
+                                        int(self._run_s_base + self.reader.awake_s))
+                if self.publisher.connected:
+                    self.publisher.publish_status()
+                next_status = time.monotonic() + cfg.status_interval_s
 
     def stop(self, drain_s: float = 5.0) -> None:
         self._stop.set()
+        notify("STOPPING=1")
         self.reader.stop()
+        self.outbox.flush()
+        self.outbox.set_counter("sensor_run_s", int(self._run_s_base + self.reader.awake_s))
         self.publisher.stop(drain_s=drain_s)
         self.outbox.close()

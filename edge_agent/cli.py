@@ -8,10 +8,12 @@ import logging
 import signal
 import sys
 import time
-from dataclasses import asdict
+from collections import Counter
 from pathlib import Path
+from typing import Any, TextIO
 
 from airgrid.config_schema import ConfigError
+from edge_agent.drivers import SERIAL_PROTOCOLS
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -31,8 +33,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     logging.getLogger(__name__).info(
-        "agent %s: %s on %s, every %.1f s, outbox %s",
+        "agent %s: %s on %s, every %.1f s, outbox %s (seq continues after %d)",
         cfg.device, cfg.sensor_model, cfg.port, cfg.interval_s, cfg.outbox_path,
+        agent.outbox.last_seq,
     )
     try:
         agent.run()
@@ -41,40 +44,112 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_read(args: argparse.Namespace) -> int:
+def _print(fields: dict[str, Any], as_json: bool, out: TextIO) -> None:
+    print(json.dumps(fields) if as_json else
+          "  ".join(f"{k}={v}" for k, v in fields.items()), file=out, flush=True)
+
+
+def read_serial(port: str, sensor: str, count: int, timeout: float, as_json: bool,
+                polled: bool = False, out: TextIO = sys.stdout) -> tuple[int, Counter[str]]:
+    """Print `count` reading frames; returns (printed, what was skipped and why)."""
     import serial
 
-    from edge_agent.drivers.pms5003 import PmsAck, PmsFrame, PmsStreamDecoder
-
-    decoder = PmsStreamDecoder()
-    try:
-        port = serial.Serial(args.port, 9600, timeout=0.5)
-    except (serial.SerialException, OSError) as exc:
-        print(f"cannot open {args.port}: {exc}", file=sys.stderr)
-        return 1
-    printed = acks = warmup = 0
-    deadline = time.monotonic() + args.timeout
-    with port:
-        while printed < args.count and time.monotonic() < deadline:
-            for item in decoder.feed(port.read(64)):
-                if isinstance(item, PmsAck):
-                    acks += 1
+    protocol = SERIAL_PROTOCOLS[sensor]
+    decoder = protocol.new_decoder()
+    skipped: Counter[str] = Counter()
+    printed = 0
+    with serial.Serial(port, protocol.baudrate, timeout=0.2) as s:
+        s.write(protocol.wake + protocol.configure(polled))
+        deadline = time.monotonic() + timeout
+        while printed < count and time.monotonic() < deadline:
+            if polled:
+                s.write(protocol.poll)
+            for item in decoder.feed(s.read(64)):
+                if not protocol.is_measurement(item):
+                    skipped["command replies"] += 1
                     continue
-                assert isinstance(item, PmsFrame)
-                if item.all_zero:
-                    warmup += 1
+                if item.warming_up:  # type: ignore[attr-defined]
+                    skipped["warm-up frames"] += 1
                     continue
-                values = asdict(item)
-                values.pop("reserved")
-                print(json.dumps(values) if args.json else
-                      "  ".join(f"{k}={v}" for k, v in values.items()), flush=True)
+                _print(item.fields(), as_json, out)  # type: ignore[attr-defined]
                 printed += 1
-                if printed >= args.count:
+                if printed >= count:
                     break
-    errors = dict(decoder.errors)
-    print(f"read {printed} frames; skipped: {acks} command acks, {warmup} warm-up frames, "
-          f"errors {errors or 'none'}", file=sys.stderr)
+    for cause, n in decoder.errors.items():
+        skipped[f"{cause} errors"] += n
+    return printed, skipped
+
+
+def read_i2c(bus: Any, address: int, count: int, timeout: float, as_json: bool,
+             out: TextIO = sys.stdout) -> tuple[int, Counter[str]]:
+    from edge_agent.drivers.pmsa003i import Pmsa003iSensor, SensorReadError
+
+    sensor = Pmsa003iSensor(bus, address)
+    skipped: Counter[str] = Counter()
+    printed = 0
+    deadline = time.monotonic() + timeout
+    while printed < count and time.monotonic() < deadline:
+        try:
+            frame = sensor.read()
+        except SensorReadError as exc:
+            skipped[f"{exc.cause} errors"] += 1
+            time.sleep(0.2)
+            continue
+        if frame.warming_up:
+            skipped["warm-up frames"] += 1
+        else:
+            _print(frame.fields(), as_json, out)
+            printed += 1
+        if printed < count:
+            time.sleep(0.2)
+    return printed, skipped
+
+
+def _cmd_read(args: argparse.Namespace) -> int:
+    try:
+        if args.i2c:
+            from edge_agent.i2c_reader import blinka_bus
+
+            printed, skipped = read_i2c(blinka_bus(), args.address, args.count, args.timeout,
+                                        args.json)
+        else:
+            printed, skipped = read_serial(args.port, args.sensor, args.count, args.timeout,
+                                           args.json, polled=args.polled)
+    except Exception as exc:  # a technician's tool: say what failed, never a traceback
+        print(f"cannot read the sensor: {exc}", file=sys.stderr)
+        return 1
+    what = ", ".join(f"{n} {k}" for k, n in sorted(skipped.items())) or "nothing"
+    print(f"read {printed} frames; skipped {what}", file=sys.stderr)
     return 0 if printed >= args.count else 1
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from edge_agent import doctor
+
+    checks = doctor.run(args.config, sensor_seconds=args.sensor_seconds)
+    for c in checks:
+        print(c.line(), flush=True)
+    failed = [c for c in checks if c.verdict == "FAIL"]
+    print("verdict: " + ("READY" if not failed else f"NOT READY ({len(failed)} failed)"))
+    return 1 if failed else 0
+
+
+def _cmd_install(args: argparse.Namespace) -> int:
+    from edge_agent.service_unit import install
+
+    try:
+        done = install(unit_dir=args.unit_dir, config=args.config, device=args.device,
+                       sensor=args.sensor, port=args.port, broker_host=args.broker_host,
+                       broker_port=args.broker_port, user=args.user, force=args.force)
+    except OSError as exc:
+        print(f"cannot install: {exc} (run with sudo?)", file=sys.stderr)
+        return 1
+    for line in done:
+        print(line)
+    print(f"next: sudo useradd --system --groups dialout,i2c,gpio {args.user}; edit "
+          f"{args.config}; airgrid-edge doctor --config {args.config}; "
+          "sudo systemctl daemon-reload; sudo systemctl enable --now airgrid-edge")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,12 +162,33 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds to keep publishing the outbox on shutdown")
     run.set_defaults(func=_cmd_run)
     read = sub.add_parser("read", help="wiring check: print frames from a sensor")
-    read.add_argument("--port", required=True, help="serial port, e.g. /dev/serial0")
-    read.add_argument("--sensor", choices=["pms5003"], default="pms5003")
+    read.add_argument("--port", default="/dev/serial0", help="serial port")
+    read.add_argument("--sensor", choices=sorted(SERIAL_PROTOCOLS), default="pms5003")
+    read.add_argument("--i2c", action="store_true", help="a PMSA003I on the Pi's I2C bus")
+    read.add_argument("--address", type=lambda s: int(s, 0), default=0x12,
+                      help="I2C address (PMSA003I: 0x12)")
+    read.add_argument("--polled", action="store_true",
+                      help="ask for each frame (passive / query mode)")
     read.add_argument("--count", type=int, default=5, help="frames to print")
     read.add_argument("--timeout", type=float, default=60.0, help="give up after seconds")
     read.add_argument("--json", action="store_true", help="one JSON object per frame")
     read.set_defaults(func=_cmd_read)
+    doc = sub.add_parser("doctor", help="check wiring, config, broker, clock, disk")
+    doc.add_argument("--config", type=Path, required=True, help="TOML config file")
+    doc.add_argument("--sensor-seconds", type=float, default=5.0,
+                     help="how long to wait for the sensor")
+    doc.set_defaults(func=_cmd_doctor)
+    ins = sub.add_parser("install-service", help="write the systemd unit and a config")
+    ins.add_argument("--unit-dir", type=Path, default=Path("/etc/systemd/system"))
+    ins.add_argument("--config", type=Path, default=Path("/etc/airgrid/edge.toml"))
+    ins.add_argument("--device", default="pi-0001", help="device id for the config")
+    ins.add_argument("--sensor", default="pms5003")
+    ins.add_argument("--port", default="/dev/serial0")
+    ins.add_argument("--broker-host", default="127.0.0.1")
+    ins.add_argument("--broker-port", type=int, default=1883)
+    ins.add_argument("--user", default="airgrid", help="system user the agent runs as")
+    ins.add_argument("--force", action="store_true", help="overwrite an existing config")
+    ins.set_defaults(func=_cmd_install)
     return p
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from airgrid.config_schema import ConfigError, Field, validate
+from airgrid.secrets_check import refuse_world_readable
 from airgrid.wire import DEVICE_ID_RE
+from edge_agent.drivers import SENSOR_MODELS
 from edge_agent.publisher import BrokerSettings, PublishSettings
 
-SENSOR_MODELS = ("pms5003",)
 _positive = Field(float, check=lambda v: v > 0, expected="a number > 0")
 
 
@@ -33,14 +34,33 @@ SCHEMA: dict[str, Any] = {
         "baudrate": Field(int, 9600, check=lambda v: v > 0, expected="a positive integer"),
         "warmup_s": Field(float, 30.0, check=lambda v: v >= 0, expected="seconds >= 0"),
         "silent_after_s": Field(float, 10.0, check=lambda v: v > 0, expected="seconds > 0"),
+        "failed_retry_s": Field(float, 60.0, check=lambda v: v > 0, expected="seconds > 0"),
+        "mode": Field(str, "active", check=lambda v: v in ("active", "polled"),
+                      expected="'active' (sensor reports by itself) or 'polled' "
+                               "(passive / query mode: the agent asks)"),
+        "poll_every_s": Field(float, 1.0, check=lambda v: v >= 0.1, expected="seconds >= 0.1"),
+        "reset_gpio": Field(int, check=lambda v: 0 <= v <= 53,
+                            expected="a BCM GPIO number 0..53 wired to the sensor's RESET"),
+        "i2c_address": Field(int, 0x12, check=lambda v: 0x08 <= v <= 0x77,
+                             expected="a 7-bit I2C address 0x08..0x77"),
+        "stuck_frames": Field(int, 60, check=lambda v: v >= 2, expected="an integer >= 2"),
+        "high_humidity_pct": Field(float, 85.0, check=lambda v: 0 < v <= 100,
+                                   expected="a percentage 0..100"),
+        "sleep_between_samples": Field(bool, False),
+        "working_period_min": Field(int, check=lambda v: 0 <= v <= 30,
+                                    expected="minutes 0..30 (SDS011 only; 0 = continuous)"),
     },
     "sampling": {"interval_s": Field(float, 60.0, check=lambda v: v >= 0.1,
                                      expected="seconds >= 0.1")},
     "outbox": {
         "path": Field(str, "/var/lib/airgrid/outbox.db", expected="a file path"),
         "max_rows": Field(int, 1_000_000, check=lambda v: v > 0, expected="a positive integer"),
+        "max_bytes": Field(int, 0, check=lambda v: v >= 0,
+                           expected="bytes >= 0 (0 = only max_rows applies)"),
         "synchronous": Field(str, "full", check=lambda v: v in ("full", "normal"),
                              expected="'full' (survives power loss) or 'normal'"),
+        "commit_interval_s": Field(float, 0.0, check=lambda v: 0 <= v <= 3600,
+                                   expected="seconds 0..3600 (0 = commit every reading)"),
     },
     "broker": {
         "host": Field(str, "127.0.0.1"),
@@ -64,7 +84,11 @@ SCHEMA: dict[str, Any] = {
         "resend_after_s": _positive,
         "backoff_max_s": Field(float, 60.0, check=lambda v: v >= 1, expected="seconds >= 1"),
     },
-    "clock": {"trust_system_clock": Field(bool, False)},
+    "clock": {
+        "trust_system_clock": Field(bool, False),
+        "hold_unsynced_s": Field(float, 600.0, check=lambda v: v >= 0,
+                                 expected="seconds >= 0 to hold readings for an NTP sync"),
+    },
     "status": {"interval_s": Field(float, 60.0, check=lambda v: v > 0, expected="seconds > 0")},
 }
 
@@ -85,6 +109,18 @@ class EdgeConfig:
     publish: PublishSettings
     trust_system_clock: bool
     status_interval_s: float
+    failed_retry_s: float = 60.0
+    polled: bool = False
+    poll_every_s: float = 1.0
+    reset_gpio: int | None = None
+    i2c_address: int = 0x12
+    stuck_frames: int = 60
+    high_humidity_pct: float = 85.0
+    sleep_between_samples: bool = False
+    outbox_max_bytes: int = 0
+    commit_interval_s: float = 0.0
+    hold_unsynced_s: float = 600.0
+    working_period_min: int | None = None
 
 
 def from_dict(data: dict[str, Any], file: Path | str = "<config>") -> EdgeConfig:
@@ -93,6 +129,13 @@ def from_dict(data: dict[str, Any], file: Path | str = "<config>") -> EdgeConfig
     if (b["cert_file"] is None) != (b["key_file"] is None):
         raise ConfigError(file, "broker.key_file", "cert_file and key_file together")
     p = c["publish"]
+    sn = c["sensor"]
+    if sn["sleep_between_samples"] and c["sampling"]["interval_s"] < sn["warmup_s"] + 10:
+        raise ConfigError(file, "sensor.sleep_between_samples",
+                          "false unless sampling.interval_s >= sensor.warmup_s + 10", True)
+    if sn["working_period_min"] is not None and sn["model"] != "sds011":
+        raise ConfigError(file, "sensor.working_period_min",
+                          "to be set only with model = \"sds011\"", sn["working_period_min"])
     return EdgeConfig(
         device=c["device"],
         sensor_model=c["sensor"]["model"],
@@ -111,6 +154,18 @@ def from_dict(data: dict[str, Any], file: Path | str = "<config>") -> EdgeConfig
         ),
         trust_system_clock=c["clock"]["trust_system_clock"],
         status_interval_s=c["status"]["interval_s"],
+        failed_retry_s=sn["failed_retry_s"],
+        polled=sn["mode"] == "polled",
+        poll_every_s=sn["poll_every_s"],
+        reset_gpio=sn["reset_gpio"],
+        i2c_address=sn["i2c_address"],
+        stuck_frames=sn["stuck_frames"],
+        high_humidity_pct=sn["high_humidity_pct"],
+        sleep_between_samples=sn["sleep_between_samples"],
+        outbox_max_bytes=c["outbox"]["max_bytes"],
+        commit_interval_s=c["outbox"]["commit_interval_s"],
+        hold_unsynced_s=c["clock"]["hold_unsynced_s"],
+        working_period_min=sn["working_period_min"],
     )
 
 
@@ -121,4 +176,7 @@ def load(path: Path) -> EdgeConfig:
         raise ConfigError(path, "(file)", "a readable TOML file", str(exc)) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "(syntax)", "valid TOML", str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, "(file)", "UTF-8 text", str(exc)) from exc
+    refuse_world_readable(path, data, ["broker.password"], ["broker.key_file"])
     return from_dict(data, path)

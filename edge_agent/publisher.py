@@ -7,8 +7,10 @@ flight) and deletes from the outbox when a PUBACK confirms a message.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
+import random
 import ssl
 import threading
 import time
@@ -24,9 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from airgrid.wire import (
     SCHEMA_VERSION,
     Status,
-    UpBatch,
     encode_status,
-    encode_up,
     status_topic,
     up_topic,
 )
@@ -77,8 +77,10 @@ class Publisher:
         broker: BrokerSettings,
         settings: PublishSettings,
         status: Callable[[], Status],
+        hold: Callable[[], bool] | None = None,
     ) -> None:
         self.device = device
+        self._hold = hold  # True while readings must wait (clock not yet synchronised)
         self.boot_id = boot_id
         self.outbox = outbox
         self.broker = broker
@@ -96,6 +98,9 @@ class Publisher:
         self._endpoints = broker.endpoints()
         self._endpoint = 0
         self.failovers = 0
+        self.reconnects = 0
+        self._attempt = 0
+        self._rng = random.Random()
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -120,25 +125,49 @@ class Publisher:
             )
         offline = Status(v=SCHEMA_VERSION, device=self.device, state="offline")
         c.will_set(status_topic(self.device, b.prefix), encode_status(offline), qos=1, retain=True)
-        # paho's own reconnect backoff, doubling from min to max.
-        c.reconnect_delay_set(
-            int(self.settings.backoff_min_s), int(self.settings.backoff_max_s)
-        )
+        self._set_backoff(c)
         c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
         c.on_connect_fail = self._on_connect_fail
+        c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         return c
 
+    def _set_backoff(self, client: mqtt.Client | None = None) -> float:
+        """Exponential backoff with "equal jitter", capped at backoff_max_s.
+
+        Jitter keeps a county's devices from reconnecting in lockstep after a broker
+        restart. paho waits `min_delay` before its next attempt once the delay is reset,
+        so the delay for the next attempt is set here after every failure.
+        """
+        s = self.settings
+        # with several brokers the delay grows once per round of the list, not per broker
+        rounds = self._attempt // len(self._endpoints)
+        ceiling = min(s.backoff_max_s, s.backoff_min_s * 2 ** min(rounds, 30))
+        delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+        (client or self.client).reconnect_delay_set(delay, delay)
+        self._attempt += 1
+        return float(delay)
+
     # --- paho callbacks (network thread) ------------------------------------------------
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        delay = self._set_backoff(client)
+        log.warning("cannot reach broker %s:%s; next attempt in %.1f s",
+                    client.host, client.port, delay)
+        self._next_broker()
 
     def _on_connect(
         self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
         reason: ReasonCode, props: Properties | None,
     ) -> None:
         if reason.is_failure:
-            log.warning("broker refused connection: %s", reason)
+            delay = self._set_backoff(client)
+            log.warning("broker refused connection: %s; next attempt in %.1f s", reason, delay)
+            self._next_broker()
             return
+        self._attempt = 0
+        self._set_backoff(client)
+        self.reconnects += 1
         log.info("connected to %s:%s (session present: %s)",
                  client.host, client.port, flags.session_present)
         self._connected.set()
@@ -151,11 +180,9 @@ class Publisher:
     ) -> None:
         self._connected.clear()
         if not self._stop.is_set():
-            log.warning("disconnected from broker: %s", reason)
+            delay = self._set_backoff(client)
+            log.warning("disconnected from broker: %s; next attempt in %.1f s", reason, delay)
             self._next_broker()
-
-    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
-        self._next_broker()
 
     def _next_broker(self) -> None:
         """paho reconnects to client.host/port: point it at the next broker of the list."""
@@ -275,17 +302,27 @@ class Publisher:
             self._inflight.clear()
             self._sent_upto = 0
 
+    def _batch_payload(self, bodies: list[bytes]) -> bytes:
+        """An UpBatch from stored reading bodies, without decoding them again.
+
+        Byte-identical to `encode_up(UpBatch(...))` (msgspec writes fields in
+        declaration order: v, device, boot, readings); test_edge_publisher checks it.
+        """
+        head = (f'{{"v":{SCHEMA_VERSION},"device":{json.dumps(self.device)},'
+                f'"boot":{json.dumps(self.boot_id)},"readings":[').encode()
+        return head + b",".join(bodies) + b"]}"
+
     def _send_one(self) -> bool:
         if len(self._inflight) >= self.settings.window:
             return False
-        readings = self.outbox.oldest(self.settings.batch_max, after_seq=self._sent_upto)
-        if not readings:
+        if self._hold is not None and self._hold():
             return False
-        batch = UpBatch(v=SCHEMA_VERSION, device=self.device, boot=self.boot_id,
-                        readings=tuple(readings))
-        seqs = [r.seq for r in readings]
+        rows = self.outbox.oldest_raw(self.settings.batch_max, after_seq=self._sent_upto)
+        if not rows:
+            return False
+        seqs = [seq for seq, _ in rows]
         topic = up_topic(self.device, self.broker.prefix)
-        info = self.client.publish(topic, encode_up(batch), qos=1)
+        info = self.client.publish(topic, self._batch_payload([b for _, b in rows]), qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return False  # not connected after all; the readings stay in the outbox
         self._inflight[info.mid] = (time.monotonic(), seqs)

@@ -1,4 +1,10 @@
-"""Read a PMS5003 over a serial port into the sampler, surviving a vanishing port."""
+"""Read a UART sensor into the sampler, surviving noise, silence and a vanishing port.
+
+Recovery ladder for a silent sensor (each rung after another `silent_after_s` of
+silence): 1. send the mode command again, 2. wake it, 3. pulse its SET/RESET GPIO where
+one is configured, 4. report it `failed` in status and keep retrying wake + mode every
+`failed_retry_s`. The reader never raises out of its thread.
+"""
 
 from __future__ import annotations
 
@@ -10,37 +16,56 @@ from collections.abc import Callable
 
 import serial
 
-from edge_agent.drivers.pms5003 import CMD_ACTIVE, CMD_WAKE, PmsFrame, PmsStreamDecoder
+from edge_agent.drivers.base import Measurement, SerialProtocol
+from edge_agent.gpio import ResetLine
 
 log = logging.getLogger(__name__)
 
+SENSOR_STATES = ("starting", "ok", "silent", "failed", "asleep", "no_port")
+
 
 class SerialSensorReader:
-    """Owns the port: opens it (again, after a USB adapter is unplugged), reads, decodes.
-
-    Frames go to `on_frame`; non-reading frames (command acknowledgements) are dropped
-    here. A sensor silent for `silent_after_s` is sent wake + active-mode commands.
-    """
-
     def __init__(
         self,
         port: str,
-        baudrate: int,
-        on_frame: Callable[[PmsFrame], None],
+        protocol: SerialProtocol,
+        on_frame: Callable[[Measurement], None],
+        *,
+        polled: bool = False,
+        poll_every_s: float = 1.0,
         silent_after_s: float = 10.0,
+        failed_retry_s: float = 60.0,
         reopen_every_s: float = 2.0,
+        reset_line: ResetLine | None = None,
+        on_wake: Callable[[float], None] | None = None,
+        init_commands: bytes = b"",
     ) -> None:
         self.port_path = port
-        self.baudrate = baudrate
+        self.protocol = protocol
         self.on_frame = on_frame
+        self.polled = polled
+        self.poll_every_s = poll_every_s
         self.silent_after_s = silent_after_s
+        self.failed_retry_s = failed_retry_s
         self.reopen_every_s = reopen_every_s
-        self.decoder = PmsStreamDecoder()
+        self.reset_line = reset_line
+        self.on_wake = on_wake
+        self.init_commands = init_commands  # sent after every (re)open, e.g. working period
+        self.decoder = protocol.new_decoder()
         self.errors: Counter[str] = self.decoder.errors
         self.frames = 0
+        self.replies = 0
+        self.state = "starting"
+        self.rung = 0  # how far up the recovery ladder we are
+        self.awake_s = 0.0  # time the sensor ran (fan and laser on), for run-hours
         self.last_frame_at = time.monotonic()
+        self._asleep = False
+        self._pending: list[bytes] = []
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="serial-reader", daemon=True)
+
+    # --- control (any thread) -----------------------------------------------------------
 
     def start(self) -> None:
         self._thread.start()
@@ -49,19 +74,77 @@ class SerialSensorReader:
         self._stop.set()
         self._thread.join(3)
 
+    def sleep(self) -> None:
+        """Fan and laser off until `wake()` (spares the laser between samples)."""
+        with self._lock:
+            self._asleep = True
+            self._pending.append(self.protocol.sleep)
+
+    def wake(self) -> None:
+        with self._lock:
+            self._asleep = False
+            self._pending.append(self.protocol.wake + self.protocol.configure(self.polled))
+        self.last_frame_at = time.monotonic()
+        if self.on_wake is not None:
+            self.on_wake(time.monotonic())
+
+    # --- reader thread ------------------------------------------------------------------
+
     def _open(self) -> serial.Serial | None:
         try:
-            port = serial.Serial(self.port_path, self.baudrate, timeout=0.2)
-        except (serial.SerialException, OSError) as exc:
+            port = serial.Serial(self.port_path, self.protocol.baudrate, timeout=0.2)
+        except (serial.SerialException, OSError, ValueError) as exc:
             self.errors["port"] += 1
-            log.warning("cannot open %s: %s", self.port_path, exc)
+            if self.state != "no_port":
+                log.warning("cannot open %s: %s (retrying every %.0f s)",
+                            self.port_path, exc, self.reopen_every_s)
+            self.state = "no_port"
             return None
         port.reset_input_buffer()
-        log.info("reading %s at %d baud", self.port_path, self.baudrate)
+        log.info("reading %s (%s) at %d baud, %s mode", self.port_path, self.protocol.model,
+                 self.protocol.baudrate, "polled" if self.polled else "active")
+        self.state = "starting"
+        with self._lock:
+            asleep = self._asleep
+        port.write(self.protocol.sleep if asleep else
+                   self.protocol.wake + self.protocol.configure(self.polled)
+                   + self.init_commands)
         return port
+
+    def _silent(self, port: serial.Serial, now: float) -> None:
+        wait = self.failed_retry_s if self.state == "failed" else self.silent_after_s
+        if now - self.last_frame_at <= wait:
+            return
+        self.errors["timeout"] += 1
+        self.last_frame_at = now
+        self.rung += 1
+        cmd = self.protocol.configure(self.polled)
+        if self.rung == 1:
+            log.warning("%s silent for %.0f s: sending the mode command again",
+                        self.port_path, wait)
+            self.state = "silent"
+            port.write(cmd)
+        elif self.rung == 2:
+            log.warning("%s still silent: waking the sensor", self.port_path)
+            port.write(self.protocol.wake + cmd)
+            if self.on_wake is not None:
+                self.on_wake(now)
+        elif self.rung == 3 and self.reset_line is not None:
+            log.warning("%s still silent: pulsing its reset GPIO", self.port_path)
+            self.reset_line.pulse()
+            port.write(self.protocol.wake + cmd)
+        else:
+            if self.state != "failed":
+                log.error("sensor on %s FAILED: no frame after re-command, wake%s; "
+                          "retrying every %.0f s", self.port_path,
+                          " and reset" if self.reset_line else "", self.failed_retry_s)
+            self.state = "failed"
+            port.write(self.protocol.wake + cmd)
 
     def _run(self) -> None:
         port: serial.Serial | None = None
+        next_poll = time.monotonic()
+        last_tick = time.monotonic()
         while not self._stop.is_set():
             if port is None:
                 port = self._open()
@@ -70,24 +153,46 @@ class SerialSensorReader:
                     continue
                 self.last_frame_at = time.monotonic()
             try:
+                with self._lock:
+                    pending, self._pending = self._pending, []
+                    asleep = self._asleep
+                for cmd in pending:
+                    port.write(cmd)
+                now = time.monotonic()
+                if self.polled and not asleep and now >= next_poll:
+                    port.write(self.protocol.poll)
+                    next_poll = now + self.poll_every_s
                 data = port.read(64)
-                if time.monotonic() - self.last_frame_at > self.silent_after_s:
-                    self.errors["timeout"] += 1
-                    log.warning("no frame from %s for %.0f s; waking it",
-                                self.port_path, self.silent_after_s)
-                    port.write(CMD_WAKE + CMD_ACTIVE)
-                    self.last_frame_at = time.monotonic()
+                now = time.monotonic()
+                if asleep:
+                    self.state = "asleep"
+                    self.last_frame_at = now
+                else:
+                    if self.state in ("ok", "starting", "silent"):
+                        self.awake_s += now - last_tick
+                    self._silent(port, now)
+                last_tick = now
             except (serial.SerialException, OSError) as exc:
                 self.errors["port"] += 1
-                log.warning("lost %s: %s", self.port_path, exc)
+                log.warning("lost %s: %s (reopening)", self.port_path, exc)
+                self.state = "no_port"
                 port.close()
                 port = None
                 continue
             if data:
-                for item in self.decoder.feed(data):
-                    if isinstance(item, PmsFrame):
-                        self.frames += 1
-                        self.last_frame_at = time.monotonic()
-                        self.on_frame(item)
+                self._feed(data)
         if port is not None:
             port.close()
+
+    def _feed(self, data: bytes) -> None:
+        for item in self.decoder.feed(data):
+            if not self.protocol.is_measurement(item):
+                self.replies += 1  # command acknowledgements are not readings
+                continue
+            self.frames += 1
+            self.last_frame_at = time.monotonic()
+            if self.rung:
+                log.info("sensor on %s answers again", self.port_path)
+            self.rung = 0
+            self.state = "ok"
+            self.on_frame(item)  # type: ignore[arg-type]

@@ -3,41 +3,48 @@
 from __future__ import annotations
 
 import random
-import select
+import struct
 import time
 from dataclasses import dataclass, field
 
 from firmware_sim import pms5003_firmware as fw
-from firmware_sim.pty_port import PtyPort
+from firmware_sim.device_loop import UartDevice
 from firmware_sim.scenarios import Profile
 
 
+def _zero(t: float) -> float:
+    return 0.0
+
+
 @dataclass
-class Pms5003Device:
-    port: PtyPort
-    profile: Profile
-    frame_period_s: float = 1.0  # the datasheet's active-mode interval at stable readings
+class Pms5003Device(UartDevice):
+    profile: Profile = _zero
     warmup_s: float = 30.0  # all-zero frames until the fan and laser settle
     seed: int = 0
     active: bool = True
     asleep: bool = False
-    frames_sent: int = 0
-    _rx: bytearray = field(default_factory=bytearray)
+    trap42: float = 0.0  # probability a frame is made to end in a 0x42 checksum
+    _woke: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self._rng = random.Random(self.seed)
-        self._t0 = time.monotonic()
-        self._woke = self._t0
+        self._woke = time.monotonic()
 
     def frame_now(self) -> bytes:
         now = time.monotonic()
         if now - self._woke < self.warmup_s:
             return fw.data_frame(fw.PmsValues(*([0] * 12)))
-        return fw.data_frame(fw.values_for(self.profile(now - self._t0)))
+        values = fw.values_for(self.profile(now - self._t0))
+        if self.trap42 and self._rng.random() < self.trap42:
+            values = fw.with_checksum_low_byte(values, 0x42)
+        return fw.data_frame(values)
 
     def handle(self, cmd: int, data: int) -> None:
+        if cmd in (fw.CMD_MODE, fw.CMD_SLEEP):
+            self.woken_at = self.elapsed()  # any command revives a silent sensor (fault)
         if cmd == fw.CMD_READ and not self.asleep:
-            self.port.write(self.frame_now())
+            self.send(self.frame_now())
         elif cmd == fw.CMD_MODE:
             self.active = bool(data & 0xFF)
             self.port.write(fw.ack_frame(cmd, data & 0xFF))
@@ -48,18 +55,18 @@ class Pms5003Device:
             self.asleep = not wake
             self.port.write(fw.ack_frame(cmd, data & 0xFF))
 
-    def run(self, seconds: float | None = None) -> None:
-        deadline = None if seconds is None else time.monotonic() + seconds
-        next_frame = time.monotonic()
-        while deadline is None or time.monotonic() < deadline:
-            timeout = max(0.0, next_frame - time.monotonic())
-            ready, _, _ = select.select([self.port.master], [], [], timeout)
-            if ready:
-                self._rx += self.port.read()
-                while (parsed := fw.parse_command(self._rx)) is not None:
-                    self.handle(*parsed)
-            if time.monotonic() >= next_frame:
-                next_frame += self.frame_period_s
-                if self.active and not self.asleep:
-                    self.port.write(self.frame_now())
-                    self.frames_sent += 1
+    def on_bytes(self, rx: bytearray) -> None:
+        while (parsed := fw.parse_command(rx)) is not None:
+            self.handle(*parsed)
+
+    def periodic(self) -> bytes | None:
+        if self.active and not self.asleep:
+            return self.frame_now()
+        return None
+
+    def bad_checksum(self, frame: bytes) -> bytes:
+        (checksum,) = struct.unpack(">H", frame[30:])
+        return frame[:30] + struct.pack(">H", (checksum + 1 + self._rng.randrange(100)) & 0xFFFF)
+
+    def ack(self) -> bytes:
+        return fw.ack_frame(fw.CMD_MODE, 1 if self.active else 0)

@@ -7,7 +7,7 @@ Source: Plantower PMS5003 datasheet V2.3 (2016), "Appendix I: transport protocol
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 HEADER = b"\x42\x4d"
 # Command bytes (datasheet Appendix II): 0xE2 read (passive), 0xE1 mode, 0xE4 sleep/wake.
@@ -97,3 +97,15 @@ def values_for(pm2_5: float, rng_jitter: float = 0.0) -> PmsValues:
         n0_3=n0_3, n0_5=round(n0_3 * 0.3), n1_0=round(n0_3 * 0.06),
         n2_5=round(n0_3 * 0.01), n5_0=round(n0_3 * 0.002), n10=round(n0_3 * 0.0005),
     )
+
+
+
+def with_checksum_low_byte(v: PmsValues, low: int) -> PmsValues:
+    """The same values with the reserved word adjusted so the checksum ends in `low`.
+
+    A checksum ending in 0x42 leaves a 0x42 just before the next frame's `42 4D`: a
+    decoder that resyncs on a lone 0x42 loses the next frame.
+    """
+    base = sum(data_frame(replace(v, reserved=0))[:30])
+    # The reserved word's low byte adds directly to the sum; pick it to land on `low`.
+    return replace(v, reserved=(low - base) % 256)

@@ -60,3 +60,71 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+# --- security: a broker running the config `airgrid-admin broker-config` generates --------
+
+import socket  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+from airgrid.admin.broker_config import Listeners  # noqa: E402
+from airgrid.admin.home import AdminHome  # noqa: E402
+from airgrid.services import free_port  # noqa: E402
+
+
+@dataclass
+class SecuredBroker:
+    """Mosquitto on the generated config: TLS listener (`tls_port`) for device certificates,
+    password listener (`port`); devices dev-a, dev-b (certificates), dev-p (password);
+    accounts collector, watcher (collector role), app (app role)."""
+
+    broker: Mosquitto
+    home: AdminHome
+    tls_port: int
+    passwords: dict[str, str]
+
+    @property
+    def port(self) -> int:
+        return self.broker.port
+
+    def bundle(self, device: str) -> Path:
+        return self.home.root / "devices" / device
+
+
+@pytest.fixture
+def secured_broker(tmp_path: Path) -> Iterator[SecuredBroker]:
+    home = AdminHome(tmp_path / "admin")
+    home.init("test county", broker_host="127.0.0.1")
+    broker = Mosquitto(tmp_path / "mosquitto-secured")
+    tls_port = free_port()
+    out = tmp_path / "broker-config"
+    home.write_broker_config(
+        out, Listeners(tls_port=tls_port, port=broker.port, bind="127.0.0.1"), ["localhost"],
+        data_dir=str(broker.workdir),
+    )
+    passwords: dict[str, str] = {}
+    for dev in ("dev-a", "dev-b"):
+        home.add_device(dev, install_dir=str(home.root / "devices" / dev))
+    issued = home.add_device("dev-p", use_password=True)
+    assert issued.password is not None
+    passwords["dev-p"] = issued.password
+    for name, role in (("collector", "collector"), ("watcher", "collector"), ("app", "app")):
+        acc = home.add_account(name, role)  # type: ignore[arg-type]
+        assert acc.password is not None
+        passwords[name] = acc.password
+    broker.base_config = (out / "mosquitto.conf").read_text()
+    broker.start()
+    # The ready check dials the password listener; make sure the TLS one is up as well.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", tls_port), timeout=0.5).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                broker.stop()
+                raise
+            time.sleep(0.05)
+    yield SecuredBroker(broker, home, tls_port, passwords)
+    broker.stop()

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pika
 import pytest
 
@@ -70,12 +71,13 @@ def test_handover_rebuilds_window_from_influxdb(shared_influxdb: InfluxDB,
     # The live batch (seq 4, already stored) must not be ingested twice.
     ho.before_ingest(["d1"], [now - 3000 + 4 * 500], now)
     assert ho.counters.rebuilt_devices == 1 and ho.counters.rebuilt_readings == 3
-    mean = engine.fleet.window_mean("pm2_5", now, 10_000)
-    assert mean[engine.fleet.index["d1"]] == pytest.approx(200.0)
+    engine.fleet.advance(now)  # as a tick would: the rule's 3 s window ends now
+    row = engine.fleet.index["d1"]
+    assert engine.fleet.window_mean("pm2_5", now, 3_000)[row] == pytest.approx(200.0)
     # Silent for longer than forget_after: the device is dropped.
     assert ho.expire(now + 6_000) == ["d1"]
-    assert engine.fleet.window_mean("pm2_5", now, 10_000)[0] != engine.fleet.window_mean(
-        "pm2_5", now, 10_000)[0]  # NaN: nothing left
+    assert np.isnan(engine.fleet.window_mean("pm2_5", now, 3_000)[row])  # nothing left
+    assert engine.tick(now + 60_000) == [] and "d1" in engine.away
 
 
 def test_handover_carries_firing_alert_state(shared_influxdb: InfluxDB,

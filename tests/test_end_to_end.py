@@ -53,8 +53,7 @@ def test_three_devices_every_reading_stored_and_only_polluted_device_alerts(
     try:
         stack.start()
         time.sleep(31)
-        stack.stop_sims()
-        assert stack.drain(timeout=60), f"not drained: {stack.captured()} vs {stack.stored()}"
+        assert stack.quiesce(timeout=60), f"not drained: {stack.captured()} vs {stack.stored()}"
         counts = stack.captured()
     finally:
         stack.stop()

@@ -1,9 +1,10 @@
-"""Plantower PMS5003 / PMS7003 / PMSA003 frame decoding (pure: bytes in, frames out).
+"""Plantower PMS5003 / PMS7003 / PMSA003 / PMS5003T frame decoding (pure: bytes in, frames out).
 
 Frame (datasheet V2.3, Appendix I): `42 4D`, length `00 1C`, 13 big-endian words
 (PM1/2.5/10 CF=1, PM1/2.5/10 atmospheric, counts >0.3/0.5/1/2.5/5/10 µm per 0.1 L,
 reserved), then the 16-bit sum of bytes 0-29. Mode/sleep commands are answered with an
-8-byte frame of length `00 04`, which is not a reading.
+8-byte frame of length `00 04`, which is not a reading. The PMS5003T puts temperature
+and RH (×10) where the >5 µm and >10 µm counts are (PMS5003T datasheet, data 11-12).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ DATA_LEN = 28
 DATA_FRAME_SIZE = 32
 ACK_LEN = 4
 ACK_FRAME_SIZE = 8
+#: Datasheet: effective range 0-500 µg/m³, maximum range ≥ 1000 µg/m³.
+PM_RANGE_MAX = 1000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,38 @@ class PmsFrame:
             (self.pm1_0_cf1, self.pm2_5_cf1, self.pm10_cf1, self.pm1_0, self.pm2_5, self.pm10,
              self.n0_3, self.n0_5, self.n1_0, self.n2_5, self.n5_0, self.n10)
         )
+
+    @property
+    def warming_up(self) -> bool:
+        return self.all_zero
+
+    def fields(self) -> dict[str, float | int]:
+        return {
+            "pm1_0": self.pm1_0, "pm2_5": self.pm2_5, "pm10": self.pm10,
+            "pm1_0_cf1": self.pm1_0_cf1, "pm2_5_cf1": self.pm2_5_cf1,
+            "pm10_cf1": self.pm10_cf1, "n0_3": self.n0_3, "n0_5": self.n0_5,
+            "n1_0": self.n1_0, "n2_5": self.n2_5, "n5_0": self.n5_0, "n10": self.n10,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PmsTFrame:
+    """A PMS5003T frame: words 11-12 are temperature and RH ×10, not counts."""
+
+    frame: PmsFrame
+
+    @property
+    def warming_up(self) -> bool:
+        f = self.frame
+        return not any((f.pm1_0, f.pm2_5, f.pm10, f.pm1_0_cf1, f.pm2_5_cf1, f.pm10_cf1, f.n0_3))
+
+    def fields(self) -> dict[str, float | int]:
+        out = self.frame.fields()
+        del out["n5_0"], out["n10"]
+        temp = self.frame.n5_0 - 0x10000 if self.frame.n5_0 & 0x8000 else self.frame.n5_0
+        out["temperature_c"] = temp / 10
+        out["humidity_pct"] = self.frame.n10 / 10
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +115,12 @@ class PmsStreamDecoder:
     """
 
     errors: Counter[str] = field(default_factory=Counter)
+    with_env: bool = False  # PMS5003T: temperature and RH instead of the last two counts
     _buf: bytearray = field(default_factory=bytearray)
 
-    def feed(self, data: bytes) -> list[PmsFrame | PmsAck]:
+    def feed(self, data: bytes) -> list[object]:
         self._buf += data
-        out: list[PmsFrame | PmsAck] = []
+        out: list[object] = []
         buf = self._buf
         while True:
             start = buf.find(HEADER)
@@ -105,11 +141,12 @@ class PmsStreamDecoder:
                 if len(buf) < DATA_FRAME_SIZE:
                     break
                 try:
-                    out.append(decode_data_frame(bytes(buf[:DATA_FRAME_SIZE])))
+                    frame = decode_data_frame(bytes(buf[:DATA_FRAME_SIZE]))
                 except ValueError:
                     self.errors["checksum"] += 1
                     del buf[:2]  # a bad frame: look for the next header inside it
                     continue
+                out.append(PmsTFrame(frame) if self.with_env else frame)
                 del buf[:DATA_FRAME_SIZE]
             elif length == ACK_LEN:
                 if len(buf) < ACK_FRAME_SIZE:

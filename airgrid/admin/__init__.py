@@ -1,0 +1,1 @@
+"""County administration: the device CA, credentials, bundles and the broker's config."""

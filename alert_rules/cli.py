@@ -1,0 +1,175 @@
+"""`airgrid-rules`: AQI and NowCast calculators, rule file check and unit tests, and the
+anomaly detector run over a CSV series."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from alert_rules import aqi
+from alert_rules.anomaly import Detector
+from alert_rules.nowcast import nowcast
+
+
+def _num(text: str) -> float | None:
+    """A concentration from the command line; None for null/missing."""
+    if text.strip().lower() in ("null", "none", "nan", "_", ""):
+        return None
+    return float(text)
+
+
+def _cmd_aqi(args: argparse.Namespace) -> int:
+    std = aqi.get(args.standard)
+    bad = 0
+    for i, text in enumerate(args.conc, 1):
+        try:
+            c = _num(text)
+            if c is None or c < 0:
+                raise ValueError("expected a concentration >= 0")
+        except ValueError as exc:
+            print(f"error: argument {i} {text!r}: {exc}", file=sys.stderr)
+            bad += 1
+            continue
+        index = float(std.iaqi(args.pollutant, [c])[0])
+        cat = std.category(index)
+        print(json.dumps({
+            "concentration": c, "aqi": None if math.isnan(index) else int(index),
+            "category": cat.en if cat else None, "category_zh": cat.zh if cat else None,
+            "color": cat.color if cat else None, "standard": std.id,
+            "pollutant": args.pollutant,
+        }, ensure_ascii=False))
+    return 1 if bad else 0
+
+
+def _cmd_nowcast(args: argparse.Namespace) -> int:
+    if not 1 <= len(args.values) <= 12:
+        print(f"error: expected 1 to 12 hourly values, got {len(args.values)}", file=sys.stderr)
+        return 2
+    try:
+        vals = [_num(v) for v in args.values]
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    hours = [np.nan if v is None else v for v in reversed(vals)]  # newest first
+    hours += [np.nan] * (12 - len(hours))
+    nc = float(nowcast(hours)[0])
+    if math.isnan(nc):
+        print(json.dumps({"nowcast": None, "aqi": None}))
+        return 0
+    index = float(aqi.get("us-epa-2024").iaqi("pm2_5", [nc])[0])
+    print(json.dumps({"nowcast": round(nc, 1), "aqi": int(index)}))
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from alert_rules.rulefile import RuleFileError, check_file, load_rules
+
+    bad = 0
+    for f in args.files:
+        try:
+            errors = check_file(f)
+        except RuleFileError as exc:
+            errors = [exc]
+        for e in errors:
+            print(f"error: {e}", file=sys.stderr)
+        bad += len(errors)
+        if not errors:
+            print(f"{f}: ok ({len(load_rules(f))} rules)")
+    return 1 if bad else 0
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    from alert_rules.rulefile import RuleFileError
+    from alert_rules.ruletest import run_file
+
+    failed = 0
+    for f in args.files:
+        try:
+            checks, failures = run_file(f)
+        except RuleFileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        for fail in failures:
+            print(f"FAIL {fail}", file=sys.stderr)
+        failed += len(failures)
+        print(f"{f}: {checks - len(failures)}/{checks} checks passed")
+    return 1 if failed else 0
+
+
+def score_rows(rows: Sequence[tuple[str, str]], detector: Detector | None = None
+               ) -> tuple[list[tuple[str, str, float | None]], list[str]]:
+    """Stream a series through the detector; (rows with scores, errors)."""
+    det = detector or Detector()
+    out: list[tuple[str, str, float | None]] = []
+    errors: list[str] = []
+    row0 = np.zeros(1, np.int64)
+    for i, (ts, text) in enumerate(rows, 2):
+        try:
+            x = float(text) if text.strip() else math.nan
+        except ValueError:
+            errors.append(f"line {i}: value {text!r} is not a number")
+            x = math.nan
+        if math.isnan(x):
+            out.append((ts, text, None))
+            continue
+        out.append((ts, text, float(det.update(row0, np.array([x]))[0])))
+    return out, errors
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    try:
+        with args.csv.open(newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None or [h.strip() for h in header[:2]] != ["timestamp", "value"]:
+                print(f"error: {args.csv}:1: expected the header `timestamp,value`",
+                      file=sys.stderr)
+                return 2
+            rows = [(r[0], r[1] if len(r) > 1 else "") for r in reader if r]
+    except OSError as exc:
+        print(f"error: {args.csv}: {exc}", file=sys.stderr)
+        return 2
+    scored, errors = score_rows(rows)
+    for e in errors:
+        print(f"error: {args.csv}: {e}", file=sys.stderr)
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(["timestamp", "value", "anomaly_score"])
+    for ts, v, s in scored:
+        out.writerow([ts, v, "" if s is None else f"{s:.4f}"])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="airgrid-rules", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("aqi", help="IAQI and category per concentration (µg/m³)")
+    p.add_argument("--standard", default=aqi.DEFAULT_STANDARD, choices=sorted(aqi.standards()))
+    p.add_argument("--pollutant", default="pm2_5", choices=["pm2_5", "pm10"])
+    p.add_argument("conc", nargs="+")
+    p.set_defaults(func=_cmd_aqi)
+    p = sub.add_parser("nowcast", help="EPA NowCast of hourly PM2.5, oldest first")
+    p.add_argument("values", nargs="+", help="µg/m³ per hour, oldest first; null = missing")
+    p.set_defaults(func=_cmd_nowcast)
+    p = sub.add_parser("check", help="validate rule files")
+    p.add_argument("files", nargs="+", type=Path)
+    p.set_defaults(func=_cmd_check)
+    p = sub.add_parser("test", help="run rule unit test files")
+    p.add_argument("files", nargs="+", type=Path)
+    p.set_defaults(func=_cmd_test)
+    p = sub.add_parser("score", help="anomaly score of each reading of a series")
+    p.add_argument("--csv", type=Path, required=True, help="columns timestamp,value")
+    p.set_defaults(func=_cmd_score)
+    args = ap.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""AQI category: fires when a device's category reaches a level; clears with hysteresis
+at the category edge (the AQI must fall `clear_margin` points below the edge)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from alert_rules import aqi
+from alert_rules.aggregates import Aggregate, hours_for
+from alert_rules.aggregates import aggregate as compute
+from alert_rules.rule_base import RuleBase
+from alert_rules.state import FleetState, FloatArr, IntArr
+from alert_rules.transitions import Transition
+
+
+@dataclass(kw_only=True)
+class AqiCategoryRule(RuleBase):
+    field: str = "pm2_5"
+    pollutant: str = "pm2_5"
+    standard: str = aqi.DEFAULT_STANDARD
+    level: int = 4  # index into the standard's categories (4 = 重度污染 under HJ 633)
+    clear_margin: float = 10.0  # AQI points below the edge before it clears
+    aggregate: Aggregate = "nowcast"
+    window_ms: int = 0
+
+    kind = "aqi_category"
+    _memo: tuple[FloatArr, FloatArr] | None = dataclasses.field(default=None, repr=False)
+
+    def fields(self) -> tuple[str, ...]:
+        return (self.field,)
+
+    def fine_windows_ms(self) -> tuple[int, ...]:
+        return (self.window_ms,) if self.aggregate == "mean" else ()
+
+    def hours_needed(self) -> int:
+        return hours_for(self.aggregate)
+
+    @property
+    def edge(self) -> float:
+        """Highest AQI of the category below the level."""
+        return float(aqi.get(self.standard).categories[self.level - 1].max_aqi)
+
+    def evaluate(self, fleet: FleetState, now_ms: int) -> list[Transition]:
+        std = aqi.get(self.standard)
+        conc = compute(fleet, self.field, self.aggregate, self.window_ms, now_ms)
+        # hourly aggregates are memoised (the same array object until they change)
+        if self._memo is not None and self._memo[0] is conc:
+            index = self._memo[1]
+        else:
+            index = std.iaqi(self.pollutant, conc)
+            self._memo = (conc, index)
+        with np.errstate(invalid="ignore"):
+            over = index > self.edge
+            under = index <= self.edge - self.clear_margin
+        cat = std.categories[self.level]
+        masks = self.columns.step(over, under, now_ms, self.for_ms, self.keep_firing_for_ms)
+        return self.emit(masks, fleet.devices, index, now_ms, fleet,
+                         {"level": cat.en, "level_zh": cat.zh, "standard": std.id})
+
+    def blank_fields(self) -> dict[str, Any]:
+        return {"_memo": None}
+
+    def clear_rows(self, rows: IntArr) -> None:
+        self.columns.clear(rows)
+        self._memo = None  # the hourly aggregates it caches changed
+
+    def template_context(self, value: float) -> dict[str, str]:
+        cat = aqi.get(self.standard).category(value)
+        return {} if cat is None else {"category": cat.en, "category_zh": cat.zh,
+                                       "aqi": f"{value:.0f}"}
+

@@ -1,0 +1,155 @@
+"""What every rule kind shares: identity, severity, labels, annotation templates, the
+per-subject alert columns and turning masks into Transitions.
+
+A rule kind computes one value per device and two boolean columns (fire condition,
+clear condition) with whole-fleet numpy expressions; only the few subjects that change
+state become Python objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+import numpy as np
+import numpy.typing as npt
+
+from alert_rules.lifecycle import AlertColumns, BoolArr, Masks
+from alert_rules.state import FleetState, FloatArr, IntArr
+from alert_rules.transitions import AlertState, Transition
+
+
+class _Blank(dict[str, Any]):
+    """Unknown template keys render as an empty string instead of failing the alert."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def render(template: str, context: dict[str, Any]) -> str:
+    try:
+        return template.format_map(_Blank(context))
+    except (ValueError, IndexError, AttributeError):
+        return template  # a bad template never stops an alert
+
+
+@dataclass(kw_only=True)
+class RuleBase:
+    name: str
+    for_ms: int = 0
+    keep_firing_for_ms: int = 0
+    severity: str = "warning"
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    annotations: dict[str, str] = dataclasses.field(default_factory=dict)
+    columns: AlertColumns = dataclasses.field(default_factory=AlertColumns, repr=False)
+
+    kind = "base"
+
+    # ---- what the rule needs from the fleet state (the engine sizes the rings) ----
+    def fields(self) -> tuple[str, ...]:
+        return ()
+
+    def fine_windows_ms(self) -> tuple[int, ...]:
+        return ()
+
+    def hours_needed(self) -> int:
+        return 0
+
+    def extremes(self) -> tuple[str, ...]:
+        return ()
+
+    def observe(self, fleet: FleetState, rows: IntArr, ts: IntArr,
+                values: dict[str, FloatArr]) -> None:
+        """Per-reading incremental state (anomaly detectors); most rules keep none."""
+
+    def evaluate(self, fleet: FleetState, now_ms: int) -> list[Transition]:
+        raise NotImplementedError
+
+    # ---- shared plumbing ----
+    def step(self, fleet: FleetState, value: FloatArr, over: BoolArr, under: BoolArr,
+             now_ms: int) -> list[Transition]:
+        masks = self.columns.step(over, under, now_ms, self.for_ms, self.keep_firing_for_ms)
+        return self.emit(masks, fleet.devices, value, now_ms, fleet)
+
+    def emit(self, masks: Masks, subjects: Sequence[str], value: FloatArr, now_ms: int,
+             fleet: FleetState | None = None,
+             extra: dict[str, str] | None = None) -> list[Transition]:
+        out: list[Transition] = []
+        state: AlertState
+        for state, mask in (("pending", masks.pending), ("firing", masks.firing),
+                            ("resolved", masks.resolved)):
+            for row in mask:
+                out.append(self.transition(subjects[int(row)], state, float(value[row]), now_ms,
+                                           fleet, extra))
+        return out
+
+    def transition(self, subject: str, state: AlertState, value: float, now_ms: int,
+                   fleet: FleetState | None, extra: dict[str, str] | None = None
+                   ) -> Transition:
+        labels = dict(self.labels)
+        ctx: dict[str, Any] = {"device": subject, "rule": self.name,
+                               "value": "" if math.isnan(value) else f"{value:.1f}"}
+        dev = fleet.registry.get(subject) if fleet is not None else None
+        if dev is not None:
+            ctx.update(name=dev.name or dev.id, township=dev.township, grid=dev.grid)
+            for k in ("township", "grid"):
+                if getattr(dev, k):
+                    labels.setdefault(k, getattr(dev, k))
+        else:
+            ctx.setdefault("name", subject)
+        ctx.update(self.template_context(value))
+        if extra:
+            ctx.update(extra)
+            labels.update(extra)
+        return Transition(
+            rule=self.name, subject=subject, state=state, value=value, at_ms=now_ms,
+            severity=self.severity, labels=labels,
+            annotations={k: render(v, ctx) for k, v in self.annotations.items()},
+        )
+
+    def template_context(self, value: float) -> dict[str, str]:
+        """AQI category of the value (HJ 633-2026, PM2.5) for templates like {category_zh}."""
+        from alert_rules import aqi
+
+        if math.isnan(value):
+            return {}
+        std = aqi.get()
+        cat = std.category(float(std.iaqi("pm2_5", [value])[0]))
+        return {} if cat is None else {"category": cat.en, "category_zh": cat.zh}
+
+    def active(self, fleet: FleetState) -> dict[str, AlertState]:
+        """Subjects whose alert is pending or firing now (for rule unit tests)."""
+        n = fleet.size
+        self.columns.fit(n)
+        out: dict[str, AlertState] = {}
+        for row in np.flatnonzero(self.columns.pending_since[:n] >= 0):
+            out[fleet.devices[int(row)]] = "pending"
+        for row in np.flatnonzero(self.columns.firing[:n]):
+            out[fleet.devices[int(row)]] = "firing"
+        return out
+
+    # ---- hand-over: per-device state moves with the device (collector.handover) ----
+    def blank(self) -> Self:
+        """The same rule with no per-subject state."""
+        return dataclasses.replace(self, columns=AlertColumns(), **self.blank_fields())
+
+    def blank_fields(self) -> dict[str, Any]:
+        """Fields holding per-subject state beyond `columns`, fresh (kinds that have any)."""
+        return {}
+
+    def clear_rows(self, rows: IntArr) -> None:
+        """Forget these devices' state (no transition is reported)."""
+        self.columns.clear(rows)
+
+    def copy_rows(self, rows: IntArr, src: Self, src_rows: IntArr) -> None:
+        """Take these devices' state from the same rule in another engine."""
+        self.columns.copy_from(rows, src.columns, src_rows)
+
+    def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
+        return self.columns.arrays()
+
+    def load_state(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
+        self.columns.load(arrays)

@@ -1,0 +1,32 @@
+"""Out of range: the latest reading outside what the sensor can physically report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from alert_rules.rule_base import RuleBase
+from alert_rules.state import FleetState
+from alert_rules.transitions import Transition
+
+
+@dataclass(kw_only=True)
+class RangeRule(RuleBase):
+    field: str = "pm2_5"
+    # Plantower PMS5003 datasheet: effective range 0–500 µg/m³, maximum 1000 µg/m³.
+    min: float = 0.0
+    max: float = 1000.0
+    max_age_ms: int = 0
+
+    kind = "out_of_range"
+
+    def fields(self) -> tuple[str, ...]:
+        return (self.field,)
+
+    def evaluate(self, fleet: FleetState, now_ms: int) -> list[Transition]:
+        v = fleet.latest(self.field, now_ms, self.max_age_ms)
+        with np.errstate(invalid="ignore"):
+            over = (v < self.min) | (v > self.max)
+            under = (v >= self.min) & (v <= self.max)
+        return self.step(fleet, v, over, under, now_ms)

@@ -1,0 +1,119 @@
+"""Spatial: a device far above the median of its neighbours (a local source or a faulty
+sensor) versus a regional episode (most devices of a township elevated).
+
+A township in an episode gets one township alert (subject = township), and that
+inhibits the per-device alerts of its devices: the grid worker needs one call, not fifty.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from alert_rules.lifecycle import AlertColumns
+from alert_rules.neighbours import neighbours, row_median
+from alert_rules.rule_base import RuleBase
+from alert_rules.state import FleetState, IntArr
+from alert_rules.transitions import AlertState, Transition
+
+
+@dataclass(kw_only=True)
+class SpatialRule(RuleBase):
+    field: str = "pm2_5"
+    window_ms: int = 600_000
+    radius_km: float = 3.0
+    max_neighbours: int = 8
+    min_neighbours: int = 3
+    ratio: float = 2.0  # device / neighbour median that counts as "far above"
+    min_excess: float = 35.0  # µg/m³: and at least this much above (low levels are noisy)
+    regional_above: float = 115.0  # µg/m³ a device must exceed to count toward an episode
+    regional_fraction: float = 0.5  # share of a township's reporting devices
+    township_columns: AlertColumns = dataclasses.field(default_factory=AlertColumns,
+                                                       repr=False)
+
+    kind = "spatial"
+
+    def fields(self) -> tuple[str, ...]:
+        return (self.field,)
+
+    def fine_windows_ms(self) -> tuple[int, ...]:
+        return (self.window_ms,)
+
+    def _layout(self, fleet: FleetState) -> tuple[IntArr, IntArr, list[str]]:
+        """(neighbour matrix, township code per row, township names), cached per size."""
+        key = f"spatial:{self.radius_km}:{self.max_neighbours}"
+        n = fleet.size
+        hit = fleet.layout.get(key)
+        if hit is not None and hit[0].shape[0] == n:
+            cached: tuple[IntArr, IntArr, list[str]] = hit
+            return cached
+        regs = [fleet.registry.get(d) for d in fleet.devices]
+        lat = np.array([r.lat if r else np.nan for r in regs], np.float64)
+        lon = np.array([r.lon if r else np.nan for r in regs], np.float64)
+        names = sorted({r.township for r in regs if r and r.township})
+        code = {t: i for i, t in enumerate(names)}
+        town = np.array([code.get(r.township, -1) if r else -1 for r in regs], np.int64)
+        layout = (neighbours(lat, lon, self.radius_km, self.max_neighbours), town, names)
+        fleet.layout[key] = layout
+        return layout
+
+    def evaluate(self, fleet: FleetState, now_ms: int) -> list[Transition]:
+        nbr, town, names = self._layout(fleet)
+        v = fleet.window_mean(self.field, now_ms, self.window_ms)
+        padded = np.r_[v, np.nan]  # index -1 → NaN
+        around = padded[nbr]
+        med = row_median(around)
+        enough = (~np.isnan(around)).sum(axis=1) >= self.min_neighbours
+        # regional episode per township: bincount over township codes
+        t = len(names)
+        has = (town >= 0) & ~np.isnan(v)
+        with np.errstate(invalid="ignore"):
+            high = has & (v > self.regional_above)
+        reporting = np.bincount(town[has], minlength=t).astype(np.float64)
+        elevated = np.bincount(town[high], minlength=t).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(reporting > 0, elevated / reporting, np.nan)
+            episode_t = share >= self.regional_fraction
+            clear_t = share < self.regional_fraction * 0.8
+        self.township_columns.fit(t)
+        episode_row = np.r_[episode_t | self.township_columns.firing[:t], False][town]
+        with np.errstate(invalid="ignore"):
+            far = enough & (v > med * self.ratio) & (v - med > self.min_excess)
+            back = (v <= med * self.ratio * 0.9) | ~enough
+        over = far & ~episode_row
+        out = self.step(fleet, v, over, back | episode_row, now_ms)
+        if t:
+            masks = self.township_columns.step(episode_t, clear_t, now_ms, self.for_ms,
+                                               self.keep_firing_for_ms)
+            for tr in self.emit(masks, names, share, now_ms, None, {"scope": "township"}):
+                out.append(dataclasses.replace(tr, labels={**tr.labels, "township": tr.subject}))
+        return out
+
+    def active(self, fleet: FleetState) -> dict[str, AlertState]:
+        out = super().active(fleet)
+        names = self._layout(fleet)[2]
+        self.township_columns.fit(len(names))
+        for i, town in enumerate(names):
+            if self.township_columns.firing[i]:
+                out[town] = "firing"
+            elif self.township_columns.pending_since[i] >= 0:
+                out[town] = "pending"
+        return out
+
+    # Township alerts are judged over every device of a township; a hand-over moves
+    # devices, not townships, so they keep their state on each collector.
+    def blank_fields(self) -> dict[str, Any]:
+        return {"township_columns": AlertColumns()}
+
+    def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
+        return {**self.columns.arrays(),
+                **{f"township.{k}": v for k, v in self.township_columns.arrays().items()}}
+
+    def load_state(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
+        self.columns.load(arrays)
+        self.township_columns.load({k.split(".", 1)[1]: v for k, v in arrays.items()
+                                    if k.startswith("township.")})

@@ -1,0 +1,236 @@
+"""Ingest throughput: simulated devices → Mosquitto → collector → InfluxDB 1.x.
+
+In the same run, the same points are posted straight to InfluxDB (batches of 5,000, one
+client) for the reference rate. Last line: one JSON object
+{"readings", "seconds", "readings_per_s", "raw_influx_readings_per_s", "ratio"}.
+
+    .venv/bin/python bench/ingest.py --devices 500 --readings 3000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+from airgrid.services import InfluxDB, Mosquitto, free_port
+
+READING = (
+    '{{"seq":{seq},"ts":{ts},"sensor":"pms5003","pm1_0":{a}.0,"pm2_5":{b}.0,"pm10":{c}.0,'
+    '"pm1_0_cf1":{a}.0,"pm2_5_cf1":{b}.0,"pm10_cf1":{c}.0,"n0_3":{n},"n0_5":{m},"n1_0":90,'
+    '"n2_5":12,"n5_0":3,"n10":1}}'
+)
+
+
+def device_id(i: int) -> str:
+    return f"bench-{i:05d}"
+
+
+def readings_of(dev: int, first_seq: int, count: int, base_ms: int) -> list[tuple[int, ...]]:
+    """(seq, ts, pm1, pm2.5, pm10, n0.3, n0.5): deterministic, so the raw run posts the same."""
+    out = []
+    for seq in range(first_seq, first_seq + count):
+        b = 10 + (seq * 7 + dev * 13) % 140
+        out.append((seq, base_ms + seq * 1000, b // 2, b, b + 15, 1000 + b * 3, 300 + b))
+    return out
+
+
+def payload(dev: int, rows: list[tuple[int, ...]]) -> bytes:
+    body = ",".join(READING.format(seq=s, ts=t, a=a, b=b, c=c, n=n, m=m)
+                    for s, t, a, b, c, n, m in rows)
+    return f'{{"v":1,"device":"{device_id(dev)}","boot":"b","readings":[{body}]}}'.encode()
+
+
+def publisher(port: int, devices: range, messages: int, per_msg: int, base_ms: int,
+              start: mp.synchronize.Event) -> None:
+    """Each device sends `messages` messages of `per_msg` readings, round robin, QoS 1."""
+    c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                    client_id=f"bench-pub-{devices.start}")
+    c.max_inflight_messages_set(200)
+    acked = [0]
+    lock = threading.Condition()
+
+    def on_publish(*_: object) -> None:
+        with lock:
+            acked[0] += 1
+            lock.notify()
+
+    c.on_publish = on_publish
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    start.wait()
+    sent = 0
+    for k in range(messages):
+        for dev in devices:
+            rows = readings_of(dev, 1 + k * per_msg, per_msg, base_ms)
+            c.publish(f"airgrid/v1/dev/{device_id(dev)}/up", payload(dev, rows), qos=1)
+            sent += 1
+            with lock:
+                while sent - acked[0] > 2000:  # bound what paho holds in memory
+                    lock.wait(1)
+    with lock:
+        while acked[0] < sent:
+            lock.wait(1)
+    c.loop_stop()
+    c.disconnect()
+
+
+def line(dev: int, r: tuple[int, ...]) -> str:
+    s, t, a, b, c, n, m = r
+    return (f"readings,device={device_id(dev)},sensor=pms5003 pm1_0={a}.0,pm2_5={b}.0,"
+            f"pm10={c}.0,pm1_0_cf1={a}.0,pm2_5_cf1={b}.0,pm10_cf1={c}.0,n0_3={n}i,n0_5={m}i,"
+            f"n1_0=90i,n2_5=12i,n5_0=3i,n10=1i,seq={s}i,flags=\"\",clock_synced=true {t}")
+
+
+def raw_rate(influx: InfluxDB, db: str, devices: int, messages: int, per_msg: int,
+             base_ms: int, batch: int = 5000) -> tuple[int, float]:
+    """Post the same points directly; only the POSTs are timed."""
+    influx.create_database(db)
+    url = f"{influx.url}/write?db={db}&precision=ms"
+    pending: list[str] = []
+    posted, spent = 0, 0.0
+
+    def post(lines: list[str]) -> float:
+        body = "\n".join(lines).encode()
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=60) as r:
+            r.read()
+        return time.perf_counter() - t0
+
+    for k in range(messages):
+        for dev in range(devices):
+            pending += [line(dev, r) for r in readings_of(dev, 1 + k * per_msg, per_msg,
+                                                          base_ms)]
+            while len(pending) >= batch:
+                spent += post(pending[:batch])
+                posted += batch
+                del pending[:batch]
+    if pending:
+        spent += post(pending)
+        posted += len(pending)
+    return posted, spent
+
+
+def scrape(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    m = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--devices", type=int, default=500)
+    ap.add_argument("--readings", type=int, default=3_000_000, help="total readings")
+    ap.add_argument("--per-message", type=int, default=100, help="readings per MQTT message")
+    ap.add_argument("--publishers", type=int, default=2, help="publisher processes")
+    ap.add_argument("--batch-lines", type=int, default=5000)
+    ap.add_argument("--broker-inflight", type=int, default=0,
+                    help="Mosquitto max_inflight_messages (0: the test services' setting)")
+    ap.add_argument("--writes-in-flight", type=int, default=2)
+    ap.add_argument("--no-gzip", action="store_true", help="collector posts uncompressed")
+    ap.add_argument("--profile", action="store_true", help="run the collector under cProfile")
+    a = ap.parse_args()
+    messages = max(1, a.readings // (a.devices * a.per_message))
+    total = messages * a.devices * a.per_message
+    base_ms = (int(time.time()) - 40 * 86400) * 1000  # 40 days ago: seqs·1 s stay in the past
+
+    work = Path(tempfile.mkdtemp(prefix="airgrid-bench-"))
+    extra = f"max_inflight_messages {a.broker_inflight}\n" if a.broker_inflight else ""
+    broker, influx = Mosquitto(work / "mosquitto", extra), InfluxDB(work / "influxdb")
+    broker.start()
+    influx.start()
+    influx.create_database("bench")
+    mport = free_port()
+    cfg = work / "collector.toml"
+    cfg.write_text(
+        f"[broker]\nport = {broker.port}\nmax_unacked = 1000\n"
+        f'[influx]\nurl = "{influx.url}"\ndatabase = "bench"\n'
+        f"gzip = {'false' if a.no_gzip else 'true'}\n"
+        f"writes_in_flight = {a.writes_in_flight}\n"
+        f"[batch]\nmax_lines = {a.batch_lines}\nmax_messages = 1000\nmax_wait_ms = 200\n"
+        f"[metrics]\nport = {mport}\n"
+    )
+    cmd = [sys.executable, "-m", "collector.cli", "--log-level", "WARNING", "run",
+           "--config", str(cfg)]
+    if a.profile:
+        cmd = [sys.executable, "-m", "cProfile", "-o", str(work / "collector.prof"),
+               "-m", "collector.cli", "--log-level", "WARNING", "run", "--config", str(cfg)]
+    log = (work / "collector.log").open("wb")
+    coll = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=work)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                scrape(mport, "airgrid_collector_readings_stored_total")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        time.sleep(1.0)  # subscribed
+        start = mp.Event()
+        share = -(-a.devices // a.publishers)
+        procs = [mp.Process(target=publisher, args=(
+            broker.port, range(i, min(i + share, a.devices)), messages, a.per_message, base_ms,
+            start)) for i in range(0, a.devices, share)]
+        for p in procs:
+            p.start()
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        start.set()
+        samples: list[tuple[float, float]] = []
+        while True:
+            stored = scrape(mport, "airgrid_collector_readings_stored_total")
+            samples.append((time.monotonic() - t0, stored))
+            if stored >= total:
+                break
+            if time.monotonic() - t0 > 1800:
+                raise TimeoutError(f"only {stored} of {total} stored")
+            time.sleep(0.5)
+        seconds = time.monotonic() - t0
+        for p in procs:
+            p.join(60)
+        coll.send_signal(signal.SIGTERM)
+        coll.wait(60)
+        res = influx.query("SELECT count(seq) FROM readings", db="bench")
+        in_db = int(res["results"][0]["series"][0]["values"][0][1])  # type: ignore[index]
+        # per-10 s rates: "sustained" means the slowest window too
+        windows = []
+        j = 0
+        for i, (t, s) in enumerate(samples):
+            if t - samples[j][0] >= 10:
+                windows.append((s - samples[j][1]) / (t - samples[j][0]))
+                j = i
+        posted, spent = raw_rate(influx, "raw", a.devices, messages, a.per_message, base_ms)
+    finally:
+        if coll.poll() is None:
+            os.kill(coll.pid, signal.SIGKILL)
+        broker.stop()
+        influx.stop()
+    rate = total / seconds
+    raw = posted / spent
+    print(f"devices={a.devices} messages={messages * a.devices} per_message={a.per_message} "
+          f"in_influx={in_db} windows_10s={[round(w) for w in windows]} workdir={work}",
+          file=sys.stderr)
+    print(json.dumps({"readings": total, "seconds": round(seconds, 2),
+                      "readings_per_s": round(rate), "raw_influx_readings_per_s": round(raw),
+                      "ratio": round(rate / raw, 3), "stored_in_influx": in_db,
+                      "min_10s_window_per_s": round(min(windows)) if windows else None}))
+    return 0 if in_db == total else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,332 @@
+"""Per-device Python reference of the alert rules: the plain loop the engine replaces.
+
+Every device keeps its raw readings in a list and each tick walks every device and every
+rule in Python. Same semantics as `alert_rules` (bucketed windows, latest/previous
+reading, hourly means, NowCast, the detector, the pending/firing/resolved machine), so
+the property test can require the vectorized engine to produce the same transitions,
+and `bench/rules.py` can time the speed-up.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from alert_rules import aqi
+from alert_rules.anomaly import MAD_TO_SIGMA
+from alert_rules.registry import Device
+from alert_rules.rule_anomaly import AnomalyRule
+from alert_rules.rule_aqi_category import AqiCategoryRule
+from alert_rules.rule_base import RuleBase
+from alert_rules.rule_deadman import DeadmanRule
+from alert_rules.rule_flatline import FlatlineRule
+from alert_rules.rule_quality import QualityRule
+from alert_rules.rule_range import RangeRule
+from alert_rules.rule_rate import RateRule
+from alert_rules.rule_spatial import SpatialRule
+from alert_rules.rule_threshold import ThresholdRule
+
+HOUR_MS = 3_600_000
+EARTH_R = 6371.0088
+NAN = float("nan")
+
+
+@dataclass
+class Reading:
+    ts: int
+    values: dict[str, float]
+    flagged: bool
+
+
+@dataclass
+class Dev:
+    readings: list[Reading] = field(default_factory=list)
+    latest: dict[str, tuple[float, int]] = field(default_factory=dict)
+    prev: dict[str, tuple[float, int]] = field(default_factory=dict)
+    last_ts: int = 0
+    first_seen: int = -1
+    # anomaly detector per rule name
+    det: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass
+class Alert:
+    pending: int = -1
+    clear: int = -1
+    firing: bool = False
+
+
+class Reference:
+    def __init__(self, rules: list[RuleBase], registry: list[Device], resolution_ms: int,
+                 fine_slots: int, hour_slots: int) -> None:
+        self.rules = rules
+        self.registry = {d.id: d for d in registry}
+        self.res, self.slots, self.hslots = resolution_ms, fine_slots, hour_slots
+        self.devices: dict[str, Dev] = {d.id: Dev() for d in registry}
+        self.head = -1  # newest fine bucket
+        self.hhead = -1
+        self.alerts: dict[tuple[str, str], Alert] = {}
+
+    def ingest(self, devices: list[str], ts: list[int], values: dict[str, list[float]],
+               flagged: list[bool] | None = None) -> None:
+        batch: dict[str, list[Reading]] = {}
+        for i, d in enumerate(devices):
+            r = Reading(ts[i], {f: v[i] for f, v in values.items()},
+                        bool(flagged[i]) if flagged else False)
+            batch.setdefault(d, []).append(r)
+        for d in devices:
+            self.devices.setdefault(d, Dev())
+        if ts:
+            self.head = max(self.head, max(ts) // self.res)
+            self.hhead = max(self.hhead, max(ts) // HOUR_MS)
+        for d, rs in batch.items():
+            dev = self.devices[d]
+            rs.sort(key=lambda r: r.ts)
+            dev.readings.extend(rs)
+            dev.last_ts = max(dev.last_ts, max(r.ts for r in rs))
+            fields = {f for r in rs for f in r.values}
+            for f in fields:
+                ok = [r for r in rs if not math.isnan(r.values[f])]
+                if not ok:
+                    continue
+                last = ok[-1]
+                if last.ts >= dev.latest.get(f, (NAN, 0))[1]:
+                    dev.prev[f] = ((ok[-2].values[f], ok[-2].ts) if len(ok) > 1
+                                   else dev.latest.get(f, (NAN, 0)))
+                    dev.latest[f] = (last.values[f], last.ts)
+            for rule in self.rules:
+                if isinstance(rule, AnomalyRule):
+                    for r in rs:
+                        self._detect(dev, rule, r.values.get(rule.field, NAN))
+
+    # ---- aggregates over one device's raw readings ----
+    def _fine_ok(self, b: int, now: int, span: int) -> bool:
+        last = now // self.res
+        first = last - -(-span // self.res)
+        return first <= b <= last and b > self.head - self.slots and b >= 0
+
+    def _window(self, dev: Dev, f: str, now: int, span: int) -> list[float]:
+        return [r.values[f] for r in dev.readings
+                if self._fine_ok(r.ts // self.res, now, span) and not math.isnan(r.values[f])]
+
+    def _hour_mean(self, dev: Dev, f: str, b: int) -> float:
+        if b < 0 or b <= self.hhead - self.hslots:
+            return NAN
+        xs = [r.values[f] for r in dev.readings
+              if r.ts // HOUR_MS == b and not math.isnan(r.values[f])]
+        return sum(xs) / len(xs) if xs else NAN
+
+    def _aggregate(self, dev: Dev, f: str, kind: str, window: int, now: int) -> float:
+        if kind == "latest":
+            v, t = dev.latest.get(f, (NAN, 0))
+            return v if window <= 0 or now - t < window else NAN
+        if kind == "mean":
+            xs = self._window(dev, f, now, window)
+            return sum(xs) / len(xs) if xs else NAN
+        cur = now // HOUR_MS
+        if kind == "hourly":
+            return self._hour_mean(dev, f, cur - 1)
+        if kind == "mean_24h":
+            hs = [h for i in range(24) if not math.isnan(h := self._hour_mean(dev, f, cur - 1 - i))]
+            return sum(hs) / len(hs) if len(hs) >= 20 else NAN
+        if kind == "nowcast":
+            return nowcast([self._hour_mean(dev, f, cur - 1 - i) for i in range(12)])
+        raise ValueError(kind)
+
+    def _detect(self, dev: Dev, rule: AnomalyRule, x: float) -> None:
+        if math.isnan(x):
+            return
+        p = rule.detector
+        s = dev.det.setdefault(rule.name, {"mu": 0.0, "dev": 0.0, "seen": 0, "run": 0,
+                                           "last": NAN, "score": 0.0})
+        scale = max(MAD_TO_SIGMA * s["dev"], p.floor, p.floor_rel * abs(s["mu"]))
+        r = x - s["mu"]
+        z = abs(r) / scale
+        spike = z * z / (z * z + p.z0 * p.z0) if s["seen"] >= p.warmup else 0.0
+        run = s["run"] + 1 if x == s["last"] else 1
+        half = p.stuck_run / 2
+        stuck = min(max((run - half) / half, 0.0), 1.0)
+        rc = min(max(r, -p.clip * scale), p.clip * scale)
+        if s["seen"] == 0:
+            s["mu"], s["dev"] = x, 0.0
+        else:
+            s["mu"] += p.alpha * rc
+            s["dev"] += p.alpha * (abs(rc) - s["dev"])
+        s.update(seen=s["seen"] + 1, run=run, last=x, score=max(spike, stuck))
+
+    # ---- one tick: every device, every rule, in Python ----
+    def tick(self, now: int) -> list[tuple[str, str, str, float, int]]:
+        self.head = max(self.head, now // self.res)
+        self.hhead = max(self.hhead, now // HOUR_MS)
+        out = []
+        spatial = {r.name: self._spatial(r, now) for r in self.rules
+                   if isinstance(r, SpatialRule)}
+        for name, dev in self.devices.items():
+            if dev.first_seen < 0:
+                dev.first_seen = now
+            for rule in self.rules:
+                if isinstance(rule, SpatialRule):
+                    value, over, under = spatial[rule.name][0][name]
+                else:
+                    value, over, under = self._judge(rule, name, dev, now)
+                state = self._step(self.alerts.setdefault((rule.name, name), Alert()),
+                                   over, under, now, rule.for_ms, rule.keep_firing_for_ms)
+                if state:
+                    out.append((rule.name, name, state, value, now))
+        for rule_name, (_, towns) in spatial.items():
+            rule = next(r for r in self.rules if r.name == rule_name)
+            for town, (share, over, under) in sorted(towns.items()):
+                state = self._step(self.alerts.setdefault((rule_name, "town:" + town), Alert()),
+                                   over, under, now, rule.for_ms, rule.keep_firing_for_ms)
+                if state:
+                    out.append((rule_name, town, state, share, now))
+        return out
+
+    # ---- spatial: neighbours by brute force, medians and township shares in Python ----
+    def _neighbours(self, rule: SpatialRule) -> dict[str, list[str]]:
+        key = ("nbr", rule.radius_km, rule.max_neighbours, len(self.devices))
+        if getattr(self, "_nbr_key", None) == key:
+            return self._nbr  # type: ignore[no-any-return,has-type]
+        names = list(self.devices)
+        pos = {}
+        for d in names:
+            r = self.registry.get(d)
+            if r is not None and not (math.isnan(r.lat) or math.isnan(r.lon)):
+                pos[d] = (r.lat, r.lon)
+        lats = [self.registry[d].lat if d in self.registry else NAN for d in names]
+        valid = [x for x in lats if not math.isnan(x)]
+        lat0 = sum(valid) / len(valid) if valid else 0.0
+        xy = {d: (math.radians(lo) * EARTH_R * math.cos(math.radians(lat0)),
+                  math.radians(la) * EARTH_R) for d, (la, lo) in pos.items()}
+        nbr: dict[str, list[str]] = {}
+        order = {d: i for i, d in enumerate(names)}
+        for d in names:
+            if d not in xy:
+                nbr[d] = []
+                continue
+            x, y = xy[d]
+            near = sorted((math.hypot(x - ox, y - oy), order[o], o)
+                          for o, (ox, oy) in xy.items() if o != d)
+            nbr[d] = [o for dist, _, o in near if dist <= rule.radius_km][:rule.max_neighbours]
+        self._nbr_key, self._nbr = key, nbr
+        return nbr
+
+    def _spatial(self, rule: SpatialRule, now: int) -> tuple[
+            dict[str, tuple[float, bool, bool]], dict[str, tuple[float, bool, bool]]]:
+        v = {d: self._aggregate(dev, rule.field, "mean", rule.window_ms, now)
+             for d, dev in self.devices.items()}
+        towns: dict[str, list[float]] = {}
+        for d, x in v.items():
+            r = self.registry.get(d)
+            if r is not None and r.township:
+                towns.setdefault(r.township, [])
+                if not math.isnan(x):
+                    towns[r.township].append(x)
+        town_out: dict[str, tuple[float, bool, bool]] = {}
+        episode: dict[str, bool] = {}
+        for t, xs in towns.items():
+            share = sum(x > rule.regional_above for x in xs) / len(xs) if xs else NAN
+            was = self.alerts.get((rule.name, "town:" + t), Alert()).firing
+            episode[t] = share >= rule.regional_fraction or was
+            town_out[t] = (share, share >= rule.regional_fraction,
+                           share < rule.regional_fraction * 0.8)
+        nbr = self._neighbours(rule)
+        dev_out = {}
+        for d, x in v.items():
+            around = [v[o] for o in nbr[d] if not math.isnan(v[o])]
+            enough = len(around) >= rule.min_neighbours
+            med = statistics.median(around) if around else NAN
+            r = self.registry.get(d)
+            ep = bool(r is not None and r.township and episode.get(r.township, False))
+            far = enough and x > med * rule.ratio and x - med > rule.min_excess
+            back = x <= med * rule.ratio * 0.9 or not enough
+            dev_out[d] = (x, far and not ep, back or ep)
+        return dev_out, town_out
+
+    def _judge(self, rule: RuleBase, name: str, dev: Dev, now: int) -> tuple[float, bool, bool]:
+        if isinstance(rule, ThresholdRule):
+            v = self._aggregate(dev, rule.field, rule.aggregate, rule.window_ms, now)
+            return v, v > rule.above, v < rule.clear_below
+        if isinstance(rule, AqiCategoryRule):
+            c = self._aggregate(dev, rule.field, rule.aggregate, rule.window_ms, now)
+            i = float(aqi.get(rule.standard).iaqi(rule.pollutant, [c])[0])
+            return i, i > rule.edge, i <= rule.edge - rule.clear_margin
+        if isinstance(rule, DeadmanRule):
+            since = dev.last_ts if dev.last_ts > 0 else dev.first_seen
+            reg = self.registry.get(name)
+            limit = rule.absent_ms + (rule.grace_ms if reg and reg.link == "cellular" else 0)
+            over = now - since >= limit
+            return (now - since) / 1000.0, over, not over
+        if isinstance(rule, FlatlineRule):
+            xs = self._window(dev, rule.field, now, rule.window_ms)
+            spread = max(xs) - min(xs) if xs else NAN
+            return (spread, len(xs) >= rule.min_readings and spread <= rule.tolerance,
+                    bool(xs) and spread > rule.tolerance)
+        if isinstance(rule, RangeRule):
+            v, t = dev.latest.get(rule.field, (NAN, 0))
+            if rule.max_age_ms > 0 and now - t >= rule.max_age_ms:
+                v = NAN
+            return v, v < rule.min or v > rule.max, rule.min <= v <= rule.max
+        if isinstance(rule, QualityRule):
+            rs = [r for r in dev.readings if self._fine_ok(r.ts // self.res, now, rule.window_ms)]
+            frac = sum(r.flagged for r in rs) / len(rs) if rs else NAN
+            return (frac, len(rs) >= rule.min_readings and frac > rule.above,
+                    frac < rule.clear_below)
+        if isinstance(rule, RateRule):
+            (v1, t1), (v0, t0) = (dev.latest.get(rule.field, (NAN, 0)),
+                                  dev.prev.get(rule.field, (NAN, 0)))
+            dt = t1 - t0
+            ok = 0 < dt <= rule.max_gap_ms and now - t1 <= rule.max_gap_ms
+            rate = (v1 - v0) / dt * 60_000.0 if ok else NAN
+            if rule.direction == "both":
+                rate = abs(rate)
+            return rate, rate > rule.above, rate < rule.clear_below or math.isnan(rate)
+        if isinstance(rule, AnomalyRule):
+            _, t = dev.latest.get(rule.field, (NAN, 0))
+            s = dev.det.get(rule.name, {}).get("score", 0.0)
+            score = s if now - t <= rule.max_age_ms else 0.0
+            return score, score > rule.above, score <= rule.above
+        raise TypeError(f"no reference for {rule.kind}")
+
+    @staticmethod
+    def _step(a: Alert, over: bool, under: bool, now: int, for_ms: int,
+              keep_ms: int) -> str | None:
+        if not a.firing:
+            if not over:
+                a.pending = -1
+                return None
+            new = a.pending == -1
+            if new:
+                a.pending = now
+            if now - a.pending >= for_ms:
+                a.firing, a.pending, a.clear = True, -1, -1
+                return "firing"
+            return "pending" if new else None
+        if not under:
+            a.clear = -1
+            return None
+        if a.clear == -1:
+            a.clear = now
+        if now - a.clear >= keep_ms:
+            a.firing, a.pending, a.clear = False, -1, -1
+            return "resolved"
+        return None
+
+
+def nowcast(c: list[float]) -> float:
+    """EPA NowCast of 12 hourly means, newest first (see alert_rules.nowcast)."""
+    if sum(not math.isnan(x) for x in c[:3]) < 2:
+        return NAN
+    ok = [(i, x) for i, x in enumerate(c) if not math.isnan(x)]
+    lo, hi = min(x for _, x in ok), max(x for _, x in ok)
+    w = max(lo / hi if hi > 0 else 1.0, 0.5)
+    num = sum(w ** i * x for i, x in ok)
+    den = sum(w ** i for i, _ in ok)
+    return round(math.floor(round(num / den / 0.1, 6)) * 0.1, 6)
+
+
+def from_engine(engine: Any, registry: list[Device] = ()) -> Reference:  # type: ignore[assignment]
+    f = engine.fleet
+    return Reference(engine.rules, list(registry), f.resolution_ms, f.fine_slots, f.hour_slots)

@@ -1,0 +1,1 @@
+"""Notification channels, each behind the small `Notifier` interface."""

@@ -1,0 +1,29 @@
+"""The explicit registry of channel types: config `type = "..."` → a Notifier factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from airgrid.config_schema import ConfigError
+from collector.alerting.channels import mqtt_bus, sms_gateway, sms_modem, webhook
+from collector.alerting.channels.notifier import Context, Notifier
+from collector.alerting.config import ChannelSpec
+
+Factory = Callable[[ChannelSpec, Context], Notifier]
+
+CHANNEL_TYPES: dict[str, Factory] = {
+    "mqtt": mqtt_bus.from_spec,
+    "webhook": webhook.from_spec,
+    "sms_modem": sms_modem.from_spec,
+    "sms_gateway": sms_gateway.from_spec,
+}
+
+
+def build(spec: ChannelSpec, ctx: Context,
+          types: dict[str, Factory] | None = None) -> Notifier:
+    known = CHANNEL_TYPES if types is None else types
+    factory = known.get(spec.type)
+    if factory is None:
+        raise ConfigError(ctx.file, f"alerting.channels.{spec.name}.type",
+                          f"one of {sorted(known)}", spec.type)
+    return factory(spec, ctx)

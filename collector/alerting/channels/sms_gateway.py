@@ -1,0 +1,121 @@
+"""SMS through an HTTP gateway: URL, auth and a body template from config.
+
+The template is the request body with placeholders `{to}`, `{text}` and `{id}`, each
+replaced by its value as a JSON string (quotes included), so a JSON template stays valid:
+    body_template = '{"mobile": {to}, "content": {text}, "requestId": {id}}'
+For form bodies set `encoding = "form"`: values are then URL-encoded without quotes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from airgrid.config_schema import ConfigError, Field, validate
+from alert_rules.durations import parse_duration_ms
+from collector.alerting.channels.notifier import Address, Context, one_by_one
+from collector.alerting.channels.rate_limit import RateLimiter
+from collector.alerting.config import ChannelSpec
+from collector.alerting.errors import DeliveryRejected, DeliveryRetry
+from collector.alerting.model import Message
+
+SCHEMA: dict[str, Any] = {
+    "url": Field(str, required=True, check=lambda v: v.startswith(("http://", "https://")),
+                 expected="an http(s) URL"),
+    "body_template": Field(str, required=True, expected="a body with {to} and {text}"),
+    "encoding": Field(str, "json", check=lambda v: v in ("json", "form"),
+                      expected='"json" or "form"'),
+    "content_type": Field(str),
+    "username": Field(str), "password": Field(str), "token": Field(str),
+    "headers": Field(dict, {}),
+    "success_contains": Field(str, "", expected="text a successful response contains"),
+    "timeout_s": Field(float, 10.0, check=lambda v: v > 0, expected="seconds > 0"),
+    "per_recipient": Field(int, 6, check=lambda v: v >= 1, expected="messages >= 1"),
+    "per_recipient_window": Field((str, int), "1h", expected="a duration like 1h"),
+}
+
+
+class GatewayNotifier:
+    address: Address = "phone"
+
+    def __init__(self, name: str, url: str, body_template: str, encoding: str = "json",
+                 content_type: str | None = None, headers: dict[str, str] | None = None,
+                 success_contains: str = "", timeout_s: float = 10.0,
+                 limiter: RateLimiter | None = None) -> None:
+        self.name = name
+        self.url = url
+        self.template = body_template
+        self.encoding = encoding
+        self.content_type = content_type or (
+            "application/json; charset=utf-8" if encoding == "json"
+            else "application/x-www-form-urlencoded")
+        self.headers = dict(headers or {})
+        self.success_contains = success_contains
+        self.timeout = timeout_s
+        self.limiter = limiter or RateLimiter(6, 3600)
+
+    def body(self, msg: Message) -> bytes:
+        def enc(v: str) -> str:
+            return json.dumps(v, ensure_ascii=False) if self.encoding == "json" \
+                else urllib.parse.quote(v)
+        out = self.template
+        for key, value in (("to", msg.recipient), ("text", msg.text), ("id", msg.id)):
+            out = out.replace("{" + key + "}", enc(value))
+        return out.encode()
+
+    def start(self) -> None:
+        pass
+
+    def send(self, msg: Message) -> None:
+        now = time.time()
+        wait = self.limiter.wait_s(msg.recipient, now)
+        if wait > 0:
+            raise DeliveryRetry(f"rate limit for {msg.recipient}", after_s=wait, counts=False)
+        req = urllib.request.Request(self.url, data=self.body(msg), method="POST",
+                                     headers={**self.headers, "Content-Type": self.content_type})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                answer = resp.read().decode(errors="replace")
+        except urllib.error.HTTPError as exc:
+            if exc.code >= 500 or exc.code in (408, 429):
+                raise DeliveryRetry(f"gateway HTTP {exc.code}") from exc
+            raise DeliveryRejected(f"gateway HTTP {exc.code}") from exc
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise DeliveryRetry(f"gateway {self.url}: {exc}") from exc
+        if self.success_contains and self.success_contains not in answer:
+            raise DeliveryRetry(f"gateway answered without {self.success_contains!r}: "
+                                f"{answer[:200]!r}")
+        self.limiter.record(msg.recipient, now)
+
+    def send_many(self, msgs: list[Message]) -> list[Exception | None]:
+        return one_by_one(self, msgs)
+
+    def close(self) -> None:
+        pass
+
+
+def from_spec(spec: ChannelSpec, ctx: Context) -> GatewayNotifier:
+    key = f"alerting.channels.{spec.name}."
+    o = validate(spec.options, SCHEMA, ctx.file, prefix=key)
+    if "{to}" not in o["body_template"] or "{text}" not in o["body_template"]:
+        raise ConfigError(ctx.file, key + "body_template", "a body with {to} and {text}",
+                          o["body_template"])
+    headers = dict(o["headers"])
+    if o["token"]:
+        headers["Authorization"] = f"Bearer {o['token']}"
+    elif o["username"]:
+        cred = base64.b64encode(f"{o['username']}:{o['password'] or ''}".encode()).decode()
+        headers["Authorization"] = f"Basic {cred}"
+    try:
+        window = parse_duration_ms(o["per_recipient_window"]) / 1000
+    except ValueError as exc:
+        raise ConfigError(ctx.file, key + "per_recipient_window", "a duration like 1h",
+                          o["per_recipient_window"]) from exc
+    return GatewayNotifier(spec.name, o["url"], o["body_template"], o["encoding"],
+                           o["content_type"], headers, o["success_contains"], o["timeout_s"],
+                           RateLimiter(o["per_recipient"], window))

@@ -1,0 +1,64 @@
+"""Who is responsible for a device: the small interface the device registry fills.
+
+Until the registry lands, a static mapping (from the `[alerting.contacts]` table or a
+TOML file) implements it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class DeviceContact:
+    device: str
+    name: str  # what people call the device: "城关镇政府楼顶"
+    township: str
+    grid: str
+    worker_name: str = ""
+    worker_phone: str = ""  # international form, +86…
+    worker_app_id: str = ""  # the grid worker's app: notifications on MQTT
+
+
+@dataclass(frozen=True)
+class Officer:
+    name: str
+    phone: str = ""
+    app_id: str = ""
+
+
+class ContactDirectory(Protocol):
+    def for_device(self, device: str) -> DeviceContact | None: ...
+
+    def officer(self, role: str, township: str) -> Officer | None:
+        """The officer with `role` (e.g. "township_officer", "county_bureau") for a township."""
+        ...
+
+    def by_phone(self, phone: str) -> str | None:
+        """The name of the contact with this number ("" if unnamed), None if unknown."""
+        ...
+
+
+class StaticContacts:
+    def __init__(self, devices: Mapping[str, DeviceContact],
+                 officers: Mapping[tuple[str, str], Officer] | None = None) -> None:
+        self.devices = dict(devices)
+        self.officers = dict(officers or {})
+
+    def for_device(self, device: str) -> DeviceContact | None:
+        return self.devices.get(device)
+
+    def officer(self, role: str, township: str) -> Officer | None:
+        # a county-wide officer is configured with township "*"
+        return self.officers.get((role, township)) or self.officers.get((role, "*"))
+
+    def by_phone(self, phone: str) -> str | None:
+        for c in self.devices.values():
+            if c.worker_phone == phone:
+                return c.worker_name
+        for o in self.officers.values():
+            if o.phone == phone:
+                return o.name
+        return None

@@ -1,0 +1,97 @@
+"""Wiring: config → store, channels (from the registry), workers, manager, ack endpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Sequence
+
+from airgrid.wire import deadletter_topic
+from alert_rules.transitions import Transition
+from collector.alerting.ack_mqtt import MqttAckListener
+from collector.alerting.channels import registry
+from collector.alerting.channels.mqtt_bus import MqttNotifier
+from collector.alerting.channels.notifier import Context, Notifier
+from collector.alerting.config import DEFAULT_EVENT_CHANNEL, AlertingConfig
+from collector.alerting.contacts import ContactDirectory
+from collector.alerting.delivery import ChannelWorker, DeliveryStats
+from collector.alerting.http_api import AlertHttpApi
+from collector.alerting.manager import AlertManager
+from collector.alerting.model import Message
+from collector.alerting.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class AlertingService:
+    def __init__(self, cfg: AlertingConfig, ctx: Context,
+                 contacts: ContactDirectory | None = None,
+                 types: dict[str, registry.Factory] | None = None) -> None:
+        self.cfg = cfg
+        self.ctx = ctx
+        self.store = Store(cfg.state_db)
+        ctx = Context(**{**ctx.__dict__, "on_sms": self._on_sms})
+        self.notifiers: dict[str, Notifier] = {
+            name: registry.build(spec, ctx, types) for name, spec in cfg.channels.items()}
+        self.stats = DeliveryStats()
+        self.workers = {name: ChannelWorker(self.notifiers[name], spec, self.store, self.stats,
+                                            on_dead=self._on_dead)
+                        for name, spec in cfg.channels.items()}
+        self.manager = AlertManager(cfg, self.store, contacts or cfg.contacts,
+                                    {n: c.address for n, c in self.notifiers.items()}, self._wake)
+        self.http: AlertHttpApi | None = None
+        if cfg.ack_http_port is not None:
+            self.http = AlertHttpApi(self.manager, cfg.ack_token, cfg.ack_http_host,
+                                      cfg.ack_http_port)
+        self.mqtt_ack: MqttAckListener | None = None
+        if cfg.ack_mqtt:
+            self.mqtt_ack = MqttAckListener(
+                self.manager, ctx.broker_host, ctx.broker_port, ctx.prefix, cfg.ack_token,
+                client_id=f"{ctx.client_id}-alerts-ack", username=ctx.broker_username,
+                password=ctx.broker_password, shared=ctx.shared_client)
+
+    def start(self) -> None:
+        for n in self.notifiers.values():
+            n.start()
+        for w in self.workers.values():
+            w.start()
+        if self.http is not None:
+            self.http.start()
+        if self.mqtt_ack is not None:
+            self.mqtt_ack.start()
+
+    def handle(self, transitions: Sequence[Transition], now_ms: int | None = None) -> None:
+        """The collector's hook: every tick, with whatever the engine reported."""
+        self.manager.handle(transitions, int(time.time() * 1000) if now_ms is None else now_ms)
+
+    def _wake(self, channels: Iterable[str]) -> None:
+        for c in channels:
+            w = self.workers.get(c)
+            if w is not None:
+                w.wake()
+
+    def _on_dead(self, msg: Message, attempts: int, error: str) -> None:
+        """A notification given up on is also told on the dead-letter topic, like bad input."""
+        bus = self.notifiers.get(DEFAULT_EVENT_CHANNEL)
+        if not isinstance(bus, MqttNotifier) or msg.channel == DEFAULT_EVENT_CHANNEL:
+            return
+        body = {"reason": "alert_undelivered", "detail": error, "topic": "",
+                "channel": msg.channel, "recipient": msg.recipient, "message_id": msg.id,
+                "attempts": attempts, "at_ms": int(time.time() * 1000)}
+        bus.publish_raw(deadletter_topic(bus.prefix),
+                        json.dumps(body, ensure_ascii=False).encode())
+
+    def _on_sms(self, channel: str, sender: str, text: str) -> None:
+        self.manager.on_sms(channel, sender, text, int(time.time() * 1000))
+
+    def stop(self) -> None:
+        if self.mqtt_ack is not None:
+            self.mqtt_ack.stop()
+        if self.http is not None:
+            self.http.stop()
+        for w in self.workers.values():
+            w.stop()
+        for n in self.notifiers.values():
+            n.close()
+        self.store.close()

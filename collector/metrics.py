@@ -1,0 +1,104 @@
+"""Prometheus metrics and the /metrics + /healthz HTTP endpoint."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+
+class Metrics:
+    """One registry per collector (tests run several in one process)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        p = "airgrid_collector_"
+        self.messages = Counter(p + "messages", "MQTT messages taken in", ["kind"], registry=r)
+        self.readings_in = Counter(p + "readings_in", "readings in valid messages", registry=r)
+        self.readings_stored = Counter(p + "readings_stored",
+                                       "readings in InfluxDB or the spool", registry=r)
+        self.rejected = Counter(p + "rejected", "messages or lines sent to the dead letter",
+                                ["reason"], registry=r)
+        self.duplicates = Counter(p + "duplicates", "repeats dropped by (device, seq)",
+                                  registry=r)
+        self.unknown_devices = Counter(p + "unknown_device_readings",
+                                       "readings accepted from devices not in the registry",
+                                       registry=r)
+        self.spool_depth = Gauge(p + "spool_depth_lines", "lines waiting in the spool",
+                                 registry=r)
+        self.spool_bytes = Gauge(p + "spool_bytes", "bytes in the spool", registry=r)
+        self.spool_full = Gauge(p + "spool_full", "1 while the spool cannot take a batch",
+                                registry=r)
+        self.write_retries = Counter(p + "write_retries", "storage writes retried", registry=r)
+        self.write_latency = Histogram(p + "write_latency_seconds", "storage write latency",
+                                       registry=r)
+        self.lag = Histogram(p + "end_to_end_lag_seconds",
+                             "stored time minus reading time (newest reading per message)",
+                             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 86400),
+                             registry=r)
+        self.devices_online = Gauge(p + "devices_online", "devices whose status is online",
+                                    registry=r)
+        self.completeness = Gauge(p + "seq_completeness",
+                                  "received / (received + missing seqs), all devices",
+                                  registry=r)
+        self.seq_missing = Gauge(p + "seq_missing", "seqs not (yet) received", registry=r)
+        self.registry_devices = Gauge(p + "registry_devices", "devices in the registry",
+                                      registry=r)
+        self.registry_reload_errors = Counter(p + "registry_reload_errors",
+                                              "registry reloads refused", registry=r)
+        self.alerts = Counter(p + "alert_transitions", "alert transitions published",
+                              registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsServer:
+    """`/metrics` (Prometheus text) and `/healthz` (200 when healthy, else 503, JSON body)."""
+
+    def __init__(self, metrics: Metrics, health: Callable[[], dict[str, object]],
+                 host: str, port: int) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.startswith("/metrics"):
+                    body, ctype, code = outer.metrics.render(), CONTENT_TYPE_LATEST, 200
+                elif self.path.startswith("/healthz"):
+                    h = outer.health()
+                    body = json.dumps(h).encode()
+                    ctype, code = "application/json", 200 if h.get("ok") else 503
+                else:
+                    body, ctype, code = b"not found\n", "text/plain", 404
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # scrapes every few seconds would drown the log
+
+        self.metrics = metrics
+        self.health = health
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.port = int(self.server.server_address[1])
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True,
+                                        name="metrics-http")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

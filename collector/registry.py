@@ -1,0 +1,236 @@
+"""Device registry: a YAML or CSV file of devices, validated precisely, reloaded on change.
+
+YAML: `devices:` is a list of tables. CSV: one row per device with the same column names;
+`calibration` is `formula;key=value;...` and `contacts` is `name:phone|name:phone`.
+Registry fields become InfluxDB tags (site, township, grid); calibration adds corrected
+fields beside the raw ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from airgrid.wire import DEVICE_ID_RE
+from collector import calibration
+from collector.calibration import Calibration
+from collector.errors import CollectorError
+
+log = logging.getLogger(__name__)
+
+PHONE_RE = re.compile(r"^\+\d{6,15}$")  # E.164: international form, e.g. +86…
+COLUMNS = ("id", "name", "site", "township", "grid", "lat", "lon", "sensor", "calibration",
+           "contacts")
+REQUIRED = ("id", "site", "township", "grid", "lat", "lon")
+SENSORS = ("pms5003", "pmsa003i", "sds011")
+
+
+class RegistryError(CollectorError):
+    """The registry file is wrong; the message names file, entry and key."""
+
+
+@dataclass(frozen=True)
+class Contact:
+    name: str
+    phone: str
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    name: str
+    site: str
+    township: str  # 乡镇
+    grid: str  # 网格
+    lat: float
+    lon: float
+    sensor: str
+    calibration: Calibration | None
+    contacts: tuple[Contact, ...]
+
+    def tags(self) -> dict[str, str]:
+        return {"site": self.site, "township": self.township, "grid": self.grid}
+
+
+def _text(raw: Mapping[str, Any], key: str, where: str, required: bool) -> str:
+    value = raw.get(key)
+    if value is None or value == "":
+        if required:
+            raise RegistryError(f"{where}.{key}: required, expected a non-empty string")
+        return ""
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise RegistryError(f"{where}.{key}: expected a string, got {value!r}")
+    return str(value).strip()
+
+
+def _number(raw: Mapping[str, Any], key: str, where: str, lo: float, hi: float) -> float:
+    value = raw.get(key)
+    try:
+        number = float(value) if not isinstance(value, bool) else None  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not lo <= number <= hi:
+        raise RegistryError(f"{where}.{key}: expected a number in {lo}..{hi}, got {value!r}")
+    return number
+
+
+def _contacts(raw: Any, where: str) -> tuple[Contact, ...]:
+    if raw in (None, ""):
+        return ()
+    if isinstance(raw, str):  # CSV: name:phone|name:phone
+        items: list[Any] = []
+        for part in raw.split("|"):
+            name, _, phone = part.partition(":")
+            items.append({"name": name.strip(), "phone": phone.strip()})
+        raw = items
+    if not isinstance(raw, list):
+        raise RegistryError(f"{where}.contacts: expected a list of {{name, phone}}, got {raw!r}")
+    out = []
+    for i, c in enumerate(raw):
+        w = f"{where}.contacts[{i}]"
+        if not isinstance(c, Mapping):
+            raise RegistryError(f"{w}: expected a table with name and phone, got {c!r}")
+        name = _text(c, "name", w, True)
+        phone = _text(c, "phone", w, True)
+        if not PHONE_RE.match(phone):
+            raise RegistryError(f"{w}.phone: expected international form like +8613800000000, "
+                                f"got {phone!r}")
+        out.append(Contact(name, phone))
+    return tuple(out)
+
+
+def _calibration(raw: Any, where: str) -> Calibration | None:
+    if raw in (None, ""):
+        return None
+    if isinstance(raw, str):  # CSV: formula;key=value;...
+        formula, *pairs = [p.strip() for p in raw.split(";") if p.strip()]
+        table: dict[str, Any] = {"formula": formula}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep:
+                raise RegistryError(f"{where}.calibration: expected key=value, got {pair!r}")
+            try:
+                table[key.strip()] = float(value)
+            except ValueError as exc:
+                raise RegistryError(f"{where}.calibration.{key.strip()}: expected a number, "
+                                    f"got {value!r}") from exc
+        raw = table
+    try:
+        return calibration.parse(raw, f"{where}.calibration")
+    except ValueError as exc:
+        raise RegistryError(str(exc)) from exc
+
+
+def parse_device(raw: Mapping[str, Any], where: str) -> Device:
+    unknown = set(raw) - set(COLUMNS)
+    if unknown:
+        raise RegistryError(f"{where}: unknown key {sorted(unknown)[0]!r}, expected {COLUMNS}")
+    device_id = _text(raw, "id", where, True)
+    if not DEVICE_ID_RE.match(device_id):
+        raise RegistryError(f"{where}.id: expected a device id matching "
+                            f"{DEVICE_ID_RE.pattern}, got {device_id!r}")
+    sensor = _text(raw, "sensor", where, False) or "pms5003"
+    if sensor not in SENSORS:
+        raise RegistryError(f"{where}.sensor: expected one of {SENSORS}, got {sensor!r}")
+    return Device(
+        id=device_id, name=_text(raw, "name", where, False),
+        site=_text(raw, "site", where, True), township=_text(raw, "township", where, True),
+        grid=_text(raw, "grid", where, True),
+        lat=_number(raw, "lat", where, -90, 90), lon=_number(raw, "lon", where, -180, 180),
+        sensor=sensor, calibration=_calibration(raw.get("calibration"), where),
+        contacts=_contacts(raw.get("contacts"), where),
+    )
+
+
+def _entries(path: Path, text: str) -> list[tuple[str, Mapping[str, Any]]]:
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(io.StringIO(text))
+        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+        if missing:
+            raise RegistryError(f"{path}: header: missing column {missing[0]!r}, "
+                                f"expected columns {COLUMNS}")
+        # DictReader's line_num is the line of the row just read (header is line 1).
+        return [(f"{path}: line {reader.line_num}", {k: v for k, v in row.items() if k})
+                for row in reader]
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("devices"), list):
+        raise RegistryError(f"{path}: devices: expected a list of device tables")
+    out = []
+    for i, entry in enumerate(doc["devices"]):
+        if not isinstance(entry, Mapping):
+            raise RegistryError(f"{path}: devices[{i}]: expected a table, got {entry!r}")
+        out.append((f"{path}: devices[{i}]", entry))
+    return out
+
+
+def load(path: Path) -> dict[str, Device]:
+    """Device id → Device; RegistryError on the first problem, naming where it is."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"{path}: cannot read: {exc}") from exc
+    devices: dict[str, Device] = {}
+    for where, raw in _entries(path, text):
+        device = parse_device(raw, where)
+        if device.id in devices:
+            raise RegistryError(f"{where}.id: duplicate device id {device.id!r}")
+        devices[device.id] = device
+    return devices
+
+
+class RegistryWatcher:
+    """Holds the current registry; `poll()` reloads when the file changed. A bad new file
+    is reported and the last good registry stays in force."""
+
+    def __init__(self, path: Path | None, check_interval_s: float = 2.0) -> None:
+        self.path = path
+        self.check_interval_s = check_interval_s
+        self.devices: dict[str, Device] = {}
+        self.reload_errors = 0
+        self.generation = 0  # bumps on every successful (re)load
+        self._stamp: tuple[int, int] | None = None
+        self._next_check = 0.0
+        if path is not None:
+            self._stamp = self._stat()
+            self.devices = load(path)  # a bad file at start-up stops start-up
+            self.generation = 1
+
+    def _stat(self) -> tuple[int, int] | None:
+        assert self.path is not None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def poll(self) -> bool:
+        """True when a changed file was loaded."""
+        if self.path is None or time.monotonic() < self._next_check:
+            return False
+        self._next_check = time.monotonic() + self.check_interval_s
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            self.devices = load(self.path)
+        except RegistryError as exc:
+            self.reload_errors += 1
+            log.error("registry not reloaded, keeping the previous one: %s", exc)
+            return False
+        self.generation += 1
+        log.info("registry reloaded: %d devices", len(self.devices))
+        return True

@@ -1,0 +1,17 @@
+# The airgrid collector image for deploy/compose.yaml (build context: the repository root).
+FROM python:3.11-slim
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY airgrid ./airgrid
+COPY collector ./collector
+COPY alert_rules ./alert_rules
+COPY edge_agent ./edge_agent
+COPY firmware_sim ./firmware_sim
+COPY grafana ./grafana
+RUN pip install --no-cache-dir '.[collector]' && rm -rf /src \
+    && useradd --system --uid 10001 --home-dir /var/lib/airgrid airgrid \
+    && install -d -o airgrid -g airgrid -m 0700 /var/lib/airgrid
+USER 10001:10001
+WORKDIR /var/lib/airgrid
+ENTRYPOINT ["airgrid-collector"]
+CMD ["run", "--config", "/etc/airgrid/collector.toml"]

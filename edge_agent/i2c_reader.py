@@ -1,0 +1,89 @@
+"""Poll a PMSA003I on an I2C bus into the sampler, with the same face as the serial reader."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from edge_agent.drivers.base import Measurement
+from edge_agent.drivers.pmsa003i import Pmsa003iSensor, SensorReadError
+
+log = logging.getLogger(__name__)
+
+
+def blinka_bus() -> Any:
+    """The Pi's I2C bus through Blinka (GPIO 2 = SDA, GPIO 3 = SCL; 100 kHz per datasheet)."""
+    import board
+    import busio
+
+    return busio.I2C(board.SCL, board.SDA, frequency=100_000)
+
+
+class I2cSensorReader:
+    def __init__(
+        self,
+        sensor: Pmsa003iSensor,
+        on_frame: Callable[[Measurement], None],
+        *,
+        poll_every_s: float = 1.0,
+        silent_after_s: float = 10.0,
+        failed_retry_s: float = 60.0,
+    ) -> None:
+        self.sensor = sensor
+        self.on_frame = on_frame
+        self.poll_every_s = poll_every_s
+        self.silent_after_s = silent_after_s
+        self.failed_retry_s = failed_retry_s
+        self.errors: Counter[str] = sensor.errors
+        self.frames = 0
+        self.state = "starting"
+        self.awake_s = 0.0
+        self.last_frame_at = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="i2c-reader", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(3)
+
+    def sleep(self) -> None:
+        """The PMSA003I sleeps only through its SET pin; not wired here."""
+
+    def wake(self) -> None:
+        """See sleep()."""
+
+    def poll_once(self) -> bool:
+        try:
+            frame = self.sensor.read()
+        except SensorReadError as exc:
+            now = time.monotonic()
+            limit = self.failed_retry_s if self.state == "failed" else self.silent_after_s
+            if now - self.last_frame_at > limit:
+                if self.state != "failed":
+                    log.error("PMSA003I at 0x%02X FAILED: %s; retrying every %.0f s",
+                              self.sensor.address, exc, self.failed_retry_s)
+                self.state = "failed"
+                self.last_frame_at = now
+                self.sensor._device = None  # probe again at the next read
+            return False
+        self.frames += 1
+        self.last_frame_at = time.monotonic()
+        self.state = "ok"
+        self.on_frame(frame)
+        return True
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(self.poll_every_s):
+            self.poll_once()
+            now = time.monotonic()
+            if self.state == "ok":
+                self.awake_s += now - last
+            last = now

@@ -1,0 +1,1 @@
+"""The airgrid dashboards, one module each."""

@@ -1,0 +1,101 @@
+"""The outbox: seq across restarts, caps, commit policy, corruption, clock fix-up."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from edge_agent.outbox import Outbox
+
+
+def _values(ts: int, synced: bool = True) -> dict[str, object]:
+    flags = () if synced else ("clock_unsynced",)
+    return {"ts": ts, "sensor": "pms5003", "pm2_5": 12.5, "flags": flags, "clock_synced": synced}
+
+
+def test_seq_continues_across_reopen_and_delete_only_removes_acked(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    ob = Outbox(path)
+    assert [ob.capture(_values(1000 + i)).seq for i in range(5)] == [1, 2, 3, 4, 5]
+    assert ob.delete([1, 2]) == 2
+    ob.close()
+    ob = Outbox(path)
+    assert ob.depth() == 3 and ob.capture(_values(2000)).seq == 6
+    assert [r.seq for r in ob.oldest(10)] == [3, 4, 5, 6]
+    assert [r.seq for r in ob.oldest(10, after_seq=4)] == [5, 6]
+    ob.close()
+
+
+def test_row_cap_drops_exactly_the_oldest_and_counts_them_persistently(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    ob = Outbox(path, max_rows=10)
+    for i in range(25):
+        ob.capture(_values(1000 + i))
+    assert [r.seq for r in ob.oldest(100)] == list(range(16, 26))
+    assert ob.counters()["dropped"] == 15 and ob.depth() == 10
+    ob.close()
+    assert Outbox(path, max_rows=10).counters()["dropped"] == 15
+
+
+def test_byte_cap(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "o.db", max_bytes=2000)
+    for i in range(100):
+        ob.capture(_values(1000 + i))
+    body = len(ob.oldest_raw(1)[0][1])
+    assert ob.depth_bytes() <= 2000 and ob.depth() == 2000 // body
+    assert ob.counters()["dropped"] == 100 - ob.depth()
+    assert ob.oldest(1)[0].seq == 100 - ob.depth() + 1
+
+
+def test_commit_interval_holds_readings_until_flush(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    ob = Outbox(path, commit_interval_s=3600)
+    for i in range(5):
+        ob.capture(_values(1 + i))
+    other = sqlite3.connect(path)
+    (n,) = other.execute("SELECT count(*) FROM readings").fetchone()
+    assert n == 0  # they wait in memory: not captured, not sent
+    assert ob.oldest(10) == [] and ob.depth() == 0
+    assert ob.flush() == 5
+    (n,) = other.execute("SELECT count(*) FROM readings").fetchone()
+    assert n == 5
+    other.close()
+
+
+def test_corrupt_database_is_moved_aside_and_a_fresh_one_started(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    ob = Outbox(path)
+    for i in range(3):
+        ob.capture(_values(1000 + i))
+    ob.close()
+    with path.open("r+b") as f:  # scribble over the header and the first pages
+        f.write(b"\xde\xad\xbe\xef" * 2048)
+    for side in ("-wal", "-shm"):
+        path.with_name(path.name + side).unlink(missing_ok=True)
+    ob = Outbox(path)
+    assert ob.counters()["corrupt_resets"] == 1
+    assert len(list(tmp_path.glob("o.db.corrupt-*"))) == 1
+    seq = ob.capture(_values(5000)).seq
+    assert seq > 3  # seqs never repeat after a reset
+    ob.close()
+
+
+def test_not_a_database_at_all(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    path.write_text("this is not sqlite\n" * 100)
+    ob = Outbox(path)
+    assert ob.capture(_values(1)).seq > 0 and ob.counters()["corrupt_resets"] == 1
+
+
+def test_clock_fix_up_restamps_this_boots_unsynced_readings(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "o.db")
+    # Taken at monotonic 10 s and 20 s while the wall clock said 1970-ish.
+    ob.capture(_values(5_000, synced=False), boot="oldboot", mono_ms=1_000)
+    ob.capture(_values(10_000, synced=False), boot="b1", mono_ms=10_000)
+    ob.capture(_values(20_000, synced=False), boot="b1", mono_ms=20_000)
+    # NTP sync: at monotonic 50 s the true time is 1_700_000_050_000.
+    assert ob.fix_clock("b1", wall_now_ms=1_700_000_050_000, mono_now_ms=50_000) == 2
+    old, a, b = ob.oldest(10)
+    assert a.ts == 1_700_000_010_000 and b.ts == 1_700_000_020_000
+    assert a.clock_synced and "clock_unsynced" not in a.flags
+    assert old.ts == 5_000 and not old.clock_synced and "clock_unsynced" in old.flags

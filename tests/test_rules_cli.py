@@ -1,0 +1,128 @@
+"""`airgrid-rules`: aqi, nowcast, check, test and score."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from alert_rules.cli import main
+from alert_rules.rulefile import DEFAULT_RULES
+
+DEFAULT_TESTS = DEFAULT_RULES.with_name("default_rules.test.yaml")
+
+
+def lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    return capsys.readouterr().out.strip().splitlines()
+
+
+def test_aqi_prints_one_json_object_per_concentration(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["aqi", "--standard", "us-epa-2024", "35.5", "9"]) == 0
+    out = [json.loads(x) for x in lines(capsys)]
+    assert out[0] == {"concentration": 35.5, "aqi": 101,
+                      "category": "Unhealthy for Sensitive Groups",
+                      "category_zh": "对敏感人群不健康", "color": "#FF7E00",
+                      "standard": "us-epa-2024", "pollutant": "pm2_5"}
+    assert out[1]["category"] == "Good"
+    assert main(["aqi", "155"]) == 0
+    got = json.loads(lines(capsys)[0])
+    assert (got["aqi"], got["category"], got["category_zh"], got["standard"]) == \
+        (205, "Heavily Polluted", "重度污染", "hj633-2026")
+
+
+def test_aqi_bad_argument_is_named_and_the_rest_still_printed(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["aqi", "--pollutant", "pm10", "abc", "100"]) == 1
+    cap = capsys.readouterr()
+    assert "argument 1 'abc'" in cap.err
+    assert json.loads(cap.out)["aqi"] == 75
+
+
+def test_nowcast(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["nowcast", *["null"] * 10, "20", "40"]) == 0  # oldest first
+    assert json.loads(lines(capsys)[0]) == {"nowcast": 33.3, "aqi": 96}
+    assert main(["nowcast", *["30"] * 10, "null", "null"]) == 0
+    assert json.loads(lines(capsys)[0]) == {"nowcast": None, "aqi": None}
+
+
+def test_check_reports_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(textwrap.dedent("""\
+        rules:
+          - name: ok
+            kind: threshold
+            above: 150
+          - name: typo
+            kind: treshold
+            above: 150
+          - name: wrong_side
+            kind: threshold
+            above: 150
+            clear_below: 160
+          - name: bad_for
+            kind: threshold
+            above: 150
+            for: 10 minutes
+        """), encoding="utf-8")
+    assert main(["check", str(bad), str(DEFAULT_RULES)]) == 1
+    cap = capsys.readouterr()
+    assert f"{bad}:6: kind: unknown kind 'treshold'" in cap.err
+    assert f"{bad}:11: clear_below 160.0 is above the firing threshold" in cap.err
+    assert f"{bad}:15: for: duration '10 minutes'" in cap.err
+    assert "default_rules.yaml: ok (8 rules)" in cap.out
+
+
+def test_default_rule_set_passes_its_own_tests(capsys: pytest.CaptureFixture[str]) -> None:
+    spatial = DEFAULT_RULES.with_name("spatial_rules.test.yaml")
+    assert main(["test", str(DEFAULT_TESTS), str(spatial)]) == 0
+    out = capsys.readouterr().out
+    assert "default_rules.test.yaml: 20/20 checks passed" in out
+    assert "spatial_rules.test.yaml: 1/1 checks passed" in out
+
+
+def test_rule_test_failures_name_the_line(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "r.yaml").write_text(DEFAULT_RULES.read_text(encoding="utf-8"), encoding="utf-8")
+    t = tmp_path / "t.yaml"
+    t.write_text(textwrap.dedent("""\
+        rule_files: [r.yaml]
+        tests:
+          - name: wrong expectation
+            input_series:
+              - {device: a, values: "200x30"}
+            alert_rule_test:
+              - eval_time: 5m
+                rule: pm25_heavy
+                alerts: [{subject: a, state: firing}]
+        """), encoding="utf-8")
+    assert main(["test", str(t)]) == 1
+    err = capsys.readouterr().err
+    assert f"{t}:7: wrong expectation: at 300s: pm25_heavy for a: expected firing, got pending" \
+        in err
+
+
+def test_score_streams_a_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "s.csv"
+    rows = [f"2018-01-01T00:{i:02d}:00,{20 + i % 3}" for i in range(30)]
+    rows[20] = "2018-01-01T00:20:00,300"
+    rows[25] = "2018-01-01T00:25:00,oops"
+    f.write_text("timestamp,value\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    assert main(["score", "--csv", str(f)]) == 0
+    cap = capsys.readouterr()
+    out = cap.out.strip().splitlines()
+    assert out[0] == "timestamp,value,anomaly_score"
+    scores = [float(r.split(",")[2]) if r.split(",")[2] else None for r in out[1:]]
+    assert len(scores) == 30
+    assert scores[20] is not None and scores[20] > 0.9
+    assert all(s is not None and s < 0.5 for i, s in enumerate(scores) if i not in (20, 25))
+    assert scores[25] is None
+    assert "line 27: value 'oops' is not a number" in cap.err
+
+
+def test_score_rejects_a_wrong_header(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "s.csv"
+    f.write_text("time;value\n1;2\n", encoding="utf-8")
+    assert main(["score", "--csv", str(f)]) == 2
+    assert ":1: expected the header `timestamp,value`" in capsys.readouterr().err
