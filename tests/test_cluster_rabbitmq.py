@@ -17,7 +17,7 @@ import pytest
 from airgrid.cluster_run import ClusterRun
 from airgrid.config_schema import ConfigError
 from airgrid.rabbitmq import RABBITMQ_BIN, RabbitCluster
-from airgrid.services import InfluxDB
+from airgrid.services import InfluxDB, Mosquitto
 from airgrid.stack import DEMO_RULES
 from alert_rules.engine import Engine
 from alert_rules.rulefile import load_rules
@@ -248,3 +248,34 @@ def test_collector_cli_runs_on_amqp(rabbit: RabbitCluster, shared_influxdb: Infl
         proc.terminate()
         out = proc.communicate(timeout=30)[0].decode(errors="replace")
     assert "source amqp" in out
+
+
+def test_amqp_collector_alerting_opens_its_own_mqtt_connection(mosquitto: Mosquitto,
+                                                               tmp_path: Path) -> None:
+    """No MQTT session to share on AMQP: the alert bus and the acknowledgement listener
+    connect to [broker] themselves; with MQTT the ingest's client is shared."""
+    from collector.alerting.channels.mqtt_bus import MqttNotifier
+    from collector.cli import _build_alerting
+    from collector.mqtt_ingest import MqttIngest
+
+    cfg = from_dict({"source": "amqp", "broker": {"port": mosquitto.port, "client_id": "c7"},
+                     "alerting": {"state_db": str(tmp_path / "a.sqlite"),
+                                  "ack": {"mqtt": True, "token": "t"}}},
+                    tmp_path / "collector.toml")
+    alerting = _build_alerting(cfg, None)
+    assert alerting is not None and alerting.mqtt_ack is not None
+    bus = alerting.notifiers["bus"]
+    assert isinstance(bus, MqttNotifier) and bus.owned and alerting.mqtt_ack.owned
+    alerting.start()
+    try:
+        assert bus.connected.wait(10)  # its own session on the broker
+    finally:
+        alerting.stop()
+    shared = MqttIngest("127.0.0.1", mosquitto.port, "c8", "airgrid", 10)
+    cfg2 = from_dict({"broker": {"port": mosquitto.port, "client_id": "c8"},
+                      "alerting": {"state_db": str(tmp_path / "b.sqlite")}},
+                     tmp_path / "collector.toml")
+    alerting2 = _build_alerting(cfg2, shared)
+    assert alerting2 is not None
+    bus2 = alerting2.notifiers["bus"]
+    assert isinstance(bus2, MqttNotifier) and not bus2.owned and bus2.client is shared.client
