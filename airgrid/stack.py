@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import alert_rules
-from airgrid.services import InfluxDB, Mosquitto
+from airgrid.services import InfluxDB, Mosquitto, terminate
 
 DEMO_RULES = Path(alert_rules.__file__).with_name("demo_rules.yaml")
 
@@ -216,16 +216,7 @@ class Stack:
 
     @staticmethod
     def _terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 15.0) -> None:
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        terminate(proc, timeout)
 
     def kill_agent(self, device: str) -> None:
         proc = self.agents.pop(device)
