@@ -43,6 +43,20 @@ class Field:
 Schema = Mapping[str, "Field | Mapping[str, Any]"]
 
 
+def load_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a dict; any problem reading or parsing it is a ConfigError."""
+    import tomllib
+
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(path, "(file)", "a readable TOML file", str(exc)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "(syntax)", "valid TOML", str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, "(file)", "UTF-8 text", str(exc)) from exc
+
+
 def _type_name(types: type | tuple[type, ...]) -> str:
     ts = types if isinstance(types, tuple) else (types,)
     return " or ".join(t.__name__ for t in ts)

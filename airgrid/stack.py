@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import alert_rules
-from airgrid.services import InfluxDB, Mosquitto
+from airgrid.services import InfluxDB, Mosquitto, terminate
 
 DEMO_RULES = Path(alert_rules.__file__).with_name("demo_rules.yaml")
 
@@ -143,10 +143,22 @@ class Stack:
         )
         return path
 
-    def start_collector(self) -> None:
+    def start_collector(self, wait_s: float = 30.0) -> None:
+        """Start the collector and wait for its first subscription: a reading published
+        before the collector's session exists would be acknowledged and dropped by the
+        broker (there is no subscriber yet)."""
+        log = self.workdir / "logs" / "collector.log"
+        mark = log.stat().st_size if log.exists() else 0
         self.collector = self._spawn(
             "collector", ["collector.cli", "run", "--config", str(self.collector_config())]
         )
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and self.collector.poll() is None:
+            with log.open("rb") as f:
+                f.seek(mark)
+                if b"subscribed to device topics" in f.read():
+                    return
+            time.sleep(0.05)
 
     def start(self) -> None:
         self.influx.create_database(self.database)
@@ -204,16 +216,7 @@ class Stack:
 
     @staticmethod
     def _terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 15.0) -> None:
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        terminate(proc, timeout)
 
     def kill_agent(self, device: str) -> None:
         proc = self.agents.pop(device)

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,16 +22,22 @@ if TYPE_CHECKING:
     from collector.handover import HandOver
     from collector.ingest_source import IngestSource
     from collector.mqtt_ingest import MqttIngest
+    from collector.registry import Device as RegistryDevice
+    from collector.registry import RegistryWatcher
 
 
-def _load_engine(files: tuple[Path, ...]) -> Engine:
+def _load_engine(files: tuple[Path, ...], devices: Iterable[RegistryDevice] = ()) -> Engine:
+    """The rules over the registered fleet: deadman also catches devices never heard."""
     from alert_rules.engine import Engine
+    from alert_rules.registry import Device
     from alert_rules.rulefile import DEFAULT_RULES, load_rules
 
     rules = []
     for f in files or (DEFAULT_RULES,):
         rules.extend(load_rules(f))
-    return Engine(rules)
+    expected = [Device(id=d.id, township=d.township, grid=d.grid, lat=d.lat, lon=d.lon,
+                       name=d.name) for d in devices]
+    return Engine(rules, registry=expected)
 
 
 def _alerting_config(cfg: CollectorConfig) -> AlertingConfig:
@@ -39,14 +46,18 @@ def _alerting_config(cfg: CollectorConfig) -> AlertingConfig:
     return alerting_config.from_dict(cfg.alerting, cfg.file)
 
 
-def _build_alerting(cfg: CollectorConfig, shared: MqttIngest | None) -> AlertingService | None:
+def _build_alerting(cfg: CollectorConfig, shared: MqttIngest | None,
+                    registry: RegistryWatcher) -> AlertingService | None:
     from collector.alerting.channels.notifier import Context
     from collector.alerting.service import AlertingService
+    from collector.registry_contacts import RegistryContacts
 
     acfg = _alerting_config(cfg)
     if not acfg.enabled:
         return None
-    return AlertingService(acfg, Context(
+    # grid workers come from the device registry when there is one
+    contacts = RegistryContacts(registry, acfg.contacts) if registry.path else None
+    return AlertingService(acfg, contacts=contacts, ctx=Context(
         file=cfg.file, broker_host=cfg.broker_host, broker_port=cfg.broker_port,
         broker_username=cfg.broker_username, broker_password=cfg.broker_password,
         prefix=cfg.prefix, client_id=cfg.client_id,
@@ -60,9 +71,9 @@ def _load(path: Path) -> tuple[CollectorConfig, Engine, int]:
     from collector import registry
 
     cfg = collector_config.load(path)
-    engine = _load_engine(cfg.rule_files)
-    _alerting_config(cfg)
     devices = registry.load(cfg.registry_file) if cfg.registry_file else {}
+    engine = _load_engine(cfg.rule_files, devices.values())
+    _alerting_config(cfg)
     return cfg, engine, len(devices)
 
 
@@ -108,10 +119,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ingest = shared = MqttIngest(
             cfg.broker_host, cfg.broker_port, cfg.client_id, cfg.prefix, cfg.max_unacked,
             cfg.broker_username, cfg.broker_password, session_expiry_s=cfg.session_expiry_s)
+    registry = RegistryWatcher(cfg.registry_file, cfg.registry_reload_check_s)
     # one MQTT connection per collector: alert channels and acknowledgements share it;
     # an AMQP collector has none, so they open their own to [broker]
     try:
-        alerting = _build_alerting(cfg, shared)
+        alerting = _build_alerting(cfg, shared, registry)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -122,13 +134,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ingest, sink, engine, cfg.prefix, cfg.batch_max_messages, cfg.batch_max_wait_ms / 1000,
         cfg.tick_interval_s, max_lines=cfg.batch_max_lines,
         spool=Spool(cfg.spool_dir, cfg.spool_max_bytes), state=StateStore(cfg.state_file),
-        registry=RegistryWatcher(cfg.registry_file, cfg.registry_reload_check_s),
+        registry=registry,
         unknown_devices=cfg.unknown_devices, metrics=metrics, retries=cfg.influx_retries,
         backoff_s=cfg.influx_backoff_ms / 1000, max_payload_bytes=cfg.max_payload_bytes,
         max_future_ms=cfg.max_future_ms, max_writes=cfg.influx_writes_in_flight,
         handover=handover,
     )
     pipeline.alerting = alerting
+    # Rule windows and alert states survive a restart (saved periodically and at exit).
+    pipeline.engine_state_path = cfg.state_file.with_name("engine.npz")
+    pipeline.restore_engine_state()
     server = None
     if cfg.metrics_port:
         server = MetricsServer(metrics, pipeline.health_report, cfg.metrics_host,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airgrid.config_schema import ConfigError, Field, validate
+from airgrid.config_schema import ConfigError, Field, load_toml, validate
 from airgrid.secrets_check import refuse_world_readable
 from airgrid.wire import MAX_FUTURE_MS, MAX_PAYLOAD_BYTES
 
@@ -203,11 +202,6 @@ def _amqp(c: dict[str, Any], file: Path | str) -> dict[str, Any]:
 
 
 def load(path: Path) -> CollectorConfig:
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(path, "(file)", "a readable TOML file", str(exc)) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, "(syntax)", "valid TOML", str(exc)) from exc
+    data = load_toml(path)
     refuse_world_readable(path, data, ["broker.password", "influx.password"])
     return from_dict(data, path)

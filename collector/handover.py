@@ -111,7 +111,8 @@ class HandOver:
 
     def before_ingest(self, devices: Sequence[str], ts_ms: Sequence[int], now_ms: int) -> None:
         """Call with a stored batch before `engine.ingest` of the same batch."""
-        new = [d for d in dict.fromkeys(devices) if d not in self.last_seen]
+        new = [d for d in dict.fromkeys(devices)
+               if d not in self.last_seen and not self._holds(d)]
         if new:
             self.rebuild(new, devices, ts_ms, now_ms)
         for d in devices:
@@ -119,6 +120,13 @@ class HandOver:
         if now_ms >= self._next_expiry:
             self._next_expiry = now_ms + max(1000, self.forget_after_ms // 10)
             self.expire(now_ms)
+
+    def _holds(self, device: str) -> bool:
+        """The engine already has this device's readings (state restored at start-up):
+        rebuilding would count its history twice."""
+        fleet = self.engine.fleet
+        row = fleet.index.get(device)
+        return row is not None and device not in self.engine.away and fleet.last_ts[row] > 0
 
     def rebuild(self, new: list[str], devices: Sequence[str], ts_ms: Sequence[int],
                 now_ms: int) -> None:

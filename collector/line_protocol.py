@@ -52,6 +52,9 @@ def reading_lines(device_tags: str, readings: Iterable[Reading]) -> list[str]:
 
 
 def status_line(device_tags: str, s: Status, ts_ms: int) -> str:
+    if s.state == "offline":
+        # The Last Will carries no counters: zeros would read as a reset outbox.
+        return f"{DEVICE_STATUS}{device_tags} online=false {ts_ms}"
     fields = [
         f"online={'true' if s.state == 'online' else 'false'}",
         f"outbox_depth={s.outbox_depth}i",

@@ -45,6 +45,7 @@ class MqttIngest:
         self.queue: queue.Queue[Delivery] = queue.Queue()
         self._generation = 0
         self.connected = threading.Event()
+        self.subscribed = threading.Event()
         #: more (topic filter, qos) to subscribe on every connect, e.g. acknowledgement
         #: commands whose handler was added with client.message_callback_add()
         self.extra_subscriptions: list[tuple[str, int]] = []
@@ -56,6 +57,7 @@ class MqttIngest:
             c.username_pw_set(username, password)
         c.reconnect_delay_set(1, 10)
         c.on_connect = self._on_connect
+        c.on_subscribe = self._on_subscribe
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         self.client = c
@@ -84,6 +86,17 @@ class MqttIngest:
                           (device_subscription("status", self.prefix), 1),
                           *self.extra_subscriptions])
         self.connected.set()
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
+                      reasons: list[ReasonCode], props: Properties | None) -> None:
+        # Until this SUBACK, the broker keeps nothing for the collector: a device that
+        # publishes before the collector's first subscription loses that message.
+        failed = [str(r) for r in reasons if r.is_failure]
+        if failed:
+            log.error("subscription refused: %s", failed)
+        else:
+            log.info("subscribed to device topics")
+            self.subscribed.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,
                        reason: ReasonCode, props: Properties | None) -> None:

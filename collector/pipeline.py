@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from airgrid.wire import WireError, deadletter_topic, decode_status, parse_device_topic
-from alert_rules.engine import Engine
+from alert_rules.engine import Engine, SnapshotError
 from alert_rules.transitions import Transition
 from collector import alert_events
 from collector.aggregates import HourlyAggregates
@@ -119,6 +120,9 @@ class Pipeline:
         self.stopping = threading.Event()
         # The alert lifecycle (collector/alerting); without it transitions go out as events.
         self.alerting: AlertingService | None = None
+        # Where the engine's state is saved (rule windows, pending/firing per device).
+        self.engine_state_path: Path | None = None
+        self.engine_state_every_s = 30.0
         self._tags: dict[tuple[str, str, int], str] = {}
         self._dev_tags: dict[str, str] = {}
         self._open = _Open()
@@ -160,6 +164,7 @@ class Pipeline:
 
     def run(self) -> None:
         next_tick = time.monotonic()
+        next_save = time.monotonic() + self.engine_state_every_s
         while not self.stopping.is_set():
             wait = self.max_wait_s
             if self._open.deliveries:
@@ -177,7 +182,37 @@ class Pipeline:
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + self.tick_interval_s
                 self.publish_transitions(self.engine.tick(int(time.time() * 1000)))
+            if time.monotonic() >= next_save:
+                next_save = time.monotonic() + self.engine_state_every_s
+                self.save_engine_state()
         self.drain()
+        self.save_engine_state()
+
+    def save_engine_state(self) -> None:
+        """Write the engine's snapshot atomically; a failure is logged, never fatal."""
+        if self.engine_state_path is None:
+            return
+        tmp = self.engine_state_path.with_name(self.engine_state_path.name + ".tmp")
+        try:
+            self.engine_state_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(self.engine.snapshot())
+            os.replace(tmp, self.engine_state_path)
+        except OSError as exc:
+            log.error("engine state not saved to %s: %s", self.engine_state_path, exc)
+
+    def restore_engine_state(self) -> bool:
+        """Load the saved snapshot; one taken with other rules is set aside, not fatal."""
+        path = self.engine_state_path
+        if path is None or not path.exists():
+            return False
+        try:
+            self.engine.restore(path.read_bytes())
+        except (OSError, SnapshotError) as exc:
+            log.warning("engine state in %s not restored (%s); starting with empty windows",
+                        path, exc)
+            return False
+        log.info("engine state restored: %d devices", self.engine.fleet.size)
+        return True
 
     def _housekeeping(self) -> None:
         if self.registry.poll():
@@ -351,7 +386,8 @@ class Pipeline:
             self.handover.before_ingest(o.devices, o.ts, int(now_ms))
         if o.fresh:
             self.engine.ingest(o.devices, o.ts, {
-                f: [getattr(r, f, None) for r in o.fresh] for f in self.engine.fleet.fields})
+                f: [getattr(r, f, None) for r in o.fresh] for f in self.engine.fleet.fields},
+                flagged=[bool(r.flags) for r in o.fresh])
         return True
 
     def _store(self, lines: list[str]) -> WriteOutcome | None:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from airgrid.sd_notify import notify
 from airgrid.wire import SCHEMA_VERSION, Status
 from edge_agent import __version__
 from edge_agent.boot import boot_id
@@ -21,7 +22,6 @@ from edge_agent.i2c_reader import I2cSensorReader, blinka_bus
 from edge_agent.outbox import Outbox
 from edge_agent.publisher import Publisher
 from edge_agent.sampler import Sampler
-from edge_agent.sdnotify import notify
 from edge_agent.serial_reader import SerialSensorReader
 
 log = logging.getLogger(__name__)

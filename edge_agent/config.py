@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airgrid.config_schema import ConfigError, Field, validate
+from airgrid.config_schema import ConfigError, Field, load_toml, validate
 from airgrid.secrets_check import refuse_world_readable
 from airgrid.wire import DEVICE_ID_RE
 from edge_agent.drivers import SENSOR_MODELS
@@ -170,13 +169,6 @@ def from_dict(data: dict[str, Any], file: Path | str = "<config>") -> EdgeConfig
 
 
 def load(path: Path) -> EdgeConfig:
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(path, "(file)", "a readable TOML file", str(exc)) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, "(syntax)", "valid TOML", str(exc)) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(path, "(file)", "UTF-8 text", str(exc)) from exc
+    data = load_toml(path)
     refuse_world_readable(path, data, ["broker.password"], ["broker.key_file"])
     return from_dict(data, path)

@@ -18,3 +18,13 @@ def test_tags_are_escaped_and_sorted() -> None:
     assert escape_tag("a b,c=d") == r"a\ b\,c\=d"
     assert tag_set({"township": "城关 镇", "device": "d1", "grid": ""}) == (
         r",device=d1,township=城关\ 镇")
+
+
+def test_offline_status_writes_only_the_state() -> None:
+    from airgrid.wire import Status
+    from collector.line_protocol import status_line
+
+    online = status_line(",device=d1", Status(v=1, device="d1", state="online", dropped=3), 5)
+    assert "dropped=3i" in online and "online=true" in online
+    offline = status_line(",device=d1", Status(v=1, device="d1", state="offline"), 6)
+    assert offline == "device_status,device=d1 online=false 6"

@@ -1,0 +1,37 @@
+"""The device registry as the alert lifecycle's contact directory.
+
+A device's first registry contact is its grid worker (网格员); officers (township,
+county) come from the `[alerting.contacts]` table, which also covers devices the registry
+does not list. Reads the watcher's current registry, so a reload takes effect at once.
+"""
+
+from __future__ import annotations
+
+from collector.alerting.contacts import DeviceContact, Officer, StaticContacts
+from collector.registry import RegistryWatcher
+
+
+class RegistryContacts:
+    def __init__(self, registry: RegistryWatcher, fallback: StaticContacts) -> None:
+        self.registry = registry
+        self.fallback = fallback
+
+    def for_device(self, device: str) -> DeviceContact | None:
+        d = self.registry.devices.get(device)
+        if d is None:
+            return self.fallback.for_device(device)
+        worker = d.contacts[0] if d.contacts else None
+        return DeviceContact(
+            device=d.id, name=d.name or d.site or d.id, township=d.township, grid=d.grid,
+            worker_name=worker.name if worker else "", worker_phone=worker.phone if worker else "",
+        )
+
+    def officer(self, role: str, township: str) -> Officer | None:
+        return self.fallback.officer(role, township)
+
+    def by_phone(self, phone: str) -> str | None:
+        for d in self.registry.devices.values():
+            for c in d.contacts:
+                if c.phone == phone:
+                    return c.name
+        return self.fallback.by_phone(phone)
