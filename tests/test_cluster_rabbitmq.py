@@ -114,6 +114,22 @@ def test_handover_counts_unreachable_history() -> None:
     assert ho.counters.rebuild_failures == 1
 
 
+def test_handover_leaves_restored_devices_alone() -> None:
+    """After a restart the engine's saved state already holds its devices: reading their
+    history again would count it twice. Forgotten devices are rebuilt."""
+    engine = Engine(load_rules(DEMO_RULES))
+    engine.ingest(["d1", "d2"], [1000, 1000], {"pm2_5": [10.0, 20.0]})
+    restarted = Engine(load_rules(DEMO_RULES))
+    restarted.restore(engine.snapshot())
+    ho = HandOver(restarted, InfluxHistory("http://127.0.0.1:9", "x", timeout_s=1),
+                  60_000, 5_000)
+    ho.before_ingest(["d1"], [2000], 2000)
+    assert ho.counters.rebuild_failures == 0  # no history query was made
+    restarted.forget(["d2"])
+    ho.before_ingest(["d2"], [3000], 3000)
+    assert ho.counters.rebuild_failures == 1  # d2 was forgotten: it is rebuilt
+
+
 @needs_rabbitmq
 def test_consistent_hash_never_splits_a_device_and_moves_few(rabbit: RabbitCluster) -> None:
     conn = pika.BlockingConnection(pika.URLParameters(rabbit.amqp_urls[1]))
@@ -257,12 +273,13 @@ def test_amqp_collector_alerting_opens_its_own_mqtt_connection(mosquitto: Mosqui
     from collector.alerting.channels.mqtt_bus import MqttNotifier
     from collector.cli import _build_alerting
     from collector.mqtt_ingest import MqttIngest
+    from collector.registry import RegistryWatcher
 
     cfg = from_dict({"source": "amqp", "broker": {"port": mosquitto.port, "client_id": "c7"},
                      "alerting": {"state_db": str(tmp_path / "a.sqlite"),
                                   "ack": {"mqtt": True, "token": "t"}}},
                     tmp_path / "collector.toml")
-    alerting = _build_alerting(cfg, None)
+    alerting = _build_alerting(cfg, None, RegistryWatcher(None, 2.0))
     assert alerting is not None and alerting.mqtt_ack is not None
     bus = alerting.notifiers["bus"]
     assert isinstance(bus, MqttNotifier) and bus.owned and alerting.mqtt_ack.owned
@@ -275,7 +292,7 @@ def test_amqp_collector_alerting_opens_its_own_mqtt_connection(mosquitto: Mosqui
     cfg2 = from_dict({"broker": {"port": mosquitto.port, "client_id": "c8"},
                       "alerting": {"state_db": str(tmp_path / "b.sqlite")}},
                      tmp_path / "collector.toml")
-    alerting2 = _build_alerting(cfg2, shared)
+    alerting2 = _build_alerting(cfg2, shared, RegistryWatcher(None, 2.0))
     assert alerting2 is not None
     bus2 = alerting2.notifiers["bus"]
     assert isinstance(bus2, MqttNotifier) and not bus2.owned and bus2.client is shared.client
