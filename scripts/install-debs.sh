@@ -3,6 +3,8 @@
 # Services are neither started nor enabled: the demo and the tests run their own instances.
 set -euo pipefail
 pkgs=(mosquitto mosquitto-clients influxdb)
+# The InfluxDB v2 write path is tested against VictoriaMetrics (it speaks /api/v2/write).
+pkgs+=(victoria-metrics)
 # The RabbitMQ cluster tests, bench and province docs (the demo stays on Mosquitto).
 pkgs+=(rabbitmq-server)
 python3 -c "import ensurepip, venv" 2>/dev/null || pkgs+=(python3-venv)
@@ -27,5 +29,5 @@ $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Packages enable their units on install; on a machine running systemd, undo that.
 if [ -d /run/systemd/system ]; then
-  for unit in mosquitto influxdb rabbitmq-server epmd.socket epmd; do $SUDO systemctl disable --now "$unit" 2>/dev/null || true; done
+  for unit in mosquitto influxdb victoria-metrics rabbitmq-server epmd.socket epmd; do $SUDO systemctl disable --now "$unit" 2>/dev/null || true; done
 fi
