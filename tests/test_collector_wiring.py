@@ -4,13 +4,13 @@ its saved state across a restart; and the registry gives the alert lifecycle its
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from alerting_helpers import wait_for
+from collector_support import Collector
 
 from airgrid.services import InfluxDB, Mosquitto
 from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
@@ -72,50 +72,23 @@ def test_registry_contacts(tmp_path: Path) -> None:
     assert officer is not None and officer.name == "王镇长"
 
 
-def _collector(conf: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "collector.cli", "run", "--config",
-                                 str(conf)], stdout=out, stderr=subprocess.STDOUT)
-
-
-def _wait(cond: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_deadman_covers_never_seen_devices_and_windows_survive_a_restart(
         tmp_path: Path, mosquitto: Mosquitto, shared_influxdb: InfluxDB,
         influx_db_name: str) -> None:
-    (tmp_path / "registry.yaml").write_text(REGISTRY, encoding="utf-8")
-    (tmp_path / "rules.yaml").write_text(RULES)
-    conf = tmp_path / "collector.toml"
-    conf.write_text(f"""
-[broker]
-port = {mosquitto.port}
-[influx]
-url = "{shared_influxdb.url}"
-database = "{influx_db_name}"
-[batch]
-max_wait_ms = 50
-[rules]
-files = ["rules.yaml"]
-tick_interval_s = 0.2
-[registry]
-file = "registry.yaml"
-[alerting]
-enabled = false
-""", encoding="utf-8")
+    work = tmp_path / "collector"
+    work.mkdir()
+    (work / "registry.yaml").write_text(REGISTRY, encoding="utf-8")
+    (work / "rules.yaml").write_text(RULES)
+    collector = Collector(work, mosquitto.port, shared_influxdb.url, influx_db_name, extra=(
+        '[rules]\nfiles = ["rules.yaml"]\ntick_interval_s = 0.2\n'
+        '[registry]\nfile = "registry.yaml"\n[alerting]\nenabled = false\n'))
     events: list[dict[str, object]] = []
     app = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
     app.on_message = lambda c, u, m: events.append(json.loads(m.payload))
     app.connect("127.0.0.1", mosquitto.port)
     app.subscribe("airgrid/v1/alerts/#", qos=1)
     app.loop_start()
-    log = tmp_path / "collector.log"
+    log = collector.log
 
     def publish(seq: int, value: float) -> None:
         r = Reading(seq=seq, ts=int(time.time() * 1000), sensor="pms5003", pm2_5=value)
@@ -126,18 +99,17 @@ enabled = false
         return sum(1 for e in list(events) if e["data"]["state"] == "firing"  # type: ignore[index]
                    and e["data"]["rule"] == rule and e["subject"] == subject)  # type: ignore[index]
 
-    proc = _collector(conf, log)
+    collector.start()
     try:
         # deadman: the registered device that never reported is caught
-        assert _wait(lambda: fired("silent", "w-never") == 1, 20), log.read_text()
+        assert wait_for(lambda: fired("silent", "w-never") == 1, 20), log.read_text()
         # one high reading: the hour's mean is 300, the alert fires
         publish(1, 300.0)
-        assert _wait(lambda: fired("pm25_heavy", "w-1") == 1, 10), log.read_text()
-        proc.terminate()
-        proc.wait(15)
-        assert (tmp_path / "collector-state" / "engine.npz").exists()
-        proc = _collector(conf, log)
-        assert _wait(lambda: "engine state restored" in log.read_text(), 15), log.read_text()
+        assert wait_for(lambda: fired("pm25_heavy", "w-1") == 1, 10), log.read_text()
+        collector.stop()
+        assert (work / "collector-state" / "engine.npz").exists()
+        collector.start()
+        assert wait_for(lambda: "engine state restored" in log.read_text(), 15), log.read_text()
         # After the restart the restored window still holds the 300: with 20 and 300 more
         # the mean stays above 150 and the alert neither resolves nor fires again (a fresh
         # engine would see 20 then a mean of 160 and fire a second time).
@@ -149,7 +121,6 @@ enabled = false
                   if e["subject"] == "w-1" and e["data"]["rule"] == "pm25_heavy"]  # type: ignore[index]
         assert states == ["firing"], states
     finally:
-        proc.terminate()
-        proc.wait(15)
+        collector.stop()
         app.loop_stop()
         app.disconnect()
