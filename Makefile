@@ -27,6 +27,7 @@ test: setup
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(PY) -m tests.support.architecture
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .airgrid

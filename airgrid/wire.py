@@ -1,7 +1,7 @@
 """Wire format v1: topics and payloads shared by the edge agent and the collector.
 
-This is the only module both sides import. Field names here are the names used on the
-wire, in InfluxDB fields and in CLI output.
+Both sides import it from the core (`airgrid`). Field names here are the names used on
+the wire, in InfluxDB fields and in CLI output.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import re
 from typing import Final, Literal
 
 import msgspec
+
+from airgrid.errors import AirgridError
 
 SCHEMA_VERSION: Final = 1
 DEFAULT_PREFIX: Final = "airgrid"
@@ -38,7 +40,7 @@ COUNT_MAX: Final = 1_000_000
 MAX_FUTURE_MS: Final = 10 * 60 * 1000
 
 
-class WireError(ValueError):
+class WireError(AirgridError, ValueError):
     """A payload or topic that does not follow wire format v1. Drop it (dead letter)."""
 
     def __init__(self, reason: str, detail: str) -> None:

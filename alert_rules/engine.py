@@ -32,7 +32,7 @@ def resolution_for(windows_ms: Sequence[int]) -> int:
 
 
 class Engine:
-    def __init__(self, rules: Sequence[RuleBase], window: int = 256,
+    def __init__(self, rules: Sequence[RuleBase], *,
                  registry: Sequence[Device] = (), resolution_ms: int | None = None) -> None:
         self.rules = list(rules)
         fields = tuple(sorted({f for r in self.rules for f in r.fields()})) or ("pm2_5",)
@@ -43,7 +43,7 @@ class Engine:
             fields=fields, resolution_ms=res, fine_slots=slots,
             hour_slots=max([r.hours_needed() for r in self.rules] + [0]),
             extremes=tuple(sorted({f for r in self.rules for f in r.extremes()})),
-            window=window, registry={d.id: d for d in registry},
+            registry={d.id: d for d in registry},
         )
         if registry:
             self.fleet.rows_for([d.id for d in registry])
@@ -92,7 +92,7 @@ class Engine:
         the registry entries of `devices` (all when None) for labels and grace periods."""
         reg = self.fleet.registry
         keep = reg.values() if devices is None else [reg[d] for d in devices if d in reg]
-        return Engine([r.blank() for r in self.rules], window=self.fleet.window,
+        return Engine([r.blank() for r in self.rules],
                       registry=list(keep), resolution_ms=self.fleet.resolution_ms)
 
     def adopt(self, devices: list[str], src: Engine) -> None:
@@ -190,8 +190,7 @@ class Engine:
         old = self.fleet
         f = self.fleet = FleetState(
             fields=old.fields, resolution_ms=old.resolution_ms, fine_slots=old.fine_slots,
-            hour_slots=old.hour_slots, extremes=old.extremes, window=old.window,
-            registry=old.registry)
+            hour_slots=old.hour_slots, extremes=old.extremes, registry=old.registry)
         devices: list[str] = meta["devices"]
         m = len(devices)
         f.rows_for(devices)  # snapshot rows first, in their order: rule arrays line up

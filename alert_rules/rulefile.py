@@ -8,9 +8,9 @@ from typing import Any
 
 import yaml
 
+from airgrid.durations import parse_duration_ms
 from alert_rules import aqi
 from alert_rules.aggregates import AGGREGATES
-from alert_rules.durations import parse_duration_ms
 from alert_rules.rule_anomaly import AnomalyRule
 from alert_rules.rule_aqi_category import AqiCategoryRule
 from alert_rules.rule_base import RuleBase

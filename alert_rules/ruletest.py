@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alert_rules.durations import parse_duration_ms
+from airgrid.durations import parse_duration_ms
 from alert_rules.engine import Engine
 from alert_rules.registry import Device
 from alert_rules.rulefile import Rule, RuleFileError, load_rules, load_yaml

@@ -109,11 +109,6 @@ class Ring:
             return out
         return op(op.reduce(arr[a:, :n], axis=0), op.reduce(arr[:b + 1, :n], axis=0))  # type: ignore[no-any-return]
 
-    def slots_for(self, first_bucket: int, last_bucket: int) -> IntArr:
-        """Ring slots of buckets first..last that the ring still holds."""
-        lo = max(first_bucket, self.head - self.slots + 1, 0)
-        return np.arange(lo, last_bucket + 1, dtype=np.int64) % self.slots
-
 
 @dataclass
 class FleetState:
@@ -126,7 +121,6 @@ class FleetState:
     fine_slots: int = 16
     hour_slots: int = 0
     extremes: tuple[str, ...] = ()  # fields whose min/max per bucket are kept (flatline)
-    window: int = 256  # kept for callers of the first engine; unused
     devices: list[str] = field(default_factory=list)
     index: dict[str, int] = field(default_factory=dict)
     cap: int = 0

@@ -27,8 +27,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from airgrid.services import InfluxDB, Mosquitto
 from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
+from orchestration.services import InfluxDB, Mosquitto
 
 RULES = """rules:
   - name: pm25_heavy

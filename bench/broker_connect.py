@@ -24,10 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from airgrid.admin import passwd
-from airgrid.admin.broker_config import Listeners
-from airgrid.admin.home import AdminHome
-from airgrid.services import Mosquitto, free_port
+from orchestration.admin import passwd
+from orchestration.admin.broker_config import Listeners
+from orchestration.admin.home import AdminHome
+from orchestration.services import Mosquitto, free_port
 
 
 def _str(s: str) -> bytes:

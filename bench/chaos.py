@@ -32,9 +32,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from airgrid.netcut import NetCut
-from airgrid.services import InfluxDB, Mosquitto
-from airgrid.stack import SimDevice, Stack, Timing
+from orchestration.netcut import NetCut
+from orchestration.services import InfluxDB, Mosquitto
+from orchestration.stack import SimDevice, Stack, Timing
 
 OVERFLOW_CAP = 20  # rows in the outbox of the device whose cap is filled on purpose
 

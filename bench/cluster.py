@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from airgrid.cluster_run import ClusterRun
-from airgrid.rabbitmq import RabbitCluster
-from airgrid.services import InfluxDB
+from orchestration.cluster_run import ClusterRun
+from orchestration.rabbitmq import RabbitCluster
+from orchestration.services import InfluxDB
 
 # Every simulated device lives in this process and holds ~6 descriptors (SQLite db, -wal,
 # -shm, its socket, paho's wake-up socket pair); paho waits with select(), which cannot

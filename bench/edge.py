@@ -1,6 +1,6 @@
 """Edge agent figures: outbox insert and replay rates, agent RSS and CPU at 1 reading/s.
 
-Runs real Mosquitto (airgrid.services), a simulated PMS5003 and the agent as processes.
+Runs real Mosquitto (orchestration.services), a simulated PMS5003 and the agent as processes.
 Usage: .venv/bin/python bench/edge.py [--readings 20000] [--agent-seconds 60]
 Last line: one JSON object.
 """
@@ -17,10 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from airgrid.services import Mosquitto
 from airgrid.wire import UpBatch, encode_up
 from edge_agent.outbox import Outbox
 from edge_agent.publisher import BrokerSettings, Publisher, PublishSettings
+from orchestration.services import Mosquitto
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from airgrid.services import InfluxDB, Mosquitto, free_port
+from orchestration.services import InfluxDB, Mosquitto, free_port
 
 READING = (
     '{{"seq":{seq},"ts":{ts},"sensor":"pms5003","pm1_0":{a}.0,"pm2_5":{b}.0,"pm10":{c}.0,'

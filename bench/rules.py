@@ -1,6 +1,6 @@
 """Tick time of the vectorized rule engine versus the per-device Python reference.
 
-    python -m bench.rules --devices 100000 [--rules FILE] [--ticks 15] [--naive-devices 2000]
+    python bench/rules.py --devices 100000 [--rules FILE] [--ticks 15] [--naive-devices 2000]
 
 Fleet: every device reports once a minute (values around 60 µg/m³, a few above 150),
 with 26 hours of hourly history and 30 minutes of minute data before the timed ticks.
@@ -23,7 +23,14 @@ import numpy as np
 from alert_rules.engine import Engine
 from alert_rules.registry import Device
 from alert_rules.rulefile import DEFAULT_RULES, load_rules
-from bench.reference_rules import from_engine
+
+# Run as `python bench/X.py`, Python puts bench/ first on sys.path instead of the repo
+# root (`python -m bench.X` puts the root there): a bench that imports bench.* or tests.*
+# swaps it back with this one line, the only path fix-up in bench/.
+if not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from tests.support.reference_rules import from_engine
 
 T0 = 1_700_000_000_000 // 3_600_000 * 3_600_000  # an hour boundary
 MIN = 60_000

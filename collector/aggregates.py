@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from airgrid.measurements import READINGS_HOURLY
+
 HOUR_MS = 3_600_000
-HOURLY = "readings_hourly"
 #: Fields aggregated: the ones AQI and long-term panels use.
 FIELDS = ("pm2_5", "pm10")
 
@@ -100,7 +101,7 @@ class HourlyAggregates:
                     fields.append(f"{name}_mean={agg.sums[f] / c!r},{name}_count={c}i,"
                                   f"{name}_max={agg.maxes[f]!r}")
             if fields:
-                out.append(f"{HOURLY}{tags_of[device]} {','.join(fields)} {hour}")
+                out.append(f"{READINGS_HOURLY}{tags_of[device]} {','.join(fields)} {hour}")
         return out
 
     def commit(self, now_ms: int) -> list[Key]:

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from airgrid.measurements import READINGS
 from alert_rules.engine import Engine
-from collector.line_protocol import READINGS
 
 log = logging.getLogger(__name__)
 

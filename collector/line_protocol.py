@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+# Re-exported: collector/pipeline.py still takes READINGS from here.
+from airgrid.measurements import DEVICE_STATUS
+from airgrid.measurements import READINGS as READINGS
 from airgrid.wire import COUNT_FIELDS, ENV_FIELDS, PM_FIELDS, Reading, Status
-
-READINGS = "readings"
-DEVICE_STATUS = "device_status"
 
 _TAG_ESCAPE = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\="})
 

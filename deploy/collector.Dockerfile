@@ -8,6 +8,7 @@ COPY alert_rules ./alert_rules
 COPY edge_agent ./edge_agent
 COPY firmware_sim ./firmware_sim
 COPY grafana ./grafana
+COPY orchestration ./orchestration
 RUN pip install --no-cache-dir '.[collector]' && rm -rf /src \
     && useradd --system --uid 10001 --home-dir /var/lib/airgrid airgrid \
     && install -d -o airgrid -g airgrid -m 0700 /var/lib/airgrid

@@ -61,9 +61,3 @@ def parse_command(buf: bytearray) -> HostCommand | None:
             continue
         del buf[:COMMAND_SIZE]
         return HostCommand(payload[0], payload[1:13], (payload[13] << 8) | payload[14])
-
-
-def host_command(cmd: int, data: bytes = b"", target: int = 0xFFFF) -> bytes:
-    """Encode a host command (used by the simulator's tests)."""
-    payload = bytes([cmd]) + data.ljust(12, b"\0") + bytes([target >> 8, target & 0xFF])
-    return b"\xaa\xb4" + payload + bytes([sum(payload) % 256, 0xAB])

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from airgrid.services import InfluxDB, free_port
 from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
+from orchestration.services import InfluxDB, free_port
 
 
 def reading(seq: int, ts: int, pm: float) -> Reading:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from airgrid.services import InfluxDB, Mosquitto
+from orchestration.services import InfluxDB, Mosquitto
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 _db_counter = itertools.count()
@@ -68,9 +68,9 @@ import socket  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
-from airgrid.admin.broker_config import Listeners  # noqa: E402
-from airgrid.admin.home import AdminHome  # noqa: E402
-from airgrid.services import free_port  # noqa: E402
+from orchestration.admin.broker_config import Listeners  # noqa: E402
+from orchestration.admin.home import AdminHome  # noqa: E402
+from orchestration.services import free_port  # noqa: E402
 
 
 @dataclass

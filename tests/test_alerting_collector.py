@@ -13,8 +13,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from alerting_helpers import OFFICER, WORKER, modem_sim, wait_for
 
-from airgrid.services import InfluxDB, Mosquitto
 from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
+from orchestration.services import InfluxDB, Mosquitto
 
 pytestmark = pytest.mark.integration
 

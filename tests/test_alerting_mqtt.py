@@ -16,9 +16,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from alerting_helpers import config, tr, wait_for
 
-from airgrid.services import Mosquitto
 from collector.alerting.channels.notifier import Context
 from collector.alerting.service import AlertingService
+from orchestration.services import Mosquitto
 
 pytestmark = pytest.mark.integration
 
@@ -176,7 +176,7 @@ def test_ack_and_silence_by_http_with_token(service: AlertingService, mosquitto:
 
 def test_a_dead_letter_is_also_told_on_the_dead_letter_topic(tmp_path: Path,
                                                              mosquitto: Mosquitto) -> None:
-    from airgrid.services import free_port
+    from orchestration.services import free_port
 
     closed = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens: connection refused
     cfg = config(tmp_path, channels={"hook": {

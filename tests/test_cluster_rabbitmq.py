@@ -14,17 +14,17 @@ import numpy as np
 import pika
 import pytest
 
-from airgrid.cluster_run import ClusterRun
 from airgrid.config_schema import ConfigError
-from airgrid.rabbitmq import RABBITMQ_BIN, RabbitCluster
-from airgrid.services import InfluxDB, Mosquitto
-from airgrid.stack import DEMO_RULES
 from alert_rules.engine import Engine
 from alert_rules.rulefile import load_rules
 from collector.amqp_ingest import routing_key_from_topic, topic_from_routing_key
 from collector.amqp_topology import Topology, ensure, queue_name
 from collector.config import from_dict
 from collector.handover import HandOver, InfluxHistory
+from orchestration.cluster_run import ClusterRun
+from orchestration.rabbitmq import RABBITMQ_BIN, RabbitCluster
+from orchestration.services import InfluxDB, Mosquitto
+from orchestration.stack import DEMO_RULES
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from airgrid.services import InfluxDB, Mosquitto
 from airgrid.wire import Reading, deadletter_topic, up_topic
+from orchestration.services import InfluxDB, Mosquitto
 from tests.collector_support import (
     AgentLikePublisher,
     Collector,

@@ -12,9 +12,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from airgrid.services import InfluxDB, Mosquitto
 from airgrid.wire import SCHEMA_VERSION, Status, encode_status, status_topic
 from collector.aggregates import HOUR_MS
+from orchestration.services import InfluxDB, Mosquitto
 from tests.collector_support import Collector, count, publish_up, reading, stored_rows
 
 

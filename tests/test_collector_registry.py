@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 import collector
-from airgrid.services import InfluxDB, Mosquitto
 from alert_rules.engine import Engine
 from collector import calibration
 from collector.influx_sink import InfluxV1Sink
 from collector.mqtt_ingest import Delivery, MqttIngest
 from collector.pipeline import Pipeline
 from collector.registry import RegistryError, RegistryWatcher, load
+from orchestration.services import InfluxDB, Mosquitto
 from tests.collector_support import reading, stored_rows, up_payload
 
 EXAMPLES = Path(collector.__file__).with_name("examples")

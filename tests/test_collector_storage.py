@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from airgrid.services import InfluxDB, Mosquitto, ServiceError, _find_binary, _Process
 from collector.errors import Rejected, RetryLater
 from collector.influx_sink import InfluxV1Sink
 from collector.influx_v2_sink import InfluxV2Sink
 from collector.spool import Spool, SpoolFull
 from collector.writer import StorageWriter
+from orchestration.services import InfluxDB, Mosquitto, ServiceError, _find_binary, _Process
 from tests.collector_support import Collector, publish_up, reading, stored_rows
 
 pytestmark = pytest.mark.integration
@@ -122,7 +122,7 @@ def test_v2_write_reaches_victoria_metrics_with_tags_and_values(
 
 
 def test_v2_sink_unreachable_is_retry_later(tmp_path: Path) -> None:
-    from airgrid.services import free_port
+    from orchestration.services import free_port
 
     sink = InfluxV2Sink(f"http://127.0.0.1:{free_port()}", "t", "o", "b", timeout_s=1)
     with pytest.raises(RetryLater):

@@ -15,13 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airgrid.services import InfluxDB, Mosquitto
 from airgrid.wire import Reading, WireError, deadletter_topic, status_topic, up_topic
 from alert_rules.engine import Engine
 from collector.decode import CheckedReading, decode_up
 from collector.influx_sink import InfluxV1Sink
 from collector.mqtt_ingest import Delivery, MqttIngest
 from collector.pipeline import Pipeline
+from orchestration.services import InfluxDB, Mosquitto
 from tests.collector_support import reading, stored_rows, up_payload
 
 NOW = 1_790_000_000_000

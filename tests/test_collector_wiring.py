@@ -12,11 +12,11 @@ import pytest
 from alerting_helpers import wait_for
 from collector_support import Collector
 
-from airgrid.services import InfluxDB, Mosquitto
 from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
 from collector.alerting.contacts import Officer, StaticContacts
 from collector.registry import RegistryWatcher
 from collector.registry_contacts import RegistryContacts
+from orchestration.services import InfluxDB, Mosquitto
 
 pytestmark = pytest.mark.integration
 

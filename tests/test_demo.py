@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 def test_headless_demo_reports_no_loss_and_an_alert() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "airgrid.cli", "demo", "--devices", "2", "--seconds", "22",
+        [sys.executable, "-m", "orchestration.cli", "demo", "--devices", "2", "--seconds", "22",
          "--headless"],
         capture_output=True, text=True, timeout=180,
     )

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from airgrid.services import Mosquitto
 from airgrid.wire import COUNT_FIELDS, ENV_FIELDS, PM_FIELDS
 from edge_agent import config as edge_config
 from edge_agent import doctor
+from orchestration.services import Mosquitto
 
 WIRE_FIELDS = frozenset(PM_FIELDS + COUNT_FIELDS + ENV_FIELDS)
 

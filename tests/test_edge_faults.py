@@ -16,9 +16,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from airgrid.services import InfluxDB, Mosquitto
-from airgrid.stack import SimDevice, Stack, Timing
 from airgrid.wire import decode_status
+from orchestration.services import InfluxDB, Mosquitto
+from orchestration.stack import SimDevice, Stack, Timing
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,6 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from airgrid.services import Mosquitto, free_port
 from airgrid.wire import Reading, UpBatch, decode_up, encode_up
 from edge_agent import config as edge_config
 from edge_agent.agent import EdgeAgent
@@ -19,6 +18,7 @@ from edge_agent.outbox import Outbox
 from edge_agent.publisher import BrokerSettings, Publisher, PublishSettings
 from firmware_sim import pms5003_firmware
 from firmware_sim.i2c_bus import FakeI2CBus
+from orchestration.services import Mosquitto, free_port
 
 pytestmark = pytest.mark.integration
 

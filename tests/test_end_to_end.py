@@ -10,9 +10,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from airgrid.services import InfluxDB, Mosquitto
-from airgrid.stack import SimDevice, Stack, Timing
 from airgrid.wire import COUNT_FIELDS, PM_FIELDS, Reading, decode_up
+from orchestration.services import InfluxDB, Mosquitto
+from orchestration.stack import SimDevice, Stack, Timing
 
 pytestmark = pytest.mark.integration
 

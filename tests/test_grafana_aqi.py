@@ -8,10 +8,10 @@ import urllib.request
 import numpy as np
 import pytest
 
-from airgrid.services import InfluxDB
 from alert_rules import aqi
 from grafana import aqi_bands
 from grafana.errors import GenerateError
+from orchestration.services import InfluxDB
 
 HJ = aqi.get("hj633-2026")
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from airgrid.services import InfluxDB, free_port
+from orchestration.services import InfluxDB, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 VM_BINARY = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"

@@ -260,7 +260,7 @@ def test_no_token_and_bad_url_are_named(capsys: pytest.CaptureFixture[str],
 
 
 def test_unreachable_grafana_is_retry_later() -> None:
-    from airgrid.services import free_port
+    from orchestration.services import free_port
 
     with pytest.raises(PushUnavailable, match=r"Grafana at http://127\.0\.0\.1"):
         push(GrafanaApi(f"http://127.0.0.1:{free_port()}", TOKEN, timeout_s=2), INFLUX,

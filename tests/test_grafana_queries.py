@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from airgrid.services import InfluxDB, Mosquitto
-from airgrid.stack import SimDevice, Stack, Timing
 from airgrid.wire import Reading
 from collector.line_protocol import reading_line, tag_set
 from grafana import generate, macros, queries
 from grafana.macros import VariableValue
 from grafana.model import Annotation, Dashboard, Target
+from orchestration.services import InfluxDB, Mosquitto
+from orchestration.stack import SimDevice, Stack, Timing
 
 pytestmark = pytest.mark.integration
 

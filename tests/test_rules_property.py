@@ -1,4 +1,4 @@
-"""The vectorized engine equals the per-device Python reference (bench/reference_rules.py)
+"""The vectorized engine equals the per-device Python reference (tests/support/reference_rules.py)
 on randomised fleets: same transitions, same values, tick by tick."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from alert_rules.engine import Engine
 from alert_rules.registry import Device
 from alert_rules.rulefile import load_rules
-from bench.reference_rules import from_engine
+from tests.support.reference_rules import from_engine
 
 T0 = 1_700_000_000_000 // 3_600_000 * 3_600_000
 

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from airgrid.admin import passwd
-from airgrid.admin.broker_config import Listeners
-from airgrid.admin.cli import main as admin_main
-from airgrid.admin.errors import Conflict
-from airgrid.admin.home import AdminHome
 from airgrid.config_schema import ConfigError
 from collector import config as collector_config
 from edge_agent import config as edge_config
+from orchestration.admin import passwd
+from orchestration.admin.broker_config import Listeners
+from orchestration.admin.cli import main as admin_main
+from orchestration.admin.errors import Conflict
+from orchestration.admin.home import AdminHome
 
 
 def _mode(path: Path) -> int:

@@ -9,12 +9,12 @@ import pytest
 from conftest import SecuredBroker
 from security_clients import Session, connect, device
 
-from airgrid.admin.ca import CertificateAuthority, create_ca
-from airgrid.admin.files import write_file
 from airgrid.wire import SCHEMA_VERSION, Status, decode_up
 from edge_agent import config as edge_config
 from edge_agent.outbox import Outbox
 from edge_agent.publisher import Publisher
+from orchestration.admin.ca import CertificateAuthority, create_ca
+from orchestration.admin.files import write_file
 
 pytestmark = pytest.mark.integration
 

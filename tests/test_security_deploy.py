@@ -18,10 +18,10 @@ import pytest
 import yaml
 
 from airgrid import sd_notify
-from airgrid.admin.bundle import DEVICE_KEY, EDGE_CONFIG
-from airgrid.admin.cli import main as admin_main
-from airgrid.admin.files import write_file
-from airgrid.services import InfluxDB, Mosquitto
+from orchestration.admin.bundle import DEVICE_KEY, EDGE_CONFIG
+from orchestration.admin.cli import main as admin_main
+from orchestration.admin.files import write_file
+from orchestration.services import InfluxDB, Mosquitto
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

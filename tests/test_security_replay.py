@@ -19,10 +19,10 @@ import pytest
 from conftest import SecuredBroker
 from security_clients import Session, connect, device
 
-from airgrid.admin.files import write_file
-from airgrid.services import InfluxDB
-from airgrid.stack import DEMO_RULES
 from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up
+from orchestration.admin.files import write_file
+from orchestration.services import InfluxDB
+from orchestration.stack import DEMO_RULES
 
 pytestmark = pytest.mark.integration
 

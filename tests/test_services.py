@@ -6,7 +6,7 @@ import os
 
 import paho.mqtt.client as mqtt
 
-from airgrid.services import InfluxDB, Mosquitto
+from orchestration.services import InfluxDB, Mosquitto
 
 
 def test_mosquitto_answers_and_restarts(mosquitto: Mosquitto) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from airgrid.config_schema import ConfigError
-from alert_rules.durations import parse_duration_ms
+from airgrid.durations import parse_duration_ms
 from collector.alerting import matchers as m
 from collector.alerting.contacts import DeviceContact, Officer, StaticContacts
 

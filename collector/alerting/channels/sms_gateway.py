@@ -17,7 +17,7 @@ import urllib.request
 from typing import Any
 
 from airgrid.config_schema import ConfigError, Field, validate
-from alert_rules.durations import parse_duration_ms
+from airgrid.durations import parse_duration_ms
 from collector.alerting.channels.notifier import Address, Context, one_by_one
 from collector.alerting.channels.rate_limit import RateLimiter
 from collector.alerting.config import ChannelSpec

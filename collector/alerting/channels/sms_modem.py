@@ -25,7 +25,7 @@ from typing import Any
 import serial
 
 from airgrid.config_schema import Field, validate
-from alert_rules.durations import parse_duration_ms
+from airgrid.durations import parse_duration_ms
 from collector.alerting.channels.notifier import Address, Context, one_by_one
 from collector.alerting.channels.rate_limit import RateLimiter
 from collector.alerting.channels.sms_pdu import (

@@ -13,10 +13,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from airgrid.services import InfluxDB, Mosquitto
-from airgrid.stack import SimDevice, Stack, Timing
 from airgrid.wire import decode_up, device_subscription, parse_device_topic
 from alert_rules import aqi
+from orchestration.services import InfluxDB, Mosquitto
+from orchestration.stack import SimDevice, Stack, Timing
 
 
 @dataclass

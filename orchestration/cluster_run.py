@@ -25,9 +25,7 @@ from typing import Any
 
 import pika
 
-from airgrid.rabbitmq import RabbitCluster
-from airgrid.services import InfluxDB
-from airgrid.stack import DEMO_RULES
+from airgrid.measurements import READINGS
 from airgrid.wire import SCHEMA_VERSION, Status
 from alert_rules.engine import Engine
 from alert_rules.rulefile import load_rules
@@ -38,6 +36,9 @@ from collector.influx_sink import InfluxV1Sink
 from collector.pipeline import Pipeline
 from edge_agent.outbox import Outbox
 from edge_agent.publisher import BrokerSettings, Publisher, PublishSettings
+from orchestration.rabbitmq import RabbitCluster
+from orchestration.services import InfluxDB
+from orchestration.stack import DEMO_RULES
 
 
 class Device:
@@ -234,7 +235,7 @@ class ClusterRun:
 
     def stored(self) -> tuple[int, int, int]:
         """(distinct readings stored, points missing, devices with a wrong count)."""
-        res = self.influx.query('SELECT count("seq") FROM "readings" GROUP BY "device"',
+        res = self.influx.query(f'SELECT count("seq") FROM "{READINGS}" GROUP BY "device"',
                                 db=self.database)
         counts: dict[str, int] = {}
         for result in res.get("results", []):  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from airgrid.admin.files import write_file
+from orchestration.admin.files import write_file
 
 EDGE_CONFIG = "edge.toml"
 CA_CERT = "ca.crt"

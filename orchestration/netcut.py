@@ -12,7 +12,7 @@ import selectors
 import socket
 import threading
 
-from airgrid.services import free_port
+from orchestration.services import free_port
 
 
 class NetCut:

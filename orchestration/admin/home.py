@@ -3,7 +3,7 @@
 Layout (everything 0600, directories 0700):
     registry.json            devices, accounts, revoked serials, broker settings
     ca/ca.key ca/ca.crt ca/crl.pem
-    devices/<id>/            the device's bundle (see airgrid.admin.bundle)
+    devices/<id>/            the device's bundle (see orchestration.admin.bundle)
     accounts/<name>.toml     an account's `[broker]` username and password
 After any change the broker's password file, accounts ACL and CRL are rewritten into the
 directory `broker-config` last wrote to; the broker picks them up on SIGHUP.
@@ -16,12 +16,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from airgrid.admin import broker_config, bundle, passwd
-from airgrid.admin.ca import CertificateAuthority, create_ca, fingerprint
-from airgrid.admin.errors import AdminError, NotInitialised
-from airgrid.admin.files import PUBLIC_MODE, write_file
-from airgrid.admin.registry import Account, Device, Registry, Role, now_iso
 from airgrid.wire import DEVICE_ID_RE
+from orchestration.admin import broker_config, bundle, passwd
+from orchestration.admin.ca import CertificateAuthority, create_ca, fingerprint
+from orchestration.admin.errors import AdminError, NotInitialised
+from orchestration.admin.files import PUBLIC_MODE, write_file
+from orchestration.admin.registry import Account, Device, Registry, Role, now_iso
 
 
 @dataclass(frozen=True)

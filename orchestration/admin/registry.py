@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from airgrid.admin.errors import AdminError, Conflict, UnknownName
-from airgrid.admin.files import write_file
+from orchestration.admin.errors import AdminError, Conflict, UnknownName
+from orchestration.admin.files import write_file
 
 Role = Literal["collector", "app"]
 ROLES: tuple[Role, ...] = ("collector", "app")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from airgrid.admin.registry import Account, Registry
+from orchestration.admin.registry import Account, Registry
 
 CONF = "mosquitto.conf"
 ACL_DEVICES = "acl-devices"

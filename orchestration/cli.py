@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
-        from airgrid.demo import run_demo
+        from orchestration.demo import run_demo
 
         if args.devices < 1:
             print("--devices must be at least 1", file=sys.stderr)

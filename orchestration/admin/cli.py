@@ -8,10 +8,10 @@ import os
 import sys
 from pathlib import Path
 
-from airgrid.admin.broker_config import Listeners
-from airgrid.admin.errors import AdminError
-from airgrid.admin.home import AdminHome
-from airgrid.admin.registry import ROLES
+from orchestration.admin.broker_config import Listeners
+from orchestration.admin.errors import AdminError
+from orchestration.admin.home import AdminHome
+from orchestration.admin.registry import ROLES
 
 RELOAD_HINT = ("reload the broker to apply: kill -HUP $(pidof mosquitto), or "
                "`docker compose kill -s HUP mosquitto`")

@@ -16,10 +16,9 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
-from airgrid.services import ServiceError, free_port
+from orchestration.services import ServiceError, free_port
 
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 PLUGINS = ("rabbitmq_mqtt", "rabbitmq_consistent_hash_exchange")
@@ -271,7 +270,3 @@ class RabbitCluster:
                 return
             time.sleep(0.05)
         raise ServiceError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
-
-
-def node_urls(nodes: Sequence[RabbitNode]) -> list[str]:
-    return [n.amqp_url for n in nodes]

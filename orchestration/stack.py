@@ -1,7 +1,7 @@
 """The whole system as real processes: simulated sensors, one edge agent each, a collector.
 
 Used by `airgrid demo`, the end-to-end tests and the benchmarks. Mosquitto and InfluxDB
-come from airgrid.services; everything else is started here as child processes with
+come from orchestration.services; everything else is started here as child processes with
 generated configs, and stopped by PID.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import alert_rules
-from airgrid.services import InfluxDB, Mosquitto, terminate
+from orchestration.services import InfluxDB, Mosquitto, terminate
 
 DEMO_RULES = Path(alert_rules.__file__).with_name("demo_rules.yaml")
 
