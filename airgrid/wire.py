@@ -1,8 +1,9 @@
 """Wire format v1: topics and payloads between the edge agent and the collector.
 
 Field names here are the names used on the wire, in InfluxDB fields and in CLI output.
-The structs carry the range limits, so decoding an `up` payload is its validation (one
-msgspec pass, ranges checked in C); `decode_up` is the one validator both sides use.
+The agent encodes with these structs and encoder; the collector decodes with them. The
+structs carry the range limits, so decoding an `up` payload is its validation (one msgspec
+pass, ranges checked in C): `decode_up` is the one validator of the format.
 """
 
 from __future__ import annotations
@@ -220,8 +221,8 @@ def decode_up(payload: bytes, topic_device: str | None = None) -> UpBatch:
     path), e.g. ("range", "Expected `int` >= 1 - at `$.readings[3].seq`").
 
     Everything the payload alone decides is checked here; with `topic_device`, also that
-    the payload names the device its topic names. Size and clock limits are the
-    receiver's (collector.decode).
+    the payload names the device its topic names. The size cap and the clock limit are
+    the receiver's, against its own config and clock.
     """
     try:
         batch = _up_decoder.decode(payload)
