@@ -231,11 +231,11 @@ def decode_up(payload: bytes, topic_device: str | None = None) -> UpBatch:
         raise WireError(_reason(message, message.rpartition(" - at ")[2]), message) from exc
     except msgspec.DecodeError as exc:
         raise WireError("not_json", str(exc)) from exc
-    check_up(batch, topic_device)
+    _check_up(batch, topic_device)
     return batch
 
 
-def check_up(batch: UpBatch, topic_device: str | None = None) -> None:
+def _check_up(batch: UpBatch, topic_device: str | None = None) -> None:
     """The rules a field's own limits cannot say: schema version, device id, topic device."""
     if batch.v != SCHEMA_VERSION:
         raise WireError("schema_version", f"$.v = {batch.v}, this collector speaks "
