@@ -1,13 +1,15 @@
-"""Wire format v1: topics and payloads shared by the edge agent and the collector.
+"""Wire format v1: topics and payloads between the edge agent and the collector.
 
-Both sides import it from the core (`airgrid`). Field names here are the names used on
-the wire, in InfluxDB fields and in CLI output.
+Field names here are the names used on the wire, in InfluxDB fields and in CLI output.
+The agent encodes with these structs and encoder; the collector decodes with them. The
+structs carry the range limits, so decoding an `up` payload is its validation (one msgspec
+pass, ranges checked in C): `decode_up` is the one validator of the format.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Final, Literal
+from typing import Annotated, Final, Literal, get_args
 
 import msgspec
 
@@ -15,6 +17,7 @@ from airgrid.errors import AirgridError
 
 SCHEMA_VERSION: Final = 1
 DEFAULT_PREFIX: Final = "airgrid"
+#: A receiver's default size cap for one payload (the collector's is configurable).
 MAX_PAYLOAD_BYTES: Final = 256 * 1024
 
 # A device id must be safe inside a topic level, a SQLite file name and an InfluxDB tag.
@@ -28,16 +31,29 @@ COUNT_FIELDS: Final = ("n0_3", "n0_5", "n1_0", "n2_5", "n5_0", "n10")
 ENV_FIELDS: Final = ("temperature_c", "humidity_pct")
 
 #: Quality flags a reading may carry.
-FLAGS: Final = frozenset(
-    {"warming_up", "stuck", "out_of_range", "inconsistent", "high_humidity", "clock_unsynced"}
-)
+Flag = Literal[
+    "warming_up", "stuck", "out_of_range", "inconsistent", "high_humidity", "clock_unsynced"
+]
+FLAGS: Final = frozenset(get_args(Flag))
 
-#: Physical plausibility limits used by validation (the sensors' ranges are 0-1000 µg/m³;
-#: a little headroom is left because CF=1 values can exceed the nominal range).
+#: Physical plausibility limits. PM: the sensors' maximum ranges are 0-1000 µg/m³
+#: (Plantower PMS5003 datasheet V2.3: maximum range >= 1000; Nova SDS011 datasheet V1.3:
+#: 0.0-999.9); headroom is left because CF=1 values can exceed the nominal range.
 PM_MAX_UG_M3: Final = 2000.0
 COUNT_MAX: Final = 1_000_000
-#: A reading stamped further than this in the future is rejected (clock far off).
+TEMPERATURE_MIN_C: Final = -60.0
+TEMPERATURE_MAX_C: Final = 90.0
+#: Length of a sensor model name and the highest sensor index on one device.
+SENSOR_NAME_MAX: Final = 64
+SENSOR_IDX_MAX: Final = 255
+#: A receiver's default for readings stamped in the future (clock far off); the
+#: collector checks it against its own clock, with its configured value.
 MAX_FUTURE_MS: Final = 10 * 60 * 1000
+
+Pm = Annotated[float, msgspec.Meta(ge=0.0, le=PM_MAX_UG_M3)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=COUNT_MAX)]
+TemperatureC = Annotated[float, msgspec.Meta(ge=TEMPERATURE_MIN_C, le=TEMPERATURE_MAX_C)]
+HumidityPct = Annotated[float, msgspec.Meta(ge=0.0, le=100.0)]  # relative humidity
 
 
 class WireError(AirgridError, ValueError):
@@ -50,27 +66,30 @@ class WireError(AirgridError, ValueError):
 
 
 class Reading(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
-    """One sampled reading. Mass values in µg/m³, counts per 0.1 L."""
+    """One sampled reading. Mass values in µg/m³, counts per 0.1 L.
 
-    seq: int
-    ts: int  # UTC epoch milliseconds
-    sensor: str  # sensor model, e.g. "pms5003"
-    pm1_0: float | None = None
-    pm2_5: float | None = None
-    pm10: float | None = None
-    pm1_0_cf1: float | None = None
-    pm2_5_cf1: float | None = None
-    pm10_cf1: float | None = None
-    n0_3: int | None = None
-    n0_5: int | None = None
-    n1_0: int | None = None
-    n2_5: int | None = None
-    n5_0: int | None = None
-    n10: int | None = None
-    temperature_c: float | None = None
-    humidity_pct: float | None = None
-    sensor_idx: int = 0
-    flags: tuple[str, ...] = ()
+    The limits are checked when a payload is decoded, not when a Reading is built.
+    """
+
+    seq: Annotated[int, msgspec.Meta(ge=1)]
+    ts: Annotated[int, msgspec.Meta(gt=0)]  # UTC epoch milliseconds
+    sensor: Annotated[str, msgspec.Meta(min_length=1, max_length=SENSOR_NAME_MAX)]  # "pms5003"
+    pm1_0: Pm | None = None
+    pm2_5: Pm | None = None
+    pm10: Pm | None = None
+    pm1_0_cf1: Pm | None = None
+    pm2_5_cf1: Pm | None = None
+    pm10_cf1: Pm | None = None
+    n0_3: Count | None = None
+    n0_5: Count | None = None
+    n1_0: Count | None = None
+    n2_5: Count | None = None
+    n5_0: Count | None = None
+    n10: Count | None = None
+    temperature_c: TemperatureC | None = None
+    humidity_pct: HumidityPct | None = None
+    sensor_idx: Annotated[int, msgspec.Meta(ge=0, le=SENSOR_IDX_MAX)] = 0
+    flags: tuple[Flag, ...] = ()
     clock_synced: bool = True
 
 
@@ -156,7 +175,16 @@ _reading_decoder = msgspec.json.Decoder(Reading)
 
 
 def decode_reading(data: bytes) -> Reading:
-    return _reading_decoder.decode(data)
+    """A reading the agent encoded itself, read back from its outbox.
+
+    Not judged against the limits: a raw sensor value beyond them is the sampler's to
+    flag and the receiver's to refuse, and must not stop the agent reading its outbox.
+    """
+    try:
+        return _reading_decoder.decode(data)
+    except msgspec.ValidationError:
+        raw = msgspec.json.decode(data)
+        return Reading(**{**raw, "flags": tuple(raw.get("flags", ()))})
 
 
 def encode_status(status: Status) -> bytes:
@@ -177,51 +205,46 @@ def decode_status(payload: bytes, topic_device: str | None = None) -> Status:
     return status
 
 
-def decode_up(
-    payload: bytes, topic_device: str | None = None, now_ms: int | None = None
-) -> UpBatch:
-    """Decode and validate an `up` payload; raise WireError naming what and where."""
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise WireError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+def _reason(message: str, path: str) -> str:
+    """Reason name for a msgspec validation message (`Expected `int` >= 1 - at `$...``)."""
+    if _LIMIT_RE.match(message):
+        return "range"
+    if message.startswith("Invalid enum value") and ".flags[" in path:
+        return "unknown_flag"
+    return "schema"
+
+
+# A violated Meta limit, as against a wrong type ("Expected `int`, got `str`").
+_LIMIT_RE: Final = re.compile(r"Expected `[^`]*` (?:>=|<=|>|<|of length)")
+
+
+def decode_up(payload: bytes, topic_device: str | None = None) -> UpBatch:
+    """Decode and validate an `up` payload; raise WireError(reason, detail naming the JSON
+    path), e.g. ("range", "Expected `int` >= 1 - at `$.readings[3].seq`").
+
+    Everything the payload alone decides is checked here; with `topic_device`, also that
+    the payload names the device its topic names. The size cap and the clock limit are
+    the receiver's, against its own config and clock.
+    """
     try:
         batch = _up_decoder.decode(payload)
     except msgspec.ValidationError as exc:
-        raise WireError("schema", str(exc)) from exc
+        message = str(exc)
+        raise WireError(_reason(message, message.rpartition(" - at ")[2]), message) from exc
     except msgspec.DecodeError as exc:
         raise WireError("not_json", str(exc)) from exc
-    validate_up(batch, topic_device, now_ms)
+    _check_up(batch, topic_device)
     return batch
 
 
-def validate_up(batch: UpBatch, topic_device: str | None = None, now_ms: int | None = None) -> None:
+def _check_up(batch: UpBatch, topic_device: str | None = None) -> None:
+    """The rules a field's own limits cannot say: schema version, device id, topic device."""
     if batch.v != SCHEMA_VERSION:
-        raise WireError("schema_version", f"v={batch.v}, this collector speaks v{SCHEMA_VERSION}")
+        raise WireError("schema_version", f"$.v = {batch.v}, this collector speaks "
+                                          f"v{SCHEMA_VERSION}")
     if not DEVICE_ID_RE.match(batch.device):
         raise WireError("bad_device_id", f"$.device {batch.device!r}")
     if topic_device is not None and batch.device != topic_device:
         raise WireError(
             "device_mismatch", f"payload device {batch.device!r} != topic device {topic_device!r}"
         )
-    for i, r in enumerate(batch.readings):
-        where = f"$.readings[{i}]"
-        if r.seq < 1:
-            raise WireError("range", f"{where}.seq = {r.seq}, expected >= 1")
-        if r.ts <= 0:
-            raise WireError("range", f"{where}.ts = {r.ts}, expected epoch ms > 0")
-        if now_ms is not None and r.ts > now_ms + MAX_FUTURE_MS:
-            raise WireError("future_ts", f"{where}.ts = {r.ts} is {r.ts - now_ms} ms in the future")
-        for name in PM_FIELDS:
-            value = getattr(r, name)
-            if value is not None and not (0.0 <= value <= PM_MAX_UG_M3):
-                raise WireError("range", f"{where}.{name} = {value}, expected 0..{PM_MAX_UG_M3}")
-        for name in COUNT_FIELDS:
-            value = getattr(r, name)
-            if value is not None and not (0 <= value <= COUNT_MAX):
-                raise WireError("range", f"{where}.{name} = {value}, expected 0..{COUNT_MAX}")
-        if r.humidity_pct is not None and not (0.0 <= r.humidity_pct <= 100.0):
-            raise WireError("range", f"{where}.humidity_pct = {r.humidity_pct}, expected 0..100")
-        if r.temperature_c is not None and not (-60.0 <= r.temperature_c <= 90.0):
-            raise WireError("range", f"{where}.temperature_c = {r.temperature_c}, expected -60..90")
-        unknown = set(r.flags) - FLAGS
-        if unknown:
-            raise WireError("unknown_flag", f"{where}.flags has {sorted(unknown)}")

@@ -17,4 +17,4 @@ class Transition:
     at_ms: int
     severity: str = "warning"
     labels: dict[str, str] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)  # rendered text, not templates

@@ -19,13 +19,6 @@ def event_id(t: Transition) -> str:
     return hashlib.sha256(key).hexdigest()[:32]
 
 
-def render(template: str, t: Transition) -> str:
-    try:
-        return template.format(device=t.subject, value=f"{t.value:.1f}", rule=t.rule)
-    except (KeyError, IndexError, ValueError):
-        return template  # a bad template never stops an alert
-
-
 def to_cloudevent(t: Transition) -> dict[str, object]:
     when = dt.datetime.fromtimestamp(t.at_ms / 1000, tz=dt.UTC)
     return {
@@ -43,7 +36,7 @@ def to_cloudevent(t: Transition) -> dict[str, object]:
             "value": round(t.value, 2),
             "severity": t.severity,
             "labels": t.labels,
-            "annotations": {k: render(v, t) for k, v in t.annotations.items()},
+            "annotations": dict(t.annotations),  # rendered where the rule fired
             "at_ms": t.at_ms,
         },
     }

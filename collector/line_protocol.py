@@ -1,54 +1,36 @@
-"""InfluxDB line protocol for readings and device status, built as plain strings."""
+"""InfluxDB line protocol for readings and device status, built as plain strings.
+
+Escaping follows InfluxDB 1.x's line-protocol reference ("Special characters"): tag keys,
+tag values and field keys escape commas, equals signs and spaces with a backslash; string
+field values are double-quoted and escape double quotes and backslashes. Measurement
+names would escape commas and spaces; ours are the constants below, which have neither.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 # Re-exported: collector/pipeline.py still takes READINGS from here.
 from airgrid.measurements import DEVICE_STATUS
 from airgrid.measurements import READINGS as READINGS
-from airgrid.wire import COUNT_FIELDS, ENV_FIELDS, PM_FIELDS, Reading, Status
+from airgrid.wire import COUNT_FIELDS, PM_FIELDS, Reading, Status
 
 _TAG_ESCAPE = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\="})
 
 
 def escape_tag(value: str) -> str:
+    """A tag key, tag value or field key."""
     return value.translate(_TAG_ESCAPE)
 
 
 def escape_string_field(value: str) -> str:
+    """A string field value, quoted."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def tag_set(tags: Mapping[str, str]) -> str:
     """`,k=v,...` in key order (InfluxDB's preferred order), empty values left out."""
-    return "".join(f",{k}={escape_tag(v)}" for k, v in sorted(tags.items()) if v)
-
-
-def reading_line(device_tags: str, r: Reading) -> str:
-    """One point: `readings,<tags> <fields> <ts ms>`; `device_tags` comes from tag_set()."""
-    fields: list[str] = []
-    for name in PM_FIELDS:
-        v = getattr(r, name)
-        if v is not None:
-            fields.append(f"{name}={float(v)!r}")
-    for name in COUNT_FIELDS:
-        v = getattr(r, name)
-        if v is not None:
-            fields.append(f"{name}={int(v)}i")
-    for name in ENV_FIELDS:
-        v = getattr(r, name)
-        if v is not None:
-            fields.append(f"{name}={float(v)!r}")
-    fields.append(f"seq={r.seq}i")
-    fields.append(f"flags={escape_string_field(','.join(r.flags))}")
-    fields.append(f"clock_synced={'true' if r.clock_synced else 'false'}")
-    return f"{READINGS}{device_tags},sensor={escape_tag(r.sensor)} {','.join(fields)} {r.ts}"
-
-
-def reading_lines(device_tags: str, readings: Iterable[Reading]) -> list[str]:
-    return [reading_line(device_tags, r) for r in readings]
+    return "".join(f",{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items()) if v)
 
 
 def status_line(device_tags: str, s: Status, ts_ms: int) -> str:
@@ -72,11 +54,9 @@ def status_line(device_tags: str, s: Status, ts_ms: int) -> str:
 # One f-string per reading straight from the decoded struct: no dict, no Point object, no
 # per-field loop for the usual Plantower reading (all six PM values and six counts present).
 
-_ENV = ENV_FIELDS
 
-
-def fields_of(r: Any, extra: str = "") -> str:
-    """Field set of a decoded reading (airgrid.wire.Reading or collector.decode's struct)."""
+def fields_of(r: Reading, extra: str = "") -> str:
+    """Field set of a reading; `extra` is more `,key=value` fields (already encoded)."""
     p1, p25, p10, c1, c25, c10 = r.pm1_0, r.pm2_5, r.pm10, r.pm1_0_cf1, r.pm2_5_cf1, r.pm10_cf1
     n03, n05, n1, n25, n5, n10 = r.n0_3, r.n0_5, r.n1_0, r.n2_5, r.n5_0, r.n10
     if None not in (p1, p25, p10, c1, c25, c10, n03, n05, n1, n25, n5, n10):

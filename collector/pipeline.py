@@ -19,12 +19,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from airgrid.wire import WireError, deadletter_topic, decode_status, parse_device_topic
+from airgrid.wire import MAX_FUTURE_MS as MAX_FUTURE_MS_DEFAULT
+from airgrid.wire import (
+    Reading,
+    WireError,
+    deadletter_topic,
+    decode_status,
+    parse_device_topic,
+)
 from alert_rules.engine import Engine, SnapshotError
 from alert_rules.transitions import Transition
 from collector import alert_events
 from collector.aggregates import HourlyAggregates
-from collector.decode import CheckedReading, decode_up
+from collector.decode import decode_up
 from collector.dedup import SeqTracker
 from collector.device_health import DeviceHealth
 from collector.handover import HandOver
@@ -41,8 +48,6 @@ if TYPE_CHECKING:
     from collector.alerting.service import AlertingService
 
 log = logging.getLogger(__name__)
-
-MAX_FUTURE_MS_DEFAULT = 10 * 60 * 1000
 
 
 @dataclass
@@ -68,7 +73,7 @@ class _Open:
     readings: int = 0
     devices: list[str] = field(default_factory=list)
     ts: list[int] = field(default_factory=list)
-    fresh: list[CheckedReading] = field(default_factory=list)
+    fresh: list[Reading] = field(default_factory=list)
     newest: list[int] = field(default_factory=list)  # per message: newest reading ts
     started: float = 0.0
 

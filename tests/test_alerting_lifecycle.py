@@ -23,6 +23,8 @@ from alerting_helpers import (
     wait_for,
 )
 
+from alert_rules.rule_threshold import ThresholdRule
+from collector import alert_events
 from collector.alerting.channels.notifier import Address, Context
 from collector.alerting.config import AlertingConfig
 from collector.alerting.errors import UnknownAlert
@@ -197,18 +199,23 @@ def test_restart_mid_escalation_notifies_the_next_level_on_time_once(tmp_path: P
     assert "第2级" in modem.sent[2].text and "20分钟无人确认" in modem.sent[2].text
 
 
-def test_events_carry_rendered_annotations_and_no_pending(tmp_path: Path) -> None:
+def test_events_carry_the_annotations_the_rule_rendered_and_no_pending(tmp_path: Path) -> None:
     cfg = sms_config(tmp_path, "/dev/null", event_channels=["bus"],
                      channels={"bus": {"type": "mqtt"},
                                "modem": {"type": "sms_modem", "port": "/dev/null"}})
     m = manager(cfg)
-    t = tr("dev-a", "firing", 186.04, T0)
-    t = type(t)(**{**t.__dict__, "annotations": {"summary_zh": "{device}：PM2.5 {value} µg/m³"}})
+    rule = ThresholdRule(name="pm25_heavy", field="pm2_5", above=150.0, clear_below=100.0,
+                         labels={"category": "pollution"},
+                         annotations={"summary_zh": "{device}：PM2.5 {value} µg/m³",
+                                      "note": "{{value}} is {value}"})
+    t = rule.transition("dev-a", "firing", 186.04, T0, None)
     m.handle([tr("dev-a", "pending", 170.0, T0 - 1000), t], T0)
     events = [json.loads(r[0]) for r in m.store.db.execute("SELECT event FROM outbox"
                                                            " WHERE channel='bus'")]
     assert [e["type"] for e in events] == ["org.airgrid.alert.firing"]
-    assert events[0]["data"]["annotations"] == {"summary_zh": "dev-a：PM2.5 186.0 µg/m³"}
+    # Rendered once, where the rule fired: the braces the template escaped stay text.
+    assert events[0]["data"]["annotations"] == {"summary_zh": "dev-a：PM2.5 186.0 µg/m³",
+                                                "note": "{value} is 186.0"}
 
 
 def test_finished_messages_are_purged_after_the_retention(tmp_path: Path) -> None:
@@ -223,3 +230,21 @@ def test_finished_messages_are_purged_after_the_retention(tmp_path: Path) -> Non
     left = sms_rows(m)
     assert row["id"] not in [r["id"] for r in left]  # sent a day ago: purged
     assert pending_id in [r["id"] for r in left]  # not delivered: never purged
+
+
+def test_the_bus_event_of_a_transition_carries_the_rule_rendered_text() -> None:
+    rule = ThresholdRule(name="pm25_heavy", field="pm2_5", above=150.0, clear_below=100.0,
+                         severity="critical",
+                         annotations={"summary": "{device} {{device}} {value}"})
+    t = rule.transition("dev-a", "firing", 186.04, 1_790_000_000_000, None)
+    topic, body = alert_events.encode(t, "airgrid")
+    assert topic == "airgrid/v1/alerts/pm25_heavy/dev-a"
+    assert json.loads(body) == {
+        "specversion": "1.0", "type": "org.airgrid.alert.firing",
+        "source": "/airgrid/collector", "id": alert_events.event_id(t),
+        "time": "2026-09-21T14:13:20Z", "subject": "dev-a",
+        "datacontenttype": "application/json",
+        "data": {"rule": "pm25_heavy", "device": "dev-a", "state": "firing", "value": 186.04,
+                 "severity": "critical", "labels": {},
+                 "annotations": {"summary": "dev-a {device} 186.0"}, "at_ms": 1_790_000_000_000},
+    }

@@ -5,7 +5,15 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from airgrid.wire import decode_up
+from edge_agent.drivers.base import Measurement
+from edge_agent.drivers.pms5003 import PmsFrame, PmsTFrame
+from edge_agent.drivers.sds011 import SdsFrame
 from edge_agent.outbox import Outbox
+from edge_agent.publisher import BrokerSettings, Publisher, PublishSettings
+from edge_agent.sampler import Sampler
 
 
 def _values(ts: int, synced: bool = True) -> dict[str, object]:
@@ -99,3 +107,28 @@ def test_clock_fix_up_restamps_this_boots_unsynced_readings(tmp_path: Path) -> N
     assert a.ts == 1_700_000_010_000 and b.ts == 1_700_000_020_000
     assert a.clock_synced and "clock_unsynced" not in a.flags
     assert old.ts == 5_000 and not old.clock_synced and "clock_unsynced" in old.flags
+
+
+@pytest.mark.parametrize(("model", "frame"), [
+    ("pms5003", PmsFrame(12, 20, 25, 11, 19, 24, 1500, 420, 90, 12, 3, 1, 0)),
+    ("pms5003t", PmsTFrame(PmsFrame(12, 20, 25, 11, 19, 24, 1500, 420, 90, 12,
+                                    0x10000 - 105, 998, 0))),  # -10.5 °C, 99.8 %
+    ("sds011", SdsFrame(pm2_5_tenths=9999, pm10_tenths=9999, device_id=1)),
+])
+def test_what_the_agent_sends_is_what_the_wire_validator_accepts(
+        tmp_path: Path, model: str, frame: Measurement) -> None:
+    """Sampler → outbox → the publisher's batch, as the agent builds them, flags included."""
+    sampler = Sampler(stuck_frames=2, pm_range_max=500.0, high_humidity_pct=50.0)
+    for _ in range(3):
+        sampler.add(frame)
+    sample = sampler.take(now_monotonic=1.0, clock_synced=False)
+    assert sample is not None
+    ob = Outbox(tmp_path / "o.db")
+    ob.capture({"ts": 1_700_000_000_000, "sensor": model, **sample.values,
+                "flags": sample.flags, "clock_synced": False})
+    publisher = Publisher("dev-1", "boot-1", ob, BrokerSettings(), PublishSettings(),
+                          status=lambda: None)  # type: ignore[arg-type,return-value]
+    payload = publisher._batch_payload([body for _, body in ob.oldest_raw(10)])
+    (reading,) = decode_up(payload, "dev-1").readings
+    assert reading == ob.oldest(1)[0] and reading.sensor == model
+    ob.close()

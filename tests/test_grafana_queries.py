@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from airgrid.wire import Reading
-from collector.line_protocol import reading_line, tag_set
+from collector.line_protocol import READINGS, escape_tag, fields_of, tag_set
 from grafana import generate, macros, queries
 from grafana.macros import VariableValue
 from grafana.model import Annotation, Dashboard, Target
@@ -53,7 +53,7 @@ def _extra_points(now: int) -> list[str]:
                     pm2_5=33.0 + i, pm10=41.0 + i, pm1_0_cf1=21.0, pm2_5_cf1=35.0 + i,
                     pm10_cf1=44.0 + i, temperature_c=12.5, humidity_pct=80.0 + i / 2,
                     flags=("high_humidity",) if i > 10 else ())
-        lines.append(reading_line(tags, r))
+        lines.append(f"{READINGS}{tags},sensor={escape_tag(r.sensor)} {fields_of(r)} {r.ts}")
     for k, d in enumerate([*(s.device for s in STACK_DEVICES), HUMID_DEVICE]):
         lines.append(f"device_location,device={d},site=s{k},township=xinhe,grid=xinhe-0{k} "
                      f"latitude={36.1 + k / 100},longitude={117.2 + k / 100} {now - 3_600_000}")

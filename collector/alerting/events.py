@@ -27,19 +27,11 @@ def event_id(alert: Alert, kind: str, seq: int) -> str:
     return hashlib.sha256(key).hexdigest()[:32]
 
 
-def render(template: str, a: Alert) -> str:
-    """Rule annotations name {device}, {value} and {rule}; a bad template is kept as is."""
-    try:
-        return template.format(device=a.subject, value=f"{a.value:.1f}", rule=a.rule)
-    except (KeyError, IndexError, ValueError):
-        return template
-
-
 def alert_data(a: Alert) -> dict[str, Any]:
     return {
         "alert_id": a.id, "rule": a.rule, "device": a.subject, "state": a.state,
         "value": round(a.value, 2), "severity": a.severity, "labels": a.labels,
-        "annotations": {k: render(v, a) for k, v in a.annotations.items()},
+        "annotations": dict(a.annotations),  # rendered where the rule fired
         "started_ms": a.started_ms,
         "resolved_ms": a.resolved_ms, "acked_by": a.acked_by, "acked_ms": a.acked_ms,
         "level": a.level,
