@@ -19,8 +19,9 @@ from pathlib import Path
 
 from airgrid.services import Mosquitto
 from airgrid.wire import UpBatch, encode_up
+from edge_agent.config import BrokerSettings, PublishSettings
 from edge_agent.outbox import Outbox
-from edge_agent.publisher import BrokerSettings, Publisher, PublishSettings
+from edge_agent.publisher import Publisher
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -15,7 +15,7 @@ import pika
 import pytest
 
 from airgrid.cluster_run import ClusterRun
-from airgrid.config_schema import ConfigError
+from airgrid.config import ConfigError
 from airgrid.rabbitmq import RABBITMQ_BIN, RabbitCluster
 from airgrid.services import InfluxDB, Mosquitto
 from airgrid.stack import DEMO_RULES
@@ -50,7 +50,7 @@ def test_topic_routing_key_swap() -> None:
 def test_amqp_config_is_validated() -> None:
     cfg = from_dict({"source": "amqp", "amqp": {"collector": "c2",
                                                 "collectors": {"c1": 1, "c2": 3}}})
-    assert cfg.source == "amqp" and cfg.amqp_collectors == (("c1", 1), ("c2", 3))
+    assert cfg.source == "amqp" and cfg.amqp.ring == (("c1", 1), ("c2", 3))
     with pytest.raises(ConfigError, match=r"amqp\.collectors"):
         from_dict({"amqp": {"collector": "c9", "collectors": {"c1": 1}}}, "x.toml")
     with pytest.raises(ConfigError, match=r"x\.toml: source"):
