@@ -238,6 +238,7 @@ def test_collector_cli_runs_on_amqp(rabbit: RabbitCluster, shared_influxdb: Infl
     cfg.write_text(f'source = "amqp"\n[amqp]\nurls = [{urls}]\ncollector = "cli1"\n'
                    f'collectors = {{ cli1 = 20 }}\n[influx]\nurl = "{shared_influxdb.url}"\n'
                    f'database = "{influx_db_name}"\n[batch]\nmax_wait_ms = 50\n')
+    cfg.chmod(0o600)  # the AMQP URLs carry credentials
     proc = subprocess.Popen([sys.executable, "-m", "collector.cli", "run", "--config", str(cfg)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
