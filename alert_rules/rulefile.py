@@ -1,16 +1,23 @@
-"""Rule files (YAML): load and validate, with errors naming file, line and key."""
+"""Rule files (YAML): load and validate, with errors naming file, line and key.
+
+Each rule kind is a struct (`airgrid.config`); a rule is decoded against the struct of its
+`kind`, and every problem found is reported at the line of its key.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import yaml
+from msgspec import Meta
 
+from airgrid.config import Invalid, Parse, Problem, Section, decode_all
 from airgrid.durations import parse_duration_ms
 from alert_rules import aqi
-from alert_rules.aggregates import AGGREGATES
+from alert_rules.aggregates import Aggregate
 from alert_rules.rule_anomaly import AnomalyRule
 from alert_rules.rule_aqi_category import AqiCategoryRule
 from alert_rules.rule_base import RuleBase
@@ -31,260 +38,301 @@ READING_FIELDS = ("pm1_0", "pm2_5", "pm10", "pm1_0_cf1", "pm2_5_cf1", "pm10_cf1"
 
 
 class RuleFileError(ValueError):
-    """A rule file is wrong; `file:line: message`."""
+    """A rule file is wrong; `file:line: message`, one line per problem (`others`)."""
 
-    def __init__(self, file: Path | str, line: int, message: str) -> None:
-        super().__init__(f"{file}:{line}: {message}")
+    def __init__(self, file: Path | str, line: int, message: str,
+                 others: Sequence[RuleFileError] = ()) -> None:
+        super().__init__("\n".join([f"{file}:{line}: {message}", *map(str, others)]))
         self.file = str(file)
         self.line = line
+        self.others = tuple(others)
+
+    @classmethod
+    def of(cls, problem: Problem) -> RuleFileError:
+        return cls(problem.file, problem.line or 0, str(problem).split(": ", 1)[1])
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that remembers the line of each mapping in `__line__`."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping = loader.construct_mapping(node, deep=True)
-    mapping["__line__"] = node.start_mark.line + 1
-    mapping["__keylines__"] = {str(k.value): k.start_mark.line + 1 for k, _ in node.value}
-    return mapping  # type: ignore[return-value]
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def load_yaml(path: Path) -> Any:
-    """Parse a YAML file whose mappings carry `__line__`; errors name file and line."""
+def load_yaml(path: Path) -> tuple[Any, dict[str, int]]:
+    """A YAML file as plain data, and the line of each key ("rules[2].above": 14)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RuleFileError(path, 0, f"cannot read: {exc}") from exc
     try:
-        return yaml.load(text, Loader=_LineLoader)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise RuleFileError(path, mark.line + 1 if mark else 0, f"not valid YAML: {exc}") from exc
+    lines: dict[str, int] = {}
+    loader = yaml.SafeLoader("")
+    return (None if node is None else _data(node, "", lines, loader)), lines
 
 
-class _Spec:
-    """Typed access to one rule mapping; every error names file, line and key."""
+def _data(node: yaml.Node, path: str, lines: dict[str, int], loader: yaml.SafeLoader) -> Any:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for k, v in node.value:
+            key = loader.construct_object(k)
+            sub = f"{path}.{key}" if path else str(key)
+            lines[sub] = k.start_mark.line + 1
+            out[key] = _data(v, sub, lines, loader)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_data(v, f"{path}[{i}]", lines, loader) for i, v in enumerate(node.value)]
+    return loader.construct_object(node)
 
-    def __init__(self, spec: dict[str, Any], file: Path | str) -> None:
-        self.spec, self.file, self.line = spec, file, int(spec["__line__"])
-        self.used = {"__line__", "__keylines__", "name", "kind", "severity", "labels",
-                     "annotations", "for", "keep_firing_for"}
 
-    def fail(self, message: str, key: str | None = None) -> RuleFileError:
-        """An error at the key's own line when the key is in the file, else the rule's."""
-        line = self.spec.get("__keylines__", {}).get(key, self.line) if key else self.line
-        return RuleFileError(self.file, line, message)
+# --- the rule kinds, as written --------------------------------------------------------
 
-    def number(self, key: str, default: float | None = None) -> float:
-        self.used.add(key)
-        value = self.spec.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(f"{key}: expected a number, got {value!r}", key)
-        return float(value)
 
-    def count(self, key: str, default: int) -> int:
-        value = self.number(key, default)
-        if value < 0 or value != int(value):
-            raise self.fail(f"{key}: expected a whole number >= 0, got {value!r}", key)
-        return int(value)
+def _positive_ms(value: Any) -> int:
+    ms = parse_duration_ms(value)
+    if ms <= 0:
+        raise ValueError("not > 0")
+    return ms
 
-    def duration(self, key: str, default: int | str = 0, positive: bool = False) -> int:
-        self.used.add(key)
-        try:
-            ms = parse_duration_ms(self.spec.get(key, default))
-        except ValueError as exc:
-            raise self.fail(f"{key}: {exc}", key) from exc
-        if positive and ms <= 0:
-            raise self.fail(f"{key}: expected a duration > 0", key)
-        return ms
 
-    def choice(self, key: str, options: tuple[str, ...], default: str) -> str:
-        self.used.add(key)
-        value = self.spec.get(key, default)
-        if value not in options:
-            raise self.fail(f"{key}: expected one of {list(options)}, got {value!r}", key)
-        return str(value)
+Duration = Annotated[int, Parse(parse_duration_ms, "a duration like 30s, 5m, 1h")]
+PositiveDuration = Annotated[int, Parse(_positive_ms, "a duration > 0 like 30s, 5m, 1h")]
+Count = Annotated[int, Meta(ge=0, description="a whole number >= 0")]
+Labels = dict[str, str | int | float | bool] | None
+Field = Annotated[str, Meta(min_length=1, description="a reading field")]
+Fraction = Annotated[float, Meta(ge=0, le=1, description="a fraction of flagged readings, "
+                                 "0..1")]
 
-    def text(self, key: str, default: str) -> str:
-        self.used.add(key)
-        value = self.spec.get(key, default)
-        if not isinstance(value, str) or not value:
-            raise self.fail(f"{key}: expected a name, got {value!r}", key)
-        if key == "field" and value not in READING_FIELDS:
-            raise self.fail(f"field: {value!r} is not a reading field; expected one of "
-                            f"{list(READING_FIELDS)}", key)
-        return value
 
-    def str_map(self, key: str) -> dict[str, str]:
-        value = self.spec.get(key, {}) or {}
-        if not isinstance(value, dict):
-            raise self.fail(f"{key}: expected a mapping", key)
-        return {str(k): str(v) for k, v in value.items() if k not in ("__line__", "__keylines__")}
-
-    def clear_below(self, above: float, key: str = "clear_below") -> float:
-        value = self.number(key, above)
-        if value > above:
-            raise self.fail(f"{key} {value} is above the firing threshold {above}: "
-                            "it must be on the clear side (<= above)", key)
-        return value
+class RuleSpec(Section, frozen=True, tag_field="kind"):
+    name: str
+    severity: str = "warning"
+    labels: Labels = None
+    annotations: Labels = None
+    for_ms: Duration = msgspec.field(default=0, name="for")
+    keep_firing_for_ms: Duration = msgspec.field(default=0, name="keep_firing_for")
 
     def common(self) -> dict[str, Any]:
-        return {"name": str(self.spec["name"]), "for_ms": self.duration("for"),
-                "keep_firing_for_ms": self.duration("keep_firing_for"),
-                "severity": str(self.spec.get("severity", "warning")),
-                "labels": self.str_map("labels"), "annotations": self.str_map("annotations")}
+        return {"name": self.name, "for_ms": self.for_ms,
+                "keep_firing_for_ms": self.keep_firing_for_ms, "severity": self.severity,
+                "labels": _strs(self.labels), "annotations": _strs(self.annotations)}
 
-    def check_unknown(self, kind: str) -> None:
-        unknown = set(self.spec) - self.used
-        if unknown:
-            raise self.fail(f"unknown keys {sorted(unknown)} for a {kind} rule")
-
-
-def _aggregate(s: _Spec) -> tuple[str, int]:
-    agg = s.choice("aggregate", AGGREGATES, "latest")
-    window = s.duration("window")
-    if agg == "mean" and window <= 0:
-        raise s.fail("window: a mean needs a window > 0")
-    return agg, window
-
-
-def _threshold(s: _Spec) -> RuleBase:
-    above = s.number("above")
-    agg, window = _aggregate(s)
-    return ThresholdRule(**s.common(), field=s.text("field", "pm2_5"), above=above,
-                         clear_below=s.clear_below(above), aggregate=agg,  # type: ignore[arg-type]
-                         window_ms=window)
+    def problems(self) -> Iterator[Invalid]:
+        field = getattr(self, "field", None)
+        if field is not None and field not in READING_FIELDS:
+            yield Invalid("field", message=f"field: {field!r} is not a reading field; "
+                          f"expected one of {list(READING_FIELDS)}")
+        above, clear = getattr(self, "above", None), getattr(self, "clear_below", None)
+        if above is not None and clear is not None and clear > above:
+            yield Invalid("clear_below", message=f"clear_below {clear} is above the firing "
+                          f"threshold {above}: it must be on the clear side (<= above)")
+        aggregate, window = getattr(self, "aggregate", None), getattr(self, "window_ms", 0)
+        if aggregate == "mean" and window <= 0:
+            yield Invalid("window", message="window: a mean needs a window > 0")
 
 
-def _aqi_category(s: _Spec) -> RuleBase:
-    standard = s.choice("standard", tuple(sorted(aqi.standards())), aqi.DEFAULT_STANDARD)
-    cats = aqi.get(standard).categories
-    names = tuple(c.en for c in cats[1:])
-    level = s.choice("at_least", names, cats[4].en if len(cats) > 4 else names[-1])
-    s.spec.setdefault("aggregate", "nowcast")
-    agg, window = _aggregate(s)
-    margin = s.number("clear_margin", 10)
-    if margin < 0:
-        raise s.fail(f"clear_margin {margin}: must be >= 0 (AQI points below the edge)")
-    return AqiCategoryRule(**s.common(), field=s.text("field", "pm2_5"),
-                           pollutant=s.choice("pollutant", ("pm2_5", "pm10"), "pm2_5"),
-                           standard=standard, level=names.index(level) + 1,
-                           clear_margin=margin, aggregate=agg,  # type: ignore[arg-type]
-                           window_ms=window)
+def _strs(labels: Labels) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (labels or {}).items()}
 
 
-def _rate(s: _Spec) -> RuleBase:
-    above = s.number("above")
-    return RateRule(**s.common(), field=s.text("field", "pm2_5"), above=above,
-                    clear_below=s.clear_below(above),
-                    direction=s.choice("direction", ("rise", "both"), "rise"),
-                    max_gap_ms=s.duration("max_gap", "10m", positive=True))
+class ThresholdSpec(RuleSpec, frozen=True, tag="threshold", kw_only=True):
+    above: float
+    clear_below: float | None = None
+    field: Field = "pm2_5"
+    aggregate: Aggregate = "latest"
+    window_ms: Duration = msgspec.field(default=0, name="window")
 
 
-def _flatline(s: _Spec) -> RuleBase:
-    tol = s.number("tolerance", 0)
-    if tol < 0:
-        raise s.fail(f"tolerance {tol}: must be >= 0")
-    return FlatlineRule(**s.common(), field=s.text("field", "pm2_5"),
-                        window_ms=s.duration("window", positive=True), tolerance=tol,
-                        min_readings=s.count("min_readings", 5))
+class AqiCategorySpec(RuleSpec, frozen=True, tag="aqi_category", kw_only=True):
+    standard: str = aqi.DEFAULT_STANDARD
+    at_least: str | None = None  # None: the fifth category of the standard
+    field: Field = "pm2_5"
+    pollutant: Literal["pm2_5", "pm10"] = "pm2_5"
+    aggregate: Aggregate = "nowcast"
+    window_ms: Duration = msgspec.field(default=0, name="window")
+    clear_margin: Annotated[float, Meta(ge=0, description=">= 0 (AQI points below the "
+                                        "edge)")] = 10
+
+    def problems(self) -> Iterator[Invalid]:
+        yield from super().problems()
+        known = sorted(aqi.standards())
+        if self.standard not in known:
+            yield Invalid("standard", f"one of {known}", self.standard)
+        elif self.at_least is not None and self.at_least not in self.category_names():
+            yield Invalid("at_least", f"one of {list(self.category_names())}", self.at_least)
+
+    def category_names(self) -> tuple[str, ...]:
+        return tuple(c.en for c in aqi.get(self.standard).categories[1:])
 
 
-def _range(s: _Spec) -> RuleBase:
-    lo, hi = s.number("min", 0), s.number("max", 1000)
-    if lo >= hi:
-        raise s.fail(f"min {lo} must be below max {hi}")
-    return RangeRule(**s.common(), field=s.text("field", "pm2_5"), min=lo, max=hi,
-                     max_age_ms=s.duration("max_age"))
+class RateSpec(RuleSpec, frozen=True, tag="rate_of_change", kw_only=True):
+    above: float
+    clear_below: float | None = None
+    field: Field = "pm2_5"
+    direction: Literal["rise", "both"] = "rise"
+    max_gap_ms: PositiveDuration = msgspec.field(default=600_000, name="max_gap")
 
 
-def _quality(s: _Spec) -> RuleBase:
-    above = s.number("above")
-    if not 0 <= above <= 1:
-        raise s.fail(f"above {above}: a fraction of flagged readings, 0..1")
-    return QualityRule(**s.common(), window_ms=s.duration("window", positive=True),
-                       above=above, clear_below=s.clear_below(above),
-                       min_readings=s.count("min_readings", 5))
+class FlatlineSpec(RuleSpec, frozen=True, tag="flatline", kw_only=True):
+    window_ms: PositiveDuration = msgspec.field(name="window")
+    field: Field = "pm2_5"
+    tolerance: Annotated[float, Meta(ge=0, description="a number >= 0")] = 0
+    min_readings: Count = 5
 
 
-def _deadman(s: _Spec) -> RuleBase:
-    return DeadmanRule(**s.common(), absent_ms=s.duration("absent_for", positive=True),
-                       grace_ms=s.duration("cellular_grace"))
+class RangeSpec(RuleSpec, frozen=True, tag="out_of_range", kw_only=True):
+    field: Field = "pm2_5"
+    min: float = 0
+    max: float = 1000
+    max_age_ms: Duration = msgspec.field(default=0, name="max_age")
+
+    def problems(self) -> Iterator[Invalid]:
+        yield from super().problems()
+        if self.min >= self.max:
+            yield Invalid("min", message=f"min {self.min} must be below max {self.max}")
 
 
-def _anomaly(s: _Spec) -> RuleBase:
-    above = s.number("above", 0.5)
-    if not 0 < above < 1:
-        raise s.fail(f"above {above}: an anomaly score threshold in (0, 1)")
-    c = s.common()
-    c["keep_firing_for_ms"] = s.duration("cooldown", "30m")
-    if "keep_firing_for" in s.spec:
-        raise s.fail("keep_firing_for: an anomaly rule uses `cooldown`")
-    return AnomalyRule(**c, field=s.text("field", "pm2_5"), above=above,
-                       max_age_ms=s.duration("max_age", "10m", positive=True))
+class QualitySpec(RuleSpec, frozen=True, tag="data_quality", kw_only=True):
+    window_ms: PositiveDuration = msgspec.field(name="window")
+    above: Fraction
+    clear_below: float | None = None
+    min_readings: Count = 5
 
 
-def _spatial(s: _Spec) -> RuleBase:
-    ratio = s.number("ratio", 2.0)
-    if ratio <= 1:
-        raise s.fail(f"ratio {ratio}: must be > 1 (how many times the neighbours' median)")
-    frac = s.number("regional_fraction", 0.5)
-    if not 0 < frac <= 1:
-        raise s.fail(f"regional_fraction {frac}: expected 0 < x <= 1")
-    return SpatialRule(**s.common(), field=s.text("field", "pm2_5"),
-                       window_ms=s.duration("window", "10m", positive=True),
-                       radius_km=s.number("radius_km", 3.0),
-                       max_neighbours=max(1, s.count("max_neighbours", 8)),
-                       min_neighbours=s.count("min_neighbours", 3), ratio=ratio,
-                       min_excess=s.number("min_excess", 35.0),
-                       regional_above=s.number("regional_above", 115.0),
-                       regional_fraction=frac)
+class DeadmanSpec(RuleSpec, frozen=True, tag="deadman", kw_only=True):
+    absent_ms: PositiveDuration = msgspec.field(name="absent_for")
+    grace_ms: Duration = msgspec.field(default=0, name="cellular_grace")
 
 
-KINDS: dict[str, Callable[[_Spec], RuleBase]] = {
-    "threshold": _threshold, "aqi_category": _aqi_category, "rate_of_change": _rate,
-    "flatline": _flatline, "out_of_range": _range, "data_quality": _quality,
-    "deadman": _deadman, "anomaly": _anomaly, "spatial": _spatial,
+class AnomalySpec(RuleSpec, frozen=True, tag="anomaly", kw_only=True):
+    above: Annotated[float, Meta(gt=0, lt=1, description="an anomaly score threshold in "
+                                 "(0, 1)")] = 0.5
+    field: Field = "pm2_5"
+    cooldown_ms: Duration = msgspec.field(default=1_800_000, name="cooldown")
+    max_age_ms: PositiveDuration = msgspec.field(default=600_000, name="max_age")
+
+    def problems(self) -> Iterator[Invalid]:
+        yield from super().problems()
+        if self.keep_firing_for_ms:
+            yield Invalid("keep_firing_for",
+                          message="keep_firing_for: an anomaly rule uses `cooldown`")
+
+
+class SpatialSpec(RuleSpec, frozen=True, tag="spatial", kw_only=True):
+    field: Field = "pm2_5"
+    window_ms: PositiveDuration = msgspec.field(default=600_000, name="window")
+    radius_km: float = 3.0
+    max_neighbours: Count = 8
+    min_neighbours: Count = 3
+    ratio: Annotated[float, Meta(gt=1, description="> 1 (how many times the neighbours' "
+                                 "median)")] = 2.0
+    min_excess: float = 35.0
+    regional_above: float = 115.0
+    regional_fraction: Annotated[float, Meta(gt=0, le=1, description="0 < x <= 1")] = 0.5
+
+
+def _threshold(s: ThresholdSpec) -> RuleBase:
+    return ThresholdRule(**s.common(), field=s.field, above=s.above,
+                         clear_below=s.above if s.clear_below is None else s.clear_below,
+                         aggregate=s.aggregate, window_ms=s.window_ms)
+
+
+def _aqi_category(s: AqiCategorySpec) -> RuleBase:
+    names = s.category_names()
+    level = s.at_least or (names[3] if len(names) > 3 else names[-1])
+    return AqiCategoryRule(**s.common(), field=s.field, pollutant=s.pollutant,
+                           standard=s.standard, level=names.index(level) + 1,
+                           clear_margin=s.clear_margin, aggregate=s.aggregate,
+                           window_ms=s.window_ms)
+
+
+def _rate(s: RateSpec) -> RuleBase:
+    return RateRule(**s.common(), field=s.field, above=s.above,
+                    clear_below=s.above if s.clear_below is None else s.clear_below,
+                    direction=s.direction, max_gap_ms=s.max_gap_ms)
+
+
+def _flatline(s: FlatlineSpec) -> RuleBase:
+    return FlatlineRule(**s.common(), field=s.field, window_ms=s.window_ms,
+                        tolerance=s.tolerance, min_readings=s.min_readings)
+
+
+def _range(s: RangeSpec) -> RuleBase:
+    return RangeRule(**s.common(), field=s.field, min=s.min, max=s.max,
+                     max_age_ms=s.max_age_ms)
+
+
+def _quality(s: QualitySpec) -> RuleBase:
+    return QualityRule(**s.common(), window_ms=s.window_ms, above=s.above,
+                       clear_below=s.above if s.clear_below is None else s.clear_below,
+                       min_readings=s.min_readings)
+
+
+def _deadman(s: DeadmanSpec) -> RuleBase:
+    return DeadmanRule(**s.common(), absent_ms=s.absent_ms, grace_ms=s.grace_ms)
+
+
+def _anomaly(s: AnomalySpec) -> RuleBase:
+    return AnomalyRule(**{**s.common(), "keep_firing_for_ms": s.cooldown_ms}, field=s.field,
+                       above=s.above, max_age_ms=s.max_age_ms)
+
+
+def _spatial(s: SpatialSpec) -> RuleBase:
+    return SpatialRule(**s.common(), field=s.field, window_ms=s.window_ms,
+                       radius_km=s.radius_km, max_neighbours=max(1, s.max_neighbours),
+                       min_neighbours=s.min_neighbours, ratio=s.ratio,
+                       min_excess=s.min_excess, regional_above=s.regional_above,
+                       regional_fraction=s.regional_fraction)
+
+
+_Builder = tuple[type[RuleSpec], Callable[[Any], RuleBase]]
+KINDS: dict[str, _Builder] = {
+    "threshold": (ThresholdSpec, _threshold), "aqi_category": (AqiCategorySpec, _aqi_category),
+    "rate_of_change": (RateSpec, _rate), "flatline": (FlatlineSpec, _flatline),
+    "out_of_range": (RangeSpec, _range), "data_quality": (QualitySpec, _quality),
+    "deadman": (DeadmanSpec, _deadman), "anomaly": (AnomalySpec, _anomaly),
+    "spatial": (SpatialSpec, _spatial),
 }
 RULE_KINDS = tuple(KINDS)
 
 
 def load_rules(path: Path) -> list[Rule]:
-    """All rules of a file; the first error raises RuleFileError (see `check_file`)."""
+    """All rules of a file; raise RuleFileError listing every problem in it."""
     rules, errors = _load(Path(path))
     if errors:
-        raise errors[0]
+        raise RuleFileError(errors[0].file, errors[0].line, str(errors[0]).split(": ", 1)[1],
+                            errors[1:])
     return rules
 
 
 def check_file(path: Path) -> list[RuleFileError]:
-    """Every error in a rule file (one per rule at most), for `airgrid-rules check`."""
-    return _load(Path(path))[1]
+    """Every error in a rule file, for `airgrid-rules check`."""
+    try:
+        return _load(Path(path))[1]
+    except RuleFileError as exc:
+        return [exc]
 
 
 def _load(path: Path) -> tuple[list[Rule], list[RuleFileError]]:
-    doc = load_yaml(path)
+    doc, lines = load_yaml(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
         raise RuleFileError(path, 1, "expected a mapping with a `rules:` list")
     rules: list[Rule] = []
     errors: list[RuleFileError] = []
     names: set[str] = set()
-    for spec in doc["rules"]:
+    for i, spec in enumerate(doc["rules"]):
+        at = f"rules[{i}]"
+        here = {k.removeprefix(at).lstrip("."): v for k, v in lines.items()
+                if k == at or k.startswith((f"{at}.", f"{at}["))}
         try:
-            rules.append(_one(spec, path, names, doc["__line__"]))
+            rules.append(_one(spec, path, names, here))
         except RuleFileError as exc:
-            errors.append(exc)
+            errors.extend([exc, *exc.others])
     return rules, errors
 
 
-def _one(spec: Any, path: Path, names: set[str], doc_line: int) -> Rule:
+def _one(spec: Any, path: Path, names: set[str], lines: dict[str, int]) -> Rule:
+    line = lines.get("", 1)
     if not isinstance(spec, dict):
-        raise RuleFileError(path, doc_line, "each rule must be a mapping")
-    line = spec["__line__"]
+        raise RuleFileError(path, line, "each rule must be a mapping")
     name = spec.get("name")
     if not isinstance(name, str) or not name.replace("_", "").isalnum():
         raise RuleFileError(path, line, f"name: expected letters, digits and _, got {name!r}")
@@ -293,12 +341,16 @@ def _one(spec: Any, path: Path, names: set[str], doc_line: int) -> Rule:
     names.add(name)
     kind = spec.get("kind")
     if kind not in KINDS:
-        raise RuleFileError(path, spec["__keylines__"].get("kind", line),
+        raise RuleFileError(path, lines.get("kind", line),
                             f"kind: unknown kind {kind!r}; known: {list(KINDS)}")
-    s = _Spec(spec, path)
-    rule = KINDS[kind](s)
-    s.check_unknown(kind)
-    return rule
+    struct, build = KINDS[kind]
+    value, problems = decode_all({k: v for k, v in spec.items() if k != "kind"}, struct,
+                                 path, lines=lines)
+    if problems:
+        errors = [RuleFileError.of(p) for p in problems]
+        raise RuleFileError(errors[0].file, errors[0].line,
+                            str(errors[0]).split(": ", 1)[1], errors[1:])
+    return build(value)
 
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.yaml")

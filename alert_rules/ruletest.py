@@ -13,11 +13,40 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from airgrid.durations import parse_duration_ms
 from alert_rules.engine import Engine
 from alert_rules.registry import Device
-from alert_rules.rulefile import Rule, RuleFileError, load_rules, load_yaml
+from alert_rules.rulefile import Rule, RuleFileError, load_rules
 from alert_rules.transitions import Transition
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that remembers the line of each mapping in `__line__`."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    mapping = loader.construct_mapping(node, deep=True)
+    mapping["__line__"] = node.start_mark.line + 1
+    mapping["__keylines__"] = {str(k.value): k.start_mark.line + 1 for k, _ in node.value}
+    return mapping  # type: ignore[return-value]
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(path: Path) -> Any:
+    """Parse a test file whose mappings carry `__line__`; errors name file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RuleFileError(path, 0, f"cannot read: {exc}") from exc
+    try:
+        return yaml.load(text, Loader=_LineLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise RuleFileError(path, mark.line + 1 if mark else 0, f"not valid YAML: {exc}") from exc
 
 T0 = 1_700_000_000_000 // 3_600_000 * 3_600_000  # a fixed clock, on an hour boundary
 _TERM = re.compile(r"^(_|-?\d+(?:\.\d+)?)(?:([+-])(\d+(?:\.\d+)?))?(?:x(\d+))?$")

@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 from airgrid.wire import UpBatch, encode_up
+from edge_agent.config import BrokerSettings, PublishSettings
 from edge_agent.outbox import Outbox
-from edge_agent.publisher import BrokerSettings, Publisher, PublishSettings
+from edge_agent.publisher import Publisher
 from orchestration.services import Mosquitto
 
 TICKS = os.sysconf("SC_CLK_TCK")

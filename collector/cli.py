@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from airgrid import sd_notify
-from airgrid.config_schema import ConfigError
+from airgrid.config import ConfigError
 
 if TYPE_CHECKING:
     from alert_rules.engine import Engine
@@ -43,7 +43,7 @@ def _load_engine(files: tuple[Path, ...], devices: Iterable[RegistryDevice] = ()
 def _alerting_config(cfg: CollectorConfig) -> AlertingConfig:
     from collector.alerting import config as alerting_config
 
-    return alerting_config.from_dict(cfg.alerting, cfg.file)
+    return alerting_config.resolve(cfg.alerting)
 
 
 def _build_alerting(cfg: CollectorConfig, shared: MqttIngest | None,
@@ -58,9 +58,9 @@ def _build_alerting(cfg: CollectorConfig, shared: MqttIngest | None,
     # grid workers come from the device registry when there is one
     contacts = RegistryContacts(registry, acfg.contacts) if registry.path else None
     return AlertingService(acfg, contacts=contacts, ctx=Context(
-        file=cfg.file, broker_host=cfg.broker_host, broker_port=cfg.broker_port,
-        broker_username=cfg.broker_username, broker_password=cfg.broker_password,
-        prefix=cfg.prefix, client_id=cfg.client_id,
+        broker_host=cfg.broker.host, broker_port=cfg.broker.port,
+        broker_username=cfg.broker.username, broker_password=cfg.broker.password,
+        prefix=cfg.broker.prefix, client_id=cfg.broker.client_id,
         shared_client=None if shared is None else shared.client,
         shared_connected=None if shared is None else shared.connected))
 
@@ -71,9 +71,8 @@ def _load(path: Path) -> tuple[CollectorConfig, Engine, int]:
     from collector import registry
 
     cfg = collector_config.load(path)
-    devices = registry.load(cfg.registry_file) if cfg.registry_file else {}
-    engine = _load_engine(cfg.rule_files, devices.values())
-    _alerting_config(cfg)
+    devices = registry.load(cfg.registry.file) if cfg.registry.file else {}
+    engine = _load_engine(cfg.rules.files, devices.values())
     return cfg, engine, len(devices)
 
 
@@ -107,7 +106,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except (ConfigError, RuleFileError, RegistryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    logfmt.setup(args.log_level, args.log_format or cfg.log_format)
+    logfmt.setup(args.log_level, args.log_format or cfg.log.format)
     log = logging.getLogger("collector")
     sink = make_sink(cfg)
     ingest: IngestSource
@@ -117,37 +116,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ingest, handover = _amqp_source(cfg, engine)
     else:
         ingest = shared = MqttIngest(
-            cfg.broker_host, cfg.broker_port, cfg.client_id, cfg.prefix, cfg.max_unacked,
-            cfg.broker_username, cfg.broker_password, session_expiry_s=cfg.session_expiry_s)
-    registry = RegistryWatcher(cfg.registry_file, cfg.registry_reload_check_s)
+            cfg.broker.host, cfg.broker.port, cfg.broker.client_id, cfg.broker.prefix,
+            cfg.broker.max_unacked, cfg.broker.username, cfg.broker.password,
+            session_expiry_s=cfg.broker.session_expiry_s)
+    registry = RegistryWatcher(cfg.registry.file, cfg.registry.reload_check_s)
     # one MQTT connection per collector: alert channels and acknowledgements share it;
     # an AMQP collector has none, so they open their own to [broker]
-    try:
-        alerting = _build_alerting(cfg, shared, registry)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    alerting = _build_alerting(cfg, shared, registry)
     if alerting is not None and alerting.mqtt_ack is not None and shared is not None:
-        shared.extra_subscriptions.append((command_topic(cfg.prefix), 1))
+        shared.extra_subscriptions.append((command_topic(cfg.broker.prefix), 1))
     metrics = Metrics()
     pipeline = Pipeline(
-        ingest, sink, engine, cfg.prefix, cfg.batch_max_messages, cfg.batch_max_wait_ms / 1000,
-        cfg.tick_interval_s, max_lines=cfg.batch_max_lines,
-        spool=Spool(cfg.spool_dir, cfg.spool_max_bytes), state=StateStore(cfg.state_file),
+        ingest, sink, engine, cfg.broker.prefix, cfg.batch.max_messages,
+        cfg.batch.max_wait_ms / 1000, cfg.rules.tick_interval_s, max_lines=cfg.batch.max_lines,
+        spool=Spool(cfg.spool.dir, cfg.spool.max_bytes), state=StateStore(cfg.state.file),
         registry=registry,
-        unknown_devices=cfg.unknown_devices, metrics=metrics, retries=cfg.influx_retries,
-        backoff_s=cfg.influx_backoff_ms / 1000, max_payload_bytes=cfg.max_payload_bytes,
-        max_future_ms=cfg.max_future_ms, max_writes=cfg.influx_writes_in_flight,
+        unknown_devices=cfg.registry.unknown, metrics=metrics, retries=cfg.influx.retries,
+        backoff_s=cfg.influx.backoff_ms / 1000, max_payload_bytes=cfg.validation.max_payload_bytes,
+        max_future_ms=cfg.validation.max_future_ms, max_writes=cfg.influx.writes_in_flight,
         handover=handover,
     )
     pipeline.alerting = alerting
     # Rule windows and alert states survive a restart (saved periodically and at exit).
-    pipeline.engine_state_path = cfg.state_file.with_name("engine.npz")
+    pipeline.engine_state_path = cfg.state.file.with_name("engine.npz")
     pipeline.restore_engine_state()
     server = None
-    if cfg.metrics_port:
-        server = MetricsServer(metrics, pipeline.health_report, cfg.metrics_host,
-                               cfg.metrics_port)
+    if cfg.metrics.port:
+        server = MetricsServer(metrics, pipeline.health_report, cfg.metrics.host,
+                               cfg.metrics.port)
         server.start()
     stop = threading.Event()
 
@@ -172,8 +168,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if alerting is not None:
         alerting.start()
     log.info("collector: source %s, broker %s:%d, InfluxDB %s (%s) db %s, %d rules, "
-             "spool %s", cfg.source, cfg.broker_host, cfg.broker_port, cfg.influx_url,
-             cfg.influx_api, cfg.influx_database, len(engine.rules), cfg.spool_dir)
+             "spool %s", cfg.source, cfg.broker.host, cfg.broker.port, cfg.influx.url,
+             cfg.influx.api, cfg.influx.database, len(engine.rules), cfg.spool.dir)
     try:
         pipeline.run()
     finally:
@@ -195,13 +191,13 @@ def _amqp_source(cfg: CollectorConfig, engine: Engine) -> tuple[IngestSource, Ha
     from collector.amqp_topology import Topology
     from collector.handover import HandOver, InfluxHistory
 
-    topology = (Topology(dict(cfg.amqp_collectors), cfg.prefix)
-                if cfg.amqp_setup_topology else None)
-    ingest = AmqpIngest(list(cfg.amqp_urls), cfg.amqp_collector, cfg.amqp_prefetch, topology)
-    history = InfluxHistory(cfg.influx_url, cfg.influx_database, cfg.influx_username,
-                            cfg.influx_password)
-    handover = HandOver(engine, history, int(cfg.rebuild_lookback_s * 1000),
-                        int(cfg.forget_after_s * 1000))
+    topology = (Topology(dict(cfg.amqp.ring), cfg.broker.prefix)
+                if cfg.amqp.setup_topology else None)
+    ingest = AmqpIngest(list(cfg.amqp.urls), cfg.amqp.collector, cfg.amqp.prefetch, topology)
+    history = InfluxHistory(cfg.influx.url, cfg.influx.database, cfg.influx.username,
+                            cfg.influx.password)
+    handover = HandOver(engine, history, int(cfg.amqp.rebuild_lookback_s * 1000),
+                        int(cfg.amqp.forget_after_s * 1000))
     return ingest, handover
 
 

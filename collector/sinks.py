@@ -13,19 +13,19 @@ if TYPE_CHECKING:
 
 
 def _v1(cfg: CollectorConfig) -> StorageSink:
-    return InfluxV1Sink(cfg.influx_url, cfg.influx_database, cfg.influx_username,
-                        cfg.influx_password, timeout_s=cfg.influx_timeout_s,
-                        gzip_level=1 if cfg.influx_gzip else 0)
+    return InfluxV1Sink(cfg.influx.url, cfg.influx.database, cfg.influx.username,
+                        cfg.influx.password, timeout_s=cfg.influx.timeout_s,
+                        gzip_level=1 if cfg.influx.gzip else 0)
 
 
 def _v2(cfg: CollectorConfig) -> StorageSink:
-    return InfluxV2Sink(cfg.influx_url, cfg.influx_token or "", cfg.influx_org,
-                        cfg.influx_bucket or cfg.influx_database, cfg.influx_timeout_s,
-                        cfg.influx_gzip)
+    return InfluxV2Sink(cfg.influx.url, cfg.influx.token or "", cfg.influx.org,
+                        cfg.influx.bucket or cfg.influx.database, cfg.influx.timeout_s,
+                        cfg.influx.gzip)
 
 
 SINKS: dict[str, Callable[[CollectorConfig], StorageSink]] = {"v1": _v1, "v2": _v2}
 
 
 def make_sink(cfg: CollectorConfig) -> StorageSink:
-    return SINKS[cfg.influx_api](cfg)
+    return SINKS[cfg.influx.api](cfg)

@@ -44,35 +44,39 @@ class EdgeAgent:
         self.started = time.monotonic()
         self._clock = clock or clock_synced
         self.outbox = Outbox(
-            config.outbox_path, config.outbox_max_rows, config.outbox_synchronous,
-            max_bytes=config.outbox_max_bytes, commit_interval_s=config.commit_interval_s,
+            config.outbox.path, config.outbox.max_rows, config.outbox.sqlite_synchronous,
+            max_bytes=config.outbox.max_bytes, commit_interval_s=config.outbox.commit_interval_s,
         )
         self._run_s_base = self.outbox.counters().get("sensor_run_s", 0)
         self._sampler_lock = threading.Lock()
         self.reader: SerialSensorReader | I2cSensorReader
-        if config.sensor_model in SERIAL_PROTOCOLS:
-            protocol = SERIAL_PROTOCOLS[config.sensor_model]
+        if config.sensor.model in SERIAL_PROTOCOLS:
+            protocol = SERIAL_PROTOCOLS[config.sensor.model]
             range_max = protocol.pm_range_max
             self.reader = SerialSensorReader(
-                config.port, protocol, self._on_frame, polled=config.polled,
-                poll_every_s=config.poll_every_s, silent_after_s=config.silent_after_s,
-                failed_retry_s=config.failed_retry_s,
-                reset_line=None if config.reset_gpio is None else GpiosetLine(config.reset_gpio),
+                config.sensor.port, protocol, self._on_frame, polled=config.sensor.polled,
+                poll_every_s=config.sensor.poll_every_s,
+                silent_after_s=config.sensor.silent_after_s,
+                failed_retry_s=config.sensor.failed_retry_s,
+                reset_line=None if config.sensor.reset_gpio is None
+                else GpiosetLine(config.sensor.reset_gpio),
                 on_wake=self._on_wake,
-                init_commands=b"" if config.working_period_min is None
-                else sds011.set_working_period(config.working_period_min),
+                init_commands=b"" if config.sensor.working_period_min is None
+                else sds011.set_working_period(config.sensor.working_period_min),
             )
         else:
             range_max = PM_RANGE_MAX
             sensor = Pmsa003iSensor(i2c_bus if i2c_bus is not None else blinka_bus(),
-                                    config.i2c_address)
+                                    config.sensor.i2c_address)
             self.reader = I2cSensorReader(
-                sensor, self._on_frame, poll_every_s=config.poll_every_s,
-                silent_after_s=config.silent_after_s, failed_retry_s=config.failed_retry_s,
+                sensor, self._on_frame, poll_every_s=config.sensor.poll_every_s,
+                silent_after_s=config.sensor.silent_after_s,
+                failed_retry_s=config.sensor.failed_retry_s,
             )
         self.sampler = Sampler(
-            warmup_s=config.warmup_s, started_at=self.started, pm_range_max=range_max,
-            stuck_frames=config.stuck_frames, high_humidity_pct=config.high_humidity_pct,
+            warmup_s=config.sensor.warmup_s, started_at=self.started, pm_range_max=range_max,
+            stuck_frames=config.sensor.stuck_frames,
+            high_humidity_pct=config.sensor.high_humidity_pct,
         )
         self._synced_once = False
         self.publisher = Publisher(
@@ -87,8 +91,8 @@ class EdgeAgent:
 
     def _on_frame(self, frame: Measurement) -> None:
         with self._sampler_lock:
-            if (self.config.sleep_between_samples and not frame.warming_up
-                    and time.monotonic() - self.sampler.started_at < self.config.warmup_s):
+            if (self.config.sensor.sleep_between_samples and not frame.warming_up
+                    and time.monotonic() - self.sampler.started_at < self.config.sensor.warmup_s):
                 self.sampler.warmup_frames += 1  # a sleeping sensor's warm-up is not data
                 return
             self.sampler.add(frame)
@@ -98,12 +102,12 @@ class EdgeAgent:
             self.sampler.woke(at)
 
     def _synced(self) -> bool:
-        return self.config.trust_system_clock or self._clock()
+        return self.config.clock.trust_system_clock or self._clock()
 
     def _hold(self) -> bool:
         """Hold readings back while waiting for NTP, so they can be restamped first."""
         return (not self._synced_once
-                and time.monotonic() - self.started < self.config.hold_unsynced_s)
+                and time.monotonic() - self.started < self.config.clock.hold_unsynced_s)
 
     def run_hours(self) -> float:
         return (self._run_s_base + self.reader.awake_s) / 3600
@@ -147,7 +151,7 @@ class EdgeAgent:
             ts = self._last_ts + 1
         self._last_ts = ts
         self.outbox.capture(
-            {"ts": ts, "sensor": self.config.sensor_model,
+            {"ts": ts, "sensor": self.config.sensor.model,
              **sample.values, "flags": sample.flags, "clock_synced": synced},
             boot=self.boot_id, mono_ms=int(now * 1000),
         )
@@ -159,13 +163,13 @@ class EdgeAgent:
         self.reader.start()
         self.publisher.start()
         notify("READY=1")
-        interval = cfg.interval_s
+        interval = cfg.sampling.interval_s
         next_sample = time.monotonic() + interval
-        next_status = time.monotonic() + cfg.status_interval_s
+        next_status = time.monotonic() + cfg.status.interval_s
         asleep = False
         while not self._stop.is_set():
             now = time.monotonic()
-            wake_at = next_sample - cfg.warmup_s - AWAKE_SAMPLE_S
+            wake_at = next_sample - cfg.sensor.warmup_s - AWAKE_SAMPLE_S
             if asleep and now >= wake_at:
                 self.reader.wake()
                 asleep = False
@@ -179,7 +183,7 @@ class EdgeAgent:
                 # Fell behind (load, suspend)? Skip ahead rather than sample in a burst.
                 next_sample = max(next_sample + interval, time.monotonic() + interval / 2)
                 self.sample_once()
-                if cfg.sleep_between_samples:
+                if cfg.sensor.sleep_between_samples:
                     self.reader.sleep()
                     asleep = True
             if time.monotonic() >= next_status:
@@ -187,7 +191,7 @@ class EdgeAgent:
                                         int(self._run_s_base + self.reader.awake_s))
                 if self.publisher.connected:
                     self.publisher.publish_status()
-                next_status = time.monotonic() + cfg.status_interval_s
+                next_status = time.monotonic() + cfg.status.interval_s
 
     def stop(self, drain_s: float = 5.0) -> None:
         self._stop.set()

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
-from airgrid.config_schema import ConfigError
+from airgrid.config import ConfigError
 from edge_agent.drivers import SERIAL_PROTOCOLS
 
 
@@ -34,7 +34,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _stop)
     logging.getLogger(__name__).info(
         "agent %s: %s on %s, every %.1f s, outbox %s (seq continues after %d)",
-        cfg.device, cfg.sensor_model, cfg.port, cfg.interval_s, cfg.outbox_path,
+        cfg.device, cfg.sensor.model, cfg.sensor.port, cfg.sampling.interval_s, cfg.outbox.path,
         agent.outbox.last_seq,
     )
     try:

@@ -9,11 +9,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from airgrid.config_schema import ConfigError
+from airgrid.config import ConfigError
 from edge_agent import config as edge_config
 from edge_agent.clock import clock_synced
+from edge_agent.config import BrokerSettings
 from edge_agent.drivers import SERIAL_PROTOCOLS
-from edge_agent.publisher import BrokerSettings
 
 #: Below this much free space the outbox cannot ride out a long outage.
 MIN_FREE_BYTES = 50 * 1024 * 1024
@@ -162,13 +162,14 @@ def run(config_path: Path, sensor_seconds: float = 5.0) -> list[Check]:
     except ConfigError as exc:
         return [Check("FAIL", "config", str(exc))]
     checks = [Check("OK", "config", f"{config_path} valid (device {cfg.device}, "
-                    f"{cfg.sensor_model})")]
-    if cfg.sensor_model in SERIAL_PROTOCOLS:
-        port = check_port(cfg.port)
+                    f"{cfg.sensor.model})")]
+    if cfg.sensor.model in SERIAL_PROTOCOLS:
+        port = check_port(cfg.sensor.port)
         checks.append(port)
         if port.verdict == "OK":
-            checks.append(check_sensor(cfg.port, cfg.sensor_model, cfg.polled, sensor_seconds))
+            checks.append(check_sensor(cfg.sensor.port, cfg.sensor.model, cfg.sensor.polled,
+                                       sensor_seconds))
     checks.append(check_broker(cfg.broker, cfg.device))
-    checks.append(check_clock(cfg.trust_system_clock))
-    checks.append(check_disk(cfg.outbox_path, cfg.outbox_max_bytes))
+    checks.append(check_clock(cfg.clock.trust_system_clock))
+    checks.append(check_disk(cfg.outbox.path, cfg.outbox.max_bytes))
     return checks

@@ -15,7 +15,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -30,42 +29,12 @@ from airgrid.wire import (
     status_topic,
     up_topic,
 )
+from edge_agent.config import BrokerSettings, PublishSettings
 from edge_agent.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
-
-
-@dataclass(frozen=True)
-class BrokerSettings:
-    host: str = "127.0.0.1"
-    port: int = 1883
-    username: str | None = None
-    password: str | None = None
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    keepalive_s: int = 30
-    prefix: str = "airgrid"
-    # Brokers to fail over between ("host:port", tried in turn); empty: host and port only.
-    hosts: tuple[str, ...] = ()
-    # "3.1.1" for brokers without MQTT 5, e.g. RabbitMQ 3.10's rabbitmq_mqtt plugin.
-    protocol: str = "5"
-
-    def endpoints(self) -> list[tuple[str, int]]:
-        if not self.hosts:
-            return [(self.host, self.port)]
-        return [(h.rpartition(":")[0], int(h.rpartition(":")[2])) for h in self.hosts]
-
-
-@dataclass(frozen=True)
-class PublishSettings:
-    batch_max: int = 200  # readings per MQTT message
-    window: int = 20  # messages in flight (published, not yet acknowledged)
-    resend_after_s: float = 60.0  # republish what a live connection never acknowledged
-    backoff_min_s: float = 1.0
-    backoff_max_s: float = 60.0
 
 
 class Publisher:

@@ -34,8 +34,9 @@ from collector.amqp_topology import Topology
 from collector.handover import HandOver, InfluxHistory
 from collector.influx_sink import InfluxV1Sink
 from collector.pipeline import Pipeline
+from edge_agent.config import BrokerSettings, PublishSettings
 from edge_agent.outbox import Outbox
-from edge_agent.publisher import BrokerSettings, Publisher, PublishSettings
+from edge_agent.publisher import Publisher
 from orchestration.rabbitmq import RabbitCluster
 from orchestration.services import InfluxDB
 from orchestration.stack import DEMO_RULES

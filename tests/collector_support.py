@@ -47,6 +47,7 @@ class Collector:
             "[batch]\nmax_wait_ms = 50\n"
             f"[metrics]\nport = {self.metrics_port}\n{extra}"
         )
+        self.config.chmod(0o600)  # it may hold a token or a password
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = workdir / "collector.log"
 

@@ -14,7 +14,7 @@ import numpy as np
 import pika
 import pytest
 
-from airgrid.config_schema import ConfigError
+from airgrid.config import ConfigError
 from alert_rules.engine import Engine
 from alert_rules.rulefile import load_rules
 from collector.amqp_ingest import routing_key_from_topic, topic_from_routing_key
@@ -50,7 +50,7 @@ def test_topic_routing_key_swap() -> None:
 def test_amqp_config_is_validated() -> None:
     cfg = from_dict({"source": "amqp", "amqp": {"collector": "c2",
                                                 "collectors": {"c1": 1, "c2": 3}}})
-    assert cfg.source == "amqp" and cfg.amqp_collectors == (("c1", 1), ("c2", 3))
+    assert cfg.source == "amqp" and cfg.amqp.ring == (("c1", 1), ("c2", 3))
     with pytest.raises(ConfigError, match=r"amqp\.collectors"):
         from_dict({"amqp": {"collector": "c9", "collectors": {"c1": 1}}}, "x.toml")
     with pytest.raises(ConfigError, match=r"x\.toml: source"):
@@ -238,6 +238,7 @@ def test_collector_cli_runs_on_amqp(rabbit: RabbitCluster, shared_influxdb: Infl
     cfg.write_text(f'source = "amqp"\n[amqp]\nurls = [{urls}]\ncollector = "cli1"\n'
                    f'collectors = {{ cli1 = 20 }}\n[influx]\nurl = "{shared_influxdb.url}"\n'
                    f'database = "{influx_db_name}"\n[batch]\nmax_wait_ms = 50\n')
+    cfg.chmod(0o600)  # the AMQP URLs carry credentials
     proc = subprocess.Popen([sys.executable, "-m", "collector.cli", "run", "--config", str(cfg)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

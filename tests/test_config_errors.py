@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from airgrid.config_schema import ConfigError
+from airgrid.config import ConfigError
 from collector import config as collector_config
 from edge_agent import config as edge_config
 
@@ -15,7 +15,8 @@ def test_edge_config_defaults(tmp_path: Path) -> None:
     f = tmp_path / "edge.toml"
     f.write_text('device = "dev-1"\n[sensor]\nport = "/dev/ttyUSB0"\n')
     cfg = edge_config.load(f)
-    assert cfg.port == "/dev/ttyUSB0" and cfg.interval_s == 60.0 and cfg.broker.port == 1883
+    assert cfg.sensor.port == "/dev/ttyUSB0" and cfg.sampling.interval_s == 60.0
+    assert cfg.broker.port == 1883
 
 
 @pytest.mark.parametrize(

@@ -130,7 +130,7 @@ def test_install_service_writes_unit_and_private_config(tmp_path: Path) -> None:
         assert line in unit
     assert stat.S_IMODE(cfg.stat().st_mode) == 0o600
     loaded = edge_config.load(cfg)
-    assert loaded.device == "pi-0042" and loaded.sensor_model == "sds011"
+    assert loaded.device == "pi-0042" and loaded.sensor.model == "sds011"
     cfg.write_text(cfg.read_text() + "# edited\n")
     res = _edge("install-service", "--unit-dir", str(tmp_path / "units"), "--config", str(cfg))
     assert "kept existing" in res.stdout and cfg.read_text().endswith("# edited\n")

@@ -14,8 +14,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from airgrid.wire import Reading, UpBatch, decode_up, encode_up
 from edge_agent import config as edge_config
 from edge_agent.agent import EdgeAgent
+from edge_agent.config import BrokerSettings, PublishSettings
 from edge_agent.outbox import Outbox
-from edge_agent.publisher import BrokerSettings, Publisher, PublishSettings
+from edge_agent.publisher import Publisher
 from firmware_sim import pms5003_firmware
 from firmware_sim.i2c_bus import FakeI2CBus
 from orchestration.services import Mosquitto, free_port

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from airgrid.config_schema import ConfigError
+from airgrid.config import ConfigError
 from edge_agent import config as edge_config
 from edge_agent.drivers.pms5003 import PmsFrame, PmsTFrame
 from edge_agent.drivers.sds011 import SdsFrame
@@ -71,8 +71,9 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_config_defaults_and_new_keys(tmp_path: Path) -> None:
     cfg = edge_config.load(_write(tmp_path, 'device = "pi-1"\n[sensor]\nmodel = "sds011"\n'
                                   'mode = "polled"\n[outbox]\ncommit_interval_s = 30\n'))
-    assert cfg.sensor_model == "sds011" and cfg.polled and cfg.commit_interval_s == 30.0
-    assert cfg.outbox_max_rows == 1_000_000 and cfg.hold_unsynced_s == 600.0
+    assert cfg.sensor.model == "sds011" and cfg.sensor.polled
+    assert cfg.outbox.commit_interval_s == 30.0
+    assert cfg.outbox.max_rows == 1_000_000 and cfg.clock.hold_unsynced_s == 600.0
 
 
 @pytest.mark.parametrize(("text", "key", "expected"), [
@@ -97,6 +98,6 @@ def test_config_errors_name_file_key_and_expected(
 def test_working_period_is_for_the_sds011_only(tmp_path: Path) -> None:
     ok = edge_config.load(_write(tmp_path, 'device = "d"\n[sensor]\nmodel = "sds011"\n'
                                  "working_period_min = 5\n"))
-    assert ok.working_period_min == 5
+    assert ok.sensor.working_period_min == 5
     with pytest.raises(ConfigError, match=r"sensor.working_period_min: expected to be set only"):
         edge_config.load(_write(tmp_path, 'device = "d"\n[sensor]\nworking_period_min = 5\n'))

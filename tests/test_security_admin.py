@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from airgrid.config_schema import ConfigError
+from airgrid.config import ConfigError
 from collector import config as collector_config
 from edge_agent import config as edge_config
 from orchestration.admin import passwd
@@ -184,11 +184,11 @@ def test_collector_config_with_password_refused_when_world_readable(tmp_path: Pa
     with pytest.raises(ConfigError, match=r"collector.toml: influx.password: expected"):
         collector_config.load(f)
     f.chmod(0o640)  # group-readable is the operator's choice (e.g. an `airgrid` group)
-    assert collector_config.load(f).influx_password == "secret"
+    assert collector_config.load(f).influx.password == "secret"
     g = tmp_path / "plain.toml"
     g.write_text('[broker]\nhost = "127.0.0.1"\n')
     g.chmod(0o644)
-    assert collector_config.load(g).broker_host == "127.0.0.1"
+    assert collector_config.load(g).broker.host == "127.0.0.1"
 
 
 def test_rewritten_broker_files_keep_their_owner(tmp_path: Path) -> None:
@@ -215,7 +215,7 @@ def test_config_errors_never_repeat_a_secret(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         edge_config.load(f)
     msg = str(err.value)
-    assert "broker.password: expected str" in msg and "987654321" not in msg
+    assert "broker.password: expected a string" in msg and "987654321" not in msg
     g = tmp_path / "collector.toml"
     g.write_text('[influx]\npassword = ["s3cr3t-token"]\n')
     g.chmod(0o600)

@@ -12,27 +12,18 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from airgrid.config_schema import Field, validate
 from airgrid.wire import alert_topic
 from collector.alerting.channels.notifier import Address, Context
+from collector.alerting.channels.settings import MqttChannel
 from collector.alerting.config import ChannelSpec
 from collector.alerting.errors import DeliveryRetry
 from collector.alerting.model import Message
 
 log = logging.getLogger(__name__)
-
-SCHEMA: dict[str, Any] = {
-    "host": Field(str), "port": Field(int, check=lambda v: 0 < v < 65536, expected="a TCP port"),
-    "username": Field(str), "password": Field(str), "prefix": Field(str),
-    "client_id": Field(str), "qos": Field(int, 1, check=lambda v: v in (0, 1, 2),
-                                          expected="0, 1 or 2"),
-    "puback_timeout_s": Field(float, 10.0, check=lambda v: v > 0, expected="seconds > 0"),
-}
 
 
 def state_topic(prefix: str, retain_key: str) -> str:
@@ -127,13 +118,14 @@ class MqttNotifier:
 
 
 def from_spec(spec: ChannelSpec, ctx: Context) -> MqttNotifier:
-    o = validate(spec.options, SCHEMA, ctx.file, prefix=f"alerting.channels.{spec.name}.")
+    o = spec.settings
+    assert isinstance(o, MqttChannel)
     # The collector's own broker and account: publish over its connection.
-    same_broker = not any(o[k] for k in ("host", "port", "username", "client_id"))
+    same_broker = not any((o.host, o.port, o.username, o.client_id))
     return MqttNotifier(
-        spec.name, o["host"] or ctx.broker_host, o["port"] or ctx.broker_port,
-        o["prefix"] or ctx.prefix, o["client_id"] or f"{ctx.client_id}-alerts-{spec.name}",
-        o["username"] or ctx.broker_username, o["password"] or ctx.broker_password,
-        o["qos"], o["puback_timeout_s"],
+        spec.name, o.host or ctx.broker_host, o.port or ctx.broker_port,
+        o.prefix or ctx.prefix, o.client_id or f"{ctx.client_id}-alerts-{spec.name}",
+        o.username or ctx.broker_username, o.password or ctx.broker_password,
+        o.qos, o.puback_timeout_s,
         shared=ctx.shared_client if same_broker else None,
         shared_connected=ctx.shared_connected if same_broker else None)

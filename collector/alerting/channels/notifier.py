@@ -51,7 +51,7 @@ def one_by_one(notifier: Notifier, msgs: list[Message]) -> list[Exception | None
 class Context:
     """What channels may need from the service, passed explicitly."""
 
-    file: str
+    file: str = "<config>"  # the collector's config file
     broker_host: str = "127.0.0.1"
     broker_port: int = 1883
     broker_username: str | None = None

@@ -14,30 +14,13 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
 
-from airgrid.config_schema import ConfigError, Field, validate
-from airgrid.durations import parse_duration_ms
 from collector.alerting.channels.notifier import Address, Context, one_by_one
 from collector.alerting.channels.rate_limit import RateLimiter
+from collector.alerting.channels.settings import SmsGatewayChannel
 from collector.alerting.config import ChannelSpec
 from collector.alerting.errors import DeliveryRejected, DeliveryRetry
 from collector.alerting.model import Message
-
-SCHEMA: dict[str, Any] = {
-    "url": Field(str, required=True, check=lambda v: v.startswith(("http://", "https://")),
-                 expected="an http(s) URL"),
-    "body_template": Field(str, required=True, expected="a body with {to} and {text}"),
-    "encoding": Field(str, "json", check=lambda v: v in ("json", "form"),
-                      expected='"json" or "form"'),
-    "content_type": Field(str),
-    "username": Field(str), "password": Field(str), "token": Field(str),
-    "headers": Field(dict, {}),
-    "success_contains": Field(str, "", expected="text a successful response contains"),
-    "timeout_s": Field(float, 10.0, check=lambda v: v > 0, expected="seconds > 0"),
-    "per_recipient": Field(int, 6, check=lambda v: v >= 1, expected="messages >= 1"),
-    "per_recipient_window": Field((str, int), "1h", expected="a duration like 1h"),
-}
 
 
 class GatewayNotifier:
@@ -100,22 +83,14 @@ class GatewayNotifier:
 
 
 def from_spec(spec: ChannelSpec, ctx: Context) -> GatewayNotifier:
-    key = f"alerting.channels.{spec.name}."
-    o = validate(spec.options, SCHEMA, ctx.file, prefix=key)
-    if "{to}" not in o["body_template"] or "{text}" not in o["body_template"]:
-        raise ConfigError(ctx.file, key + "body_template", "a body with {to} and {text}",
-                          o["body_template"])
-    headers = dict(o["headers"])
-    if o["token"]:
-        headers["Authorization"] = f"Bearer {o['token']}"
-    elif o["username"]:
-        cred = base64.b64encode(f"{o['username']}:{o['password'] or ''}".encode()).decode()
+    o = spec.settings
+    assert isinstance(o, SmsGatewayChannel)
+    headers = dict(o.headers)
+    if o.token:
+        headers["Authorization"] = f"Bearer {o.token}"
+    elif o.username:
+        cred = base64.b64encode(f"{o.username}:{o.password or ''}".encode()).decode()
         headers["Authorization"] = f"Basic {cred}"
-    try:
-        window = parse_duration_ms(o["per_recipient_window"]) / 1000
-    except ValueError as exc:
-        raise ConfigError(ctx.file, key + "per_recipient_window", "a duration like 1h",
-                          o["per_recipient_window"]) from exc
-    return GatewayNotifier(spec.name, o["url"], o["body_template"], o["encoding"],
-                           o["content_type"], headers, o["success_contains"], o["timeout_s"],
-                           RateLimiter(o["per_recipient"], window))
+    return GatewayNotifier(spec.name, o.url, o.body_template, o.encoding, o.content_type,
+                           headers, o.success_contains, o.timeout_s,
+                           RateLimiter(o.per_recipient, o.per_recipient_window_ms / 1000))

@@ -20,14 +20,12 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import serial
 
-from airgrid.config_schema import Field, validate
-from airgrid.durations import parse_duration_ms
 from collector.alerting.channels.notifier import Address, Context, one_by_one
 from collector.alerting.channels.rate_limit import RateLimiter
+from collector.alerting.channels.settings import SmsModemChannel
 from collector.alerting.channels.sms_pdu import (
     UCS2_SINGLE_CHARS,
     PduError,
@@ -40,14 +38,6 @@ from collector.alerting.model import Message
 
 log = logging.getLogger(__name__)
 
-SCHEMA: dict[str, Any] = {
-    "port": Field(str, required=True, expected="a serial device path, e.g. /dev/ttyUSB2"),
-    "baudrate": Field(int, 115200, check=lambda v: v > 0, expected="a baud rate"),
-    "timeout_s": Field(float, 30.0, check=lambda v: v > 0, expected="seconds > 0"),
-    "per_recipient": Field(int, 6, check=lambda v: v >= 1, expected="messages >= 1"),
-    "per_recipient_window": Field((str, int), "1h", expected="a duration like 1h"),
-    "text_mode": Field(bool, True),
-}
 # TS 27.005 3.2.5: +CMS errors that no retry can fix (bad parameters, unknown number).
 PERMANENT_CMS = {1, 8, 10, 21, 27, 28, 29, 30, 50, 96, 97, 98, 99, 302, 303, 304, 305, 325}
 FINAL = re.compile(r"^(OK|ERROR|\+CMS ERROR: ?(\d+)|\+CME ERROR: ?(.+))$")
@@ -257,16 +247,8 @@ class ModemNotifier:
 
 
 def from_spec(spec: ChannelSpec, ctx: Context) -> ModemNotifier:
-    key = f"alerting.channels.{spec.name}."
-    o = validate(spec.options, SCHEMA, ctx.file, prefix=key)
-    try:
-        window_ms = parse_duration_ms(o["per_recipient_window"])
-    except ValueError as exc:
-        from airgrid.config_schema import ConfigError
-
-        raise ConfigError(ctx.file, key + "per_recipient_window", "a duration like 1h",
-                          o["per_recipient_window"]) from exc
-    on_sms = ctx.on_sms
-    return ModemNotifier(spec.name, o["port"], o["baudrate"], o["timeout_s"],
-                         RateLimiter(o["per_recipient"], window_ms / 1000), o["text_mode"],
-                         on_sms)
+    o = spec.settings
+    assert isinstance(o, SmsModemChannel)
+    return ModemNotifier(spec.name, o.port, o.baudrate, o.timeout_s,
+                         RateLimiter(o.per_recipient, o.per_recipient_window_ms / 1000),
+                         o.text_mode, ctx.on_sms)

@@ -10,23 +10,14 @@ import json
 import time
 import urllib.error
 import urllib.request
-from typing import Any
 
-from airgrid.config_schema import ConfigError, Field, validate
 from collector.alerting.channels.notifier import Address, Context, one_by_one
+from collector.alerting.channels.settings import WebhookChannel
 from collector.alerting.channels.webhook_verify import DELIVERY_HEADER, HEADER, sign
 from collector.alerting.config import ChannelSpec
 from collector.alerting.errors import DeliveryRejected, DeliveryRetry
 from collector.alerting.model import Message
 
-SCHEMA: dict[str, Any] = {
-    "url": Field(str, required=True, check=lambda v: v.startswith(("http://", "https://")),
-                 expected="an http(s) URL"),
-    "secret": Field(str, required=True, check=lambda v: len(v) >= 16,
-                    expected="a shared secret of at least 16 characters"),
-    "timeout_s": Field(float, 5.0, check=lambda v: v > 0, expected="seconds > 0"),
-    "headers": Field(dict, {}),
-}
 RETRY_STATUS = {408, 429}
 
 
@@ -72,8 +63,6 @@ class WebhookNotifier:
 
 
 def from_spec(spec: ChannelSpec, ctx: Context) -> WebhookNotifier:
-    o = validate(spec.options, SCHEMA, ctx.file, prefix=f"alerting.channels.{spec.name}.")
-    if not all(isinstance(v, str) for v in o["headers"].values()):
-        raise ConfigError(ctx.file, f"alerting.channels.{spec.name}.headers",
-                          "a table of header = string", o["headers"])
-    return WebhookNotifier(spec.name, o["url"], o["secret"], o["timeout_s"], o["headers"])
+    o = spec.settings
+    assert isinstance(o, WebhookChannel)
+    return WebhookNotifier(spec.name, o.url, o.secret, o.timeout_s, o.headers)
