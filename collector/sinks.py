@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from collector.influx_sink import InfluxV1Sink, StorageSink
+from collector.influx_sink import InfluxV1Sink
 from collector.influx_v2_sink import InfluxV2Sink
+from collector.storage_sink import StorageSink
 
 if TYPE_CHECKING:
     from collector.config import CollectorConfig
