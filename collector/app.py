@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,12 +29,13 @@ from collector.dead_letters import DeadLetters
 from collector.engine_state_file import EngineStateFile
 from collector.gauges import Gauges
 from collector.handover import HandOver
+from collector.influx_sink import InfluxV1Sink
+from collector.influx_v2_sink import InfluxV2Sink
 from collector.ingest_source import IngestSource
 from collector.metrics import Metrics, MetricsServer
 from collector.mqtt_ingest import MqttIngest
 from collector.pipeline import Batching, Pipeline
 from collector.registry import RegistryError, RegistryWatcher
-from collector.sinks import make_sink
 from collector.spool import Spool
 from collector.state_store import StateStore
 from collector.storage_sink import StorageSink
@@ -82,6 +83,27 @@ def build_engine(files: Sequence[Path],
     expected = [ExpectedDevice(id=d.id, township=d.township, grid=d.grid, lat=d.lat, lon=d.lon,
                                name=d.name) for d in devices]
     return Engine(rules, registry=expected)
+
+
+def _influx_v1(cfg: CollectorConfig) -> StorageSink:
+    return InfluxV1Sink(cfg.influx_url, cfg.influx_database, cfg.influx_username,
+                        cfg.influx_password, timeout_s=cfg.influx_timeout_s,
+                        gzip_level=1 if cfg.influx_gzip else 0)
+
+
+def _influx_v2(cfg: CollectorConfig) -> StorageSink:
+    return InfluxV2Sink(cfg.influx_url, cfg.influx_token or "", cfg.influx_org,
+                        cfg.influx_bucket or cfg.influx_database, cfg.influx_timeout_s,
+                        cfg.influx_gzip)
+
+
+#: the explicit registry of storage sinks, chosen by `influx.api` in the config
+SINKS: dict[str, Callable[[CollectorConfig], StorageSink]] = {"v1": _influx_v1,
+                                                              "v2": _influx_v2}
+
+
+def make_sink(cfg: CollectorConfig) -> StorageSink:
+    return SINKS[cfg.influx_api](cfg)
 
 
 def configure_logging(loaded: LoadedConfig, level: str, log_format: str | None) -> None:

@@ -1,4 +1,4 @@
-"""The storage sink interface: where line protocol goes (`collector.sinks` picks one)."""
+"""The storage sink interface: where line protocol goes (chosen in `collector.app`)."""
 
 from __future__ import annotations
 

@@ -198,6 +198,7 @@ def test_province_run_survives_node_and_collector_crash(
         stored, lost, wrong = run.stored()
         captured = sum(d.captured for d in run.devices)
         assert lost == 0 and wrong == 0 and stored == captured, (stored, captured)
+        assert len(run.judged) == len(run.devices)  # every device's readings were judged
         assert run.devices_split() == 0
         assert sum(c.handover.counters.rebuilt_devices for c in run.collectors.values()
                    if c.handover) > 0
