@@ -34,7 +34,6 @@ class HourlyAggregates:
         self.keep_ms = keep_hours * HOUR_MS
         self.hours: dict[Key, Agg] = {}
         self.touched: set[Key] = set()
-        self._undo: dict[Key, Agg | None] = {}
         self.load_missing: object = None  # set by the state store: key → Agg | None
 
     def _get(self, key: Key) -> Agg:
@@ -46,8 +45,6 @@ class HourlyAggregates:
             agg = loaded if isinstance(loaded, Agg) else Agg([0.0] * n, [0] * n,
                                                                [float("-inf")] * n)
             self.hours[key] = agg
-        if key not in self._undo:
-            self._undo[key] = Agg(list(agg.sums), list(agg.counts), list(agg.maxes))
         return agg
 
     def add(self, device: str, ts: Sequence[int], columns: Sequence[Sequence[float | None]]
@@ -107,17 +104,7 @@ class HourlyAggregates:
     def commit(self, now_ms: int) -> list[Key]:
         touched = sorted(self.touched)
         self.touched.clear()
-        self._undo.clear()
         cutoff = now_ms - self.keep_ms
         for key in [k for k in self.hours if k[1] < cutoff]:
             del self.hours[key]
         return touched
-
-    def rollback(self) -> None:
-        for key, before in self._undo.items():
-            if before is None:
-                self.hours.pop(key, None)
-            else:
-                self.hours[key] = before
-        self.touched.clear()
-        self._undo.clear()

@@ -22,7 +22,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
 from collector import amqp_topology
-from collector.mqtt_ingest import Delivery
+from collector.delivery import Delivery
 
 log = logging.getLogger(__name__)
 

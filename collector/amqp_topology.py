@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 from airgrid.wire import DEFAULT_PREFIX
@@ -71,18 +70,3 @@ def ensure(channel: BlockingChannel, topology: Topology) -> None:
 def declare_queue(channel: BlockingChannel, collector: str) -> None:
     channel.queue_declare(queue_name(collector), durable=True, arguments=QUEUE_ARGS)
 
-
-def retire(channel: BlockingChannel, collector: str, weight: int,
-           exchange: str = HASH_EXCHANGE) -> None:
-    """Stop routing to a collector (its devices move to the others); its queue stays
-    until it has drained, then delete it with `channel.queue_delete(queue_name(c))`."""
-    channel.queue_unbind(queue_name(collector), exchange, routing_key=str(weight))
-
-
-def ensure_at(urls: list[str], topology: Topology) -> None:
-    """Connect to the first reachable node of `urls` and run `ensure`."""
-    conn = pika.BlockingConnection([pika.URLParameters(u) for u in urls])
-    try:
-        ensure(conn.channel(), topology)
-    finally:
-        conn.close()

@@ -18,17 +18,13 @@ class DeviceSeq:
     received: int = 0  # distinct seqs seen since the floor (for completeness)
 
 
-def _copy(d: DeviceSeq | None) -> DeviceSeq | None:
-    return None if d is None else DeviceSeq(d.max_seq, d.floor, set(d.missing), d.received)
-
-
 class SeqTracker:
     """Per-device seq state; the pipeline checkpoints it so a restart keeps dropping repeats."""
 
     def __init__(self) -> None:
         self.devices: dict[str, DeviceSeq] = {}
         self.duplicates = 0
-        self._undo: dict[str, DeviceSeq | None] = {}
+        self._touched: dict[str, None] = {}  # devices marked since the last commit, in order
 
     def seen(self, device: str, seq: int) -> bool:
         d = self.devices.get(device)
@@ -38,8 +34,7 @@ class SeqTracker:
 
     def mark(self, device: str, seq: int) -> None:
         d = self.devices.get(device)
-        if device not in self._undo:
-            self._undo[device] = _copy(d)
+        self._touched[device] = None
         if d is None:
             self.devices[device] = DeviceSeq(max_seq=seq, floor=seq, received=1)
             return
@@ -63,8 +58,7 @@ class SeqTracker:
         # Fast path: a message continuing the device's sequence in order.
         if d is not None and n and seqs[0] > d.max_seq and all(
                 seqs[i] < seqs[i + 1] for i in range(n - 1)):
-            if device not in self._undo:
-                self._undo[device] = _copy(d)
+            self._touched[device] = None
             first = seqs[0]
             gap = first - d.max_seq - 1
             if gap > MAX_TRACKED_GAP:
@@ -89,19 +83,10 @@ class SeqTracker:
         return out
 
     def commit(self) -> list[str]:
-        """The batch is stored: forget the undo log; returns the devices it touched."""
-        touched = list(self._undo)
-        self._undo.clear()
+        """The batch is sealed: returns the devices it touched (for the checkpoint)."""
+        touched = list(self._touched)
+        self._touched.clear()
         return touched
-
-    def rollback(self) -> None:
-        """The batch was not stored (and will be redelivered): undo its marks."""
-        for device, before in self._undo.items():
-            if before is None:
-                self.devices.pop(device, None)
-            else:
-                self.devices[device] = before
-        self._undo.clear()
 
     def gaps(self, device: str) -> int:
         d = self.devices.get(device)

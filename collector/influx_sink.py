@@ -1,4 +1,4 @@
-"""Storage sinks: where line protocol goes. InfluxDB 1.x `/write` here."""
+"""The InfluxDB 1.x storage sink: `/write` over HTTP."""
 
 from __future__ import annotations
 
@@ -8,17 +8,8 @@ import http.client
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Protocol
 
 from collector.errors import Rejected, RetryLater
-
-
-class StorageSink(Protocol):
-    """Writes line protocol (ms precision). Raises RetryLater or Rejected."""
-
-    def write(self, lines: list[str]) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class InfluxV1Sink:

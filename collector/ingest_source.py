@@ -12,9 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
-from collector.mqtt_ingest import Delivery
-
-__all__ = ["Delivery", "IngestSource"]
+from collector.delivery import Delivery
 
 
 class IngestSource(Protocol):

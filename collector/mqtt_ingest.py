@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -18,19 +17,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from airgrid.wire import device_subscription
+from collector.delivery import Delivery
 
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    generation: int  # connection it arrived on: acks never cross a reconnect
 
 
 class MqttIngest:

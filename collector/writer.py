@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from collector.errors import Rejected, RetryLater
-from collector.influx_sink import StorageSink
 from collector.spool import Spool
+from collector.storage_sink import StorageSink
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +41,17 @@ class StorageWriter:
         self.replay_backoff_max_s = replay_backoff_max_s
         self.observe_latency = observe_latency
         self.healthy = True  # last write reached storage
-        self.write_retries = 0
+        self._write_retries = 0
+        self._count_lock = threading.Lock()  # writes retry in several threads at once
         self._replay_delay = backoff_s
         self._next_replay = 0.0
         # Writes run in several threads; the spool is touched by one at a time.
         self._lock = threading.Lock()
+
+    @property
+    def write_retries(self) -> int:
+        with self._count_lock:
+            return self._write_retries
 
     def store(self, lines: list[str]) -> WriteOutcome:
         if not lines:
@@ -62,7 +68,8 @@ class StorageWriter:
                 return WriteOutcome(len(lines) - len(refused), 0, refused)
             except RetryLater as exc:
                 self.healthy = False
-                self.write_retries += 1
+                with self._count_lock:
+                    self._write_retries += 1
                 log.warning("storage unavailable (attempt %d): %s", attempt + 1, exc)
                 if attempt < self.retries:
                     time.sleep(delay)

@@ -3,8 +3,8 @@
 Used by `bench/cluster.py` and the cluster tests. Devices are the real edge-agent
 `Outbox` + `Publisher` (MQTT 3.1.1 QoS 1, failing over between the nodes, each device
 starting at a different node); readings are captured directly into the outbox (no serial
-simulator: the sampler is not what is measured here). Collectors are the real `Pipeline`
-on an `AmqpIngest` with a `HandOver`, each on its own thread; a crash is the collector
+simulator: the sampler is not what is measured here). Collectors are the real collector
+(`collector.app`, source AMQP, with its hand-over), each on its own thread; a crash is the collector
 dropping its connection without acknowledging, and losing all its memory, as kill -9 does.
 Every device's readings judged by each collector and every alert event on the bus are
 recorded, so a run can count split devices and duplicated alerts.
@@ -27,12 +27,11 @@ import pika
 
 from airgrid.measurements import READINGS
 from airgrid.wire import SCHEMA_VERSION, Status
-from alert_rules.engine import Engine
-from alert_rules.rulefile import load_rules
+from collector import config as collector_config
 from collector.amqp_ingest import AmqpIngest
-from collector.amqp_topology import Topology
-from collector.handover import HandOver, InfluxHistory
-from collector.influx_sink import InfluxV1Sink
+from collector.app import CollectorApp, from_config
+from collector.config import CollectorConfig
+from collector.handover import HandOver
 from collector.pipeline import Pipeline
 from edge_agent.config import BrokerSettings, PublishSettings
 from edge_agent.outbox import Outbox
@@ -65,48 +64,68 @@ class Device:
 
 
 class Collector:
-    """One collector's pipeline on its own thread, recording what it judges."""
+    """One collector (`collector.app`, source AMQP) on its own thread, recording what it
+    judges."""
 
     def __init__(self, run: ClusterRun, name: str) -> None:
         self.run = run
         self.name = name
         self.thread: threading.Thread | None = None
-        self.pipeline: Pipeline | None = None
-        self.ingest: AmqpIngest | None = None
-        self.handover: HandOver | None = None
+        self.app: CollectorApp | None = None
         self.crashes = 0
+        self.starts = 0
+
+    @property
+    def pipeline(self) -> Pipeline | None:
+        return None if self.app is None else self.app.pipeline
+
+    @property
+    def ingest(self) -> AmqpIngest | None:
+        if self.app is None:
+            return None
+        assert isinstance(self.app.ingest, AmqpIngest)
+        return self.app.ingest
+
+    @property
+    def handover(self) -> HandOver | None:
+        return None if self.app is None else self.app.handover
+
+    def config(self) -> CollectorConfig:
+        """This collector's config file as a deployment would write it. Each start gets
+        fresh state files: a crash loses all memory, as kill -9 of a collector whose
+        disk is lost does."""
+        r = self.run
+        first = self._first_node()
+        self.starts += 1
+        state = r.workdir / "collectors" / self.name / str(self.starts)
+        return collector_config.from_dict({
+            "source": "amqp",
+            "amqp": {"urls": r.cluster.amqp_urls[first:] + r.cluster.amqp_urls[:first],
+                     "collector": self.name, "prefetch": 500,
+                     "collectors": dict.fromkeys(r.collectors, 20),
+                     "rebuild_lookback_s": 60.0, "forget_after_s": r.forget_after_s},
+            "influx": {"url": r.influx.url, "database": r.database},
+            "batch": {"max_messages": 200, "max_wait_ms": 100},
+            "rules": {"files": [str(DEMO_RULES)], "tick_interval_s": 0.5},
+            "spool": {"dir": str(state / "spool")},
+            "state": {"file": str(state / "state.db")},
+            # transitions go out as events on the bus, where the alert tap counts them
+            "alerting": {"enabled": False},
+        }, state / "collector.toml")
 
     def start(self) -> None:
         r = self.run
-        engine = Engine(load_rules(DEMO_RULES))
-        self.ingest = AmqpIngest(r.cluster.amqp_urls[self._first_node():]
-                                 + r.cluster.amqp_urls[:self._first_node()],
-                                 self.name, prefetch=500, topology=r.topology())
-        self.handover = HandOver(engine, InfluxHistory(r.influx.url, r.database),
-                                 lookback_ms=60_000, forget_after_ms=int(r.forget_after_s * 1000))
-        # The hand-over sees each live batch just before the engine judges it (history it
-        # rebuilds from is not judged again: its transitions are discarded).
-        original = self.handover.before_ingest
 
-        def recording(devices: Sequence[str], ts_ms: Sequence[int], now_ms: int) -> None:
+        def judged(devices: Sequence[str], ts_ms: Sequence[int], now_ms: int) -> None:
             for d, t in zip(devices, ts_ms, strict=True):
                 r.judged[d].append((t, self.name))
-            original(devices, ts_ms, now_ms)
 
-        self.handover.before_ingest = recording  # type: ignore[method-assign]
-        self.pipeline = Pipeline(self.ingest, InfluxV1Sink(r.influx.url, r.database), engine,
-                                 max_messages=200, max_wait_s=0.1, tick_interval_s=0.5,
-                                 handover=self.handover)
-        pipeline, ingest = self.pipeline, self.ingest
-
-        def loop() -> None:
-            ingest.start()
-            try:
-                pipeline.run()
-            finally:
-                ingest.stop()
-
-        self.thread = threading.Thread(target=loop, name=f"collector-{self.name}", daemon=True)
+        # The hook sees each live batch just before the engine judges it (history the
+        # hand-over rebuilds from is not judged again: its transitions are discarded).
+        app = self.app = CollectorApp(from_config(self.config()), before_judge=[judged])
+        app.start()
+        self.thread = threading.Thread(target=app.run, name=f"collector-{self.name}",
+                                       daemon=True)
         self.thread.start()
 
     def _first_node(self) -> int:
@@ -114,15 +133,15 @@ class Collector:
 
     def crash(self) -> None:
         """Stop without acknowledging what is in flight; all memory is lost."""
-        assert self.pipeline is not None and self.ingest is not None and self.thread
+        assert self.app is not None and self.ingest is not None and self.thread
         self.ingest.generation += 1  # nothing taken so far will be acknowledged
-        self.pipeline.stopping.set()
+        self.app.stop()
         self.thread.join(30)
         self.crashes += 1
 
     def stop(self) -> None:
-        if self.pipeline is not None and self.thread is not None:
-            self.pipeline.stopping.set()
+        if self.app is not None and self.thread is not None:
+            self.app.stop()
             self.thread.join(30)
 
 
@@ -143,9 +162,6 @@ class ClusterRun:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     _alert_thread: threading.Thread | None = None
     _stop_alerts: threading.Event = field(default_factory=threading.Event)
-
-    def topology(self) -> Topology:
-        return Topology({name: 20 for name in self.collectors})
 
     def start(self) -> None:
         self.influx.create_database(self.database)

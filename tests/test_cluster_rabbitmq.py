@@ -198,6 +198,7 @@ def test_province_run_survives_node_and_collector_crash(
         stored, lost, wrong = run.stored()
         captured = sum(d.captured for d in run.devices)
         assert lost == 0 and wrong == 0 and stored == captured, (stored, captured)
+        assert len(run.judged) == len(run.devices)  # every device's readings were judged
         assert run.devices_split() == 0
         assert sum(c.handover.counters.rebuilt_devices for c in run.collectors.values()
                    if c.handover) > 0
@@ -272,7 +273,7 @@ def test_amqp_collector_alerting_opens_its_own_mqtt_connection(mosquitto: Mosqui
     """No MQTT session to share on AMQP: the alert bus and the acknowledgement listener
     connect to [broker] themselves; with MQTT the ingest's client is shared."""
     from collector.alerting.channels.mqtt_bus import MqttNotifier
-    from collector.cli import _build_alerting
+    from collector.app import build_alerting
     from collector.mqtt_ingest import MqttIngest
     from collector.registry import RegistryWatcher
 
@@ -280,7 +281,7 @@ def test_amqp_collector_alerting_opens_its_own_mqtt_connection(mosquitto: Mosqui
                      "alerting": {"state_db": str(tmp_path / "a.sqlite"),
                                   "ack": {"mqtt": True, "token": "t"}}},
                     tmp_path / "collector.toml")
-    alerting = _build_alerting(cfg, None, RegistryWatcher(None, 2.0))
+    alerting = build_alerting(cfg, None, RegistryWatcher(None, 2.0))
     assert alerting is not None and alerting.mqtt_ack is not None
     bus = alerting.notifiers["bus"]
     assert isinstance(bus, MqttNotifier) and bus.owned and alerting.mqtt_ack.owned
@@ -293,7 +294,7 @@ def test_amqp_collector_alerting_opens_its_own_mqtt_connection(mosquitto: Mosqui
     cfg2 = from_dict({"broker": {"port": mosquitto.port, "client_id": "c8"},
                       "alerting": {"state_db": str(tmp_path / "b.sqlite")}},
                      tmp_path / "collector.toml")
-    alerting2 = _build_alerting(cfg2, shared, RegistryWatcher(None, 2.0))
+    alerting2 = build_alerting(cfg2, shared, RegistryWatcher(None, 2.0))
     assert alerting2 is not None
     bus2 = alerting2.notifiers["bus"]
     assert isinstance(bus2, MqttNotifier) and not bus2.owned and bus2.client is shared.client

@@ -17,16 +17,6 @@ def test_repeats_dropped_gaps_tracked_and_filled() -> None:
     assert t.fresh("a", [10, 12]) == [0, 1] and t.gaps("a") == 2  # a hole inside a message
 
 
-def test_rollback_forgets_an_unstored_batch_and_commit_keeps_it() -> None:
-    t = SeqTracker()
-    t.fresh("a", [1, 2])
-    assert t.commit() == ["a"]
-    t.fresh("a", [3, 4])
-    t.fresh("b", [1])
-    t.rollback()
-    assert t.fresh("a", [3, 4]) == [0, 1] and t.fresh("b", [1]) == [0]
-
-
 def test_a_huge_jump_resets_rather_than_tracking_every_seq() -> None:
     t = SeqTracker()
     t.fresh("a", [1])

@@ -12,9 +12,12 @@ import pytest
 import collector
 from alert_rules.engine import Engine
 from collector import calibration
+from collector.app import build_pipeline
+from collector.batch_builder import Intake
+from collector.config import from_dict
+from collector.delivery import Delivery
 from collector.influx_sink import InfluxV1Sink
-from collector.mqtt_ingest import Delivery, MqttIngest
-from collector.pipeline import Pipeline
+from collector.mqtt_ingest import MqttIngest
 from collector.registry import RegistryError, RegistryWatcher, load
 from orchestration.services import InfluxDB, Mosquitto
 from tests.collector_support import reading, stored_rows, up_payload
@@ -129,7 +132,7 @@ def test_registry_tags_corrected_fields_and_unknown_policy(
         "devices:\n  - {id: k1, site: 'gov roof', township: 城关镇, grid: CG-01, lat: 30,"
         " lon: 114, calibration: {formula: linear, slope: 0.5, intercept: 2}}\n")
     sink = InfluxV1Sink(shared_influxdb.url, influx_db_name)
-    p = Pipeline(ingest, sink, Engine([]), registry=RegistryWatcher(reg))
+    p = build_pipeline(from_dict({}), ingest, sink, Engine([]), registry=RegistryWatcher(reg))
     now = int(time.time() * 1000)
     p.process([Delivery("airgrid/v1/dev/k1/up", up_payload("k1", [reading(1, now, 40.0)]),
                         0, 0, 0),
@@ -143,7 +146,7 @@ def test_registry_tags_corrected_fields_and_unknown_policy(
     assert u9["unregistered"] == "true" and u9["pm2_5_corr"] is None
     assert p.counters.unknown_device_readings == 1
 
-    p.unknown_devices = "reject"
+    p.builder.intake = Intake(unknown_devices="reject")
     p.process([Delivery("airgrid/v1/dev/u8/up", up_payload("u8", [reading(1, now, 1.0)]),
                         0, 0, 0)])
     assert p.counters.rejected["unknown_device"] == 1

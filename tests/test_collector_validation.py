@@ -16,9 +16,12 @@ from hypothesis import strategies as st
 
 from airgrid.wire import WireError, deadletter_topic, status_topic, up_topic
 from alert_rules.engine import Engine
+from collector.app import build_pipeline
+from collector.config import from_dict
 from collector.decode import decode_up
+from collector.delivery import Delivery
 from collector.influx_sink import InfluxV1Sink
-from collector.mqtt_ingest import Delivery, MqttIngest
+from collector.mqtt_ingest import MqttIngest
 from collector.pipeline import Pipeline
 from orchestration.services import InfluxDB, Mosquitto
 from tests.collector_support import reading, stored_rows, up_payload
@@ -68,7 +71,8 @@ def pipeline(mosquitto: Mosquitto, shared_influxdb: InfluxDB, influx_db_name: st
     ingest = MqttIngest("127.0.0.1", mosquitto.port, f"v-{influx_db_name}", "airgrid", 100)
     ingest.start()
     assert ingest.connected.wait(10)
-    p = Pipeline(ingest, InfluxV1Sink(shared_influxdb.url, influx_db_name), Engine([]))
+    p = build_pipeline(from_dict({}), ingest, InfluxV1Sink(shared_influxdb.url, influx_db_name),
+                       Engine([]))
     yield p
     ingest.stop()
 

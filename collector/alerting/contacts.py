@@ -1,7 +1,9 @@
 """Who is responsible for a device: the small interface the device registry fills.
 
-Until the registry lands, a static mapping (from the `[alerting.contacts]` table or a
-TOML file) implements it.
+Two implement it: a static mapping here (from the `[alerting.contacts]` table or a TOML
+file), and `collector.registry_contacts.RegistryContacts`, which takes each device's grid
+worker from the device registry and the officers (and unlisted devices) from the static
+mapping.
 """
 
 from __future__ import annotations

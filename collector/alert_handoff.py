@@ -1,0 +1,69 @@
+"""Hands stored readings to the rule engine and its transitions to whoever announces them.
+
+Only stored (and acked) batches are judged, so an alert never rests on a reading that is
+not in InfluxDB. Hooks run just before the engine takes a batch: the province hand-over
+(`collector.handover`) rebuilds a newcomer device's windows there. With the alert lifecycle
+(`collector.alerting`) transitions go to it; without it they go out as events on the bus.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from alert_rules.engine import Engine
+from alert_rules.transitions import Transition
+from collector import alert_events
+from collector.batch import Batch
+from collector.counters import Counters
+from collector.dead_letters import Publish
+from collector.metrics import Metrics
+
+if TYPE_CHECKING:
+    from collector.alerting.service import AlertingService
+
+log = logging.getLogger(__name__)
+
+#: called with a stored batch's (devices, reading times, now in ms) before it is judged
+BeforeJudge = Callable[[Sequence[str], Sequence[int], int], None]
+
+
+class AlertHandOff:
+    def __init__(self, engine: Engine, publish: Publish, prefix: str, counters: Counters,
+                 metrics: Metrics, *, alerting: AlertingService | None = None,
+                 before_judge: Sequence[BeforeJudge] = ()) -> None:
+        self.engine = engine
+        self.publish = publish
+        self.prefix = prefix
+        self.counters = counters
+        self.metrics = metrics
+        self.alerting = alerting
+        self.before_judge = list(before_judge)
+
+    def judge(self, batch: Batch, now_ms: int) -> None:
+        """Feed a stored batch's fresh readings to the engine."""
+        if not batch.fresh:
+            return
+        for hook in self.before_judge:
+            hook(batch.devices, batch.ts, now_ms)
+        self.engine.ingest(batch.devices, batch.ts, {
+            f: [getattr(r, f, None) for r in batch.fresh] for f in self.engine.fleet.fields},
+            flagged=[bool(r.flags) for r in batch.fresh])
+
+    def tick(self, now_ms: int) -> None:
+        self.publish_transitions(self.engine.tick(now_ms))
+
+    def publish_transitions(self, transitions: list[Transition]) -> None:
+        if self.alerting is not None:
+            self.alerting.handle(transitions)
+            decided = sum(t.state != "pending" for t in transitions)
+            self.counters.alerts_published += decided
+            self.metrics.alerts.inc(decided)
+            return
+        for t in transitions:
+            topic, payload = alert_events.encode(t, self.prefix)
+            self.publish(topic, payload, qos=1)
+            self.counters.alerts_published += 1
+            self.metrics.alerts.inc()
+            log.info("alert %s %s %s value=%.1f", t.rule, t.subject, t.state, t.value)

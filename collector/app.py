@@ -1,0 +1,280 @@
+"""The collector's composition root: every part built from its configuration, run, stopped.
+
+The one place that reads `CollectorConfig`: the CLI (`collector.cli`) and the province
+runner (`orchestration`'s cluster runner) both build a collector here. `load` is all the
+validation `run` does before it starts (and all that `check-config` does).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from airgrid.config import ConfigError
+from alert_rules.engine import Engine
+from alert_rules.registry import Device as ExpectedDevice
+from alert_rules.rulefile import DEFAULT_RULES, RuleFileError, load_rules
+from collector import config as collector_config
+from collector import logfmt
+from collector import registry as device_registry
+from collector.alert_handoff import AlertHandOff, BeforeJudge
+from collector.batch_builder import BatchBuilder, Intake
+from collector.batch_writer import BatchWriter
+from collector.counters import Counters
+from collector.dead_letters import DeadLetters
+from collector.engine_state_file import EngineStateFile
+from collector.gauges import Gauges
+from collector.handover import HandOver
+from collector.influx_sink import InfluxV1Sink
+from collector.influx_v2_sink import InfluxV2Sink
+from collector.ingest_source import IngestSource
+from collector.metrics import Metrics, MetricsServer
+from collector.mqtt_ingest import MqttIngest
+from collector.pipeline import Batching, Pipeline
+from collector.registry import RegistryError, RegistryWatcher
+from collector.spool import Spool
+from collector.state_store import StateStore
+from collector.storage_sink import StorageSink
+from collector.tag_cache import TagCache
+from collector.writer import StorageWriter
+
+if TYPE_CHECKING:
+    from collector.alerting.config import AlertingConfig
+    from collector.alerting.service import AlertingService
+    from collector.config import CollectorConfig
+
+log = logging.getLogger(__name__)
+
+#: what `load` raises: each message names the file and what is wrong
+LOAD_ERRORS = (ConfigError, RuleFileError, RegistryError)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A collector's configuration with its rules and device registry, all validated."""
+
+    config: CollectorConfig
+    engine: Engine
+    devices: dict[str, device_registry.Device]
+
+
+def load(path: Path) -> LoadedConfig:
+    """Config, rules, registry and alerting table, each validated; raises LOAD_ERRORS."""
+    return from_config(collector_config.load(path))
+
+
+def from_config(cfg: CollectorConfig) -> LoadedConfig:
+    devices = device_registry.load(cfg.registry.file) if cfg.registry.file else {}
+    engine = build_engine(cfg.rules.files, devices.values())
+    _alerting_config(cfg)
+    return LoadedConfig(cfg, engine, devices)
+
+
+def build_engine(files: Sequence[Path],
+                 devices: Iterable[device_registry.Device] = ()) -> Engine:
+    """The rules over the registered fleet: deadman also catches devices never heard."""
+    rules = []
+    for f in files or (DEFAULT_RULES,):
+        rules.extend(load_rules(f))
+    expected = [ExpectedDevice(id=d.id, township=d.township, grid=d.grid, lat=d.lat, lon=d.lon,
+                               name=d.name) for d in devices]
+    return Engine(rules, registry=expected)
+
+
+def _influx_v1(cfg: CollectorConfig) -> StorageSink:
+    return InfluxV1Sink(cfg.influx.url, cfg.influx.database, cfg.influx.username,
+                        cfg.influx.password, timeout_s=cfg.influx.timeout_s,
+                        gzip_level=1 if cfg.influx.gzip else 0)
+
+
+def _influx_v2(cfg: CollectorConfig) -> StorageSink:
+    return InfluxV2Sink(cfg.influx.url, cfg.influx.token or "", cfg.influx.org,
+                        cfg.influx.bucket or cfg.influx.database, cfg.influx.timeout_s,
+                        cfg.influx.gzip)
+
+
+#: the explicit registry of storage sinks, chosen by `influx.api` in the config
+SINKS: dict[str, Callable[[CollectorConfig], StorageSink]] = {"v1": _influx_v1,
+                                                              "v2": _influx_v2}
+
+
+def make_sink(cfg: CollectorConfig) -> StorageSink:
+    return SINKS[cfg.influx.api](cfg)
+
+
+def configure_logging(loaded: LoadedConfig, level: str, log_format: str | None) -> None:
+    """`log_format` from the command line wins over `[log] format` in the config."""
+    logfmt.setup(level, log_format or loaded.config.log.format)
+
+
+def _alerting_config(cfg: CollectorConfig) -> AlertingConfig:
+    from collector.alerting import config as alerting_config
+
+    return alerting_config.resolve(cfg.alerting)
+
+
+def build_alerting(cfg: CollectorConfig, shared: MqttIngest | None,
+                   registry: RegistryWatcher) -> AlertingService | None:
+    """The alert lifecycle, or None when `[alerting] enabled = false`. With an MQTT ingest
+    its client is shared (one connection per collector); an AMQP collector has none, so
+    alert channels and acknowledgements open their own to [broker]."""
+    from collector.alerting.channels.notifier import Context
+    from collector.alerting.service import AlertingService
+    from collector.registry_contacts import RegistryContacts
+
+    acfg = _alerting_config(cfg)
+    if not acfg.enabled:
+        return None
+    # grid workers come from the device registry when there is one
+    contacts = RegistryContacts(registry, acfg.contacts) if registry.path else None
+    return AlertingService(acfg, contacts=contacts, ctx=Context(
+        broker_host=cfg.broker.host, broker_port=cfg.broker.port,
+        broker_username=cfg.broker.username, broker_password=cfg.broker.password,
+        prefix=cfg.broker.prefix, client_id=cfg.broker.client_id,
+        shared_client=None if shared is None else shared.client,
+        shared_connected=None if shared is None else shared.connected))
+
+
+def build_pipeline(cfg: CollectorConfig, ingest: IngestSource, sink: StorageSink,
+                   engine: Engine, *, registry: RegistryWatcher | None = None,
+                   metrics: Metrics | None = None, spool: Spool | None = None,
+                   state: StateStore | None = None, engine_state_path: Path | None = None,
+                   alerting: AlertingService | None = None,
+                   before_judge: Sequence[BeforeJudge] = ()) -> Pipeline:
+    """The pipeline and its parts over the given ingest, sink and engine.
+
+    Without a spool the spool is a temp dir: still ordered and retried, but not durable
+    across a restart (the collector service always has one). Without a state store the
+    seq and hourly state is not checkpointed; without `engine_state_path` the engine's
+    is not kept.
+    """
+    metrics = metrics if metrics is not None else Metrics()
+    registry = registry if registry is not None else RegistryWatcher(None)
+    if spool is None:
+        spool = Spool(Path(tempfile.mkdtemp(prefix="airgrid-spool-")), 1 << 30)
+    counters = Counters()
+    dead_letters = DeadLetters(ingest.publish, cfg.broker.prefix, counters, metrics)
+    builder = BatchBuilder(
+        Intake(prefix=cfg.broker.prefix, max_payload_bytes=cfg.validation.max_payload_bytes,
+               max_future_ms=cfg.validation.max_future_ms, unknown_devices=cfg.registry.unknown),
+        TagCache(registry), dead_letters, counters, metrics)
+    alerts = AlertHandOff(engine, ingest.publish, cfg.broker.prefix, counters, metrics,
+                          alerting=alerting, before_judge=before_judge)
+    storage = StorageWriter(sink, spool, cfg.influx.retries, cfg.influx.backoff_ms / 1000,
+                            observe_latency=metrics.write_latency.observe)
+    writer = BatchWriter(storage, ingest.ack, dead_letters, counters, metrics, alerts.judge,
+                         state=state, max_writes=cfg.influx.writes_in_flight)
+    gauges = Gauges(metrics, counters, seqs=builder.seqs, devices=builder.health,
+                    storage=storage, spool=spool, registry=registry,
+                    spool_full=lambda: writer.spool_full, connected=ingest.connected)
+    batching = Batching(max_messages=cfg.batch.max_messages, max_lines=cfg.batch.max_lines,
+                        max_wait_s=cfg.batch.max_wait_ms / 1000,
+                        tick_interval_s=cfg.rules.tick_interval_s)
+    return Pipeline(ingest, builder, writer, alerts, EngineStateFile(engine, engine_state_path),
+                    gauges, batching)
+
+
+class CollectorApp:
+    """A whole collector: ingest (MQTT, or AMQP with the hand-over), sink, spool, state,
+    registry, engine, alerting, metrics endpoint and the pipeline between them.
+
+    `start` connects and restores state, `run` takes deliveries until `stop` (from any
+    thread), then drains and closes everything. `before_judge` hooks see every stored
+    batch just before the engine does (the province runner records who judged what).
+    """
+
+    def __init__(self, loaded: LoadedConfig, *,
+                 before_judge: Sequence[BeforeJudge] = ()) -> None:
+        cfg = self.config = loaded.config
+        self.engine = loaded.engine
+        self.sink = make_sink(cfg)
+        self.metrics = Metrics()
+        self.handover: HandOver | None = None
+        shared: MqttIngest | None = None
+        self.ingest: IngestSource
+        if cfg.source == "amqp":
+            self.ingest, self.handover = _amqp_source(cfg, self.engine)
+        else:
+            b = cfg.broker
+            self.ingest = shared = MqttIngest(
+                b.host, b.port, b.client_id, b.prefix, b.max_unacked, b.username, b.password,
+                session_expiry_s=b.session_expiry_s)
+        self.registry = RegistryWatcher(cfg.registry.file, cfg.registry.reload_check_s)
+        self.alerting = build_alerting(cfg, shared, self.registry)
+        if self.alerting is not None and self.alerting.mqtt_ack is not None and shared:
+            from collector.alerting.ack_mqtt import command_topic
+
+            shared.extra_subscriptions.append((command_topic(cfg.broker.prefix), 1))
+        self.spool = Spool(cfg.spool.dir, cfg.spool.max_bytes)
+        self.state = StateStore(cfg.state.file)
+        hooks = ([self.handover.before_ingest] if self.handover else []) + list(before_judge)
+        self.pipeline = build_pipeline(
+            cfg, self.ingest, self.sink, self.engine, registry=self.registry,
+            metrics=self.metrics, spool=self.spool, state=self.state,
+            # rule windows and alert states survive a restart
+            engine_state_path=cfg.state.file.with_name("engine.npz"),
+            alerting=self.alerting, before_judge=hooks)
+        self.server: MetricsServer | None = None
+        if cfg.metrics.port:
+            self.server = MetricsServer(self.metrics, self.pipeline.health_report,
+                                        cfg.metrics.host, cfg.metrics.port)
+
+    @property
+    def counters(self) -> Counters:
+        return self.pipeline.counters
+
+    def start(self) -> None:
+        """Restore saved state, serve metrics, connect to the broker, start alerting."""
+        n = self.state.restore(self.pipeline.builder.seqs, self.pipeline.builder.aggregates)
+        log.info("restored seq state of %d devices", n)
+        self.pipeline.engine_state.restore()
+        if self.server is not None:
+            self.server.start()
+        self.ingest.start()
+        if self.alerting is not None:
+            self.alerting.start()
+        cfg = self.config
+        log.info("collector: source %s, broker %s:%d, InfluxDB %s (%s) db %s, %d rules, "
+                 "spool %s", cfg.source, cfg.broker.host, cfg.broker.port, cfg.influx.url,
+                 cfg.influx.api, cfg.influx.database, len(self.engine.rules), cfg.spool.dir)
+
+    def run(self) -> None:
+        """Run the pipeline until `stop`; then drain what is held and close everything."""
+        try:
+            self.pipeline.run()
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        self.pipeline.stopping.set()
+
+    def close(self) -> None:
+        if self.alerting is not None:
+            self.alerting.stop()
+        self.ingest.stop()
+        self.sink.close()
+        if self.server is not None:
+            self.server.stop()
+        c = self.counters
+        log.info("stopped: %d messages, %d readings stored, %d duplicates, %d spooled, "
+                 "spool depth %d lines, rejected %s", c.messages, c.readings_stored,
+                 c.duplicates, c.spooled, self.spool.lines, dict(c.rejected))
+
+
+def _amqp_source(cfg: CollectorConfig, engine: Engine) -> tuple[IngestSource, HandOver]:
+    from collector.amqp_ingest import AmqpIngest
+    from collector.amqp_topology import Topology
+    from collector.handover import InfluxHistory
+
+    topology = (Topology(dict(cfg.amqp.ring), cfg.broker.prefix)
+                if cfg.amqp.setup_topology else None)
+    ingest = AmqpIngest(list(cfg.amqp.urls), cfg.amqp.collector, cfg.amqp.prefetch, topology)
+    history = InfluxHistory(cfg.influx.url, cfg.influx.database, cfg.influx.username,
+                            cfg.influx.password)
+    handover = HandOver(engine, history, int(cfg.amqp.rebuild_lookback_s * 1000),
+                        int(cfg.amqp.forget_after_s * 1000))
+    return ingest, handover
