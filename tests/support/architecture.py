@@ -3,7 +3,7 @@
 Every import statement counts: module level, inside functions, under `if TYPE_CHECKING:`,
 and `importlib.import_module("...")` / `__import__("...")` with a literal name. Run as
 `python -m tests.support.architecture [ROOT]` (from `make lint`) or through
-tests/test_architecture.py; each violation is printed as `file:line: ...`.
+tests/core/test_architecture.py; each violation is printed as `file:line: ...`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Tests of `alert_rules`: rule kinds, AQI, snapshots, hand-over, CLI."""

@@ -1,0 +1,167 @@
+"""Hand-over support of every rule kind: a device's alert state can be dropped
+(`Engine.forget`), started empty (`Engine.blank`) and taken from another engine
+(`Engine.adopt`), so a device that moves between collectors is judged in one place and
+its firing alert is not announced twice."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alert_rules.engine import Engine
+from alert_rules.registry import Device
+from alert_rules.rule_anomaly import AnomalyRule
+from alert_rules.transitions import Transition
+from tests.alert_rules.test_kinds import AQI, THRESHOLD
+from tests.support.rules import MIN, T0, engine_from
+
+
+@dataclasses.dataclass
+class Case:
+    yaml: str
+    target: str  # the device that fires
+    series: dict[str, list[float]]
+    registry: list[Device] = dataclasses.field(default_factory=list)
+    flagged: dict[str, list[bool]] | None = None
+
+
+SPATIAL_REG = [Device(f"a{i}", township="A", lat=39.90 + 0.001 * i, lon=116.40)
+               for i in range(6)]
+
+CASES = {
+    "threshold": Case(THRESHOLD, "a", {"a": [40.0] * 5 + [220.0] * 30, "b": [40.0] * 35}),
+    "aqi_category": Case(AQI, "a", {"a": [100.0] * 3 + [160.0] * 10, "b": [40.0] * 13}),
+    "rate_of_change": Case("""
+rules:
+  - name: spike
+    kind: rate_of_change
+    above: 100
+    clear_below: 20
+""", "a", {"a": [30.0, 31, 30, 250, 252], "b": [30.0] * 5}),
+    "flatline": Case("""
+rules:
+  - name: stuck
+    kind: flatline
+    window: 10m
+    min_readings: 8
+""", "a", {"a": [42.0] * 12, "b": [42.0, 42.5] * 6}),
+    "out_of_range": Case("""
+rules:
+  - name: range
+    kind: out_of_range
+    min: 0
+    max: 1000
+""", "a", {"a": [10.0, 1200.0, 1200.0], "b": [10.0] * 3}),
+    "data_quality": Case("""
+rules:
+  - name: dq
+    kind: data_quality
+    window: 5m
+    above: 0.5
+    clear_below: 0.2
+    min_readings: 4
+""", "a", {"a": [30.0] * 12, "b": [30.0] * 12},
+        flagged={"a": [True] * 12, "b": [False] * 12}),
+    "deadman": Case("""
+rules:
+  - name: silent
+    kind: deadman
+    absent_for: 10m
+""", "a", {"b": [30.0] * 14}, registry=[Device("a"), Device("b")]),
+    "anomaly": Case("""
+rules:
+  - name: odd
+    kind: anomaly
+    above: 0.9
+    cooldown: 10m
+""", "a", {"a": [30.0 + (i % 5) for i in range(20)] + [400.0],
+           "b": [30.0 + (i % 5) for i in range(21)]}),
+    "spatial": Case("""
+rules:
+  - name: spatial
+    kind: spatial
+    window: 2m
+    radius_km: 3
+    min_neighbours: 3
+    ratio: 2
+    min_excess: 35
+""", "a3", {**{f"a{i}": [40.0] * 6 for i in range(6)}, "a3": [40.0, 40, 200, 200, 200, 200]},
+        registry=SPATIAL_REG),
+}
+
+
+def step(e: Engine, case: Case, i: int, skip: str | None = None) -> list[Transition]:
+    devs = [d for d, v in case.series.items() if i < len(v) and d != skip]
+    if devs:
+        fl = None if case.flagged is None else [case.flagged[d][i] for d in devs]
+        e.ingest(devs, [T0 + i * MIN] * len(devs),
+                 {"pm2_5": [case.series[d][i] for d in devs]}, fl)
+    return e.tick(T0 + i * MIN)
+
+
+def until_firing(tmp_path: Path, case: Case) -> tuple[Engine, int]:
+    e = engine_from(tmp_path, case.yaml, case.registry)
+    steps = max(len(v) for v in case.series.values())
+    for i in range(steps):
+        if any(t.subject == case.target and t.state == "firing" for t in step(e, case, i)):
+            return e, i
+    raise AssertionError("the case never fires")
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_every_kind_forgets_a_moved_device(tmp_path: Path, kind: str) -> None:
+    case = CASES[kind]
+    e, i = until_firing(tmp_path, case)
+    rule = e.rules[0]
+    assert rule.kind == kind and rule.active(e.fleet)[case.target] == "firing"
+    assert e.forget([case.target, "never-seen"]) == 1
+    assert case.target not in rule.active(e.fleet)
+    row = e.fleet.index[case.target]
+    assert np.isnan(e.fleet.latest("pm2_5")[row]) and e.fleet.last_ts[row] == 0
+    # judged nowhere here any more: silent or not, no transition (not even a deadman)
+    later = [t for k in range(i + 1, i + 40) for t in step(e, case, k, skip=case.target)]
+    assert [t for t in later if t.subject == case.target] == []
+    if isinstance(rule, AnomalyRule):
+        assert rule.detector.seen[row] == 0
+    # it reports here again: judged again
+    e.ingest([case.target], [T0 + (i + 40) * MIN], {"pm2_5": [30.0]})
+    assert case.target not in e.away
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_every_kind_adopts_alert_state_from_another_engine(tmp_path: Path, kind: str) -> None:
+    case = CASES[kind]
+    src, i = until_firing(tmp_path, case)
+    dst = engine_from(tmp_path, case.yaml, case.registry)
+    dst.ingest(["z-first"], [T0], {"pm2_5": [10.0]})  # rows differ between the engines
+    dst.adopt([case.target, "unknown-there"], src)
+    rule = dst.rules[0]
+    assert rule.active(dst.fleet)[case.target] == "firing"
+    assert "unknown-there" not in dst.fleet.index
+    if isinstance(rule, AnomalyRule):
+        s_rule = src.rules[0]
+        assert isinstance(s_rule, AnomalyRule)
+        assert (rule.detector.seen[dst.fleet.index[case.target]]
+                == s_rule.detector.seen[src.fleet.index[case.target]] > 0)
+    # the same readings go on: the alert is already firing here, nothing to announce
+    assert [t for t in step(dst, case, i) if t.subject == case.target
+            and t.state == "firing"] == []
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_every_kind_blank_has_same_rules_and_no_state(tmp_path: Path, kind: str) -> None:
+    case = CASES[kind]
+    e, _ = until_firing(tmp_path, case)
+    b = e.blank([case.target])
+    assert b.fleet.size == len([d for d in case.registry if d.id == case.target])
+    assert b.fleet.resolution_ms == e.fleet.resolution_ms
+    mine, theirs = e.rules[0], b.rules[0]
+    assert type(theirs) is type(mine) and theirs.name == mine.name
+    assert theirs.columns is not mine.columns and theirs.columns.firing.size == 0
+    assert mine.active(e.fleet)[case.target] == "firing"  # the original is untouched
+    if isinstance(mine, AnomalyRule):
+        assert isinstance(theirs, AnomalyRule)
+        assert theirs.detector.mu.size == 0 and theirs.detector.alpha == mine.detector.alpha

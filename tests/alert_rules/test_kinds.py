@@ -1,0 +1,254 @@
+"""Each rule kind on fixed series: fires when it should, not before its `for`, clears with
+hysteresis, does not flap on a series hovering at the limit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alert_rules.registry import Device
+from alert_rules.transitions import Transition
+from tests.support.rules import MIN, T0, engine_from, run_series, states
+
+THRESHOLD = """
+rules:
+  - name: heavy
+    kind: threshold
+    aggregate: mean
+    window: 5m
+    above: 150
+    clear_below: 135
+    for: 10m
+    keep_firing_for: 5m
+    annotations:
+      summary_en: "{name} ({township}): PM2.5 {value}, {category}"
+"""
+
+
+def test_threshold_fires_after_for_and_not_before(tmp_path: Path) -> None:
+    e = engine_from(tmp_path, THRESHOLD)
+    ev = run_series(e, {"a": [40.0] * 5 + [220.0] * 30, "b": [40.0] * 35})
+    # the 5-minute mean passes 150 at step 7 (2 of 5+1 buckets at 220 → 113; 3 → 150; 4 → 180)
+    s = states(ev, "heavy", "a")
+    assert s[0][1] == "pending"
+    first_pending = s[0][0]
+    assert s[1] == (first_pending + 10, "firing")  # exactly `for` later, not before
+    assert states(ev, subject="b") == []
+    firing = next(t for i, t in ev if t.state == "firing")
+    assert firing.annotations["summary_en"].startswith("a (): PM2.5 220.0, Heavily Polluted")
+
+
+def test_threshold_hysteresis_does_not_flap(tmp_path: Path) -> None:
+    e = engine_from(tmp_path, THRESHOLD)
+    hover = [145.0, 155.0, 148.0, 152.0, 140.0, 160.0] * 10  # mean hovers around 150
+    ev = run_series(e, {"a": [220.0] * 20 + hover + [60.0] * 20})
+    s = [st for _, st in states(ev, "heavy", "a")]
+    # fires once, stays firing while hovering above the 135 clear line, resolves once
+    assert s == ["pending", "firing", "resolved"]
+    resolved_at = states(ev, "heavy", "a")[-1][0]
+    # 60 enters at step 80; the mean drops below 135 at step 82; +5 min keep_firing_for
+    assert 20 + len(hover) + 5 <= resolved_at <= 20 + len(hover) + 8
+
+
+def test_threshold_short_excursion_never_fires(tmp_path: Path) -> None:
+    e = engine_from(tmp_path, THRESHOLD)
+    ev = run_series(e, {"a": [40.0] * 5 + [300.0] * 8 + [40.0] * 20})
+    assert [st for _, st in states(ev, "heavy", "a")] == ["pending"]
+
+
+AQI = """
+rules:
+  - name: aqi_heavy
+    kind: aqi_category
+    standard: hj633-2026
+    aggregate: mean
+    window: 1m
+    at_least: Heavily Polluted
+    clear_margin: 10
+"""
+
+
+def test_aqi_category_fires_at_level_and_clears_below_edge_margin(tmp_path: Path) -> None:
+    e = engine_from(tmp_path, AQI)
+    # 160 µg/m³ → IAQI 210 (重度); 148 → IAQI 197 (edge 200 − 10 < 197: still firing);
+    # 130 → IAQI 172: clears
+    ev = run_series(e, {"a": [100.0] * 3 + [160.0] * 3 + [148.0] * 5 + [130.0] * 3})
+    s = states(ev, "aqi_heavy", "a")
+    assert s[0][1] == "firing"
+    assert s[0][0] in (3, 4)
+    assert s[1][1] == "resolved"
+    assert s[1][0] >= 11
+    fired = next(t for _, t in ev if t.state == "firing")
+    assert fired.labels["level"] == "Heavily Polluted"
+    assert fired.labels["standard"] == "hj633-2026"
+
+
+def test_rate_of_change_spike(tmp_path: Path) -> None:
+    e = engine_from(tmp_path, """
+rules:
+  - name: spike
+    kind: rate_of_change
+    above: 100
+    clear_below: 20
+    keep_firing_for: 2m
+""")
+    ev = run_series(e, {"a": [30.0, 31, 30, 250, 252, 251, 250, 250, 250],
+                        "b": [30.0, 60, 90, 120, 150, 180, 210, 240, 270]})
+    assert states(ev, "spike", "a") == [(3, "firing"), (6, "resolved")]
+    assert states(ev, "spike", "b") == []  # 30 per minute: a fast episode, not a spike
+
+
+def test_flatline_catches_a_stuck_sensor(tmp_path: Path) -> None:
+    e = engine_from(tmp_path, """
+rules:
+  - name: stuck
+    kind: flatline
+    window: 10m
+    min_readings: 8
+""")
+    ev = run_series(e, {"stuck": [42.0] * 15 + [43.0, 45.0, 41.0] * 5,
+                        "live": [42.0, 42.5] * 15})
+    s = states(ev, "stuck", "stuck")
+    assert s[0] == (7, "firing")  # 8 identical readings in the window
+    assert s[1][1] == "resolved" and s[1][0] == 15
+    assert states(ev, "stuck", "live") == []
+
+
+def test_out_of_range(tmp_path: Path) -> None:
+    e = engine_from(tmp_path, """
+rules:
+  - name: range
+    kind: out_of_range
+    min: 0
+    max: 1000
+""")
+    ev = run_series(e, {"neg": [10.0, -5.0, 10.0], "high": [10.0, 1200.0, 1200.0],
+                        "ok": [0.0, 999.0, 1000.0]})
+    assert states(ev, "range", "neg") == [(1, "firing"), (2, "resolved")]
+    assert states(ev, "range", "high") == [(1, "firing")]
+    assert states(ev, "range", "ok") == []
+
+
+def test_data_quality_flagged_share(tmp_path: Path) -> None:
+    e = engine_from(tmp_path, """
+rules:
+  - name: dq
+    kind: data_quality
+    window: 5m
+    above: 0.5
+    clear_below: 0.2
+    min_readings: 4
+""")
+    flags = {"bad": [False] * 3 + [True] * 10 + [False] * 12, "good": [False, True] * 12 + [False]}
+    ev = run_series(e, {"bad": [30.0] * 25, "good": [30.0] * 25}, flagged=flags)
+    s = states(ev, "dq", "bad")
+    assert s[0][1] == "firing" and 5 <= s[0][0] <= 7
+    assert s[1][1] == "resolved" and s[1][0] >= 13
+    assert states(ev, "dq", "good") == []  # 50 % is not above 0.5
+
+
+def test_deadman_catches_never_reporting_devices_with_cellular_grace(tmp_path: Path) -> None:
+    reg = [Device("wired", link="wired"), Device("cell", link="cellular"),
+           Device("talks", township="城关镇")]
+    e = engine_from(tmp_path, """
+rules:
+  - name: silent
+    kind: deadman
+    absent_for: 10m
+    cellular_grace: 5m
+""", registry=reg)
+    ev = run_series(e, {"talks": [30.0] * 12})
+    assert states(ev, "silent", "wired") == [(10, "firing")]
+    assert states(ev, "silent", "talks") == []
+    ev2: list[tuple[int, Transition]] = []
+    for k in range(12, 30):
+        ev2.extend((k, t) for t in e.tick(T0 + k * MIN))
+    assert states(ev2, "silent", "cell") == [(15, "firing")]
+    # talks' last reading was at step 11: silent from step 21
+    assert states(ev2, "silent", "talks") == [(21, "firing")]
+    e.ingest(["talks"], [T0 + 30 * MIN], {"pm2_5": [30.0]})
+    back = e.tick(T0 + 30 * MIN)
+    assert [(t.subject, t.state) for t in back if t.subject == "talks"] == [("talks", "resolved")]
+    assert next(t for _, t in ev2 if t.subject == "talks").labels["township"] == "城关镇"
+
+
+def test_anomaly_spike_fires_once_with_cooldown(tmp_path: Path) -> None:
+    e = engine_from(tmp_path, """
+rules:
+  - name: odd
+    kind: anomaly
+    above: 0.9
+    cooldown: 10m
+""")
+    base = [30.0 + (i % 5) for i in range(40)]
+    series = [*base[:20], 400.0, *base[20:25], 380.0, *base[25:]]
+    ev = run_series(e, {"a": series, "calm": base})
+    # the second odd reading (step 26) falls in the cooldown: still one alert, which
+    # resolves 10 minutes after the last odd reading
+    assert states(ev, "odd", "a") == [(20, "firing"), (37, "resolved")]
+    assert states(ev, "odd", "calm") == []
+
+
+def test_spatial_local_source_versus_regional_episode(tmp_path: Path) -> None:
+    # town A: 6 devices within ~1 km, one of them near a local source
+    # town B: 6 devices, most elevated together (a regional episode)
+    reg = [Device(f"a{i}", township="A", lat=39.90 + 0.001 * i, lon=116.40) for i in range(6)]
+    reg += [Device(f"b{i}", township="B", lat=40.50 + 0.001 * i, lon=116.40) for i in range(6)]
+    e = engine_from(tmp_path, """
+rules:
+  - name: spatial
+    kind: spatial
+    window: 2m
+    radius_km: 3
+    min_neighbours: 3
+    ratio: 2
+    min_excess: 35
+    regional_above: 115
+    regional_fraction: 0.5
+""", registry=reg)
+    series: dict[str, list[float | None]] = {f"a{i}": [40.0] * 6 for i in range(6)}
+    series["a3"] = [40.0, 40, 200, 200, 200, 200]
+    series.update({f"b{i}": [40.0, 40, 180, 190, 185, 200] for i in range(5)})
+    series["b5"] = [40.0] * 6
+    ev = run_series(e, series)
+    assert [(t.subject, t.state) for _, t in ev if t.state == "firing"] == \
+        [("a3", "firing"), ("B", "firing")]
+    town = next(t for _, t in ev if t.subject == "B")
+    assert town.labels["scope"] == "township" and town.labels["township"] == "B"
+
+
+def test_bad_input_is_counted_and_named(tmp_path: Path) -> None:
+    import pytest
+
+    from alert_rules.rulefile import RuleFileError
+
+    e = engine_from(tmp_path, THRESHOLD)
+    e.ingest(["a", "b"], [T0, T0], {"pm2_5": [float("inf"), 30.0]})
+    assert e.fleet.bad_values == 1
+    assert e.tick(T0) == []
+    with pytest.raises(ValueError, match="different lengths"):
+        e.ingest(["a"], [T0, T0], {"pm2_5": [1.0]})
+    # a reading older than the minute ring is left out of it and counted
+    e.ingest(["a"], [T0 - 3_600_000], {"pm2_5": [500.0]})
+    assert e.fleet.late_dropped == 1
+    with pytest.raises(RuleFileError, match=r"rules.yaml:4: field: 'pm25' is not a reading"):
+        engine_from(tmp_path, "rules:\n  - name: x\n    kind: threshold\n    field: pm25\n"
+                    "    above: 1\n")
+
+
+def test_demo_rules_fire_within_seconds_only_for_the_polluted_device() -> None:
+    import alert_rules
+    from alert_rules.engine import Engine
+    from alert_rules.rulefile import load_rules
+
+    demo = Path(alert_rules.__file__).with_name("demo_rules.yaml")
+    e = Engine(load_rules(demo))
+    fired: dict[str, int] = {}
+    for i in range(30):  # one reading a second, like the demo's agents
+        now = T0 + i * 1000
+        e.ingest(["dirty", "clean1", "clean2"], [now - 300] * 3,
+                 {"pm2_5": [220.0 + (i % 3), 25.0 + i % 5, 45.0 - i % 4]})
+        for t in e.tick(now):
+            if t.state == "firing":
+                fired.setdefault(t.subject, i)
+    assert set(fired) == {"dirty"}
+    assert fired["dirty"] <= 6

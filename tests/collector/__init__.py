@@ -1,0 +1,1 @@
+"""Tests of `collector`: decode, dedup, storage, registry, operations."""

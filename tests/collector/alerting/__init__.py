@@ -1,0 +1,1 @@
+"""Tests of `collector.alerting`: lifecycle, channels, acknowledgements."""

@@ -1,0 +1,194 @@
+"""The real collector process with an [alerting] table: readings on a real broker → SMS on
+the simulated modem; killed (-9) mid-escalation and restarted, it notifies the next level
+on time, once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
+from orchestration.services import InfluxDB, Mosquitto
+from tests.support.alerting import OFFICER, WORKER, modem_sim
+from tests.support.wait import wait_for
+
+RULES = """rules:
+  - name: pm25_heavy
+    kind: threshold
+    field: pm2_5
+    above: 150
+    clear_below: 135
+    for: 0s
+"""
+
+
+def _config(tmp_path: Path, broker: int, influx: str, db: str, modem: str) -> Path:
+    (tmp_path / "rules.yaml").write_text(RULES)
+    conf = tmp_path / "collector.toml"
+    conf.write_text(f"""
+[broker]
+port = {broker}
+[influx]
+url = "{influx}"
+database = "{db}"
+[batch]
+max_wait_ms = 50
+[rules]
+files = ["rules.yaml"]
+tick_interval_s = 0.2
+[alerting]
+event_channels = []
+[alerting.ack]
+mqtt = false
+[alerting.channels.modem]
+type = "sms_modem"
+port = "{modem}"
+timeout_s = 5.0
+[alerting.receivers.grid_worker]
+targets = [{{ channel = "modem", to = "grid_worker" }}]
+[alerting.receivers.township_officer]
+targets = [{{ channel = "modem", to = "township_officer" }}]
+[alerting.route]
+receiver = "grid_worker"
+group_wait = "0s"
+[[alerting.escalation]]
+after = "5s"
+receivers = ["township_officer"]
+[[alerting.contacts.devices]]
+device = "dev-a"
+name = "城关镇政府楼顶"
+township = "城关镇"
+grid = "g1"
+worker_name = "张三"
+worker_phone = "{WORKER}"
+[[alerting.contacts.officers]]
+role = "township_officer"
+township = "城关镇"
+name = "王镇长"
+phone = "{OFFICER}"
+""", encoding="utf-8")
+    return conf
+
+
+def _collector(conf: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "collector.cli", "run", "--config",
+                                 str(conf)], stdout=out, stderr=subprocess.STDOUT)
+
+
+def test_collector_killed_mid_escalation_notifies_next_level_on_time_once(
+        tmp_path: Path, mosquitto: Mosquitto, shared_influxdb: InfluxDB,
+        influx_db_name: str) -> None:
+    pub = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    seq = 0
+
+    def reading(value: float) -> None:
+        nonlocal seq
+        seq += 1
+        r = Reading(seq=seq, ts=int(time.time() * 1000), sensor="pms5003", pm2_5=value)
+        pub.publish(up_topic("dev-a"), encode_up(UpBatch(v=SCHEMA_VERSION, device="dev-a",
+                                                         boot="b", readings=(r,))), qos=1)
+
+    with modem_sim(tmp_path) as modem:
+        conf = _config(tmp_path, mosquitto.port, shared_influxdb.url, influx_db_name,
+                       modem.port.path)
+        log = tmp_path / "collector.log"
+        proc = _collector(conf, log)
+        try:
+            time.sleep(2.5)  # connect and subscribe
+            reading(40.0)
+            reading(210.0)
+            assert wait_for(lambda: len(modem.sent) == 1, 15), log.read_text()
+            fired = time.monotonic()
+            proc.kill()  # -9 mid-escalation
+            proc.wait(5)
+            proc = _collector(conf, log)
+            time.sleep(1.0)
+            reading(220.0)  # still polluted after the restart: the same alert, no new SMS
+            assert wait_for(lambda: len(modem.sent) == 2, 15), log.read_text()
+            escalated_after = time.monotonic() - fired
+            time.sleep(2.0)
+        finally:
+            proc.terminate()
+            proc.wait(15)
+            pub.disconnect()
+            pub.loop_stop()
+    assert [s.to for s in modem.sent] == [WORKER, OFFICER]
+    assert "城关镇政府楼顶" in modem.sent[0].text and "第1级" in modem.sent[1].text
+    # due 5 s after firing; ticks every 0.2 s, plus a modem dialogue and a loaded machine
+    assert 4.5 <= escalated_after <= 8.0, escalated_after
+
+
+def test_acknowledgement_over_the_collectors_own_mqtt_connection(
+        tmp_path: Path, mosquitto: Mosquitto, shared_influxdb: InfluxDB,
+        influx_db_name: str) -> None:
+    """One connection per collector: the ack command arrives on the ingest's session
+    (manual ack), and the acknowledgement goes out as an event on the bus."""
+    import json
+    import threading
+
+    (tmp_path / "rules.yaml").write_text(RULES)
+    conf = tmp_path / "collector.toml"
+    conf.write_text(f"""
+[broker]
+port = {mosquitto.port}
+[influx]
+url = "{shared_influxdb.url}"
+database = "{influx_db_name}"
+[batch]
+max_wait_ms = 50
+[rules]
+files = ["rules.yaml"]
+tick_interval_s = 0.2
+""", encoding="utf-8")
+    events: list[dict[str, object]] = []
+    lock = threading.Lock()
+
+    def on_message(c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
+        with lock:
+            events.append(json.loads(msg.payload))
+
+    app = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
+    app.on_message = on_message
+    app.connect("127.0.0.1", mosquitto.port)
+    app.subscribe("airgrid/v1/alerts/#", qos=1)
+    app.loop_start()
+    log = tmp_path / "collector.log"
+    proc = _collector(conf, log)
+
+    def states() -> list[str]:
+        with lock:
+            return [e["data"]["state"] for e in events]  # type: ignore[index]
+
+    try:
+        time.sleep(2.5)
+        r = Reading(seq=1, ts=int(time.time() * 1000), sensor="pms5003", pm2_5=230.0)
+        app.publish(up_topic("dev-a"), encode_up(UpBatch(v=SCHEMA_VERSION, device="dev-a",
+                                                         boot="b", readings=(r,))), qos=1)
+        assert wait_for(lambda: "firing" in states(), 15), log.read_text()
+        with lock:
+            alert_id = next(e["data"]["alert_id"] for e in events  # type: ignore[index]
+                            if e["data"]["state"] == "firing")  # type: ignore[index]
+        app.publish(f"airgrid/v1/cmd/alerts/{alert_id}/ack",
+                    json.dumps({"by": "张三"}, ensure_ascii=False).encode(), qos=1)
+        assert wait_for(lambda: "acknowledged" in states(), 15), log.read_text()
+        # the collector kept one connection: nothing was kicked off the broker, and the
+        # broker never saw a second client of the collector's
+        assert "disconnected from broker" not in log.read_text()
+        broker_log = mosquitto.log_path.read_text()
+        assert "as airgrid-collector " in broker_log
+        assert "as airgrid-collector-" not in broker_log
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        app.disconnect()
+        app.loop_stop()
+    with lock:
+        acked = [e for e in events if e["data"]["state"] == "acknowledged"]  # type: ignore[index]
+    assert acked[0]["data"]["acked_by"] == "张三"  # type: ignore[index]

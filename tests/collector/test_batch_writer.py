@@ -1,0 +1,154 @@
+"""Batch writer: concurrent writes, in-order completion and acks, the held batch."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from collector.batch import Batch
+from collector.batch_builder import SealedBatch
+from collector.batch_writer import BatchWriter
+from collector.counters import Counters
+from collector.dead_letters import DeadLetters
+from collector.delivery import Delivery
+from collector.errors import RetryLater
+from collector.metrics import Metrics
+from collector.spool import Spool
+from collector.state_store import Snapshot
+from collector.writer import StorageWriter
+from tests.support.wait import wait_for
+
+
+class GatedSink:
+    """Each write waits until its first line is released; `written` in landing order."""
+
+    def __init__(self) -> None:
+        self.gates: dict[str, threading.Event] = {}
+        self.started: list[str] = []
+        self.written: list[str] = []
+        self.down = False
+        self._lock = threading.Lock()
+
+    def gate(self, line: str) -> threading.Event:
+        return self.gates.setdefault(line, threading.Event())
+
+    def write(self, lines: list[str]) -> None:
+        with self._lock:
+            self.started.append(lines[0])
+        assert self.gate(lines[0]).wait(10)
+        if self.down:
+            raise RetryLater("storage down")
+        with self._lock:
+            self.written.extend(lines)
+
+    def close(self) -> None:
+        pass
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, max_writes: int = 2, spool_bytes: int = 1 << 20,
+                 retries: int = 0) -> None:
+        self.sink = GatedSink()
+        self.acked: list[str] = []
+        self.stored: list[str] = []
+        self.counters = Counters()
+        metrics = Metrics()
+        self.spool = Spool(tmp_path / "spool", spool_bytes)
+        storage = StorageWriter(self.sink, self.spool, retries=retries, backoff_s=0.01)
+        dead = DeadLetters(lambda *a, **k: None, "airgrid", self.counters, metrics)
+        self.writer = BatchWriter(storage, self._ack, dead, self.counters, metrics,
+                                  lambda b, now_ms: self.stored.append(b.deliveries[0].topic),
+                                  max_writes=max_writes)
+
+    def _ack(self, deliveries: list[Delivery]) -> int:
+        self.acked.extend(d.topic for d in deliveries)
+        return 0
+
+    @staticmethod
+    def sealed(name: str, hours: frozenset[tuple[str, int]] = frozenset()) -> SealedBatch:
+        batch = Batch(deliveries=[Delivery(name, b"", 0, 1, 0)], lines=[name])
+        return SealedBatch(batch, [name], Snapshot([], []), hours)
+
+
+def test_a_write_that_lands_first_waits_for_the_older_batch_before_its_ack(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.writer.submit(h.sealed("a"))
+    h.writer.submit(h.sealed("b"))
+    assert wait_for(lambda: sorted(h.sink.started) == ["a", "b"], 10)
+    h.sink.gate("b").set()
+    assert wait_for(lambda: h.sink.written == ["b"], 10)
+    h.writer.complete_finished()
+    assert h.acked == [] and h.stored == []  # "b" is stored but "a" is not yet
+    h.sink.gate("a").set()
+    assert wait_for(lambda: h.sink.written == ["b", "a"], 10)
+    h.writer.close()
+    assert h.acked == ["a", "b"] and h.stored == ["a", "b"]
+
+
+def test_no_more_writes_in_flight_than_allowed(tmp_path: Path) -> None:
+    h = Harness(tmp_path, max_writes=1)
+    h.writer.submit(h.sealed("a"))
+    released = threading.Timer(0.3, h.sink.gate("a").set)
+    released.start()
+    h.sink.gate("b").set()
+    h.writer.submit(h.sealed("b"))  # returns once "a" is complete
+    assert h.acked == ["a"] and h.sink.written == ["a"]
+    h.writer.close()
+    assert h.acked == ["a", "b"]
+
+
+def test_a_batch_sharing_an_hour_with_a_write_in_flight_waits_for_it(tmp_path: Path) -> None:
+    h = Harness(tmp_path, max_writes=4)
+    hour = frozenset({("d1", 0)})
+    h.writer.submit(h.sealed("a", hour))
+    h.sink.gate("b").set()
+    t = threading.Thread(target=h.writer.submit, args=(h.sealed("b", hour),))
+    t.start()
+    time.sleep(0.3)
+    assert h.sink.started == ["a"]  # the running total for the hour is written in order
+    h.sink.gate("a").set()
+    t.join(10)
+    h.writer.close()
+    assert h.sink.written == ["a", "b"] and h.acked == ["a", "b"]
+
+
+def test_a_batch_neither_storage_nor_spool_takes_is_held_then_stored(tmp_path: Path) -> None:
+    h = Harness(tmp_path, spool_bytes=1)  # the spool takes nothing
+    h.sink.down = True
+    h.sink.gate("a").set()
+    h.writer.submit(h.sealed("a"))
+    assert wait_for(lambda: h.writer.spool_full, 10)
+    h.writer.complete_finished()
+    assert h.acked == []
+    h.sink.down = False
+    assert wait_for(lambda: not h.writer.spool_full, 10)
+    h.writer.close()
+    assert h.acked == ["a"] and h.sink.written == ["a"]
+
+
+def test_stopping_while_a_batch_is_held_leaves_it_unacknowledged(tmp_path: Path) -> None:
+    h = Harness(tmp_path, spool_bytes=1)
+    h.sink.down = True
+    h.sink.gate("a").set()
+    h.writer.submit(h.sealed("a"))
+    assert wait_for(lambda: h.writer.spool_full, 10)
+    h.writer.stopping.set()
+    assert h.writer.complete() is False
+    assert h.acked == [] and h.stored == []  # the broker redelivers it
+
+
+def test_refused_replay_lines_from_concurrent_writers_are_all_dead_lettered(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    threads = [threading.Thread(target=lambda i=i: [h.writer._add_refused([(f"{i}-{k}", "x")])
+                                                    for k in range(500)]) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    h.sink.gate("a").set()
+    h.writer.submit(h.sealed("a"))
+    h.writer.close()
+    assert h.counters.rejected["storage_refused"] == 2000

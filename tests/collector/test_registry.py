@@ -1,0 +1,151 @@
+"""Device registry: YAML and CSV, precise errors, reload on change, tags and calibration."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import collector
+from alert_rules.engine import Engine
+from collector import calibration
+from collector.app import build_pipeline
+from collector.batch_builder import Intake
+from collector.config import from_dict
+from collector.delivery import Delivery
+from collector.influx_sink import InfluxV1Sink
+from collector.mqtt_ingest import MqttIngest
+from collector.registry import RegistryError, RegistryWatcher, load
+from orchestration.services import InfluxDB, Mosquitto
+from tests.support.collector_process import reading, stored_rows, up_payload
+
+EXAMPLES = Path(collector.__file__).with_name("examples")
+
+
+def test_example_registries_load() -> None:
+    yml = load(EXAMPLES / "registry.yaml")
+    assert yml["cg-001"].township == "城关镇" and yml["cg-001"].grid == "CG-01"
+    assert yml["cg-001"].contacts[0].phone == "+8613800000001"
+    assert yml["cg-002"].calibration is not None
+    assert yml["cg-002"].calibration.formula == "linear"
+    csv_ = load(EXAMPLES / "registry.csv")
+    assert csv_["hx-001"].sensor == "sds011" and csv_["hx-001"].lat == pytest.approx(30.4021)
+    assert csv_["hx-001"].contacts[0].name == "李娜"
+    assert csv_["hx-002"].calibration is None and csv_["hx-002"].contacts == ()
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("devices:\n  - {id: a1, site: s, township: t, grid: g, lat: 95, lon: 1}\n",
+     "devices[0].lat: expected a number in -90..90, got 95"),
+    ("devices:\n  - {id: a1, site: s, township: t, grid: g, lat: 1, lon: 1}\n"
+     "  - {id: a1, site: s, township: t, grid: g, lat: 1, lon: 1}\n",
+     "devices[1].id: duplicate device id 'a1'"),
+    ("devices:\n  - {id: a1, site: s, grid: g, lat: 1, lon: 1}\n",
+     "devices[0].township: required"),
+    ("devices:\n  - {id: 'a 1', site: s, township: t, grid: g, lat: 1, lon: 1}\n",
+     "devices[0].id: expected a device id"),
+    ("devices:\n  - {id: a1, site: s, township: t, grid: g, lat: 1, lon: 1, sensor: x}\n",
+     "devices[0].sensor: expected one of"),
+    ("devices:\n  - {id: a1, site: s, township: t, grid: g, lat: 1, lon: 1,"
+     " calibration: {formula: magic}}\n", "devices[0].calibration.formula: expected one of"),
+    ("devices:\n  - {id: a1, site: s, township: t, grid: g, lat: 1, lon: 1,"
+     " calibration: {formula: linear, slope: 1}}\n",
+     "devices[0].calibration.intercept: required by formula linear"),
+    ("devices:\n  - {id: a1, site: s, township: t, grid: g, lat: 1, lon: 1,"
+     " contacts: [{name: x, phone: '13800000000'}]}\n",
+     "devices[0].contacts[0].phone: expected international form"),
+    ("devices:\n  - {id: a1, site: s, township: t, grid: g, lat: 1, lon: 1, colour: red}\n",
+     "devices[0]: unknown key 'colour'"),
+    ("devices: [\n", "not valid YAML"),
+    ("sensors: []\n", "devices: expected a list"),
+])
+def test_yaml_errors_name_file_entry_and_key(tmp_path: Path, text: str, message: str) -> None:
+    f = tmp_path / "reg.yaml"
+    f.write_text(text)
+    with pytest.raises(RegistryError) as info:
+        load(f)
+    assert str(f) in str(info.value) and message in str(info.value)
+
+
+def test_csv_errors_name_the_line(tmp_path: Path) -> None:
+    f = tmp_path / "reg.csv"
+    f.write_text("id,site,township,grid,lat,lon\na1,s,t,g,1,2\na2,s,t,g,north,2\n")
+    with pytest.raises(RegistryError, match=r"reg\.csv: line 3\.lat: expected a number"):
+        load(f)
+    f.write_text("id,site,township,grid,lat\na1,s,t,g,1\n")
+    with pytest.raises(RegistryError, match="header: missing column 'lon'"):
+        load(f)
+    f.write_text("id,site,township,grid,lat,lon,calibration\na1,s,t,g,1,2,linear;slope=x\n")
+    with pytest.raises(RegistryError, match=r"line 2\.calibration\.slope: expected a number"):
+        load(f)
+
+
+def test_reload_on_change_and_a_bad_file_keeps_the_last_good_one(tmp_path: Path) -> None:
+    f = tmp_path / "reg.yaml"
+    f.write_text("devices:\n  - {id: a1, site: s1, township: t, grid: g, lat: 1, lon: 1}\n")
+    w = RegistryWatcher(f, check_interval_s=0.01)
+    assert w.devices["a1"].site == "s1"
+    time.sleep(0.02)
+    assert not w.poll()  # unchanged
+    f.write_text("devices:\n  - {id: a1, site: s2, township: t, grid: g, lat: 1, lon: 1}\n"
+                 "  - {id: a2, site: s3, township: t, grid: g, lat: 1, lon: 1}\n")
+    os.utime(f, ns=(time.time_ns(), time.time_ns() + 10**9))
+    time.sleep(0.02)
+    assert w.poll() and w.devices["a1"].site == "s2" and "a2" in w.devices
+    f.write_text("devices:\n  - {id: a1, site: s9, township: t, grid: g, lat: 999, lon: 1}\n")
+    os.utime(f, ns=(time.time_ns(), time.time_ns() + 2 * 10**9))
+    time.sleep(0.02)
+    assert not w.poll() and w.reload_errors == 1 and w.devices["a1"].site == "s2"
+
+
+def test_calibration_formulas() -> None:
+    epa = calibration.parse({"formula": "epa_purpleair_2021"}, "x")
+    # Barkjohn et al. 2021: 0.524·cf1 − 0.0862·RH + 5.75
+    assert epa.correct(40.0, 50.0, 60.0) == pytest.approx(0.524 * 50 - 0.0862 * 60 + 5.75,
+                                                          abs=0.01)
+    assert epa.correct(40.0, 50.0, None) is None
+    lin = calibration.parse({"formula": "linear", "slope": 0.5, "intercept": -10}, "x")
+    assert lin.correct(40.0, None, None) == 10.0 and lin.correct(10.0, None, None) == 0.0
+    k = calibration.parse({"formula": "kohler", "kappa": 0.4}, "x")
+    # Crilley et al. 2018: at RH 80 %, aw/(1-aw) = 4, growth = 1 + 0.4/1.65·4
+    assert k.correct(50.0, None, 80.0) == pytest.approx(50 / (1 + 0.4 / 1.65 * 4), abs=0.01)
+
+
+@pytest.fixture
+def ingest(mosquitto: Mosquitto, influx_db_name: str) -> Iterator[MqttIngest]:
+    i = MqttIngest("127.0.0.1", mosquitto.port, f"r-{influx_db_name}", "airgrid", 100)
+    i.start()
+    assert i.connected.wait(10)
+    yield i
+    i.stop()
+
+
+def test_registry_tags_corrected_fields_and_unknown_policy(
+        tmp_path: Path, ingest: MqttIngest, shared_influxdb: InfluxDB,
+        influx_db_name: str) -> None:
+    reg = tmp_path / "reg.yaml"
+    reg.write_text(
+        "devices:\n  - {id: k1, site: 'gov roof', township: 城关镇, grid: CG-01, lat: 30,"
+        " lon: 114, calibration: {formula: linear, slope: 0.5, intercept: 2}}\n")
+    sink = InfluxV1Sink(shared_influxdb.url, influx_db_name)
+    p = build_pipeline(from_dict({}), ingest, sink, Engine([]), registry=RegistryWatcher(reg))
+    now = int(time.time() * 1000)
+    p.process([Delivery("airgrid/v1/dev/k1/up", up_payload("k1", [reading(1, now, 40.0)]),
+                        0, 0, 0),
+               Delivery("airgrid/v1/dev/u9/up", up_payload("u9", [reading(1, now, 30.0)]),
+                        0, 0, 0)])
+    rows = {r["device"]: r for r in stored_rows(shared_influxdb, influx_db_name)}
+    k1, u9 = rows["k1"], rows["u9"]
+    assert (k1["site"], k1["township"], k1["grid"], k1["cal"]) == (
+        "gov roof", "城关镇", "CG-01", "linear")
+    assert k1["pm2_5"] == 40.0 and k1["pm2_5_corr"] == 22.0
+    assert u9["unregistered"] == "true" and u9["pm2_5_corr"] is None
+    assert p.counters.unknown_device_readings == 1
+
+    p.builder.intake = Intake(unknown_devices="reject")
+    p.process([Delivery("airgrid/v1/dev/u8/up", up_payload("u8", [reading(1, now, 1.0)]),
+                        0, 0, 0)])
+    assert p.counters.rejected["unknown_device"] == 1

@@ -1,0 +1,1 @@
+"""Tests of the core package `airgrid`: wire format, config, the import contract."""

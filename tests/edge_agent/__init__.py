@@ -1,0 +1,1 @@
+"""Tests of `edge_agent`: drivers, sampling, outbox, publisher, CLI."""

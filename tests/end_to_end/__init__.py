@@ -1,0 +1,1 @@
+"""Serial bytes from simulated sensors to rows in InfluxDB and alerts, every hop real."""

@@ -1,0 +1,1 @@
+"""Tests of `firmware_sim`: the simulated sensors and their faults."""

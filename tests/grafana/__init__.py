@@ -1,0 +1,1 @@
+"""Tests of `grafana`: dashboards as code, their queries, the push."""

@@ -1,0 +1,1 @@
+"""Tests of `orchestration`: services, demo, chaos, cluster, admin and deployment."""

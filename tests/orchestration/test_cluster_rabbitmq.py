@@ -1,0 +1,304 @@
+"""A real 3-node RabbitMQ cluster: topology, AMQP ingest, hand-over, edge failover.
+
+Node start-up is slow (~15-40 s for the cluster on a shared machine), so one cluster
+serves the whole module.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pika
+import pytest
+
+from airgrid.config import ConfigError
+from alert_rules.engine import Engine
+from alert_rules.rulefile import load_rules
+from collector.amqp_ingest import routing_key_from_topic, topic_from_routing_key
+from collector.amqp_topology import Topology, ensure, queue_name
+from collector.config import from_dict
+from collector.handover import HandOver, InfluxHistory
+from orchestration.cluster_run import ClusterRun
+from orchestration.rabbitmq import RABBITMQ_BIN, RabbitCluster
+from orchestration.services import InfluxDB, Mosquitto
+from orchestration.stack import DEMO_RULES
+from tests.support.integration import process_fixture
+from tests.support.wait import wait_for
+
+needs_rabbitmq = pytest.mark.skipif(not (RABBITMQ_BIN / "rabbitmq-server").exists(),
+                                    reason="rabbitmq-server not installed (make setup)")
+
+
+@process_fixture(scope="module")
+def rabbit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]:
+    cluster = RabbitCluster(tmp_path_factory.mktemp("rabbit"), size=3)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+def test_topic_routing_key_swap() -> None:
+    # rabbitmq_mqtt turns `/` into `.` only: a dotted device id must still come back whole.
+    assert routing_key_from_topic("airgrid/v1/dev/a.b/up") == "airgrid.v1.dev.a.b.up"
+    assert topic_from_routing_key("airgrid.v1.dev.a.b.up") == "airgrid/v1/dev/a.b/up"
+    assert topic_from_routing_key("airgrid.v1.dev.d1.status") == "airgrid/v1/dev/d1/status"
+
+
+def test_amqp_config_is_validated() -> None:
+    cfg = from_dict({"source": "amqp", "amqp": {"collector": "c2",
+                                                "collectors": {"c1": 1, "c2": 3}}})
+    assert cfg.source == "amqp" and cfg.amqp.ring == (("c1", 1), ("c2", 3))
+    with pytest.raises(ConfigError, match=r"amqp\.collectors"):
+        from_dict({"amqp": {"collector": "c9", "collectors": {"c1": 1}}}, "x.toml")
+    with pytest.raises(ConfigError, match=r"x\.toml: source"):
+        from_dict({"source": "kafka"}, "x.toml")
+    with pytest.raises(ConfigError, match=r"amqp\.urls"):
+        from_dict({"amqp": {"urls": ["http://x"]}}, "x.toml")
+
+
+def test_handover_rebuilds_window_from_influxdb(shared_influxdb: InfluxDB,
+                                                influx_db_name: str) -> None:
+    now = int(time.time() * 1000)
+    lines = [f"readings,device=d1,sensor=pms5003 pm2_5=200.0,seq={i}i {now - 3000 + i * 500}"
+             for i in range(1, 5)]
+    from collector.influx_sink import InfluxV1Sink
+    InfluxV1Sink(shared_influxdb.url, influx_db_name).write(lines)
+    engine = Engine(load_rules(DEMO_RULES))
+    ho = HandOver(engine, InfluxHistory(shared_influxdb.url, influx_db_name), 60_000, 5_000)
+    # The live batch (seq 4, already stored) must not be ingested twice.
+    ho.before_ingest(["d1"], [now - 3000 + 4 * 500], now)
+    assert ho.counters.rebuilt_devices == 1 and ho.counters.rebuilt_readings == 3
+    engine.fleet.advance(now)  # as a tick would: the rule's 3 s window ends now
+    row = engine.fleet.index["d1"]
+    assert engine.fleet.window_mean("pm2_5", now, 3_000)[row] == pytest.approx(200.0)
+    # Silent for longer than forget_after: the device is dropped.
+    assert ho.expire(now + 6_000) == ["d1"]
+    assert np.isnan(engine.fleet.window_mean("pm2_5", now, 3_000)[row])  # nothing left
+    assert engine.tick(now + 60_000) == [] and "d1" in engine.away
+
+
+def test_handover_carries_firing_alert_state(shared_influxdb: InfluxDB,
+                                             influx_db_name: str) -> None:
+    """A device moved while its alert fires must not be announced again by its new owner."""
+    from collector.influx_sink import InfluxV1Sink
+
+    now = int(time.time() * 1000)
+    # 10 s above 150 µg/m³: the demo rule (3 s mean, for 3 s) fired on the old owner.
+    InfluxV1Sink(shared_influxdb.url, influx_db_name).write(
+        [f"readings,device=d2,sensor=pms5003 pm2_5=220.0,seq={i}i {now - 10_000 + i * 1000}"
+         for i in range(10)])
+    engine = Engine(load_rules(DEMO_RULES))
+    ho = HandOver(engine, InfluxHistory(shared_influxdb.url, influx_db_name), 60_000, 30_000)
+    ho.before_ingest(["d2"], [now], now)
+    engine.ingest(["d2"], [now], {"pm2_5": [220.0]})
+    assert [t.state for t in engine.tick(now)] == []  # still firing, nothing new to say
+    engine.ingest(["d2"], [now + 6000], {"pm2_5": [20.0]})
+    assert engine.tick(now + 6000) == []  # clearing: keep_firing_for 2 s
+    engine.ingest(["d2"], [now + 8500], {"pm2_5": [20.0]})
+    assert [t.state for t in engine.tick(now + 8500)] == ["resolved"]
+    # Without the hand-over the same readings fire a second time.
+    fresh = Engine(load_rules(DEMO_RULES))
+    for k in range(4):
+        fresh.ingest(["d2"], [now + k * 1000], {"pm2_5": [220.0]})
+        states = [t.state for t in fresh.tick(now + k * 1000)]
+    assert states == ["firing"]
+
+
+def test_handover_counts_unreachable_history() -> None:
+    engine = Engine(load_rules(DEMO_RULES))
+    ho = HandOver(engine, InfluxHistory("http://127.0.0.1:9", "x", timeout_s=1), 60_000, 5_000)
+    ho.before_ingest(["d1"], [1], 1)
+    assert ho.counters.rebuild_failures == 1
+
+
+def test_handover_leaves_restored_devices_alone() -> None:
+    """After a restart the engine's saved state already holds its devices: reading their
+    history again would count it twice. Forgotten devices are rebuilt."""
+    engine = Engine(load_rules(DEMO_RULES))
+    engine.ingest(["d1", "d2"], [1000, 1000], {"pm2_5": [10.0, 20.0]})
+    restarted = Engine(load_rules(DEMO_RULES))
+    restarted.restore(engine.snapshot())
+    ho = HandOver(restarted, InfluxHistory("http://127.0.0.1:9", "x", timeout_s=1),
+                  60_000, 5_000)
+    ho.before_ingest(["d1"], [2000], 2000)
+    assert ho.counters.rebuild_failures == 0  # no history query was made
+    restarted.forget(["d2"])
+    ho.before_ingest(["d2"], [3000], 3000)
+    assert ho.counters.rebuild_failures == 1  # d2 was forgotten: it is rebuilt
+
+
+@needs_rabbitmq
+def test_consistent_hash_never_splits_a_device_and_moves_few(rabbit: RabbitCluster) -> None:
+    conn = pika.BlockingConnection(pika.URLParameters(rabbit.amqp_urls[1]))
+    ch = conn.channel()
+    topo = Topology({"h1": 20, "h2": 20, "h3": 20}, prefix="hx", exchange="hx.devices")
+    ensure(ch, topo)
+    ensure(ch, topo)  # idempotent
+    devices = [f"d{i}" for i in range(300)]
+
+    def route() -> dict[str, set[str]]:
+        for d in devices:
+            ch.basic_publish("amq.topic", f"hx.v1.dev.{d}.up", b"x")
+            ch.basic_publish("amq.topic", f"hx.v1.dev.{d}.up", b"x")
+        owners: dict[str, set[str]] = {d: set() for d in devices}
+        time.sleep(1.0)
+        for c in topo.collectors:
+            # basic.get is refused on single-active-consumer quorum queues: consume.
+            for m, _p, _b in ch.consume(queue_name(c), auto_ack=True, inactivity_timeout=1.0):
+                if m is None:
+                    break
+                assert m.routing_key is not None
+                owners[m.routing_key.split(".")[3]].add(c)
+            ch.cancel()
+        return owners
+
+    before = route()
+    assert all(len(o) == 1 for o in before.values()), "a device reached two queues"
+    share = {c: sum(c in o for o in before.values()) for c in topo.collectors}
+    assert all(40 <= n <= 160 for n in share.values()), share
+    topo4 = Topology({**topo.collectors, "h4": 20}, prefix="hx", exchange="hx.devices")
+    ensure(ch, topo4)
+    topo = topo4
+    after = route()
+    moved = [d for d in devices if after[d] != before[d]]
+    assert all(after[d] == {"h4"} for d in moved), "a device moved between old collectors"
+    assert 20 <= len(moved) <= 150, len(moved)
+    conn.close()
+
+
+@needs_rabbitmq
+def test_province_run_survives_node_and_collector_crash(
+    rabbit: RabbitCluster, shared_influxdb: InfluxDB, tmp_path: Path,
+) -> None:
+    run = ClusterRun(tmp_path, rabbit, shared_influxdb, "cluster_test", devices_n=24,
+                     collectors_n=2, episode_every=4, forget_after_s=4.0)
+    run.start()
+    try:
+        episode = (6.0, 16.0)
+        t0 = time.monotonic()
+        killed = restarted = added = False
+        while (t := time.monotonic() - t0) < 24.0:
+            run.capture_all(t, episode)
+            if t > 5 and not killed:
+                rabbit.nodes[2].kill()  # a node some devices and maybe a collector use
+                killed = True
+            if t > 9 and not restarted:
+                run.collectors["c1"].crash()
+                run.collectors["c1"].start()
+                restarted = True
+            if t > 12 and not added:
+                run.add_collector()
+                added = True
+            time.sleep(1.0)
+        assert run.drain(60), "readings stuck in outboxes"
+        time.sleep(3.0)
+        stored, lost, wrong = run.stored()
+        captured = sum(d.captured for d in run.devices)
+        assert lost == 0 and wrong == 0 and stored == captured, (stored, captured)
+        assert len(run.judged) == len(run.devices)  # every device's readings were judged
+        assert run.devices_split() == 0
+        assert sum(c.handover.counters.rebuilt_devices for c in run.collectors.values()
+                   if c.handover) > 0
+        assert run.firing_events() > 0
+        assert sum(d.publisher.failovers for d in run.devices) > 0
+    finally:
+        run.stop()
+        rabbit.nodes[2].start()
+
+
+def test_edge_broker_hosts_config() -> None:
+    from edge_agent.config import from_dict as edge_from_dict
+
+    cfg = edge_from_dict({"device": "d1", "broker": {
+        "hosts": ["10.0.0.1:1883", "rabbit-2.local:1884"], "protocol": "3.1.1"}})
+    assert cfg.broker.endpoints() == [("10.0.0.1", 1883), ("rabbit-2.local", 1884)]
+    assert edge_from_dict({"device": "d1"}).broker.endpoints() == [("127.0.0.1", 1883)]
+    with pytest.raises(ConfigError, match=r"edge\.toml: broker\.hosts"):
+        edge_from_dict({"device": "d1", "broker": {"hosts": ["nohost"]}}, "edge.toml")
+    with pytest.raises(ConfigError, match=r"broker\.protocol"):
+        edge_from_dict({"device": "d1", "broker": {"protocol": "4"}}, "edge.toml")
+
+
+@needs_rabbitmq
+def test_collector_cli_runs_on_amqp(rabbit: RabbitCluster, shared_influxdb: InfluxDB,
+                                    influx_db_name: str, tmp_path: Path) -> None:
+    """`airgrid-collector run` with source = "amqp": MQTT in through one node, stored."""
+    import subprocess
+    import sys
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
+
+    cfg = tmp_path / "collector.toml"
+    urls = ", ".join(f'"{u}"' for u in rabbit.amqp_urls)
+    cfg.write_text(f'source = "amqp"\n[amqp]\nurls = [{urls}]\ncollector = "cli1"\n'
+                   f'collectors = {{ cli1 = 20 }}\n[influx]\nurl = "{shared_influxdb.url}"\n'
+                   f'database = "{influx_db_name}"\n[batch]\nmax_wait_ms = 50\n')
+    cfg.chmod(0o600)  # the AMQP URLs carry credentials
+    proc = subprocess.Popen([sys.executable, "-m", "collector.cli", "run", "--config", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="cli-test-dev",
+                             protocol=mqtt.MQTTv311)
+        client.connect("127.0.0.1", rabbit.nodes[1].mqtt_port)
+        client.loop_start()
+        now = int(time.time() * 1000)
+        batch = UpBatch(v=SCHEMA_VERSION, device="cli.dev1", boot="b",
+                        readings=(Reading(seq=1, ts=now, sensor="pms5003", pm2_5=12.0),))
+        count = 0
+
+        def stored() -> bool:
+            nonlocal count
+            # Until the collector has declared its queue, RabbitMQ drops unroutable messages.
+            client.publish(up_topic("cli.dev1"), encode_up(batch), qos=1).wait_for_publish(5)
+            time.sleep(1.0)
+            res = shared_influxdb.query('SELECT count("seq") FROM "readings"', db=influx_db_name)
+            series = res["results"][0].get("series", [])  # type: ignore[index]
+            count = series[0]["values"][0][1] if series else 0
+            return count != 0
+
+        wait_for(stored, 30, step=0)
+        client.loop_stop()
+        client.disconnect()
+        assert count == 1  # the same point rewritten, however often it was sent
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=30)[0].decode(errors="replace")
+    assert "source amqp" in out
+
+
+def test_amqp_collector_alerting_opens_its_own_mqtt_connection(mosquitto: Mosquitto,
+                                                               tmp_path: Path) -> None:
+    """No MQTT session to share on AMQP: the alert bus and the acknowledgement listener
+    connect to [broker] themselves; with MQTT the ingest's client is shared."""
+    from collector.alerting.channels.mqtt_bus import MqttNotifier
+    from collector.app import build_alerting
+    from collector.mqtt_ingest import MqttIngest
+    from collector.registry import RegistryWatcher
+
+    cfg = from_dict({"source": "amqp", "broker": {"port": mosquitto.port, "client_id": "c7"},
+                     "alerting": {"state_db": str(tmp_path / "a.sqlite"),
+                                  "ack": {"mqtt": True, "token": "t"}}},
+                    tmp_path / "collector.toml")
+    alerting = build_alerting(cfg, None, RegistryWatcher(None, 2.0))
+    assert alerting is not None and alerting.mqtt_ack is not None
+    bus = alerting.notifiers["bus"]
+    assert isinstance(bus, MqttNotifier) and bus.owned and alerting.mqtt_ack.owned
+    alerting.start()
+    try:
+        assert bus.connected.wait(10)  # its own session on the broker
+    finally:
+        alerting.stop()
+    shared = MqttIngest("127.0.0.1", mosquitto.port, "c8", "airgrid", 10)
+    cfg2 = from_dict({"broker": {"port": mosquitto.port, "client_id": "c8"},
+                      "alerting": {"state_db": str(tmp_path / "b.sqlite")}},
+                     tmp_path / "collector.toml")
+    alerting2 = build_alerting(cfg2, shared, RegistryWatcher(None, 2.0))
+    assert alerting2 is not None
+    bus2 = alerting2.notifiers["bus"]
+    assert isinstance(bus2, MqttNotifier) and not bus2.owned and bus2.client is shared.client
