@@ -1,1 +1,17 @@
-"""alert_rules."""
+"""alert_rules: the rule engine, a pure function of (state, now) over every device at once.
+
+Rules come from YAML files (`load_rules`); AQI tables and their sources are in
+`alert_rules.aqi` and `aqi_standards.json`.
+"""
+
+from alert_rules.engine import Engine, SnapshotError
+from alert_rules.rulefile import DEFAULT_RULES, RuleFileError, check_file, load_rules
+
+__all__ = [
+    "DEFAULT_RULES",
+    "Engine",
+    "RuleFileError",
+    "SnapshotError",
+    "check_file",
+    "load_rules",
+]
