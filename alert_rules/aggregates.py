@@ -16,6 +16,24 @@ AGGREGATES: tuple[str, ...] = get_args(Aggregate)
 MIN_HOURS_24H = 20
 
 
+class FieldAggregate:
+    """What a rule that judges one field through an aggregate needs from the state:
+    the field, the fine windows of a windowed mean, the hours of an hourly aggregate."""
+
+    field: str
+    aggregate: Aggregate
+    window_ms: int
+
+    def fields(self) -> tuple[str, ...]:
+        return (self.field,)
+
+    def fine_windows_ms(self) -> tuple[int, ...]:
+        return (self.window_ms,) if self.aggregate == "mean" else ()
+
+    def hours_needed(self) -> int:
+        return hours_for(self.aggregate)
+
+
 def hours_for(aggregate: str) -> int:
     """Hourly ring slots an aggregate needs (complete hours + the current one)."""
     return {"hourly": 2, "mean_24h": 26, "nowcast": 14}.get(aggregate, 0)

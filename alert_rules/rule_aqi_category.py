@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from alert_rules import aqi
-from alert_rules.aggregates import Aggregate, hours_for
+from alert_rules.aggregates import Aggregate, FieldAggregate
 from alert_rules.aggregates import aggregate as compute
 from alert_rules.rule_base import RuleBase
 from alert_rules.state import FleetState, FloatArr, IntArr
@@ -18,7 +18,7 @@ from alert_rules.transitions import Transition
 
 
 @dataclass(kw_only=True)
-class AqiCategoryRule(RuleBase):
+class AqiCategoryRule(FieldAggregate, RuleBase):
     field: str = "pm2_5"
     pollutant: str = "pm2_5"
     standard: str = aqi.DEFAULT_STANDARD
@@ -29,15 +29,6 @@ class AqiCategoryRule(RuleBase):
 
     kind = "aqi_category"
     _memo: tuple[FloatArr, FloatArr] | None = dataclasses.field(default=None, repr=False)
-
-    def fields(self) -> tuple[str, ...]:
-        return (self.field,)
-
-    def fine_windows_ms(self) -> tuple[int, ...]:
-        return (self.window_ms,) if self.aggregate == "mean" else ()
-
-    def hours_needed(self) -> int:
-        return hours_for(self.aggregate)
 
     @property
     def edge(self) -> float:

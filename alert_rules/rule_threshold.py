@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alert_rules.aggregates import Aggregate, hours_for
+from alert_rules.aggregates import Aggregate, FieldAggregate
 from alert_rules.aggregates import aggregate as compute
 from alert_rules.rule_base import RuleBase
 from alert_rules.state import FleetState, FloatArr
@@ -14,7 +14,7 @@ from alert_rules.transitions import Transition
 
 
 @dataclass(kw_only=True)
-class ThresholdRule(RuleBase):
+class ThresholdRule(FieldAggregate, RuleBase):
     field: str
     above: float
     clear_below: float  # hysteresis: firing clears only below this (<= above)
@@ -22,15 +22,6 @@ class ThresholdRule(RuleBase):
     window_ms: int = 0  # mean: the window; latest: the maximum age (0 = any)
 
     kind = "threshold"
-
-    def fields(self) -> tuple[str, ...]:
-        return (self.field,)
-
-    def fine_windows_ms(self) -> tuple[int, ...]:
-        return (self.window_ms,) if self.aggregate == "mean" else ()
-
-    def hours_needed(self) -> int:
-        return hours_for(self.aggregate)
 
     def value(self, fleet: FleetState, now_ms: int) -> FloatArr:
         return compute(fleet, self.field, self.aggregate, self.window_ms, now_ms)
