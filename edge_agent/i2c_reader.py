@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from edge_agent.drivers.base import Measurement
 from edge_agent.drivers.pmsa003i import Pmsa003iSensor, SensorReadError
+from edge_agent.reader_thread import ReaderThread
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +22,7 @@ def blinka_bus() -> Any:
     return busio.I2C(board.SCL, board.SDA, frequency=100_000)
 
 
-class I2cSensorReader:
+class I2cSensorReader(ReaderThread):
     def __init__(
         self,
         sensor: Pmsa003iSensor,
@@ -33,25 +32,9 @@ class I2cSensorReader:
         silent_after_s: float = 10.0,
         failed_retry_s: float = 60.0,
     ) -> None:
+        super().__init__("i2c-reader", on_frame, sensor.errors, poll_every_s=poll_every_s,
+                         silent_after_s=silent_after_s, failed_retry_s=failed_retry_s)
         self.sensor = sensor
-        self.on_frame = on_frame
-        self.poll_every_s = poll_every_s
-        self.silent_after_s = silent_after_s
-        self.failed_retry_s = failed_retry_s
-        self.errors: Counter[str] = sensor.errors
-        self.frames = 0
-        self.state = "starting"
-        self.awake_s = 0.0
-        self.last_frame_at = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="i2c-reader", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(3)
 
     def sleep(self) -> None:
         """The PMSA003I sleeps only through its SET pin; not wired here."""

@@ -11,20 +11,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 
 import serial
 
 from edge_agent.drivers.base import Measurement, SerialProtocol
 from edge_agent.gpio import ResetLine
+from edge_agent.reader_thread import ReaderThread
 
 log = logging.getLogger(__name__)
 
 SENSOR_STATES = ("starting", "ok", "silent", "failed", "asleep", "no_port")
 
 
-class SerialSensorReader:
+class SerialSensorReader(ReaderThread):
     def __init__(
         self,
         port: str,
@@ -40,39 +40,24 @@ class SerialSensorReader:
         on_wake: Callable[[float], None] | None = None,
         init_commands: bytes = b"",
     ) -> None:
+        self.decoder = protocol.new_decoder()
+        super().__init__("serial-reader", on_frame, self.decoder.errors,
+                         poll_every_s=poll_every_s, silent_after_s=silent_after_s,
+                         failed_retry_s=failed_retry_s)
         self.port_path = port
         self.protocol = protocol
-        self.on_frame = on_frame
         self.polled = polled
-        self.poll_every_s = poll_every_s
-        self.silent_after_s = silent_after_s
-        self.failed_retry_s = failed_retry_s
         self.reopen_every_s = reopen_every_s
         self.reset_line = reset_line
         self.on_wake = on_wake
         self.init_commands = init_commands  # sent after every (re)open, e.g. working period
-        self.decoder = protocol.new_decoder()
-        self.errors: Counter[str] = self.decoder.errors
-        self.frames = 0
         self.replies = 0
-        self.state = "starting"
         self.rung = 0  # how far up the recovery ladder we are
-        self.awake_s = 0.0  # time the sensor ran (fan and laser on), for run-hours
-        self.last_frame_at = time.monotonic()
         self._asleep = False
         self._pending: list[bytes] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="serial-reader", daemon=True)
 
     # --- control (any thread) -----------------------------------------------------------
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(3)
 
     def sleep(self) -> None:
         """Fan and laser off until `wake()` (spares the laser between samples)."""

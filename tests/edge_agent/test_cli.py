@@ -39,7 +39,8 @@ def _sim(tmp_path: Path, model: str, *args: str) -> Iterator[Path]:
 
 @process_fixture
 def pms_link(tmp_path: Path) -> Iterator[Path]:
-    yield from _sim(tmp_path, "pms5003", "--warmup", "0.3", "--garbage", "0.3",
+    # warm-up long enough to outlast a slow interpreter start on a loaded machine
+    yield from _sim(tmp_path, "pms5003", "--warmup", "3", "--garbage", "0.3",
                     "--bad-checksum", "0.2", "--acks", "0.3", "--trap42", "0.3")
 
 
