@@ -61,6 +61,7 @@ class RabbitNode:
         self.seed = seed
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.dir / "console.log"
+        self.ready_once = False  # its ports are known to clients from then on
 
     @property
     def pid(self) -> int | None:
@@ -127,11 +128,22 @@ class RabbitNode:
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Until the MQTT listener answers a CONNECT (it opens after the core and AMQP)."""
         deadline = time.monotonic() + timeout
+        clashes = 0
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
                 code = None if self.proc is None else self.proc.returncode
-                raise ServiceError(f"{self.name} exited with {code}: {self._log_tail()}")
+                tail = self._log_tail()
+                # A free port can be taken by another process before the node binds it.
+                # Before anyone was given this node's ports, take new ones and try again.
+                if not self.ready_once and "eaddrinuse" in tail and clashes < 3:
+                    clashes += 1
+                    self.amqp_port, self.mqtt_port, self.dist_port = (
+                        free_port(), free_port(), free_port())
+                    self.launch()
+                    continue
+                raise ServiceError(f"{self.name} exited with {code}: {tail}")
             if self.mqtt_ready():
+                self.ready_once = True
                 return
             time.sleep(0.25)
         raise ServiceError(f"{self.name} not ready after {timeout} s: {self._log_tail()}")
