@@ -15,17 +15,27 @@ from typing import Any, TextIO
 from airgrid.config import ConfigError
 from edge_agent.drivers import SERIAL_PROTOCOLS
 
+#: `airgrid-edge run` exit codes besides 0: a config error, and an outbox that cannot be
+#: written (sysexits.h EX_CANTCREAT), so `systemctl status` tells the two apart.
+EXIT_CONFIG = 2
+EXIT_NOT_WRITABLE = 73
+
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from edge_agent import config as edge_config
     from edge_agent.agent import EdgeAgent
+    from edge_agent.outbox import OutboxNotWritable
 
     try:
         cfg = edge_config.load(args.config)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
-        return 2
-    agent = EdgeAgent(cfg)
+        return EXIT_CONFIG
+    try:
+        agent = EdgeAgent(cfg)
+    except OutboxNotWritable as exc:
+        logging.getLogger(__name__).error("%s; exiting with status %d", exc, EXIT_NOT_WRITABLE)
+        return EXIT_NOT_WRITABLE
 
     def _stop(signum: int, frame: object) -> None:
         agent._stop.set()

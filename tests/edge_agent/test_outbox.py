@@ -132,3 +132,34 @@ def test_what_the_agent_sends_is_what_the_wire_validator_accepts(
     (reading,) = decode_up(payload, "dev-1").readings
     assert reading == ob.oldest(1)[0] and reading.sensor == model
     ob.close()
+
+
+def test_a_damaged_page_moves_the_file_aside_and_salvages_the_readable_readings(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "o.db"
+    ob = Outbox(path)
+    for i in range(600):
+        ob.capture(_values(1_700_000_000_000 + i * 1000))
+    ob.close()  # checkpointed: everything is in o.db itself
+    size = path.stat().st_size
+    pages = size // 4096
+    with path.open("r+b") as f:  # one leaf page in the middle of the readings
+        f.seek((pages // 2) * 4096)
+        f.write(b"\xde\xad\xbe\xef" * 1024)
+    ob = Outbox(path)
+    assert len(list(tmp_path.glob("o.db.corrupt-*[0-9]"))) == 1
+    kept = ob.oldest(1000)
+    counters = ob.counters()
+    assert counters["corrupt_resets"] == 1 and counters["salvaged"] == len(kept)
+    # Most rows survive one damaged page; each survivor is the reading it was, renumbered
+    # after any seq the old file can have issued, in the old order.
+    assert 500 <= len(kept) < 600
+    assert kept[0].seq > 600 and [r.seq for r in kept] == list(
+        range(kept[0].seq, kept[0].seq + len(kept)))
+    ts = [r.ts for r in kept]
+    assert ts == sorted(ts) and ts[0] == 1_700_000_000_000 and ts[-1] == 1_700_000_599_000
+    assert all(r.pm2_5 == 12.5 for r in kept)
+    assert ob.capture(_values(1)).seq == kept[-1].seq + 1
+    ob.close()
+
