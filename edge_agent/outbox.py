@@ -52,6 +52,9 @@ DISK_FULL_LOG_EVERY_S = 60.0
 DISK_FULL_MARGIN_BYTES = 64 * 1024
 
 
+_TROUBLE_OVER = {"disk full": "the disk has space again", "lock": "the lock is released"}
+
+
 class OutboxError(Exception):
     """Base of the outbox's errors."""
 
@@ -211,36 +214,45 @@ class Outbox:
 
     def _open(self, synchronous: str) -> sqlite3.Connection:
         self._check_writable()
-        locked_since: float | None = None
+        waiting_since: float | None = None
         logged_at = 0.0
         while True:
             try:
-                return self._connect_checked(synchronous)
+                db = self._connect_checked(synchronous)
             except sqlite3.DatabaseError as exc:
                 code = sqlite_code(exc)
+                free = free_bytes(self.path.parent)
                 if code in (SQLITE_BUSY, SQLITE_LOCKED):
                     # Locked is not damaged: another process (a backup, a technician's
                     # sqlite3 shell, a second agent) holds it. Wait; never move it aside.
-                    now = time.monotonic()
-                    locked_since = now if locked_since is None else locked_since
-                    if now - logged_at >= LOCKED_LOG_EVERY_S:
-                        logged_at = now
-                        log.warning("outbox %s is locked by another process (%s); waiting "
-                                    "(%.0f s so far)", self.path, _lock_holders(self.path),
-                                    now - locked_since)
-                        notify(f"STATUS=outbox {self.path} locked by another process; waiting")
-                        notify(f"EXTEND_TIMEOUT_USEC={int(2 * LOCKED_LOG_EVERY_S * 1e6)}")
-                    time.sleep(LOCKED_RETRY_S)
-                    continue
-                if code in (SQLITE_READONLY, SQLITE_CANTOPEN):
+                    why = f"is locked by another process ({_lock_holders(self.path)})"
+                elif code == SQLITE_FULL or (code == SQLITE_IOERR
+                                             and 0 <= free < DISK_FULL_MARGIN_BYTES):
+                    # SQLite cannot even create its WAL index: wait for space.
+                    why = (f"cannot be opened: the disk is full ({free} bytes free on the "
+                           f"filesystem of {self.path.parent})")
+                elif code in (SQLITE_READONLY, SQLITE_CANTOPEN):
                     self._check_writable()  # says which of file and directory, and why
                     raise OutboxNotWritable(f"outbox {self.path} cannot be opened for "
                                             f"writing: {exc}") from exc
-                if code in INTEGRITY_FAILURES:
-                    if locked_since is not None:
-                        log.info("outbox %s is no longer locked", self.path)
+                elif code in INTEGRITY_FAILURES:
                     return self._start_afresh(synchronous, exc)
-                raise
+                else:
+                    raise
+                now = time.monotonic()
+                waiting_since = now if waiting_since is None else waiting_since
+                if now - logged_at >= LOCKED_LOG_EVERY_S:
+                    logged_at = now
+                    log.warning("outbox %s %s; waiting (%.0f s so far)", self.path, why,
+                                now - waiting_since)
+                    notify(f"STATUS=outbox {self.path} {why}; waiting")
+                    notify(f"EXTEND_TIMEOUT_USEC={int(2 * LOCKED_LOG_EVERY_S * 1e6)}")
+                time.sleep(LOCKED_RETRY_S)
+                continue
+            if waiting_since is not None:
+                log.info("outbox %s opened after %.0f s of waiting", self.path,
+                         time.monotonic() - waiting_since)
+            return db
 
     def _connect_checked(self, synchronous: str) -> sqlite3.Connection:
         db = self._connect(synchronous)
@@ -387,8 +399,8 @@ class Outbox:
             self._last_seq = rows[0][0].seq - 1
             raise
         if self._write_trouble is not None:
-            log.warning("outbox %s: capturing again (%s is over); %d readings could not be "
-                        "captured meanwhile", self.path, self._write_trouble,
+            log.warning("outbox %s: capturing again (%s); %d readings could not be "
+                        "captured meanwhile", self.path, _TROUBLE_OVER[self._write_trouble],
                         self._uncaptured_unsaved)
             self._write_trouble = None
         self._uncaptured_unsaved = 0

@@ -235,3 +235,22 @@ def test_full_disk_keeps_publishing_counts_what_it_lost_and_resumes(
     assert wait_for(lambda: max(w.got()) > stored + 5, 20, step=0.2), (stored, _text(log))
     assert "capturing again" in _text(log) and agent.poll() is None
     assert w.got() >= set(range(1, stored + 1))
+
+
+def test_agent_started_on_a_full_disk_waits_for_space_then_sends_what_it_had(
+    tmp_path: Path, processes: Processes, mosquitto: Mosquitto, small_fs: Path,
+    watchers: list[Watcher],
+) -> None:
+    dev, outbox = "startfull-1", small_fs / "o.db"
+    _outbox_with_pending(outbox, 10)
+    filler = _fill(small_fs)
+    watchers.append(w := Watcher(mosquitto.port, dev))
+    agent, log = _agent(processes, tmp_path, dev, _sim(processes, tmp_path), outbox,
+                        mosquitto.port)
+    assert wait_for(lambda: "cannot be opened: the disk is full" in _text(log), 10,
+                    step=0.2), _text(log)
+    assert agent.poll() is None and "Traceback" not in _text(log)
+    filler.unlink()
+    assert wait_for(lambda: set(range(1, 11)) <= w.got() and max(w.got()) > 15, 20,
+                    step=0.2), (sorted(w.got()), _text(log))
+    assert not list(small_fs.glob("o.db.corrupt-*"))
