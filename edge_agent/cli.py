@@ -166,7 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="airgrid-edge", description="airgrid edge agent")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the agent service")
+    run = sub.add_parser(
+        "run", help="run the agent service",
+        epilog=f"exit status: 0 stopped by SIGTERM/SIGINT; {EXIT_CONFIG} config error; "
+               f"{EXIT_NOT_WRITABLE} the outbox file or its directory is not writable. A "
+               "locked outbox, or one on a full disk, is waited for, not an exit.")
     run.add_argument("--config", type=Path, required=True, help="TOML config file")
     run.add_argument("--drain", type=float, default=5.0,
                      help="seconds to keep publishing the outbox on shutdown")
