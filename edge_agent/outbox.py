@@ -141,7 +141,8 @@ def salvage(path: Path) -> tuple[list[tuple[Reading, str, int, int]], int]:
     found: dict[int, tuple[Reading, str, int, int]] = {}
     unreadable = 0
     try:
-        src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        # as_uri() percent-encodes, so a '?' or '#' in the path cannot end the file name.
+        src = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error:
         return [], 0
     try:
