@@ -119,6 +119,8 @@ class Status(msgspec.Struct, frozen=True, omit_defaults=True):
     sensor_run_hours: float = 0.0  # fan and laser on-time: they wear out, plan replacement
     outbox_bytes: int = 0
     corrupt_resets: int = 0
+    # Readings the agent took but could not commit (disk full), since the outbox began.
+    uncaptured: int = 0
 
 
 # --- topics ---------------------------------------------------------------------------

@@ -124,6 +124,7 @@ class EdgeAgent:
             sensor_state=self.reader.state, sensor_run_hours=round(self.run_hours(), 3),
             outbox_bytes=self.outbox.depth_bytes(),
             corrupt_resets=counters.get("corrupt_resets", 0),
+            uncaptured=self.outbox.uncaptured(),
         )
 
     # --- the loop -----------------------------------------------------------------------

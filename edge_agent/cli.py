@@ -15,17 +15,27 @@ from typing import Any, TextIO
 from airgrid.config import ConfigError
 from edge_agent.drivers import SERIAL_PROTOCOLS
 
+#: `airgrid-edge run` exit codes besides 0: a config error, and an outbox that cannot be
+#: written (sysexits.h EX_CANTCREAT), so `systemctl status` tells the two apart.
+EXIT_CONFIG = 2
+EXIT_NOT_WRITABLE = 73
+
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from edge_agent import config as edge_config
     from edge_agent.agent import EdgeAgent
+    from edge_agent.outbox import OutboxNotWritable
 
     try:
         cfg = edge_config.load(args.config)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
-        return 2
-    agent = EdgeAgent(cfg)
+        return EXIT_CONFIG
+    try:
+        agent = EdgeAgent(cfg)
+    except OutboxNotWritable as exc:
+        logging.getLogger(__name__).error("%s; exiting with status %d", exc, EXIT_NOT_WRITABLE)
+        return EXIT_NOT_WRITABLE
 
     def _stop(signum: int, frame: object) -> None:
         agent._stop.set()
@@ -156,7 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="airgrid-edge", description="airgrid edge agent")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the agent service")
+    run = sub.add_parser(
+        "run", help="run the agent service",
+        epilog=f"exit status: 0 stopped by SIGTERM/SIGINT; {EXIT_CONFIG} config error; "
+               f"{EXIT_NOT_WRITABLE} the outbox file or its directory is not writable. A "
+               "locked outbox, or one on a full disk, is waited for, not an exit.")
     run.add_argument("--config", type=Path, required=True, help="TOML config file")
     run.add_argument("--drain", type=float, default=5.0,
                      help="seconds to keep publishing the outbox on shutdown")

@@ -30,7 +30,7 @@ from airgrid.wire import (
     up_topic,
 )
 from edge_agent.config import BrokerSettings, PublishSettings
-from edge_agent.outbox import Outbox
+from edge_agent.outbox import Outbox, OutboxWriteFailed
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,9 @@ class Publisher:
         self._acks: queue.SimpleQueue[tuple[int, bool, str]] = queue.SimpleQueue()
         self._inflight: dict[int, tuple[float, list[int]]] = {}  # mid -> (sent at, seqs)
         self._sent_upto = 0
+        # Acknowledged batches the outbox could not forget yet (disk full): deleted later,
+        # never sent again from here (the broker has them).
+        self._undeleted: list[list[int]] = []
         self._connected = threading.Event()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -241,6 +244,12 @@ class Publisher:
                 self._take_acks()
 
     def _take_acks(self) -> None:
+        while self._undeleted:
+            try:
+                self.outbox.delete(self._undeleted[0])
+            except OutboxWriteFailed:
+                break
+            self._undeleted.pop(0)
         while True:
             try:
                 mid, failed, reason = self._acks.get_nowait()
@@ -257,8 +266,13 @@ class Publisher:
                 log.error("broker rejected a batch of %d readings (%s)", len(seqs), reason)
                 self._sent_upto = min(self._sent_upto, seqs[0] - 1)
                 continue
-            self.outbox.delete(seqs)
             self.acked_readings += len(seqs)
+            try:
+                self.outbox.delete(seqs)
+            except OutboxWriteFailed as exc:
+                if not self._undeleted:
+                    log.error("%s; will try again (they are not sent again)", exc)
+                self._undeleted.append(seqs)
 
     def _resend_stale(self) -> None:
         now = time.monotonic()

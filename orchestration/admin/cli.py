@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from orchestration.admin.broker_config import Listeners
+from orchestration.admin.broker_config import LOOPBACK, Listeners
 from orchestration.admin.errors import AdminError
 from orchestration.admin.home import AdminHome
 from orchestration.admin.registry import ROLES
@@ -80,7 +80,11 @@ def _cmd_account_add(args: argparse.Namespace) -> int:
 def _cmd_broker_config(args: argparse.Namespace) -> int:
     listeners = Listeners(tls_port=args.tls_port, port=args.port, bind=args.bind,
                           password_listener=not args.no_password_listener,
-                          password_tls=args.password_tls)
+                          password_tls=args.password_tls, password_bind=args.password_bind)
+    if listeners.plaintext_passwords_exposed():
+        print(f"warning: the password listener on {args.password_bind}:{args.port} sends "
+              "passwords in the clear; add --password-tls unless that network is trusted",
+              file=sys.stderr)
     files = _home(args).write_broker_config(args.out, listeners, args.hostname,
                                             args.config_path, args.data_dir)
     print(f"broker config written to {args.out}: {', '.join(f.name for f in files)}")
@@ -145,7 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--out", type=Path, required=True, help="directory to write into")
     bc.add_argument("--port", type=_port, default=1883, help="password listener port")
     bc.add_argument("--tls-port", type=_port, default=8883, help="certificate listener port")
-    bc.add_argument("--bind", default="0.0.0.0", help="listen address")
+    bc.add_argument("--bind", default="0.0.0.0",
+                    help="listen address of the device (certificate) listener")
+    bc.add_argument("--password-bind", default=LOOPBACK,
+                    help="listen address of the password listener (default: this host "
+                         "only; to open it to a network, add --password-tls)")
     bc.add_argument("--hostname", action="append", default=[],
                     help="extra name or IP for the server certificate (repeatable)")
     bc.add_argument("--config-path", default=None,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from airgrid.wire import decode_up
 from edge_agent.drivers.base import Measurement
@@ -132,3 +135,76 @@ def test_what_the_agent_sends_is_what_the_wire_validator_accepts(
     (reading,) = decode_up(payload, "dev-1").readings
     assert reading == ob.oldest(1)[0] and reading.sensor == model
     ob.close()
+
+
+def test_a_damaged_page_moves_the_file_aside_and_salvages_the_readable_readings(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "o.db"
+    ob = Outbox(path, commit_interval_s=3600)  # one transaction: quick to write
+    for i in range(600):
+        ob.capture(_values(1_700_000_000_000 + i * 1000))
+    ob.close()  # checkpointed: everything is in o.db itself
+    size = path.stat().st_size
+    pages = size // 4096
+    with path.open("r+b") as f:  # one leaf page in the middle of the readings
+        f.seek((pages // 2) * 4096)
+        f.write(b"\xde\xad\xbe\xef" * 1024)
+    ob = Outbox(path)
+    assert len(list(tmp_path.glob("o.db.corrupt-*[0-9]"))) == 1
+    kept = ob.oldest(1000)
+    counters = ob.counters()
+    assert counters["corrupt_resets"] == 1 and counters["salvaged"] == len(kept)
+    # Most rows survive one damaged page; each survivor is the reading it was, renumbered
+    # after any seq the old file can have issued, in the old order.
+    assert 500 <= len(kept) < 600
+    assert kept[0].seq > 600 and [r.seq for r in kept] == list(
+        range(kept[0].seq, kept[0].seq + len(kept)))
+    ts = [r.ts for r in kept]
+    assert ts == sorted(ts) and ts[0] == 1_700_000_000_000 and ts[-1] == 1_700_000_599_000
+    assert all(r.pm2_5 == 12.5 for r in kept)
+    assert ob.capture(_values(1)).seq == kept[-1].seq + 1
+    ob.close()
+
+
+
+_ORIGINAL = 300
+
+
+@pytest.fixture(scope="module")
+def pristine_outbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("pristine") / "o.db"
+    ob = Outbox(path, commit_interval_s=3600)
+    for i in range(_ORIGINAL):
+        ob.capture(_values(1_700_000_000_000 + i * 1000))
+    ob.close()
+    return path
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(page=st.integers(min_value=0, max_value=7), offset=st.integers(0, 4095),
+       damage=st.binary(min_size=1, max_size=4096))
+def test_any_damaged_page_opens_and_salvages_only_real_readings(
+    tmp_path: Path, pristine_outbox: Path, page: int, offset: int, damage: bytes
+) -> None:
+    data = bytearray(pristine_outbox.read_bytes())
+    pages = len(data) // 4096
+    at = (page % pages) * 4096 + offset
+    data[at:at + len(damage)] = damage[: len(data) - at]
+    d = Path(tempfile.mkdtemp(dir=tmp_path))
+    path = d / "o.db"
+    path.write_bytes(bytes(data))
+    ob = Outbox(path)  # never raises, never refuses to start
+    try:
+        assert ob.capture(_values(1)).seq > 0
+        if list(d.glob("o.db.corrupt-*[0-9]")):
+            kept = [r for r in ob.oldest(1000) if r.ts != 1]
+            assert ob.counters()["salvaged"] == len(kept) <= _ORIGINAL
+            # Each salvaged reading is one that was captured, unchanged, in order.
+            ts = [r.ts for r in kept]
+            assert ts == sorted(set(ts))
+            assert all((t - 1_700_000_000_000) % 1000 == 0 and r.pm2_5 == 12.5
+                       for t, r in zip(ts, kept, strict=True))
+    finally:
+        ob.close()

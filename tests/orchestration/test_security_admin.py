@@ -71,7 +71,7 @@ def test_password_device_bundle_and_password_file(tmp_path: Path) -> None:
     entries = dict(line.split(":", 1) for line in (broker_dir / "passwd").read_text().split())
     assert passwd.verify_password(issued.password, entries["xh-002"])
     assert not passwd.verify_password("wrong", entries["xh-002"])
-    assert "user xh-002\ntopic write airgrid/v1/dev/xh-002/#" in (
+    assert "user xh-002\ntopic write airgrid/v1/dev/xh-002/up\n" in (
         broker_dir / "acl-accounts").read_text()
     home.revoke_device("xh-002")
     assert "xh-002" not in (broker_dir / "passwd").read_text()

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
+
+import pytest
 
 from airgrid.wire import SCHEMA_VERSION, Status, decode_up
 from edge_agent import config as edge_config
 from edge_agent.outbox import Outbox
 from edge_agent.publisher import Publisher
+from orchestration.admin.broker_config import is_loopback
 from orchestration.admin.ca import CertificateAuthority, create_ca
+from orchestration.admin.cli import main as admin_main
 from orchestration.admin.files import write_file
+from orchestration.services import Mosquitto, free_port
 from tests.support.fixtures import SecuredBroker
+from tests.support.integration import Processes
 from tests.support.mqtt_sessions import Session, connect, device
 from tests.support.wait import wait_for
 
@@ -217,3 +224,85 @@ def test_agent_publishes_with_its_bundle_and_a_revoked_one_keeps_its_readings(
         pub_a.stop()
         pub_b.stop()
         watcher.close()
+
+
+def test_a_device_writes_only_its_own_up_and_status_and_only_reads_its_commands(
+    secured_broker: SecuredBroker,
+) -> None:
+    sb = secured_broker
+    watcher = _watcher(sb)
+    assert watcher.subscribe("airgrid/v1/dev/#") == [1]
+    a = device(sb.tls_port, sb.bundle("dev-a"))
+    p = connect(sb.port, username="dev-p", password=sb.passwords["dev-p"])
+    collector = connect(sb.port, username="collector", password=sb.passwords["collector"])
+    sessions = (a, p, collector)
+    assert all(s.ok for s in sessions), [s.outcome for s in sessions]
+    try:
+        for dev, s in (("dev-a", a), ("dev-p", p)):
+            own = f"airgrid/v1/dev/{dev}"
+            assert s.subscribe(f"{own}/cmd/#") == [1]
+            # A device cannot command itself (nor forge what the collector would send it),
+            # nor publish on any other topic of its own.
+            for topic in (f"{own}/cmd/reboot", f"{own}/cmd/config", f"{own}/other", own):
+                assert s.publish(topic, b"{}") == NOT_AUTHORIZED, (dev, topic)
+            # What the agent publishes goes through.
+            assert s.publish(f"{own}/up", b"{}") in ACCEPTED
+            assert s.publish(f"{own}/status", b"{}") in ACCEPTED
+            assert collector.publish(f"{own}/cmd/reboot", b"1") in ACCEPTED
+            assert _received(s, f"{own}/cmd/reboot")
+        assert _received(watcher, "airgrid/v1/dev/dev-p/status")
+        time.sleep(0.3)
+        # The collector role reads the devices' up and status: only the allowed ones came.
+        assert sorted(set(watcher.topics())) == sorted(
+            f"airgrid/v1/dev/{d}/{leaf}" for d in ("dev-a", "dev-p") for leaf in ("up", "status"))
+        # Each device subscribed to its own commands: it got the collector's, not its own.
+        for s in (a, p):
+            with s.lock:
+                assert [m for t, m in s.messages if "/cmd/" in t] == [b"1"]
+    finally:
+        for s in (*sessions, watcher):
+            s.close()
+
+
+def _host_address() -> str | None:
+    """A non-loopback IPv4 address of this machine, if it has one."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))  # TEST-NET-1: no packet is sent by a UDP connect
+        address = str(probe.getsockname()[0])
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return None if address.startswith("127.") else address
+
+
+def test_default_broker_config_offers_no_plaintext_password_login_off_loopback(
+    tmp_path: Path, processes: Processes, capsys: pytest.CaptureFixture[str],
+) -> None:
+    home = tmp_path / "home"
+    assert admin_main(["--home", str(home), "ca", "init"]) == 0
+    broker = Mosquitto(tmp_path / "broker")
+    out = tmp_path / "conf"
+    # Everything default except the ports (the default ones may be taken here).
+    assert admin_main(["--home", str(home), "broker-config", "--out", str(out), "--port",
+                       str(broker.port), "--tls-port", str(free_port()), "--data-dir",
+                       str(broker.workdir)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    conf = (out / "mosquitto.conf").read_text().split("\nlistener ")[1:]
+    (password,) = [block for block in conf if "password_file" in block]
+    address = password.split("\n", 1)[0].split()[1]
+    assert is_loopback(address) or "certfile" in password, password
+    broker.base_config = (out / "mosquitto.conf").read_text()
+    processes.service(broker)
+    assert connect(broker.port, username="nobody", password="x").outcome.startswith("refused")
+    host = _host_address()
+    if host is None:
+        pytest.skip("this machine has no non-loopback address to dial")
+    with pytest.raises(OSError):  # nothing listens there for passwords
+        socket.create_connection((host, broker.port), timeout=2).close()
+    # Opening it to a network in the clear is possible, but said loudly.
+    assert admin_main(["--home", str(home), "broker-config", "--out", str(tmp_path / "open"),
+                       "--password-bind", "0.0.0.0"]) == 0
+    assert "sends passwords in the clear" in capsys.readouterr().err
+    assert "# WARNING: plaintext passwords" in (tmp_path / "open" / "mosquitto.conf").read_text()

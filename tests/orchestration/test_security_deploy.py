@@ -57,11 +57,14 @@ def test_compose_runs_mosquitto_on_the_generated_config(tmp_path: Path) -> None:
     for name in named:
         assert (out / name).is_file(), name
     assert f"persistence_location {data_dir}/" in conf
-    listeners = [int(p) for p in re.findall(r"^listener (\d+)", conf, re.MULTILINE)]
-    published = {int(p.rsplit(":", 2)[-2]) for p in mq["ports"]}
-    assert published == set(listeners) == {8883, 1883}
-    # The password listener is published on loopback only.
-    assert "127.0.0.1:1883:1883" in mq["ports"]
+    listeners = dict(re.findall(r"^listener (\d+) (\S+)$", conf, re.MULTILINE))
+    assert listeners == {"8883": "0.0.0.0", "1883": "127.0.0.1"}
+    # Only the device listener is published; the password listener is the container's
+    # loopback, which the collector shares, and takes the address the collector is given.
+    assert [int(p.rsplit(":", 2)[-2]) for p in mq["ports"]] == [8883]
+    assert services["collector"]["network_mode"] == "service:mosquitto"
+    example = (DEPLOY / "collector" / "collector.toml.example").read_text()
+    assert 'host = "127.0.0.1"' in example.split("[broker]")[1].split("[")[0]
 
 
 def test_compose_keeps_secrets_out_and_locks_the_collector_down() -> None:
