@@ -214,14 +214,18 @@ class RabbitCluster:
                 [_epmd_binary(), "-port", str(self.epmd_port)], env=self.base_env(),
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        self._wait_port(self.epmd_port, 10)
-        seed, *others = self.nodes
-        seed.start(timeout)
-        for n in others:
-            n.launch()
-        for n in others:
-            n.wait_ready(timeout)
-        self.await_members(len(self.nodes), timeout=60)
+        try:
+            self._wait_port(self.epmd_port, 10)
+            seed, *others = self.nodes
+            seed.start(timeout)
+            for n in others:
+                n.launch()
+            for n in others:
+                n.wait_ready(timeout)
+            self.await_members(len(self.nodes), timeout=60)
+        except BaseException:
+            self.stop()  # a failed start leaves no node behind: nobody else will stop it
+            raise
 
     def stop(self) -> None:
         for n in reversed(self.nodes):
