@@ -16,12 +16,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import alert_rules
 from orchestration.services import InfluxDB, Mosquitto, terminate
 
+if TYPE_CHECKING:
+    from orchestration.county import CountyServices
+
 DEMO_RULES = Path(alert_rules.__file__).with_name("demo_rules.yaml")
+DEFAULT_RULES = Path(alert_rules.__file__).with_name("default_rules.yaml")
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class Stack:
     broker_ports: dict[str, int] = field(default_factory=dict)
     #: per-device outbox cap (rows)
     outbox_caps: dict[str, int] = field(default_factory=dict)
+    #: a county: registry, /metrics, alerting with its HTTP API (None: the bare collector)
+    county: CountyServices | None = None
     sims: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     collector: subprocess.Popen[bytes] | None = None
@@ -140,7 +146,10 @@ class Stack:
             "[rules]\n"
             f'files = ["{self.rules_file}"]\n'
             "tick_interval_s = 0.5\n"
+            + (self.county.collector_tables(self.workdir) if self.county else "")
         )
+        if self.county:
+            path.chmod(0o600)  # it holds the API token
         return path
 
     def start_collector(self, wait_s: float = 30.0) -> None:
@@ -159,6 +168,14 @@ class Stack:
                 if b"subscribed to device topics" in f.read():
                     return
             time.sleep(0.05)
+
+    def processes(self) -> dict[str, subprocess.Popen[bytes]]:
+        """Every child this stack started and that still runs, by a name for people."""
+        out = {f"sim-{d}": p for d, p in self.sims.items()}
+        out.update({f"edge-{d}": p for d, p in self.agents.items()})
+        if self.collector is not None:
+            out["collector"] = self.collector
+        return {name: p for name, p in out.items() if p.poll() is None}
 
     def start(self) -> None:
         self.influx.create_database(self.database)
