@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -23,7 +25,6 @@ from alert_rules import aqi
 from collector.alerting.templates import CST
 from orchestration.services import InfluxDB, Mosquitto
 from orchestration.stack import SimDevice, Stack, Timing
-
 
 #: HJ 633-2026 §4.2.3–4.2.4: the real-time AQI is the 1-hour mean looked up in the
 #: 24-hour columns, so the live view keeps the last hour of readings per device.
@@ -146,11 +147,37 @@ def _render(view: LiveView, elapsed: float, seconds: float | None):  # type: ign
                   f"{a['data']['rule']}  {a['subject']}  "  # type: ignore[index]
                   f"{a['data']['annotations'].get('summary_zh', '')}")  # type: ignore[index]
              for a in alerts]
-    return Group(table, Text("alerts 告警 (Beijing time 北京时间):", style="bold"), *(lines or [Text("  (none yet)")]))
+    heading = Text("alerts 告警 (Beijing time 北京时间):", style="bold")
+    return Group(table, heading, *(lines or [Text("  (none yet)")]))
+
+
+class DemoStopped(Exception):
+    """SIGTERM or SIGHUP (a closed SSH session): end the run as Ctrl-C does."""
+
+
+def _stop_on_signal(signum: int, frame: object) -> None:
+    raise DemoStopped(signal.Signals(signum).name)
+
+
+#: The children run in their own sessions (so a Ctrl-C reaches only the demo, which
+#: stops them in order); these signals must therefore end the demo through its cleanup.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def run_demo(devices: int, seconds: float | None, headless: bool, keep: bool,
              workdir: Path | None = None) -> dict[str, object]:
+    previous = {s: signal.signal(s, _stop_on_signal) for s in STOP_SIGNALS}
+    try:
+        return _run_demo(devices, seconds, headless, keep, workdir)
+    except DemoStopped as exc:  # a second signal while the run was being ended
+        return {"devices": devices, "stopped_by": str(exc)}
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _run_demo(devices: int, seconds: float | None, headless: bool, keep: bool,
+              workdir: Path | None) -> dict[str, object]:
     base = workdir or Path(tempfile.mkdtemp(prefix="airgrid-demo-"))
     broker = Mosquitto(base / "mosquitto")
     influx = InfluxDB(base / "influxdb")
@@ -169,8 +196,9 @@ def run_demo(devices: int, seconds: float | None, headless: bool, keep: bool,
         stack.start()
         t0 = time.monotonic()
         if headless:
-            while seconds is None or time.monotonic() - t0 < seconds:
-                time.sleep(0.5)
+            with contextlib.suppress(KeyboardInterrupt, DemoStopped):
+                while seconds is None or time.monotonic() - t0 < seconds:
+                    time.sleep(0.5)
         else:
             from rich.live import Live
 
@@ -179,7 +207,7 @@ def run_demo(devices: int, seconds: float | None, headless: bool, keep: bool,
                     while seconds is None or time.monotonic() - t0 < seconds:
                         time.sleep(0.5)
                         live.update(_render(view, time.monotonic() - t0, seconds))
-                except KeyboardInterrupt:
+                except (KeyboardInterrupt, DemoStopped):
                     pass
         drained = stack.quiesce(timeout=60)
         captured, stored = stack.captured(), stack.stored()
@@ -200,8 +228,13 @@ def run_demo(devices: int, seconds: float | None, headless: bool, keep: bool,
                   "GROUP BY device, time(10s)\"")
             if keep:
                 print(f"(services keep running until Enter is pressed; data in {base})")
-                input()
+                with contextlib.suppress(EOFError, KeyboardInterrupt, DemoStopped):
+                    input()
     finally:
+        # A second SIGTERM/SIGHUP must not cut the cleanup short and orphan children;
+        # every stop below is bounded (SIGTERM, wait, SIGKILL).
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
         stack.stop()
         watcher.loop_stop()
         watcher.disconnect()
