@@ -95,7 +95,8 @@ class Standard:
         standards define no index beyond it, but such air is still the worst category.
         """
         raw_c = np.asarray(conc, np.float64)
-        c = self.concentration(pollutant, raw_c)
+        with np.errstate(invalid="ignore"):  # inf - inf in the rounding: NaN, refused below
+            c = self.concentration(pollutant, raw_c)
         seg = self.segments[pollutant]
         lo, hi, ilo, ihi = seg[:, 0], seg[:, 1], seg[:, 2], seg[:, 3]
         # The last segment whose lower bound is <= c (EPA bounds are discontinuous).
@@ -109,7 +110,7 @@ class Standard:
             else:
                 out = np.floor(raw + 0.5)
             out = np.where(c > hi[-1], ihi[-1], out)
-            bad = np.isnan(raw_c) | (raw_c < 0)
+            bad = np.isnan(raw_c) | (raw_c < 0) | np.isinf(raw_c)
         return np.where(bad, np.nan, out)
 
     def aqi(self, concentrations: dict[str, npt.ArrayLike]) -> npt.NDArray[np.float64]:

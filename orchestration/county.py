@@ -41,14 +41,16 @@ COUNTY_BUREAU = ("县生态环境局值班室", "+8613700000007")
 
 
 def county_devices(n: int, prefix: str = "dev") -> list[SimDevice]:
-    """n sensors; devices 1, 4, 7, … go through an episode (peak well above 150 µg/m³)."""
+    """n sensors; devices 1, 4, 7, … go through a 30-minute episode peaking well above
+    150 µg/m³, long enough for the default rule (10-minute mean above 150 for 10 minutes)
+    to fire about 20 minutes after it begins."""
     out = []
     for i in range(1, n + 1):
         episode = (i - 1) % EPISODE_EVERY == 0
         out.append(SimDevice(
             device=f"{prefix}-{i:03d}", scenario="episode" if episode else "clean",
             baseline=20.0 + 5 * (i % 4), peak=260.0, seed=i,
-            episode_start_s=20.0 + 7 * (i % 5), episode_length_s=120.0,
+            episode_start_s=60.0 + 30 * (i % 5), episode_length_s=1800.0,
         ))
     return out
 
