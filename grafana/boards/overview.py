@@ -83,7 +83,7 @@ def build() -> Dashboard:
         ),
         aqi_stat(f"County AQI 全县AQI ({AQI_MEAN})", Grid(6, 0, 6, 5), REGISTRY_FILTER),
         panels.stat(
-            "PM2.5 now (last hour mean) 当前PM2.5", Grid(12, 0, 6, 5),
+            f"PM2.5 当前PM2.5 ({AQI_MEAN})", Grid(12, 0, 6, 5),
             [Target("A", f'SELECT mean("pm2_5") AS "pm2_5" FROM "{READINGS}" '
                          f"WHERE {REGISTRY_FILTER} AND time > now() - 1h", ("pm2_5",))],
             UNIT_UG_M3, "Mean of every device's readings over the last hour.", PM25_BANDS,
