@@ -104,6 +104,21 @@ class CountyServices:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}/api"
 
+    @staticmethod
+    def modem_link(workdir: Path) -> Path:
+        """The simulated GSM modem's pseudo-terminal (`airgrid-sim gsm`), which people's
+        alerts go to as SMS; what it sent is in `sms_record`."""
+        return workdir / "tty" / "gsm-modem"
+
+    @staticmethod
+    def sms_record(workdir: Path) -> Path:
+        return workdir / "logs" / "sms-sent.jsonl"
+
+    def modem_args(self, workdir: Path) -> list[str]:
+        """`python -m` arguments of the modem process."""
+        return ["firmware_sim.cli", "gsm", "--link", str(self.modem_link(workdir)),
+                "--record", str(self.sms_record(workdir))]
+
     def write_registry(self, workdir: Path) -> Path:
         path = workdir / "config" / "registry.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,12 +157,15 @@ class CountyServices:
             f"http_port = {self.api_port}\n"
             "[alerting.channels.bus]\n"
             'type = "mqtt"\n'
+            "[alerting.channels.modem]\n"
+            'type = "sms_modem"\n'
+            f'port = "{self.modem_link(workdir)}"\n'
             "[alerting.receivers.grid_worker]\n"
-            'targets = [{ channel = "bus", to = "grid_worker" }]\n'
+            'targets = [{ channel = "modem", to = "grid_worker" }]\n'
             "[alerting.receivers.township_officer]\n"
-            'targets = [{ channel = "bus", to = "township_officer" }]\n'
+            'targets = [{ channel = "modem", to = "township_officer" }]\n'
             "[alerting.receivers.county_bureau]\n"
-            'targets = [{ channel = "bus", to = "county_bureau" }]\n'
+            'targets = [{ channel = "modem", to = "county_bureau" }]\n'
             "[alerting.route]\n"
             'receiver = "grid_worker"\n'
             'group_by = ["township", "grid"]\n'

@@ -77,7 +77,7 @@ class Stack:
     def outbox(self, device: str) -> Path:
         return self.workdir / "outbox" / f"{device}.db"
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = (self.workdir / "logs").joinpath(f"{name}.log")
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
@@ -89,7 +89,7 @@ class Stack:
     # --- start ----------------------------------------------------------------------
 
     def start_sim(self, d: SimDevice) -> None:
-        self.sims[d.device] = self._spawn(f"sim-{d.device}", [
+        self.sims[d.device] = self.spawn(f"sim-{d.device}", [
             "firmware_sim.cli", "pms5003", "--link", str(self.tty(d.device)),
             "--scenario", d.scenario, "--baseline", str(d.baseline), "--peak", str(d.peak),
             "--episode-start", str(d.episode_start_s),
@@ -128,7 +128,7 @@ class Stack:
 
     def start_agent(self, device: str) -> None:
         config = self.agent_config(device)
-        self.agents[device] = self._spawn(
+        self.agents[device] = self.spawn(
             f"edge-{device}", ["edge_agent.cli", "run", "--config", str(config)]
         )
 
@@ -158,7 +158,7 @@ class Stack:
         broker (there is no subscriber yet)."""
         log = self.workdir / "logs" / "collector.log"
         mark = log.stat().st_size if log.exists() else 0
-        self.collector = self._spawn(
+        self.collector = self.spawn(
             "collector", ["collector.cli", "run", "--config", str(self.collector_config())]
         )
         deadline = time.monotonic() + wait_s
@@ -183,11 +183,11 @@ class Stack:
         for d in self.devices:
             self.start_sim(d)
         for d in self.devices:
-            self._wait_for(self.tty(d.device))
+            self.wait_for_path(self.tty(d.device))
             self.start_agent(d.device)
 
     @staticmethod
-    def _wait_for(path: Path, timeout: float = 10.0) -> None:
+    def wait_for_path(path: Path, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while not path.exists():
             if time.monotonic() > deadline:

@@ -12,19 +12,20 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestration.county import CountyServices, county_devices
-from orchestration.services import InfluxDB, Mosquitto
+from orchestration.services import InfluxDB, Mosquitto, terminate
 from orchestration.stack import DEFAULT_RULES, Stack, Timing
 
 STATE_FILE = "stack.json"
 #: stopped in this order: sensors and agents first (agents flush their outboxes on
 #: SIGTERM while the broker still runs), the broker last
-STOP_ORDER = ("sim-", "edge-", "collector", "influxd", "mosquitto")
+STOP_ORDER = ("sim-", "edge-", "collector", "modem", "influxd", "mosquitto")
 
 
 class StackControlError(RuntimeError):
@@ -87,14 +88,20 @@ def up(workdir: Path, devices: int) -> dict[str, Any]:
     influx = InfluxDB(workdir / "influxdb")
     stack = Stack(workdir / "stack", broker, influx, sims, Timing(sample_interval_s=5.0),
                   rules_file=DEFAULT_RULES, county=county)
+    modem: subprocess.Popen[bytes] | None = None
     try:
         broker.start()
         influx.start()
+        # the modem is there before the collector opens it
+        modem = stack.spawn("modem", county.modem_args(stack.workdir))
+        stack.wait_for_path(county.modem_link(stack.workdir))
         stack.start()
-        procs = {"mosquitto": broker.proc, "influxd": influx.proc, **stack.processes()}
+        procs = {"mosquitto": broker.proc, "influxd": influx.proc, "modem": modem,
+                 **stack.processes()}
         records = [record(name, p.pid) for name, p in procs.items() if p is not None]
     except BaseException:
         stack.stop()
+        terminate(modem)
         influx.stop()
         broker.stop()
         raise

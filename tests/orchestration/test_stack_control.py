@@ -46,8 +46,8 @@ def test_stack_up_serves_a_county_and_down_leaves_no_process(
         # the command has returned; its processes still run, and are the recorded ones
         assert all(stack_control.is_ours(r) for r in records)
         assert {r.name: r.pid for r in records} == up["pids"]
-        assert {"mosquitto", "influxd", "collector", "sim-dev-001", "edge-dev-003"} <= set(
-            up["pids"])
+        assert {"mosquitto", "influxd", "collector", "modem", "sim-dev-001",
+                "edge-dev-003"} <= set(up["pids"])
         # readings of every device reach InfluxDB
         assert wait_for(lambda: len(_stored(up["influx_url"], up["influx_db"])) == 3, 40,
                         step=0.5), _stored(up["influx_url"], up["influx_db"])
