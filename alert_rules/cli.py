@@ -38,11 +38,14 @@ def _cmd_aqi(args: argparse.Namespace) -> int:
             bad += 1
             continue
         index = float(std.iaqi(args.pollutant, [c])[0])
+        used = float(std.concentration(args.pollutant, [c])[0])
         cat = std.category(index)
         print(json.dumps({
-            "concentration": c, "aqi": None if math.isnan(index) else int(index),
+            "concentration": c, "concentration_used": used,
+            "aqi": None if math.isnan(index) else int(index),
             "category": cat.en if cat else None, "category_zh": cat.zh if cat else None,
             "color": cat.color if cat else None, "standard": std.id,
+            "standard_name": std.name,
             "pollutant": args.pollutant,
         }, ensure_ascii=False))
     return 1 if bad else 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 
 import paho.mqtt.client as mqtt
@@ -48,6 +49,7 @@ class MqttIngest:
             c.username_pw_set(username, password)
         c.reconnect_delay_set(1, 10)
         c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
         c.on_subscribe = self._on_subscribe
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -77,6 +79,13 @@ class MqttIngest:
                           (device_subscription("status", self.prefix), 1),
                           *self.extra_subscriptions])
         self.connected.set()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        # paho calls this from inside its `except OSError` around the connect and keeps
+        # retrying (reconnect_delay_set); the exception being handled is the reason.
+        exc = sys.exception()
+        reason = f"{type(exc).__name__}: {exc}" if exc else "connection failed"
+        log.warning("cannot reach broker %s:%s: %s; retrying", self.host, self.port, reason)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
                       reasons: list[ReasonCode], props: Properties | None) -> None:

@@ -81,17 +81,43 @@ def _num(x: float) -> str:
     return text
 
 
+def concentration_expression(std: aqi.Standard, pollutant: str, field: str) -> str:
+    """InfluxQL for the concentration the standard's formula uses, from `field` (µg/m³):
+    the operations of alert_rules.aqi.Standard.concentration, in the same order, so both
+    give the same double. HJ 633-2026 §4.2.2: whole µg/m³ by GB/T 8170-2008 §3.3 (a lone
+    trailing 5 goes to the even neighbour); InfluxQL has no CASE, so the half-way test is
+    1 - ceil(abs(x - floor(x) - 0.5)), which is 1 exactly at .5 and 0 elsewhere."""
+    rule = std.concentration_rounding[pollutant]
+    f = f'"{field}"'
+    if rule.mode == "none":
+        return f
+    if rule.mode != "half_even":
+        raise GenerateError(
+            f"{std.id}: {pollutant} concentration rounding {rule.mode!r} has no InfluxQL form")
+    grid = _num(aqi.NOISE_GRID)
+    x = f"floor({f} / {grid} + 0.5) * {grid}"
+    if rule.step != 1:
+        x = f"({x}) / {_num(rule.step)}"
+    fl = f"floor({x})"
+    halfway = f"(1 - ceil(abs({x} - {fl} - 0.5)))"
+    odd = f"({fl} - 2 * floor({fl} / 2))"
+    out = f"(floor({x} + 0.5) - {halfway} * (1 - {odd}))"
+    return out if rule.step == 1 else f"{out} * {_num(rule.step)}"
+
+
 def iaqi_expression(std: aqi.Standard, pollutant: str, field: str) -> str:
-    """InfluxQL for the sub-index of `field` (a concentration in µg/m³).
+    """InfluxQL for the sub-index of `field`, which must hold the concentration after the
+    standard's rounding (concentration_expression, one subquery down: written inline it
+    would repeat a dozen times in every AQI).
 
     InfluxQL has no CASE, so the piecewise-linear table is written as a sum of ramps,
     ramp(x) = (x + abs(x)) / 2, one per breakpoint; the top is capped at the scale's end
     like alert_rules.aqi does. HJ 633 rounds the sub-index up (ceil); the 1e-9 keeps float
     noise at an exact breakpoint from adding a step, as alert_rules.aqi's round(…, 9) does.
     """
-    if std.rounding != "ceil" or any(v for v in std.truncate.values()):
+    if std.index_rounding != "ceil":
         raise GenerateError(
-            f"{std.id}: only ceil-rounded, untruncated standards render to InfluxQL")
+            f"{std.id}: only standards whose index is rounded up render to InfluxQL")
     seg = std.segments[pollutant]
     for prev, row in itertools.pairwise(seg):
         if float(prev[1]) != float(row[0]) or float(prev[3]) != float(row[2]):
@@ -118,11 +144,32 @@ def iaqi_expression(std: aqi.Standard, pollutant: str, field: str) -> str:
     return f"ceil({out} - 0.000000001)"
 
 
+def rounded_field(pollutant: str) -> str:
+    """The column name aqi_query gives a pollutant's rounded concentration."""
+    return f"c_{pollutant}"
+
+
 def aqi_expression(std: aqi.Standard, fields: dict[str, str]) -> str:
-    """AQI = the largest sub-index (HJ 633-2012 clause 5.1), as InfluxQL over the given
-    {pollutant: field} columns; max(a, b) = (a + b + abs(a - b)) / 2."""
+    """AQI = the largest sub-index (HJ 633-2026 §4.2.5), as InfluxQL over the given
+    {pollutant: field} columns of rounded concentrations; max(a, b) = (a + b + abs(a - b))
+    / 2. Sub-indices are integers, so the AQI is too (§4.2.6)."""
     exprs = [iaqi_expression(std, p, f) for p, f in fields.items()]
     out = exprs[0]
     for e in exprs[1:]:
         out = f"(({out}) + ({e}) + abs(({out}) - ({e}))) / 2"
     return out
+
+
+def aqi_query(std: aqi.Standard, source: str, pollutants: tuple[str, ...] = ("pm2_5", "pm10"),
+              group_by: str = "", keep: tuple[str, ...] = ()) -> str:
+    """A whole InfluxQL query for the AQI of `source`, a subquery whose columns are named
+    after the pollutants (e.g. hourly means): one level rounds the concentrations, the
+    next takes the sub-indices and their maximum. `keep` columns of the source pass
+    through (e.g. the mean PM2.5 shown beside the AQI)."""
+    group = f' GROUP BY "{group_by}"' if group_by else ""
+    passed = "".join(f', "{k}"' for k in keep)
+    rounded = ", ".join(
+        f'{concentration_expression(std, p, p)} AS "{rounded_field(p)}"' for p in pollutants)
+    expr = aqi_expression(std, {p: rounded_field(p) for p in pollutants})
+    return (f'SELECT {expr} AS "aqi"{passed} FROM ('
+            f"SELECT {rounded}{passed} FROM ({source}){group}){group}")

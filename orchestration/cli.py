@@ -26,7 +26,45 @@ def build_parser() -> argparse.ArgumentParser:
                       help="keep services and data after the run until Enter is pressed")
     demo.add_argument("--workdir", type=Path, default=None,
                       help="where data and logs go (default: a temp dir, removed at exit)")
+    stack = sub.add_parser(
+        "stack", help="start, inspect or stop a simulated county that keeps running",
+        description="A county you can look into: Mosquitto, InfluxDB, the collector with "
+        "alerting, the default rules, a generated device registry (townships, grids, "
+        "coordinates, grid workers and township officers) and N simulated sensors with "
+        "their agents. Processes outlive the command; their PIDs are recorded in DIR.",
+    )
+    ssub = stack.add_subparsers(dest="action", required=True)
+    s_up = ssub.add_parser("up", help="start the county; prints one JSON line with its "
+                           "ports, URLs, files, devices and PIDs")
+    s_up.add_argument("--devices", type=int, default=6,
+                      help="simulated sensors (default 6; every third is in an episode)")
+    s_up.add_argument("--dir", type=Path, required=True,
+                      help="where configs, data, logs and the PID record go")
+    for action, text in (("down", "stop exactly the processes `up` started in DIR"),
+                         ("status", "which recorded processes still run (JSON)")):
+        s = ssub.add_parser(action, help=text)
+        s.add_argument("--dir", type=Path, required=True, help="the directory given to `up`")
     return p
+
+
+def _stack(args: argparse.Namespace) -> int:
+    from orchestration import stack_control
+
+    try:
+        if args.action == "up":
+            if args.devices < 1:
+                print("--devices must be at least 1", file=sys.stderr)
+                return 2
+            print(json.dumps(stack_control.up(args.dir.resolve(), args.devices),
+                             ensure_ascii=False), flush=True)
+        elif args.action == "down":
+            print(json.dumps(stack_control.down(args.dir.resolve()), ensure_ascii=False))
+        else:
+            print(json.dumps(stack_control.status(args.dir.resolve()), ensure_ascii=False))
+    except stack_control.StackControlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                            args.workdir)
         print(json.dumps(summary))
         return 0 if summary.get("lost") == 0 else 1
+    if args.command == "stack":
+        return _stack(args)
     return 2
 
 

@@ -2,21 +2,45 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
+import math
 import shutil
+import signal
 import tempfile
 import threading
 import time
+import warnings
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from airgrid.wire import decode_up, device_subscription, parse_device_topic
 from alert_rules import aqi
+from collector.alerting.templates import CST
 from orchestration.services import InfluxDB, Mosquitto
 from orchestration.stack import SimDevice, Stack, Timing
+
+#: HJ 633-2026 §4.2.3–4.2.4: the real-time AQI is the 1-hour mean looked up in the
+#: 24-hour columns, so the live view keeps the last hour of readings per device.
+HOUR_MS = 3_600_000
+
+
+def beijing_time(iso: str) -> str:
+    """A CloudEvents time (UTC, RFC 3339, maybe with microseconds) as Beijing time to
+    the second, as the SMS texts show it."""
+    try:
+        when = dt.datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return iso
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(CST).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @dataclass
@@ -25,6 +49,26 @@ class DeviceView:
     pm2_5: float | None = None
     ts_ms: int = 0
     alert: str = ""
+    #: (reading time ms, PM2.5, PM10) of the last hour
+    window: deque[tuple[int, float, float]] = field(default_factory=deque)
+
+    def add(self, ts_ms: int, pm2_5: float | None, pm10: float | None) -> None:
+        if pm2_5 is not None or pm10 is not None:
+            self.window.append((ts_ms, math.nan if pm2_5 is None else pm2_5,
+                                math.nan if pm10 is None else pm10))
+        newest = max((t for t, _, _ in self.window), default=ts_ms)
+        while self.window and self.window[0][0] <= newest - HOUR_MS:
+            self.window.popleft()
+
+    def hourly_mean(self) -> tuple[float, float]:
+        """(PM2.5, PM10) means of the last hour's readings; NaN when there are none."""
+        if not self.window:
+            return math.nan, math.nan
+        cols = np.array([(a, b) for _, a, b in self.window], np.float64)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column: NaN is right
+            means = np.nanmean(cols, axis=0)
+        return float(means[0]), float(means[1])
 
 
 @dataclass
@@ -51,6 +95,8 @@ class LiveView:
         with self.lock:
             dv = self.devices.setdefault(device, DeviceView())
             dv.readings += len(batch.readings)
+            for r in batch.readings:
+                dv.add(r.ts, r.pm2_5, r.pm10)
             last = batch.readings[-1]
             if last.ts >= dv.ts_ms:
                 dv.pm2_5, dv.ts_ms = last.pm2_5, last.ts
@@ -79,29 +125,59 @@ def _render(view: LiveView, elapsed: float, seconds: float | None):  # type: ign
     std = aqi.get()
     table = Table(title=f"airgrid demo — {elapsed:.0f} s"
                   + (f" of {seconds:.0f}" if seconds else " (Ctrl-C to stop)"))
-    columns = ("device", "readings", "PM2.5 µg/m³", f"IAQI ({std.name})", "category 类别", "alert")
+    columns = ("device 设备", "readings", "PM2.5 µg/m³ latest 最新",
+               "PM2.5 1 h mean / 1小时均值", f"AQI ({std.name}, 1 h mean / 1小时均值)",
+               "category 类别", "alert 告警")
     for col in columns:
         table.add_column(col)
     with view.lock:
         items = sorted(view.devices.items())
         alerts = list(view.alerts[-6:])
     for device, dv in items:
-        if dv.pm2_5 is None:
-            table.add_row(device, str(dv.readings), "-", "-", "-", dv.alert)
+        mean25, mean10 = dv.hourly_mean()
+        index = float(std.aqi({"pm2_5": [mean25], "pm10": [mean10]})[0])
+        if dv.pm2_5 is None or math.isnan(index):
+            table.add_row(device, str(dv.readings), "-", "-", "-", "-", dv.alert)
             continue
-        index = float(std.iaqi("pm2_5", [dv.pm2_5])[0])
         cat = std.category(index)
         name = Text(f"{cat.zh} {cat.en}" if cat else "-", style=f"bold {cat.color}" if cat else "")
-        table.add_row(device, str(dv.readings), f"{dv.pm2_5:.1f}", f"{index:.0f}", name,
-                      Text(dv.alert, style="bold red") if dv.alert else "")
-    lines = [Text(f"{a['time']}  {a['data']['state']:<8} {a['data']['rule']}  {a['subject']}  "  # type: ignore[index]
+        table.add_row(device, str(dv.readings), f"{dv.pm2_5:.1f}", f"{mean25:.1f}",
+                      f"{index:.0f}", name, Text(dv.alert, style="bold red") if dv.alert else "")
+    lines = [Text(f"{beijing_time(str(a['time']))}  {a['data']['state']:<8} "  # type: ignore[index]
+                  f"{a['data']['rule']}  {a['subject']}  "  # type: ignore[index]
                   f"{a['data']['annotations'].get('summary_zh', '')}")  # type: ignore[index]
              for a in alerts]
-    return Group(table, Text("alerts 告警:", style="bold"), *(lines or [Text("  (none yet)")]))
+    heading = Text("alerts 告警 (Beijing time 北京时间):", style="bold")
+    return Group(table, heading, *(lines or [Text("  (none yet)")]))
+
+
+class DemoStopped(Exception):
+    """SIGTERM or SIGHUP (a closed SSH session): end the run as Ctrl-C does."""
+
+
+def _stop_on_signal(signum: int, frame: object) -> None:
+    raise DemoStopped(signal.Signals(signum).name)
+
+
+#: The children run in their own sessions (so a Ctrl-C reaches only the demo, which
+#: stops them in order); these signals must therefore end the demo through its cleanup.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def run_demo(devices: int, seconds: float | None, headless: bool, keep: bool,
              workdir: Path | None = None) -> dict[str, object]:
+    previous = {s: signal.signal(s, _stop_on_signal) for s in STOP_SIGNALS}
+    try:
+        return _run_demo(devices, seconds, headless, keep, workdir)
+    except DemoStopped as exc:  # a second signal while the run was being ended
+        return {"devices": devices, "stopped_by": str(exc)}
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _run_demo(devices: int, seconds: float | None, headless: bool, keep: bool,
+              workdir: Path | None) -> dict[str, object]:
     base = workdir or Path(tempfile.mkdtemp(prefix="airgrid-demo-"))
     broker = Mosquitto(base / "mosquitto")
     influx = InfluxDB(base / "influxdb")
@@ -120,8 +196,9 @@ def run_demo(devices: int, seconds: float | None, headless: bool, keep: bool,
         stack.start()
         t0 = time.monotonic()
         if headless:
-            while seconds is None or time.monotonic() - t0 < seconds:
-                time.sleep(0.5)
+            with contextlib.suppress(KeyboardInterrupt, DemoStopped):
+                while seconds is None or time.monotonic() - t0 < seconds:
+                    time.sleep(0.5)
         else:
             from rich.live import Live
 
@@ -130,7 +207,7 @@ def run_demo(devices: int, seconds: float | None, headless: bool, keep: bool,
                     while seconds is None or time.monotonic() - t0 < seconds:
                         time.sleep(0.5)
                         live.update(_render(view, time.monotonic() - t0, seconds))
-                except KeyboardInterrupt:
+                except (KeyboardInterrupt, DemoStopped):
                     pass
         drained = stack.quiesce(timeout=60)
         captured, stored = stack.captured(), stack.stored()
@@ -151,8 +228,13 @@ def run_demo(devices: int, seconds: float | None, headless: bool, keep: bool,
                   "GROUP BY device, time(10s)\"")
             if keep:
                 print(f"(services keep running until Enter is pressed; data in {base})")
-                input()
+                with contextlib.suppress(EOFError, KeyboardInterrupt, DemoStopped):
+                    input()
     finally:
+        # A second SIGTERM/SIGHUP must not cut the cleanup short and orphan children;
+        # every stop below is bounded (SIGTERM, wait, SIGKILL).
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
         stack.stop()
         watcher.loop_stop()
         watcher.disconnect()

@@ -16,12 +16,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import alert_rules
 from orchestration.services import InfluxDB, Mosquitto, terminate
 
+if TYPE_CHECKING:
+    from orchestration.county import CountyServices
+
 DEMO_RULES = Path(alert_rules.__file__).with_name("demo_rules.yaml")
+DEFAULT_RULES = Path(alert_rules.__file__).with_name("default_rules.yaml")
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class Stack:
     broker_ports: dict[str, int] = field(default_factory=dict)
     #: per-device outbox cap (rows)
     outbox_caps: dict[str, int] = field(default_factory=dict)
+    #: a county: registry, /metrics, alerting with its HTTP API (None: the bare collector)
+    county: CountyServices | None = None
     sims: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     collector: subprocess.Popen[bytes] | None = None
@@ -71,7 +77,7 @@ class Stack:
     def outbox(self, device: str) -> Path:
         return self.workdir / "outbox" / f"{device}.db"
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = (self.workdir / "logs").joinpath(f"{name}.log")
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
@@ -83,7 +89,7 @@ class Stack:
     # --- start ----------------------------------------------------------------------
 
     def start_sim(self, d: SimDevice) -> None:
-        self.sims[d.device] = self._spawn(f"sim-{d.device}", [
+        self.sims[d.device] = self.spawn(f"sim-{d.device}", [
             "firmware_sim.cli", "pms5003", "--link", str(self.tty(d.device)),
             "--scenario", d.scenario, "--baseline", str(d.baseline), "--peak", str(d.peak),
             "--episode-start", str(d.episode_start_s),
@@ -122,7 +128,7 @@ class Stack:
 
     def start_agent(self, device: str) -> None:
         config = self.agent_config(device)
-        self.agents[device] = self._spawn(
+        self.agents[device] = self.spawn(
             f"edge-{device}", ["edge_agent.cli", "run", "--config", str(config)]
         )
 
@@ -140,7 +146,10 @@ class Stack:
             "[rules]\n"
             f'files = ["{self.rules_file}"]\n'
             "tick_interval_s = 0.5\n"
+            + (self.county.collector_tables(self.workdir) if self.county else "")
         )
+        if self.county:
+            path.chmod(0o600)  # it holds the API token
         return path
 
     def start_collector(self, wait_s: float = 30.0) -> None:
@@ -149,7 +158,7 @@ class Stack:
         broker (there is no subscriber yet)."""
         log = self.workdir / "logs" / "collector.log"
         mark = log.stat().st_size if log.exists() else 0
-        self.collector = self._spawn(
+        self.collector = self.spawn(
             "collector", ["collector.cli", "run", "--config", str(self.collector_config())]
         )
         deadline = time.monotonic() + wait_s
@@ -160,17 +169,25 @@ class Stack:
                     return
             time.sleep(0.05)
 
+    def processes(self) -> dict[str, subprocess.Popen[bytes]]:
+        """Every child this stack started and that still runs, by a name for people."""
+        out = {f"sim-{d}": p for d, p in self.sims.items()}
+        out.update({f"edge-{d}": p for d, p in self.agents.items()})
+        if self.collector is not None:
+            out["collector"] = self.collector
+        return {name: p for name, p in out.items() if p.poll() is None}
+
     def start(self) -> None:
         self.influx.create_database(self.database)
         self.start_collector()
         for d in self.devices:
             self.start_sim(d)
         for d in self.devices:
-            self._wait_for(self.tty(d.device))
+            self.wait_for_path(self.tty(d.device))
             self.start_agent(d.device)
 
     @staticmethod
-    def _wait_for(path: Path, timeout: float = 10.0) -> None:
+    def wait_for_path(path: Path, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while not path.exists():
             if time.monotonic() > deadline:

@@ -22,27 +22,28 @@ DEVICE = Variable(
 ONE_DEVICE = Variable(DEVICE.name, DEVICE.label, DEVICE.query, multi=False, include_all=False)
 
 STANDARD = aqi_bands.standard()
-AQI_EXPR = aqi_bands.aqi_expression(STANDARD, {"pm2_5": "pm2_5", "pm10": "pm10"})
 PM25_BANDS = aqi_bands.concentration_thresholds(STANDARD, "pm2_5")
 PM10_BANDS = aqi_bands.concentration_thresholds(STANDARD, "pm10")
 AQI_BANDS = aqi_bands.aqi_thresholds(STANDARD)
 AQI_MAPPINGS = aqi_bands.aqi_value_mappings(STANDARD)
 AQI_NOTE = (
-    f"AQI under {STANDARD.name}: the larger of the PM2.5 and PM10 sub-indices of the last "
-    "hour's mean, against the 24-hour breakpoints, as China's real-time reports do. "
+    f"AQI under {STANDARD.name} from the 1 h mean (1小时均值): the larger of the PM2.5 and "
+    "PM10 sub-indices of the last hour's mean, rounded to whole µg/m³ and looked up in the "
+    "24-hour columns (§4.2.2–4.2.4), the index rounded up (§4.2.6). "
     "Colours are the standard's categories."
 )
+#: what every AQI title says about its averaging
+AQI_MEAN = "1 h mean / 1小时均值"
 
 
 def aqi_query(where: str, group_by: str = "", with_pm25: bool = False) -> str:
-    """AQI of the last hour's mean PM2.5 / PM10, optionally per tag."""
+    """AQI of the last hour's mean PM2.5 / PM10 (HJ 633-2026 §4.2.3–4.2.4), optionally
+    per tag; the same numbers alert_rules.aqi gives for those means."""
     group = f' GROUP BY "{group_by}"' if group_by else ""
-    pm25 = ', "pm2_5"' if with_pm25 else ""
-    return (
-        f'SELECT {AQI_EXPR} AS "aqi"{pm25} FROM ('
-        f'SELECT mean("pm2_5") AS "pm2_5", mean("pm10") AS "pm10" FROM "{READINGS}" '
-        f"WHERE {where} AND time > now() - 1h{group}){group}"
-    )
+    hourly = (f'SELECT mean("pm2_5") AS "pm2_5", mean("pm10") AS "pm10" FROM "{READINGS}" '
+              f"WHERE {where} AND time > now() - 1h{group}")
+    return aqi_bands.aqi_query(STANDARD, hourly, group_by=group_by,
+                               keep=("pm2_5",) if with_pm25 else ())
 
 
 def aqi_stat(title: str, grid: Grid, where: str) -> Panel:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from grafana import panels
 from grafana.boards.common import (
+    AQI_MEAN,
     DEVICE_FILTER,
     GRID,
     ONE_DEVICE,
@@ -48,7 +49,7 @@ def build() -> Dashboard:
         [Target("A", _over_time(_series("pm10", "PM10")), ("PM10",))],
         UNIT_UG_M3, band_note, PM10_BANDS, bands=True,
     )
-    aqi_now = aqi_stat("AQI (last hour) AQI", Grid(0, 9, 6, 6), DEVICE_FILTER)
+    aqi_now = aqi_stat(f"AQI ({AQI_MEAN})", Grid(0, 9, 6, 6), DEVICE_FILTER)
     hourly = panels.timeseries(
         "Hourly PM2.5 (collector aggregates) 小时均值", Grid(6, 9, 18, 6),
         [Target("A", f'SELECT "pm2_5_mean", "pm2_5_max", "pm10_mean" FROM "{READINGS_HOURLY}" '

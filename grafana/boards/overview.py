@@ -5,6 +5,7 @@ from __future__ import annotations
 from grafana import panels
 from grafana.boards.common import (
     AQI_BANDS,
+    AQI_MEAN,
     AQI_NOTE,
     GRID,
     PM25_BANDS,
@@ -56,11 +57,11 @@ def _geomap(grid: Grid) -> Panel:
         },
     }
     return Panel(
-        "Devices by AQI category 设备空气质量", "geomap", grid, [locations, aqi],
+        f"Devices by AQI category 设备空气质量 ({AQI_MEAN})", "geomap", grid, [locations, aqi],
         "Each device where the registry placed it, coloured by its AQI category. " + AQI_NOTE,
         {"unit": "none", "color": {"mode": "thresholds"}, "thresholds": AQI_BANDS,
          "decimals": 0},
-        [panels.by_name("pm2_5", unit="conμgm3", displayName="PM2.5")],
+        [panels.by_name("pm2_5", unit="conμgm3", displayName=f"PM2.5 ({AQI_MEAN})")],
         {
             "view": {"id": "fit", "allLayers": True, "padding": 10, "maxZoom": 14},
             "controls": {"showZoom": True, "mouseWheelZoom": True, "showScale": True},
@@ -80,9 +81,9 @@ def build() -> Dashboard:
             "Devices whose last status (within 15 min) says online.",
             {"mode": "absolute", "steps": [{"color": "blue", "value": None}]},
         ),
-        aqi_stat("County AQI now 全县AQI", Grid(6, 0, 6, 5), REGISTRY_FILTER),
+        aqi_stat(f"County AQI 全县AQI ({AQI_MEAN})", Grid(6, 0, 6, 5), REGISTRY_FILTER),
         panels.stat(
-            "PM2.5 now (last hour mean) 当前PM2.5", Grid(12, 0, 6, 5),
+            f"PM2.5 当前PM2.5 ({AQI_MEAN})", Grid(12, 0, 6, 5),
             [Target("A", f'SELECT mean("pm2_5") AS "pm2_5" FROM "{READINGS}" '
                          f"WHERE {REGISTRY_FILTER} AND time > now() - 1h", ("pm2_5",))],
             UNIT_UG_M3, "Mean of every device's readings over the last hour.", PM25_BANDS,
@@ -98,7 +99,7 @@ def build() -> Dashboard:
     ]
     stats[3].defaults["noValue"] = "0"
     by_township = panels.bargauge(
-        "AQI by township 各乡镇AQI", Grid(16, 5, 8, 14),
+        f"AQI by township 各乡镇AQI ({AQI_MEAN})", Grid(16, 5, 8, 14),
         [Target("A", aqi_query(REGISTRY_FILTER, "township"), ("township", "aqi"),
                 alias="$tag_township")],
         "none", AQI_NOTE, AQI_BANDS, max_value=500,

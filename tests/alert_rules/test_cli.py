@@ -21,10 +21,11 @@ def lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
 def test_aqi_prints_one_json_object_per_concentration(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["aqi", "--standard", "us-epa-2024", "35.5", "9"]) == 0
     out = [json.loads(x) for x in lines(capsys)]
-    assert out[0] == {"concentration": 35.5, "aqi": 101,
+    assert out[0] == {"concentration": 35.5, "concentration_used": 35.5, "aqi": 101,
                       "category": "Unhealthy for Sensitive Groups",
                       "category_zh": "对敏感人群不健康", "color": "#FF7E00",
-                      "standard": "us-epa-2024", "pollutant": "pm2_5"}
+                      "standard": "us-epa-2024", "standard_name": "US EPA 2024",
+                      "pollutant": "pm2_5"}
     assert out[1]["category"] == "Good"
     assert main(["aqi", "155"]) == 0
     got = json.loads(lines(capsys)[0])
@@ -37,7 +38,17 @@ def test_aqi_bad_argument_is_named_and_the_rest_still_printed(
     assert main(["aqi", "--pollutant", "pm10", "abc", "100"]) == 1
     cap = capsys.readouterr()
     assert "argument 1 'abc'" in cap.err
-    assert json.loads(cap.out)["aqi"] == 75
+    assert json.loads(cap.out)["aqi"] == 86  # HJ 633-2026 PM10: 50 + 50/70 × 50 = 85.7 → 86
+
+
+def test_aqi_rounds_the_concentration_first_under_hj633_2026(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # §4.2.2: 35.1 → 35 µg/m³ (GB/T 8170), IAQI 50 (优), not 51; 34.5 → 34 (even); 35.5 → 36
+    assert main(["aqi", "35.1", "34.5", "35.5"]) == 0
+    out = [json.loads(x) for x in lines(capsys)]
+    assert [(o["concentration_used"], o["aqi"], o["category_zh"]) for o in out] == [
+        (35.0, 50, "优"), (34.0, 49, "优"), (36.0, 52, "良")]
+    assert {o["standard_name"] for o in out} == {"China HJ 633-2026"}
 
 
 def test_nowcast(capsys: pytest.CaptureFixture[str]) -> None:

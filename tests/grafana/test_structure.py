@@ -96,7 +96,7 @@ def test_every_panel_has_a_unit_and_pm_panels_use_ug_m3() -> None:
 def test_thresholds_are_the_standards_breakpoints_and_colours() -> None:
     # HJ 633-2026 as DESIGN.md states it, independently of the data file.
     pm25 = [35, 60, 115, 150, 250]
-    pm10 = [50, 150, 250, 350, 420]
+    pm10 = [50, 120, 250, 350, 420]
     colours = [c.color for c in HJ.categories]
     seen = {"pm2_5": 0, "pm10": 0, "aqi": 0}
     for b in BOARDS:
