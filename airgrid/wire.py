@@ -119,6 +119,8 @@ class Status(msgspec.Struct, frozen=True, omit_defaults=True):
     sensor_run_hours: float = 0.0  # fan and laser on-time: they wear out, plan replacement
     outbox_bytes: int = 0
     corrupt_resets: int = 0
+    # Seconds readings will still be held for an NTP sync; 0 = not holding.
+    clock_hold_s: float = 0.0
 
 
 # --- topics ---------------------------------------------------------------------------

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from airgrid.cli_support import cli_main, json_dumps, new_parser
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="airgrid", description="airgrid PM2.5 monitoring")
+    p = new_parser(prog="airgrid", description="airgrid PM2.5 monitoring")
     sub = p.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
         "demo", help="run the whole system on simulated sensors",
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = args.seconds if args.seconds is not None else (60.0 if args.headless else None)
         summary = run_demo(args.devices, seconds, args.headless, args.keep and not args.headless,
                            args.workdir)
-        print(json.dumps(summary))
+        print(json_dumps(summary))
         return 0 if summary.get("lost") == 0 else 1
     return 2
 
