@@ -55,6 +55,14 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
         super().__init__(*args, **kwargs)
 
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        # argparse shows nothing, not even the default, for an option without help text.
+        if (not action.help and action.option_strings and not action.required
+                and action.default not in (None, False, [], argparse.SUPPRESS)):
+            action.help = "(default: %(default)s)"
+        return action
+
 
 def new_parser(prog: str, description: str | None = None) -> Parser:
     p = Parser(prog=prog, description=description)

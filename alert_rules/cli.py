@@ -139,6 +139,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: {args.csv}: {exc}", file=sys.stderr)
         return 2
+    except UnicodeDecodeError as exc:
+        print(f"error: {args.csv}: not UTF-8 ({exc.reason} at byte {exc.start}); save it as "
+              "UTF-8 (Excel: CSV UTF-8)", file=sys.stderr)
+        return 2
     scored, errors = score_rows(rows)
     for e in errors:
         print(f"error: {args.csv}: {e}", file=sys.stderr)

@@ -226,3 +226,28 @@ def test_config_errors_never_repeat_a_secret(tmp_path: Path) -> None:
     # Other keys still show what was given.
     with pytest.raises(ConfigError, match="got 'x'"):
         edge_config.from_dict({"device": "d1", "broker": {"port": "x"}})
+
+
+# --- no silent localhost ---------------------------------------------------------------
+
+
+def test_ca_init_needs_the_broker_host_devices_dial(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    assert _admin(home, "ca", "init") == 2
+    err = capsys.readouterr().err
+    assert "pass --broker-host NAME" in err and "--broker-host localhost" in err
+    assert not (home / "registry.json").exists()
+
+
+def test_device_add_refuses_a_localhost_ca_unless_asked_explicitly(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    assert _admin(home, "ca", "init", "--broker-host", "localhost") == 0  # a lab: explicit
+    assert _admin(home, "device", "add", "xh-1") == 2
+    err = capsys.readouterr().err
+    assert "the CA's broker host is 'localhost'" in err and "--broker-host NAME" in err
+    assert not (home / "devices" / "xh-1").exists()
+    assert _admin(home, "device", "add", "xh-1", "--broker-host", "mqtt.xihe.example") == 0
+    assert 'host = "mqtt.xihe.example"' in (home / "devices/xh-1/edge.toml").read_text()
+    assert _admin(home, "device", "add", "xh-2", "--broker-host", "localhost") == 0
