@@ -121,6 +121,8 @@ class Status(msgspec.Struct, frozen=True, omit_defaults=True):
     corrupt_resets: int = 0
     # Readings the agent took but could not commit (disk full), since the outbox began.
     uncaptured: int = 0
+    # Seconds readings will still be held for an NTP sync; 0 = not holding.
+    clock_hold_s: float = 0.0
 
 
 # --- topics ---------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from airgrid.cli_support import cli_main, json_dumps, new_parser
 from alert_rules import aqi
 from alert_rules.anomaly import Detector
 from alert_rules.nowcast import nowcast
@@ -31,8 +31,8 @@ def _cmd_aqi(args: argparse.Namespace) -> int:
     for i, text in enumerate(args.conc, 1):
         try:
             c = _num(text)
-            if c is None or c < 0:
-                raise ValueError("expected a concentration >= 0")
+            if c is None or not math.isfinite(c) or c < 0:
+                raise ValueError("expected a finite concentration >= 0")
         except ValueError as exc:
             print(f"error: argument {i} {text!r}: {exc}", file=sys.stderr)
             bad += 1
@@ -40,7 +40,7 @@ def _cmd_aqi(args: argparse.Namespace) -> int:
         index = float(std.iaqi(args.pollutant, [c])[0])
         used = float(std.concentration(args.pollutant, [c])[0])
         cat = std.category(index)
-        print(json.dumps({
+        print(json_dumps({
             "concentration": c, "concentration_used": used,
             "aqi": None if math.isnan(index) else int(index),
             "category": cat.en if cat else None, "category_zh": cat.zh if cat else None,
@@ -64,10 +64,10 @@ def _cmd_nowcast(args: argparse.Namespace) -> int:
     hours += [np.nan] * (12 - len(hours))
     nc = float(nowcast(hours)[0])
     if math.isnan(nc):
-        print(json.dumps({"nowcast": None, "aqi": None}))
+        print(json_dumps({"nowcast": None, "aqi": None}))
         return 0
     index = float(aqi.get("us-epa-2024").iaqi("pm2_5", [nc])[0])
-    print(json.dumps({"nowcast": round(nc, 1), "aqi": int(index)}))
+    print(json_dumps({"nowcast": round(nc, 1), "aqi": int(index)}))
     return 0
 
 
@@ -117,8 +117,10 @@ def score_rows(rows: Sequence[tuple[str, str]], detector: Detector | None = None
     for i, (ts, text) in enumerate(rows, 2):
         try:
             x = float(text) if text.strip() else math.nan
+            if math.isinf(x):
+                raise ValueError(text)
         except ValueError:
-            errors.append(f"line {i}: value {text!r} is not a number")
+            errors.append(f"line {i}: value {text!r} is not a finite number")
             x = math.nan
         if math.isnan(x):
             out.append((ts, text, None))
@@ -140,6 +142,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: {args.csv}: {exc}", file=sys.stderr)
         return 2
+    except UnicodeDecodeError as exc:
+        print(f"error: {args.csv}: not UTF-8 ({exc.reason} at byte {exc.start}); save it as "
+              "UTF-8 (Excel: CSV UTF-8)", file=sys.stderr)
+        return 2
     scored, errors = score_rows(rows)
     for e in errors:
         print(f"error: {args.csv}: {e}", file=sys.stderr)
@@ -147,11 +153,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
     out.writerow(["timestamp", "value", "anomaly_score"])
     for ts, v, s in scored:
         out.writerow([ts, v, "" if s is None else f"{s:.4f}"])
-    return 0
+    return 1 if errors else 0
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="airgrid-rules", description=__doc__)
+    ap = new_parser(prog="airgrid-rules", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("aqi", help="IAQI and category per concentration (µg/m³)")
     p.add_argument("--standard", default=aqi.DEFAULT_STANDARD, choices=sorted(aqi.standards()))

@@ -6,6 +6,7 @@ Each rule kind is a struct (`airgrid.config`); a rule is decoded against the str
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -102,6 +103,26 @@ Fraction = Annotated[float, Meta(ge=0, le=1, description="a fraction of flagged 
                                  "0..1")]
 
 
+# Routing and the notification channels know these; anything else would never be routed.
+SEVERITIES = ("info", "warning", "critical")
+# What RuleBase.transition puts in a template's context (device, registry entry, value,
+# AQI category; spatial rules add `scope`): any other {name} would render empty.
+TEMPLATE_FIELDS = frozenset({"device", "rule", "value", "name", "township", "grid",
+                             "category", "category_zh", "aqi", "scope"})
+
+
+def _placeholders(template: str) -> Iterator[str]:
+    """Field names of a str.format template; a malformed one yields its error text."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        yield f"malformed template ({exc})"
+        return
+    for _, name, _, _ in parsed:
+        if name is not None:
+            yield name.split(".", 1)[0].split("[", 1)[0]
+
+
 class RuleSpec(Section, frozen=True, tag_field="kind"):
     name: str
     severity: str = "warning"
@@ -116,6 +137,15 @@ class RuleSpec(Section, frozen=True, tag_field="kind"):
                 "labels": _strs(self.labels), "annotations": _strs(self.annotations)}
 
     def problems(self) -> Iterator[Invalid]:
+        if self.severity not in SEVERITIES:
+            yield Invalid("severity", message=f"severity: {self.severity!r} is not a severity; "
+                          f"expected one of {list(SEVERITIES)}")
+        for key, template in (self.annotations or {}).items():
+            for name in _placeholders(str(template)):
+                if name not in TEMPLATE_FIELDS:
+                    yield Invalid(f"annotations.{key}", message=(
+                        f"annotations.{key}: {{{name}}} is not a template field; expected "
+                        f"one of {sorted(TEMPLATE_FIELDS)}"))
         field = getattr(self, "field", None)
         if field is not None and field not in READING_FIELDS:
             yield Invalid("field", message=f"field: {field!r} is not a reading field; "

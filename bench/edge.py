@@ -106,7 +106,8 @@ def agent_footprint(d: Path, broker: Mosquitto, seconds: float) -> tuple[float, 
     cfg = d / "edge.toml"
     cfg.write_text(f'device = "bench-agent"\n[sensor]\nport = "{link}"\nwarmup_s = 0\n'
                    f'[sampling]\ninterval_s = 1.0\n[outbox]\npath = "{d / "agent.db"}"\n'
-                   f"[broker]\nport = {broker.port}\n[clock]\ntrust_system_clock = true\n")
+                   f'[broker]\nhost = "127.0.0.1"\nport = {broker.port}\n'
+                   "[clock]\ntrust_system_clock = true\n")
     agent = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "--log-level",
                               "WARNING", "run", "--config", str(cfg)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

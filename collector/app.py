@@ -272,7 +272,7 @@ def _amqp_source(cfg: CollectorConfig, engine: Engine) -> tuple[IngestSource, Ha
 
     topology = (Topology(dict(cfg.amqp.ring), cfg.broker.prefix)
                 if cfg.amqp.setup_topology else None)
-    ingest = AmqpIngest(list(cfg.amqp.urls), cfg.amqp.collector, cfg.amqp.prefetch, topology)
+    ingest = AmqpIngest(cfg.amqp.url_list, cfg.amqp.collector, cfg.amqp.prefetch, topology)
     history = InfluxHistory(cfg.influx.url, cfg.influx.database, cfg.influx.username,
                             cfg.influx.password)
     handover = HandOver(engine, history, int(cfg.amqp.rebuild_lookback_s * 1000),

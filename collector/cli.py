@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from airgrid import sd_notify
+from airgrid.cli_support import add_log_level, cli_main, new_parser
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -60,8 +61,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="airgrid-collector", description="airgrid county collector")
-    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    p = new_parser(prog="airgrid-collector", description="airgrid county collector")
+    add_log_level(p)
     p.add_argument("--log-format", choices=("text", "json"), default=None,
                    help="overrides [log] format in the config")
     sub = p.add_subparsers(dest="command", required=True)
@@ -75,10 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "run":
-        logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO))
+        logging.basicConfig(level=args.log_level)
     return int(args.func(args))
 
 

@@ -67,8 +67,10 @@ AmqpUrl = Annotated[str, Meta(pattern=r"^amqps?://", description="an amqp:// or 
 
 
 class Amqp(Section, frozen=True):
+    # A list, or one string of URLs separated by whitespace: what `urls_file` (a mounted
+    # Kubernetes Secret) gives, since the URLs carry the password.
     urls: Annotated[tuple[AmqpUrl, ...], Meta(
-        min_length=1, description="a non-empty list of amqp:// URLs (tried in turn)")] = (
+        min_length=1, description="a non-empty list of amqp:// URLs (tried in turn)")] | str = (
         "amqp://guest:guest@127.0.0.1:5672/%2F",)
     collector: Annotated[str, Meta(pattern=r"^[^ ]+$", description="this collector's name "
                                    "(its queue airgrid.collector.NAME)")] = "c1"
@@ -81,11 +83,19 @@ class Amqp(Section, frozen=True):
     forget_after_s: Seconds = 600.0
 
     @property
+    def url_list(self) -> list[str]:
+        return self.urls.split() if isinstance(self.urls, str) else list(self.urls)
+
+    @property
     def ring(self) -> tuple[tuple[str, int], ...]:
         """The collectors sharing the devices, each with its weight on the hash ring."""
         return tuple((self.collectors or {self.collector: 1}).items())
 
     def problems(self) -> Iterator[Invalid]:
+        if isinstance(self.urls, str) and (
+                not self.url_list
+                or not all(u.startswith(("amqp://", "amqps://")) for u in self.url_list)):
+            yield Invalid("urls", "amqp:// or amqps:// URLs separated by whitespace")
         if self.collectors and self.collector not in self.collectors:
             yield Invalid("collectors", f"an entry for this collector {self.collector!r}",
                           sorted(self.collectors))

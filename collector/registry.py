@@ -176,12 +176,31 @@ def _entries(path: Path, text: str) -> list[tuple[str, Mapping[str, Any]]]:
     return out
 
 
+def decode_utf8(path: Path, raw: bytes) -> str:
+    """The file's text; a file that is not UTF-8 is refused, not guessed at: a wrong guess
+    would put garbled township names into every alert. Excel in China saves "CSV" as GBK."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        try:
+            raw.decode("gb18030")
+            looks = "it looks like GBK/GB18030 (what Excel in China writes for CSV)"
+        except UnicodeDecodeError:
+            looks = "its encoding is unknown"
+        raise RegistryError(
+            f"{path}: line {line}: not UTF-8 (byte 0x{raw[exc.start]:02x}); {looks}. Save it "
+            "as UTF-8: in Excel 另存为 → \"CSV UTF-8 (逗号分隔)\" / \"CSV UTF-8 (Comma "
+            "delimited)\", or `iconv -f GB18030 -t UTF-8 FILE > NEW`") from exc
+
+
 def load(path: Path) -> dict[str, Device]:
     """Device id → Device; RegistryError on the first problem, naming where it is."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise RegistryError(f"{path}: cannot read: {exc}") from exc
+    text = decode_utf8(path, data)
     devices: dict[str, Device] = {}
     for where, raw in _entries(path, text):
         device = parse_device(raw, where)

@@ -1,5 +1,11 @@
 # The airgrid collector image for deploy/compose.yaml (build context: the repository root).
-FROM python:3.11-slim
+# REGISTRY: a registry mirror in front of Docker Hub, with its trailing slash
+# (e.g. docker.m.daocloud.io/); PIP_INDEX_URL: a PyPI mirror. Both optional.
+ARG REGISTRY=
+FROM ${REGISTRY}python:3.11-slim
+# An ARG is in the environment of the RUN steps below (pip reads PIP_INDEX_URL), not of
+# the image.
+ARG PIP_INDEX_URL=https://pypi.org/simple
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY airgrid ./airgrid

@@ -79,6 +79,7 @@ class EdgeAgent:
             high_humidity_pct=config.sensor.high_humidity_pct,
         )
         self._synced_once = False
+        self._hold_said = ""  # "", "holding", "released": each said once in the log
         self.publisher = Publisher(
             config.device, self.boot_id, self.outbox, config.broker, config.publish, self.status,
             hold=self._hold,
@@ -106,8 +107,28 @@ class EdgeAgent:
 
     def _hold(self) -> bool:
         """Hold readings back while waiting for NTP, so they can be restamped first."""
-        return (not self._synced_once
-                and time.monotonic() - self.started < self.config.clock.hold_unsynced_s)
+        return self.clock_hold_left_s() > 0
+
+    def clock_hold_left_s(self) -> float:
+        """Seconds readings will still be held for an NTP sync (0: not holding). The first
+        time it is positive the agent says so in its log; the status carries it."""
+        if self._synced_once:
+            return 0.0
+        left = self.config.clock.hold_unsynced_s - (time.monotonic() - self.started)
+        if left <= 0:
+            if self._hold_said == "holding":
+                log.warning("clock still not synchronised after %.0f s: publishing the held "
+                            "readings with clock_synced=false",
+                            self.config.clock.hold_unsynced_s)
+                self._hold_said = "released"
+            return 0.0
+        if self._hold_said == "":
+            log.warning("clock not synchronised (NTP): holding readings for up to %.0f s so "
+                        "they can be restamped; check chrony/systemd-timesyncd and the "
+                        "network, or set [clock] trust_system_clock = true with a hardware RTC",
+                        left)
+            self._hold_said = "holding"
+        return left
 
     def run_hours(self) -> float:
         return (self._run_s_base + self.reader.awake_s) / 3600
@@ -125,6 +146,7 @@ class EdgeAgent:
             outbox_bytes=self.outbox.depth_bytes(),
             corrupt_resets=counters.get("corrupt_resets", 0),
             uncaptured=self.outbox.uncaptured(),
+            clock_hold_s=round(self.clock_hold_left_s(), 1),
         )
 
     # --- the loop -----------------------------------------------------------------------
@@ -133,6 +155,8 @@ class EdgeAgent:
         synced = self._synced()
         if synced and not self._synced_once:
             self._synced_once = True
+            if self._hold_said == "holding":
+                log.info("clock synchronised: held readings restamped and released")
             self.outbox.fix_clock(self.boot_id, int(time.time() * 1000),
                                   int(time.monotonic() * 1000))
             self.publisher.notify()
@@ -162,6 +186,8 @@ class EdgeAgent:
     def run(self) -> None:
         cfg = self.config
         self.reader.start()
+        self.check_clock()
+        self.clock_hold_left_s()  # says at once when readings will be held
         self.publisher.start()
         notify("READY=1")
         interval = cfg.sampling.interval_s

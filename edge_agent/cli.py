@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
@@ -12,8 +11,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
+from airgrid.cli_support import add_log_level, cli_main, json_dumps, new_parser
 from airgrid.config import ConfigError
-from edge_agent.drivers import SERIAL_PROTOCOLS
+from edge_agent.drivers import SENSOR_MODELS, SERIAL_PROTOCOLS
 
 #: `airgrid-edge run` exit codes besides 0: a config error, and an outbox that cannot be
 #: written (sysexits.h EX_CANTCREAT), so `systemctl status` tells the two apart.
@@ -24,6 +24,7 @@ EXIT_NOT_WRITABLE = 73
 def _cmd_run(args: argparse.Namespace) -> int:
     from edge_agent import config as edge_config
     from edge_agent.agent import EdgeAgent
+    from edge_agent.i2c_reader import I2cUnavailable
     from edge_agent.outbox import OutboxNotWritable
 
     try:
@@ -36,6 +37,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except OutboxNotWritable as exc:
         logging.getLogger(__name__).error("%s; exiting with status %d", exc, EXIT_NOT_WRITABLE)
         return EXIT_NOT_WRITABLE
+    except I2cUnavailable as exc:
+        print(f"error: {args.config}: sensor.model = {cfg.sensor.model!r}: {exc}",
+              file=sys.stderr)
+        return EXIT_CONFIG
 
     def _stop(signum: int, frame: object) -> None:
         agent._stop.set()
@@ -55,7 +60,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print(fields: dict[str, Any], as_json: bool, out: TextIO) -> None:
-    print(json.dumps(fields) if as_json else
+    print(json_dumps(fields) if as_json else
           "  ".join(f"{k}={v}" for k, v in fields.items()), file=out, flush=True)
 
 
@@ -147,6 +152,17 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 def _cmd_install(args: argparse.Namespace) -> int:
     from edge_agent.service_unit import install
 
+    args.config = args.config.absolute()  # systemd needs absolute paths
+    args.unit_dir = args.unit_dir.absolute()
+    writes_config = args.force or not args.config.exists()
+    missing = [flag for flag, value in (("--device ID", args.device),
+                                        ("--broker-host NAME", args.broker_host))
+               if writes_config and not value]
+    if missing:
+        print(f"error: install-service writes a new {args.config}: pass {' and '.join(missing)}"
+              " (the device id from `airgrid-admin device add`, the broker's name as this Pi "
+              "reaches it), or install the device's bundle there first", file=sys.stderr)
+        return 2
     try:
         done = install(unit_dir=args.unit_dir, config=args.config, device=args.device,
                        sensor=args.sensor, port=args.port, broker_host=args.broker_host,
@@ -163,8 +179,8 @@ def _cmd_install(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="airgrid-edge", description="airgrid edge agent")
-    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    p = new_parser(prog="airgrid-edge", description="airgrid edge agent")
+    add_log_level(p)
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
         "run", help="run the agent service",
@@ -195,10 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     ins = sub.add_parser("install-service", help="write the systemd unit and a config")
     ins.add_argument("--unit-dir", type=Path, default=Path("/etc/systemd/system"))
     ins.add_argument("--config", type=Path, default=Path("/etc/airgrid/edge.toml"))
-    ins.add_argument("--device", default="pi-0001", help="device id for the config")
-    ins.add_argument("--sensor", default="pms5003")
+    ins.add_argument("--device", default=None,
+                     help="device id for a new config (required unless --config exists)")
+    ins.add_argument("--sensor", default="pms5003", choices=SENSOR_MODELS)
     ins.add_argument("--port", default="/dev/serial0")
-    ins.add_argument("--broker-host", default="127.0.0.1")
+    ins.add_argument("--broker-host", default=None,
+                     help="broker name or address as the Pi reaches it (required unless "
+                     "--config exists)")
     ins.add_argument("--broker-port", type=int, default=1883)
     ins.add_argument("--user", default="airgrid", help="system user the agent runs as")
     ins.add_argument("--force", action="store_true", help="overwrite an existing config")
@@ -206,10 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=getattr(logging, args.log_level.upper(), logging.INFO),
+        level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     return int(args.func(args))

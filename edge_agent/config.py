@@ -72,7 +72,9 @@ class Outbox(Section, frozen=True):
 
 
 class BrokerSettings(Section, frozen=True):
-    host: str = "127.0.0.1"
+    # No default: an agent that silently dials 127.0.0.1 on a Pi looks installed and
+    # sends nothing.
+    host: str = ""
     port: Port = 1883
     username: str | None = None
     password: str | None = None
@@ -95,6 +97,9 @@ class BrokerSettings(Section, frozen=True):
         return [(h.rpartition(":")[0], int(h.rpartition(":")[2])) for h in self.hosts]
 
     def problems(self) -> Iterator[Invalid]:
+        if not self.host and not self.hosts:
+            yield Invalid("host", "the broker's host name or address as this device "
+                          "reaches it (or `hosts`)")
         if (self.cert_file is None) != (self.key_file is None):
             yield Invalid("key_file", "cert_file and key_file together")
 
@@ -121,10 +126,10 @@ class Status(Section, frozen=True):
 class EdgeConfig(Section, frozen=True):
     device: Annotated[str, Meta(pattern=DEVICE_ID_RE.pattern, description="a device id of "
                                 "letters, digits, '_', '.', '-' (max 64)")]
+    broker: BrokerSettings  # required: see BrokerSettings.host
     sensor: Sensor = Sensor()
     sampling: Sampling = Sampling()
     outbox: Outbox = Outbox()
-    broker: BrokerSettings = BrokerSettings()
     publish: PublishSettings = PublishSettings()
     clock: Clock = Clock()
     status: Status = Status()

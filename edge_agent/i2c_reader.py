@@ -14,12 +14,42 @@ from edge_agent.reader_thread import ReaderThread
 log = logging.getLogger(__name__)
 
 
-def blinka_bus() -> Any:
-    """The Pi's I2C bus through Blinka (GPIO 2 = SDA, GPIO 3 = SCL; 100 kHz per datasheet)."""
-    import board
-    import busio
+EXTRA_HINT = "pip install 'airgrid[edge,edge-i2c]'"
 
-    return busio.I2C(board.SCL, board.SDA, frequency=100_000)
+
+class I2cUnavailable(RuntimeError):
+    """No I2C bus to talk to: the driver is not installed or the machine has no I2C."""
+
+
+def blinka_bus() -> Any:
+    """The Pi's I2C bus through Blinka (GPIO 2 = SDA, GPIO 3 = SCL; 100 kHz per datasheet).
+
+    Blinka's own errors on a machine without I2C are about its internals (a missing
+    board module, a generic PC, /dev/i2c-1); they are turned into what a technician does.
+    """
+    try:
+        import adafruit_pm25  # noqa: F401  (the PMSA003I driver; same extra)
+        import board
+        import busio
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] in ("adafruit_pm25", "board", "busio",
+                                                "adafruit_blinka"):
+            raise I2cUnavailable(f"the I2C driver (Blinka, adafruit-circuitpython-pm25) is "
+                                 f"not installed: {EXTRA_HINT}") from exc
+        raise I2cUnavailable(f"no I2C on this machine: Blinka cannot load this board's "
+                             f"support ({exc})") from exc
+    except (NotImplementedError, RuntimeError, OSError, ValueError) as exc:
+        raise I2cUnavailable(f"no I2C on this machine: {exc}") from exc
+    scl, sda = getattr(board, "SCL", None), getattr(board, "SDA", None)
+    if scl is None or sda is None:
+        raise I2cUnavailable(f"no I2C on this machine: Blinka found board "
+                             f"{getattr(board, 'board_id', None)!r}, which has no SDA/SCL pins "
+                             "(on a Pi: sudo raspi-config nonint do_i2c 0, then reboot)")
+    try:
+        return busio.I2C(scl, sda, frequency=100_000)
+    except (NotImplementedError, RuntimeError, OSError, ValueError) as exc:
+        raise I2cUnavailable(f"cannot open the I2C bus: {exc} (on a Pi: sudo raspi-config "
+                             "nonint do_i2c 0, then reboot)") from exc
 
 
 class I2cSensorReader(ReaderThread):

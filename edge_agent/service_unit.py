@@ -52,6 +52,8 @@ DeviceAllow=char-ttyS rw
 DeviceAllow=char-ttyAMA rw
 DeviceAllow=char-ttyUSB rw
 DeviceAllow=char-i2c rw
+# The sensor's RESET/SET line (edge_agent/gpio.py: libgpiod's gpioset on /dev/gpiochipN).
+DeviceAllow=char-gpiochip rw
 MemoryMax=96M
 
 [Install]

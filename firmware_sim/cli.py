@@ -7,10 +7,11 @@ import signal
 import sys
 from pathlib import Path
 
+from airgrid.cli_support import cli_main, new_parser
 from firmware_sim.device_loop import UartDevice
 from firmware_sim.faults import FaultPlan
 from firmware_sim.pms5003_device import Pms5003Device
-from firmware_sim.pty_port import PtyPort
+from firmware_sim.pty_port import LinkInUse, PtyPort
 from firmware_sim.scenarios import SCENARIOS, Profile, with_noise
 from firmware_sim.sds011_device import Sds011Device
 
@@ -41,8 +42,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="airgrid-sim",
+    p = new_parser(prog="airgrid-sim",
         description="Simulated PM sensors on pseudo-terminals: airgrid without hardware.",
     )
     sub = p.add_subparsers(dest="command", required=True)
@@ -71,7 +71,11 @@ def _run_gsm(args: argparse.Namespace) -> int:
 
     from firmware_sim.gsm_modem import GsmModem
 
-    port = PtyPort(args.link)
+    try:
+        port = PtyPort(args.link)
+    except LinkInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     modem = GsmModem(port, record=args.record)
 
     def _incoming() -> None:
@@ -108,6 +112,7 @@ def _profile(args: argparse.Namespace) -> Profile:
     return with_noise(profile, args.noise, args.seed)
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "gsm":
@@ -117,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         acks=args.acks, silent_at=args.silent_at, silent_for=args.silent_for,
         vanish_at=args.vanish_at, vanish_for=args.vanish_for, seed=args.seed,
     )
-    port = PtyPort(args.link)
+    try:
+        port = PtyPort(args.link)
+    except LinkInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     device: UartDevice
     if args.command == "pms5003":
         device = Pms5003Device(

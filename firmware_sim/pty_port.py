@@ -8,6 +8,32 @@ import os
 import tty
 from pathlib import Path
 
+PTY_DIR = "/dev/pts/"
+
+
+class LinkInUse(FileExistsError):
+    """The --link path is something other than a simulator's symlink: left as it is."""
+
+
+def _is_own_link(link: Path, target: str | None = None) -> bool:
+    if not link.is_symlink():
+        return False
+    dest = os.readlink(link)
+    return dest == target if target is not None else dest.startswith(PTY_DIR)
+
+
+def _remove_stale_link(link: Path) -> None:
+    """A symlink to a pseudo-terminal (a simulator's, maybe from a killed run) is replaced;
+    a regular file, directory or any other symlink is refused, never deleted."""
+    if not os.path.lexists(link):
+        return
+    if not _is_own_link(link):
+        kind = ("a symlink to " + os.readlink(link) if link.is_symlink()
+                else "a directory" if link.is_dir() else "a file")
+        raise LinkInUse(f"--link {link}: {kind} is already there and is not a simulator's "
+                        f"symlink to {PTY_DIR}*; remove it yourself or pick another path")
+    link.unlink()
+
 
 class PtyPort:
     """Master side is ours; the slave path is what the agent opens with pyserial."""
@@ -20,10 +46,14 @@ class PtyPort:
         self.link = link
         self.dropped_bytes = 0
         if link is not None:
-            with contextlib.suppress(FileNotFoundError):
-                link.unlink()
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(self.slave_path)
+            try:
+                _remove_stale_link(link)
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(self.slave_path)
+            except BaseException:
+                self.link = None
+                self.close()
+                raise
 
     @property
     def path(self) -> str:
@@ -53,6 +83,6 @@ class PtyPort:
         for fd in (self.master, self._slave):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        if self.link is not None:
+        if self.link is not None and _is_own_link(self.link, self.slave_path):
             with contextlib.suppress(FileNotFoundError):
                 self.link.unlink()

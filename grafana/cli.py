@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
 
+from airgrid.cli_support import cli_main, json_dumps, new_parser
 from grafana.errors import GrafanaError, PushRejected
 from grafana.macros import MacroError
 
@@ -43,7 +43,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
     report = push(api, influx, generate.load_committed(), args.folder_uid, args.folder_title)
     for kind, uid, what in report.actions:
         print(f"{kind:<10} {uid:<20} {what}")
-    print(json.dumps({"changed": report.changed(), "total": len(report.actions)}))
+    print(json_dumps({"changed": report.changed(), "total": len(report.actions)}))
     return 0
 
 
@@ -73,12 +73,12 @@ def _cmd_render(args: argparse.Namespace) -> int:
                 where = f"panel {q.panel_id}" if q.panel_id else "  "
                 print(f"-- {q.dashboard} {where} {q.panel} [{q.ref_id}]\n{q.query};\n")
     if args.json:
-        print(json.dumps(out, ensure_ascii=False, indent=1))
+        print(json_dumps(out, ensure_ascii=False, indent=1))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="airgrid-grafana", description=__doc__)
+    p = new_parser(prog="airgrid-grafana", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     g = sub.add_parser("generate", help="write grafana/dashboards/*.json from the source")
@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from airgrid.cli_support import cli_main, json_dumps, new_parser
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="airgrid", description="airgrid PM2.5 monitoring")
+    p = new_parser(prog="airgrid", description="airgrid PM2.5 monitoring")
     sub = p.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
         "demo", help="run the whole system on simulated sensors",
@@ -55,18 +56,18 @@ def _stack(args: argparse.Namespace) -> int:
             if args.devices < 1:
                 print("--devices must be at least 1", file=sys.stderr)
                 return 2
-            print(json.dumps(stack_control.up(args.dir.resolve(), args.devices),
-                             ensure_ascii=False), flush=True)
+            print(json_dumps(stack_control.up(args.dir.resolve(), args.devices)), flush=True)
         elif args.action == "down":
-            print(json.dumps(stack_control.down(args.dir.resolve()), ensure_ascii=False))
+            print(json_dumps(stack_control.down(args.dir.resolve())))
         else:
-            print(json.dumps(stack_control.status(args.dir.resolve()), ensure_ascii=False))
+            print(json_dumps(stack_control.status(args.dir.resolve())))
     except stack_control.StackControlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = args.seconds if args.seconds is not None else (60.0 if args.headless else None)
         summary = run_demo(args.devices, seconds, args.headless, args.keep and not args.headless,
                            args.workdir)
-        print(json.dumps(summary))
+        print(json_dumps(summary))
         return 0 if summary.get("lost") == 0 else 1
     if args.command == "stack":
         return _stack(args)

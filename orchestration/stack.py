@@ -114,6 +114,7 @@ class Stack:
             f'path = "{self.outbox(device)}"\n'
             f"max_rows = {self.outbox_caps.get(device, 1_000_000)}\n"
             "[broker]\n"
+            'host = "127.0.0.1"\n'
             f"port = {self.broker_ports.get(device, self.broker.port)}\n"
             "keepalive_s = 10\n"
             "[publish]\n"

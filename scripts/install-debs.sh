@@ -23,10 +23,28 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
   $SUDO chmod 755 /usr/sbin/policy-rc.d
   own_policy=1
 fi
-cleanup() { [ $own_policy -eq 1 ] && $SUDO rm -f /usr/sbin/policy-rc.d; true; }
+mirror_list=""
+cleanup() {
+  [ $own_policy -eq 1 ] && $SUDO rm -f /usr/sbin/policy-rc.d
+  [ -n "$mirror_list" ] && rm -f "$mirror_list"
+  true
+}
 trap cleanup EXIT
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# AIRGRID_APT_MIRROR=https://mirrors.tuna.tsinghua.edu.cn/debian (any Debian mirror):
+# this run reads the packages from it, through a sources list of its own; the machine's
+# /etc/apt files are left as they are.
+apt_opts=()
+if [ -n "${AIRGRID_APT_MIRROR:-}" ]; then
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:?no VERSION_CODENAME in /etc/os-release}")
+  mirror_list=$(mktemp)
+  printf 'deb %s %s main\ndeb %s %s-updates main\n' \
+    "$AIRGRID_APT_MIRROR" "$codename" "$AIRGRID_APT_MIRROR" "$codename" > "$mirror_list"
+  chmod 644 "$mirror_list"
+  apt_opts=(-o "Dir::Etc::SourceList=$mirror_list" -o "Dir::Etc::SourceParts=-")
+  echo "apt mirror: $AIRGRID_APT_MIRROR ($codename)"
+fi
+$SUDO apt-get "${apt_opts[@]}" update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${missing[@]}"
 # Packages enable their units on install; on a machine running systemd, undo that.
 if [ -d /run/systemd/system ]; then
   for unit in mosquitto influxdb victoria-metrics rabbitmq-server epmd.socket epmd; do $SUDO systemctl disable --now "$unit" 2>/dev/null || true; done

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
+from airgrid.cli_support import cli_main, json_dumps, new_parser
 from orchestration.admin.broker_config import LOOPBACK, Listeners
 from orchestration.admin.errors import AdminError
 from orchestration.admin.home import AdminHome
@@ -21,7 +21,16 @@ def _home(args: argparse.Namespace) -> AdminHome:
     return AdminHome(args.home)
 
 
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "localhost.localdomain"})
+
+
 def _cmd_ca_init(args: argparse.Namespace) -> int:
+    if not args.broker_host:
+        print("error: ca init: pass --broker-host NAME, the name or address the devices "
+              "dial (e.g. --broker-host mqtt.county.example); it goes into every bundle and "
+              "the broker's certificate. For a lab on one machine: --broker-host localhost",
+              file=sys.stderr)
+        return 2
     home = _home(args)
     home.init(args.name, args.broker_host, args.prefix)
     print(f"county CA created in {home.root}; CA certificate {home.ca_cert}")
@@ -37,6 +46,13 @@ def _cmd_ca_crl(args: argparse.Namespace) -> int:
 
 def _cmd_device_add(args: argparse.Namespace) -> int:
     home = _home(args)
+    ca_host = home.registry().broker.host
+    if args.broker_host is None and ca_host in LOOPBACK_HOSTS:
+        print(f"error: device add {args.id}: the CA's broker host is {ca_host!r}, which on "
+              "the device means the device itself. Pass --broker-host NAME (the broker's "
+              "name or address as the device reaches it), or --broker-host localhost "
+              "explicitly for a lab where agent and broker share one machine", file=sys.stderr)
+        return 2
     issued = home.add_device(
         args.id, use_password=args.password, install_dir=args.install_dir,
         broker_host=args.broker_host, broker_port=args.broker_port,
@@ -62,7 +78,7 @@ def _cmd_device_list(args: argparse.Namespace) -> int:
     rows = [{"device": k, "auth": v.auth, "added_at": v.added_at, "revoked_at": v.revoked_at,
              "fingerprint": v.fingerprint} for k, v in sorted(reg.devices.items())]
     if args.json:
-        print(json.dumps(rows))
+        print(json_dumps(rows))
     else:
         for r in rows:
             state = f"revoked {r['revoked_at']}" if r["revoked_at"] else "active"
@@ -91,6 +107,17 @@ def _cmd_broker_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_k8s_secrets(args: argparse.Namespace) -> int:
+    from orchestration.admin.k8s_secrets import write_secrets
+
+    files = write_secrets(_home(args), args.out, args.broker_dir, args.namespace,
+                          args.collector_account)
+    print(f"wrote {len(files)} Secret manifests (mode 0600) to {args.out}: "
+          f"{', '.join(f.name for f in files)}; they hold keys and passwords: keep them out "
+          "of version control")
+    return 0
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 < value < 65536:
@@ -99,7 +126,7 @@ def _port(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="airgrid-admin", description=__doc__)
+    p = new_parser(prog="airgrid-admin", description=__doc__)
     p.add_argument("--home", type=Path,
                    default=Path(os.environ.get("AIRGRID_ADMIN_HOME",
                                                Path.home() / ".airgrid-admin")),
@@ -109,8 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     ca = sub.add_parser("ca", help="the county CA").add_subparsers(dest="ca_cmd", required=True)
     init = ca.add_parser("init", help="create the county CA and the registry")
     init.add_argument("--name", default="county", help="county name, in the CA's subject")
-    init.add_argument("--broker-host", default="localhost",
-                      help="host name devices dial (put in bundles and the server certificate)")
+    init.add_argument("--broker-host", default=None,
+                      help="host name devices dial (put in bundles and the server "
+                      "certificate); required, `localhost` only for a lab")
     init.add_argument("--prefix", default="airgrid", help="topic prefix")
     init.set_defaults(func=_cmd_ca_init)
     crl = ca.add_parser("crl", help="re-sign the CRL (it is valid for a year)")
@@ -165,9 +193,21 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--password-tls", action="store_true",
                     help="TLS (server certificate) on the password listener too")
     bc.set_defaults(func=_cmd_broker_config)
+
+    ks = sub.add_parser("k8s-secrets",
+                        help="the broker config, CA and accounts as Kubernetes Secrets")
+    ks.add_argument("--out", type=Path, required=True,
+                    help="directory for the manifests, e.g. deploy/k8s/overlays/county/secrets")
+    ks.add_argument("--broker-dir", type=Path, default=None,
+                    help="broker-config's --out (default: the last one written)")
+    ks.add_argument("--namespace", default="airgrid")
+    ks.add_argument("--collector-account", default="collector",
+                    help="the account whose password the collector uses")
+    ks.set_defaults(func=_cmd_k8s_secrets)
     return p
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:

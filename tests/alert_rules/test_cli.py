@@ -120,7 +120,7 @@ def test_score_streams_a_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     rows[20] = "2018-01-01T00:20:00,300"
     rows[25] = "2018-01-01T00:25:00,oops"
     f.write_text("timestamp,value\n" + "\n".join(rows) + "\n", encoding="utf-8")
-    assert main(["score", "--csv", str(f)]) == 0
+    assert main(["score", "--csv", str(f)]) == 1  # a bad row: scored around, and not 0
     cap = capsys.readouterr()
     out = cap.out.strip().splitlines()
     assert out[0] == "timestamp,value,anomaly_score"
@@ -129,7 +129,7 @@ def test_score_streams_a_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert scores[20] is not None and scores[20] > 0.9
     assert all(s is not None and s < 0.5 for i, s in enumerate(scores) if i not in (20, 25))
     assert scores[25] is None
-    assert "line 27: value 'oops' is not a number" in cap.err
+    assert "line 27: value 'oops' is not a finite number" in cap.err
 
 
 def test_score_rejects_a_wrong_header(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -137,3 +137,54 @@ def test_score_rejects_a_wrong_header(tmp_path: Path, capsys: pytest.CaptureFixt
     f.write_text("time;value\n1;2\n", encoding="utf-8")
     assert main(["score", "--csv", str(f)]) == 2
     assert ":1: expected the header `timestamp,value`" in capsys.readouterr().err
+
+
+def test_score_of_a_clean_series_exits_0_and_infinity_is_bad_input(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "s.csv"
+    rows = [f"2018-01-01T00:{i:02d}:00,{20 + i % 3}" for i in range(10)]
+    f.write_text("timestamp,value\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    assert main(["score", "--csv", str(f)]) == 0
+    f.write_text("timestamp,value\n" + "\n".join([*rows, "2018-01-01T01:00:00,inf"]) + "\n")
+    assert main(["score", "--csv", str(f)]) == 1
+    assert "line 12: value 'inf' is not a finite number" in capsys.readouterr().err
+
+
+def test_score_of_a_gbk_file_says_to_save_it_as_utf8(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "s.csv"
+    f.write_bytes("timestamp,value\n2018-01-01T00:00:00,20\n# 城关镇\n".encode("gbk"))
+    assert main(["score", "--csv", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "not UTF-8" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("text", ["inf", "-inf", "Infinity", "1e999"])
+def test_aqi_of_infinity_is_an_error_not_invalid_json(
+        text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["aqi", "--", text, "35"]) == 1
+    cap = capsys.readouterr()
+    (line,) = cap.out.splitlines()
+    assert json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))["aqi"] == 50
+    assert f"{text!r}: expected a finite concentration" in cap.err
+
+
+def test_check_rejects_an_unknown_severity_and_template_field_with_file_and_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "r.yaml"
+    f.write_text(textwrap.dedent("""\
+        rules:
+          - name: pm25_high
+            kind: threshold
+            field: pm2_5
+            above: 150
+            severity: urgent
+            annotations:
+              summary_zh: "{townshp}{name}：PM2.5 {value}"
+              summary_en: "{name} ({township}): PM2.5 {value:.0f} {value.real}"
+        """), encoding="utf-8")
+    assert main(["check", str(f)]) == 1
+    err = capsys.readouterr().err
+    assert f"{f}:6: severity: 'urgent' is not a severity; expected one of " in err
+    assert f"{f}:8: annotations.summary_zh: {{townshp}} is not a template field" in err
+    assert "summary_en" not in err  # format specs and attributes of known fields are fine

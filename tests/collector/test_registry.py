@@ -37,6 +37,22 @@ def test_example_registries_load() -> None:
     assert csv_["hx-002"].calibration is None and csv_["hx-002"].contacts == ()
 
 
+def test_a_gbk_csv_from_excel_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    """Excel in China saves CSV as GBK: refused (a wrong guess would garble townships),
+    naming the file, the first bad line and how to save it as UTF-8."""
+    text = (EXAMPLES / "registry.csv").read_text(encoding="utf-8")
+    f = tmp_path / "registry.csv"
+    f.write_bytes(text.encode("gbk"))
+    first_bad = next(i for i, line in enumerate(text.splitlines(), 1) if not line.isascii())
+    with pytest.raises(RegistryError) as err:
+        load(f)
+    msg = str(err.value)
+    assert msg.startswith(f"{f}: line {first_bad}: not UTF-8")
+    assert "GBK" in msg and "CSV UTF-8" in msg
+    f.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))  # Excel's "CSV UTF-8" has a BOM
+    assert load(f)["hx-001"].contacts[0].name == "李娜"
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("devices:\n  - {id: a1, site: s, township: t, grid: g, lat: 95, lon: 1}\n",
      "devices[0].lat: expected a number in -90..90, got 95"),

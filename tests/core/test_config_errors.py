@@ -13,7 +13,8 @@ from edge_agent import config as edge_config
 
 def test_edge_config_defaults(tmp_path: Path) -> None:
     f = tmp_path / "edge.toml"
-    f.write_text('device = "dev-1"\n[sensor]\nport = "/dev/ttyUSB0"\n')
+    f.write_text('device = "dev-1"\n[sensor]\nport = "/dev/ttyUSB0"\n'
+                 '[broker]\nhost = "mqtt.county.example"\n')
     cfg = edge_config.load(f)
     assert cfg.sensor.port == "/dev/ttyUSB0" and cfg.sampling.interval_s == 60.0
     assert cfg.broker.port == 1883
@@ -26,6 +27,9 @@ def test_edge_config_defaults(tmp_path: Path) -> None:
         ('device = "a b"\n', "device", "device id"),
         ('device = "d"\n[broker]\nport = "1883"\n', "broker.port", "a TCP port"),
         ('device = "d"\n[sampling]\ninterval_s = 0\n', "sampling.interval_s", ">= 0.1"),
+        # Only a device id: no silent run against 127.0.0.1.
+        ('device = "d"\n', "broker", "a table (required)"),
+        ('device = "d"\n[broker]\nport = 8883\n', "broker.host", "host name or address"),
         ('device = "d"\n[sensor]\nmodel = "pms9999"\n', "sensor.model", "one of"),
         ('device = "d"\n[sensr]\n', "sensr", "one of"),
         ('device = "d"\n[clock]\ntrust_system_clock = 1\n', "clock.trust_system_clock", "bool"),

@@ -178,7 +178,8 @@ def test_secret_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_agent_password_from_a_file(tmp_path: Path) -> None:
     secret = _write(tmp_path / "mqtt-password", "pw\n")
     f = _write(tmp_path / "edge.toml",
-               f'device = "d1"\n[broker]\nusername = "d1"\npassword_file = "{secret}"\n', 0o644)
+               f'device = "d1"\n[broker]\nhost = "mqtt.test"\nusername = "d1"\n'
+               f'password_file = "{secret}"\n', 0o644)
     assert edge_config.load(f).broker.password == "pw"
 
 

@@ -84,7 +84,8 @@ def _config(tmp_path: Path, port: Path, broker_port: int, extra: str = "") -> Pa
     path = tmp_path / "edge.toml"
     path.write_text(
         f'device = "doc-1"\n[sensor]\nport = "{port}"\n[outbox]\n'
-        f'path = "{tmp_path / "o.db"}"\n[broker]\nport = {broker_port}\n{extra}'
+        f'path = "{tmp_path / "o.db"}"\n[broker]\nhost = "127.0.0.1"\nport = {broker_port}\n'
+        f'{extra}'
     )
     return path
 
@@ -124,7 +125,8 @@ def test_doctor_spots_the_login_console(tmp_path: Path, pms_link: Path) -> None:
 def test_install_service_writes_unit_and_private_config(tmp_path: Path) -> None:
     cfg = tmp_path / "etc" / "edge.toml"
     res = _edge("install-service", "--unit-dir", str(tmp_path / "units"), "--config",
-                str(cfg), "--device", "pi-0042", "--sensor", "sds011")
+                str(cfg), "--device", "pi-0042", "--sensor", "sds011",
+                "--broker-host", "mqtt.xihe.example")
     assert res.returncode == 0, res.stderr
     unit = (tmp_path / "units" / "airgrid-edge.service").read_text()
     for line in ("Type=notify", "WatchdogSec=60", "Restart=always", "NoNewPrivileges=yes",

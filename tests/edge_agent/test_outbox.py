@@ -129,7 +129,8 @@ def test_what_the_agent_sends_is_what_the_wire_validator_accepts(
     ob = Outbox(tmp_path / "o.db")
     ob.capture({"ts": 1_700_000_000_000, "sensor": model, **sample.values,
                 "flags": sample.flags, "clock_synced": False})
-    publisher = Publisher("dev-1", "boot-1", ob, BrokerSettings(), PublishSettings(),
+    publisher = Publisher("dev-1", "boot-1", ob, BrokerSettings(host="127.0.0.1"),
+                          PublishSettings(),
                           status=lambda: None)  # type: ignore[arg-type,return-value]
     payload = publisher._batch_payload([body for _, body in ob.oldest_raw(10)])
     (reading,) = decode_up(payload, "dev-1").readings

@@ -30,7 +30,7 @@ def _publisher(tmp_path: Path, broker: BrokerSettings) -> Publisher:
 
 
 def test_batch_payload_is_byte_identical_to_encode_up(tmp_path: Path) -> None:
-    p = _publisher(tmp_path, BrokerSettings())
+    p = _publisher(tmp_path, BrokerSettings(host="127.0.0.1"))
     readings = [p.outbox.capture({"ts": 1_700_000_000_000 + i, "sensor": "sds011",
                                   "pm2_5": 3.5 + i, "flags": ("stuck",)}) for i in range(3)]
     bodies = [b for _, b in p.outbox.oldest_raw(10)]
@@ -40,7 +40,7 @@ def test_batch_payload_is_byte_identical_to_encode_up(tmp_path: Path) -> None:
 
 
 def test_backoff_has_jitter_and_a_ceiling(tmp_path: Path) -> None:
-    p = _publisher(tmp_path, BrokerSettings())
+    p = _publisher(tmp_path, BrokerSettings(host="127.0.0.1"))
     p._attempt = 0  # as after a successful connection
     delays = [p._set_backoff() for _ in range(12)]
     assert delays[0] <= 1.0 and max(delays) <= 2.0
@@ -59,8 +59,8 @@ def test_username_password(tmp_path: Path, processes: Processes) -> None:
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "pi-7", "s3cret"], check=True)
     broker = processes.service(
         Mosquitto(tmp_path / "mq", extra_config=f"password_file {pwfile}\n"))
-    ok = BrokerSettings(port=broker.port, username="pi-7", password="s3cret")
-    bad = BrokerSettings(port=broker.port, username="pi-7", password="wrong")
+    ok = BrokerSettings(host="127.0.0.1", port=broker.port, username="pi-7", password="s3cret")
+    bad = BrokerSettings(host="127.0.0.1", port=broker.port, username="pi-7", password="wrong")
     assert _connects(ok, tmp_path) and not _connects(bad, tmp_path)
 
 
@@ -92,15 +92,16 @@ def test_tls_and_mutual_tls(tmp_path: Path, processes: Processes) -> None:
         for port, req in ((tls_port, "false"), (mtls_port, "true")))
     processes.service(Mosquitto(tmp_path / "mq", extra_config=extra))
     ca = str(pki / "ca.crt")
-    assert _connects(BrokerSettings(port=tls_port, ca_file=ca), tmp_path)
-    assert not _connects(BrokerSettings(port=mtls_port, ca_file=ca), tmp_path)
-    assert _connects(BrokerSettings(port=mtls_port, ca_file=ca,
+    assert _connects(BrokerSettings(host="127.0.0.1", port=tls_port, ca_file=ca), tmp_path)
+    assert not _connects(BrokerSettings(host="127.0.0.1", port=mtls_port, ca_file=ca), tmp_path)
+    assert _connects(BrokerSettings(host="127.0.0.1", port=mtls_port, ca_file=ca,
                                     cert_file=str(pki / "client.crt"),
                                     key_file=str(pki / "client.key")), tmp_path)
     # A CA that did not sign the server's certificate is refused.
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
              "/CN=other", "-keyout", str(pki / "o.key"), "-out", str(pki / "o.crt"))
-    assert not _connects(BrokerSettings(port=tls_port, ca_file=str(pki / "o.crt")), tmp_path)
+    assert not _connects(BrokerSettings(host="127.0.0.1", port=tls_port,
+                                        ca_file=str(pki / "o.crt")), tmp_path)
 
 
 def _collect(port: int, topic: str) -> tuple[mqtt.Client, list[bytes]]:
@@ -116,7 +117,7 @@ def _collect(port: int, topic: str) -> tuple[mqtt.Client, list[bytes]]:
 def _agent_config(tmp_path: Path, port: int, extra: str) -> edge_config.EdgeConfig:
     path = tmp_path / "edge.toml"
     path.write_text(f'device = "i2c-1"\n{extra}[outbox]\npath = "{tmp_path / "o.db"}"\n'
-                    f"[broker]\nport = {port}\nkeepalive_s = 10\n"
+                    f'[broker]\nhost = "127.0.0.1"\nport = {port}\nkeepalive_s = 10\n'
                     "[publish]\nbackoff_max_s = 2.0\n")
     return edge_config.load(path)
 

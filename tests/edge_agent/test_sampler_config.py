@@ -62,9 +62,13 @@ def test_high_humidity_from_a_pms5003t_and_sds011_fields() -> None:
     assert sample is not None and sample.values == {"pm2_5": 12.3, "pm10": 45.6}
 
 
+BROKER = '[broker]\nhost = "mqtt.test"\n'
+
+
 def _write(tmp_path: Path, text: str) -> Path:
+    """`text` with a broker host (required) unless it has a [broker] table of its own."""
     p = tmp_path / "edge.toml"
-    p.write_text(text)
+    p.write_text(text if "[broker]" in text or "[sensor\n" in text else text + BROKER)
     return p
 
 

@@ -215,7 +215,8 @@ def test_edge_broker_hosts_config() -> None:
     cfg = edge_from_dict({"device": "d1", "broker": {
         "hosts": ["10.0.0.1:1883", "rabbit-2.local:1884"], "protocol": "3.1.1"}})
     assert cfg.broker.endpoints() == [("10.0.0.1", 1883), ("rabbit-2.local", 1884)]
-    assert edge_from_dict({"device": "d1"}).broker.endpoints() == [("127.0.0.1", 1883)]
+    with pytest.raises(ConfigError, match=r"edge\.toml: broker: expected a table"):
+        edge_from_dict({"device": "d1"}, "edge.toml")  # no silent 127.0.0.1
     with pytest.raises(ConfigError, match=r"edge\.toml: broker\.hosts"):
         edge_from_dict({"device": "d1", "broker": {"hosts": ["nohost"]}}, "edge.toml")
     with pytest.raises(ConfigError, match=r"broker\.protocol"):

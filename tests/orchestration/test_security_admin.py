@@ -115,8 +115,8 @@ def test_cli_errors_are_named_and_exit_2(tmp_path: Path, capsys: pytest.CaptureF
     home = tmp_path / "home"
     assert _admin(home, "device", "add", "xh-1") == 2
     assert "ca init" in capsys.readouterr().err
-    assert _admin(home, "ca", "init") == 0
-    assert _admin(home, "ca", "init") == 2
+    assert _admin(home, "ca", "init", "--broker-host", "mqtt.xihe.example") == 0
+    assert _admin(home, "ca", "init", "--broker-host", "mqtt.xihe.example") == 2
     assert "exists already" in capsys.readouterr().err
     assert _admin(home, "device", "add", "bad id") == 2
     assert "device id 'bad id'" in capsys.readouterr().err
@@ -133,7 +133,7 @@ def test_cli_errors_are_named_and_exit_2(tmp_path: Path, capsys: pytest.CaptureF
 
 def test_generated_broker_config_admits_no_anonymous_client(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    _admin(home, "ca", "init")
+    _admin(home, "ca", "init", "--broker-host", "mqtt.xihe.example")
     _admin(home, "broker-config", "--out", str(tmp_path / "b"), "--config-path",
            "/mosquitto/config", "--data-dir", "/mosquitto/data")
     conf = (tmp_path / "b" / "mosquitto.conf").read_text().splitlines()
@@ -152,7 +152,7 @@ def test_generated_broker_config_admits_no_anonymous_client(tmp_path: Path) -> N
 
 def test_edge_config_with_password_refused_when_world_readable(tmp_path: Path) -> None:
     f = tmp_path / "edge.toml"
-    f.write_text('device = "d1"\n[broker]\nusername = "d1"\npassword = "x"\n')
+    f.write_text('device = "d1"\n[broker]\nhost = "mqtt.test"\nusername = "d1"\npassword = "x"\n')
     f.chmod(0o644)
     with pytest.raises(ConfigError) as err:
         edge_config.load(f)
@@ -168,7 +168,8 @@ def test_edge_config_refused_when_key_file_world_readable(tmp_path: Path) -> Non
     key.write_text("-----BEGIN PRIVATE KEY-----\n")
     key.chmod(0o644)
     f = tmp_path / "edge.toml"
-    f.write_text(f'device = "d1"\n[broker]\nca_file = "ca.crt"\ncert_file = "device.crt"\n'
+    f.write_text(f'device = "d1"\n[broker]\nhost = "mqtt.test"\nca_file = "ca.crt"\n'
+                 'cert_file = "device.crt"\n'
                  f'key_file = "{key}"\n')
     f.chmod(0o644)  # no secret in the file itself: fine
     with pytest.raises(ConfigError, match=r"edge.toml: broker.key_file: expected .*device.key"):
@@ -225,3 +226,28 @@ def test_config_errors_never_repeat_a_secret(tmp_path: Path) -> None:
     # Other keys still show what was given.
     with pytest.raises(ConfigError, match="got 'x'"):
         edge_config.from_dict({"device": "d1", "broker": {"port": "x"}})
+
+
+# --- no silent localhost ---------------------------------------------------------------
+
+
+def test_ca_init_needs_the_broker_host_devices_dial(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    assert _admin(home, "ca", "init") == 2
+    err = capsys.readouterr().err
+    assert "pass --broker-host NAME" in err and "--broker-host localhost" in err
+    assert not (home / "registry.json").exists()
+
+
+def test_device_add_refuses_a_localhost_ca_unless_asked_explicitly(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    assert _admin(home, "ca", "init", "--broker-host", "localhost") == 0  # a lab: explicit
+    assert _admin(home, "device", "add", "xh-1") == 2
+    err = capsys.readouterr().err
+    assert "the CA's broker host is 'localhost'" in err and "--broker-host NAME" in err
+    assert not (home / "devices" / "xh-1").exists()
+    assert _admin(home, "device", "add", "xh-1", "--broker-host", "mqtt.xihe.example") == 0
+    assert 'host = "mqtt.xihe.example"' in (home / "devices/xh-1/edge.toml").read_text()
+    assert _admin(home, "device", "add", "xh-2", "--broker-host", "localhost") == 0

@@ -45,7 +45,8 @@ def test_compose_runs_mosquitto_on_the_generated_config(tmp_path: Path) -> None:
     # Generate as docs/deployment.md says; every file the config names must be one that
     # broker-config wrote into the mounted directory.
     home, out = tmp_path / "home", tmp_path / "broker"
-    assert admin_main(["--home", str(home), "ca", "init"]) == 0
+    assert admin_main(["--home", str(home), "ca", "init",
+                       "--broker-host", "mqtt.xihe.example"]) == 0
     assert admin_main(["--home", str(home), "broker-config", "--out", str(out),
                        "--config-path", config_path, "--data-dir", data_dir]) == 0
     assert admin_main(["--home", str(home), "account", "add", "collector",
@@ -218,6 +219,32 @@ def test_cloud_init_installs_the_bundle_privately_and_starts_the_agent() -> None
     removal = next(c for c in commands if c.startswith("sh -c rm"))
     assert DEVICE_KEY in removal and EDGE_CONFIG in removal  # no secret left on FAT
     assert any("install-service --config /etc/airgrid/edge.toml" in c for c in commands)
-    assert any("enable --now airgrid-edge" in c for c in commands)
-    assert any("doctor --config /etc/airgrid/edge.toml" in c for c in commands)
+    assert any("enable airgrid-edge.service" in c for c in commands)
+    doctor_unit = next(f["content"] for f in doc["write_files"]
+                       if f["path"].endswith("airgrid-first-doctor.service"))
+    assert "doctor --config /etc/airgrid/edge.toml > /boot/firmware/airgrid-doctor.txt" in (
+        doctor_unit)
     assert doc["ssh_pwauth"] is False
+
+
+def test_cloud_init_reboots_once_when_uart_or_i2c_changed_before_the_doctor_verdict() -> None:
+    doc = yaml.safe_load((DEPLOY / "cloud-init" / "user-data").read_text())
+    commands = [" ".join(c) if isinstance(c, list) else c for c in doc["runcmd"]]
+    at = {what: next(i for i, c in enumerate(commands) if what in c) for what in (
+        "sha256sum >", "do_serial_hw 0", "do_serial_cons 1", "do_i2c 0",
+        "touch /run/airgrid-reboot-needed", "enable airgrid-edge.service",
+        "test -f /run/airgrid-reboot-needed ||")}
+    # The boot files are fingerprinted before raspi-config and compared after it.
+    assert at["sha256sum >"] < at["do_serial_hw 0"] < at["do_i2c 0"] < at[
+        "touch /run/airgrid-reboot-needed"] < at["enable airgrid-edge.service"]
+    # Without a change: start now. With one: cloud-init's power_state reboots, and the
+    # enabled units (agent, then the one-shot doctor) run after that boot.
+    assert "systemctl start airgrid-edge.service airgrid-first-doctor.service" in commands[
+        at["test -f /run/airgrid-reboot-needed ||"]]
+    assert not any("doctor --config" in c for c in commands)  # never before the reboot
+    assert doc["power_state"]["mode"] == "reboot"
+    assert doc["power_state"]["condition"] == ["test", "-f", "/run/airgrid-reboot-needed"]
+    unit = next(f["content"] for f in doc["write_files"]
+                if f["path"] == "/etc/systemd/system/airgrid-first-doctor.service")
+    assert "After=airgrid-edge.service" in unit and "Type=oneshot" in unit
+    assert "disable airgrid-first-doctor.service" in unit  # once only

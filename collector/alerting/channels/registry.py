@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from collector.alerting.channels import mqtt_bus, sms_gateway, sms_modem, webhook
+from collector.alerting.channels import mqtt_bus, sms_aliyun, sms_gateway, sms_modem, webhook
 from collector.alerting.channels.notifier import Context, Notifier
 from collector.alerting.config import ChannelSpec
 
@@ -15,6 +15,7 @@ CHANNEL_TYPES: dict[str, Factory] = {
     "webhook": webhook.from_spec,
     "sms_modem": sms_modem.from_spec,
     "sms_gateway": sms_gateway.from_spec,
+    "sms_aliyun": sms_aliyun.from_spec,
 }
 
 

@@ -83,4 +83,34 @@ class SmsGatewayChannel(ChannelSettings, frozen=True, tag="sms_gateway", kw_only
             yield Invalid("body_template", "a body with {to} and {text}", self.body_template)
 
 
-Channel = MqttChannel | WebhookChannel | SmsModemChannel | SmsGatewayChannel
+# Template variables may name these fields (collector/alerting/channels/sms_aliyun.py).
+ALIYUN_TEMPLATE_FIELDS = ("text", "group", "level", "firing", "resolved", "device", "rule",
+                          "value", "severity", "township", "grid", "summary_zh", "summary_en")
+
+
+class AliyunSmsChannel(ChannelSettings, frozen=True, tag="sms_aliyun", kw_only=True):
+    """Alibaba Cloud SMS SendSms: an approved template, its sign and variables."""
+
+    api_key: Annotated[str, Meta(min_length=1, description="the AccessKey ID")]
+    api_secret: Annotated[str, Meta(min_length=1, description="the AccessKey secret")]
+    sign_name: Annotated[str, Meta(min_length=1, description="the approved SMS sign "
+                                                             "(签名), e.g. 某某县环保")]
+    template_code: Annotated[str, Meta(pattern=r"^SMS_\d+$", description="a template "
+                                       "code like SMS_123456789")]
+    # template variable → notification field, e.g. { area = "township", pm = "value" }
+    template_params: dict[str, str] = msgspec.field(default_factory=dict)
+    endpoint: HttpUrl = "https://dysmsapi.aliyuncs.com/"
+    region: str = "cn-hangzhou"
+    timeout_s: Seconds = 10.0
+    per_recipient: PerRecipient = 6
+    per_recipient_window_ms: Duration = msgspec.field(default=3_600_000,
+                                                      name="per_recipient_window")
+
+    def problems(self) -> Iterator[Invalid]:
+        for var, field in self.template_params.items():
+            if field not in ALIYUN_TEMPLATE_FIELDS:
+                yield Invalid(f"template_params.{var}", f"one of {list(ALIYUN_TEMPLATE_FIELDS)}",
+                              field)
+
+
+Channel = MqttChannel | WebhookChannel | SmsModemChannel | SmsGatewayChannel | AliyunSmsChannel
