@@ -44,8 +44,14 @@ def test_a_good_table_parses_with_inherited_route_timings() -> None:
      "required"),
     ({"receivers": {"x": {"targets": [{"channel": "pager"}]}}},
      "alerting.receivers.x.targets[0].channel", "one of"),
-    ({"contacts": {"devices": [{"device": "d", "worker_phone": "13800000000"}]}},
-     "alerting.contacts.devices[0].worker_phone", "international form"),
+    ({"contacts": {"devices": [{"device": "d", "worker_phone": "138-abc"}]}},
+     "alerting.contacts.devices[0].worker_phone", "a phone number"),
+    ({"ack": {"token": "one-shared-token-for-all"}}, "alerting.ack.token",
+     "one credential per person or app"),
+    ({"ack": {"principals": [{"name": "张三", "token": "x" * 16}]}},
+     "alerting.ack.principals[0]", "a phone or an app_id"),
+    ({"ack": {"principals": [{"name": "张三", "phone": "+8613800000001", "token": "short"}]}},
+     "alerting.ack.principals[0].token", "at least 16"),
     ({"silences": [{"match": {"device": "~("}}]}, "alerting.silences[0].match", "matchers"),
     ({"channels": {"m": {"type": "sms_modem", "port": "/x", "max_attempts": 0}}},
      "alerting.channels.m.max_attempts", ">= 1"),
@@ -86,6 +92,16 @@ def test_collector_check_config_reads_the_alerting_table(tmp_path: Path) -> None
     fail = subprocess.run([*run, str(bad)], capture_output=True, text=True, timeout=30)
     assert fail.returncode == 2 and "alerting.route.receiver" in fail.stderr
     assert str(bad) in fail.stderr
+
+
+def test_phone_numbers_in_any_form_are_stored_in_e164(tmp_path: Path) -> None:
+    devices = [{"device": "d1", "worker_phone": "138 0000 0002"},
+               {"device": "d2", "worker_phone": "0086-138-0000-0003"},
+               {"device": "d3", "worker_phone": "8613800000004"}]
+    cfg = ac.from_dict({"contacts": {"devices": devices}}, tmp_path / "c.toml")
+    assert [cfg.contacts.devices[d].worker_phone for d in ("d1", "d2", "d3")] == [
+        "+8613800000002", "+8613800000003", "+8613800000004"]
+    assert cfg.contacts.by_phone("13800000003") == ""  # found (unnamed) in national form
 
 
 def test_the_documented_example_config_is_valid(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import paho.mqtt.client as mqtt
 
 from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
 from orchestration.services import InfluxDB, Mosquitto
-from tests.support.alerting import OFFICER, WORKER, modem_sim
+from tests.support.alerting import OFFICER, TOKEN_ZHANG, WORKER, modem_sim
 from tests.support.wait import wait_for
 
 RULES = """rules:
@@ -146,7 +146,16 @@ max_wait_ms = 50
 [rules]
 files = ["rules.yaml"]
 tick_interval_s = 0.2
+[[alerting.ack.principals]]
+name = "张三"
+phone = "{WORKER}"
+token = "{TOKEN_ZHANG}"
+[[alerting.contacts.devices]]
+device = "dev-a"
+worker_name = "张三"
+worker_phone = "{WORKER}"
 """, encoding="utf-8")
+    conf.chmod(0o600)  # it holds a token
     events: list[dict[str, object]] = []
     lock = threading.Lock()
 
@@ -176,7 +185,7 @@ tick_interval_s = 0.2
             alert_id = next(e["data"]["alert_id"] for e in events  # type: ignore[index]
                             if e["data"]["state"] == "firing")  # type: ignore[index]
         app.publish(f"airgrid/v1/cmd/alerts/{alert_id}/ack",
-                    json.dumps({"by": "张三"}, ensure_ascii=False).encode(), qos=1)
+                    json.dumps({"token": TOKEN_ZHANG}).encode(), qos=1)
         assert wait_for(lambda: "acknowledged" in states(), 15), log.read_text()
         # the collector kept one connection: nothing was kicked off the broker, and the
         # broker never saw a second client of the collector's
