@@ -133,7 +133,8 @@ def test_check_config_refuses_the_short_webhook_secret_run_refuses(tmp_path: Pat
 
 @pytest.mark.parametrize(("text", "key"), [
     (f'[influx]\napi = "v2"\ntoken = "{SECRET}"\n', "influx.token"),
-    (f'[alerting.ack]\ntoken = "{SECRET}"\n', "alerting.ack.token"),
+    (f'[[alerting.ack.principals]]\nname = "张三"\nphone = "+8613800000001"\n'
+     f'token = "{SECRET}"\n', "alerting.ack.principals[0].token"),
     (WEBHOOK.format(secret=SECRET), "alerting.channels.hook.secret"),
     (f'[amqp]\nurls = ["amqp://u:{SECRET}@h/"]\n', "amqp.urls"),
 ])

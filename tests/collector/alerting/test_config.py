@@ -111,7 +111,13 @@ def test_the_documented_example_config_is_valid(tmp_path: Path) -> None:
     doc = (Path(__file__).resolve().parents[3] / "docs" / "alerting.md").read_text("utf-8")
     block = re.search(r"```toml\n(.*?)```", doc, re.S)
     assert block is not None
-    cfg = ac.from_dict(tomllib.loads(block.group(1))["alerting"], tmp_path / "c.toml")
+    from airgrid.secrets import resolve
+
+    env = {"AIRGRID_ACK_TOKEN_ZHANGSAN": "z" * 24, "AIRGRID_ACK_TOKEN_APP_ZHANGSAN": "a" * 24}
+    data, problems = resolve(tomllib.loads(block.group(1)), env)
+    assert not problems
+    cfg = ac.from_dict(data["alerting"], tmp_path / "c.toml")
+    assert [p.name for p in cfg.principals] == ["张三", "张三的网格通"]
     assert cfg.route is not None and cfg.route.routes[0].receiver == "township_officer"
     assert len(cfg.escalation) == 2 and len(cfg.inhibit) == 2 and len(cfg.silences) == 1
     assert cfg.contacts.officer("county_bureau", "城关镇") is not None

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
+from airgrid.wire import SCHEMA_VERSION, UpBatch, encode_up, up_topic
 from orchestration.services import InfluxDB, Mosquitto
 from tests.support.alerting import OFFICER, TOKEN_ZHANG, WORKER, modem_sim
+from tests.support.collector_process import reading as full_reading
 from tests.support.wait import wait_for
 
 RULES = """rules:
@@ -91,7 +92,7 @@ def test_collector_killed_mid_escalation_notifies_next_level_on_time_once(
     def reading(value: float) -> None:
         nonlocal seq
         seq += 1
-        r = Reading(seq=seq, ts=int(time.time() * 1000), sensor="pms5003", pm2_5=value)
+        r = full_reading(seq, int(time.time() * 1000), value)
         pub.publish(up_topic("dev-a"), encode_up(UpBatch(v=SCHEMA_VERSION, device="dev-a",
                                                          boot="b", readings=(r,))), qos=1)
 
@@ -177,7 +178,7 @@ worker_phone = "{WORKER}"
 
     try:
         time.sleep(2.5)
-        r = Reading(seq=1, ts=int(time.time() * 1000), sensor="pms5003", pm2_5=230.0)
+        r = full_reading(1, int(time.time() * 1000), 230.0)
         app.publish(up_topic("dev-a"), encode_up(UpBatch(v=SCHEMA_VERSION, device="dev-a",
                                                          boot="b", readings=(r,))), qos=1)
         assert wait_for(lambda: "firing" in states(), 15), log.read_text()
