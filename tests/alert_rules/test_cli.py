@@ -126,3 +126,33 @@ def test_score_rejects_a_wrong_header(tmp_path: Path, capsys: pytest.CaptureFixt
     f.write_text("time;value\n1;2\n", encoding="utf-8")
     assert main(["score", "--csv", str(f)]) == 2
     assert ":1: expected the header `timestamp,value`" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", [".nan", "-.inf", "1e400"])
+def test_a_non_finite_threshold_is_refused_with_file_and_line(tmp_path: Path, value: str,
+                                                             processes: None) -> None:
+    """`above: .nan` can never fire and `.inf` never clears: the loader refuses both, in
+    the real `airgrid-rules check` process."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(textwrap.dedent(f"""\
+        rules:
+          - name: pm25_heavy
+            kind: threshold
+            field: pm2_5
+            above: {value}
+          - name: pm25_rate
+            kind: rate_of_change
+            field: pm2_5
+            window: 10m
+            above: 50
+            clear_below: {value}
+        """), encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "alert_rules.cli", "check", str(bad)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert f"{bad}:5: above: expected a finite number" in result.stderr
+    assert f"{bad}:11: clear_below: expected a finite number" in result.stderr
+    assert "Traceback" not in result.stderr
