@@ -81,6 +81,10 @@ def _collector(conf: Path, log: Path) -> subprocess.Popen[bytes]:
                                  str(conf)], stdout=out, stderr=subprocess.STDOUT)
 
 
+def _subscribed(log: Path, times: int) -> bool:
+    return log.exists() and log.read_text().count("subscribed to device topics") >= times
+
+
 def test_collector_killed_mid_escalation_notifies_next_level_on_time_once(
         tmp_path: Path, mosquitto: Mosquitto, shared_influxdb: InfluxDB,
         influx_db_name: str) -> None:
@@ -102,7 +106,8 @@ def test_collector_killed_mid_escalation_notifies_next_level_on_time_once(
         log = tmp_path / "collector.log"
         proc = _collector(conf, log)
         try:
-            time.sleep(2.5)  # connect and subscribe
+            # readings published before the first subscription are lost (no session yet)
+            assert wait_for(lambda: _subscribed(log, 1), 20), log.read_text()
             reading(40.0)
             reading(210.0)
             assert wait_for(lambda: len(modem.sent) == 1, 15), log.read_text()
@@ -110,7 +115,7 @@ def test_collector_killed_mid_escalation_notifies_next_level_on_time_once(
             proc.kill()  # -9 mid-escalation
             proc.wait(5)
             proc = _collector(conf, log)
-            time.sleep(1.0)
+            assert wait_for(lambda: _subscribed(log, 2), 20), log.read_text()
             reading(220.0)  # still polluted after the restart: the same alert, no new SMS
             assert wait_for(lambda: len(modem.sent) == 2, 15), log.read_text()
             escalated_after = time.monotonic() - fired
@@ -177,7 +182,7 @@ worker_phone = "{WORKER}"
             return [e["data"]["state"] for e in events]  # type: ignore[index]
 
     try:
-        time.sleep(2.5)
+        assert wait_for(lambda: _subscribed(log, 1), 20), log.read_text()
         r = full_reading(1, int(time.time() * 1000), 230.0)
         app.publish(up_topic("dev-a"), encode_up(UpBatch(v=SCHEMA_VERSION, device="dev-a",
                                                          boot="b", readings=(r,))), qos=1)
