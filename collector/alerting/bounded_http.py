@@ -7,7 +7,7 @@ client likes and reads whatever `Content-Length` says. Here:
   accepting thread and closed (200 idle sockets cost `max_connections` threads, not 200);
 - each connection has `request_timeout_s` in all, from accept to answer: a client that
   sends a byte every few seconds (slowloris) is cut off at the deadline by one reaper
-  thread, not only when a single read stalls;
+  thread, not only when a single read stalls, and answered 408;
 - `read_body` answers 400 for a missing, negative or garbled `Content-Length` and 413 for
   one above the limit, before reading a byte of the body;
 - an unknown method is 405, and a handler's unexpected error is a bare 500 (logged, no
@@ -45,6 +45,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         self.counters: Counter[str] = Counter()
         self._slots = threading.BoundedSemaphore(max_connections)
         self._deadlines: dict[socket.socket, float] = {}
+        self._expired: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._closing = threading.Event()
         super().__init__(address, handler)
@@ -78,6 +79,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     def _release(self, request: Any) -> None:
         with self._lock:
             self._deadlines.pop(request, None)
+            self._expired.discard(request)
         self._slots.release()
 
     def _reap(self) -> None:
@@ -87,10 +89,17 @@ class BoundedHTTPServer(ThreadingHTTPServer):
                 late = [s for s, t in self._deadlines.items() if t < now]
                 for s in late:
                     del self._deadlines[s]
+                self._expired.update(late)
             for s in late:
                 self.counters["http_timeouts"] += 1
                 with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)  # the handler's read returns, it ends
+                    # the handler's read returns (EOF); writing still works, for the 408
+                    s.shutdown(socket.SHUT_RD)
+
+    def expired(self, request: Any) -> bool:
+        """Whether the reaper cut `request` off (what was read of it is incomplete)."""
+        with self._lock:
+            return request in self._expired
 
     def server_close(self) -> None:
         self._closing.set()
@@ -108,8 +117,8 @@ class BoundedHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        # each read; the reaper bounds the sum
-        self.connection.settimeout(self.server.request_timeout_s)
+        # each read, a little after the reaper's deadline for the whole (which answers 408)
+        self.connection.settimeout(self.server.request_timeout_s + 1.0)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("do_"):  # any other method, whatever its spelling
@@ -155,9 +164,25 @@ class BoundedHandler(BaseHTTPRequestHandler):
             return None
         body = self.rfile.read(length)
         if len(body) < length:
-            self.close_connection = True
-            return None  # the client went away or the deadline cut it off: nobody to answer
+            self._too_slow()  # the deadline cut it off, or the client went away
+            return None
         return body
+
+    def parse_request(self) -> bool:
+        if self.server.expired(self.connection):  # request line cut off at the deadline
+            self._too_slow()
+            return False
+        ok = super().parse_request()
+        if ok and self.server.expired(self.connection):  # headers cut off
+            self._too_slow()
+            return False
+        return ok
+
+    def _too_slow(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.answer(408, {"error": f"request not complete within "
+                              f"{self.server.request_timeout_s:g} s"})
 
     def handle_one_request(self) -> None:
         try:

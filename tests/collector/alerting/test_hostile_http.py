@@ -286,15 +286,17 @@ def test_slowloris_and_idle_sockets_are_cut_off_with_few_threads(stack: Stack) -
     # slowloris: a header byte every 0.3 s never stalls a single read, the deadline ends it
     s = socket.create_connection(("127.0.0.1", port))
     s.sendall(b"POST /api/silences HTTP/1.1\r\nHost: x\r\n")
+    s.settimeout(0.3)
     t0 = time.monotonic()
-    closed = False
+    answer = b""
     with contextlib.suppress(OSError):
-        for _ in range(40):
+        while time.monotonic() - t0 < 10 and not answer:
             s.sendall(b"X")
-            time.sleep(0.3)
-    closed = True
+            with contextlib.suppress(TimeoutError):
+                answer = s.recv(4096)
     s.close()
-    assert closed and time.monotonic() - t0 < REQUEST_TIMEOUT_S + 2
+    assert _status(answer) == 408, answer
+    assert REQUEST_TIMEOUT_S - 0.5 < time.monotonic() - t0 < REQUEST_TIMEOUT_S + 2
     # and the API answers again
     assert _post(f"{stack.api}/api/alerts/999999/ack", TOKEN_ZHANG, {})[0] == 404
 
@@ -376,12 +378,9 @@ def test_generated_requests_are_always_answered_and_the_server_stays_healthy(
     answer = _raw(_port(stack), b"\r\n".join(lines) + b"\r\n\r\n" + body,
                   timeout=REQUEST_TIMEOUT_S + 5)
     assert time.monotonic() - t0 < REQUEST_TIMEOUT_S + 3
-    if answer:  # nothing at all only when the deadline cut a short body off
-        status = _status(answer)
-        assert 200 <= status < 500 or status == 503, answer[:500]
-        assert b"Traceback" not in answer
-    else:
-        assert length == "short" or (length not in ("exact", "none") and body), req
+    status = _status(answer)  # a body shorter than announced: 408 at the deadline
+    assert 200 <= status < 500 or status == 503, answer[:500]
+    assert b"Traceback" not in answer
     assert _healthy(stack)
 
 
