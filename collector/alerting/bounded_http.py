@@ -39,10 +39,12 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
-                 max_connections: int = 16, request_timeout_s: float = 10.0) -> None:
+                 max_connections: int = 16, request_timeout_s: float = 10.0,
+                 counters: Counter[str] | None = None) -> None:
         self.max_connections = max_connections
         self.request_timeout_s = request_timeout_s
-        self.counters: Counter[str] = Counter()
+        # http_busy, http_timeouts, http_bad_length, http_too_large, http_errors
+        self.counters: Counter[str] = Counter() if counters is None else counters
         self._slots = threading.BoundedSemaphore(max_connections)
         self._deadlines: dict[socket.socket, float] = {}
         self._expired: set[socket.socket] = set()

@@ -123,7 +123,8 @@ class AlertHttpApi:
                 self.answer(201, {"id": sid})
 
         self.server = BoundedHTTPServer((self.host, self.requested_port), Handler,
-                                        self.max_connections, self.request_timeout_s)
+                                        self.max_connections, self.request_timeout_s,
+                                        self.manager.counters)  # one set, like the acks
         threading.Thread(target=self.server.serve_forever, name="alert-http-api",
                          daemon=True).start()
 

@@ -215,3 +215,17 @@ def test_a_dead_letter_is_also_told_on_the_dead_letter_topic(tmp_path: Path,
     assert dl["reason"] == "alert_undelivered" and dl["channel"] == "hook"
     assert dl["attempts"] == 2 and "Connection refused" in dl["detail"]
     assert svc.stats.dead["hook"] == 1 and svc.stats.sent["bus"] == 1
+
+
+def test_refused_http_requests_are_counted_with_the_acknowledgements(
+        service: AlertingService) -> None:
+    import socket
+
+    assert service.http is not None
+    for length in (b"-1", b"157286400"):
+        with socket.create_connection(("127.0.0.1", service.http.port), timeout=5) as s:
+            s.sendall(b"POST /api/silences HTTP/1.1\r\nAuthorization: Bearer "
+                      + TOKEN_ZHANG.encode() + b"\r\nContent-Length: " + length + b"\r\n\r\n")
+            assert s.recv(100).split(b" ")[1] in (b"400", b"413")
+    assert service.manager.counters["http_bad_length"] == 1
+    assert service.manager.counters["http_too_large"] == 1
