@@ -99,6 +99,8 @@ PositiveDuration = Annotated[int, Parse(_positive_ms, "a duration > 0 like 30s, 
 Count = Annotated[int, Meta(ge=0, description="a whole number >= 0")]
 Labels = dict[str, str | int | float | bool] | None
 Field = Annotated[str, Meta(min_length=1, description="a reading field")]
+# .nan and .inf are YAML floats too: a threshold of NaN never fires, one of inf never clears
+Finite = Annotated[float, Meta(ge=-1e300, le=1e300, description="a finite number")]
 Fraction = Annotated[float, Meta(ge=0, le=1, description="a fraction of flagged readings, "
                                  "0..1")]
 
@@ -164,8 +166,8 @@ def _strs(labels: Labels) -> dict[str, str]:
 
 
 class ThresholdSpec(RuleSpec, frozen=True, tag="threshold", kw_only=True):
-    above: float
-    clear_below: float | None = None
+    above: Finite
+    clear_below: Finite | None = None
     field: Field = "pm2_5"
     aggregate: Aggregate = "latest"
     window_ms: Duration = msgspec.field(default=0, name="window")
@@ -178,7 +180,7 @@ class AqiCategorySpec(RuleSpec, frozen=True, tag="aqi_category", kw_only=True):
     pollutant: Literal["pm2_5", "pm10"] = "pm2_5"
     aggregate: Aggregate = "nowcast"
     window_ms: Duration = msgspec.field(default=0, name="window")
-    clear_margin: Annotated[float, Meta(ge=0, description=">= 0 (AQI points below the "
+    clear_margin: Annotated[float, Meta(ge=0, le=1e300, description=">= 0 (AQI points below the "
                                         "edge)")] = 10
 
     def problems(self) -> Iterator[Invalid]:
@@ -194,8 +196,8 @@ class AqiCategorySpec(RuleSpec, frozen=True, tag="aqi_category", kw_only=True):
 
 
 class RateSpec(RuleSpec, frozen=True, tag="rate_of_change", kw_only=True):
-    above: float
-    clear_below: float | None = None
+    above: Finite
+    clear_below: Finite | None = None
     field: Field = "pm2_5"
     direction: Literal["rise", "both"] = "rise"
     max_gap_ms: PositiveDuration = msgspec.field(default=600_000, name="max_gap")
@@ -204,14 +206,14 @@ class RateSpec(RuleSpec, frozen=True, tag="rate_of_change", kw_only=True):
 class FlatlineSpec(RuleSpec, frozen=True, tag="flatline", kw_only=True):
     window_ms: PositiveDuration = msgspec.field(name="window")
     field: Field = "pm2_5"
-    tolerance: Annotated[float, Meta(ge=0, description="a number >= 0")] = 0
+    tolerance: Annotated[float, Meta(ge=0, le=1e300, description="a finite number >= 0")] = 0
     min_readings: Count = 5
 
 
 class RangeSpec(RuleSpec, frozen=True, tag="out_of_range", kw_only=True):
     field: Field = "pm2_5"
-    min: float = 0
-    max: float = 1000
+    min: Finite = 0
+    max: Finite = 1000
     max_age_ms: Duration = msgspec.field(default=0, name="max_age")
 
     def problems(self) -> Iterator[Invalid]:
@@ -223,7 +225,7 @@ class RangeSpec(RuleSpec, frozen=True, tag="out_of_range", kw_only=True):
 class QualitySpec(RuleSpec, frozen=True, tag="data_quality", kw_only=True):
     window_ms: PositiveDuration = msgspec.field(name="window")
     above: Fraction
-    clear_below: float | None = None
+    clear_below: Finite | None = None
     min_readings: Count = 5
 
 
@@ -249,13 +251,13 @@ class AnomalySpec(RuleSpec, frozen=True, tag="anomaly", kw_only=True):
 class SpatialSpec(RuleSpec, frozen=True, tag="spatial", kw_only=True):
     field: Field = "pm2_5"
     window_ms: PositiveDuration = msgspec.field(default=600_000, name="window")
-    radius_km: float = 3.0
+    radius_km: Finite = 3.0
     max_neighbours: Count = 8
     min_neighbours: Count = 3
-    ratio: Annotated[float, Meta(gt=1, description="> 1 (how many times the neighbours' "
+    ratio: Annotated[float, Meta(gt=1, le=1e300, description="> 1 (how many times the neighbours' "
                                  "median)")] = 2.0
-    min_excess: float = 35.0
-    regional_above: float = 115.0
+    min_excess: Finite = 35.0
+    regional_above: Finite = 115.0
     regional_fraction: Annotated[float, Meta(gt=0, le=1, description="0 < x <= 1")] = 0.5
 
 

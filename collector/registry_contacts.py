@@ -8,6 +8,7 @@ does not list. Reads the watcher's current registry, so a reload takes effect at
 from __future__ import annotations
 
 from collector.alerting.contacts import DeviceContact, Officer, StaticContacts
+from collector.alerting.phones import e164_or_none, same_number
 from collector.registry import RegistryWatcher
 
 
@@ -23,15 +24,19 @@ class RegistryContacts:
         worker = d.contacts[0] if d.contacts else None
         return DeviceContact(
             device=d.id, name=d.name or d.site or d.id, township=d.township, grid=d.grid,
-            worker_name=worker.name if worker else "", worker_phone=worker.phone if worker else "",
+            worker_name=worker.name if worker else "",
+            worker_phone=(e164_or_none(worker.phone) or "") if worker else "",
         )
 
     def officer(self, role: str, township: str) -> Officer | None:
         return self.fallback.officer(role, township)
 
+    def officers_of(self, township: str) -> list[Officer]:
+        return self.fallback.officers_of(township)
+
     def by_phone(self, phone: str) -> str | None:
         for d in self.registry.devices.values():
             for c in d.contacts:
-                if c.phone == phone:
+                if same_number(c.phone, phone):
                     return c.name
         return self.fallback.by_phone(phone)

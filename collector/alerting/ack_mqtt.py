@@ -1,13 +1,14 @@
-"""MQTT acknowledgement: a JSON `{"by": "张三"}` on `airgrid/v1/cmd/alerts/{id}/ack`.
+"""MQTT acknowledgement: a JSON `{"token": "..."}` on `airgrid/v1/cmd/alerts/{id}/ack`.
 
-Who may publish there is the broker's ACL's call (grid workers' apps); when a token is
-configured the payload must also carry it (`"token": "..."`). The acknowledgement then
-goes out as an event like any other.
+Who may publish there is the broker's ACL's call (grid workers' apps); a subscriber does
+not learn the publisher's MQTT username, so the payload carries the sender's own token
+(`[[alerting.ack.principals]]`), which names them. The holder must be responsible for the
+alert (`principals`); the history records the holder's name, whatever `"by"` says. The
+acknowledgement then goes out as an event like any other; a refusal is counted and logged.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import re
@@ -16,8 +17,9 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collector.alerting.errors import UnknownAlert
+from collector.alerting.errors import NotResponsible, UnknownAlert
 from collector.alerting.manager import AlertManager
+from collector.alerting.principals import Principal, by_token
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +29,14 @@ def command_topic(prefix: str, alert_id: str = "+") -> str:
 
 
 class MqttAckListener:
-    def __init__(self, manager: AlertManager, host: str, port: int, prefix: str, token: str,
+    def __init__(self, manager: AlertManager, host: str, port: int, prefix: str,
+                 principals: tuple[Principal, ...],
                  client_id: str = "airgrid-alerts-ack", username: str | None = None,
                  password: str | None = None, shared: mqtt.Client | None = None) -> None:
         self.manager = manager
         self.prefix = prefix
-        self.token = token
-        self.pattern = re.compile(rf"^{re.escape(prefix)}/v1/cmd/alerts/(\d+)/ack$")
+        self.principals = principals
+        self.pattern = re.compile(rf"^{re.escape(prefix)}/v1/cmd/alerts/([0-9]{{1,18}})/ack$")
         self.host, self.port = host, port
         self.owned = shared is None
         if shared is not None:
@@ -72,14 +75,15 @@ class MqttAckListener:
             body = json.loads(msg.payload or b"{}")
             if not isinstance(body, dict):
                 raise ValueError("payload is not a JSON object")
-            by = body.get("by")
-            if not isinstance(by, str) or not by:
-                raise ValueError('"by" must be a non-empty string')
-            if self.token and not hmac.compare_digest(str(body.get("token", "")).encode(),
-                                                      self.token.encode()):
-                raise ValueError("wrong token")
-            self.manager.acknowledge(int(m.group(1)), by, int(time.time() * 1000), "mqtt")
-        except (ValueError, UnknownAlert) as exc:
+            token = body.get("token")
+            who = by_token(self.principals, token) if isinstance(token, str) else None
+            if who is None:
+                self.manager.counters["ack_refused_mqtt"] += 1
+                raise ValueError("missing or wrong token")
+            self.manager.acknowledge(int(m.group(1)), who, int(time.time() * 1000), "mqtt")
+        except NotResponsible as exc:  # counted by the manager
+            log.warning("acknowledgement on %s refused: %s", msg.topic, exc)
+        except (ValueError, RecursionError, UnknownAlert) as exc:
             self.manager.counters["ack_mqtt_rejected"] += 1
             log.warning("acknowledgement on %s rejected: %s", msg.topic, exc)
 

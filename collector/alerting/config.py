@@ -20,6 +20,8 @@ from airgrid.config import Invalid, Parse, RelativeToFile, Section, decode
 from collector.alerting import matchers as m
 from collector.alerting.channels.settings import Channel, Duration, MqttChannel
 from collector.alerting.contacts import DeviceContact, Officer, StaticContacts
+from collector.alerting.phones import e164
+from collector.alerting.principals import Principal
 
 DEFAULT_EVENT_CHANNEL = "bus"
 
@@ -111,9 +113,11 @@ class AlertingConfig:
     silences: tuple[SilenceSpec, ...] = ()
     inhibit: tuple[InhibitRule, ...] = ()
     contacts: StaticContacts = field(default_factory=lambda: StaticContacts({}))
-    ack_token: str = ""
+    principals: tuple[Principal, ...] = ()
     ack_http_host: str = "127.0.0.1"
     ack_http_port: int | None = None  # None: no HTTP acknowledgement endpoint
+    ack_http_max_connections: int = 16
+    ack_http_request_timeout_ms: int = 10_000
     ack_mqtt: bool = True
 
 
@@ -130,8 +134,14 @@ def _matchers(value: object) -> tuple[m.Matcher, ...]:
 
 Matchers = Annotated[tuple[m.Matcher, ...],
                      Parse(_matchers, "label matchers, a table of label = value", explain=True)]
-Phone = Annotated[str, Meta(pattern=r"^(\+[0-9]+)?$", description="a phone number in "
-                            "international form, e.g. +8613800000000")]
+def _phone(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"not a string: {value!r}")
+    return value and e164(value)
+
+
+Phone = Annotated[str, Parse(_phone, "a phone number such as +8613800000000 or 13800000000 "
+                             "(national numbers are taken as China's, +86)")]
 ChannelName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,40}$",  # ids, headers, labels
                                   description="a channel name of letters, digits, _ and -")]
 Moment = Annotated[dt.datetime, Meta(tz=True, description="a TOML date-time with an offset, "
@@ -203,12 +213,30 @@ class ContactsSettings(Section, frozen=True):
     officers: tuple[OfficerSettings, ...] = ()
 
 
+class PrincipalSettings(Section, frozen=True):
+    """One credential: a person (by phone, as in the contacts) and/or their app."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=80, description="a person's or an "
+                              "app's name, recorded in the alert's history")]
+    token: Annotated[str, Meta(min_length=16, description="a token of at least 16 characters "
+                               "(token_file or token_env keep it out of the file)")]
+    phone: Phone = ""
+    app_id: str = ""
+
+
 class AckSettings(Section, frozen=True):
+    # the one shared token this replaced: refused with a pointer to principals
     token: str = ""
+    principals: tuple[PrincipalSettings, ...] = ()
     http_host: Annotated[str, Meta(description="a host address")] = "127.0.0.1"
     # None: no HTTP acknowledgement endpoint
     http_port: Annotated[int, Meta(ge=0, lt=65536, description="a TCP port (0 = any free "
                                    "port)")] | None = None
+    # at most this many HTTP connections served at once (one thread each); more get 503
+    http_max_connections: Annotated[int, Meta(ge=1, le=256, description="1 to 256")] = 16
+    # a connection's whole time, accept to answer: a slow sender is cut off at it
+    http_request_timeout_ms: Duration = msgspec.field(default=10_000,
+                                                      name="http_request_timeout")
     mqtt: bool = True
 
 
@@ -257,6 +285,23 @@ class AlertingSettings(Section, frozen=True):
         for e in self.event_channels:
             if e not in self.channels and e != DEFAULT_EVENT_CHANNEL:
                 yield Invalid("event_channels", f"channels among {channels}", e)
+        if self.ack.token:
+            yield Invalid("ack.token", "no shared token: one credential per person or app in "
+                          "[[alerting.ack.principals]] (name, phone or app_id, token)")
+        names: set[str] = set()
+        tokens: set[str] = set()
+        for i, p in enumerate(self.ack.principals):
+            if not p.phone and not p.app_id:
+                yield Invalid(f"ack.principals[{i}]", "a phone or an app_id: whose credential "
+                              "this is decides which alerts it may acknowledge")
+            if p.name in names:
+                yield Invalid(f"ack.principals[{i}].name", "a name no other principal has",
+                              p.name)
+            if p.token in tokens:
+                # not repeated: it is a secret
+                yield Invalid(f"ack.principals[{i}].token", "a token no other principal has")
+            names.add(p.name)
+            tokens.add(p.token)
 
 
 def _route_problems(route: RouteSettings, key: str, receivers: list[str]) -> Iterator[Invalid]:
@@ -293,7 +338,11 @@ def resolve(s: AlertingSettings) -> AlertingConfig:
                                    x.reason) for x in s.silences),
         inhibit=tuple(InhibitRule(i.source, i.target, i.equal) for i in s.inhibit),
         contacts=_contacts(s.contacts),
-        ack_token=s.ack.token, ack_http_host=s.ack.http_host, ack_http_port=s.ack.http_port,
+        principals=tuple(Principal(p.name, p.token, p.phone, p.app_id)
+                         for p in s.ack.principals),
+        ack_http_host=s.ack.http_host, ack_http_port=s.ack.http_port,
+        ack_http_max_connections=s.ack.http_max_connections,
+        ack_http_request_timeout_ms=s.ack.http_request_timeout_ms,
         ack_mqtt=s.ack.mqtt,
     )
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from collector.alerting.phones import same_number
+
 
 @dataclass(frozen=True)
 class DeviceContact:
@@ -38,8 +40,13 @@ class ContactDirectory(Protocol):
         """The officer with `role` (e.g. "township_officer", "county_bureau") for a township."""
         ...
 
+    def officers_of(self, township: str) -> list[Officer]:
+        """Every officer above the grid workers of `township` (its own and county-wide)."""
+        ...
+
     def by_phone(self, phone: str) -> str | None:
-        """The name of the contact with this number ("" if unnamed), None if unknown."""
+        """The name of the contact with this number ("" if unnamed), None if unknown.
+        Numbers are compared in E.164 (`phones.same_number`), whatever form they came in."""
         ...
 
 
@@ -56,11 +63,14 @@ class StaticContacts:
         # a county-wide officer is configured with township "*"
         return self.officers.get((role, township)) or self.officers.get((role, "*"))
 
+    def officers_of(self, township: str) -> list[Officer]:
+        return [o for (_, t), o in self.officers.items() if t in (township, "*")]
+
     def by_phone(self, phone: str) -> str | None:
         for c in self.devices.values():
-            if c.worker_phone == phone:
+            if same_number(c.worker_phone, phone):
                 return c.worker_name
         for o in self.officers.values():
-            if o.phone == phone:
+            if same_number(o.phone, phone):
                 return o.name
         return None

@@ -22,3 +22,7 @@ class DeliveryRejected(AlertingError):
 
 class UnknownAlert(AlertingError):
     """An acknowledgement named an alert id that does not exist."""
+
+
+class NotResponsible(AlertingError):
+    """The sender is known but is not among the alert's responsible people: refuse (403)."""

@@ -16,15 +16,17 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
 from alert_rules.transitions import Transition
-from collector.alerting import dedup, events, grouping
+from collector.alerting import dedup, events, grouping, routing
 from collector.alerting.channels.notifier import Address
 from collector.alerting.config import AlertingConfig, Route, Target
 from collector.alerting.contacts import ContactDirectory
-from collector.alerting.errors import UnknownAlert
+from collector.alerting.errors import NotResponsible, UnknownAlert
 from collector.alerting.lifecycle import Lifecycle
 from collector.alerting.matchers import parse as parse_matchers
 from collector.alerting.model import Alert, Event, Message
 from collector.alerting.mute import Muter, Silence
+from collector.alerting.phones import e164_or_none
+from collector.alerting.principals import Principal, Responsible
 from collector.alerting.store import Store
 from collector.alerting.templates import Templates
 
@@ -58,8 +60,14 @@ class AlertManager:
         self.muter = Muter(self._silences(), cfg.inhibit)
 
     def _silences(self) -> list[Silence]:
-        stored = [Silence(i, parse_matchers(m), a, b, who, why)
-                  for i, m, a, b, who, why in self.store.silences()]
+        stored = []
+        for i, m, a, b, who, why in self.store.silences():
+            try:
+                stored.append(Silence(i, parse_matchers(m), a, b, who, why))
+            except ValueError as exc:
+                # saved by an older version that accepted any Python regex: not run, told
+                self.counters["silence_unusable"] += 1
+                log.error("silence %d (by %s) is not used: %s", i, who, exc)
         return self._config_silences + stored
 
     # -- inputs --------------------------------------------------------------------------
@@ -92,8 +100,12 @@ class AlertManager:
         if touched:
             self.wake(touched)
 
-    def acknowledge(self, alert_id: int, by: str, now_ms: int, via: str) -> Alert:
-        """Stop escalation; publish the acknowledgement as an event. Idempotent."""
+    def acknowledge(self, alert_id: int, who: Principal, now_ms: int, via: str) -> Alert:
+        """Stop escalation; publish the acknowledgement as an event. Idempotent.
+
+        Only the alert's responsible people and the chain above them may (`responsible`):
+        anyone else is NotResponsible, counted and logged. The history records `who.name`.
+        """
         with self.lock:
             if not self._loaded:
                 self.lifecycle.load(self.store.load_alerts(now_ms - self.cfg.reopen_within_ms))
@@ -101,6 +113,13 @@ class AlertManager:
             if alert_id not in self.lifecycle.by_id:
                 self.counters["ack_unknown"] += 1
                 raise UnknownAlert(f"no open alert #{alert_id}")
+            if not self.responsible(self.lifecycle.by_id[alert_id]).allows(who):
+                self.counters[f"ack_refused_{via}"] += 1
+                log.warning("acknowledgement of alert #%d by %s (%s) via %s refused: not "
+                            "responsible for it", alert_id, who.name,
+                            who.phone or who.app_id, via)
+                raise NotResponsible(f"{who.name} is not responsible for alert #{alert_id}")
+            by = f"{who.name} ({who.phone})" if via == "sms" else who.name
             touched: set[str] = set()
             with self.store.tx():
                 ev = self.lifecycle.acknowledge(alert_id, by, now_ms)
@@ -120,16 +139,51 @@ class AlertManager:
             self.counters["sms_unparsed"] += 1
             log.warning("SMS from %s on %s is not an acknowledgement: %r", sender, channel, text)
             return None
-        who = self._who(sender)
-        if who is None:
+        phone = e164_or_none(sender)
+        name = None if phone is None else self.contacts.by_phone(phone)
+        if phone is None or name is None:
             self.counters["sms_unknown_sender"] += 1
+            self.counters["ack_refused_sms"] += 1
             log.warning("SMS acknowledgement from unknown number %s ignored", sender)
             return None
         try:
-            return self.acknowledge(int(m.group(1)), who, now_ms, "sms")
-        except UnknownAlert as exc:
+            return self.acknowledge(int(m.group(1)), Principal(name or phone, "", phone),
+                                    now_ms, "sms")
+        except (UnknownAlert, NotResponsible) as exc:
             log.warning("SMS from %s: %s", sender, exc)
             return None
+
+    def responsible(self, alert: Alert) -> Responsible:
+        """Who may acknowledge `alert`: its grid worker, the officers above them (its
+        township's and the county's), and the literal numbers / app ids its route and
+        escalation notify."""
+        phones: set[str] = set()
+        apps: set[str] = set()
+
+        def add(phone: str, app_id: str) -> None:
+            p = e164_or_none(phone) if phone else None
+            if p is not None:
+                phones.add(p)
+            if app_id:
+                apps.add(app_id)
+
+        if alert.labels.get("scope") != "regional":
+            c = self.contacts.for_device(alert.subject)
+            if c is not None:
+                add(c.worker_phone, c.worker_app_id)
+        for o in self.contacts.officers_of(alert.labels.get("township", "")):
+            add(o.phone, o.app_id)
+        receivers = {r.receiver for r in routing.match(self.cfg.route, alert.labels)} \
+            if self.cfg.route is not None else set()
+        for level in self.cfg.escalation:
+            receivers |= set(level.receivers)
+        for name in receivers:
+            for t in self.cfg.receivers[name].targets if name in self.cfg.receivers else ():
+                if t.to.startswith("+"):
+                    add(t.to, "")
+                elif self.addresses.get(t.channel) == "app" and t.to != "grid_worker":
+                    add("", t.to)  # a literal app id (a role name here matches no app)
+        return Responsible(frozenset(phones), frozenset(apps))
 
     def add_silence(self, matchers: dict[str, str], starts_ms: int, ends_ms: int, author: str,
                     reason: str) -> int:
@@ -254,7 +308,3 @@ class AlertManager:
         self.store.enqueue(msgs, now_ms)
         self.counters["escalation_notices"] += len(msgs)
         return {m.channel for m in msgs}
-
-    def _who(self, phone: str) -> str | None:
-        name = self.contacts.by_phone(phone)
-        return None if name is None else f"{name or phone} ({phone})"

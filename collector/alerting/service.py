@@ -42,12 +42,13 @@ class AlertingService:
                                     {n: c.address for n, c in self.notifiers.items()}, self._wake)
         self.http: AlertHttpApi | None = None
         if cfg.ack_http_port is not None:
-            self.http = AlertHttpApi(self.manager, cfg.ack_token, cfg.ack_http_host,
-                                      cfg.ack_http_port)
+            self.http = AlertHttpApi(self.manager, cfg.principals, cfg.ack_http_host,
+                                     cfg.ack_http_port, cfg.ack_http_max_connections,
+                                     cfg.ack_http_request_timeout_ms / 1000)
         self.mqtt_ack: MqttAckListener | None = None
         if cfg.ack_mqtt:
             self.mqtt_ack = MqttAckListener(
-                self.manager, ctx.broker_host, ctx.broker_port, ctx.prefix, cfg.ack_token,
+                self.manager, ctx.broker_host, ctx.broker_port, ctx.prefix, cfg.principals,
                 client_id=f"{ctx.client_id}-alerts-ack", username=ctx.broker_username,
                 password=ctx.broker_password, shared=ctx.shared_client)
 

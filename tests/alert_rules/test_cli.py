@@ -188,3 +188,32 @@ def test_check_rejects_an_unknown_severity_and_template_field_with_file_and_line
     assert f"{f}:6: severity: 'urgent' is not a severity; expected one of " in err
     assert f"{f}:8: annotations.summary_zh: {{townshp}} is not a template field" in err
     assert "summary_en" not in err  # format specs and attributes of known fields are fine
+
+@pytest.mark.parametrize("value", [".nan", "-.inf", "1e400"])
+def test_a_non_finite_threshold_is_refused_with_file_and_line(tmp_path: Path, value: str,
+                                                             processes: None) -> None:
+    """`above: .nan` can never fire and `.inf` never clears: the loader refuses both, in
+    the real `airgrid-rules check` process."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(textwrap.dedent(f"""\
+        rules:
+          - name: pm25_heavy
+            kind: threshold
+            field: pm2_5
+            above: {value}
+          - name: pm25_rate
+            kind: rate_of_change
+            field: pm2_5
+            window: 10m
+            above: 50
+            clear_below: {value}
+        """), encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "alert_rules.cli", "check", str(bad)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert f"{bad}:5: above: expected a finite number" in result.stderr
+    assert f"{bad}:11: clear_below: expected a finite number" in result.stderr
+    assert "Traceback" not in result.stderr

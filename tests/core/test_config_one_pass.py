@@ -109,7 +109,7 @@ def test_rule_file_reports_every_error_with_its_line(tmp_path: Path) -> None:
             tolerance: -1
         """), encoding="utf-8")
     errors = [str(e) for e in check_file(f)]
-    assert f"{f}:4: above: expected a number (float), got 'high'" in errors
+    assert f"{f}:4: above: expected a finite number, got 'high'" in errors
     assert f"{f}:5: window: expected a duration like 30s, 5m, 1h, got 'soon'" in errors
     assert any(e.startswith(f"{f}:6: colour: unknown key") for e in errors)
     assert any(e.startswith(f"{f}:7: window: expected") and "(required)" in e for e in errors)
@@ -133,7 +133,8 @@ def test_check_config_refuses_the_short_webhook_secret_run_refuses(tmp_path: Pat
 
 @pytest.mark.parametrize(("text", "key"), [
     (f'[influx]\napi = "v2"\ntoken = "{SECRET}"\n', "influx.token"),
-    (f'[alerting.ack]\ntoken = "{SECRET}"\n', "alerting.ack.token"),
+    (f'[[alerting.ack.principals]]\nname = "张三"\nphone = "+8613800000001"\n'
+     f'token = "{SECRET}"\n', "alerting.ack.principals[0].token"),
     (WEBHOOK.format(secret=SECRET), "alerting.channels.hook.secret"),
     (f'[amqp]\nurls = ["amqp://u:{SECRET}@h/"]\n', "amqp.urls"),
 ])

@@ -40,6 +40,18 @@ CONTACTS: dict[str, Any] = {
     ],
 }
 
+#: One credential per person or app (tokens of at least 16 characters).
+TOKEN_ZHANG = "token-zhang-san-0001"
+TOKEN_LI = "token-li-si-0000002"
+TOKEN_OFFICER = "token-wang-zhenzhang-3"
+TOKEN_APP_ZHANG = "token-app-zhang-0004"
+PRINCIPALS: list[dict[str, str]] = [
+    {"name": "张三", "phone": WORKER, "token": TOKEN_ZHANG},
+    {"name": "李四", "phone": "138 0000 0002", "token": TOKEN_LI},  # national form: same person
+    {"name": "王镇长", "phone": OFFICER, "token": TOKEN_OFFICER},
+    {"name": "张三的网格通", "app_id": "app-zhang", "token": TOKEN_APP_ZHANG},
+]
+
 
 def config(tmp_path: Path, **extra: Any) -> alerting_config.AlertingConfig:
     data: dict[str, Any] = {"state_db": str(tmp_path / "alerting.sqlite"),

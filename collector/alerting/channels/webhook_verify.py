@@ -38,6 +38,8 @@ def verify(secret: bytes, header: str, body: bytes, now_s: float | None = None,
     parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
     try:
         ts = int(parts["t"])
+        if not parts["t"].strip().isascii():
+            raise ValueError("not ASCII digits")
         given = parts["v1"]
     except (KeyError, ValueError) as exc:
         raise SignatureError(f"malformed {HEADER} header {header!r}") from exc
@@ -45,6 +47,7 @@ def verify(secret: bytes, header: str, body: bytes, now_s: float | None = None,
     if abs(now - ts) > tolerance_s:
         raise SignatureError(f"timestamp {ts} is more than {tolerance_s:.0f} s from now")
     expected = sign(secret, ts, body).split("v1=", 1)[1]
-    if not hmac.compare_digest(expected, given):
+    # compare_digest takes str only when both are ASCII (TypeError otherwise): compare bytes
+    if not hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogateescape")):
         raise SignatureError("signature does not match the body")
     return ts

@@ -44,8 +44,14 @@ def test_a_good_table_parses_with_inherited_route_timings() -> None:
      "required"),
     ({"receivers": {"x": {"targets": [{"channel": "pager"}]}}},
      "alerting.receivers.x.targets[0].channel", "one of"),
-    ({"contacts": {"devices": [{"device": "d", "worker_phone": "13800000000"}]}},
-     "alerting.contacts.devices[0].worker_phone", "international form"),
+    ({"contacts": {"devices": [{"device": "d", "worker_phone": "138-abc"}]}},
+     "alerting.contacts.devices[0].worker_phone", "a phone number"),
+    ({"ack": {"token": "one-shared-token-for-all"}}, "alerting.ack.token",
+     "one credential per person or app"),
+    ({"ack": {"principals": [{"name": "张三", "token": "x" * 16}]}},
+     "alerting.ack.principals[0]", "a phone or an app_id"),
+    ({"ack": {"principals": [{"name": "张三", "phone": "+8613800000001", "token": "short"}]}},
+     "alerting.ack.principals[0].token", "at least 16"),
     ({"silences": [{"match": {"device": "~("}}]}, "alerting.silences[0].match", "matchers"),
     ({"channels": {"m": {"type": "sms_modem", "port": "/x", "max_attempts": 0}}},
      "alerting.channels.m.max_attempts", ">= 1"),
@@ -88,6 +94,16 @@ def test_collector_check_config_reads_the_alerting_table(tmp_path: Path) -> None
     assert str(bad) in fail.stderr
 
 
+def test_phone_numbers_in_any_form_are_stored_in_e164(tmp_path: Path) -> None:
+    devices = [{"device": "d1", "worker_phone": "138 0000 0002"},
+               {"device": "d2", "worker_phone": "0086-138-0000-0003"},
+               {"device": "d3", "worker_phone": "8613800000004"}]
+    cfg = ac.from_dict({"contacts": {"devices": devices}}, tmp_path / "c.toml")
+    assert [cfg.contacts.devices[d].worker_phone for d in ("d1", "d2", "d3")] == [
+        "+8613800000002", "+8613800000003", "+8613800000004"]
+    assert cfg.contacts.by_phone("13800000003") == ""  # found (unnamed) in national form
+
+
 def test_the_documented_example_config_is_valid(tmp_path: Path) -> None:
     import re
     import tomllib
@@ -95,7 +111,13 @@ def test_the_documented_example_config_is_valid(tmp_path: Path) -> None:
     doc = (Path(__file__).resolve().parents[3] / "docs" / "alerting.md").read_text("utf-8")
     block = re.search(r"```toml\n(.*?)```", doc, re.S)
     assert block is not None
-    cfg = ac.from_dict(tomllib.loads(block.group(1))["alerting"], tmp_path / "c.toml")
+    from airgrid.secrets import resolve
+
+    env = {"AIRGRID_ACK_TOKEN_ZHANGSAN": "z" * 24, "AIRGRID_ACK_TOKEN_APP_ZHANGSAN": "a" * 24}
+    data, problems = resolve(tomllib.loads(block.group(1)), env)
+    assert not problems
+    cfg = ac.from_dict(data["alerting"], tmp_path / "c.toml")
+    assert [p.name for p in cfg.principals] == ["张三", "张三的网格通"]
     assert cfg.route is not None and cfg.route.routes[0].receiver == "township_officer"
     assert len(cfg.escalation) == 2 and len(cfg.inhibit) == 2 and len(cfg.silences) == 1
     assert cfg.contacts.officer("county_bureau", "城关镇") is not None

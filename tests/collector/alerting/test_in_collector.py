@@ -11,9 +11,10 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
+from airgrid.wire import SCHEMA_VERSION, UpBatch, encode_up, up_topic
 from orchestration.services import InfluxDB, Mosquitto
-from tests.support.alerting import OFFICER, WORKER, modem_sim
+from tests.support.alerting import OFFICER, TOKEN_ZHANG, WORKER, modem_sim
+from tests.support.collector_process import reading as full_reading
 from tests.support.wait import wait_for
 
 RULES = """rules:
@@ -80,6 +81,10 @@ def _collector(conf: Path, log: Path) -> subprocess.Popen[bytes]:
                                  str(conf)], stdout=out, stderr=subprocess.STDOUT)
 
 
+def _subscribed(log: Path, times: int) -> bool:
+    return log.exists() and log.read_text().count("subscribed to device topics") >= times
+
+
 def test_collector_killed_mid_escalation_notifies_next_level_on_time_once(
         tmp_path: Path, mosquitto: Mosquitto, shared_influxdb: InfluxDB,
         influx_db_name: str) -> None:
@@ -91,7 +96,7 @@ def test_collector_killed_mid_escalation_notifies_next_level_on_time_once(
     def reading(value: float) -> None:
         nonlocal seq
         seq += 1
-        r = Reading(seq=seq, ts=int(time.time() * 1000), sensor="pms5003", pm2_5=value)
+        r = full_reading(seq, int(time.time() * 1000), value)
         pub.publish(up_topic("dev-a"), encode_up(UpBatch(v=SCHEMA_VERSION, device="dev-a",
                                                          boot="b", readings=(r,))), qos=1)
 
@@ -101,7 +106,8 @@ def test_collector_killed_mid_escalation_notifies_next_level_on_time_once(
         log = tmp_path / "collector.log"
         proc = _collector(conf, log)
         try:
-            time.sleep(2.5)  # connect and subscribe
+            # readings published before the first subscription are lost (no session yet)
+            assert wait_for(lambda: _subscribed(log, 1), 20), log.read_text()
             reading(40.0)
             reading(210.0)
             assert wait_for(lambda: len(modem.sent) == 1, 15), log.read_text()
@@ -109,7 +115,7 @@ def test_collector_killed_mid_escalation_notifies_next_level_on_time_once(
             proc.kill()  # -9 mid-escalation
             proc.wait(5)
             proc = _collector(conf, log)
-            time.sleep(1.0)
+            assert wait_for(lambda: _subscribed(log, 2), 20), log.read_text()
             reading(220.0)  # still polluted after the restart: the same alert, no new SMS
             assert wait_for(lambda: len(modem.sent) == 2, 15), log.read_text()
             escalated_after = time.monotonic() - fired
@@ -146,7 +152,16 @@ max_wait_ms = 50
 [rules]
 files = ["rules.yaml"]
 tick_interval_s = 0.2
+[[alerting.ack.principals]]
+name = "张三"
+phone = "{WORKER}"
+token = "{TOKEN_ZHANG}"
+[[alerting.contacts.devices]]
+device = "dev-a"
+worker_name = "张三"
+worker_phone = "{WORKER}"
 """, encoding="utf-8")
+    conf.chmod(0o600)  # it holds a token
     events: list[dict[str, object]] = []
     lock = threading.Lock()
 
@@ -167,8 +182,8 @@ tick_interval_s = 0.2
             return [e["data"]["state"] for e in events]  # type: ignore[index]
 
     try:
-        time.sleep(2.5)
-        r = Reading(seq=1, ts=int(time.time() * 1000), sensor="pms5003", pm2_5=230.0)
+        assert wait_for(lambda: _subscribed(log, 1), 20), log.read_text()
+        r = full_reading(1, int(time.time() * 1000), 230.0)
         app.publish(up_topic("dev-a"), encode_up(UpBatch(v=SCHEMA_VERSION, device="dev-a",
                                                          boot="b", readings=(r,))), qos=1)
         assert wait_for(lambda: "firing" in states(), 15), log.read_text()
@@ -176,7 +191,7 @@ tick_interval_s = 0.2
             alert_id = next(e["data"]["alert_id"] for e in events  # type: ignore[index]
                             if e["data"]["state"] == "firing")  # type: ignore[index]
         app.publish(f"airgrid/v1/cmd/alerts/{alert_id}/ack",
-                    json.dumps({"by": "张三"}, ensure_ascii=False).encode(), qos=1)
+                    json.dumps({"token": TOKEN_ZHANG}).encode(), qos=1)
         assert wait_for(lambda: "acknowledged" in states(), 15), log.read_text()
         # the collector kept one connection: nothing was kicked off the broker, and the
         # broker never saw a second client of the collector's

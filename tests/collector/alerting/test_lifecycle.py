@@ -16,8 +16,9 @@ from alert_rules.rule_threshold import ThresholdRule
 from collector import alert_events
 from collector.alerting.channels.notifier import Address, Context
 from collector.alerting.config import AlertingConfig
-from collector.alerting.errors import UnknownAlert
+from collector.alerting.errors import NotResponsible, UnknownAlert
 from collector.alerting.manager import AlertManager
+from collector.alerting.principals import Principal
 from collector.alerting.service import AlertingService
 from collector.alerting.store import Store
 from tests.support.alerting import BUREAU, OFFICER, T0, WORKER, WORKER_B, modem_sim, sms_config, tr
@@ -139,11 +140,16 @@ def test_routing_by_severity_and_continue(tmp_path: Path) -> None:
 def test_acknowledgement_stops_escalation_and_is_idempotent(tmp_path: Path) -> None:
     m = manager(sms_config(tmp_path, "/dev/null"))
     m.handle([tr("dev-a", "firing", 180.0, T0)], T0)
-    alert = m.acknowledge(1, "张三", T0 + 5 * MIN, "http")
+    zhang, li, wang = (Principal("张三", "t" * 16, WORKER), Principal("李四", "u" * 16, WORKER_B),
+                       Principal("王镇长", "v" * 16, OFFICER))
+    with pytest.raises(NotResponsible):  # dev-a is 张三's, not 李四's
+        m.acknowledge(1, li, T0 + 4 * MIN, "http")
+    assert m.counters["ack_refused_http"] == 1
+    alert = m.acknowledge(1, zhang, T0 + 5 * MIN, "http")
     assert alert.acked_by == "张三" and alert.acked_ms == T0 + 5 * MIN
-    assert m.acknowledge(1, "李四", T0 + 6 * MIN, "http").acked_by == "张三"
+    assert m.acknowledge(1, wang, T0 + 6 * MIN, "http").acked_by == "张三"
     with pytest.raises(UnknownAlert):
-        m.acknowledge(99, "张三", T0, "http")
+        m.acknowledge(99, zhang, T0, "http")
     m.handle([], T0 + 60 * MIN)
     assert [r for r, _ in sms_texts(m)] == [WORKER]
     # a flap after the acknowledgement reopens the same, still acknowledged alert

@@ -18,7 +18,15 @@ import pytest
 from collector.alerting.channels.notifier import Context
 from collector.alerting.service import AlertingService
 from orchestration.services import Mosquitto
-from tests.support.alerting import config, tr
+from tests.support.alerting import (
+    PRINCIPALS,
+    TOKEN_APP_ZHANG,
+    TOKEN_LI,
+    TOKEN_OFFICER,
+    TOKEN_ZHANG,
+    config,
+    tr,
+)
 from tests.support.wait import wait_for
 
 
@@ -56,7 +64,7 @@ def service(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[AlertingService]:
         channels={"app": {"type": "mqtt"}},
         receivers={"grid_worker": {"targets": [{"channel": "app", "to": "grid_worker"}]}},
         route={"receiver": "grid_worker", "group_wait": "0s"},
-        ack={"token": "s3cret-token", "http_port": 0, "mqtt": True},
+        ack={"principals": PRINCIPALS, "http_port": 0, "mqtt": True},
     )
     svc = AlertingService(cfg, Context(file="t", broker_port=mosquitto.port))
     svc.start()
@@ -115,17 +123,22 @@ def test_ack_by_mqtt_command_topic_is_itself_an_event(service: AlertingService,
         pub.loop_start()
         pub.publish("airgrid/v1/cmd/alerts/1/ack", json.dumps({"by": "张三"}), qos=1)
         pub.publish("airgrid/v1/cmd/alerts/1/ack", b"not json", qos=1)
+        # 李四 holds a valid token, but dev-a is 张三's: refused
         pub.publish("airgrid/v1/cmd/alerts/1/ack",
-                    json.dumps({"by": "x", "token": "s3cret-token"}).encode(),
+                    json.dumps({"by": "张三", "token": TOKEN_LI}).encode(), qos=1)
+        pub.publish("airgrid/v1/cmd/alerts/1/ack",
+                    json.dumps({"by": "x", "token": TOKEN_APP_ZHANG}).encode(),
                     qos=1).wait_for_publish(5)
         assert wait_for(lambda: any(e["type"].endswith(".acknowledged") for e in w.events()))
         pub.disconnect()
         pub.loop_stop()
         ack = [e for e in w.events() if e["type"].endswith(".acknowledged")]
-        assert len(ack) == 1 and ack[0]["data"]["acked_by"] == "x"
+        # the token's holder is recorded, not what "by" claims
+        assert len(ack) == 1 and ack[0]["data"]["acked_by"] == "张三的网格通"
         assert ack[0]["data"]["via"] == "mqtt"
-        # the first (no token) and second (not JSON) were refused and counted
+        # the first (no token) and second (not JSON) were rejected, the third refused
         assert service.manager.counters["ack_mqtt_rejected"] == 2
+        assert service.manager.counters["ack_refused_mqtt"] == 2
     finally:
         w.close()
 
@@ -151,10 +164,15 @@ def test_ack_and_silence_by_http_with_token(service: AlertingService, mosquitto:
         base = f"http://127.0.0.1:{service.http.port}/api/alerts"
         assert _post(f"{base}/1/ack", None)[0] == 401
         assert _post(f"{base}/1/ack", "wrong")[0] == 401
-        assert _post(f"{base}/42/ack", "s3cret-token")[0] == 404
-        assert _post(f"{base}/1/ack", "s3cret-token", b"[1]")[0] == 400
-        code, body = _post(f"{base}/1/ack", "s3cret-token", json.dumps({"by": "王五"}).encode())
-        assert code == 200 and body["acked_by"] == "王五" and body["alert_id"] == 1
+        assert _post(f"{base}/42/ack", TOKEN_ZHANG)[0] == 404
+        assert _post(f"{base}/1/ack", TOKEN_ZHANG, b"[1")[0] == 400
+        # 李四 is dev-c's worker, not dev-a's: 403, counted, not acknowledged
+        assert _post(f"{base}/1/ack", TOKEN_LI, json.dumps({"by": "张三"}).encode())[0] == 403
+        assert service.manager.counters["ack_refused_http"] == 1
+        assert service.manager.get(1).acked_by is None  # type: ignore[union-attr]
+        # the township officer above 张三 may; the history names the token's holder
+        code, body = _post(f"{base}/1/ack", TOKEN_OFFICER, json.dumps({"by": "王五"}).encode())
+        assert code == 200 and body["acked_by"] == "王镇长" and body["alert_id"] == 1
         assert wait_for(lambda: any(e["type"].endswith(".acknowledged") for e in w.events()))
 
         # a silence through the same API mutes the next alert's event
@@ -162,8 +180,8 @@ def test_ack_and_silence_by_http_with_token(service: AlertingService, mosquitto:
         silence = {"matchers": {"device": "dev-c"}, "ends": now + 3_600_000,
                    "author": "王工", "reason": "更换传感器"}
         assert _post(api, None, json.dumps(silence).encode())[0] == 401
-        assert _post(api, "s3cret-token", json.dumps({**silence, "ends": 0}).encode())[0] == 400
-        code, body = _post(api, "s3cret-token", json.dumps(silence).encode())
+        assert _post(api, TOKEN_ZHANG, json.dumps({**silence, "ends": 0}).encode())[0] == 400
+        code, body = _post(api, TOKEN_ZHANG, json.dumps(silence).encode())
         assert code == 201 and body["id"] == 1
         service.handle([tr("dev-c", "firing", 170.0, now + 1000)], now + 1000)
         assert wait_for(lambda: any(e["subject"] == "dev-c" for e in w.events()))
@@ -197,3 +215,17 @@ def test_a_dead_letter_is_also_told_on_the_dead_letter_topic(tmp_path: Path,
     assert dl["reason"] == "alert_undelivered" and dl["channel"] == "hook"
     assert dl["attempts"] == 2 and "Connection refused" in dl["detail"]
     assert svc.stats.dead["hook"] == 1 and svc.stats.sent["bus"] == 1
+
+
+def test_refused_http_requests_are_counted_with_the_acknowledgements(
+        service: AlertingService) -> None:
+    import socket
+
+    assert service.http is not None
+    for length in (b"-1", b"157286400"):
+        with socket.create_connection(("127.0.0.1", service.http.port), timeout=5) as s:
+            s.sendall(b"POST /api/silences HTTP/1.1\r\nAuthorization: Bearer "
+                      + TOKEN_ZHANG.encode() + b"\r\nContent-Length: " + length + b"\r\n\r\n")
+            assert s.recv(100).split(b" ")[1] in (b"400", b"413")
+    assert service.manager.counters["http_bad_length"] == 1
+    assert service.manager.counters["http_too_large"] == 1

@@ -3,6 +3,7 @@ signature: retries with backoff, dead letter and metric, a slow channel delays n
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import time
@@ -10,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from collector.alerting.channels.notifier import Context
 from collector.alerting.channels.webhook_verify import SignatureError, sign, verify
@@ -159,3 +162,35 @@ def test_sms_gateway_posts_the_template_with_auth(tmp_path: Path) -> None:
         "【空气质量告警】城关镇g1·城关镇政府楼顶：PM2.5 186.0 µg/m³，重度污染。")
     assert gw.requests[1]["headers"]["Authorization"] == "Bearer gw-token"
     assert json.loads(gw.requests[1]["body"]) == body
+
+
+def test_a_non_ascii_signature_is_a_signature_error_in_a_real_receiver(
+        processes: None) -> None:
+    """`verify()` raised TypeError on a non-ASCII `v1` (hmac.compare_digest refuses
+    non-ASCII str): a receiver copying it dropped the connection instead of answering 401."""
+    import http.client
+
+    rx = Receiver(secret=b"a-long-shared-secret")
+    rx.start()
+    try:
+        assert rx.server is not None
+        for v1 in ("é" * 64, "\u00ff", "0" * 63 + "\u00e9"):
+            conn = http.client.HTTPConnection("127.0.0.1", rx.server.server_address[1],
+                                              timeout=5)
+            conn.putrequest("POST", "/hook")
+            # header values travel as latin-1: these are the bytes an attacker sends
+            conn.putheader("X-Airgrid-Signature", f"t={int(time.time())},v1={v1}")
+            conn.putheader("Content-Length", "2")
+            conn.endheaders(b"{}")
+            assert conn.getresponse().status == 401
+            conn.close()
+        assert rx.bad_signatures == 3
+    finally:
+        rx.stop()
+
+
+@given(header=st.text(max_size=120) | st.text(max_size=80).map(
+    lambda v1: f"t=1764050000,v1={v1}"), body=st.binary(max_size=64))
+def test_verify_raises_only_signature_error_on_any_header(header: str, body: bytes) -> None:
+    with contextlib.suppress(SignatureError):  # anything else (TypeError) fails the test
+        verify(b"secret", header, body, now_s=1_764_050_000)
