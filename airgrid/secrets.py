@@ -160,7 +160,7 @@ def resolve(data: Mapping[str, Any], env: Mapping[str, str] | None = None,
         try:
             exposed = world_accessible(secret)
             text = secret.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path, or not UTF-8
             problems.append(SecretProblem(path, "a readable UTF-8 file holding the secret",
                                           f"{exc.__class__.__name__}: {exc}"))
             continue
@@ -218,7 +218,7 @@ def exposed_secrets(path: Path, data: Mapping[str, Any]) -> list[SecretProblem]:
                 if world_accessible(secret):
                     problems.append(SecretProblem(key, f"{secret} readable only by its owner "
                                                   "(chmod 600)", f"mode {file_mode(secret)}"))
-            except OSError:
+            except (OSError, ValueError):  # missing, or not a path at all (a NUL in it)
                 continue
         elif file_exposed and is_secret_value(key, value):
             problems.append(SecretProblem(key, "a file others cannot read (chmod 600) because "
