@@ -5,6 +5,7 @@ CloudEvent on the MQTT bus with a link to the file. Each route fails on its own
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import mimetypes
@@ -61,12 +62,25 @@ def by_email(cfg: Email, subject: str, body: str, files: list[Path]) -> None:
                     cafile=str(cfg.ca_file) if cfg.ca_file else None)
                 smtp.starttls(context=ctx)  # verifies the certificate and the host name
             if cfg.username:
-                smtp.login(cfg.username, cfg.password or "")
+                _login(smtp, cfg.username, cfg.password or "")
             refused = smtp.send_message(msg)
-    except (OSError, smtplib.SMTPException, ssl.SSLError) as exc:
+    except (OSError, smtplib.SMTPException, ssl.SSLError, UnicodeError) as exc:
         raise DeliveryFailed(f"e-mail via {cfg.host}:{cfg.port} failed: {exc}") from exc
     if refused:
         raise DeliveryFailed(f"e-mail refused for {sorted(refused)}")
+
+
+def _login(smtp: smtplib.SMTP, user: str, password: str) -> None:
+    """smtplib encodes credentials as ASCII; a Chinese password would crash it. AUTH PLAIN
+    carries UTF-8 (RFC 4616 §2), so non-ASCII credentials go that way by hand."""
+    if (user + password).isascii():
+        smtp.login(user, password)
+        return
+    smtp.ehlo_or_helo_if_needed()
+    token = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
+    code, resp = smtp.docmd("AUTH", "PLAIN " + token)
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, resp)
 
 
 def cloud_event(kind: str, period_label: str, date: str, links: list[str], summary: list[str],

@@ -257,10 +257,10 @@ def test_monthly_in_english_html(stack: Stack) -> None:
 def test_same_day_last_year_and_yesterday_need_no_hourly_rows(stack: Stack) -> None:
     """The comparison periods are read as device daily means computed by InfluxDB; they
     agree with the report's own per-hour computation."""
+    from collector.config import load
     from report import source
     from report.build import reader_for
     from report.compute import township_means
-    from collector.config import load
 
     reader = reader_for(load(stack.config))
     p = day(DAY)
