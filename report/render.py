@@ -30,6 +30,7 @@ FORMATS = ("pdf", "png", "html")
 MAX_TOWNSHIPS = 24
 MAX_ISSUES = 12
 GREY = "#cccccc"
+NO_LINE_START = "，。；：、）」』！？,.;:)!?%"
 
 
 def wrap(text: str, em: float) -> list[str]:
@@ -37,7 +38,8 @@ def wrap(text: str, em: float) -> list[str]:
     lines, cur, width = [], "", 0.0
     for ch in text:
         w = 1.0 if unicodedata.east_asian_width(ch) in "WF" else 0.55
-        if width + w > em and cur:
+        # Closing punctuation never starts a line (kinsoku): it overhangs instead.
+        if width + w > em and cur and ch not in NO_LINE_START:
             cut = cur.rfind(" ") if w < 1 and " " in cur else -1
             if cut > 0:  # English: break at the last space
                 lines.append(cur[:cut])
@@ -263,6 +265,7 @@ def page_two(r: Report, lang: str) -> Figure:
     for i, s in enumerate(r.worst):
         sub = fig.add_axes((0.07 + (i % 3) * 0.31, 0.52 - (i // 3) * 0.12, 0.26, 0.085))
         sub.plot(np.arange(len(s.hourly)), s.hourly, color="#7e0023", linewidth=1)
+        sub.set_xlim(0, len(s.hourly) - 1)
         for th in HOUR_THRESHOLDS:
             sub.axhline(th, color="#999999", linewidth=0.5, linestyle="--")
         sub.set_title(f"{s.info.device} {s.info.township} {_num(s.pm2_5)}", fontsize=7)
@@ -358,7 +361,7 @@ def to_html(r: Report, lang: str, county: str, figs: list[Figure]) -> str:
     parts += [f"<p>{e(s)}</p>" for s in issue_lines(r, lang)]
     for f in figs:
         buf = io.BytesIO()
-        f.savefig(buf, format="png", dpi=90)
+        f.savefig(buf, format="png", dpi=72)
         parts.append('<img alt="" src="data:image/png;base64,'
                      + base64.b64encode(buf.getvalue()).decode() + '">')
     parts.append("</body></html>")

@@ -9,7 +9,7 @@ the same run is a county of 100 devices; runs are interleaved. The font cut is c
 disk between runs (as on a real host): "cold" is the first run with an empty cache.
 Last line: one JSON object.
 
-    python bench/report.py [--devices 1000] [--runs 3]
+    python bench/report_render.py [--devices 1000] [--runs 3]
 """
 
 from __future__ import annotations
