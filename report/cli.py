@@ -59,12 +59,17 @@ def _level(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    common.add_argument("--log-level", type=_level, default="WARNING",
-                        help=f"one of {', '.join(LOG_LEVELS)} (default WARNING)")
+    def manners(default: object) -> argparse.ArgumentParser:
+        parent = argparse.ArgumentParser(add_help=False)
+        parent.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+        parent.add_argument("--log-level", type=_level, default=default,
+                            help=f"one of {', '.join(LOG_LEVELS)} (default WARNING)")
+        return parent
+
+    # A subcommand's default would overwrite `--log-level` given before the subcommand.
+    common = manners(argparse.SUPPRESS)
     p = argparse.ArgumentParser(
-        prog="airgrid-report", parents=[common],
+        prog="airgrid-report", parents=[manners("WARNING")],
         description="空气质量日报/月报: the county's daily and monthly air-quality report "
                     "(HJ 633-2026 AQI) from what the collector stores")
     sub = p.add_subparsers(dest="command", required=True)

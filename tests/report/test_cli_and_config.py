@@ -41,6 +41,13 @@ def test_bad_arguments_are_named(args: list[str], expected: str,
     assert expected in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args", [["--log-level", "debug", "daily"],
+                                  ["daily", "--log-level", "debug"]])
+def test_log_level_before_or_after_the_command(args: list[str]) -> None:
+    parsed = cli.build_parser().parse_args([*args, "--config", "c", "--out", "o"])
+    assert parsed.log_level == "DEBUG"
+
+
 def test_report_config_errors_name_file_and_keys_all_at_once(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = tmp_path / "report.toml"
