@@ -212,21 +212,35 @@ def _rect(x: float, y: float, w: float, h: float, color: str) -> Rectangle:
 
 
 def _table(fig: Figure, r: Report, lang: str, box: tuple[float, float, float, float]) -> None:
+    """The ranking as plain text on rules (matplotlib's Table costs ~4× more to draw)."""
     ax = fig.add_axes(box)
     ax.set_axis_off()
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
     ax.set_title(t("ranking", lang), fontsize=10, loc="left")
     head, rows, colors = township_cells(r, lang)
     if not rows:
-        ax.text(0, 0.9, t("no_data", lang), fontsize=9)
+        ax.text(0, 0.95, t("no_data", lang), fontsize=9)
         return
-    table = ax.table(cellText=rows, colLabels=head, loc="upper center", cellLoc="center")
-    table.auto_set_font_size(False)
-    table.set_fontsize(7.5)
-    table.scale(1, 1.25)
-    for i, color in enumerate(colors, start=1):
-        cell = table[i, 3]
-        cell.set_facecolor(color)
-        cell.get_text().set_color(_text_color(color))
+    widths = np.array([1.6, 1, 0.8, 1.3, 1, 1.1, 0.9, 0.9, 0.9])
+    edges = np.concatenate([[0], np.cumsum(widths) / widths.sum()])
+    centers = (edges[:-1] + edges[1:]) / 2
+    step = min(0.04, 0.98 / (len(rows) + 1))
+    y = 0.98
+    for i, text in enumerate(head):
+        ax.text(centers[i], y - step / 2, text, fontsize=7.5, ha="center", va="center")
+    ax.axhline(y, color="#444444", linewidth=0.8)
+    ax.axhline(y - step, color="#444444", linewidth=0.6)
+    for row, color in zip(rows, colors, strict=True):
+        y -= step
+        ax.add_patch(_rect(edges[3], y - step, edges[4] - edges[3], step, color))
+        for i, text in enumerate(row):
+            ax.text(centers[i], y - step / 2, text, fontsize=7.5, ha="center", va="center",
+                    color=_text_color(color) if i == 3 else "black")
+        ax.axhline(y - step, color="#dddddd", linewidth=0.4)
+    if len(r.townships) > len(rows):
+        ax.text(0, y - 1.5 * step, t("more", lang, n=len(r.townships) - len(rows)),
+                fontsize=7.5, va="center")
 
 
 def page_one(r: Report, lang: str, county: str, std_colors: Callable[[float], str]) -> Figure:
