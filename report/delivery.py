@@ -109,6 +109,10 @@ def on_bus(cfg: Bus, kind: str, event: dict[str, Any], timeout_s: float = 15.0) 
         c.username_pw_set(cfg.username, cfg.password)
     if cfg.ca_file:
         c.tls_set(ca_certs=str(cfg.ca_file))
+    acks: list[Any] = []
+    # MQTT v5: a PUBACK with a reason code >= 0x80 (e.g. 135, not authorized by the ACL)
+    # is a refusal, though paho still counts the message as published.
+    c.on_publish = lambda client, userdata, mid, reason, props: acks.append(reason)
     try:
         c.connect(cfg.host, cfg.port, keepalive=30)
         c.loop_start()
@@ -117,6 +121,9 @@ def on_bus(cfg: Bus, kind: str, event: dict[str, Any], timeout_s: float = 15.0) 
         if not info.is_published():
             raise DeliveryFailed(f"MQTT {cfg.host}:{cfg.port}: no PUBACK for {topic} "
                                  f"within {timeout_s:.0f} s")
+        refused = [r for r in acks if getattr(r, "is_failure", False)]
+        if refused:
+            raise DeliveryFailed(f"MQTT {cfg.host}:{cfg.port}: {topic} refused: {refused[0]}")
     except (OSError, ValueError, RuntimeError) as exc:
         raise DeliveryFailed(f"MQTT {cfg.host}:{cfg.port}: {exc}") from exc
     finally:

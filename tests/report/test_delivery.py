@@ -173,3 +173,16 @@ def test_a_broken_route_does_not_stop_the_others(
     assert "Traceback" not in err
     logged = err + caplog.text  # stderr in a shell; pytest takes the log records
     assert "e-mail via 127.0.0.1" in logged and "MQTT 127.0.0.1" in logged
+
+
+def test_a_publish_the_broker_acl_refuses_fails_the_route(secured_broker: Any) -> None:
+    """The generated ACL gives the `app` role no write on airgrid/v1/reports/#: with MQTT v5
+    the PUBACK says 135 (not authorized), and the route fails by name instead of reporting
+    a delivery that never happened."""
+    from report.config import Bus
+
+    bus = Bus(host="127.0.0.1", port=secured_broker.port, username="app",
+              password=secured_broker.passwords["app"], client_id="report-test")
+    event = delivery.cloud_event("daily", "t", "2026-11-25", ["https://x.example/r.pdf"], [])
+    with pytest.raises(DeliveryFailed, match=r"airgrid/v1/reports/daily refused: Not author"):
+        delivery.on_bus(bus, "daily", event, timeout_s=5)
