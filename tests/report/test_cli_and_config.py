@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alert_rules import aqi
 from report import cli, summary
@@ -132,3 +134,37 @@ def test_report_config_resolves_paths_from_its_folder(tmp_path: Path) -> None:
     assert loaded.collector_config == tmp_path / "c.toml"
     assert loaded.out_dir == tmp_path / "reports"
     assert loaded.bus is not None and loaded.bus.port == 1884 and loaded.email is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["城关镇", "河口镇", "东岭乡"]),
+                          st.lists(st.one_of(st.just(math.nan),
+                                             st.floats(0, 999, allow_nan=False)),
+                                   min_size=24, max_size=24)),
+                min_size=0, max_size=6))
+def test_any_pattern_of_missing_hours_gives_text_without_nan(
+        rows: list[tuple[str, list[float]]]) -> None:
+    """Generated days (silent devices, silent townships, no devices at all): the numbers
+    are finite or absent, and no sentence or table cell ever says "nan"."""
+    from report.render import issue_lines, township_cells
+
+    p = day(dt.date(2026, 11, 25))
+    infos = [DeviceInfo(f"d{i}", town, "站", "g") for i, (town, _) in enumerate(rows)]
+    pm = np.array([v for _, v in rows], dtype=np.float64).reshape(len(rows), 24)
+    r = compute(HourlyTable(p, infos, pm, pm * 1.3), aqi.get(), {"城关镇": 40.0})
+    assert 0.0 <= r.completeness <= 1.0
+    assert r.has_data == bool(np.isfinite(pm).any())
+    for lang in ("zh", "en"):
+        head, cells, _ = township_cells(r, lang)
+        words = [*summary.sentences(r, lang), *head, *(c for row in cells for c in row),
+                 *issue_lines(r, lang)]
+        assert not [w for w in words if "nan" in w.lower()], words
+
+
+@given(st.text(alphabet=st.sampled_from("空气质量为良，。（）ab c1.;"), max_size=200),
+       st.floats(3, 60))
+def test_wrap_keeps_every_character_in_order(text: str, em: float) -> None:
+    from report.render import wrap
+
+    lines = wrap(text, em)
+    assert "".join(lines).replace(" ", "") == text.replace(" ", "")
