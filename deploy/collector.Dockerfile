@@ -15,7 +15,11 @@ COPY edge_agent ./edge_agent
 COPY firmware_sim ./firmware_sim
 COPY grafana ./grafana
 COPY orchestration ./orchestration
-RUN pip install --no-cache-dir '.[collector]' && rm -rf /src \
+COPY report ./report
+# The report (airgrid-report) runs from the same image: matplotlib and Noto Sans CJK.
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-noto-cjk fontconfig \
+    && rm -rf /var/lib/apt/lists/*
+RUN pip install --no-cache-dir '.[collector,report]' && rm -rf /src \
     && useradd --system --uid 10001 --home-dir /var/lib/airgrid airgrid \
     && install -d -o airgrid -g airgrid -m 0700 /var/lib/airgrid
 USER 10001:10001

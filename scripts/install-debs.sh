@@ -7,6 +7,9 @@ pkgs=(mosquitto mosquitto-clients influxdb)
 pkgs+=(victoria-metrics)
 # The RabbitMQ cluster tests, bench and province docs (the demo stays on Mosquitto).
 pkgs+=(rabbitmq-server)
+# The daily report: Noto Sans CJK for Chinese text, poppler's pdftotext/pdftoppm/pdffonts
+# for its tests.
+pkgs+=(fonts-noto-cjk poppler-utils)
 python3 -c "import ensurepip, venv" 2>/dev/null || pkgs+=(python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -91,13 +91,21 @@ class Store:
 
     def load_alerts(self, resolved_after_ms: int) -> list[tuple[Alert, int]]:
         """Open alerts and those resolved recently enough to be reopened."""
+        return self._alerts("state = 'firing' OR resolved_ms >= ?", (resolved_after_ms,))
+
+    def alerts_between(self, start_ms: int, end_ms: int) -> list[Alert]:
+        """Alerts open at any time in [start, end): opened before its end and not resolved
+        before its start (the daily report's alert section)."""
+        return [a for a, _ in self._alerts(
+            "started_ms < ? AND (resolved_ms IS NULL OR resolved_ms >= ?)", (end_ms, start_ms))]
+
+    def _alerts(self, where: str, args: tuple[int, ...]) -> list[tuple[Alert, int]]:
         with self.lock:
             rows = self.db.execute(
                 "SELECT id, rule, subject, state, value, severity, labels, annotations,"
                 " started_ms, updated_ms, resolved_ms, acked_by, acked_ms, level,"
-                " level_since_ms, event_seq FROM alerts"
-                " WHERE state = 'firing' OR resolved_ms >= ? ORDER BY id",
-                (resolved_after_ms,)).fetchall()
+                f" level_since_ms, event_seq FROM alerts WHERE {where} ORDER BY id",
+                args).fetchall()
         return [(Alert(id=r[0], rule=r[1], subject=r[2], state=r[3], value=r[4], severity=r[5],
                        labels=json.loads(r[6]), annotations=json.loads(r[7]), started_ms=r[8],
                        updated_ms=r[9], resolved_ms=r[10], acked_by=r[11], acked_ms=r[12],

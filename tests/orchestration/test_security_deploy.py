@@ -35,7 +35,7 @@ def _compose() -> dict[str, object]:
 def test_compose_runs_mosquitto_on_the_generated_config(tmp_path: Path) -> None:
     services = _compose()["services"]
     assert isinstance(services, dict)
-    assert sorted(services) == ["collector", "grafana", "influxdb", "mosquitto"]
+    assert sorted(services) == ["collector", "grafana", "influxdb", "mosquitto", "report"]
     mq = services["mosquitto"]
     mount = next(v for v in mq["volumes"] if v.startswith("./broker:"))
     config_path = mount.split(":")[1]
@@ -248,3 +248,41 @@ def test_cloud_init_reboots_once_when_uart_or_i2c_changed_before_the_doctor_verd
                 if f["path"] == "/etc/systemd/system/airgrid-first-doctor.service")
     assert "After=airgrid-edge.service" in unit and "Type=oneshot" in unit
     assert "disable airgrid-first-doctor.service" in unit  # once only
+
+
+def test_systemd_accepts_the_report_timer_at_seven_beijing_time(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed")
+    venv_bin = Path(sys.executable).parent
+    if not (venv_bin / "airgrid-report").exists():
+        pytest.skip("airgrid-report not installed beside this interpreter")
+    service = tmp_path / "airgrid-report.service"
+    service.write_text((DEPLOY / "systemd" / "airgrid-report.service").read_text()
+                       .replace("/opt/airgrid/venv/bin", str(venv_bin)))
+    timer = tmp_path / "airgrid-report.timer"
+    timer.write_text((DEPLOY / "systemd" / "airgrid-report.timer").read_text())
+    verify = subprocess.run([analyze, "verify", str(service), str(timer)],
+                            capture_output=True, text=True, timeout=60)
+    assert verify.returncode == 0, verify.stderr
+    spec = re.search(r"^OnCalendar=(.+)$", timer.read_text(), re.M)
+    assert spec is not None
+    cal = subprocess.run([analyze, "calendar", "--iterations=2", spec.group(1)],
+                         capture_output=True, text=True, timeout=60)
+    assert cal.returncode == 0, cal.stderr
+    # 07:00 in Shanghai is 23:00 UTC, every day
+    elapses = re.findall(r"\d{4}-\d\d-\d\d (\d\d:\d\d:\d\d) UTC", cal.stdout)
+    assert elapses == ["23:00:00", "23:00:00"], cal.stdout
+    security = subprocess.run([analyze, "security", "--offline=true", str(service)],
+                              capture_output=True, text=True, timeout=60)
+    m = re.search(r"Overall exposure level for \S+: ([\d.]+)", security.stdout)
+    assert m is not None and float(m.group(1)) <= 2.0, security.stdout[-500:]
+
+
+def test_compose_runs_the_report_from_the_collector_image_read_only() -> None:
+    services = _compose()["services"]
+    r = services["report"]  # type: ignore[index]
+    assert r["image"] == services["collector"]["image"]  # type: ignore[index]
+    assert r["read_only"] is True and r["cap_drop"] == ["ALL"]
+    assert "airgrid-report deliver --config /etc/airgrid/report.toml" in r["command"][0]
+    assert "./collector:/etc/airgrid:ro" in r["volumes"]
