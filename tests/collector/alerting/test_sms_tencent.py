@@ -403,3 +403,20 @@ def test_secret_key_from_a_private_file_and_never_shown(
         collector_config.load(f)
     assert "alerting.channels.sms.secret_key" in str(err.value)
     assert "12345678901" not in str(err.value)
+
+
+def test_the_documented_example_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "alerting.md").read_text("utf-8")
+    block = re.search(r"```\n *(\[alerting\.channels\.tencent\]\n.*?)```", doc, re.S)
+    assert block is not None
+    key_file = tmp_path / "key"
+    key_file.write_text(SECRET_KEY, encoding="utf-8")
+    key_file.chmod(0o600)
+    text = re.sub(r'secret_key_file = "[^"]*"', f'secret_key_file = "{key_file}"',
+                  block.group(1))
+    f = tmp_path / "collector.toml"
+    f.write_text(text, encoding="utf-8")
+    monkeypatch.setenv("TENCENT_SMS_SECRET_ID", SECRET_ID)
+    spec = collector_config.load(f).alerting.channels["tencent"]
+    assert spec.template_params == ["township", "value"]  # type: ignore[union-attr]
+    assert spec.secret_key == SECRET_KEY  # type: ignore[union-attr]
