@@ -36,6 +36,8 @@ SECRET_KEYS: Mapping[str, SecretKind] = {
     "secret": SecretKind.VALUE,  # webhook HMAC secret
     "api_key": SecretKind.VALUE,  # SMS gateway key
     "api_secret": SecretKind.VALUE,  # SMS gateway key secret
+    "secret_id": SecretKind.VALUE,  # Tencent Cloud API key: SecretId
+    "secret_key": SecretKind.VALUE,  # Tencent Cloud API key: SecretKey
     "urls": SecretKind.CREDENTIAL_URL,  # AMQP broker URLs (amqp://user:password@host)
     "url": SecretKind.CREDENTIAL_URL,  # InfluxDB, webhook, gateway URLs
     "key_file": SecretKind.FILE,  # the MQTT client's TLS private key

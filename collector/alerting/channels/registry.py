@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from collector.alerting.channels import mqtt_bus, sms_aliyun, sms_gateway, sms_modem, webhook
+from collector.alerting.channels import (
+    mqtt_bus,
+    sms_aliyun,
+    sms_gateway,
+    sms_modem,
+    sms_tencent,
+    webhook,
+)
 from collector.alerting.channels.notifier import Context, Notifier
 from collector.alerting.config import ChannelSpec
 
@@ -16,6 +23,7 @@ CHANNEL_TYPES: dict[str, Factory] = {
     "sms_modem": sms_modem.from_spec,
     "sms_gateway": sms_gateway.from_spec,
     "sms_aliyun": sms_aliyun.from_spec,
+    "sms_tencent": sms_tencent.from_spec,
 }
 
 

@@ -14,6 +14,7 @@ from msgspec import Meta
 
 from airgrid.config import Invalid, Parse, Section
 from airgrid.durations import parse_duration_ms
+from collector.alerting.channels import sms_template
 
 Duration = Annotated[int, Parse(parse_duration_ms, "a duration like 30s, 5m, 4h")]
 Port = Annotated[int, Meta(gt=0, lt=65536, description="a TCP port")]
@@ -83,9 +84,8 @@ class SmsGatewayChannel(ChannelSettings, frozen=True, tag="sms_gateway", kw_only
             yield Invalid("body_template", "a body with {to} and {text}", self.body_template)
 
 
-# Template variables may name these fields (collector/alerting/channels/sms_aliyun.py).
-ALIYUN_TEMPLATE_FIELDS = ("text", "group", "level", "firing", "resolved", "device", "rule",
-                          "value", "severity", "township", "grid", "summary_zh", "summary_en")
+# Template variables may name these fields (collector/alerting/channels/sms_template.py).
+TEMPLATE_FIELDS = sms_template.FIELDS
 
 
 class AliyunSmsChannel(ChannelSettings, frozen=True, tag="sms_aliyun", kw_only=True):
@@ -108,9 +108,38 @@ class AliyunSmsChannel(ChannelSettings, frozen=True, tag="sms_aliyun", kw_only=T
 
     def problems(self) -> Iterator[Invalid]:
         for var, field in self.template_params.items():
-            if field not in ALIYUN_TEMPLATE_FIELDS:
-                yield Invalid(f"template_params.{var}", f"one of {list(ALIYUN_TEMPLATE_FIELDS)}",
+            if field not in TEMPLATE_FIELDS:
+                yield Invalid(f"template_params.{var}", f"one of {list(TEMPLATE_FIELDS)}",
                               field)
 
 
-Channel = MqttChannel | WebhookChannel | SmsModemChannel | SmsGatewayChannel | AliyunSmsChannel
+class TencentSmsChannel(ChannelSettings, frozen=True, tag="sms_tencent", kw_only=True):
+    """Tencent Cloud SMS SendSms (2021-01-11): an application, an approved sign and
+    template, and the template's parameters in order."""
+
+    secret_id: Annotated[str, Meta(min_length=1, description="the API key's SecretId")]
+    secret_key: Annotated[str, Meta(min_length=1, description="the API key's SecretKey")]
+    sdk_app_id: Annotated[str, Meta(pattern=r"^\d+$", description="the SMS application's "
+                                    "SdkAppId, e.g. 1400006666")]
+    sign_name: Annotated[str, Meta(min_length=1, description="the approved SMS sign "
+                                                             "(签名), e.g. 某某县环保")]
+    template_id: Annotated[str, Meta(pattern=r"^\d+$", description="an approved template "
+                                     "ID, e.g. 1110")]
+    # notification fields in the template's order: {1}, {2}, … e.g. ["township", "value"]
+    template_params: list[str] = msgspec.field(default_factory=list)
+    endpoint: HttpUrl = "https://sms.tencentcloudapi.com/"
+    region: Annotated[str, Meta(pattern=r"^[a-z]+(-[a-z]+)+$",
+                                description="a region like ap-guangzhou")] = "ap-guangzhou"
+    timeout_s: Seconds = 10.0
+    per_recipient: PerRecipient = 6
+    per_recipient_window_ms: Duration = msgspec.field(default=3_600_000,
+                                                      name="per_recipient_window")
+
+    def problems(self) -> Iterator[Invalid]:
+        for i, field in enumerate(self.template_params):
+            if field not in TEMPLATE_FIELDS:
+                yield Invalid(f"template_params[{i}]", f"one of {list(TEMPLATE_FIELDS)}", field)
+
+
+Channel = (MqttChannel | WebhookChannel | SmsModemChannel | SmsGatewayChannel
+           | AliyunSmsChannel | TencentSmsChannel)

@@ -30,11 +30,11 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Mapping
-from typing import Any
 
+from collector.alerting.channels import sms_template
 from collector.alerting.channels.notifier import Address, Context, one_by_one
 from collector.alerting.channels.rate_limit import RateLimiter
-from collector.alerting.channels.settings import ALIYUN_TEMPLATE_FIELDS, AliyunSmsChannel
+from collector.alerting.channels.settings import AliyunSmsChannel
 from collector.alerting.config import ChannelSpec
 from collector.alerting.errors import DeliveryRejected, DeliveryRetry
 from collector.alerting.model import Message
@@ -61,9 +61,9 @@ RATE_LIMITED = {"isv.BUSINESS_LIMIT_CONTROL": 60.0, "isv.DAY_LIMIT_CONTROL": 360
 # isv.AMOUNT_NOT_ENOUGH while the account is topped up, SignatureNonceUsed,
 # InvalidTimeStamp.Expired, unknown codes) is retried until max_attempts.
 
-#: What `template_params` may name (from the notification's CloudEvent data and, for the
-#: alert-level fields, its first firing alert); settings.py checks configs against it.
-TEMPLATE_FIELDS = ALIYUN_TEMPLATE_FIELDS
+#: What `template_params` may name; settings.py checks configs against it.
+TEMPLATE_FIELDS = sms_template.FIELDS
+template_fields = sms_template.values
 
 
 def percent_encode(text: str) -> str:
@@ -91,22 +91,6 @@ def phone_number(recipient: str) -> str:
     if number.startswith("+86"):
         return number[3:]
     return number.removeprefix("+").removeprefix("00")
-
-
-def template_fields(msg: Message) -> dict[str, str]:
-    data: dict[str, Any] = msg.event.get("data", {}) if isinstance(msg.event, dict) else {}
-    firing = data.get("firing") or []
-    first: dict[str, Any] = firing[0] if firing else data
-    labels = first.get("labels") or {}
-    annotations = first.get("annotations") or {}
-    out = {"text": msg.text, "group": data.get("group", ""), "level": data.get("level", ""),
-           "firing": len(firing), "resolved": len(data.get("resolved") or []),
-           "device": first.get("device", ""), "rule": first.get("rule", ""),
-           "value": first.get("value", ""), "severity": first.get("severity", ""),
-           "township": labels.get("township", ""), "grid": labels.get("grid", ""),
-           "summary_zh": annotations.get("summary_zh", ""),
-           "summary_en": annotations.get("summary_en", "")}
-    return {k: "" if v is None else str(v) for k, v in out.items()}
 
 
 class AliyunSmsNotifier:
