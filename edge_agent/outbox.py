@@ -31,6 +31,10 @@ CREATE TABLE IF NOT EXISTS readings (seq INTEGER PRIMARY KEY, ts_ms INTEGER NOT 
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('last_seq', 0), ('dropped', 0), ('corrupt_resets', 0),
     ('sensor_run_s', 0), ('clock_fixed', 0);
+-- The outbox's epoch: a random id made with the file, so a re-flashed card or a
+-- recreated outbox starts a new (device, epoch, seq) sequence at the collector.
+CREATE TABLE IF NOT EXISTS identity (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO identity VALUES ('epoch', lower(hex(randomblob(8))));
 """
 # Columns added after the first schema; older files get them on open.
 _EXTRA_COLUMNS = {"boot": "TEXT NOT NULL DEFAULT ''", "mono_ms": "INTEGER NOT NULL DEFAULT 0",
@@ -266,6 +270,14 @@ class Outbox:
     def depth_bytes(self) -> int:
         with self._lock:
             return int(self._bytes)
+
+    @property
+    def epoch(self) -> str:
+        """This outbox's epoch (16 hex digits), sent with every batch."""
+        with self._lock:
+            (value,) = self._db.execute(
+                "SELECT value FROM identity WHERE key='epoch'").fetchone()
+        return str(value)
 
     @property
     def last_seq(self) -> int:
