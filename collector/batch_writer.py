@@ -107,8 +107,6 @@ class BatchWriter:
         b = done.sealed.batch
         self.counters.spooled += outcome.spooled
         self.dead_letters.lines(outcome.refused)
-        if outcome.refused and self.on_refused is not None:
-            self.on_refused(b, [line for line, _ in outcome.refused])
         if self.state is not None:
             try:
                 self.state.save(done.sealed.snapshot)
@@ -117,6 +115,9 @@ class BatchWriter:
                 # never a reading; not acking would redeliver the batch forever.
                 log.exception("state checkpoint failed; acknowledging the stored batch")
                 self.metrics.checkpoint_errors.inc()
+        if outcome.refused and self.on_refused is not None:
+            # after the checkpoint: an hour no longer in memory is reloaded from it
+            self.on_refused(b, [line for line, _ in outcome.refused])
         self.counters.stale_acks += self.ack(b.deliveries)
         if self.quarantine is not None:
             self.quarantine.end(done.sealed.inflight_id, done.sealed.keys)
