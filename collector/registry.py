@@ -82,8 +82,9 @@ def _tag(raw: Mapping[str, Any], key: str, where: str) -> str:
     for i, ch in enumerate(value):
         if ch == "\\" or unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
             raise RegistryError(
-                f"{where}.{key}: character {i + 1} is {unicodedata.name(ch, repr(ch))} "
-                f"({ch!a}), which cannot be an InfluxDB tag; got {value!r}")
+                f"{where}.{key}: character {i + 1} is U+{ord(ch):04X} "
+                f"{unicodedata.name(ch, 'CONTROL CHARACTER')}, which cannot be an InfluxDB "
+                f"tag; got {value!r}")
     return value
 
 
