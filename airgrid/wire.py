@@ -240,7 +240,8 @@ def decode_status(payload: bytes, topic_device: str | None = None) -> Status:
         status = _status_decoder.decode(payload)
     except msgspec.ValidationError as exc:
         raise WireError("schema", str(exc)) from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # msgspec raises UnicodeDecodeError for invalid UTF-8 inside a JSON string
         raise WireError("not_json", str(exc)) from exc
     if topic_device is not None and status.device != topic_device:
         raise WireError(
@@ -277,7 +278,8 @@ def decode_up(payload: bytes, topic_device: str | None = None) -> UpBatch:
     except msgspec.ValidationError as exc:
         message = str(exc)
         raise WireError(_reason(message, message.rpartition(" - at ")[2]), message) from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # msgspec raises UnicodeDecodeError for invalid UTF-8 inside a JSON string
         raise WireError("not_json", str(exc)) from exc
     _check_up(batch, topic_device)
     return batch
@@ -299,13 +301,16 @@ def decode_up_readings(payload: bytes, topic_device: str | None = None
         batch = _up_decoder.decode(payload)
     except msgspec.ValidationError:
         pass
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # msgspec raises UnicodeDecodeError for invalid UTF-8 inside a JSON string
         raise WireError("not_json", str(exc)) from exc
     else:
         _check_up(batch, topic_device)
         return batch, []
     try:
         env = _envelope_decoder.decode(payload)
+    except RecursionError as exc:  # skipping a reading nested thousands of levels deep
+        raise WireError("too_deep", f"JSON nested too deeply: {exc}") from exc
     except msgspec.ValidationError as exc:
         message = str(exc)
         raise WireError(_reason(message, message.rpartition(" - at ")[2]), message) from exc

@@ -246,3 +246,14 @@ def test_a_refused_reading_is_not_counted_in_its_hour(stack: Stack) -> None:
     assert wait_for(lambda: hour_count() == [2, 20.0], 15), hour_count()
     time.sleep(0.3)
     assert stack.count("pf-1") == 2
+
+
+def test_invalid_utf8_inside_a_string_does_not_stop_the_collector(stack: Stack) -> None:
+    """Before: msgspec's UnicodeDecodeError escaped the validator and the collector died on
+    the message, again after every restart (the broker redelivers it)."""
+    stack.send(up_topic("pu-1"), b'{"v":1,"device":"pu-1","boot":"\xff\xfe","readings":[]}')
+    stack.up("pu-2", [reading(1, _now() - 1000, 12.0)])
+    assert wait_for(lambda: stack.count("pu-2") == 1, 15)
+    assert wait_for(lambda: stack.dead_for("pu-1"), 5)
+    assert [d["reason"] for d in stack.dead_for("pu-1")] == ["not_json"]
+    assert stack.collector.proc is not None and stack.collector.proc.poll() is None
