@@ -151,9 +151,9 @@ def test_one_bad_reading_is_quarantined_alone_and_its_batch_stored(stack: Stack)
 
 
 def test_a_quarantined_reading_is_redriven_once_its_cause_is_gone(stack: Stack) -> None:
-    """A reading 5 s ahead of the collector's clock (limit 2 s) is quarantined; once the
+    """A reading 3.5 s ahead of the collector's clock (limit 2 s) is quarantined; once the
     clock has caught up, `quarantine redrive` sends it and it is stored."""
-    ts = _now() + 5000
+    ts = _now() + 3500
     stack.up("pr-1", [reading(1, ts, 30.0)])
     assert wait_for(lambda: stack.dead_for("pr-1"), 10)
     assert stack.dead_for("pr-1")[0]["reason"] == "future_ts"

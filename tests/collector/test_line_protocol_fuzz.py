@@ -50,7 +50,7 @@ def test_every_string_reaches_influxdb_intact_and_forges_nothing(
     n = itertools.count()
     series: set[tuple[str, str]] = set()
 
-    @settings(max_examples=80, deadline=None,
+    @settings(max_examples=200, deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture,
                                      HealthCheck.too_slow])
     @given(device=DEVICE_IDS, sensor=ANY_TEXT, site=ANY_TEXT, township=ANY_TEXT,
