@@ -36,13 +36,32 @@ Flag = Literal[
 ]
 FLAGS: Final = frozenset(get_args(Flag))
 
-#: Physical plausibility limits. PM: the sensors' maximum ranges are 0-1000 µg/m³
-#: (Plantower PMS5003 datasheet V2.3: maximum range >= 1000; Nova SDS011 datasheet V1.3:
-#: 0.0-999.9); headroom is left because CF=1 values can exceed the nominal range.
-PM_MAX_UG_M3: Final = 2000.0
-COUNT_MAX: Final = 1_000_000
+#: Limits of what a sensor can send, not of what is plausible: a value inside them is
+#: legal input (the agent flags what lies beyond the nominal range, e.g. `out_of_range`),
+#: a value outside them is impossible and quarantined.
+#: PM and counts: the Plantower frame carries each as an unsigned 16-bit word (PMS5003
+#: datasheet V2.3, "Appendix I": data 1-12 are high byte + low byte), so 0..65535 is what
+#: a PMS5003/PMSA003I can report, far beyond its nominal 0-500 µg/m³ effective range
+#: (a raw pm10_cf1 of 2100 happens). The SDS011 sends 0.1 µg/m³ in 16 bits: 0..6553.5
+#: (Nova SDS011 datasheet V1.3, "Communication protocol").
+PM_MAX_UG_M3: Final = 65535.0
+COUNT_MAX: Final = 65535
+#: PMS5003T (datasheet V2.0: temperature -10..60 °C, ±1 °C; RH 0..99 %, ±5 % at 25 °C)
+#: sends both as signed 16-bit tenths. The limits leave room for the tolerance (an RH of
+#: 100.1 at saturation is legal, flagged `high_humidity` by the agent) and reject the
+#: impossible: no air is drier than 0 % or wetter than the tolerance allows above 100 %.
 TEMPERATURE_MIN_C: Final = -60.0
 TEMPERATURE_MAX_C: Final = 90.0
+HUMIDITY_MAX_PCT: Final = 110.0
+#: `seq` is stored as SQLite INTEGER (signed 64-bit) by the agent and the collector.
+SEQ_MAX: Final = 2**63 - 1
+#: The oldest reading time accepted: 2020-01-01T00:00:00Z. A Pi has no real-time clock:
+#: before NTP its clock starts at 1970 (or the last saved time), and a reading stamped
+#: then is not a 1970 measurement. No airgrid device existed before 2020.
+TS_MIN_MS: Final = 1_577_836_800_000
+#: An outbox epoch: a short random id (the agent makes 16 hex digits); "" for payloads
+#: from agents that predate it.
+EPOCH_RE: Final = r"^[A-Za-z0-9_-]{0,32}$"
 #: Length of a sensor model name and the highest sensor index on one device.
 SENSOR_NAME_MAX: Final = 64
 SENSOR_IDX_MAX: Final = 255
@@ -53,7 +72,7 @@ MAX_FUTURE_MS: Final = 10 * 60 * 1000
 Pm = Annotated[float, msgspec.Meta(ge=0.0, le=PM_MAX_UG_M3)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=COUNT_MAX)]
 TemperatureC = Annotated[float, msgspec.Meta(ge=TEMPERATURE_MIN_C, le=TEMPERATURE_MAX_C)]
-HumidityPct = Annotated[float, msgspec.Meta(ge=0.0, le=100.0)]  # relative humidity
+HumidityPct = Annotated[float, msgspec.Meta(ge=0.0, le=HUMIDITY_MAX_PCT)]  # relative humidity
 
 
 class WireError(AirgridError, ValueError):
@@ -71,8 +90,8 @@ class Reading(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fi
     The limits are checked when a payload is decoded, not when a Reading is built.
     """
 
-    seq: Annotated[int, msgspec.Meta(ge=1)]
-    ts: Annotated[int, msgspec.Meta(gt=0)]  # UTC epoch milliseconds
+    seq: Annotated[int, msgspec.Meta(ge=1, le=SEQ_MAX)]
+    ts: Annotated[int, msgspec.Meta(ge=TS_MIN_MS)]  # UTC epoch milliseconds
     sensor: Annotated[str, msgspec.Meta(min_length=1, max_length=SENSOR_NAME_MAX)]  # "pms5003"
     pm1_0: Pm | None = None
     pm2_5: Pm | None = None
@@ -94,12 +113,37 @@ class Reading(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fi
 
 
 class UpBatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Payload of `{prefix}/v1/dev/{device}/up`."""
+    """Payload of `{prefix}/v1/dev/{device}/up`.
+
+    `epoch` names the outbox the readings' seqs come from (a re-flashed card starts a new
+    one); repeats are (device, epoch, seq). Field order is the encoding order, which the
+    agent's publisher writes by hand.
+    """
 
     v: int
     device: str
     boot: str
     readings: tuple[Reading, ...]
+    epoch: Annotated[str, msgspec.Meta(pattern=EPOCH_RE)] = ""
+
+
+class _UpEnvelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An `up` payload with its readings left undecoded: each is judged on its own."""
+
+    v: int
+    device: str
+    boot: str
+    readings: tuple[msgspec.Raw, ...]
+    epoch: Annotated[str, msgspec.Meta(pattern=EPOCH_RE)] = ""
+
+
+class BadReading(msgspec.Struct, frozen=True):
+    """A reading of an `up` payload that failed validation, with why and its JSON."""
+
+    index: int
+    reason: str
+    detail: str
+    raw: bytes
 
 
 class Status(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -200,7 +244,8 @@ def decode_status(payload: bytes, topic_device: str | None = None) -> Status:
         status = _status_decoder.decode(payload)
     except msgspec.ValidationError as exc:
         raise WireError("schema", str(exc)) from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # msgspec raises UnicodeDecodeError for invalid UTF-8 inside a JSON string
         raise WireError("not_json", str(exc)) from exc
     if topic_device is not None and status.device != topic_device:
         raise WireError(
@@ -212,6 +257,8 @@ def decode_status(payload: bytes, topic_device: str | None = None) -> Status:
 def _reason(message: str, path: str) -> str:
     """Reason name for a msgspec validation message (`Expected `int` >= 1 - at `$...``)."""
     if _LIMIT_RE.match(message):
+        if path.endswith(".ts`") and ">=" in message:
+            return "ts_too_old"
         return "range"
     if message.startswith("Invalid enum value") and ".flags[" in path:
         return "unknown_flag"
@@ -235,10 +282,59 @@ def decode_up(payload: bytes, topic_device: str | None = None) -> UpBatch:
     except msgspec.ValidationError as exc:
         message = str(exc)
         raise WireError(_reason(message, message.rpartition(" - at ")[2]), message) from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # msgspec raises UnicodeDecodeError for invalid UTF-8 inside a JSON string
         raise WireError("not_json", str(exc)) from exc
     _check_up(batch, topic_device)
     return batch
+
+
+_envelope_decoder = msgspec.json.Decoder(_UpEnvelope)
+
+
+def decode_up_readings(payload: bytes, topic_device: str | None = None
+                       ) -> tuple[UpBatch, list[BadReading]]:
+    """Decode an `up` payload judging each reading on its own: the batch of the valid
+    readings, and the invalid ones with their reason and JSON.
+
+    The envelope (version, device, boot, epoch, readings being a list) must be valid as a
+    whole, else WireError. A payload whose readings are all valid costs one msgspec pass,
+    as `decode_up`; only a payload with a bad reading is decoded again, reading by reading.
+    """
+    try:
+        batch = _up_decoder.decode(payload)
+    except msgspec.ValidationError:
+        pass
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # msgspec raises UnicodeDecodeError for invalid UTF-8 inside a JSON string
+        raise WireError("not_json", str(exc)) from exc
+    else:
+        _check_up(batch, topic_device)
+        return batch, []
+    try:
+        env = _envelope_decoder.decode(payload)
+    except RecursionError as exc:  # skipping a reading nested thousands of levels deep
+        raise WireError("too_deep", f"JSON nested too deeply: {exc}") from exc
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        raise WireError(_reason(message, message.rpartition(" - at ")[2]), message) from exc
+    good: list[Reading] = []
+    bad: list[BadReading] = []
+    for i, raw in enumerate(env.readings):
+        try:
+            good.append(_reading_decoder.decode(raw))
+        except msgspec.ValidationError as exc:
+            message = str(exc)
+            if " - at `$" in message:
+                message = message.replace(" - at `$", f" - at `$.readings[{i}]", 1)
+            else:
+                message += f" - at `$.readings[{i}]`"
+            bad.append(BadReading(i, _reason(message, message.rpartition(" - at ")[2]),
+                                  message, bytes(raw)))
+    batch = UpBatch(v=env.v, device=env.device, boot=env.boot, readings=tuple(good),
+                    epoch=env.epoch)
+    _check_up(batch, topic_device)
+    return batch, bad
 
 
 def _check_up(batch: UpBatch, topic_device: str | None = None) -> None:

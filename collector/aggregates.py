@@ -85,6 +85,20 @@ class HourlyAggregates:
                     if v > agg.maxes[f]:
                         agg.maxes[f] = v
 
+    def remove(self, device: str, ts: int, values: Sequence[float | None]) -> None:
+        """Take back one reading that storage refused; the hour is written again.
+
+        Its max stays: a maximum cannot be taken back from running sums (it is an upper
+        bound until the hour is recomputed from the stored readings).
+        """
+        key = (device, ts - ts % HOUR_MS)
+        agg = self._get(key)
+        self.touched.add(key)
+        for f, v in enumerate(values):
+            if v is not None and agg.counts[f]:
+                agg.sums[f] -= v
+                agg.counts[f] -= 1
+
     def lines(self, tags_of: dict[str, str]) -> list[str]:
         """Line protocol for every touched hour (device tags from `tags_of`)."""
         out = []

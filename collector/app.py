@@ -35,6 +35,7 @@ from collector.ingest_source import IngestSource
 from collector.metrics import Metrics, MetricsServer
 from collector.mqtt_ingest import MqttIngest
 from collector.pipeline import Batching, Pipeline
+from collector.quarantine import MAX_ATTEMPTS, Quarantine, path_beside
 from collector.registry import RegistryError, RegistryWatcher
 from collector.spool import Spool
 from collector.state_store import StateStore
@@ -142,7 +143,8 @@ def build_alerting(cfg: CollectorConfig, shared: MqttIngest | None,
 def build_pipeline(cfg: CollectorConfig, ingest: IngestSource, sink: StorageSink,
                    engine: Engine, *, registry: RegistryWatcher | None = None,
                    metrics: Metrics | None = None, spool: Spool | None = None,
-                   state: StateStore | None = None, engine_state_path: Path | None = None,
+                   state: StateStore | None = None, quarantine: Quarantine | None = None,
+                   engine_state_path: Path | None = None,
                    alerting: AlertingService | None = None,
                    before_judge: Sequence[BeforeJudge] = ()) -> Pipeline:
     """The pipeline and its parts over the given ingest, sink and engine.
@@ -157,17 +159,19 @@ def build_pipeline(cfg: CollectorConfig, ingest: IngestSource, sink: StorageSink
     if spool is None:
         spool = Spool(Path(tempfile.mkdtemp(prefix="airgrid-spool-")), 1 << 30)
     counters = Counters()
-    dead_letters = DeadLetters(ingest.publish, cfg.broker.prefix, counters, metrics)
+    dead_letters = DeadLetters(ingest.publish, cfg.broker.prefix, counters, metrics,
+                               quarantine)
     builder = BatchBuilder(
         Intake(prefix=cfg.broker.prefix, max_payload_bytes=cfg.validation.max_payload_bytes,
                max_future_ms=cfg.validation.max_future_ms, unknown_devices=cfg.registry.unknown),
-        TagCache(registry), dead_letters, counters, metrics)
+        TagCache(registry), dead_letters, counters, metrics, quarantine)
     alerts = AlertHandOff(engine, ingest.publish, cfg.broker.prefix, counters, metrics,
                           alerting=alerting, before_judge=before_judge)
     storage = StorageWriter(sink, spool, cfg.influx.retries, cfg.influx.backoff_ms / 1000,
                             observe_latency=metrics.write_latency.observe)
     writer = BatchWriter(storage, ingest.ack, dead_letters, counters, metrics, alerts.judge,
-                         state=state, max_writes=cfg.influx.writes_in_flight)
+                         state=state, max_writes=cfg.influx.writes_in_flight,
+                         quarantine=quarantine, on_refused=builder.unstore)
     gauges = Gauges(metrics, counters, seqs=builder.seqs, devices=builder.health,
                     storage=storage, spool=spool, registry=registry,
                     spool_full=lambda: writer.spool_full, connected=ingest.connected)
@@ -211,10 +215,12 @@ class CollectorApp:
             shared.extra_subscriptions.append((command_topic(cfg.broker.prefix), 1))
         self.spool = Spool(cfg.spool.dir, cfg.spool.max_bytes)
         self.state = StateStore(cfg.state.file)
+        self.quarantine = Quarantine(path_beside(cfg.state.file))
         hooks = ([self.handover.before_ingest] if self.handover else []) + list(before_judge)
         self.pipeline = build_pipeline(
             cfg, self.ingest, self.sink, self.engine, registry=self.registry,
             metrics=self.metrics, spool=self.spool, state=self.state,
+            quarantine=self.quarantine,
             # rule windows and alert states survive a restart
             engine_state_path=cfg.state.file.with_name("engine.npz"),
             alerting=self.alerting, before_judge=hooks)
@@ -230,7 +236,13 @@ class CollectorApp:
     def start(self) -> None:
         """Restore saved state, serve metrics, connect to the broker, start alerting."""
         n = self.state.restore(self.pipeline.builder.seqs, self.pipeline.builder.aggregates)
+        self.pipeline.builder.restore_epochs()
         log.info("restored seq state of %d devices", n)
+        suspects = self.quarantine.recover()
+        if suspects:
+            log.warning("%d messages were in flight when the collector last stopped "
+                        "abnormally: each is processed alone, and quarantined after %d "
+                        "attempts", suspects, MAX_ATTEMPTS)
         self.pipeline.engine_state.restore()
         if self.server is not None:
             self.server.start()
@@ -257,12 +269,14 @@ class CollectorApp:
             self.alerting.stop()
         self.ingest.stop()
         self.sink.close()
+        self.quarantine.close()
         if self.server is not None:
             self.server.stop()
         c = self.counters
         log.info("stopped: %d messages, %d readings stored, %d duplicates, %d spooled, "
-                 "spool depth %d lines, rejected %s", c.messages, c.readings_stored,
-                 c.duplicates, c.spooled, self.spool.lines, dict(c.rejected))
+                 "spool depth %d lines, rejected %s, rejected readings %s", c.messages,
+                 c.readings_stored, c.duplicates, c.spooled, self.spool.lines,
+                 dict(c.rejected), dict(c.rejected_readings))
 
 
 def _amqp_source(cfg: CollectorConfig, engine: Engine) -> tuple[IngestSource, HandOver]:

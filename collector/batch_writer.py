@@ -28,6 +28,7 @@ from collector.counters import Counters
 from collector.dead_letters import DeadLetters
 from collector.delivery import Delivery
 from collector.metrics import Metrics
+from collector.quarantine import Quarantine
 from collector.spool import SpoolFull
 from collector.state_store import StateStore
 from collector.writer import StorageWriter, WriteOutcome
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 Ack = Callable[[list[Delivery]], int]
 #: a batch is stored and acked: (batch, now in ms)
 OnStored = Callable[[Batch, int], None]
+#: storage refused these lines of the batch (before it counts as stored)
+OnRefused = Callable[[Batch, list[str]], None]
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,11 @@ class BatchWriter:
     def __init__(self, writer: StorageWriter, ack: Ack, dead_letters: DeadLetters,
                  counters: Counters, metrics: Metrics, on_stored: OnStored, *,
                  state: StateStore | None = None, max_writes: int = 2,
-                 stopping: threading.Event | None = None) -> None:
+                 stopping: threading.Event | None = None,
+                 quarantine: Quarantine | None = None,
+                 on_refused: OnRefused | None = None) -> None:
+        self.quarantine = quarantine
+        self.on_refused = on_refused
         self.writer = writer
         self.ack = ack
         self.dead_letters = dead_letters
@@ -101,8 +108,19 @@ class BatchWriter:
         self.counters.spooled += outcome.spooled
         self.dead_letters.lines(outcome.refused)
         if self.state is not None:
-            self.state.save(done.sealed.snapshot)
+            try:
+                self.state.save(done.sealed.snapshot)
+            except Exception:  # the readings are stored: ack them anyway
+                # A lost checkpoint costs repeats after a restart (harmless rewrites),
+                # never a reading; not acking would redeliver the batch forever.
+                log.exception("state checkpoint failed; acknowledging the stored batch")
+                self.metrics.checkpoint_errors.inc()
+        if outcome.refused and self.on_refused is not None:
+            # after the checkpoint: an hour no longer in memory is reloaded from it
+            self.on_refused(b, [line for line, _ in outcome.refused])
         self.counters.stale_acks += self.ack(b.deliveries)
+        if self.quarantine is not None:
+            self.quarantine.end(done.sealed.inflight_id, done.sealed.keys)
         self.counters.readings_stored += b.readings
         self.metrics.readings_stored.inc(b.readings)
         now_ms = time.time() * 1000

@@ -60,6 +60,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_quarantine(args: argparse.Namespace) -> int:
+    from collector import app, redrive
+
+    try:
+        cfg, store = redrive.open_store(args.config)
+    except app.LOAD_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "list":
+            redrive.list_entries(store, args.all, args.json)
+            return 0
+        return redrive.redrive(cfg, store, args.dry_run)
+    finally:
+        store.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = new_parser(prog="airgrid-collector", description="airgrid county collector")
     add_log_level(p)
@@ -73,6 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
                          help="validate a config file, its rule files and its device registry")
     chk.add_argument("file", type=Path)
     chk.set_defaults(func=_cmd_check_config)
+    q = sub.add_parser(
+        "quarantine", help="list or re-drive rejected readings and messages",
+        description="Rejected readings and messages are kept in quarantine.db beside the "
+                    "state file. `list` shows the pending ones (id, time, kind, device, "
+                    "reason, detail; a count per device and reason on stderr); `redrive` "
+                    "publishes again every one the current validator accepts (after a "
+                    "range limit or the registry was fixed) and marks it redriven.")
+    q.add_argument("action", choices=("list", "redrive"))
+    q.add_argument("--config", type=Path, required=True, help="the collector's TOML config")
+    q.add_argument("--all", action="store_true", help="list: include redriven entries")
+    q.add_argument("--json", action="store_true", help="list: one JSON object per line")
+    q.add_argument("--dry-run", action="store_true",
+                   help="redrive: say what would be sent, send nothing")
+    q.set_defaults(func=_cmd_quarantine)
     return p
 
 

@@ -13,7 +13,9 @@ class Counters:
     messages: int = 0
     readings_stored: int = 0
     duplicates: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
+    new_epochs: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)  # messages and refused lines
+    rejected_readings: Counter[str] = field(default_factory=Counter)  # single readings
     write_retries: int = 0
     alerts_published: int = 0
     stale_acks: int = 0

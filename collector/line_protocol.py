@@ -4,10 +4,24 @@ Escaping follows InfluxDB 1.x's line-protocol reference ("Special characters"): 
 tag values and field keys escape commas, equals signs and spaces with a backslash; string
 field values are double-quoted and escape double quotes and backslashes. Measurement
 names would escape commas and spaces; ours are the constants below, which have neither.
+
+What line protocol cannot carry is replaced, so that no string (device-controlled or
+from the registry) can end a point early or start another one:
+- a line feed (the one line separator of line protocol; the reference: "Line protocol
+  does not support the newline character \n in tag or field values") becomes U+240A ␊,
+  in tags and in string fields;
+- a backslash in a tag key or value becomes U+29F5 ⧵: InfluxDB 1.x does not unescape
+  `\\` in tags (it stores both characters) and refuses a tag value ending in a
+  backslash, and 2.x/3.x parse it differently again, so no escaping is faithful;
+- a lone surrogate (not encodable in UTF-8) becomes U+FFFD.
+Every other character, control characters included (CR, tab, NUL, U+2028, …), is
+stored as it is: tested against the real InfluxDB by tests/collector/test_hostile_ingest.
+`safe_text` is the mapping; a string read back from InfluxDB equals `safe_text(sent)`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 # Re-exported: collector/pipeline.py still takes READINGS from here.
@@ -15,17 +29,36 @@ from airgrid.measurements import DEVICE_STATUS
 from airgrid.measurements import READINGS as READINGS
 from airgrid.wire import COUNT_FIELDS, PM_FIELDS, Reading, Status
 
-_TAG_ESCAPE = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\="})
+LINE_FEED_SIGN = "\u240a"  # ␊ SYMBOL FOR LINE FEED
+BACKSLASH_SIGN = "\u29f5"  # ⧵ REVERSE SOLIDUS OPERATOR
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+_TAG_ESCAPE = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\=", "\n": LINE_FEED_SIGN,
+                             "\\": BACKSLASH_SIGN})
+_TAG_UNSAFE = str.maketrans({"\n": LINE_FEED_SIGN, "\\": BACKSLASH_SIGN})
+_FIELD_ESCAPE = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": LINE_FEED_SIGN})
+
+
+def _no_surrogates(value: str) -> str:
+    return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+
+
+def safe_text(value: str, tag: bool = True) -> str:
+    """What InfluxDB stores for `value` written as a tag (or a string field)."""
+    value = _no_surrogates(value)
+    if tag:
+        return value.translate(_TAG_UNSAFE)
+    return value.replace("\n", LINE_FEED_SIGN)
 
 
 def escape_tag(value: str) -> str:
     """A tag key, tag value or field key."""
-    return value.translate(_TAG_ESCAPE)
+    return _no_surrogates(value).translate(_TAG_ESCAPE)
 
 
 def escape_string_field(value: str) -> str:
     """A string field value, quoted."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + _no_surrogates(value).translate(_FIELD_ESCAPE) + '"'
 
 
 def tag_set(tags: Mapping[str, str]) -> str:

@@ -29,8 +29,17 @@ class Metrics:
                                        "readings in InfluxDB or the spool", registry=r)
         self.rejected = Counter(p + "rejected", "messages or lines sent to the dead letter",
                                 ["reason"], registry=r)
-        self.duplicates = Counter(p + "duplicates", "repeats dropped by (device, seq)",
+        self.quarantined = Counter(p + "quarantined",
+                                   "readings or messages rejected, by device and reason",
+                                   ["device", "reason"], registry=r)
+        self.duplicates = Counter(p + "duplicates", "repeats dropped by (device, epoch, seq)",
                                   registry=r)
+        self.new_epochs = Counter(p + "new_epochs",
+                                  "devices seen with a new outbox epoch (re-flashed or "
+                                  "recreated outbox)", registry=r)
+        self.checkpoint_errors = Counter(p + "checkpoint_errors",
+                                         "state checkpoints that failed (batch acked anyway)",
+                                         registry=r)
         self.unknown_devices = Counter(p + "unknown_device_readings",
                                        "readings accepted from devices not in the registry",
                                        registry=r)

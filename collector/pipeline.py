@@ -70,9 +70,7 @@ class Pipeline:
             if builder.open.deliveries:
                 wait = max(0.0, builder.open.started + b.max_wait_s - time.monotonic())
             for d in self.ingest.take(b.max_messages - len(builder.open.deliveries), wait):
-                builder.add(d)
-                if len(builder.open.lines) >= b.max_lines:
-                    self.flush()
+                self._add(d)
             o = builder.open
             if o.deliveries and (len(o.deliveries) >= b.max_messages
                                  or len(o.lines) >= b.max_lines
@@ -87,6 +85,15 @@ class Pipeline:
                 self.engine_state.save()
         self.drain()
         self.engine_state.save()
+
+    def _add(self, d: Delivery) -> None:
+        """Add a delivery; a suspect message (in flight at a crash) goes in a batch alone."""
+        builder = self.builder
+        if builder.isolated or (builder.open.deliveries and builder.suspect(d)):
+            self.flush()
+        builder.add(d)
+        if builder.isolated or len(builder.open.lines) >= self.batching.max_lines:
+            self.flush()
 
     def _housekeeping(self) -> None:
         self.builder.tags.refresh()
@@ -108,9 +115,7 @@ class Pipeline:
             if not batch:
                 break
             for d in batch:
-                self.builder.add(d)
-            if len(self.builder.open.lines) >= b.max_lines:
-                self.flush()
+                self._add(d)
         self.flush()
         self.writer.close()
         self.gauges.update()
@@ -118,7 +123,7 @@ class Pipeline:
     def process(self, batch: list[Delivery]) -> None:
         """Take, store and ack a batch of deliveries at once."""
         for d in batch:
-            self.builder.add(d)
+            self._add(d)
         self.flush()
         while not self.writer.idle:
             self.writer.complete()

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import time
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,20 @@ def _text(raw: Mapping[str, Any], key: str, where: str, required: bool) -> str:
     if not isinstance(value, str | int) or isinstance(value, bool):
         raise RegistryError(f"{where}.{key}: expected a string, got {value!r}")
     return str(value).strip()
+
+
+def _tag(raw: Mapping[str, Any], key: str, where: str) -> str:
+    """A value that becomes an InfluxDB tag: no control character, line or paragraph
+    separator, and no backslash (line protocol cannot carry a tag value ending in one,
+    and InfluxDB versions read one inside differently)."""
+    value = _text(raw, key, where, True)
+    for i, ch in enumerate(value):
+        if ch == "\\" or unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+            raise RegistryError(
+                f"{where}.{key}: character {i + 1} is U+{ord(ch):04X} "
+                f"{unicodedata.name(ch, 'CONTROL CHARACTER')}, which cannot be an InfluxDB "
+                f"tag; got {value!r}")
+    return value
 
 
 def _number(raw: Mapping[str, Any], key: str, where: str, lo: float, hi: float) -> float:
@@ -144,8 +159,8 @@ def parse_device(raw: Mapping[str, Any], where: str) -> Device:
         raise RegistryError(f"{where}.sensor: expected one of {SENSORS}, got {sensor!r}")
     return Device(
         id=device_id, name=_text(raw, "name", where, False),
-        site=_text(raw, "site", where, True), township=_text(raw, "township", where, True),
-        grid=_text(raw, "grid", where, True),
+        site=_tag(raw, "site", where), township=_tag(raw, "township", where),
+        grid=_tag(raw, "grid", where),
         lat=_number(raw, "lat", where, -90, 90), lon=_number(raw, "lon", where, -180, 180),
         sensor=sensor, calibration=_calibration(raw.get("calibration"), where),
         contacts=_contacts(raw.get("contacts"), where),

@@ -75,7 +75,10 @@ class Spool:
         """The oldest batch's lines, or None when the spool is empty."""
         if not self._files:
             return None
-        return self._files[0].read_text().splitlines()
+        # Split on line feeds only, as InfluxDB does: str.splitlines would also split on
+        # CR, U+0085, U+2028, … which a tag or string field may hold.
+        text = self._files[0].read_bytes().decode("utf-8")
+        return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
 
     def pop_oldest(self) -> None:
         """Forget the oldest batch once storage has it."""

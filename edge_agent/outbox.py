@@ -177,6 +177,11 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('last_seq', 0), ('dropped', 0), ('corrupt_resets', 0),
     ('sensor_run_s', 0), ('clock_fixed', 0);
 INSERT OR IGNORE INTO meta VALUES ('uncaptured', 0);
+
+-- The outbox's epoch: a random id made with the file, so a re-flashed card or a
+-- recreated outbox starts a new (device, epoch, seq) sequence at the collector.
+CREATE TABLE IF NOT EXISTS identity (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO identity VALUES ('epoch', lower(hex(randomblob(8))));
 """
 # Columns added after the first schema; older files get them on open.
 _EXTRA_COLUMNS = {"boot": "TEXT NOT NULL DEFAULT ''", "mono_ms": "INTEGER NOT NULL DEFAULT 0",
@@ -206,10 +211,25 @@ class Outbox:
         self._trouble_logged = 0.0
         self._uncaptured_unsaved = 0  # lost to a full disk, not yet counted in `meta`
         self._db = self._open(synchronous)
-        (self._last_seq,) = self._db.execute(
-            "SELECT value FROM meta WHERE key='last_seq'").fetchone()
+        self._last_seq = self._checked_last_seq()
         self._rows, self._bytes = self._db.execute(
             "SELECT count(*), coalesce(sum(length(body)), 0) FROM readings").fetchone()
+
+    def _checked_last_seq(self) -> int:
+        """`last_seq` from `meta`, unless damage that SQLite's checks cannot see (a changed
+        value) put it below a stored reading's seq: then, as after a corrupt file, continue
+        from epoch milliseconds, above any seq issued, so no seq is reused."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
+        (stored_max,) = self._db.execute("SELECT coalesce(max(seq), 0) FROM readings").fetchone()
+        value = row[0] if row is not None else None
+        if isinstance(value, int) and value >= stored_max:
+            return value
+        fresh = max(int(time.time() * 1000), int(stored_max) + 1)
+        log.error("outbox %s: last_seq %r is below the stored readings' %d (a damaged value); "
+                  "continuing at %d so that no seq is reused", self.path, value, stored_max,
+                  fresh)
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (fresh,))
+        return fresh
 
     # --- opening: locked, read-only, damaged -------------------------------------------
 
@@ -572,6 +592,14 @@ class Outbox:
     def depth_bytes(self) -> int:
         with self._lock:
             return int(self._bytes)
+
+    @property
+    def epoch(self) -> str:
+        """This outbox's epoch (16 hex digits), sent with every batch."""
+        with self._lock:
+            (value,) = self._db.execute(
+                "SELECT value FROM identity WHERE key='epoch'").fetchone()
+        return str(value)
 
     @property
     def last_seq(self) -> int:

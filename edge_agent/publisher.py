@@ -7,6 +7,7 @@ flight) and deletes from the outbox when a PUBACK confirms a message.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import queue
@@ -25,6 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from airgrid.wire import (
     SCHEMA_VERSION,
     Status,
+    decode_reading,
     encode_status,
     status_topic,
     up_topic,
@@ -67,6 +69,8 @@ class Publisher:
         self.published_readings = 0
         self.acked_readings = 0
         self.rejected_messages = 0
+        self.damaged_rows = 0  # outbox rows that are not a reading: set aside, not sent
+        self.epoch = outbox.epoch
         self._endpoints = broker.endpoints()
         self._endpoint = 0
         self.failovers = 0
@@ -289,11 +293,40 @@ class Publisher:
         """An UpBatch from stored reading bodies, without decoding them again.
 
         Byte-identical to `encode_up(UpBatch(...))` (msgspec writes fields in
-        declaration order: v, device, boot, readings); test_edge_publisher checks it.
+        declaration order: v, device, boot, readings, epoch); test_edge_publisher checks it.
         """
         head = (f'{{"v":{SCHEMA_VERSION},"device":{json.dumps(self.device)},'
                 f'"boot":{json.dumps(self.boot_id)},"readings":[').encode()
-        return head + b",".join(bodies) + b"]}"
+        return head + b",".join(bodies) + f'],"epoch":{json.dumps(self.epoch)}}}'.encode()
+
+    def _set_aside_damaged(self, rows: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+        """Rows whose body is not the reading it should be (a damaged card, a bad write)
+        would make the collector reject the whole batch after the PUBACK: each is written
+        to `<outbox>.damaged` (one JSON line: seq, body in base64, why), counted, logged and
+        deleted; the rest are sent."""
+        good: list[tuple[int, bytes]] = []
+        damaged: list[tuple[int, bytes, str]] = []
+        for seq, body in rows:
+            try:
+                r = decode_reading(body)
+                if r.seq != seq:
+                    raise ValueError(f"body has seq {r.seq}")
+                good.append((seq, body))
+            except Exception as exc:  # whatever is wrong, set it aside
+                damaged.append((seq, body, f"{type(exc).__name__}: {exc}"))
+        if damaged:
+            aside = self.outbox.path.with_name(self.outbox.path.name + ".damaged")
+            with aside.open("a", encoding="utf-8") as f:
+                for seq, body, why in damaged:
+                    f.write(json.dumps({"seq": seq, "why": why, "at_ms": int(time.time() * 1000),
+                                        "body_b64": base64.b64encode(body).decode()}) + "\n")
+                f.flush()
+            self.outbox.delete([seq for seq, _, _ in damaged])
+            self.damaged_rows += len(damaged)
+            for seq, _, why in damaged:
+                log.error("outbox row seq %d is damaged (%s): set aside in %s, not sent",
+                          seq, why, aside)
+        return good
 
     def _send_one(self) -> bool:
         if len(self._inflight) >= self.settings.window:
@@ -303,6 +336,9 @@ class Publisher:
         rows = self.outbox.oldest_raw(self.settings.batch_max, after_seq=self._sent_upto)
         if not rows:
             return False
+        rows = self._set_aside_damaged(rows)
+        if not rows:
+            return True
         seqs = [seq for seq, _ in rows]
         topic = up_topic(self.device, self.broker.prefix)
         info = self.client.publish(topic, self._batch_payload([b for _, b in rows]), qos=1)

@@ -12,28 +12,18 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
-import os
 import sys
 import tempfile
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from airgrid.cli_support import LOG_LEVELS, Parser, cli_main, json_dumps, version_string
 from airgrid.config import ConfigError
 from report import period as periods
 
 log = logging.getLogger("airgrid.report")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-def _version() -> str:
-    try:
-        return version("airgrid")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _date(text: str) -> dt.date:
@@ -59,16 +49,17 @@ def _level(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    def manners(default: object) -> argparse.ArgumentParser:
-        parent = argparse.ArgumentParser(add_help=False)
-        parent.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    def manners(default: object) -> Parser:
+        parent = Parser(add_help=False)
+        parent.add_argument("--version", action="version",
+                            version=version_string("airgrid-report"))
         parent.add_argument("--log-level", type=_level, default=default,
                             help=f"one of {', '.join(LOG_LEVELS)} (default WARNING)")
         return parent
 
     # A subcommand's default would overwrite `--log-level` given before the subcommand.
     common = manners(argparse.SUPPRESS)
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="airgrid-report", parents=[manners("WARNING")],
         description="空气质量日报/月报: the county's daily and monthly air-quality report "
                     "(HJ 633-2026 AQI) from what the collector stores")
@@ -171,9 +162,10 @@ def _deliver(args: argparse.Namespace) -> int:
 
 
 def _emit(obj: dict[str, Any]) -> None:
-    print(json.dumps(obj, ensure_ascii=False, allow_nan=False), flush=True)
+    print(json_dumps(obj), flush=True)
 
 
+@cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
@@ -195,11 +187,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReportError as exc:
         print(f"airgrid-report: {exc}", file=sys.stderr)
         return 1
-    except BrokenPipeError:
-        # The reader went away (`| head`): not an error; silence the flush at exit too.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
 
 
 if __name__ == "__main__":

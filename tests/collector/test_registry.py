@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,3 +167,25 @@ def test_registry_tags_corrected_fields_and_unknown_policy(
     p.process([Delivery("airgrid/v1/dev/u8/up", up_payload("u8", [reading(1, now, 1.0)]),
                         0, 0, 0)])
     assert p.counters.rejected["unknown_device"] == 1
+
+
+@pytest.mark.parametrize(("cell", "what"), [
+    ("东城\\", "U+005C REVERSE SOLIDUS"),  # a trailing backslash: InfluxDB refuses the tag
+    ('"a\nb"', "U+000A CONTROL CHARACTER"),  # a quoted CSV cell may hold a line break
+    ("a\x07b", "U+0007"),
+    ("a\u2028b", "U+2028 LINE SEPARATOR"),
+])
+def test_check_config_refuses_a_tag_line_protocol_cannot_carry(
+        tmp_path: Path, cell: str, what: str) -> None:
+    """Before: accepted by check-config, then every reading of the device was refused by
+    InfluxDB after the ack. The error names file, line and column."""
+    reg = tmp_path / "reg.csv"
+    reg.write_text(f"id,site,township,grid,lat,lon\na1,ok,t,g,1,2\na2,{cell},t,g,1,2\n",
+                   encoding="utf-8")
+    cfg = tmp_path / "collector.toml"
+    cfg.write_text(f'[registry]\nfile = "{reg}"\n')
+    out = subprocess.run([sys.executable, "-m", "collector.cli", "check-config", str(cfg)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stdout
+    assert f"{reg}: line " in out.stderr and ".site: character" in out.stderr
+    assert what in out.stderr

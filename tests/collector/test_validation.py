@@ -36,33 +36,56 @@ def _up(**reading_fields: object) -> bytes:
 
 @pytest.mark.parametrize(("payload", "reason", "where"), [
     (_up(pm2_5=-1.0), "range", "$.readings[0].pm2_5"),
-    (_up(pm10=2000.5), "range", "$.readings[0].pm10"),
+    (_up(pm10=65535.5), "range", "$.readings[0].pm10"),
     (_up(n0_3=-5), "range", "$.readings[0].n0_3"),
-    (_up(humidity_pct=101.0), "range", "$.readings[0].humidity_pct"),
+    (_up(humidity_pct=110.5), "range", "$.readings[0].humidity_pct"),
     (_up(seq=0), "range", "$.readings[0].seq"),
+    (_up(seq=2**63), "range", "$.readings[0].seq"),
+    (_up(ts=0), "ts_too_old", "$.readings[0].ts"),
     (_up(sensor_idx=1000), "range", "$.readings[0].sensor_idx"),
     (_up(sensor="p" * 100), "range", "$.readings[0].sensor"),
     (_up(flags=["warming_up", "bogus"]), "unknown_flag", "$.readings[0].flags[1]"),
     (_up(pm2_5="12"), "schema", "$.readings[0].pm2_5"),
     (_up(extra=1), "schema", "extra"),
     (_up(ts=NOW + 11 * 60 * 1000), "future_ts", "$.readings[0].ts"),
+])
+def test_bad_readings_name_reason_and_place(payload: bytes, reason: str, where: str) -> None:
+    up, bad = decode_up(payload, "d1", NOW, max_payload_bytes=512,
+                        max_future_ms=10 * 60 * 1000)
+    assert up.readings == ()
+    assert [(b.reason, b.index) for b in bad] == [(reason, 0)]
+    assert where in bad[0].detail
+
+
+@pytest.mark.parametrize(("payload", "reason", "where"), [
     (b"{not json", "not_json", ""),
     (json.dumps({"v": 2, "device": "d1", "boot": "b", "readings": []}).encode(),
      "schema_version", "$.v"),
     (json.dumps({"v": 1, "device": "d2", "boot": "b", "readings": []}).encode(),
      "device_mismatch", "'d2'"),
-    (b" " * 300, "too_large", "300 bytes"),
+    (json.dumps({"v": 1, "device": "d1", "boot": "b", "readings": {}}).encode(),
+     "schema", "$.readings"),
+    (b" " * 600, "too_large", "600 bytes"),
 ])
-def test_rejects_name_reason_and_place(payload: bytes, reason: str, where: str) -> None:
+def test_bad_messages_name_reason_and_place(payload: bytes, reason: str, where: str) -> None:
     with pytest.raises(WireError) as info:
-        decode_up(payload, "d1", NOW, max_payload_bytes=256, max_future_ms=10 * 60 * 1000)
+        decode_up(payload, "d1", NOW, max_payload_bytes=512, max_future_ms=10 * 60 * 1000)
     assert info.value.reason == reason
     assert where in info.value.detail
 
 
+def test_sensor_values_beyond_the_nominal_range_are_legal_input() -> None:
+    """A raw 16-bit PMS value and a PMS5003T RH just over 100 % are what real sensors send
+    (flagged by the agent), not reasons to refuse a reading."""
+    up, bad = decode_up(_up(pm10_cf1=2100.0, humidity_pct=100.1, flags=["out_of_range"]),
+                        "d1", NOW, 1 << 20, 600_000)
+    assert bad == [] and up.readings[0].pm10_cf1 == 2100.0
+
+
 def test_valid_payload_decodes_with_values() -> None:
-    up = decode_up(up_payload("d1", [reading(7, NOW, 42.5)]), "d1", NOW, 1 << 20, 600_000)
-    assert up.readings[0].seq == 7 and up.readings[0].pm2_5 == 42.5
+    up, bad = decode_up(up_payload("d1", [reading(7, NOW, 42.5)]), "d1", NOW, 1 << 20,
+                        600_000)
+    assert up.readings[0].seq == 7 and up.readings[0].pm2_5 == 42.5 and bad == []
 
 
 @pytest.fixture

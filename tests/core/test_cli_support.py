@@ -60,7 +60,8 @@ def test_version_and_defaults_in_help(name: str, capsys: pytest.CaptureFixture[s
     # A sub-command's help shows its defaults (sub-parsers inherit the formatter).
     sub = {"airgrid": ["demo"], "airgrid-edge": ["read"], "airgrid-collector": ["--help"],
            "airgrid-sim": ["pms5003"], "airgrid-rules": ["aqi"],
-           "airgrid-grafana": ["render-queries"], "airgrid-admin": ["broker-config"]}[name]
+           "airgrid-grafana": ["render-queries"], "airgrid-admin": ["broker-config"],
+           "airgrid-report": ["daily"]}[name]
     res = _run(capsys, SCRIPTS[name], *sub, "--help")
     assert res.returncode == 0 and "(default: " in " ".join(res.stdout.split()), res.stdout
 

@@ -62,10 +62,11 @@ def test_decode_errors_name_the_place(payload: bytes, reason: str, where: str) -
     ("reading", "reason", "where"),
     [
         ({"pm2_5": -1.0}, "range", "$.readings[0].pm2_5"),
-        ({"pm10": 5000.0}, "range", "$.readings[0].pm10"),
+        ({"pm10": 65535.5}, "range", "$.readings[0].pm10"),
         ({"humidity_pct": 120.0}, "range", "humidity_pct"),
         ({"seq": 0}, "range", ".seq"),
-        ({"ts": 0}, "range", "$.readings[0].ts"),
+        ({"ts": 0}, "ts_too_old", "$.readings[0].ts"),
+        ({"seq": 2**63}, "range", "$.readings[0].seq"),
         ({"n0_3": 1_000_001}, "range", "$.readings[0].n0_3"),
         ({"temperature_c": -61.0}, "range", "$.readings[0].temperature_c"),
         ({"sensor_idx": 1000}, "range", "$.readings[0].sensor_idx"),
@@ -94,9 +95,9 @@ def test_the_place_names_the_reading_in_its_batch() -> None:
 
 
 @pytest.mark.parametrize("payload", [
-    b'{"v":1,"device":"dev-1","boot":"b","readings":[{"seq":1,"ts":1,"sensor":"p","a>=b":1}]}',
-    b'{"v":1,"device":"dev-1","boot":"b","readings":[{"seq":1,"ts":1,"sensor":"p","flags":[1]}]}',
-    b'{"v":1,"device":"dev-1","boot":"b","readings":[{"seq":1,"ts":1,"sensor":3}]}',
+    b'{"v":1,"device":"dev-1","boot":"b","readings":[{"seq":1,"ts":1700000000000,"sensor":"p","a>=b":1}]}',
+    b'{"v":1,"device":"dev-1","boot":"b","readings":[{"seq":1,"ts":1700000000000,"sensor":"p","flags":[1]}]}',
+    b'{"v":1,"device":"dev-1","boot":"b","readings":[{"seq":1,"ts":1700000000000,"sensor":3}]}',
 ])
 def test_wrong_types_and_unknown_fields_are_schema_errors(payload: bytes) -> None:
     with pytest.raises(WireError) as err:
@@ -112,8 +113,8 @@ def test_device_id_must_be_topic_safe() -> None:
 
 
 def test_limits_hold_at_their_edges() -> None:
-    edge = _batch(pm2_5=0.0, pm10=2000.0, n0_3=1_000_000, temperature_c=-60.0,
-                  humidity_pct=100.0, sensor_idx=255, sensor="p" * 64,
+    edge = _batch(pm2_5=0.0, pm10=65535.0, n0_3=65535, temperature_c=-60.0,
+                  humidity_pct=110.0, sensor_idx=255, sensor="p" * 64,
                   flags=tuple(sorted(FLAGS)))
     assert decode_up(encode_up(edge)) == edge
 

@@ -34,7 +34,8 @@ def test_batch_payload_is_byte_identical_to_encode_up(tmp_path: Path) -> None:
     readings = [p.outbox.capture({"ts": 1_700_000_000_000 + i, "sensor": "sds011",
                                   "pm2_5": 3.5 + i, "flags": ("stuck",)}) for i in range(3)]
     bodies = [b for _, b in p.outbox.oldest_raw(10)]
-    expected = encode_up(UpBatch(v=1, device="pub-1", boot="b00t", readings=tuple(readings)))
+    expected = encode_up(UpBatch(v=1, device="pub-1", boot="b00t", readings=tuple(readings),
+                                 epoch=p.outbox.epoch))
     assert p._batch_payload(bodies) == expected
     assert decode_up(expected).readings == tuple(readings)
 
