@@ -14,8 +14,10 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from alert_rules import aqi
-from alert_rules.anomaly import MAD_TO_SIGMA
+from alert_rules.anomaly import Detector
 from alert_rules.registry import Device
 from alert_rules.rule_anomaly import AnomalyRule
 from alert_rules.rule_aqi_category import AqiCategoryRule
@@ -48,7 +50,7 @@ class Dev:
     last_ts: int = 0
     first_seen: int = -1
     # anomaly detector per rule name
-    det: dict[str, dict[str, float]] = field(default_factory=dict)
+    det: dict[str, Detector] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,7 +101,7 @@ class Reference:
             for rule in self.rules:
                 if isinstance(rule, AnomalyRule):
                     for r in rs:
-                        self._detect(dev, rule, r.values.get(rule.field, NAN))
+                        self._detect(dev, rule, r.values.get(rule.field, NAN), r.ts)
 
     # ---- aggregates over one device's raw readings ----
     def _fine_ok(self, b: int, now: int, span: int) -> bool:
@@ -135,26 +137,14 @@ class Reference:
             return nowcast([self._hour_mean(dev, f, cur - 1 - i) for i in range(12)])
         raise ValueError(kind)
 
-    def _detect(self, dev: Dev, rule: AnomalyRule, x: float) -> None:
+    def _detect(self, dev: Dev, rule: AnomalyRule, x: float, ts: int) -> None:
+        # The detector's own arithmetic is tested per fault family in
+        # tests/alert_rules/test_anomaly.py; here each device gets its own one-row
+        # detector, so the engine's vectorized feeding (batches, ranks, rows) is checked.
         if math.isnan(x):
             return
-        p = rule.detector
-        s = dev.det.setdefault(rule.name, {"mu": 0.0, "dev": 0.0, "seen": 0, "run": 0,
-                                           "last": NAN, "score": 0.0})
-        scale = max(MAD_TO_SIGMA * s["dev"], p.floor, p.floor_rel * abs(s["mu"]))
-        r = x - s["mu"]
-        z = abs(r) / scale
-        spike = z * z / (z * z + p.z0 * p.z0) if s["seen"] >= p.warmup else 0.0
-        run = s["run"] + 1 if x == s["last"] else 1
-        half = p.stuck_run / 2
-        stuck = min(max((run - half) / half, 0.0), 1.0)
-        rc = min(max(r, -p.clip * scale), p.clip * scale)
-        if s["seen"] == 0:
-            s["mu"], s["dev"] = x, 0.0
-        else:
-            s["mu"] += p.alpha * rc
-            s["dev"] += p.alpha * (abs(rc) - s["dev"])
-        s.update(seen=s["seen"] + 1, run=run, last=x, score=max(spike, stuck))
+        det = dev.det.setdefault(rule.name, rule.detector.blank())
+        det.update(np.zeros(1, np.int64), np.array([x]), np.array([ts], np.int64))
 
     # ---- one tick: every device, every rule, in Python ----
     def tick(self, now: int) -> list[tuple[str, str, str, float, int]]:
@@ -285,7 +275,8 @@ class Reference:
             return rate, rate > rule.above, rate < rule.clear_below or math.isnan(rate)
         if isinstance(rule, AnomalyRule):
             _, t = dev.latest.get(rule.field, (NAN, 0))
-            s = dev.det.get(rule.name, {}).get("score", 0.0)
+            d = dev.det.get(rule.name)
+            s = float(d.score[0]) if d is not None and d.size else 0.0
             score = s if now - t <= rule.max_age_ms else 0.0
             return score, score > rule.above, score <= rule.above
         raise TypeError(f"no reference for {rule.kind}")
