@@ -30,6 +30,7 @@ The score is z²/(z² + z0²) of the largest statistic z, in 0..1 (0.9 at z = 3�
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -54,7 +55,8 @@ COMPONENTS = ("spike", "shift", "variance", "drift", "daily", "stuck", "zeros")
 def _ewma(old: FloatArr, new: FloatArr, alpha: float, seen: IntArr) -> FloatArr:
     """EWMA that starts as a running mean: weight max(α, 1/(n+1))."""
     w = np.maximum(alpha, 1.0 / (seen + 1.0))
-    return old + w * (new - old)
+    out: FloatArr = old + w * (new - old)
+    return out
 
 
 @dataclass
@@ -127,8 +129,8 @@ class Detector:
             return out
         t = None if ts is None else np.asarray(ts, np.int64)[ok]
         self.fit(int(rows.max()) + 1)
-        c = {k: v[rows] for k, v in self.cols.items()}
-        seen: IntArr = c["seen"]  # type: ignore[assignment]
+        c: dict[str, Any] = {k: v[rows] for k, v in self.cols.items()}
+        seen: IntArr = c["seen"]
         first = seen == 0
         # scale: robust residual scale, floored relative to its own slow version
         scale = np.maximum.reduce([c["scale"], self.floor_rel * c["slow_scale"],

@@ -22,6 +22,9 @@ class DeviceContact:
     worker_name: str = ""
     worker_phone: str = ""  # international form, +86…
     worker_app_id: str = ""  # the grid worker's app: notifications on MQTT
+    technician_name: str = ""  # maintains the sensor: recipient `technician`
+    technician_phone: str = ""
+    technician_app_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class StaticContacts:
         for c in self.devices.values():
             if c.worker_phone == phone:
                 return c.worker_name
+            if c.technician_phone == phone:
+                return c.technician_name
         for o in self.officers.values():
             if o.phone == phone:
                 return o.name

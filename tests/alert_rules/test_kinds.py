@@ -252,3 +252,45 @@ def test_demo_rules_fire_within_seconds_only_for_the_polluted_device() -> None:
                 fired.setdefault(t.subject, i)
     assert set(fired) == {"dirty"}
     assert fired["dirty"] <= 6
+
+
+def test_sensor_fault_versus_pollution_with_neighbours(tmp_path: Path) -> None:
+    # five devices within ~500 m; "z" goes to 0, "j" jumps alone, while "p" and all its
+    # neighbours rise together (pollution); the anomaly rule reports "p" and not "j"
+    reg = [Device(d, township="A", lat=39.90 + 0.001 * i, lon=116.40)
+           for i, d in enumerate(("z", "j", "p", "n1", "n2"))]
+    e = engine_from(tmp_path, """
+rules:
+  - name: zero
+    kind: sensor_fault
+    cause: zero
+    for: 2m
+    labels: {audience: maintenance}
+    annotations: {summary_en: "{device} 0 for {duration_min} min; neighbours {neighbour_median}"}
+  - name: jump
+    kind: sensor_fault
+    cause: jump
+    ratio: 4
+    min_neighbour_level: 50
+  - name: odd
+    kind: anomaly
+    above: 0.9
+    neighbours: true
+    cooldown: 10m
+""", registry=reg)
+    base = [40.0 + (i % 5) for i in range(30)]
+    ev = run_series(e, {
+        "z": base[:25] + [0.0] * 5,
+        "j": base[:25] + [400.0] + base[26:],
+        "p": base[:25] + [200.0, 210.0, 220.0, 215.0, 220.0],
+        "n1": base[:25] + [180.0, 200.0, 205.0, 210.0, 200.0],
+        "n2": base[:25] + [190.0, 195.0, 210.0, 200.0, 205.0],
+    })
+    assert states(ev, "zero", "z") == [(25, "pending"), (27, "firing")]
+    fired = next(t for _, t in ev if t.rule == "zero" and t.state == "firing")
+    assert fired.labels["audience"] == "maintenance"
+    assert fired.annotations["summary_en"] == "z 0 for 2 min; neighbours 207.5"
+    assert ("j", "firing") in [(t.subject, t.state) for _, t in ev if t.rule == "jump"]
+    assert {t.subject for _, t in ev if t.rule == "jump"} == {"j"}  # not the polluted ones
+    odd = {t.subject for _, t in ev if t.rule == "odd" and t.state == "firing"}
+    assert "p" in odd and "j" not in odd and "z" not in odd
