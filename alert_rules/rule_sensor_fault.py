@@ -11,7 +11,9 @@ layout the spatial rule caches):
 - `jump`: the device's newest reading moved by more than `ratio`× against the previous
   one while the neighbours' median did not move (no plume rises that fast in one place);
 - `drift`: the device's window mean stays outside [median / ratio, median × ratio] of its
-  neighbours (`for` says for how long: hours, a fouled or ageing sensor);
+  neighbours (`for` says for how long: hours, a fouled or ageing sensor); each tick
+  re-judges a tenth of the fleet (by row; every device every ten minutes), since it is
+  the only cause that needs every device's neighbour median;
 - `humidity`: the device reads more than `ratio`× its neighbours while its own RH is at
   least `humidity_above` % (low-cost optical sensors count droplets as particles: Jayaratne
   et al. 2018, AMT 11, 4883; the wire's `high_humidity` flag uses the same physics).
@@ -53,8 +55,11 @@ class SensorFaultRule(RuleBase):
     min_neighbour_level: float = 5.0  # µg/m³: neighbours clearly above a sensor's zero
     humidity_above: float = 85.0  # % RH
     min_readings: int = 5
+    drift_stride: int = 10
+    last_over: npt.NDArray[np.bool_] = dataclasses.field(
+        default_factory=lambda: np.zeros(0, bool), repr=False)
     onset_ms: IntArr = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
-    evidence: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict, repr=False)
+    evidence: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     kind = "sensor_fault"
 
@@ -116,7 +121,10 @@ class SensorFaultRule(RuleBase):
                     & (step > self.min_neighbour_level)
                 judged = latest
             elif self.cause == "drift":
-                cand = has & (count > 0)
+                # drift is judged over hours: each tick re-judges one `drift_stride`-th of
+                # the fleet (by row), the others keep their last verdict
+                due = (np.arange(n) % self.drift_stride) == (now_ms // 60_000) % self.drift_stride
+                cand = has & due
                 judged = mean
             else:
                 rh = fleet.latest(self.humidity_field, now_ms, self.window_ms)
@@ -157,18 +165,16 @@ class SensorFaultRule(RuleBase):
                         bad = (x > self.ratio * med) & (x - med >= self.min_neighbour_level)
                 over[rows] = enough & bad
                 med_all[rows] = med
+        if self.cause == "drift":
+            if self.last_over.size < n:
+                self.last_over = np.r_[self.last_over, np.zeros(n - self.last_over.size, bool)]
+            keep = ~due & has
+            over[keep] = self.last_over[:n][keep]
+            self.last_over[:n] = over
         self._onset(over, now_ms, n)
         under = ~over
-        self.evidence = {}
-        changing = np.flatnonzero(over | self.columns.firing[:n] if self.columns.firing.size >= n
-                                  else over)
-        for r in changing.tolist():
-            since = int(self.onset_ms[r])
-            self.evidence[fleet.devices[r]] = {
-                "neighbour_median": "" if np.isnan(med_all[r]) else f"{med_all[r]:.1f}",
-                "duration_min": "" if since < 0 else f"{(now_ms - since) / 60_000:.0f}",
-                "cause": self.cause,
-            }
+        # evidence is rendered only for the few subjects that change state (context())
+        self.evidence = {"now": now_ms, "median": med_all, "index": fleet.index}
         return self.step(fleet, np.where(np.isnan(judged), 0.0, judged), over, under, now_ms)
 
     def _onset(self, over: npt.NDArray[np.bool_], now_ms: int, n: int) -> None:
@@ -179,12 +185,22 @@ class SensorFaultRule(RuleBase):
         o[~over] = -1
 
     def context(self, subject: str) -> dict[str, str]:
-        return self.evidence.get(subject, {})
+        if not self.evidence or subject not in self.evidence["index"]:
+            return {}
+        r = self.evidence["index"][subject]
+        med = float(self.evidence["median"][r])
+        since = int(self.onset_ms[r]) if r < self.onset_ms.size else -1
+        return {"neighbour_median": "" if np.isnan(med) else f"{med:.1f}",
+                "duration_min": "" if since < 0
+                else f"{(self.evidence['now'] - since) / 60_000:.0f}",
+                "cause": self.cause}
 
     def blank_fields(self) -> dict[str, Any]:
-        return {"onset_ms": np.zeros(0, np.int64), "evidence": {}}
+        return {"onset_ms": np.zeros(0, np.int64), "evidence": {},
+                "last_over": np.zeros(0, bool)}
 
     def clear_rows(self, rows: IntArr) -> None:
         self.columns.clear(rows)
         rows = rows[rows < self.onset_ms.size]
         self.onset_ms[rows] = -1
+        self.last_over[rows[rows < self.last_over.size]] = False
