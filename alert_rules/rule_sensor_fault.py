@@ -100,11 +100,17 @@ class SensorFaultRule(RuleBase):
     def evaluate(self, fleet: FleetState, now_ms: int) -> list[Transition]:
         n = fleet.size
         f = self.field
-        total, count = fleet.window_sum_count(fleet.fine[f], now_ms, self.window_ms)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(count > 0, total / count, np.nan)
+        # the neighbour layout is built (once per registry) on the first tick, not when
+        # the first fault appears
+        nbr = self._neighbours(fleet)
         latest = fleet.latest(f, now_ms, self.window_ms)
-        has = count >= (self.min_readings if self.cause in ("stuck", "drift") else 1)
+        if self.cause in ("zero", "jump"):  # reading by reading: no window sums needed
+            mean, has = latest, ~np.isnan(latest)
+        else:
+            total, count = fleet.window_sum_count(fleet.fine[f], now_ms, self.window_ms)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.where(count > 0, total / count, np.nan)
+            has = count >= (self.min_readings if self.cause in ("stuck", "drift") else 1)
         with np.errstate(invalid="ignore"):
             if self.cause == "stuck":
                 lo, hi = fleet.window_range(f, now_ms, self.window_ms)
@@ -134,7 +140,6 @@ class SensorFaultRule(RuleBase):
         over = np.zeros(n, bool)
         med_all = np.full(n, np.nan)
         if rows.size:
-            nbr = self._neighbours(fleet)
             if self.cause == "stuck":
                 lo, hi = fleet.window_range(f, now_ms, self.window_ms)
                 med, enough = self._around(nbr, rows, np.where(np.isfinite(hi - lo),
