@@ -9,8 +9,8 @@ import pytest
 
 from alert_rules.anomaly import Detector
 
-STEP_MS = 300_000  # 5-minute readings
-DAY = 288
+STEP_MS = 600_000  # 10-minute readings
+DAY = 144
 START = 7 * DAY  # the fault begins after a week
 
 
