@@ -104,9 +104,9 @@ class SensorFaultRule(RuleBase):
         # the first fault appears
         nbr = self._neighbours(fleet)
         latest = fleet.latest(f, now_ms, self.window_ms)
-        if self.cause in ("zero", "jump"):  # reading by reading: no window sums needed
-            mean, has = latest, ~np.isnan(latest)
-        else:
+        mean = latest  # zero and jump go reading by reading: no window sums
+        has: npt.NDArray[np.bool_] = np.ones(0, bool)  # only stuck, drift, humidity use it
+        if self.cause not in ("zero", "jump"):
             total, count = fleet.window_sum_count(fleet.fine[f], now_ms, self.window_ms)
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean = np.where(count > 0, total / count, np.nan)
@@ -180,7 +180,7 @@ class SensorFaultRule(RuleBase):
         under = ~over
         # evidence is rendered only for the few subjects that change state (context())
         self.evidence = {"now": now_ms, "median": med_all, "index": fleet.index}
-        return self.step(fleet, np.where(np.isnan(judged), 0.0, judged), over, under, now_ms)
+        return self.step(fleet, judged, over, under, now_ms)
 
     def _onset(self, over: npt.NDArray[np.bool_], now_ms: int, n: int) -> None:
         if self.onset_ms.size < n:

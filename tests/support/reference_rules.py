@@ -287,7 +287,7 @@ class Reference:
                 if rh >= rule.humidity_above and not math.isnan(x):
                     med, enough = around(d, mean)
                     over = enough and x > rule.ratio * med and x - med >= rule.min_neighbour_level
-            out[d] = (0.0 if math.isnan(x) else x, over, not over)
+            out[d] = (x, over, not over)
         return out
 
     def _contradicted(self, rule: AnomalyRule, name: str, now: int) -> bool:
