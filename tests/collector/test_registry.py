@@ -20,7 +20,7 @@ from collector.config import from_dict
 from collector.delivery import Delivery
 from collector.influx_sink import InfluxV1Sink
 from collector.mqtt_ingest import MqttIngest
-from collector.registry import RegistryError, RegistryWatcher, load
+from collector.registry import Contact, RegistryError, RegistryWatcher, load
 from orchestration.services import InfluxDB, Mosquitto
 from tests.support.collector_process import reading, stored_rows, up_payload
 
@@ -37,6 +37,9 @@ def test_example_registries_load() -> None:
     assert csv_["hx-001"].sensor == "sds011" and csv_["hx-001"].lat == pytest.approx(30.4021)
     assert csv_["hx-001"].contacts[0].name == "李娜"
     assert csv_["hx-002"].calibration is None and csv_["hx-002"].contacts == ()
+    assert yml["cg-001"].technician == Contact("陈工", "+8613600000005")
+    assert csv_["hx-001"].technician == Contact("陈工", "+8613600000005")
+    assert csv_["hx-002"].technician is None
 
 
 def test_a_gbk_csv_from_excel_is_refused_with_what_to_do(tmp_path: Path) -> None:
@@ -75,6 +78,12 @@ def test_a_gbk_csv_from_excel_is_refused_with_what_to_do(tmp_path: Path) -> None
     ("devices:\n  - {id: a1, site: s, township: t, grid: g, lat: 1, lon: 1,"
      " contacts: [{name: x, phone: '13800000000'}]}\n",
      "devices[0].contacts[0].phone: expected international form"),
+    ("devices:\n  - {id: a1, site: s, township: t, grid: g, lat: 1, lon: 1,"
+     " technician: {name: x, phone: '136'}}\n",
+     "devices[0].technician.phone: expected international form"),
+    ("devices:\n  - {id: a1, site: s, township: t, grid: g, lat: 1, lon: 1,"
+     " technician: [{name: x, phone: '+8613600000005'}]}\n",
+     "devices[0].technician: expected one {name, phone}, got a list"),
     ("devices:\n  - {id: a1, site: s, township: t, grid: g, lat: 1, lon: 1, colour: red}\n",
      "devices[0]: unknown key 'colour'"),
     ("devices: [\n", "not valid YAML"),
