@@ -85,6 +85,28 @@ class Engine:
         for rule in self.rules:
             rule.observe(self.fleet, rows, ts, cols)
 
+    def set_registry(self, registry: Sequence[Device]) -> tuple[list[str], list[str]]:
+        """The registry was reloaded: new devices are judged from the next tick (deadman
+        included, their silence counting from it), removed ones are forgotten (as after
+        a hand-over: no deadman for a retired sensor), changed places and links are used
+        from the next tick. Returns (added, removed) device ids."""
+        new = {d.id: d for d in registry}
+        old = self.fleet.registry
+        added = [d for d in new if d not in old]
+        removed = [d for d in old if d not in new]
+        self.fleet.registry = new
+        # derived per-row data (cellular grace, spatial neighbours) is rebuilt from it
+        self.fleet.cache.clear()
+        self.fleet.layout.clear()
+        if added:
+            rows = self.fleet.rows_for(added)
+            self.away.difference_update(added)
+            # a device that was forgotten before counts its silence from now again
+            self.fleet.first_seen_ms[rows[self.fleet.last_ts[rows] == 0]] = -1
+        if removed:
+            self.forget(removed)
+        return added, removed
+
     # ---- hand-over: devices move between collectors (collector.handover) ----
 
     def blank(self, devices: Sequence[str] | None = None) -> Engine:
