@@ -166,7 +166,9 @@ def build_pipeline(cfg: CollectorConfig, ingest: IngestSource, sink: StorageSink
                max_future_ms=cfg.validation.max_future_ms, unknown_devices=cfg.registry.unknown),
         TagCache(registry), dead_letters, counters, metrics)
     alerts = AlertHandOff(engine, ingest.publish, cfg.broker.prefix, counters, metrics,
-                          alerting=alerting, before_judge=before_judge)
+                          alerting=alerting, before_judge=before_judge,
+                          late_after_ms=None if cfg.rules.late_after_s is None
+                          else int(cfg.rules.late_after_s * 1000))
     storage = StorageWriter(sink, spool, cfg.influx.retries, cfg.influx.backoff_ms / 1000,
                             observe_latency=metrics.write_latency.observe)
     writer = BatchWriter(storage, ingest.ack, dead_letters, counters, metrics, alerts.judge,
