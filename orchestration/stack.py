@@ -56,6 +56,8 @@ class Stack:
     broker_ports: dict[str, int] = field(default_factory=dict)
     #: per-device outbox cap (rows)
     outbox_caps: dict[str, int] = field(default_factory=dict)
+    #: more collector config (TOML tables: a registry, alerting channels, ...)
+    collector_extra: str = ""
     sims: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     collector: subprocess.Popen[bytes] | None = None
@@ -140,6 +142,7 @@ class Stack:
             "[rules]\n"
             f'files = ["{self.rules_file}"]\n'
             "tick_interval_s = 0.5\n"
+            f"{self.collector_extra}"
         )
         return path
 
