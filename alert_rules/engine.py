@@ -99,6 +99,11 @@ class Engine:
         old = self.fleet.registry
         added = [d for d in new if d not in old]
         removed = [d for d in old if d not in new]
+        # rows restored from a snapshot of devices neither registered nor ever heard here
+        # (retired before a restart) are not expected either
+        f = self.fleet
+        removed += [d for d in f.devices if d not in new and d not in old and d not in self.away
+                    and f.last_ts[f.index[d]] == 0]
         self.fleet.registry = new
         # derived per-row data (cellular grace, spatial neighbours) is rebuilt from it
         self.fleet.cache.clear()
