@@ -194,7 +194,8 @@ def stored_seqs(influx: InfluxDB, database: str) -> tuple[dict[str, set[int]], i
 
 def episode_cuts(rng: random.Random, sims: list[SimDevice]) -> list[tuple[float, str, float]]:
     """(time, device, seconds down) for every episode device: a cut that begins shortly
-    before its episode or in its first seconds (before the demo rule can fire: 5 s of
+    before its episode begins (the simulators started a moment before the plan did, and the
+    demo rule cannot fire in the first 8 s of an episode anyway: 5 s of
     ramp, a 3-s mean, 3 s of `for`) and lasts 40-80 % of it, so its alert can only come
     from the backlog."""
     out = []
@@ -202,7 +203,7 @@ def episode_cuts(rng: random.Random, sims: list[SimDevice]) -> list[tuple[float,
         if d.scenario != "episode":
             continue
         length = d.episode_length_s
-        at = d.episode_start_s + rng.uniform(-0.1 * length, 2.0)
+        at = d.episode_start_s + rng.uniform(-0.1 * length, 0.0)
         out.append((max(1.0, at), d.device, rng.uniform(0.4 * length, 0.8 * length)))
     return out
 
