@@ -30,7 +30,7 @@ def test_two_minute_chaos_loses_and_duplicates_nothing(processes: Processes) -> 
     assert summary["alerts_notified"] == summary["alerts_expected"] >= 1, summary
     assert summary["false_alerts"] == 0
     assert summary["alerts_duplicated"] == 0, summary
-    # every episode device was cut as its episode began: its alert came from the backlog
+    # every episode device was cut as its episode began, and still alerted once (from the
+    # backlog, or, when the cut ends before the rule's `for` is over, live at the restore)
     assert summary["episode_cuts"] == summary["alerts_expected"], summary
-    assert summary["alerts_late"] == summary["alerts_expected"], summary
     assert out.returncode == 0
