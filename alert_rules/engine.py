@@ -152,14 +152,16 @@ class Engine:
 
     def replay_late(self, devices: Sequence[str], ts_ms: Sequence[int],
                     values: dict[str, Sequence[float | None]],
-                    flagged: Sequence[bool] | None, now_ms: int) -> list[Transition]:
+                    flagged: Sequence[bool] | None, now_ms: int,
+                    late_after_ms: int = 0) -> list[Transition]:
         """Judge readings in their own time: a backlog that arrives after the ticks of its
         time (an agent's network outage) is replayed, device by device and bucket by
         bucket, in a scratch engine seeded with the device's windows and alert states as
         they were before the backlog; its transitions carry their own time and `late_ms`,
         and the alert states it ends in are taken back, so the next live tick neither
         repeats nor misses them. Deadman and spatial rules judge at arrival only.
-        The readings still have to be `ingest`ed (this engine's windows take them then)."""
+        The readings still have to be `ingest`ed (this engine's windows take them then).
+        A transition decided at a reading no more than `late_after_ms` old is not late."""
         n = len(devices)
         ts = np.asarray(ts_ms, np.int64)
         cols = {f: np.array([np.nan if x is None else x for x in values.get(f, [None] * n)],
@@ -172,11 +174,11 @@ class Engine:
         for d in dict.fromkeys(devices):
             mine = np.flatnonzero(dev == d)
             out.extend(self._replay_one(d, ts[mine], {f: c[mine] for f, c in cols.items()},
-                                        fl[mine], now_ms))
+                                        fl[mine], now_ms, late_after_ms))
         return out
 
     def _replay_one(self, device: str, ts: IntArr, cols: dict[str, FloatArr],
-                    flagged: BoolArr, now_ms: int) -> list[Transition]:
+                    flagged: BoolArr, now_ms: int, late_after_ms: int) -> list[Transition]:
         order = np.argsort(ts, kind="stable")
         ts = ts[order]
         cols = {f: c[order] for f, c in cols.items()}
@@ -205,8 +207,9 @@ class Engine:
             for r in sub.rules:
                 r.observe(sub.fleet, rows, ts[part], part_cols)
             sub.fleet.advance(at)
+            late_ms = now_ms - at if now_ms - at > late_after_ms else 0
             for _, t in judged:
-                out.extend(dataclasses.replace(x, late_ms=max(0, now_ms - at))
+                out.extend(dataclasses.replace(x, late_ms=late_ms)
                            for x in t.evaluate(sub.fleet, at))
         back = self.fleet.rows_for([device])
         for m, t in judged:

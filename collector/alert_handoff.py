@@ -59,7 +59,10 @@ class AlertHandOff:
         last_tick = self.engine.last_tick_ms
         if last_tick:
             cutoff = last_tick - self.late_after_ms
-            late = [i for i, t in enumerate(batch.ts) if t < cutoff]
+            late_devices = {batch.devices[i] for i, t in enumerate(batch.ts) if t < cutoff}
+            # a late device's newer readings in the batch are the tail of its backlog:
+            # replayed with it, so what the backlog decides is decided at its own time
+            late = [i for i, d in enumerate(batch.devices) if d in late_devices]
             if late:
                 self._judge_late(batch, late, values, flagged, now_ms)
         self.engine.ingest(batch.devices, batch.ts, values, flagged=flagged)
@@ -70,7 +73,7 @@ class AlertHandOff:
         transitions = self.engine.replay_late(
             [batch.devices[i] for i in late], [batch.ts[i] for i in late],
             {f: [col[i] for i in late] for f, col in values.items()},
-            [flagged[i] for i in late], now_ms)
+            [flagged[i] for i in late], now_ms, self.late_after_ms)
         self.metrics.late_readings.inc(len(late))
         decided = [t for t in transitions if t.state != "pending"]
         for t in decided:
