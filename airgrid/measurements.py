@@ -12,12 +12,17 @@ from typing import Final
 READINGS: Final = "readings"
 #: One point per status message: online, outbox depth, dropped, clock sync, ...
 DEVICE_STATUS: Final = "device_status"
-#: Hourly aggregates per device (mean, count, max of pm2_5 and pm10), beside the readings.
+#: Hourly aggregates per device (mean, count, max of pm2_5, pm10 and the calibrated
+#: pm2_5_corr), beside the readings.
 READINGS_HOURLY: Final = "readings_hourly"
-#: Alert lifecycle: tags rule, device, state (firing, resolved, acknowledged, escalated,
-#: notified, notify_failed) and channel (notifications only); fields value, severity,
-#: open (1 on firing, 0 on resolved), ack_delay_s (acknowledged), level (escalated).
+#: Alert lifecycle, written by the collector for every event: tags rule, device, state
+#: (firing, resolved, acknowledged, escalated; notified, notify_failed per delivery),
+#: township, grid and channel (deliveries only); fields alert_id, value, severity,
+#: started_ms, open (1 on firing, 0 on resolved), ack_delay_s and acked_by
+#: (acknowledged), level (escalated), late_s (decided on readings that arrived late: the
+#: point's time is the readings' time). Time: the event's.
 ALERT_EVENTS: Final = "alert_events"
-#: Where each device stands (WGS-84): tags device, site, township, grid; fields
-#: latitude, longitude. Written by the device registry when a device is registered.
+#: Where each device stands (WGS-84), written by the collector from the device registry
+#: on start and on every reload: tags device, site, township, grid; fields latitude,
+#: longitude, name, sensor, link.
 DEVICE_LOCATION: Final = "device_location"

@@ -6,6 +6,7 @@ sizes the fleet state from what its rules need (fields, window lengths, hourly h
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from collections.abc import Sequence
@@ -15,10 +16,13 @@ import numpy.typing as npt
 
 from alert_rules.registry import Device
 from alert_rules.rule_base import RuleBase
-from alert_rules.state import BoolArr, FleetState, FloatArr, Ring
+from alert_rules.state import BoolArr, FleetState, FloatArr, IntArr, Ring
 from alert_rules.transitions import Transition
 
 SNAPSHOT_VERSION = 1
+#: rule kinds judged at arrival only: a deadman is about arrival itself, a spatial rule
+#: compares a device with neighbours whose readings of that time are not replayed with it
+ARRIVAL_KINDS = frozenset({"deadman", "spatial"})
 
 
 class SnapshotError(ValueError):
@@ -48,6 +52,7 @@ class Engine:
         if registry:
             self.fleet.rows_for([d.id for d in registry])
         self.away: set[str] = set()  # forgotten devices (moved to another collector)
+        self.last_tick_ms = 0  # the newest time the fleet has been judged at
 
     def ingest(self, devices: list[str], ts_ms: Sequence[int],
                values: dict[str, Sequence[float | None]],
@@ -85,6 +90,33 @@ class Engine:
         for rule in self.rules:
             rule.observe(self.fleet, rows, ts, cols)
 
+    def set_registry(self, registry: Sequence[Device]) -> tuple[list[str], list[str]]:
+        """The registry was reloaded: new devices are judged from the next tick (deadman
+        included, their silence counting from it), removed ones are forgotten (as after
+        a hand-over: no deadman for a retired sensor), changed places and links are used
+        from the next tick. Returns (added, removed) device ids."""
+        new = {d.id: d for d in registry}
+        old = self.fleet.registry
+        added = [d for d in new if d not in old]
+        removed = [d for d in old if d not in new]
+        # rows restored from a snapshot of devices neither registered nor ever heard here
+        # (retired before a restart) are not expected either
+        f = self.fleet
+        removed += [d for d in f.devices if d not in new and d not in old and d not in self.away
+                    and f.last_ts[f.index[d]] == 0]
+        self.fleet.registry = new
+        # derived per-row data (cellular grace, spatial neighbours) is rebuilt from it
+        self.fleet.cache.clear()
+        self.fleet.layout.clear()
+        if added:
+            rows = self.fleet.rows_for(added)
+            self.away.difference_update(added)
+            # a device that was forgotten before counts its silence from now again
+            self.fleet.first_seen_ms[rows[self.fleet.last_ts[rows] == 0]] = -1
+        if removed:
+            self.forget(removed)
+        return added, removed
+
     # ---- hand-over: devices move between collectors (collector.handover) ----
 
     def blank(self, devices: Sequence[str] | None = None) -> Engine:
@@ -118,7 +150,74 @@ class Engine:
             rule.clear_rows(rows)
         return int(rows.size)
 
+    def replay_late(self, devices: Sequence[str], ts_ms: Sequence[int],
+                    values: dict[str, Sequence[float | None]],
+                    flagged: Sequence[bool] | None, now_ms: int,
+                    late_after_ms: int = 0) -> list[Transition]:
+        """Judge readings in their own time: a backlog that arrives after the ticks of its
+        time (an agent's network outage) is replayed, device by device and bucket by
+        bucket, in a scratch engine seeded with the device's windows and alert states as
+        they were before the backlog; its transitions carry their own time and `late_ms`,
+        and the alert states it ends in are taken back, so the next live tick neither
+        repeats nor misses them. Deadman and spatial rules judge at arrival only.
+        The readings still have to be `ingest`ed (this engine's windows take them then).
+        A transition decided at a reading no more than `late_after_ms` old is not late."""
+        n = len(devices)
+        ts = np.asarray(ts_ms, np.int64)
+        cols = {f: np.array([np.nan if x is None else x for x in values.get(f, [None] * n)],
+                            np.float64) for f in self.fleet.fields}
+        for c in cols.values():
+            c[np.isinf(c)] = np.nan  # as `ingest` does: inf is no reading
+        fl = np.zeros(n, bool) if flagged is None else np.asarray(flagged, bool)
+        dev = np.asarray(devices, dtype=object)
+        out: list[Transition] = []
+        for d in dict.fromkeys(devices):
+            mine = np.flatnonzero(dev == d)
+            out.extend(self._replay_one(d, ts[mine], {f: c[mine] for f, c in cols.items()},
+                                        fl[mine], now_ms, late_after_ms))
+        return out
+
+    def _replay_one(self, device: str, ts: IntArr, cols: dict[str, FloatArr],
+                    flagged: BoolArr, now_ms: int, late_after_ms: int) -> list[Transition]:
+        order = np.argsort(ts, kind="stable")
+        ts = ts[order]
+        cols = {f: c[order] for f, c in cols.items()}
+        flagged = flagged[order]
+        sub = self.blank([device])
+        row = sub.fleet.rows_for([device])
+        judged = [(m, t) for m, t in zip(self.rules, sub.rules, strict=True)
+                  if m.kind not in ARRIVAL_KINDS]
+        if device in self.fleet.index:
+            src = self.fleet.rows_for([device])
+            sub.fleet.seed_rows(self.fleet, row, src, int(ts[0]) - 1)
+            for m, t in judged:
+                t.copy_rows(row, m, src)
+        out: list[Transition] = []
+        buckets = ts // self.fleet.resolution_ms
+        cuts = np.r_[np.flatnonzero(np.diff(buckets)) + 1, ts.size]
+        start = 0
+        for end in cuts:
+            part = slice(start, int(end))
+            start = int(end)
+            at = int(ts[part][-1])
+            k = int(end) - part.start
+            rows = np.full(k, row[0], np.int64)
+            part_cols = {f: c[part] for f, c in cols.items()}
+            sub.fleet.ingest(rows, ts[part], part_cols, flagged[part])
+            for r in sub.rules:
+                r.observe(sub.fleet, rows, ts[part], part_cols)
+            sub.fleet.advance(at)
+            late_ms = now_ms - at if now_ms - at > late_after_ms else 0
+            for _, t in judged:
+                out.extend(dataclasses.replace(x, late_ms=late_ms)
+                           for x in t.evaluate(sub.fleet, at))
+        back = self.fleet.rows_for([device])
+        for m, t in judged:
+            m.copy_rows(back, t, row)
+        return out
+
     def tick(self, now_ms: int) -> list[Transition]:
+        self.last_tick_ms = max(self.last_tick_ms, now_ms)
         self.fleet.advance(now_ms)
         out: list[Transition] = []
         for rule in self.rules:

@@ -87,6 +87,21 @@ class Ring:
             np.maximum.at(self.max, (s, r), x)
         return late
 
+    def seed_from(self, src: Ring, rows: IntArr, src_rows: IntArr, upto: int) -> None:
+        """A fresh ring's clock set to bucket `upto`, holding what `src` (a ring of the
+        same width and slots) still holds of these rows for buckets up to `upto`."""
+        lo = max(src.head - src.slots + 1, upto - self.slots + 1, 0)
+        hi = min(upto, src.head)
+        if lo <= hi and rows.size:
+            s = np.arange(lo, hi + 1) % self.slots
+            mine, theirs = np.ix_(s, rows), np.ix_(s, src_rows)
+            self.sum[mine] = src.sum[theirs]
+            self.cnt[mine] = src.cnt[theirs]
+            if self.track_extremes:
+                self.min[mine] = src.min[theirs]
+                self.max[mine] = src.max[theirs]
+        self.head = max(self.head, upto)
+
     def clear_rows(self, rows: IntArr) -> None:
         """Empty these devices' columns in every slot."""
         self.sum[:, rows] = 0.0
@@ -209,6 +224,22 @@ class FleetState:
                   else np.asarray(flagged, np.float64)[order])
             self.flagged.add(rows, fb, fl)
         np.maximum.at(self.last_ts, rows, ts)
+
+    def seed_rows(self, src: FleetState, rows: IntArr, src_rows: IntArr, upto_ms: int) -> None:
+        """These rows as `src` knew its rows up to `upto_ms` (a fleet of the same layout,
+        fresh): windows, latest values and when they were last heard."""
+        for f in self.fields:
+            for v, t, sv, st in ((self.latest_v, self.latest_ts, src.latest_v, src.latest_ts),
+                                 (self.prev_v, self.prev_ts, src.prev_v, src.prev_ts)):
+                before = st[f][src_rows] <= upto_ms
+                v[f][rows] = np.where(before, sv[f][src_rows], np.nan)
+                t[f][rows] = np.where(before, st[f][src_rows], 0)
+        last = src.last_ts[src_rows]
+        self.last_ts[rows] = np.where(last <= upto_ms, last, 0)
+        self.first_seen_ms[rows] = src.first_seen_ms[src_rows]
+        for mine, theirs in zip(self.rings(), src.rings(), strict=True):
+            width = mine.width_ms
+            mine.seed_from(theirs, rows, src_rows, upto_ms // width)
 
     def clear_rows(self, rows: IntArr) -> None:
         """Empty these rows, as if their devices had never reported (a hand-over moved

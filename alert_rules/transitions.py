@@ -18,3 +18,6 @@ class Transition:
     severity: str = "warning"
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)  # rendered text, not templates
+    #: > 0: decided on readings that arrived late (a backlog after an outage), judged in
+    #: their own time: `at_ms` is the readings' time, `at_ms + late_ms` when it was judged
+    late_ms: int = 0

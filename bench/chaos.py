@@ -4,9 +4,10 @@ Simulated sensors on pseudo-terminals, one edge agent each (each behind its own 
 relay, so its network can be cut), Mosquitto, the collector and InfluxDB. While readings
 flow, at random moments: the broker is stopped and restarted, the collector killed -9 and
 restarted, InfluxDB stopped for a while, agents killed -9 and restarted, an agent's network
-cut, and one agent with a small outbox cap is cut long enough to overflow it. Then the
-system drains and everything is counted from the agents' outboxes, InfluxDB and the alert
-events seen on MQTT.
+cut (episode devices too, and each episode device once during its episode: its alert
+must come from the backlog, once, marked late), and one agent with a small outbox cap is
+cut long enough to overflow it. Then the system drains and everything is counted from
+the agents' outboxes, InfluxDB and the alert events seen on MQTT.
 
     python bench/chaos.py --devices 20 --seconds 300 --seed 1
 
@@ -45,6 +46,7 @@ class AlertWatcher:
 
     port: int
     firing: Counter[tuple[str, str]] = field(default_factory=Counter)
+    late: Counter[tuple[str, str]] = field(default_factory=Counter)
     ids: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -70,6 +72,8 @@ class AlertWatcher:
             self.ids.add(event.get("id"))
             if data.get("state") == "firing":
                 self.firing[(data.get("rule"), event.get("subject"))] += 1
+                if data.get("late"):
+                    self.late[(data.get("rule"), event.get("subject"))] += 1
 
     def stop(self) -> None:
         self.client.loop_stop()
@@ -119,16 +123,22 @@ class Chaos:
         self.stack.start_agent(device)
 
     def agent_netcut(self) -> None:
-        # Episode devices keep their network: a reading that arrives after its episode is
-        # over is stored, but judged late (see docs on late data), so it would make the
-        # expected-alert count depend on the dice.
-        device = self.rng.choice(sorted(d for d in self.cuts if d != self.overflow_device
-                                        and d not in self.episode_devices))
+        # Any device, episode devices too: a backlog is judged in its own time.
+        device = self.rng.choice(sorted(d for d in self.cuts if d != self.overflow_device))
         down = self.rng.uniform(15, 60)
         self.log(f"agent {device} network cut for {down:.1f} s")
         self.cuts[device].cut()
         time.sleep(down)
         self.cuts[device].restore()
+
+    def episode_netcut(self, device: str, down: float) -> None:
+        """An episode device loses its network during its episode: the alert must come
+        from the backlog, once, marked late."""
+        self.log(f"episode device {device} network cut for {down:.1f} s")
+        self.cuts[device].cut()
+        time.sleep(down)
+        self.cuts[device].restore()
+        self.faults["episode_netcut"] += 1
 
     def outbox_fill(self) -> None:
         down = OVERFLOW_CAP * self.stack.timing.sample_interval_s * 2
@@ -182,6 +192,22 @@ def stored_seqs(influx: InfluxDB, database: str) -> tuple[dict[str, set[int]], i
     return seqs, duplicates
 
 
+def episode_cuts(rng: random.Random, sims: list[SimDevice]) -> list[tuple[float, str, float]]:
+    """(time, device, seconds down) for every episode device: a cut that begins shortly
+    before its episode begins (the simulators started a moment before the plan did, and the
+    demo rule cannot fire in the first 8 s of an episode anyway: 5 s of
+    ramp, a 3-s mean, 3 s of `for`) and lasts 40-80 % of it, so its alert can only come
+    from the backlog."""
+    out = []
+    for d in sims:
+        if d.scenario != "episode":
+            continue
+        length = d.episode_length_s
+        at = d.episode_start_s + rng.uniform(-0.1 * length, 0.0)
+        out.append((max(1.0, at), d.device, rng.uniform(0.4 * length, 0.8 * length)))
+    return out
+
+
 def run(devices: int, seconds: float, seed: int, workdir: Path) -> dict[str, Any]:
     rng = random.Random(seed)
     t0 = time.monotonic()
@@ -220,8 +246,17 @@ def run(devices: int, seconds: float, seed: int, workdir: Path) -> dict[str, Any
         stack.start()
         chaos = Chaos(stack, broker, influx, cuts, overflow_device, episode_devices, rng, log)
         plan = schedule(rng, seconds, devices)
-        log(f"{devices} devices, {seconds:.0f} s, {len(plan)} faults planned")
+        cuts_plan = episode_cuts(rng, sims)
+        log(f"{devices} devices, {seconds:.0f} s, {len(plan)} faults planned, "
+            f"{len(cuts_plan)} episode devices cut during their episode")
+        started = time.monotonic()  # the simulators' episode clocks start about now
         threads: list[threading.Thread] = []
+        for at, device, down in cuts_plan:
+            th = threading.Thread(target=lambda a=at, d=device, s=down: (
+                time.sleep(max(0.0, a - (time.monotonic() - started))),
+                chaos.episode_netcut(d, s)), daemon=True)
+            th.start()
+            threads.append(th)
         for at, kind in plan:
             time.sleep(max(0.0, at - (time.monotonic() - t0)))
             th = threading.Thread(target=chaos.inject, args=(kind,), daemon=True)
@@ -245,6 +280,7 @@ def run(devices: int, seconds: float, seed: int, workdir: Path) -> dict[str, Any
                       for d in captured_by_device)
         with watcher.lock:
             firing = dict(watcher.firing)
+            late = dict(watcher.late)
         summary = {
             "devices": devices,
             "seconds": seconds,
@@ -261,6 +297,9 @@ def run(devices: int, seconds: float, seed: int, workdir: Path) -> dict[str, Any
             "alerts_notified": sum(1 for (_, dev) in firing if dev in episode_devices),
             "alerts_duplicated": sum(n - 1 for n in firing.values()),
             "false_alerts": sum(1 for (_, dev) in firing if dev not in episode_devices),
+            # episode alerts decided on a backlog (the device was cut during its episode)
+            "alerts_late": sum(1 for (_, dev) in late if dev in episode_devices),
+            "episode_cuts": chaos.faults["episode_netcut"],
             "drained": drained,
         }
     finally:

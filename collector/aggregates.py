@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from airgrid.measurements import READINGS_HOURLY
 
 HOUR_MS = 3_600_000
-#: Fields aggregated: the ones AQI and long-term panels use.
-FIELDS = ("pm2_5", "pm10")
+#: Fields aggregated: the ones AQI and long-term panels use, and PM2.5 as corrected by the
+#: device's registry calibration (absent for uncalibrated devices).
+FIELDS = ("pm2_5", "pm10", "pm2_5_corr")
 
 
 @dataclass

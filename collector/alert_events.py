@@ -38,6 +38,8 @@ def to_cloudevent(t: Transition) -> dict[str, object]:
             "labels": t.labels,
             "annotations": dict(t.annotations),  # rendered where the rule fired
             "at_ms": t.at_ms,
+            # decided on readings that arrived late: `at_ms` is their time
+            **({"late": True, "delay_s": round(t.late_ms / 1000, 1)} if t.late_ms else {}),
         },
     }
 

@@ -32,7 +32,8 @@ BeforeJudge = Callable[[Sequence[str], Sequence[int], int], None]
 class AlertHandOff:
     def __init__(self, engine: Engine, publish: Publish, prefix: str, counters: Counters,
                  metrics: Metrics, *, alerting: AlertingService | None = None,
-                 before_judge: Sequence[BeforeJudge] = ()) -> None:
+                 before_judge: Sequence[BeforeJudge] = (),
+                 late_after_ms: int | None = None) -> None:
         self.engine = engine
         self.publish = publish
         self.prefix = prefix
@@ -40,6 +41,11 @@ class AlertHandOff:
         self.metrics = metrics
         self.alerting = alerting
         self.before_judge = list(before_judge)
+        # a reading older than the last tick by more than this was missed by the ticks of
+        # its time: it is judged in its own time (Engine.replay_late). By default one fine
+        # bucket: a tick has then judged a later bucket without it.
+        self.late_after_ms = (engine.fleet.resolution_ms if late_after_ms is None
+                              else late_after_ms)
 
     def judge(self, batch: Batch, now_ms: int) -> None:
         """Feed a stored batch's fresh readings to the engine."""
@@ -47,9 +53,35 @@ class AlertHandOff:
             return
         for hook in self.before_judge:
             hook(batch.devices, batch.ts, now_ms)
-        self.engine.ingest(batch.devices, batch.ts, {
-            f: [getattr(r, f, None) for r in batch.fresh] for f in self.engine.fleet.fields},
-            flagged=[bool(r.flags) for r in batch.fresh])
+        values: dict[str, Sequence[float | None]] = {
+            f: [getattr(r, f, None) for r in batch.fresh] for f in self.engine.fleet.fields}
+        flagged = [bool(r.flags) for r in batch.fresh]
+        last_tick = self.engine.last_tick_ms
+        if last_tick:
+            cutoff = last_tick - self.late_after_ms
+            late_devices = {batch.devices[i] for i, t in enumerate(batch.ts) if t < cutoff}
+            # a late device's newer readings in the batch are the tail of its backlog:
+            # replayed with it, so what the backlog decides is decided at its own time
+            late = [i for i, d in enumerate(batch.devices) if d in late_devices]
+            if late:
+                self._judge_late(batch, late, values, flagged, now_ms)
+        self.engine.ingest(batch.devices, batch.ts, values, flagged=flagged)
+
+    def _judge_late(self, batch: Batch, late: list[int],
+                    values: dict[str, Sequence[float | None]], flagged: list[bool],
+                    now_ms: int) -> None:
+        transitions = self.engine.replay_late(
+            [batch.devices[i] for i in late], [batch.ts[i] for i in late],
+            {f: [col[i] for i in late] for f, col in values.items()},
+            [flagged[i] for i in late], now_ms, self.late_after_ms)
+        self.metrics.late_readings.inc(len(late))
+        decided = [t for t in transitions if t.state != "pending"]
+        for t in decided:
+            log.info("late alert %s %s %s at reading time %d ms, %.0f s late", t.rule,
+                     t.subject, t.state, t.at_ms, t.late_ms / 1000)
+        self.metrics.late_alerts.inc(len(decided))
+        if transitions:
+            self.publish_transitions(transitions)
 
     def tick(self, now_ms: int) -> None:
         self.publish_transitions(self.engine.tick(now_ms))

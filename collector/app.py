@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from airgrid.config import ConfigError
 from alert_rules.engine import Engine
-from alert_rules.registry import Device as ExpectedDevice
 from alert_rules.rulefile import DEFAULT_RULES, RuleFileError, load_rules
 from collector import config as collector_config
 from collector import logfmt
@@ -25,6 +24,7 @@ from collector.alert_handoff import AlertHandOff, BeforeJudge
 from collector.batch_builder import BatchBuilder, Intake
 from collector.batch_writer import BatchWriter
 from collector.counters import Counters
+from collector.county_points import CountyPoints
 from collector.dead_letters import DeadLetters
 from collector.engine_state_file import EngineStateFile
 from collector.gauges import Gauges
@@ -37,6 +37,7 @@ from collector.mqtt_ingest import MqttIngest
 from collector.pipeline import Batching, Pipeline
 from collector.quarantine import MAX_ATTEMPTS, Quarantine, path_beside
 from collector.registry import RegistryError, RegistryWatcher
+from collector.registry_feed import RegistryFeed, expected
 from collector.spool import Spool
 from collector.state_store import StateStore
 from collector.storage_sink import StorageSink
@@ -81,9 +82,7 @@ def build_engine(files: Sequence[Path],
     rules = []
     for f in files or (DEFAULT_RULES,):
         rules.extend(load_rules(f))
-    expected = [ExpectedDevice(id=d.id, township=d.township, grid=d.grid, lat=d.lat, lon=d.lon,
-                               name=d.name) for d in devices]
-    return Engine(rules, registry=expected)
+    return Engine(rules, registry=expected(devices))
 
 
 def _influx_v1(cfg: CollectorConfig) -> StorageSink:
@@ -119,7 +118,8 @@ def _alerting_config(cfg: CollectorConfig) -> AlertingConfig:
 
 
 def build_alerting(cfg: CollectorConfig, shared: MqttIngest | None,
-                   registry: RegistryWatcher) -> AlertingService | None:
+                   registry: RegistryWatcher, metrics: Metrics | None = None,
+                   points: CountyPoints | None = None) -> AlertingService | None:
     """The alert lifecycle, or None when `[alerting] enabled = false`. With an MQTT ingest
     its client is shared (one connection per collector); an AMQP collector has none, so
     alert channels and acknowledgements open their own to [broker]."""
@@ -132,7 +132,8 @@ def build_alerting(cfg: CollectorConfig, shared: MqttIngest | None,
         return None
     # grid workers come from the device registry when there is one
     contacts = RegistryContacts(registry, acfg.contacts) if registry.path else None
-    return AlertingService(acfg, contacts=contacts, ctx=Context(
+    return AlertingService(acfg, metrics=None if metrics is None else metrics.registry,
+                           recorder=points, contacts=contacts, ctx=Context(
         broker_host=cfg.broker.host, broker_port=cfg.broker.port,
         broker_username=cfg.broker.username, broker_password=cfg.broker.password,
         prefix=cfg.broker.prefix, client_id=cfg.broker.client_id,
@@ -146,7 +147,8 @@ def build_pipeline(cfg: CollectorConfig, ingest: IngestSource, sink: StorageSink
                    state: StateStore | None = None, quarantine: Quarantine | None = None,
                    engine_state_path: Path | None = None,
                    alerting: AlertingService | None = None,
-                   before_judge: Sequence[BeforeJudge] = ()) -> Pipeline:
+                   before_judge: Sequence[BeforeJudge] = (),
+                   points: CountyPoints | None = None) -> Pipeline:
     """The pipeline and its parts over the given ingest, sink and engine.
 
     Without a spool the spool is a temp dir: still ordered and retried, but not durable
@@ -156,6 +158,7 @@ def build_pipeline(cfg: CollectorConfig, ingest: IngestSource, sink: StorageSink
     """
     metrics = metrics if metrics is not None else Metrics()
     registry = registry if registry is not None else RegistryWatcher(None)
+    points = points if points is not None else CountyPoints()
     if spool is None:
         spool = Spool(Path(tempfile.mkdtemp(prefix="airgrid-spool-")), 1 << 30)
     counters = Counters()
@@ -166,7 +169,9 @@ def build_pipeline(cfg: CollectorConfig, ingest: IngestSource, sink: StorageSink
                max_future_ms=cfg.validation.max_future_ms, unknown_devices=cfg.registry.unknown),
         TagCache(registry), dead_letters, counters, metrics, quarantine)
     alerts = AlertHandOff(engine, ingest.publish, cfg.broker.prefix, counters, metrics,
-                          alerting=alerting, before_judge=before_judge)
+                          alerting=alerting, before_judge=before_judge,
+                          late_after_ms=None if cfg.rules.late_after_s is None
+                          else int(cfg.rules.late_after_s * 1000))
     storage = StorageWriter(sink, spool, cfg.influx.retries, cfg.influx.backoff_ms / 1000,
                             observe_latency=metrics.write_latency.observe)
     writer = BatchWriter(storage, ingest.ack, dead_letters, counters, metrics, alerts.judge,
@@ -179,7 +184,7 @@ def build_pipeline(cfg: CollectorConfig, ingest: IngestSource, sink: StorageSink
                         max_wait_s=cfg.batch.max_wait_ms / 1000,
                         tick_interval_s=cfg.rules.tick_interval_s)
     return Pipeline(ingest, builder, writer, alerts, EngineStateFile(engine, engine_state_path),
-                    gauges, batching)
+                    gauges, batching, feed=RegistryFeed(registry, engine, points), points=points)
 
 
 class CollectorApp:
@@ -208,7 +213,8 @@ class CollectorApp:
                 b.host, b.port, b.client_id, b.prefix, b.max_unacked, b.username, b.password,
                 session_expiry_s=b.session_expiry_s)
         self.registry = RegistryWatcher(cfg.registry.file, cfg.registry.reload_check_s)
-        self.alerting = build_alerting(cfg, shared, self.registry)
+        self.points = CountyPoints()  # alert events and device places, for InfluxDB
+        self.alerting = build_alerting(cfg, shared, self.registry, self.metrics, self.points)
         if self.alerting is not None and self.alerting.mqtt_ack is not None and shared:
             from collector.alerting.ack_mqtt import command_topic
 
@@ -223,7 +229,7 @@ class CollectorApp:
             quarantine=self.quarantine,
             # rule windows and alert states survive a restart
             engine_state_path=cfg.state.file.with_name("engine.npz"),
-            alerting=self.alerting, before_judge=hooks)
+            alerting=self.alerting, before_judge=hooks, points=self.points)
         self.server: MetricsServer | None = None
         if cfg.metrics.port:
             self.server = MetricsServer(self.metrics, self.pipeline.health_report,

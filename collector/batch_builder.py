@@ -194,19 +194,20 @@ class BatchBuilder:
         lines = o.lines
         tags = None
         last_sensor: tuple[str, int] | None = None
-        for r in readings:
+        corrected: list[float | None] = [None] * len(readings)
+        for i, r in enumerate(readings):
             if (r.sensor, r.sensor_idx) != last_sensor:
                 last_sensor = (r.sensor, r.sensor_idx)
                 tags = self.tags.reading(device, r.sensor, r.sensor_idx)
             extra = ""
             if cal is not None:
-                v = cal.correct(r.pm2_5, r.pm2_5_cf1, r.humidity_pct)
+                v = corrected[i] = cal.correct(r.pm2_5, r.pm2_5_cf1, r.humidity_pct)
                 if v is not None:
                     extra = f",pm2_5_corr={v!r}"
             lines.append(f"{tags} {fields_of(r, extra)} {r.ts}")
         ts = [r.ts for r in readings]
         self.aggregates.add(device, ts, [[r.pm2_5 for r in readings],
-                                         [r.pm10 for r in readings]])
+                                         [r.pm10 for r in readings], corrected])
         o.readings += len(readings)
         o.devices.extend([device] * len(readings))
         o.ts.extend(ts)
@@ -240,10 +241,18 @@ class BatchBuilder:
             b.ts = [b.ts[i] for i in keep]
             b.readings -= len(drop)
 
-    def seal(self) -> SealedBatch | None:
-        """Close the open batch (None if it holds no delivery) and start a new one."""
+    def add_lines(self, lines: list[str]) -> None:
+        """Points the collector makes itself (alert events, device places): they are
+        stored, or spooled, with the open batch."""
         o = self.open
-        if not o.deliveries:
+        if not o.deliveries and not o.lines:
+            o.started = time.monotonic()
+        o.lines.extend(lines)
+
+    def seal(self) -> SealedBatch | None:
+        """Close the open batch (None if it holds nothing) and start a new one."""
+        o = self.open
+        if not o.deliveries and not o.lines:
             return None
         hours = frozenset(self.aggregates.touched)
         lines = o.lines + self.aggregates.lines(

@@ -139,6 +139,9 @@ class Log(Section, frozen=True):
 class Rules(Section, frozen=True):
     files: tuple[FilePath, ...] = ()  # none: the default rule set
     tick_interval_s: Seconds = 1.0
+    # a reading this much older than the last tick is judged in its own time (a backlog);
+    # none: one bucket of the engine's finest window (a tick has judged a later bucket)
+    late_after_s: Seconds | None = None
 
 
 class CollectorConfig(Section, frozen=True):

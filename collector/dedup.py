@@ -92,6 +92,11 @@ class SeqTracker:
         d = self.devices.get(device)
         return len(d.missing) if d else 0
 
+    def device_completeness(self) -> dict[str, float]:
+        """Received / (received + missing) per device."""
+        return {dev: d.received / (d.received + len(d.missing)) if d.received + len(d.missing)
+                else 1.0 for dev, d in self.devices.items()}
+
     def completeness(self) -> float:
         """Received / (received + missing) over all devices: 1.0 means no gaps."""
         received = sum(d.received for d in self.devices.values())

@@ -44,6 +44,8 @@ class Gauges:
             self._next_completeness = now + 1.0
             m.completeness.set(self.seqs.completeness())
             m.seq_missing.set(sum(len(d.missing) for d in self.seqs.devices.values()))
+            for device, ratio in self.seqs.device_completeness().items():
+                m.device_completeness.labels(device=device).set(ratio)
         m.spool_depth.set(self.spool.lines)
         m.spool_bytes.set(self.spool.bytes)
         m.devices_online.set(self.devices.online_count())

@@ -57,16 +57,26 @@ class Metrics:
                              registry=r)
         self.devices_online = Gauge(p + "devices_online", "devices whose status is online",
                                     registry=r)
-        self.completeness = Gauge(p + "seq_completeness",
+        self.completeness = Gauge(p + "seq_completeness_ratio",
                                   "received / (received + missing seqs), all devices",
                                   registry=r)
-        self.seq_missing = Gauge(p + "seq_missing", "seqs not (yet) received", registry=r)
+        self.device_completeness = Gauge(
+            p + "device_seq_completeness_ratio",
+            "received / (received + missing seqs), per device", ["device"], registry=r)
+        self.seq_missing = Gauge(p + "missing_readings", "seqs not (yet) received",
+                                 registry=r)
         self.registry_devices = Gauge(p + "registry_devices", "devices in the registry",
                                       registry=r)
         self.registry_reload_errors = Counter(p + "registry_reload_errors",
                                               "registry reloads refused", registry=r)
         self.alerts = Counter(p + "alert_transitions", "alert transitions published",
                               registry=r)
+        self.late_alerts = Counter(p + "late_alert_transitions",
+                                   "alert transitions decided on readings that arrived late",
+                                   registry=r)
+        self.late_readings = Counter(p + "late_readings",
+                                     "readings judged in their own time (arrived late)",
+                                     registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -9,7 +9,9 @@ durable spool has it (`collector.batch_writer`). The parts, each with one job:
 - `BatchWriter`: concurrent writes, completed in order: checkpoint, ack, hand on;
 - `AlertHandOff`: stored readings to the rule engine, its transitions to alerting or bus;
 - `EngineStateFile`: the engine's state saved periodically and at exit;
-- `Gauges`: gauges and the health report.
+- `Gauges`: gauges and the health report;
+- `RegistryFeed`: the registry, on every (re)load, to the engine's fleet and InfluxDB;
+- `CountyPoints`: alert events, deliveries and device places queued for the next batch.
 
 `collector.app` builds them from the configuration.
 """
@@ -24,10 +26,12 @@ from collector.alert_handoff import AlertHandOff
 from collector.batch_builder import BatchBuilder
 from collector.batch_writer import BatchWriter
 from collector.counters import Counters
+from collector.county_points import CountyPoints
 from collector.delivery import Delivery
 from collector.engine_state_file import EngineStateFile
 from collector.gauges import Gauges
 from collector.ingest_source import IngestSource
+from collector.registry_feed import RegistryFeed
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,8 @@ class Batching:
 class Pipeline:
     def __init__(self, ingest: IngestSource, builder: BatchBuilder, writer: BatchWriter,
                  alerts: AlertHandOff, engine_state: EngineStateFile, gauges: Gauges,
-                 batching: Batching = Batching()) -> None:
+                 batching: Batching = Batching(), *, feed: RegistryFeed | None = None,
+                 points: CountyPoints | None = None) -> None:
         self.ingest = ingest
         self.builder = builder
         self.writer = writer
@@ -51,6 +56,8 @@ class Pipeline:
         self.engine_state = engine_state
         self.gauges = gauges
         self.batching = batching
+        self.feed = feed
+        self.points = points
         # Also stops a writer holding a batch that neither storage nor the spool takes.
         self.stopping: threading.Event = writer.stopping
 
@@ -67,12 +74,12 @@ class Pipeline:
         next_save = time.monotonic() + self.engine_state.every_s
         while not self.stopping.is_set():
             wait = b.max_wait_s
-            if builder.open.deliveries:
+            if builder.open.deliveries or builder.open.lines:
                 wait = max(0.0, builder.open.started + b.max_wait_s - time.monotonic())
             for d in self.ingest.take(b.max_messages - len(builder.open.deliveries), wait):
                 self._add(d)
             o = builder.open
-            if o.deliveries and (len(o.deliveries) >= b.max_messages
+            if (o.deliveries or o.lines) and (len(o.deliveries) >= b.max_messages
                                  or len(o.lines) >= b.max_lines
                                  or time.monotonic() >= o.started + b.max_wait_s):
                 self.flush()
@@ -97,6 +104,12 @@ class Pipeline:
 
     def _housekeeping(self) -> None:
         self.builder.tags.refresh()
+        if self.feed is not None:
+            self.feed.update(int(time.time() * 1000))
+        if self.points is not None:
+            lines = self.points.take()
+            if lines:  # alert events and device places ride with the next batch
+                self.builder.add_lines(lines)
         self.writer.complete_finished()
         if self.writer.idle and not self.builder.open.deliveries:
             self.writer.replay_spool()

@@ -32,10 +32,12 @@ from collector.errors import CollectorError
 log = logging.getLogger(__name__)
 
 PHONE_RE = re.compile(r"^\+\d{6,15}$")  # E.164: international form, e.g. +86…
-COLUMNS = ("id", "name", "site", "township", "grid", "lat", "lon", "sensor", "calibration",
-           "contacts", "technician")
+COLUMNS = ("id", "name", "site", "township", "grid", "lat", "lon", "sensor", "link",
+           "calibration", "contacts", "technician")
 REQUIRED = ("id", "site", "township", "grid", "lat", "lon")
 SENSORS = ("pms5003", "pmsa003i", "sds011")
+#: how the device reaches the broker; "cellular" gets the deadman rule's `cellular_grace`
+LINKS = ("wired", "wifi", "cellular")
 
 
 class RegistryError(CollectorError):
@@ -61,6 +63,7 @@ class Device:
     calibration: Calibration | None
     contacts: tuple[Contact, ...]
     technician: Contact | None = None  # maintains the sensor; gets maintenance alerts
+    link: str = "wired"
 
     def tags(self) -> dict[str, str]:
         return {"site": self.site, "township": self.township, "grid": self.grid}
@@ -171,8 +174,11 @@ def parse_device(raw: Mapping[str, Any], where: str) -> Device:
     sensor = _text(raw, "sensor", where, False) or "pms5003"
     if sensor not in SENSORS:
         raise RegistryError(f"{where}.sensor: expected one of {SENSORS}, got {sensor!r}")
+    link = _text(raw, "link", where, False) or "wired"
+    if link not in LINKS:
+        raise RegistryError(f"{where}.link: expected one of {LINKS}, got {link!r}")
     return Device(
-        id=device_id, name=_text(raw, "name", where, False),
+        id=device_id, link=link, name=_text(raw, "name", where, False),
         site=_tag(raw, "site", where), township=_tag(raw, "township", where),
         grid=_tag(raw, "grid", where),
         lat=_number(raw, "lat", where, -90, 90), lon=_number(raw, "lon", where, -180, 180),

@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from collector.aggregates import Agg, HourlyAggregates, Key
+from collector.aggregates import FIELDS, Agg, HourlyAggregates, Key
 from collector.dedup import DeviceSeq, SeqTracker
 
 
@@ -60,8 +60,11 @@ class StateStore:
                               key).fetchone()
         if row is None:
             return None
-        return Agg(json.loads(row[0]), json.loads(row[1]),
-                   [float(x) for x in json.loads(row[2])])
+        sums, counts = json.loads(row[0]), json.loads(row[1])
+        maxes = [float(x) for x in json.loads(row[2])]
+        # an hour saved before a field was added to the aggregates has none of it yet
+        pad = max(0, len(FIELDS) - len(sums))
+        return Agg(sums + [0.0] * pad, counts + [0] * pad, maxes + [float("-inf")] * pad)
 
     @staticmethod
     def snapshot(seqs: SeqTracker, devices: list[str], aggs: HourlyAggregates,

@@ -153,8 +153,12 @@ class CountyServices:
             f'state_db = "{state / "alerting.sqlite"}"\n'
             'event_channels = ["bus"]\n'
             "[alerting.ack]\n"
-            f'token = "{self.api_token}"\n'
             f"http_port = {self.api_port}\n"
+            # the printed API token is the county bureau's credential (it may acknowledge
+            # any alert of the county); grid workers' own come with their sign-in links
+            "[[alerting.ack.principals]]\n"
+            f'name = "{COUNTY_BUREAU[0]}"\nphone = "{COUNTY_BUREAU[1]}"\n'
+            f'token = "{self.api_token}"\n'
             "[alerting.channels.bus]\n"
             'type = "mqtt"\n'
             "[alerting.channels.modem]\n"

@@ -72,7 +72,9 @@ class NetCut:
             sel = selectors.DefaultSelector()
             try:
                 if listener is not None:
-                    sel.register(listener, selectors.EVENT_READ, None)
+                    # cut() may close it meanwhile, from another thread
+                    with contextlib.suppress(ValueError, OSError):
+                        sel.register(listener, selectors.EVENT_READ, None)
                 for s in socks:
                     with contextlib.suppress(ValueError, OSError):
                         sel.register(s, selectors.EVENT_READ, None)

@@ -62,6 +62,8 @@ class Stack:
     outbox_caps: dict[str, int] = field(default_factory=dict)
     #: a county: registry, /metrics, alerting with its HTTP API (None: the bare collector)
     county: CountyServices | None = None
+    #: more collector config (TOML tables: a registry, alerting channels, ...)
+    collector_extra: str = ""
     sims: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     collector: subprocess.Popen[bytes] | None = None
@@ -148,6 +150,7 @@ class Stack:
             f'files = ["{self.rules_file}"]\n'
             "tick_interval_s = 0.5\n"
             + (self.county.collector_tables(self.workdir) if self.county else "")
+            + self.collector_extra
         )
         if self.county:
             path.chmod(0o600)  # it holds the API token

@@ -47,13 +47,15 @@ class DeliveryStats:
 class ChannelWorker:
     def __init__(self, notifier: Notifier, spec: ChannelSpec, store: Store, stats: DeliveryStats,
                  clock: Callable[[], float] = time.time,
-                 on_dead: Callable[[Message, int, str], None] | None = None) -> None:
+                 on_dead: Callable[[Message, int, str], None] | None = None,
+                 on_outcome: Callable[[Message, bool, int], None] | None = None) -> None:
         self.notifier = notifier
         self.spec = spec
         self.store = store
         self.stats = stats
         self.clock = clock
         self.on_dead = on_dead
+        self.on_outcome = on_outcome  # (message, delivered, at_ms): sent or dead-lettered
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"alert-{spec.name}", daemon=True)
@@ -125,15 +127,26 @@ class ChannelWorker:
                         name, msg.id, msg.recipient, n, exc, delay / 1000)
             self.store.reschedule(msg.id, self._now_ms() + delay, n, str(exc))
             return 0
-        self.store.mark_sent(msg.id, self._now_ms())
+        now = self._now_ms()
+        self.store.mark_sent(msg.id, now)
         self.stats.count("sent", name)
+        self._tell(msg, True, now)
         return 1
+
+    def _tell(self, msg: Message, delivered: bool, at_ms: int) -> None:
+        if self.on_outcome is not None:
+            try:
+                self.on_outcome(msg, delivered, at_ms)
+            except Exception:  # recording an outcome must not fail the delivery
+                log.exception("channel %s: recording an outcome failed", self.spec.name)
 
     def _dead(self, msg: Message, attempts: int, error: str) -> None:
         log.error("channel %s: dead letter %s to %r after %d attempts: %s", self.spec.name,
                   msg.id, msg.recipient, attempts, error)
-        self.store.mark_dead(msg.id, self._now_ms(), attempts, error)
+        now = self._now_ms()
+        self.store.mark_dead(msg.id, now, attempts, error)
         self.stats.count("dead", self.spec.name)
+        self._tell(msg, False, now)
         if self.on_dead is not None:
             try:
                 self.on_dead(msg, attempts, error)

@@ -41,6 +41,9 @@ def alert_data(a: Alert) -> dict[str, Any]:
 def to_cloudevent(e: Event, text: str, muted: str | None) -> dict[str, Any]:
     data = alert_data(e.alert)
     data.update(state=e.kind, at_ms=e.at_ms, text=text, muted=muted, **e.detail)
+    late_ms = e.detail.get("late_ms")
+    if late_ms:  # decided on late readings: at_ms (and time) is the readings' time
+        data.update(late=True, delay_s=round(int(late_ms) / 1000, 1))
     return {
         "specversion": "1.0", "type": EVENT_TYPE_PREFIX + e.kind, "source": SOURCE,
         "id": event_id(e.alert, e.kind, e.seq), "time": _time(e.at_ms),

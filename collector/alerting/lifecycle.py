@@ -16,6 +16,11 @@ from collector.alerting.config import EscalationLevel
 from collector.alerting.model import Alert, Event, EventKind
 
 
+def _late(t: Transition) -> dict[str, object]:
+    """Event detail of a transition decided on late readings: its delay."""
+    return {"late_ms": t.late_ms} if t.late_ms else {}
+
+
 class Lifecycle:
     def __init__(self, new_id: Callable[[Alert], int], reopen_within_ms: int) -> None:
         self.new_id = new_id
@@ -48,21 +53,24 @@ class Lifecycle:
                     and t.at_ms - a.resolved_ms <= self.reopen_within_ms:
                 a.state, a.value, a.updated_ms, a.resolved_ms = "firing", t.value, t.at_ms, None
                 a.labels = labels
+                a.late_ms = t.late_ms
                 # an escalation clock restarts: the receivers were told it was over
-                a.level_since_ms = t.at_ms
-                return self._event("firing", a, t.at_ms, reopened=True)
+                a.level_since_ms = t.at_ms + t.late_ms
+                return self._event("firing", a, t.at_ms, reopened=True, **_late(t))
+            # a late alert's escalation clock starts when it is known, not at reading time
             a = Alert(id=0, rule=t.rule, subject=t.subject, state="firing", value=t.value,
                       severity=t.severity, labels=labels, annotations=dict(t.annotations),
-                      started_ms=t.at_ms, updated_ms=t.at_ms, level_since_ms=t.at_ms)
+                      started_ms=t.at_ms, updated_ms=t.at_ms,
+                      level_since_ms=t.at_ms + t.late_ms, late_ms=t.late_ms)
             a.id = self.new_id(a)
             if key in self.by_key:
                 self.by_id.pop(self.by_key[key].id, None)
             self.by_key[key] = a
             self.by_id[a.id] = a
-            return self._event("firing", a, t.at_ms)
+            return self._event("firing", a, t.at_ms, **_late(t))
         if t.state == "resolved" and a is not None and a.state == "firing":
             a.state, a.value, a.updated_ms, a.resolved_ms = "resolved", t.value, t.at_ms, t.at_ms
-            return self._event("resolved", a, t.at_ms)
+            return self._event("resolved", a, t.at_ms, **_late(t))
         self.ignored += 1
         return None
 

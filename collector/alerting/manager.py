@@ -42,12 +42,14 @@ DEVICE_RECIPIENTS = ("grid_worker", "technician")
 class AlertManager:
     def __init__(self, cfg: AlertingConfig, store: Store, contacts: ContactDirectory,
                  addresses: dict[str, Address],
-                 wake: Callable[[Iterable[str]], None] = lambda names: None) -> None:
+                 wake: Callable[[Iterable[str]], None] = lambda names: None,
+                 on_event: Callable[[Event], None] = lambda ev: None) -> None:
         self.cfg = cfg
         self.store = store
         self.contacts = contacts
         self.addresses = addresses  # channel name → what its recipients are
         self.wake = wake
+        self.on_event = on_event  # every lifecycle event, e.g. to InfluxDB (alert_events)
         self.lock = threading.RLock()  # acks arrive on other threads
         self.templates = {lang: Templates(lang, contacts, cfg.aqi_standard)
                           for lang in ("zh", "en")}
@@ -228,6 +230,7 @@ class AlertManager:
                 for ch in self.cfg.event_channels]
         self.store.enqueue(msgs, now_ms)
         self.counters[f"event_{ev.kind}"] += 1
+        self.on_event(ev)
         return set(self.cfg.event_channels)
 
     def _recipient(self, target: Target, alert: Alert) -> str:

@@ -31,6 +31,7 @@ class Alert:
     acked_ms: int | None = None
     level: int = 0  # escalation level: 0 = the first receivers (grid worker)
     level_since_ms: int = 0
+    late_ms: int = 0  # fired on readings that arrived this late (started_ms is their time)
 
     @property
     def key(self) -> str:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from airgrid.wire import deadletter_topic
 from alert_rules.transitions import Transition
@@ -18,28 +22,60 @@ from collector.alerting.contacts import ContactDirectory
 from collector.alerting.delivery import ChannelWorker, DeliveryStats
 from collector.alerting.http_api import AlertHttpApi
 from collector.alerting.manager import AlertManager
-from collector.alerting.model import Message
+from collector.alerting.model import Event, Message
 from collector.alerting.store import Store
 
 log = logging.getLogger(__name__)
 
 
+class Recorder(Protocol):
+    """Told every lifecycle event and every delivery outcome (any thread)."""
+
+    def event(self, ev: Event) -> None: ...
+
+    def delivery(self, msg: Message, delivered: bool, at_ms: int) -> None: ...
+
+
+class ManagerCounters:
+    """The manager's decisions (events per kind, notifications, acknowledgements per way,
+    unroutable alerts, ...) as one Prometheus counter with a `what` label."""
+
+    def __init__(self, manager: AlertManager) -> None:
+        self.manager = manager
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily("airgrid_alert_decisions",
+                                     "alert manager decisions by kind", labels=["what"])
+        for what, n in sorted(self.manager.counters.items()):
+            family.add_metric([what], n)
+        yield family
+
+
 class AlertingService:
     def __init__(self, cfg: AlertingConfig, ctx: Context,
                  contacts: ContactDirectory | None = None,
-                 types: dict[str, registry.Factory] | None = None) -> None:
+                 types: dict[str, registry.Factory] | None = None,
+                 metrics: CollectorRegistry | None = None,
+                 recorder: Recorder | None = None) -> None:
+        """`metrics`: the registry the collector's `/metrics` serves (delivery counters
+        and the manager's decisions are registered there); `recorder` is told every
+        lifecycle event and delivery outcome (the collector writes them to InfluxDB)."""
         self.cfg = cfg
         self.ctx = ctx
         self.store = Store(cfg.state_db)
         ctx = Context(**{**ctx.__dict__, "on_sms": self._on_sms})
         self.notifiers: dict[str, Notifier] = {
             name: registry.build(spec, ctx, types) for name, spec in cfg.channels.items()}
-        self.stats = DeliveryStats()
+        self.stats = DeliveryStats(metrics)
         self.workers = {name: ChannelWorker(self.notifiers[name], spec, self.store, self.stats,
-                                            on_dead=self._on_dead)
+                                            on_dead=self._on_dead,
+                                            on_outcome=recorder.delivery if recorder else None)
                         for name, spec in cfg.channels.items()}
         self.manager = AlertManager(cfg, self.store, contacts or cfg.contacts,
-                                    {n: c.address for n, c in self.notifiers.items()}, self._wake)
+                                    {n: c.address for n, c in self.notifiers.items()}, self._wake,
+                                    **({"on_event": recorder.event} if recorder else {}))
+        if metrics is not None:
+            metrics.register(ManagerCounters(self.manager))
         self.http: AlertHttpApi | None = None
         if cfg.ack_http_port is not None:
             self.http = AlertHttpApi(self.manager, cfg.principals, cfg.ack_http_host,

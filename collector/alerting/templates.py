@@ -19,10 +19,11 @@ CST = dt.timezone(dt.timedelta(hours=8), "CST")  # China Standard Time, no DST
 TEXTS = {
     "zh": {
         "firing": "【空气质量告警】{place}{name}：{rule} {value}，{category}。{advice}时间 {time}。"
-                  "请回复“收到 {id}”确认。",
+                  "{late}请回复“收到 {id}”确认。",
+        "late": "补传数据：读数时间 {reading_time}，迟到 {delay}。",
         "group": "【空气质量告警】{place}{n}处超标：{items}。时间 {time}。请回复“收到 编号”确认"
                  "（编号：{ids}）。",
-        "item": "{name} {value}（#{id}）",
+        "item": "{name} {value}（#{id}）{late}",
         "resolved": "【告警解除】{place}{name}：{rule} 已恢复至 {value}。告警 #{id}。时间 {time}。",
         "escalated": "【告警升级·第{level}级】{place}{name}：{rule} {value}，{category}，"
                      "已{minutes}分钟无人确认。时间 {time}。请回复“收到 {id}”确认。",
@@ -32,10 +33,11 @@ TEXTS = {
     },
     "en": {
         "firing": "[Air quality alert] {place}{name}: {rule} {value}, {category}. {advice} "
-                  "Time {time}. Reply \"ACK {id}\" to acknowledge.",
+                  "Time {time}. {late}Reply \"ACK {id}\" to acknowledge.",
+        "late": "Late data: read at {reading_time}, {delay} late. ",
         "group": "[Air quality alert] {place}{n} sites over the limit: {items}. Time {time}. "
                  "Reply \"ACK <no.>\" to acknowledge (nos. {ids}).",
-        "item": "{name} {value} (#{id})",
+        "item": "{name} {value} (#{id}){late}",
         "resolved": "[Alert cleared] {place}{name}: {rule} back to {value}. Alert #{id}. "
                     "Time {time}.",
         "escalated": "[Alert escalated, level {level}] {place}{name}: {rule} {value}, {category},"
@@ -86,10 +88,20 @@ class Templates:
                 category = cat.zh if self.lang == "zh" else cat.en.lower()
                 advice = (cat.advice_zh if self.lang == "zh" else cat.advice_en)
         when = dt.datetime.fromtimestamp(at_ms / 1000, CST).strftime("%m-%d %H:%M")
+        late = ""
+        if a.late_ms > 0:  # raised on a backlog: say when the readings were taken
+            read = dt.datetime.fromtimestamp(a.started_ms / 1000, CST).strftime("%H:%M:%S")
+            late = self.t["late"].format(reading_time=read, delay=self._delay(a.late_ms))
         return {"place": place, "name": c.name if c else a.subject, "id": a.id,
                 "rule": "PM2.5" if p == "pm2_5" else ("PM10" if p == "pm10" else a.rule),
                 "value": value, "category": category or a.severity, "advice": advice,
-                "time": when, "level": a.level, "by": a.acked_by or ""}
+                "time": when, "level": a.level, "by": a.acked_by or "", "late": late}
+
+    def _delay(self, ms: int) -> str:
+        s = ms // 1000
+        if self.lang == "zh":
+            return f"{s // 60}分{s % 60}秒" if s >= 60 else f"{s}秒"
+        return f"{s // 60} min {s % 60} s" if s >= 60 else f"{s} s"
 
     def alert(self, kind: str, a: Alert, at_ms: int, minutes: int = 0) -> str:
         f = self._fields(a, at_ms)

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import collector
 from alert_rules.engine import Engine
@@ -20,7 +22,7 @@ from collector.config import from_dict
 from collector.delivery import Delivery
 from collector.influx_sink import InfluxV1Sink
 from collector.mqtt_ingest import MqttIngest
-from collector.registry import Contact, RegistryError, RegistryWatcher, load
+from collector.registry import LINKS, Contact, RegistryError, RegistryWatcher, load
 from orchestration.services import InfluxDB, Mosquitto
 from tests.support.collector_process import reading, stored_rows, up_payload
 
@@ -40,6 +42,8 @@ def test_example_registries_load() -> None:
     assert yml["cg-001"].technician == Contact("陈工", "+8613600000005")
     assert csv_["hx-001"].technician == Contact("陈工", "+8613600000005")
     assert csv_["hx-002"].technician is None
+    assert csv_["hx-001"].link == "cellular" and csv_["hx-002"].link == "wired"
+    assert yml["cg-002"].link == "cellular" and yml["cg-001"].link == "wifi"
 
 
 def test_a_gbk_csv_from_excel_is_refused_with_what_to_do(tmp_path: Path) -> None:
@@ -56,6 +60,26 @@ def test_a_gbk_csv_from_excel_is_refused_with_what_to_do(tmp_path: Path) -> None
     assert "GBK" in msg and "CSV UTF-8" in msg
     f.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))  # Excel's "CSV UTF-8" has a BOM
     assert load(f)["hx-001"].contacts[0].name == "李娜"
+
+
+@settings(max_examples=60, deadline=None)
+@given(link=st.one_of(st.sampled_from(LINKS), st.integers(), st.text(
+    st.characters(blacklist_characters='"\r\n', blacklist_categories=("Cs",)), max_size=12)))
+def test_link_is_one_of_three_or_an_error_naming_entry_and_key(link: object) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "reg.csv"
+        f.write_text(f"id,site,township,grid,lat,lon,link\na1,s,t,g,1,2,\"{link}\"\n",
+                     encoding="utf-8")
+        text = str(link).strip()
+        try:
+            got = load(f)["a1"].link
+        except RegistryError as exc:
+            assert f"{f}: line 2.link: expected one of {LINKS}" in str(exc)
+            assert text not in LINKS and text != ""
+        else:
+            assert got == (text or "wired") and got in LINKS
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -86,6 +110,8 @@ def test_a_gbk_csv_from_excel_is_refused_with_what_to_do(tmp_path: Path) -> None
      "devices[0].technician: expected one {name, phone}, got a list"),
     ("devices:\n  - {id: a1, site: s, township: t, grid: g, lat: 1, lon: 1, colour: red}\n",
      "devices[0]: unknown key 'colour'"),
+    ("devices:\n  - {id: a1, site: s, township: t, grid: g, lat: 1, lon: 1, link: 5g}\n",
+     "devices[0].link: expected one of ('wired', 'wifi', 'cellular'), got '5g'"),
     ("devices: [\n", "not valid YAML"),
     ("sensors: []\n", "devices: expected a list"),
 ])

@@ -1,15 +1,20 @@
 """Every panel, variable and annotation query of the committed dashboards, with Grafana's
 macros substituted, runs against a real InfluxDB filled by the real simulator, edge agents
-and collector, and returns the columns its panel reads, non-empty.
+and collector (with its device registry and alerting), and returns the columns its panel
+reads, non-empty.
 
-`readings` and `device_status` come from the running stack. What the stack does not write
-yet is written through InfluxDB's real `/write` with the collector's own line-protocol
-code where it has it: a PMS5003T-like device with humidity and registry tags (the
-simulator plays only the PMS5003), device locations, hourly aggregates and alert events.
+Readings, device status, hourly aggregates, device places (`device_location`) and every
+alert event (`alert_events`: firing, escalated, acknowledged, resolved, notified,
+notify_failed) are written by the collector through real episodes: one that passes, one
+that lasts; a grid worker acknowledges over the collector's HTTP API; the escalation
+notices go to a webhook that nobody answers. Only the humidity sensor's readings are
+written by the test (the simulator plays the PMS5003, which measures no humidity),
+through InfluxDB's real `/write` with the collector's own line-protocol code.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,18 +28,23 @@ from collector.line_protocol import READINGS, escape_tag, fields_of, tag_set
 from grafana import generate, macros, queries
 from grafana.macros import VariableValue
 from grafana.model import Annotation, Dashboard, Target
-from orchestration.services import InfluxDB, Mosquitto
+from orchestration.services import InfluxDB, Mosquitto, free_port
 from orchestration.stack import SimDevice, Stack, Timing
 from tests.support.integration import process_fixture
 from tests.support.wait import wait_for
 
 STACK_DEVICES = [
     SimDevice("gq-clean", "clean", baseline=25, seed=11),
-    SimDevice("gq-episode", "episode", baseline=40, peak=180, episode_start_s=2,
-              episode_length_s=30, seed=12),
+    # passes: fires, escalates, is acknowledged, resolves
+    SimDevice("gq-episode", "episode", baseline=40, peak=230, episode_start_s=2,
+              episode_length_s=10, seed=12),
+    # lasts while the dashboards are queried: an open alert
+    SimDevice("gq-smog", "episode", baseline=40, peak=230, episode_start_s=2,
+              episode_length_s=3600, seed=14),
     SimDevice("gq-leaving", "clean", baseline=30, seed=13),
 ]
 HUMID_DEVICE = "gq-pms5003t"
+ACK_TOKEN = "gq-ack-token-0123456789"
 
 
 def _write(influx: InfluxDB, db: str, lines: list[str]) -> None:
@@ -44,7 +54,7 @@ def _write(influx: InfluxDB, db: str, lines: list[str]) -> None:
         assert resp.status == 204
 
 
-def _extra_points(now: int) -> list[str]:
+def _humid_readings(now: int) -> list[str]:
     lines: list[str] = []
     tags = tag_set({"device": HUMID_DEVICE, "site": "xh-school", "township": "xinhe",
                     "grid": "xinhe-03"})
@@ -54,28 +64,68 @@ def _extra_points(now: int) -> list[str]:
                     pm10_cf1=44.0 + i, temperature_c=12.5, humidity_pct=80.0 + i / 2,
                     flags=("high_humidity",) if i > 10 else ())
         lines.append(f"{READINGS}{tags},sensor={escape_tag(r.sensor)} {fields_of(r)} {r.ts}")
-    for k, d in enumerate([*(s.device for s in STACK_DEVICES), HUMID_DEVICE]):
-        lines.append(f"device_location,device={d},site=s{k},township=xinhe,grid=xinhe-0{k} "
-                     f"latitude={36.1 + k / 100},longitude={117.2 + k / 100} {now - 3_600_000}")
-        for h in range(3):
-            lines.append(f"readings_hourly,device={d} pm2_5_mean={30.0 + h},pm2_5_max={60.0 + h},"
-                         f"pm2_5_count=60i,pm10_mean={45.0 + h} {now - (h + 1) * 600_000}")
-    d = "gq-episode"
-    events = [
-        ("pm25_heavy", "firing", "", "open=1i,value=182.5", 240),
-        ("pm25_heavy", "notified", "sms", "value=182.5", 239),
-        ("pm25_heavy", "notified", "mqtt", "value=182.5", 239),
-        ("pm25_heavy", "notify_failed", "webhook", "value=182.5", 238),
-        ("pm25_heavy", "escalated", "", "value=182.5,level=1i", 200),
-        ("pm25_heavy", "acknowledged", "", "value=182.5,ack_delay_s=95.0", 145),
-        ("pm25_warn", "firing", "", "open=1i,value=120.0", 120),
-        ("pm25_warn", "resolved", "", "open=0i,value=60.0", 60),
-    ]
-    for rule, state, channel, fields, ago_s in events:
-        ch = f",channel={channel}" if channel else ""
-        lines.append(f'alert_events,device={d},rule={rule},state={state}{ch} {fields},'
-                     f'severity="warning" {now - ago_s * 1000}')
     return lines
+
+
+def _registry(path: Path) -> None:
+    rows = ["id,name,site,township,grid,lat,lon,link"]
+    for k, d in enumerate([*(s.device for s in STACK_DEVICES), HUMID_DEVICE]):
+        rows.append(f"{d},站点{k},s{k},xinhe,xinhe-0{k},{36.1 + k / 100},{117.2 + k / 100},"
+                    f"{'cellular' if k % 2 else 'wired'}")
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def _collector_extra(work: Path, ack_port: int) -> str:
+    token = work / "ack.token"
+    token.write_text(ACK_TOKEN)
+    secret = work / "webhook.secret"
+    secret.write_text("gq-webhook-secret-0123456789")
+    for f in (token, secret):
+        f.chmod(0o600)
+    registry = work / "registry.csv"
+    _registry(registry)
+    return f"""[registry]
+file = "{registry}"
+[alerting]
+state_db = "{work / 'alerts.db'}"
+[alerting.ack]
+http_port = {ack_port}
+mqtt = false
+[[alerting.ack.principals]]
+name = "网格员 张伟"
+phone = "+8613700000007"
+token_file = "{token}"
+[[alerting.contacts.officers]]
+role = "county_bureau"
+township = "*"
+name = "网格员 张伟"
+phone = "+8613700000007"
+[alerting.channels.hook]
+type = "webhook"
+url = "http://127.0.0.1:{free_port()}/nobody-listens"
+secret_file = "{secret}"
+max_attempts = 1
+[alerting.receivers.township]
+targets = [{{ channel = "hook", to = "ops" }}]
+[[alerting.escalation]]
+after = "2s"
+receivers = ["township"]
+"""
+
+
+def _ack(port: int, alert_id: int) -> None:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/alerts/{alert_id}/ack",
+        data=json.dumps({"by": "网格员 张伟"}).encode(), method="POST",
+        headers={"Authorization": f"Bearer {ACK_TOKEN}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+
+
+def _events(influx: InfluxDB, db: str, where: str) -> list[dict[str, Any]]:
+    res: Any = influx.query(f"SELECT * FROM alert_events WHERE {where}", db=db)
+    series = res["results"][0].get("series") or []
+    return [dict(zip(s["columns"], v, strict=True)) for s in series for v in s["values"]]
 
 
 @process_fixture(scope="module")
@@ -85,9 +135,15 @@ def filled(tmp_path_factory: pytest.TempPathFactory,
     broker = Mosquitto(work / "mosquitto")
     broker.start()
     db = f"gq_{int(time.time())}"
+    ack_port = free_port()
     stack = Stack(work / "stack", broker, shared_influxdb, STACK_DEVICES,
                   Timing(frame_period_s=0.1, sample_interval_s=0.5, status_interval_s=1.0),
-                  database=db)
+                  database=db, collector_extra=_collector_extra(work, ack_port))
+    influx = shared_influxdb
+
+    def event(where: str) -> list[dict[str, Any]]:
+        return _events(influx, db, where)
+
     try:
         stack.start()
         wait_for(lambda: min(stack.stored().values()) >= 8, 60, step=0.5)
@@ -95,16 +151,33 @@ def filled(tmp_path_factory: pytest.TempPathFactory,
         stack._terminate(stack.agents.pop("gq-leaving"))
 
         def offline_stored() -> bool:
-            res = shared_influxdb.query(
+            res = influx.query(
                 "SELECT last(online) FROM device_status WHERE device='gq-leaving'", db=db)
             series = res["results"][0].get("series")  # type: ignore[index]
             return bool(series) and series[0]["values"][0][1] is False
 
         assert wait_for(offline_stored, 60, step=0.3), (
             "the stopped agent's offline status never reached InfluxDB")
-        _write(shared_influxdb, db, _extra_points(int(time.time() * 1000)))
+        # The passing episode: fired, escalated (nobody acknowledged in 2 s), then a grid
+        # worker acknowledges; it resolves when the episode is over.
+        assert wait_for(lambda: event("device='gq-episode' AND state='escalated'"), 60,
+                        step=0.3), "no escalation written"
+        fired = event("device='gq-episode' AND state='firing'")
+        assert fired[0]["township"] == "xinhe" and fired[0]["grid"] == "xinhe-01"
+        _ack(ack_port, int(fired[0]["alert_id"]))
+        for what in ("device='gq-episode' AND state='acknowledged'",
+                     "device='gq-episode' AND state='resolved'",
+                     "device='gq-smog' AND state='firing'",
+                     "state='notified' AND channel='bus'",
+                     "state='notify_failed' AND channel='hook'"):
+            assert wait_for(lambda w=what: event(w), 60, step=0.3), f"no {what} written"
+        places: Any = influx.query('SELECT last("latitude") FROM device_location '
+                                   'GROUP BY "device"', db=db)
+        assert {s["tags"]["device"] for s in places["results"][0]["series"]} == {
+            *(d.device for d in STACK_DEVICES), HUMID_DEVICE}  # from the collector
+        _write(influx, db, _humid_readings(int(time.time() * 1000)))
         # The others keep running while the dashboards are queried, as in the county.
-        yield shared_influxdb, db
+        yield influx, db
     finally:
         stack.stop()
         broker.stop()
@@ -222,10 +295,11 @@ def test_fleet_table_puts_the_stopped_device_offline_and_others_online(
         return {s["tags"]["device"]: s["values"][0][s["columns"].index(column)]
                 for s in series}
 
-    assert last("A", "online") == {"gq-clean": True, "gq-episode": True, "gq-leaving": False}
+    assert last("A", "online") == {"gq-clean": True, "gq-episode": True, "gq-smog": True,
+                                   "gq-leaving": False}
     # The stopped device keeps the version it last reported while online.
     versions = last("B", "agent_version")
-    assert set(versions) == {"gq-clean", "gq-episode", "gq-leaving"}
+    assert set(versions) == {"gq-clean", "gq-episode", "gq-smog", "gq-leaving"}
     assert all(versions.values()), versions
 
 

@@ -55,7 +55,7 @@ def test_stack_up_serves_a_county_and_down_leaves_no_process(
             assert b"airgrid_" in resp.read()
         # the alert API answers: refuses without the token, 404 for an unknown alert with it
         token = tomllib.loads(Path(up["collector_config"]).read_text())["alerting"]["ack"][
-            "token"]
+            "principals"][0]["token"]
         for headers, status in (({}, 401), ({"Authorization": f"Bearer {token}"}, 404)):
             req = urllib.request.Request(f"{up['api_url']}/alerts/999999/ack", data=b"{}",
                                          headers=headers, method="POST")
