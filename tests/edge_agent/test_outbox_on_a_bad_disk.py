@@ -100,7 +100,7 @@ def _agent(processes: Processes, tmp_path: Path, device: str, tty: Path, outbox:
     config.write_text(
         f'device = "{device}"\n[sensor]\nport = "{tty}"\nwarmup_s = 0\n'
         f'[sampling]\ninterval_s = 0.1\n[outbox]\npath = "{outbox}"\n'
-        f"[broker]\nport = {broker_port}\nkeepalive_s = 10\n"
+        f"[broker]\nhost = \"127.0.0.1\"\nport = {broker_port}\nkeepalive_s = 10\n"
         "[publish]\nbackoff_max_s = 1.0\n[clock]\ntrust_system_clock = true\n"
         "[status]\ninterval_s = 0.5\n")
     log = tmp_path / f"{device}.log"

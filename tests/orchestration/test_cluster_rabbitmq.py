@@ -284,7 +284,9 @@ def test_amqp_collector_alerting_opens_its_own_mqtt_connection(mosquitto: Mosqui
 
     cfg = from_dict({"source": "amqp", "broker": {"port": mosquitto.port, "client_id": "c7"},
                      "alerting": {"state_db": str(tmp_path / "a.sqlite"),
-                                  "ack": {"mqtt": True, "token": "t"}}},
+                                  "ack": {"mqtt": True, "principals": [
+                                      {"name": "app", "app_id": "app-1",
+                                       "token": "t" * 16}]}}},
                     tmp_path / "collector.toml")
     alerting = build_alerting(cfg, None, RegistryWatcher(None, 2.0))
     assert alerting is not None and alerting.mqtt_ack is not None

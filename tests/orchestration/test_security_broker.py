@@ -281,7 +281,8 @@ def test_default_broker_config_offers_no_plaintext_password_login_off_loopback(
     tmp_path: Path, processes: Processes, capsys: pytest.CaptureFixture[str],
 ) -> None:
     home = tmp_path / "home"
-    assert admin_main(["--home", str(home), "ca", "init"]) == 0
+    assert admin_main(["--home", str(home), "ca", "init", "--broker-host",
+                       "mqtt.county.example"]) == 0
     broker = Mosquitto(tmp_path / "broker")
     out = tmp_path / "conf"
     # Everything default except the ports (the default ones may be taken here).
