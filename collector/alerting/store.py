@@ -75,7 +75,8 @@ class Store:
             cur = db.execute(
                 "INSERT INTO alerts (rule, subject, state, value, severity, labels, annotations,"
                 " started_ms, updated_ms, resolved_ms, acked_by, acked_ms, level, level_since_ms)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                # SQLite stores a NaN as NULL: a value a rule could not compute is kept as 0
+                " VALUES (?,?,?,coalesce(?, 0.0),?,?,?,?,?,?,?,?,?,?)",
                 (a.rule, a.subject, a.state, a.value, a.severity, json.dumps(a.labels),
                  json.dumps(a.annotations), a.started_ms, a.updated_ms, a.resolved_ms,
                  a.acked_by, a.acked_ms, a.level, a.level_since_ms))
@@ -84,7 +85,10 @@ class Store:
     def update_alert(self, a: Alert, event_seq: int) -> None:
         with self.tx() as db:
             db.execute(
-                "UPDATE alerts SET state=?, value=?, labels=?, updated_ms=?, resolved_ms=?,"
+                # a NaN (bound as NULL: the rule had no value, e.g. a window gone empty at
+                # resolve) keeps the last value instead of breaking the NOT NULL column
+                "UPDATE alerts SET state=?, value=coalesce(?, value), labels=?, updated_ms=?,"
+                " resolved_ms=?,"
                 " acked_by=?, acked_ms=?, level=?, level_since_ms=?, event_seq=? WHERE id=?",
                 (a.state, a.value, json.dumps(a.labels), a.updated_ms, a.resolved_ms,
                  a.acked_by, a.acked_ms, a.level, a.level_since_ms, event_seq, a.id))

@@ -245,3 +245,14 @@ def test_the_bus_event_of_a_transition_carries_the_rule_rendered_text() -> None:
                  "severity": "critical", "labels": {},
                  "annotations": {"summary": "dev-a {device} 186.0"}, "at_ms": 1_790_000_000_000},
     }
+
+
+def test_a_transition_without_a_value_is_stored_not_a_crash(tmp_path: Path) -> None:
+    """A rule that resolves with no value (NaN: its window emptied) must not break the
+    store's NOT NULL column and stop the collector; the alert keeps its last value."""
+    m = manager(sms_config(tmp_path, "/dev/null"))
+    m.handle([tr("dev-a", "firing", 180.0, T0)], T0)
+    m.handle([tr("dev-a", "resolved", float("nan"), T0 + 60_000)], T0 + 60_000)
+    m.handle([tr("dev-b", "firing", float("nan"), T0 + 61_000)], T0 + 61_000)
+    rows = dict(m.store.db.execute("SELECT subject, value FROM alerts").fetchall())
+    assert rows == {"dev-a": 180.0, "dev-b": 0.0}
