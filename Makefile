@@ -21,8 +21,10 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/airgrid demo
 
+# Two workers, whole test files each (a module's shared stack stays in one worker): most of
+# the suite waits on real processes, so two files overlap well on two cores.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: venv
 	$(VENV)/bin/ruff check .
