@@ -78,6 +78,9 @@ def test_metrics_health_status_lwt_aggregates_and_restart(
         dev.loop_stop()
         dev.socket().close()  # dies without DISCONNECT: the broker sends the Last Will
         assert wait_for(lambda: c.metric("airgrid_collector_devices_online") == 0, 15, step=0.1)
+        # the gauge moves when the status arrives; its point is stored with the next batch
+        assert wait_for(lambda: len(stored_rows(shared_influxdb, influx_db_name,
+                                                "device_status")) == 2, 15, step=0.1)
         health = stored_rows(shared_influxdb, influx_db_name, "device_status")
         assert [r["online"] for r in health] == [True, False]
         assert health[0]["outbox_depth"] == 3
