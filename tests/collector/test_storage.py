@@ -45,7 +45,15 @@ def test_v1_write_with_auth_and_refused_without(tmp_path: Path, processes: Proce
     urllib.request.urlopen(f"{influx.url}/query", data=q, timeout=10).read()
     good = InfluxV1Sink(influx.url, "authdb", "admin", "s3cret")
     good.ensure_database()
-    good.write(LINES)
+
+    def written() -> bool:
+        try:
+            good.write(LINES)
+        except RetryLater:  # a new database can take a moment to accept writes, as the
+            return False    # collector's writer knows: it retries too
+        return True
+
+    assert wait_for(written, 20, step=0.2)
     with pytest.raises(Rejected, match="401"):
         InfluxV1Sink(influx.url, "authdb", "admin", "wrong").write(LINES)
     with pytest.raises(Rejected, match="401"):
