@@ -41,9 +41,9 @@ BENCHES: dict[str, Forms] = {
         full=("--readings", "20000", "--repeats", "3", "--agent-seconds", "60")),
     "hostile": Forms(quick=(), full=()),
     "ingest": Forms(
-        quick=("--devices", "200", "--readings", "300000"),
+        quick=("--devices", "200", "--readings", "100000"),
         full=("--devices", "500", "--readings", "6000000"), timeout_s=900),
-    "report_render": Forms(quick=("--runs", "3"), full=("--runs", "3")),
+    "report_render": Forms(quick=("--runs", "2"), full=("--runs", "3")),
     "rules": Forms(
         quick=("--devices", "100000", "--ticks", "11", "--naive-devices", "1000",
                "--naive-ticks", "2"),

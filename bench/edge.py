@@ -66,7 +66,7 @@ def replay_rate(d: Path, broker: Mosquitto, n: int) -> float:
     # A device (so an MQTT client id and session) of its own for each repeat: the broker
     # keeps a persistent session per client id, which must not carry from one repeat over.
     device = f"bench-{next(_REPLAY_DEVICE)}"
-    pub = Publisher(device, "bench", ob, BrokerSettings(port=broker.port),
+    pub = Publisher(device, "bench", ob, BrokerSettings(host="127.0.0.1", port=broker.port),
                     PublishSettings(), status=lambda: None)  # type: ignore[arg-type,return-value]
     t0 = time.perf_counter()
     pub.start()
