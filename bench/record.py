@@ -102,7 +102,7 @@ def write_record(directory: Path, bench: str, record: Mapping[str, Any]) -> Path
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{bench}.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False, sort_keys=True) + "\n",
+    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n",
                    encoding="utf-8")
     tmp.replace(path)
     return path

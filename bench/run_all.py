@@ -60,7 +60,7 @@ def annotate(results: Path, name: str, status: int | None, started: float) -> bo
         return False
     record = json.loads(path.read_text(encoding="utf-8"))
     record["provenance"]["exit_status"] = status
-    path.write_text(json.dumps(record, indent=2, ensure_ascii=False, sort_keys=True) + "\n",
+    path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n",
                     encoding="utf-8")
     return True
 
