@@ -30,6 +30,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m tests.support.architecture
+	$(PY) -m bench.render_results --check
 
 # Every benchmark in its quick form (bench/catalog.py; about 15 minutes on 2 cores), each
 # recorded in bench/results/ with its commit, date, machine and load; then bench/RESULTS.md
