@@ -48,10 +48,10 @@ was measured in.
 
 
 def docstring_title(bench: str) -> str:
-    """The first line of the bench's docstring (read, not imported)."""
+    """The first paragraph of the bench's docstring, on one line (read, not imported)."""
     tree = ast.parse((BENCH_DIR / f"{bench}.py").read_text(encoding="utf-8"))
-    doc = ast.get_docstring(tree) or ""
-    return doc.strip().splitlines()[0].strip() if doc.strip() else ""
+    doc = (ast.get_docstring(tree) or "").strip()
+    return " ".join(doc.split("\n\n")[0].split())
 
 
 def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
