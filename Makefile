@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: setup debs venv demo test lint chaos clean
+.PHONY: setup debs venv demo test lint chaos bench clean
 
 setup: debs venv
 
@@ -30,6 +30,14 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m tests.support.architecture
+	$(PY) -m bench.render_results --check
+
+# Every benchmark in its quick form (bench/catalog.py; about 15 minutes on 2 cores), each
+# recorded in bench/results/ with its commit, date, machine and load; then bench/RESULTS.md
+# is regenerated from the records and bench/notes/. `python -m bench.run_all --full` for
+# the full forms, `--only NAME` for one bench.
+bench: setup
+	$(PY) -m bench.run_all
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .airgrid

@@ -30,6 +30,18 @@ import paho.mqtt.client as mqtt
 from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
 from orchestration.services import InfluxDB, Mosquitto
 
+# Run as `python bench/X.py`, Python puts bench/ first on sys.path instead of the repo
+# root (`python -m bench.X` puts the root there): a bench that imports bench.* or tests.*
+# swaps it back with this one line, the only path fix-up in bench/.
+if not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.record import emit
+
+#: The keys of the last line (bench/record.py checks them; RESULTS.md lists them).
+RESULT_KEYS = ("devices", "seconds", "alerts", "missing", "p50_ms", "p99_ms", "max_ms", "reference",
+               "p99_ratio_vs_reference")
+
 RULES = """rules:
   - name: pm25_heavy
     kind: threshold
@@ -156,7 +168,8 @@ def main() -> int:
         broker.start()
         influx.start()
         try:
-            out: dict[str, Any] = {"devices": args.devices, "seconds": args.seconds}
+            out: dict[str, Any] = {"devices": args.devices, "seconds": args.seconds,
+                                   "reference": None, "p99_ratio_vs_reference": None}
             if args.reference:
                 ref = run(work, broker, influx, args.devices, args.seconds, False,
                           args.crossings_per_s)
@@ -171,7 +184,7 @@ def main() -> int:
     out.update(res)
     if args.reference and res["p99_ms"] and out["reference"]["p99_ms"]:
         out["p99_ratio_vs_reference"] = round(res["p99_ms"] / out["reference"]["p99_ms"], 2)
-    print(json.dumps(out))
+    emit("alert_latency", out, RESULT_KEYS)
     return 0
 
 

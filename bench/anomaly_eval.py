@@ -18,13 +18,24 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from alert_rules.anomaly import Detector
+
+# Run as `python bench/X.py`, Python puts bench/ first on sys.path instead of the repo
+# root (`python -m bench.X` puts the root there): a bench that imports bench.* or tests.*
+# swaps it back with this one line, the only path fix-up in bench/.
+if not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.record import emit
+
+#: The keys of the last line (bench/record.py checks them; RESULTS.md lists them).
+RESULT_KEYS = ("seed", "faults_per_kind", "beijing_hourly", "sds011")
 
 KINDS = ("spike", "stuck", "drift")
 
@@ -111,12 +122,14 @@ def main(argv: list[str] | None = None) -> int:
         y, faults = inject(series, rng, args.per_kind)
         s = score(y)
         clean = score(series)
+        by_threshold: dict[str, object] = {}
+        result[name] = by_threshold
         for thr in args.thresholds:
             r = evaluate(s, faults, thr, y.size)
             r["clean_flag_rate"] = round(float((clean > thr).mean()), 4)
-            result[f"{name}@{thr}"] = r
+            by_threshold[str(thr)] = r
             print(f"{name} threshold {thr}: {r}")
-    print(json.dumps(result))
+    emit("anomaly_eval", result, RESULT_KEYS)
     return 0
 
 

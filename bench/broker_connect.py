@@ -15,11 +15,11 @@ Prints one JSON object as its last line.
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import ssl
 import statistics
 import struct
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +28,19 @@ from orchestration.admin import passwd
 from orchestration.admin.broker_config import Listeners
 from orchestration.admin.home import AdminHome
 from orchestration.services import Mosquitto, free_port
+
+# Run as `python bench/X.py`, Python puts bench/ first on sys.path instead of the repo
+# root (`python -m bench.X` puts the root there): a bench that imports bench.* or tests.*
+# swaps it back with this one line, the only path fix-up in bench/.
+if not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.record import emit
+
+#: The keys of the last line (bench/record.py checks them; RESULTS.md lists them).
+RESULT_KEYS = ("n_each", "median_ms", "p90_ms", "ratio_tls_no_nodelay_vs_generated",
+               "ratio_tls_cert_vs_password_1000", "ratio_password_1000_vs_101",
+               "connects_per_s_serial")
 
 
 def _str(s: str) -> bytes:
@@ -129,7 +142,7 @@ def main() -> None:
         "connects_per_s_serial": {k: round(1000 / v) for k, v in med.items()
                                   if k.startswith(g)},
     }
-    print(json.dumps(result))
+    emit("broker_connect", result, RESULT_KEYS)
 
 
 if __name__ == "__main__":

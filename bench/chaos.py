@@ -37,6 +37,20 @@ from orchestration.netcut import NetCut
 from orchestration.services import InfluxDB, Mosquitto
 from orchestration.stack import SimDevice, Stack, Timing
 
+# Run as `python bench/X.py`, Python puts bench/ first on sys.path instead of the repo
+# root (`python -m bench.X` puts the root there): a bench that imports bench.* or tests.*
+# swaps it back with this one line, the only path fix-up in bench/.
+if not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.record import emit
+
+#: The keys of the last line (bench/record.py checks them; RESULTS.md lists them).
+RESULT_KEYS = ("devices", "seconds", "seed", "faults_injected", "faults", "captured",
+               "stored", "lost", "dropped_counted", "duplicates", "alerts_expected",
+               "alerts_notified", "alerts_duplicated", "false_alerts", "alerts_late",
+               "episode_cuts", "drained")
+
 OVERFLOW_CAP = 20  # rows in the outbox of the device whose cap is filled on purpose
 
 
@@ -325,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps(summary))
+    emit("chaos", summary, RESULT_KEYS)
     ok = summary["lost"] == 0 and summary["duplicates"] == 0
     return 0 if ok else 1
 

@@ -12,7 +12,6 @@ The last line is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
@@ -22,6 +21,20 @@ from pathlib import Path
 from orchestration.cluster_run import ClusterRun
 from orchestration.rabbitmq import RabbitCluster
 from orchestration.services import InfluxDB
+
+# Run as `python bench/X.py`, Python puts bench/ first on sys.path instead of the repo
+# root (`python -m bench.X` puts the root there): a bench that imports bench.* or tests.*
+# swaps it back with this one line, the only path fix-up in bench/.
+if not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.record import emit
+
+#: The keys of the last line (bench/record.py checks them; RESULTS.md lists them).
+RESULT_KEYS = ("nodes", "collectors", "devices", "captured", "stored", "lost", "duplicates",
+               "devices_split", "alerts_duplicated", "alerts_firing", "episode_devices_alerted",
+               "redelivered_dropped", "devices_rebuilt", "failovers", "drained",
+               "devices_wrong_count", "cluster_boot_s", "duration_s", "faults")
 
 # Every simulated device lives in this process and holds ~6 descriptors (SQLite db, -wal,
 # -shm, its socket, paho's wake-up socket pair); paho waits with select(), which cannot
@@ -120,7 +133,7 @@ def main() -> int:
             run.stop()
             influx.stop()
             rabbit.stop()
-    print(json.dumps(result))
+    emit("cluster", result, RESULT_KEYS)
     return 0
 
 

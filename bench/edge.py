@@ -8,7 +8,7 @@ Last line: one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
+import itertools
 import os
 import statistics
 import subprocess
@@ -23,7 +23,20 @@ from edge_agent.outbox import Outbox
 from edge_agent.publisher import Publisher
 from orchestration.services import Mosquitto
 
+# Run as `python bench/X.py`, Python puts bench/ first on sys.path instead of the repo
+# root (`python -m bench.X` puts the root there): a bench that imports bench.* or tests.*
+# swaps it back with this one line, the only path fix-up in bench/.
+if not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.record import emit
+
+#: The keys of the last line (bench/record.py checks them; RESULTS.md lists them).
+RESULT_KEYS = ("insert_readings_per_s", "insert_batched_readings_per_s", "replay_readings_per_s",
+               "batch_build_speedup", "rss_mb", "cpu_pct")
+
 TICKS = os.sysconf("SC_CLK_TCK")
+_REPLAY_DEVICE = itertools.count(1)
 
 
 def _values(i: int) -> dict[str, object]:
@@ -50,7 +63,10 @@ def replay_rate(d: Path, broker: Mosquitto, n: int) -> float:
     for i in range(n):
         ob.capture(_values(i))
     ob.flush()
-    pub = Publisher("bench-1", "bench", ob, BrokerSettings(port=broker.port),
+    # A device (so an MQTT client id and session) of its own for each repeat: the broker
+    # keeps a persistent session per client id, which must not carry from one repeat over.
+    device = f"bench-{next(_REPLAY_DEVICE)}"
+    pub = Publisher(device, "bench", ob, BrokerSettings(host="127.0.0.1", port=broker.port),
                     PublishSettings(), status=lambda: None)  # type: ignore[arg-type,return-value]
     t0 = time.perf_counter()
     pub.start()
@@ -157,14 +173,14 @@ def main() -> None:
             print(f"agent at 1 reading/s: RSS {rss:.1f} MB, CPU {cpu:.2f} % of a core")
         finally:
             broker.stop()
-    print(json.dumps({
+    emit("edge", {
         "insert_readings_per_s": round(statistics.median(per_reading)),
         "insert_batched_readings_per_s": round(statistics.median(batched)),
         "replay_readings_per_s": round(statistics.median(replay)),
         "batch_build_speedup": round(statistics.median(
             r / f for r, f in zip(raw_build, ref_build, strict=True)), 2),
         "rss_mb": round(rss, 1), "cpu_pct": round(cpu, 2),
-    }))
+    }, RESULT_KEYS)
 
 
 if __name__ == "__main__":

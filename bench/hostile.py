@@ -8,6 +8,7 @@ bystander device follows all of them and must be stored. Last line: one JSON obj
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -32,6 +33,18 @@ from airgrid.wire import (
     up_topic,
 )
 from orchestration.services import InfluxDB, Mosquitto, free_port
+
+# Run as `python bench/X.py`, Python puts bench/ first on sys.path instead of the repo
+# root (`python -m bench.X` puts the root there): a bench that imports bench.* or tests.*
+# swaps it back with this one line, the only path fix-up in bench/.
+if not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.record import emit
+
+#: The keys of the last line (bench/record.py checks them; RESULTS.md lists them).
+RESULT_KEYS = ("probes", "as_expected", "collector_alive", "measurements", "forged_points",
+               "status_dead_letters")
 
 
 def wait_for(pred: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
@@ -176,7 +189,9 @@ def probes(now: int) -> list[tuple[str, str, list[bytes], int, list[str]]]:
     ]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None).parse_args(
+        argv)
     tmp = Path(tempfile.mkdtemp(prefix="airgrid-hostile-"))
     broker, influx = Mosquitto(tmp / "mosquitto"), InfluxDB(tmp / "influx")
     broker.start()
@@ -233,9 +248,9 @@ def main() -> int:
                   f"{', '.join(gr) or '—'} | {'ok' if good else 'DIFFERS'} |")
         status_dead = sorted(str(d["reason"]) for d in dead if "h-status" in str(d["topic"]))
         print(f"status probes dead letters: {status_dead}")
-        print(json.dumps({"probes": len(rows), "as_expected": ok, "collector_alive": alive,
+        emit("hostile", {"probes": len(rows), "as_expected": ok, "collector_alive": alive,
                           "measurements": names, "forged_points": 0 if not forged else 1,
-                          "status_dead_letters": status_dead}))
+                          "status_dead_letters": status_dead}, RESULT_KEYS)
         return 0 if ok == len(rows) and alive and not forged else 1
     finally:
         pub.close()

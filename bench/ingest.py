@@ -10,7 +10,6 @@ client) for the reference rate. Last line: one JSON object
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import re
@@ -26,6 +25,18 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from orchestration.services import InfluxDB, Mosquitto, free_port
+
+# Run as `python bench/X.py`, Python puts bench/ first on sys.path instead of the repo
+# root (`python -m bench.X` puts the root there): a bench that imports bench.* or tests.*
+# swaps it back with this one line, the only path fix-up in bench/.
+if not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.record import emit
+
+#: The keys of the last line (bench/record.py checks them; RESULTS.md lists them).
+RESULT_KEYS = ("readings", "seconds", "readings_per_s", "raw_influx_readings_per_s", "ratio",
+               "stored_in_influx", "min_10s_window_per_s")
 
 READING = (
     '{{"seq":{seq},"ts":{ts},"sensor":"pms5003","pm1_0":{a}.0,"pm2_5":{b}.0,"pm10":{c}.0,'
@@ -225,10 +236,11 @@ def main() -> int:
     print(f"devices={a.devices} messages={messages * a.devices} per_message={a.per_message} "
           f"in_influx={in_db} windows_10s={[round(w) for w in windows]} workdir={work}",
           file=sys.stderr)
-    print(json.dumps({"readings": total, "seconds": round(seconds, 2),
+    emit("ingest", {"readings": total, "seconds": round(seconds, 2),
                       "readings_per_s": round(rate), "raw_influx_readings_per_s": round(raw),
                       "ratio": round(rate / raw, 3), "stored_in_influx": in_db,
-                      "min_10s_window_per_s": round(min(windows)) if windows else None}))
+                      "min_10s_window_per_s": round(min(windows)) if windows else None},
+         RESULT_KEYS)
     return 0 if in_db == total else 1
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gzip
-import json
 import math
 import os
 import resource
@@ -34,6 +33,18 @@ from collector.line_protocol import tag_set
 from orchestration.services import InfluxDB
 from report import build, render
 from report.period import TZ, day
+
+# Run as `python bench/X.py`, Python puts bench/ first on sys.path instead of the repo
+# root (`python -m bench.X` puts the root there): a bench that imports bench.* or tests.*
+# swaps it back with this one line, the only path fix-up in bench/.
+if not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.record import emit
+
+#: The keys of the last line (bench/record.py checks them; RESULTS.md lists them).
+RESULT_KEYS = ("cold_font_cache_cli_wall_s", "cold_font_cache_cli_cpu_s", "load_average_1min",
+               "cores", "county", "reference", "ratio", "cpu_under_10s")
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY = dt.date(2026, 11, 25)
@@ -128,12 +139,12 @@ def main() -> None:
                                  "cold_font_cache_cli_cpu_s": round(cold[1], 2),
                                  "load_average_1min": round(os.getloadavg()[0], 1),
                                  "cores": os.cpu_count()}
-    for n in cfgs:
+    for side, n in (("reference", args.reference), ("county", args.devices)):
         w = statistics.median(a for a, _ in walls[n])
         c = statistics.median(b for _, b in walls[n])
         q = statistics.median(a for a, _ in phases[n])
         r = statistics.median(b for _, b in phases[n])
-        result[f"devices_{n}"] = {"cli_wall_s": round(w, 2), "cli_cpu_s": round(c, 2),
+        result[side] = {"devices": n, "cli_wall_s": round(w, 2), "cli_cpu_s": round(c, 2),
                                   "query_compute_s": round(q, 2), "render_pdf_s": round(r, 2)}
         print(f"{n:5d} devices: CLI {w:.2f} s wall, {c:.2f} s CPU; in-process "
               f"query+compute {q:.2f} s, render {r:.2f} s", file=sys.stderr)
@@ -141,7 +152,7 @@ def main() -> None:
     small = statistics.median(b for _, b in walls[args.reference])
     result["ratio"] = round(big / small, 2) if small else None
     result["cpu_under_10s"] = big < 10
-    print(json.dumps(result))
+    emit("report_render", result, RESULT_KEYS)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ the full fleet; the last line says so. Prints one JSON object as its last line.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -30,7 +29,13 @@ from alert_rules.rulefile import DEFAULT_RULES, load_rules
 if not __package__:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from bench.record import emit
 from tests.support.reference_rules import from_engine
+
+#: The keys of the last line (bench/record.py checks them; RESULTS.md lists them).
+RESULT_KEYS = ("devices", "rules", "tick_ms_median", "tick_ms_min", "tick_ms_max",
+               "naive_tick_ms_median", "naive_measured_devices", "naive_scaled", "speedup",
+               "prime_s")
 
 T0 = 1_700_000_000_000 // 3_600_000 * 3_600_000  # an hour boundary
 MIN = 60_000
@@ -134,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if m < args.devices:
         print(f"reference measured on {m} devices and scaled linearly to {args.devices}",
               file=sys.stderr)
-    print(json.dumps(result))
+    emit("rules", result, RESULT_KEYS)
     return 0
 
 
