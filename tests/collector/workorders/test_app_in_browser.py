@@ -15,13 +15,14 @@ Screenshots of each screen go to the test's tmp_path.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import re
 import sqlite3
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -32,11 +33,16 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from airgrid.durations import parse_duration_ms
 from collector.alerting.channels.webhook_verify import HEADER, sign
+from collector.workorders.errors import UnknownWorker
 from grafana import macros
 from grafana.boards import response
 from grafana.macros import VariableValue
+from orchestration.admin import worker_links
 from orchestration.services import InfluxDB, Mosquitto, free_port
 from tests.support.alerting import Receiver, modem_sim
 from tests.support.collector_process import AgentLikePublisher, reading, up_payload
@@ -89,7 +95,16 @@ class Stack:
     bus: list[dict[str, Any]]
     proc: subprocess.Popen[bytes]
     publisher: AgentLikePublisher
+    metrics_port: int
     seq: dict[str, int] = field(default_factory=dict)
+
+    def counter(self, what: str) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                    timeout=5) as r:
+            text = r.read().decode()
+        m = re.search(rf'^airgrid_alert_decisions_total{{what="{what}"}} ([0-9.e+]+)$', text,
+                      re.M)
+        return float(m.group(1)) if m else 0.0
 
     def send(self, device: str, values: list[tuple[int, float]]) -> None:
         rs = []
@@ -113,11 +128,16 @@ class Stack:
         return subprocess.run([sys.executable, "-m", "orchestration.admin.cli", *args],
                               capture_output=True, text=True, timeout=30)
 
-    def link(self, worker: str, ttl: str = "1d") -> str:
-        out = self.admin("worker-link", "--config", str(self.config), worker, "--ttl", ttl)
-        assert out.returncode == 0, out.stderr
-        url = out.stdout.strip()
-        assert url.startswith(self.app + "/app/?t="), out.stdout
+    def link(self, worker: str, ttl: str = "1d", cli: bool = False) -> str:
+        """A sign-in link: by `airgrid-admin worker-link` (`cli`), or by the function it
+        runs, in this process (a CLI start costs seconds on a loaded machine)."""
+        if cli:
+            out = self.admin("worker-link", "--config", str(self.config), worker, "--ttl", ttl)
+            assert out.returncode == 0, out.stderr
+            url = out.stdout.strip()
+        else:
+            url = worker_links.issue(self.config, worker, parse_duration_ms(ttl)).url
+        assert url.startswith(self.app + "/app/?t="), url
         return url
 
     def api(self, path: str, token: str, body: dict[str, Any] | None = None
@@ -145,7 +165,7 @@ class Stack:
 
 
 def _config(work: Path, broker: int, influx: InfluxDB, db: str, modem: str, hook: str,
-            app_port: int) -> Path:
+            app_port: int, metrics_port: int) -> Path:
     (work / "rules.yaml").write_text(RULES)
     (work / "registry.yaml").write_text(REGISTRY, encoding="utf-8")
     conf = work / "collector.toml"
@@ -167,6 +187,8 @@ tick_interval_s = 0.2
 dir = "spool"
 [state]
 file = "state/state.sqlite"
+[metrics]
+port = {metrics_port}
 [alerting]
 state_db = "alerting.sqlite"
 event_channels = ["bus", "hook"]
@@ -213,10 +235,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, shared_influxdb: InfluxDB
     sub.on_connect = lambda c, u, f, rc, p: c.subscribe("airgrid/v1/workorders/#", qos=1)
     sub.connect("127.0.0.1", broker.port)
     sub.loop_start()
-    app_port = free_port()
+    app_port, metrics_port = free_port(), free_port()
     with modem_sim(work) as modem:
         conf = _config(work, broker.port, shared_influxdb, db, modem.port.path, hook.url,
-                       app_port)
+                       app_port, metrics_port)
         log = work / "collector.log"
         with log.open("ab") as out:
             proc = subprocess.Popen([sys.executable, "-m", "collector.cli", "run", "--config",
@@ -224,7 +246,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, shared_influxdb: InfluxDB
                                     cwd=work, start_new_session=True)
         publisher = AgentLikePublisher(broker.port, "wo-agent")
         s = Stack(work, conf, f"http://127.0.0.1:{app_port}", shared_influxdb, db, modem, hook,
-                  bus, proc, publisher)
+                  bus, proc, publisher, metrics_port)
         try:
             assert wait_for(lambda: "subscribed to device topics" in log.read_text(), 20), \
                 log.read_text()
@@ -270,7 +292,7 @@ def test_sign_in_acknowledge_arrive_offline_handle_and_everything_agrees(
     # the SMS the worker got names the alert to reply to
     assert wait_for(lambda: any(s.to == ZHANG and f"收到 {a_id}" in s.text
                                 for s in stack.modem.sent), 15), stack.modem.sent
-    url = stack.link(ZHANG_ID)
+    url = stack.link(ZHANG_ID, cli=True)
     token = url.split("t=", 1)[1]
     ctx, page = _page(browser)
     page.goto(url)
@@ -396,8 +418,8 @@ def test_expired_and_revoked_links_are_refused(stack: Stack, browser: Any,
         ctx.close()
     code, body = stack.api("/api/app/orders", revoked.split("t=", 1)[1])
     assert (code, body["reason"]) == (401, "revoked")
-    unknown = stack.admin("worker-link", "--config", str(stack.config), "nobody")
-    assert unknown.returncode == 2 and "no worker 'nobody'" in unknown.stderr
+    with pytest.raises(UnknownWorker, match="no worker 'nobody'"):
+        stack.link("nobody")
 
 
 def _complaint(stack: Stack, body: dict[str, Any], secret: str = COMPLAINT_SECRET
@@ -490,3 +512,94 @@ def test_complaint_opens_an_order_and_the_dashboard_matches_the_store(
             cols = set(series[0]["columns"]) | set(series[0].get("tags") or {})
             assert set(t.expect) <= cols, (p.title, t.expect, cols)
     assert stack.alive()
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+                    lambda inner: st.lists(inner, max_size=4) |
+                    st.dictionaries(st.text(max_size=10), inner, max_size=5), max_leaves=12)
+COMPLAINT_KEYS = st.fixed_dictionaries({}, optional={
+    "source": st.text(max_size=70) | st.integers(), "id": st.text(max_size=140),
+    "text": st.text(max_size=50) | st.none(), "lat": st.floats() | st.integers() | st.text(),
+    "lon": st.floats() | st.integers(), "time": st.text(max_size=30) | st.integers(),
+    "place": st.text(max_size=5), "extra": JSON})
+STEP_KEYS = st.fixed_dictionaries({}, optional={
+    "step": st.sampled_from(["acknowledged", "arrived", "handled", "reported", "x", ""]) |
+    st.integers(), "key": st.text(max_size=120) | st.integers() | st.none(),
+    "cause": st.text(max_size=20) | st.sampled_from(["other", "burning"]) | st.integers(),
+    "note": st.text(max_size=1200) | st.lists(st.integers(), max_size=2),
+    "lat": st.floats() | st.integers(min_value=-10**400, max_value=10**400) | st.text(),
+    "lon": st.floats() | st.booleans()})
+
+
+def _raw(stack: Stack, method: str, path: str, body: bytes, headers: dict[str, str]
+         ) -> int:
+    host, port = stack.app.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_hostile_complaints_and_steps_get_clear_4xx_are_counted_and_the_process_lives(
+        stack: Stack) -> None:
+    """Generated input against the real process: bad JSON, wrong types, bad and missing
+    signatures, huge bodies, forged tokens. Every answer is a 4xx (or the 200/201 of a
+    valid step), never a 500; refusals are counted; the collector keeps running."""
+    before = {w: stack.counter(w) for w in ("complaint_bad_signature", "complaint_rejected",
+                                            "app_unauthorized_unknown", "http_too_large")}
+    token = stack.link(ZHANG_ID).split("t=", 1)[1]
+    c_id = stack.alert_id("wa-c")
+    statuses: list[int] = []
+
+    @settings(max_examples=60, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                     HealthCheck.too_slow])
+    @given(st.one_of(COMPLAINT_KEYS.map(lambda d: json.dumps(d).encode()),
+                     JSON.map(lambda d: json.dumps(d).encode()), st.binary(max_size=300)),
+           st.sampled_from(["good", "bad", "none", "garbled"]))
+    def complaints(body: bytes, signature: str) -> None:
+        headers = {"Content-Type": "application/json"}
+        if signature == "good":
+            headers[HEADER] = sign(COMPLAINT_SECRET.encode(), int(time.time()), body)
+        elif signature == "bad":
+            headers[HEADER] = sign(b"not-the-secret-0123", int(time.time()), body)
+        elif signature == "garbled":
+            headers[HEADER] = "t=abc,v1=" + body[:20].hex()
+        status = _raw(stack, "POST", "/api/complaints", body, headers)
+        statuses.append(status)
+        assert status in (200, 201, 400, 401, 422), (status, body, signature)
+        if signature != "good":
+            assert status == 401
+
+    @settings(max_examples=60, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                     HealthCheck.too_slow])
+    @given(st.one_of(STEP_KEYS.map(lambda d: json.dumps(d).encode()),
+                     JSON.map(lambda d: json.dumps(d).encode()), st.binary(max_size=200)),
+           st.sampled_from([c_id, 0, 10**17]), st.booleans())
+    def steps(body: bytes, order: int, signed_in: bool) -> None:
+        auth = token if signed_in else token[:-2] + "xx"
+        status = _raw(stack, "POST", f"/api/app/orders/{order}/steps", body,
+                      {"Authorization": f"Bearer {auth}", "Content-Type": "application/json"})
+        statuses.append(status)
+        if not signed_in:
+            assert status == 401
+        else:
+            # c_id is another grid's order: 403 once the body is read; unknown ids 404
+            assert status in (400, 403, 404, 409), (status, body, order)
+
+    complaints()
+    steps()
+    huge = b"{" + b" " * (200 * 1024) + b"}"
+    assert _raw(stack, "POST", "/api/complaints", huge,
+                {HEADER: sign(COMPLAINT_SECRET.encode(), int(time.time()), huge)}) == 413
+    assert _raw(stack, "POST", f"/api/app/orders/{c_id}/steps", huge,
+                {"Authorization": f"Bearer {token}"}) == 413
+    assert 500 not in statuses
+    assert stack.alive()
+    after = {w: stack.counter(w) for w in before}
+    assert all(after[w] > before[w] for w in before), (before, after)
+    # and it still serves the page and the honest worker
+    assert stack.api("/api/app/orders", token)[0] == 200
