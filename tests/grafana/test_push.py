@@ -237,7 +237,7 @@ def test_cli_push_prints_a_summary(grafana: tuple[FakeGrafana, str],
     assert len(fake.dashboards) == 5
     assert main(["push", "--url", url, "--token", TOKEN]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert json.loads(last) == {"changed": 0, "total": 6}
+    assert json.loads(last) == {"changed": 0, "total": 7}
 
 
 def test_bad_token_is_a_clear_error_not_a_crash(grafana: tuple[FakeGrafana, str],
