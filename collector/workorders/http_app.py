@@ -23,6 +23,7 @@ Every refusal is counted in the alert manager's counters (`/metrics`).
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import mimetypes
@@ -81,6 +82,9 @@ class WorkerApp:
         self.counters = orders.counters
         self.server: BoundedHTTPServer | None = None
         self.static = {name: (STATIC_DIR / name).read_bytes() for name in set(STATIC.values())}
+        # compressed once: a phone on 3G pays for every byte
+        self.static_gz = {name: gzip.compress(data, 9, mtime=0)
+                          for name, data in self.static.items()}
 
     @property
     def port(self) -> int:
@@ -272,10 +276,14 @@ class WorkerApp:
                             {"WWW-Authenticate": "Bearer"})
 
             def _static(self, name: str) -> None:
-                data = owner.static[name]
+                zipped = "gzip" in self.headers.get("Accept-Encoding", "")
+                data = (owner.static_gz if zipped else owner.static)[name]
                 kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
                 self.send_response(200)
                 self.send_header("Content-Type", f"{kind}; charset=utf-8")
+                if zipped:
+                    self.send_header("Content-Encoding", "gzip")
+                self.send_header("Vary", "Accept-Encoding")
                 self.send_header("Content-Length", str(len(data)))
                 self.send_header("Cache-Control", "no-cache")
                 self.send_header("X-Content-Type-Options", "nosniff")

@@ -42,7 +42,7 @@
   };
   var LS_TOKEN = "airgrid.token", LS_LANG = "airgrid.lang", LS_QUEUE = "airgrid.outbox";
   var lang = localStorage.getItem(LS_LANG) || "zh";
-  var me = null, current = null, timer = null;
+  var me = null, current = null;
   function $(id) { return document.getElementById(id); }
   function t(k) { return (T[lang][k] !== undefined ? T[lang][k] : k); }
   function el(tag, text, cls) {
@@ -185,8 +185,8 @@
       pins.appendChild(g); pins.appendChild(label);
     });
   }
-  function loadList() {
-    return api("/api/app/orders").then(function (r) {
+  function loadList(fetched) {
+    return (fetched || api("/api/app/orders")).then(function (r) {
       if (r.status !== 200) { return; }
       show("list");
       current = null;
@@ -316,14 +316,16 @@
   window.addEventListener("offline", banner);
   translate();
   if (!token()) { signedOut("nolink"); return; }
+  // who and the list in parallel: one round trip less on a slow link
+  var m = /^#order=(\d+)$/.exec(location.hash);
+  var list = m ? null : api("/api/app/orders");
   api("/api/app/me").then(function (r) {
     if (r.status !== 200) { return; }
     me = r.body;
     causes();
     banner();
     flush();
-    timer = setInterval(function () { if (queue().length) { flush(); } }, 3000);
-    var m = /^#order=(\d+)$/.exec(location.hash);
-    return m ? open(Number(m[1])) : loadList();
+    setInterval(function () { if (queue().length) { flush(); } }, 3000);
+    return m ? open(Number(m[1])) : loadList(list);
   }, function () { banner(); });
 })();
