@@ -72,6 +72,10 @@ def load(path: Path) -> LoadedConfig:
 
 def from_config(cfg: CollectorConfig) -> LoadedConfig:
     devices = device_registry.load(cfg.registry.file) if cfg.registry.file else {}
+    if cfg.registry.file:
+        from collector.workorders.workers import from_registry
+
+        from_registry(cfg.registry.file, devices)  # the app's workers: RegistryError
     engine = build_engine(cfg.rules.files, devices.values())
     _alerting_config(cfg)
     return LoadedConfig(cfg, engine, devices)

@@ -243,7 +243,8 @@ class AckSettings(Section, frozen=True):
 
 class ComplaintSettings(Section, frozen=True):
     # the HMAC key complaints are signed with (like our webhooks); "" refuses every one
-    secret: Annotated[str, Meta(description="a key of at least 16 characters (secret_file "
+    secret: Annotated[str, Meta(pattern=r"^(|[\s\S]{16,})$",
+                                description="a key of at least 16 characters (secret_file "
                                 "or secret_env keep it out of the file)")] = ""
 
 
@@ -330,8 +331,6 @@ class AlertingSettings(Section, frozen=True):
                 yield Invalid(f"ack.principals[{i}].token", "a token no other principal has")
             names.add(p.name)
             tokens.add(p.token)
-        if self.app.complaints.secret and len(self.app.complaints.secret) < 16:
-            yield Invalid("app.complaints.secret", "a key of at least 16 characters")
 
 
 def _route_problems(route: RouteSettings, key: str, receivers: list[str]) -> Iterator[Invalid]:

@@ -6,6 +6,7 @@ shows in the same history as the app's steps."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -134,3 +135,39 @@ def test_steps_are_taken_once_per_key_and_sms_acks_share_the_history(
     assert sorted(types) == sorted(["org.airgrid.workorder.opened"] * 2 + [
         "org.airgrid.workorder.acknowledged", "org.airgrid.workorder.arrived",
         "org.airgrid.workorder.handled", "org.airgrid.workorder.acknowledged"])
+
+
+def test_a_step_and_its_event_survive_a_restart_and_a_resend_stays_a_no_op(
+        setup: tuple[AlertManager, WorkOrders, list[str]], tmp_path: Path) -> None:
+    manager, orders, _ = setup
+    zhang = orders.workers.get("8613800000001")
+    assert zhang is not None
+    a_id = next(a.id for a in manager.lifecycle.by_id.values() if a.subject == "dev-a")
+    orders.take_step(zhang, a_id, "reported", "k-report", T0 + 5_000)
+    manager.store.close()  # the process ends; a new one opens the same database
+    cfg = config(tmp_path, event_channels=[])
+    manager2 = AlertManager(cfg, Store(cfg.state_db), cfg.contacts, {})
+    orders2 = WorkOrders(manager2, orders.workers, lambda lines: None, ["bus"])
+    manager2.on_event = orders2.on_event
+    assert [s.step for s in orders2.steps(a_id)] == ["acknowledged", "reported"]
+    manager2.ensure_loaded(T0 + 9_000)
+    assert manager2.get(a_id).acknowledged  # type: ignore[union-attr]
+    assert not orders2.take_step(zhang, a_id, "reported", "k-report", T0 + 9_000)[0]
+    pending = [json.loads(e)["type"] for (e,) in manager2.store.db.execute(
+        "SELECT event FROM outbox WHERE id LIKE 'wo:%' AND status = 'pending'")]
+    assert pending.count("org.airgrid.workorder.reported") == 1
+
+
+def test_bad_workers_in_the_registry_are_named_by_file_entry_and_key(tmp_path: Path) -> None:
+    from collector.registry import RegistryError
+    from collector.workorders.workers import from_registry
+
+    reg = tmp_path / "registry.yaml"
+    for entry, where in (("{id: x, phone: '+861380000', role: mayor}", "workers[0].role"),
+                         ("{id: x, role: grid_worker, township: t}", "workers[0].phone"),
+                         ("{id: 'a b', phone: '+8613800000001', township: t, grid: g}",
+                          "workers[0].id"),
+                         ("{id: y, phone: '+8613800000001', township: t}", "workers[0].grid")):
+        reg.write_text(f"devices: []\nworkers:\n  - {entry}\n", encoding="utf-8")
+        with pytest.raises(RegistryError, match=re.escape(f"registry.yaml: {where}")):
+            from_registry(reg)
