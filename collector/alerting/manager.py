@@ -161,6 +161,25 @@ class AlertManager:
         self.wake(touched)
         return a
 
+    def escalate_now(self, alert_id: int, now_ms: int, by: str) -> bool:
+        """A person escalates (上报) an alert: it moves one level up the ladder at once,
+        acknowledged or not, with the same event and notices as a timed escalation.
+        False when it is not firing or already at the top."""
+        with self.lock:
+            self.ensure_loaded(now_ms)
+            a = self.lifecycle.by_id[alert_id]
+            if a.state != "firing" or a.level >= len(self.cfg.escalation):
+                return False
+            waited = now_ms - a.level_since_ms
+            a.level += 1
+            a.level_since_ms = a.updated_ms = now_ms
+            with self.store.tx():
+                ev = self.lifecycle._event("escalated", a, now_ms, waited_ms=waited, by=by)
+                touched = self._publish_event(ev, now_ms) | self._escalation_notices(ev, now_ms)
+            self.counters["escalated_by_person"] += 1
+        self.wake(touched)
+        return True
+
     def close_external(self, alert_id: int, now_ms: int) -> None:
         """Resolve an alert opened by `open_external` (its work order was handled)."""
         with self.lock, self.store.tx():

@@ -209,6 +209,8 @@ class WorkOrders:
                                          note or None, lat, lon), key)
                     if step == "handled" and a.rule == COMPLAINT_RULE:
                         self.manager.close_external(alert_id, now_ms)
+                    if step == "reported":  # 上报: the next level of the ladder is told now
+                        self.manager.escalate_now(alert_id, now_ms, who.name)
             self.counters[f"app_step_{step}"] += 1
         self.manager.wake(self.event_channels)
         return True, a

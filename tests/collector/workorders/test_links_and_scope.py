@@ -171,3 +171,27 @@ def test_bad_workers_in_the_registry_are_named_by_file_entry_and_key(tmp_path: P
         reg.write_text(f"devices: []\nworkers:\n  - {entry}\n", encoding="utf-8")
         with pytest.raises(RegistryError, match=re.escape(f"registry.yaml: {where}")):
             from_registry(reg)
+
+
+def test_reported_escalates_at_once_to_the_next_level(tmp_path: Path) -> None:
+    reg = tmp_path / "registry.yaml"
+    reg.write_text(REGISTRY, encoding="utf-8")
+    cfg = config(tmp_path, event_channels=[],
+                 channels={"hook": {"type": "webhook", "url": "http://127.0.0.1:9/x",
+                                    "secret": "s" * 16}},
+                 receivers={"township_officer": {"targets": [
+                     {"channel": "hook", "to": "township_officer"}]}},
+                 escalation=[{"after": "30m", "receivers": ["township_officer"]}])
+    manager = AlertManager(cfg, Store(cfg.state_db), cfg.contacts, {})
+    orders = WorkOrders(manager, WorkerDirectory(reg), lambda lines: None, [])
+    manager.on_event = orders.on_event
+    manager.handle([tr("dev-a", "firing", 200.0, T0)], T0)
+    a = next(iter(manager.lifecycle.by_id.values()))
+    zhang = orders.workers.get("8613800000001")
+    assert zhang is not None
+    orders.take_step(zhang, a.id, "reported", "k-up", T0 + 60_000)
+    assert a.level == 1 and a.acknowledged  # told now, not after the ladder's 30 min
+    notices = manager.store.outbox_rows("hook")
+    assert len(notices) == 1 and notices[0]["id"].startswith("e:")
+    orders.take_step(zhang, a.id, "reported", "k-up-2", T0 + 120_000)
+    assert a.level == 1 and len(manager.store.outbox_rows("hook")) == 1  # top of the ladder
