@@ -477,30 +477,38 @@ def test_complaint_opens_an_order_and_the_dashboard_matches_the_store(
     # the complaint's order closed with its handling
     assert stack.sql("SELECT state FROM alerts WHERE id = ?", oid) == [("resolved",)]
 
-    # 响应时效 against the store: every handled step, grouped by township
-    handled = stack.sql("SELECT w.response_s, a.labels FROM work_steps w JOIN alerts a ON "
-                        "a.id = w.alert_id WHERE w.step = 'handled'")
+    # 响应时效 against the store: every handled step, grouped by township, grid, worker
+    # and cause, as each of the board's tables groups it
+    handled = stack.sql("SELECT w.response_s, a.labels, w.worker, w.cause FROM work_steps w"
+                        " JOIN alerts a ON a.id = w.alert_id WHERE w.step = 'handled'")
     assert len(handled) == 3
-    by_township: dict[str, list[float]] = {}
-    for seconds, labels in handled:
-        by_township.setdefault(json.loads(labels)["township"], []).append(seconds)
-    table = next(p for p in response.build().panels if p.title.endswith("按乡镇"))
     now = int(time.time() * 1000)
     every = VariableValue(("$__all",))
-    q = macros.render(table.targets[0].query, now - 86_400_000, now + 60_000, "5s",
-                      {"township": every, "grid": every, "source": every})
+    tables = {p.title.rsplit(" ", 1)[1]: p for p in response.build().panels
+              if p.title.startswith("Handling times by")}
+    for key, title in (("township", "按乡镇"), ("grid", "按网格"), ("worker", "按网格员"),
+                       ("cause", "按原因")):
+        groups: dict[str, list[float]] = {}
+        for seconds, labels, worker, cause in handled:
+            k = {**json.loads(labels), "worker": worker, "cause": cause}[key]
+            groups.setdefault(k, []).append(seconds)
+        q = macros.render(tables[title].targets[0].query, now - 86_400_000, now + 60_000,
+                          "5s", {"township": every, "grid": every, "source": every})
 
-    def rows() -> dict[str, dict[str, Any]]:
-        return {r["township"]: r for r in stack.influx_rows(q)}
+        def rows(q: str = q, key: str = key) -> dict[str, dict[str, Any]]:
+            return {r[key]: r for r in stack.influx_rows(q)}
 
-    assert wait_for(lambda: sum(r.get("orders", 0) for r in rows().values()) == 3, 15), rows()
-    for township, values in by_township.items():
-        r = rows()[township]
-        assert r["median_s"] == pytest.approx(statistics.median(values))
-        assert r["p90_s"] == pytest.approx(_percentile(values, 90))
-        assert r["within_2h_pct"] == pytest.approx(
-            100 * sum(v <= 7200 for v in values) / len(values))
-        assert r["orders"] == len(values)
+        assert wait_for(lambda rows=rows: sum(r.get("orders", 0)  # type: ignore[misc]
+                                              for r in rows().values()) == 3, 15), rows()
+        got = rows()
+        assert set(got) == set(groups), (key, got, groups)
+        for k, values in groups.items():
+            r = got[k]
+            assert r["median_s"] == pytest.approx(statistics.median(values)), (key, k)
+            assert r["p90_s"] == pytest.approx(_percentile(values, 90)), (key, k)
+            assert r["within_2h_pct"] == pytest.approx(
+                100 * sum(v <= 7200 for v in values) / len(values)), (key, k)
+            assert r["orders"] == len(values), (key, k)
     # and every panel of the board runs and returns its columns
     for p in response.build().panels:
         for t in p.targets:
