@@ -14,6 +14,9 @@ token as `Authorization: Bearer <token>`.
 - `POST /api/app/orders/{id}/steps`, body `{"step": "arrived", "key": "<idempotency
   key>", "cause": "construction_dust", "note": "…", "lat": …, "lon": …}`: 201 taken,
   200 when the key was taken before (a resend), 400 bad body, 409 order handled.
+- `POST /api/app/orders/{id}/photos`, body the image (JPEG, PNG or WebP, at most 1 MiB):
+  201 (or 200 when already there) with `{"photo": <sha256>}`, which a 处置完成 step then
+  names; `GET /api/app/photos/{sha256}` gives it back to those who see its order.
 - `POST /api/complaints`: a signed complaint (`complaints`): 201 opened, 200 known,
   401 bad signature, 400 bad body, 422 nowhere to place it.
 
@@ -43,6 +46,7 @@ from collector.workorders.complaints import parse as parse_complaint
 from collector.workorders.errors import BadStep, NoSuchOrder, NotSignedIn, OutsideArea
 from collector.workorders.links import SignInLinks
 from collector.workorders.orders import CAUSES, Step, WorkOrders, source_of
+from collector.workorders.photos import MAX_BYTES as MAX_PHOTO_BYTES
 from collector.workorders.readings import ReadingsQuery, ReadingsUnavailable, nearest
 from collector.workorders.workers import Worker, WorkerDirectory
 
@@ -51,7 +55,8 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC = {"/app/": "index.html", "/app/index.html": "index.html", "/app/app.js": "app.js",
           "/app/app.css": "app.css"}
-ORDER = re.compile(r"^/api/app/orders/([0-9]{1,18})(/chart|/steps)?/?$")
+ORDER = re.compile(r"^/api/app/orders/([0-9]{1,18})(/chart|/steps|/photos)?/?$")
+PHOTO = re.compile(r"^/api/app/photos/([0-9a-f]{64})$")
 NEIGHBOURS = 4
 
 
@@ -169,8 +174,12 @@ class WorkerApp:
                     self._with_worker(lambda who, now: {"orders": [
                         owner.order_json(a, s) for a, s in owner.orders.orders(who, now)]})
                     return
+                p = PHOTO.match(path)
+                if p is not None:
+                    self._photo(p.group(1))
+                    return
                 m = ORDER.match(path)
-                if m is None or m.group(2) == "/steps":
+                if m is None or m.group(2) in ("/steps", "/photos"):
                     self.answer(404, {"error": f"no such page {path[:200]!r}"})
                     return
                 oid = int(m.group(1))
@@ -186,7 +195,7 @@ class WorkerApp:
                     self._complaint()
                     return
                 m = ORDER.match(path)
-                if m is None or m.group(2) != "/steps":
+                if m is None or m.group(2) not in ("/steps", "/photos"):
                     self.answer(404, {"error": f"no such endpoint {path[:200]!r}"})
                     return
                 oid = int(m.group(1))
@@ -195,6 +204,9 @@ class WorkerApp:
                     who = owner.signed_in(self.headers.get("Authorization", ""), now)
                 except NotSignedIn as exc:
                     self._unauthorized(exc)
+                    return
+                if m.group(2) == "/photos":
+                    self._add_photo(who, oid, now)
                     return
                 raw = self.read_body()
                 if raw is None:
@@ -220,6 +232,52 @@ class WorkerApp:
                     return
                 detail = owner.detail_json(a, owner.orders.steps(a.id))
                 self.answer(201 if created else 200, {**detail, "repeated": not created})
+
+            def _add_photo(self, who: Worker, oid: int, now: int) -> None:
+                try:
+                    owner.orders.order(who, oid, now)
+                except NoSuchOrder as exc:
+                    self.answer(404, {"error": str(exc)})
+                    return
+                except OutsideArea as exc:
+                    self.answer(403, {"error": str(exc)})
+                    return
+                self.max_body_bytes = MAX_PHOTO_BYTES  # this route only
+                raw = self.read_body()
+                if raw is None:
+                    return
+                try:
+                    digest, new = owner.orders.photos.add(oid, raw, who.id, now)
+                except BadStep as exc:
+                    owner.counters["app_bad_photo"] += 1
+                    self.answer(400, {"error": str(exc)})
+                    return
+                self.answer(201 if new else 200, {"photo": digest})
+
+            def _photo(self, digest: str) -> None:
+                now = _now_ms()
+                try:
+                    who = owner.signed_in(self.headers.get("Authorization", ""), now)
+                    found = owner.orders.photos.get(digest)
+                    if found is None:
+                        raise NoSuchOrder("no such photo")
+                    owner.orders.order(who, found[0], now)
+                except NotSignedIn as exc:
+                    self._unauthorized(exc)
+                    return
+                except NoSuchOrder as exc:
+                    self.answer(404, {"error": str(exc)})
+                    return
+                except OutsideArea as exc:
+                    self.answer(403, {"error": str(exc)})
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", found[1])
+                self.send_header("Content-Length", str(len(found[2])))
+                self.send_header("Cache-Control", "private, max-age=86400")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(found[2])
 
             def _complaint(self) -> None:
                 raw = self.read_body()
@@ -289,7 +347,7 @@ class WorkerApp:
                 self.send_header("X-Content-Type-Options", "nosniff")
                 self.send_header("Content-Security-Policy",
                                  "default-src 'self'; img-src 'self' https://*.tianditu.gov.cn "
-                                 "data:; style-src 'self'")
+                                 "data: blob:; style-src 'self'")
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
@@ -331,7 +389,8 @@ class WorkerApp:
             except OverflowError as exc:
                 raise BadStep(f"{k}: degrees (WGS-84)") from exc
         return self.orders.take_step(who, oid, step, key, now_ms, cause=opt("cause", str),
-                                     note=opt("note", str), lat=place[0], lon=place[1])
+                                     note=opt("note", str), lat=place[0], lon=place[1],
+                                     photo=opt("photo", str))
 
     def stop(self) -> None:
         if self.server is not None:

@@ -27,6 +27,7 @@ from collector.alerting.model import Alert, Event, Message
 from collector.alerting.principals import Principal
 from collector.line_protocol import escape_string_field, tag_set
 from collector.workorders.errors import BadStep, NoSuchOrder, OutsideArea
+from collector.workorders.photos import Photos
 from collector.workorders.workers import Worker, WorkerDirectory
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ CREATE TABLE IF NOT EXISTS work_steps (
     id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id INTEGER NOT NULL, step TEXT NOT NULL,
     key TEXT NOT NULL UNIQUE, worker TEXT NOT NULL, by_name TEXT NOT NULL, via TEXT NOT NULL,
     at_ms INTEGER NOT NULL, response_s REAL NOT NULL, cause TEXT, note TEXT, lat REAL,
-    lon REAL, event_id TEXT NOT NULL);
+    lon REAL, event_id TEXT NOT NULL, photo TEXT);
 CREATE INDEX IF NOT EXISTS work_steps_alert ON work_steps (alert_id);
 """
 TYPE_PREFIX = "org.airgrid.workorder."
@@ -65,6 +66,7 @@ class Step:
     note: str | None = None
     lat: float | None = None
     lon: float | None = None
+    photo: str | None = None  # SHA-256 of the photo (`photos`)
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -97,13 +99,14 @@ class WorkOrders:
         self._app_step: tuple[Worker, str] | None = None  # the app's ack being decided
         with self.store.lock:
             self.store.db.executescript(SCHEMA)
+        self.photos = Photos(self.store.db, self.store.lock)
 
     # -- reading -------------------------------------------------------------------------
     def steps(self, alert_id: int) -> list[Step]:
         with self.store.lock:
             rows = self.store.db.execute(
                 "SELECT alert_id, step, worker, by_name, via, at_ms, response_s, cause, note,"
-                " lat, lon FROM work_steps WHERE alert_id = ? ORDER BY at_ms, id",
+                " lat, lon, photo FROM work_steps WHERE alert_id = ? ORDER BY at_ms, id",
                 (alert_id,)).fetchall()
         return [Step(*r) for r in rows]
 
@@ -113,7 +116,7 @@ class WorkOrders:
         with self.store.lock:
             rows = self.store.db.execute(
                 "SELECT alert_id, step, worker, by_name, via, at_ms, response_s, cause, note,"
-                " lat, lon FROM work_steps ORDER BY id").fetchall()
+                " lat, lon, photo FROM work_steps ORDER BY id").fetchall()
         return [(self.manager.get(r[0]), Step(*r)) for r in rows]
 
     @staticmethod
@@ -158,7 +161,8 @@ class WorkOrders:
     # -- writing -------------------------------------------------------------------------
     def take_step(self, who: Worker, alert_id: int, step: str, key: str, now_ms: int,
                   cause: str | None = None, note: str | None = None,
-                  lat: float | None = None, lon: float | None = None) -> tuple[bool, Alert]:
+                  lat: float | None = None, lon: float | None = None,
+                  photo: str | None = None) -> tuple[bool, Alert]:
         """Record `step` by `who`; (False, alert) when `key` was already taken (a resend).
         Raises NoSuchOrder, OutsideArea, BadStep."""
         if step not in STEPS:
@@ -169,6 +173,9 @@ class WorkOrders:
             raise BadStep(f"cause: one of {CAUSES}, got {cause!r}")
         if note is not None and len(note) > MAX_NOTE:
             raise BadStep(f"note: at most {MAX_NOTE} characters")
+        if photo is not None and (step != "handled" or not self.photos.belongs(photo,
+                                                                               alert_id)):
+            raise BadStep("photo: the digest of a photo uploaded for this order, on 处置完成")
         if (lat is None) != (lon is None) or (lat is not None and not -90 <= lat <= 90) or \
                 (lon is not None and not -180 <= lon <= 180):
             raise BadStep("lat and lon: both or neither, in degrees (WGS-84)")
@@ -206,7 +213,7 @@ class WorkOrders:
                 if step != "acknowledged":
                     self._insert(a, Step(alert_id, step, who.id, who.name, "app", now_ms,
                                          (now_ms - a.started_ms) / 1000, cause,
-                                         note or None, lat, lon), key)
+                                         note or None, lat, lon, photo), key)
                     if step == "handled" and a.rule == COMPLAINT_RULE:
                         self.manager.close_external(alert_id, now_ms)
                     if step == "reported":  # 上报: the next level of the ladder is told now
@@ -243,10 +250,10 @@ class WorkOrders:
         with self.store.tx() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO work_steps (alert_id, step, key, worker, by_name, via,"
-                " at_ms, response_s, cause, note, lat, lon, event_id)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " at_ms, response_s, cause, note, lat, lon, event_id, photo)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (s.alert_id, s.step, key, s.worker, s.by_name, s.via, s.at_ms, s.response_s,
-                 s.cause, s.note, s.lat, s.lon, eid))
+                 s.cause, s.note, s.lat, s.lon, eid, s.photo))
             if cur.rowcount == 0 or not emit:
                 return
             self._emit(s.step, a, s, s.at_ms, key)

@@ -19,7 +19,8 @@
       device: "设备", place: "位置", value: "PM2.5", since: "开始", status: "状态",
       nodata: "暂无数据", by: "", via: "经", evidence: "投诉时附近读数",
       construction_dust: "施工扬尘", burning: "焚烧", industrial: "工业排放", traffic: "交通",
-      sensor_fault: "传感器故障", other: "其他", sms: "短信", app: "手机", mqtt: "APP", http: "接口"},
+      sensor_fault: "传感器故障", other: "其他", sms: "短信", app: "手机", mqtt: "APP", http: "接口",
+      photo: "照片（可选）", show_photo: "查看照片"},
     en: {title: "Air quality work orders", empty: "No open work orders in your grid",
       back: "‹ Back to list", chart: "PM2.5, last 24 h", steps: "Steps", ack: "Received",
       arrive: "On site", report: "Escalate", handle: "Handled", cause: "Cause", note: "Note",
@@ -38,7 +39,7 @@
       evidence: "Readings nearby at the complaint's time",
       construction_dust: "construction dust", burning: "burning", industrial: "industrial",
       traffic: "traffic", sensor_fault: "sensor fault", other: "other", sms: "SMS",
-      app: "phone", mqtt: "app", http: "API"}
+      app: "phone", mqtt: "app", http: "API", photo: "Photo (optional)", show_photo: "show photo"}
   };
   var LS_TOKEN = "airgrid.token", LS_LANG = "airgrid.lang", LS_QUEUE = "airgrid.outbox";
   var lang = localStorage.getItem(LS_LANG) || "zh";
@@ -103,8 +104,9 @@
     if (!items.length) { banner(); return Promise.resolve(); }
     flushing = true;
     var item = items[0];
-    return api("/api/app/orders/" + item.order + "/steps", {method: "POST", body: JSON.stringify(item.body)})
-      .then(function (r) {
+    return upload(item).then(function () {
+      return api("/api/app/orders/" + item.order + "/steps", {method: "POST", body: JSON.stringify(item.body)});
+    }).then(function (r) {
         // taken (201), taken before (200) or refused for good (4xx): it leaves the phone
         if (r.status < 500 && r.status !== 401 && r.status !== 408 && r.status !== 429) {
           saveQueue(queue().filter(function (x) { return x.body.key !== item.body.key; }));
@@ -114,16 +116,51 @@
         if (r.status < 300 && queue().length) { return flush(); }
       }, function () { flushing = false; banner(); });
   }
+  function upload(item) {
+    // a photo goes first; its digest then names it in the step (resending it is harmless:
+    // the server stores a photo once, by its SHA-256)
+    if (!item.photo) { return Promise.resolve(); }
+    var bin = atob(item.photo), bytes = new Uint8Array(bin.length);
+    for (var i = 0; i < bin.length; i++) { bytes[i] = bin.charCodeAt(i); }
+    return fetch("/api/app/orders/" + item.order + "/photos", {method: "POST", body: bytes,
+      headers: {"Authorization": "Bearer " + token(), "Content-Type": "image/jpeg"}})
+      .then(function (r) { return r.json().then(function (b) { return {status: r.status, body: b}; }); })
+      .then(function (r) {
+        if (r.status >= 500 || r.status === 401 || r.status === 408 || r.status === 429) {
+          throw new Error("photo " + r.status);  // kept, tried again
+        }
+        if (r.status < 300) { item.body.photo = r.body.photo; }  // else: the step without it
+        delete item.photo;
+        saveQueue(queue().map(function (x) { return x.body.key === item.body.key ? item : x; }));
+      });
+  }
+  function shrink(file) {
+    // a phone photo scaled to 1280 px on its long side, JPEG 0.7: about 150 kB
+    return new Promise(function (done) {
+      if (!file) { return done(null); }
+      var img = new Image(), url = URL.createObjectURL(file);
+      img.onload = function () {
+        var k = Math.min(1, 1280 / Math.max(img.width, img.height));
+        var c = document.createElement("canvas");
+        c.width = Math.round(img.width * k); c.height = Math.round(img.height * k);
+        c.getContext("2d").drawImage(img, 0, 0, c.width, c.height);
+        URL.revokeObjectURL(url);
+        done(c.toDataURL("image/jpeg", 0.7).split(",")[1]);
+      };
+      img.onerror = function () { URL.revokeObjectURL(url); done(null); };
+      img.src = url;
+    });
+  }
   function newKey() {
     var a = new Uint8Array(12);
     crypto.getRandomValues(a);
     return Array.prototype.map.call(a, function (b) { return (b + 256).toString(16).slice(1); }).join("");
   }
-  function take(step, extra) {
+  function take(step, extra, photo) {
     var body = {step: step, key: step + "-" + newKey()};
     Object.keys(extra || {}).forEach(function (k) { body[k] = extra[k]; });
     var items = queue();
-    items.push({order: current.id, body: body});
+    items.push(photo ? {order: current.id, body: body, photo: photo} : {order: current.id, body: body});
     saveQueue(items);
     return flush();
   }
@@ -265,6 +302,19 @@
       var li = el("li", time(h.at_ms) + " " + t(h.step) + who + via + (h.cause ? " · " + t(h.cause) : "") + (h.note ? " · " + h.note : ""));
       li.setAttribute("data-step", h.step);
       if (h.via) { li.setAttribute("data-via", h.via); }
+      if (h.photo) {
+        var b = el("button", t("show_photo"), "link");
+        b.type = "button";
+        b.addEventListener("click", function () {
+          fetch("/api/app/photos/" + h.photo, {headers: {"Authorization": "Bearer " + token()}})
+            .then(function (r) { return r.blob(); }).then(function (blob) {
+              var img = el("img"); img.src = URL.createObjectURL(blob); img.className = "photo";
+              img.setAttribute("data-photo", h.photo);
+              li.appendChild(img);
+            });
+        });
+        li.appendChild(b);
+      }
       ol.appendChild(li);
     });
     var nb = $("neighbours");
@@ -310,7 +360,10 @@
   });
   $("handle").addEventListener("submit", function (e) {
     e.preventDefault();
-    take("handled", {cause: $("cause").value, note: $("note").value});
+    var f = $("photo").files[0];
+    shrink(f).then(function (photo) {
+      take("handled", {cause: $("cause").value, note: $("note").value}, photo);
+    });
   });
   window.addEventListener("online", function () { flush(); });
   window.addEventListener("offline", banner);

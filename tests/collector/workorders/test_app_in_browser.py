@@ -15,17 +15,20 @@ Screenshots of each screen go to the test's tmp_path.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
 import re
 import sqlite3
 import statistics
+import struct
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,6 +281,19 @@ def browser(stack: Stack) -> Iterator[Any]:
         b.close()
 
 
+def _png(width: int, height: int) -> bytes:
+    """A small RGB PNG (PNG spec: signature, IHDR, one IDAT of zlib'd filtered rows, IEND)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    rows = b"".join(b"\x00" + b"".join(bytes((x * 4 % 256, y * 5 % 256, 90))
+                                        for x in range(width)) for y in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
+                                                                0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
 def _page(browser: Any) -> tuple[Any, Any]:
     ctx = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True,
                               locale="zh-CN")
@@ -329,8 +345,12 @@ def test_sign_in_acknowledge_arrive_offline_handle_and_everything_agrees(
     page.wait_for_function("document.getElementById('banner').hidden === true")
     page.select_option("#cause", "construction_dust")
     page.fill("#note", "工地渣土未覆盖，已要求覆盖洒水")
+    page.set_input_files("#photo", {"name": "site.png", "mimeType": "image/png",
+                                    "buffer": _png(64, 48)})
     page.click("#s-handle")
     page.wait_for_selector("#history li[data-step='handled']", timeout=10_000)
+    page.click("#history li[data-step='handled'] button")
+    page.wait_for_selector("#history img[data-photo]", timeout=10_000)
     page.screenshot(path=str(tmp_path / "4-handled.png"), full_page=True)
     page.click("#lang")
     assert "Handled" in page.inner_text("#s-handle")
@@ -341,6 +361,15 @@ def test_sign_in_acknowledge_arrive_offline_handle_and_everything_agrees(
     # the same key (an answer lost on the way back) is taken as already done
     rows = stack.sql("SELECT step, key, via, at_ms, response_s, cause, note FROM work_steps"
                      " WHERE alert_id = ? ORDER BY id", a_id)
+    # the photo: scaled and re-encoded as JPEG by the page, stored once, shown to the grid
+    ((photo,),) = stack.sql("SELECT photo FROM work_steps WHERE alert_id = ? AND step = "
+                            "'handled'", a_id)
+    req = urllib.request.Request(f"{stack.app}/api/app/photos/{photo}",
+                                 headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        jpeg = r.read()
+        assert r.headers["Content-Type"] == "image/jpeg" and jpeg[:3] == b"\xff\xd8\xff"
+    assert hashlib.sha256(jpeg).hexdigest() == photo
     assert [r[0] for r in rows] == ["acknowledged", "arrived", "handled"], rows
     arrived_key = rows[1][1]
     code, body = stack.api(f"/api/app/orders/{a_id}/steps", token,
@@ -398,6 +427,7 @@ def test_sign_in_acknowledge_arrive_offline_handle_and_everything_agrees(
                                 e["type"].endswith(".acknowledged") and
                                 e["data"]["via"] == "sms" for e in stack.bus), 10)
     assert stack.api(f"/api/app/orders/{a_id}", li)[0] == 403
+    assert stack.api(f"/api/app/photos/{photo}", li)[0] == 403
     assert stack.alive()
 
 
@@ -598,8 +628,32 @@ def test_hostile_complaints_and_steps_get_clear_4xx_are_counted_and_the_process_
             # c_id is another grid's order: 403 once the body is read; unknown ids 404
             assert status in (400, 403, 404, 409), (status, body, order)
 
+    a_id = stack.alert_id("wa-a")
+
+    @settings(max_examples=30, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                     HealthCheck.too_slow])
+    @given(st.one_of(st.binary(max_size=300),
+                     st.binary(max_size=100).map(lambda b: b"\xff\xd8\xff" + b)),
+           st.sampled_from([a_id, c_id, 10**17]))
+    def photos(body: bytes, order: int) -> None:
+        status = _raw(stack, "POST", f"/api/app/orders/{order}/photos", body,
+                      {"Authorization": f"Bearer {token}", "Content-Type": "image/jpeg"})
+        statuses.append(status)
+        if order == c_id:
+            assert status == 403
+        elif order != a_id:
+            assert status == 404
+        else:  # an image signature is what it checks; anything else is refused
+            jpeg = body.startswith(b"\xff\xd8\xff")
+            assert status in ((200, 201) if jpeg else (400,)), (status, body)
+
     complaints()
     steps()
+    photos()
+    big = b"\xff\xd8\xff" + b"\0" * (1024 * 1024)
+    assert _raw(stack, "POST", f"/api/app/orders/{a_id}/photos", big,
+                {"Authorization": f"Bearer {token}"}) == 413
     huge = b"{" + b" " * (200 * 1024) + b"}"
     assert _raw(stack, "POST", "/api/complaints", huge,
                 {HEADER: sign(COMPLAINT_SECRET.encode(), int(time.time()), huge)}) == 413

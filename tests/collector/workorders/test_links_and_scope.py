@@ -195,3 +195,27 @@ def test_reported_escalates_at_once_to_the_next_level(tmp_path: Path) -> None:
     assert len(notices) == 1 and notices[0]["id"].startswith("e:")
     orders.take_step(zhang, a.id, "reported", "k-up-2", T0 + 120_000)
     assert a.level == 1 and len(manager.store.outbox_rows("hook")) == 1  # top of the ladder
+
+
+def test_photos_are_images_by_signature_stored_once_and_named_by_a_handled_step(
+        setup: tuple[AlertManager, WorkOrders, list[str]]) -> None:
+    from collector.workorders.photos import content_type
+
+    manager, orders, _ = setup
+    zhang = orders.workers.get("8613800000001")
+    assert zhang is not None
+    a_id = next(a.id for a in manager.lifecycle.by_id.values() if a.subject == "dev-a")
+    assert content_type(b"\x89PNG\r\n\x1a\n...") == "image/png"
+    assert content_type(b"RIFF\0\0\0\0WEBPVP8 ") == "image/webp"
+    with pytest.raises(BadStep):
+        content_type(b"GIF89a")
+    jpeg = b"\xff\xd8\xff\xe0" + b"x" * 100
+    digest, new = orders.photos.add(a_id, jpeg, zhang.id, T0)
+    assert new and orders.photos.add(a_id, jpeg, zhang.id, T0 + 1) == (digest, False)
+    with pytest.raises(BadStep):  # only on 处置完成, and only this order's photo
+        orders.take_step(zhang, a_id, "arrived", "k-p1", T0 + 5, photo=digest)
+    with pytest.raises(BadStep):
+        orders.take_step(zhang, a_id, "handled", "k-p2", T0 + 5, cause="other",
+                         photo="0" * 64)
+    orders.take_step(zhang, a_id, "handled", "k-p3", T0 + 5, cause="other", photo=digest)
+    assert orders.steps(a_id)[-1].photo == digest
