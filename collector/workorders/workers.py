@@ -157,9 +157,11 @@ class WorkerDirectory:
     def get(self, worker_id: str) -> Worker | None:
         return self.all().get(worker_id)
 
+    # by_phone / by_name run inside the alert lifecycle's transaction (an SMS or MQTT
+    # acknowledgement): they read what the last request loaded and never parse the file
     def by_phone(self, phone: str) -> Worker | None:
         p = e164_or_none(phone)
-        return next((w for w in self.all().values() if w.phone == p), None)
+        return next((w for w in self._workers.values() if w.phone == p), None)
 
     def by_name(self, name: str) -> Worker | None:
-        return next((w for w in self.all().values() if w.name == name), None)
+        return next((w for w in self._workers.values() if w.name == name), None)
