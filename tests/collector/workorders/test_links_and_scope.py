@@ -219,3 +219,17 @@ def test_photos_are_images_by_signature_stored_once_and_named_by_a_handled_step(
                          photo="0" * 64)
     orders.take_step(zhang, a_id, "handled", "k-p3", T0 + 5, cause="other", photo=digest)
     assert orders.steps(a_id)[-1].photo == digest
+
+
+def test_an_mqtt_acknowledgement_is_the_orders_received_step_too(
+        setup: tuple[AlertManager, WorkOrders, list[str]]) -> None:
+    from collector.alerting.principals import Principal
+
+    manager, orders, lines = setup
+    manager.handle([tr("dev-b", "firing", 170.0, T0 + 1_000)], T0 + 1_000)
+    b_id = next(a.id for a in manager.lifecycle.by_id.values() if a.subject == "dev-b")
+    manager.acknowledge(b_id, Principal("张三的网格通", "", "", "app-zhang"), T0 + 31_000,
+                        "mqtt")
+    assert [(s.step, s.via, s.response_s) for s in orders.steps(b_id)] == [
+        ("acknowledged", "mqtt", 30.0)]
+    assert any(",step=acknowledged," in x and "via=\"mqtt\"" in x for x in lines)
