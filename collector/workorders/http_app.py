@@ -200,6 +200,12 @@ class WorkerApp:
                     return
                 oid = int(m.group(1))
                 now = _now_ms()
+                # a step's body (at most 64 KiB) is read before the 401, so the answer is
+                # not lost to a reset of a connection closed with unread data; a photo's
+                # (1 MiB) only for a signed-in worker
+                raw = self.read_body() if m.group(2) == "/steps" else b""
+                if raw is None:
+                    return
                 try:
                     who = owner.signed_in(self.headers.get("Authorization", ""), now)
                 except NotSignedIn as exc:
@@ -207,9 +213,6 @@ class WorkerApp:
                     return
                 if m.group(2) == "/photos":
                     self._add_photo(who, oid, now)
-                    return
-                raw = self.read_body()
-                if raw is None:
                     return
                 try:
                     body = json.loads(raw)
