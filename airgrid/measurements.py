@@ -26,3 +26,8 @@ ALERT_EVENTS: Final = "alert_events"
 #: on start and on every reload: tags device, site, township, grid; fields latitude,
 #: longitude, name, sensor, link.
 DEVICE_LOCATION: Final = "device_location"
+#: One point per work order step (acknowledged, arrived, handled, reported), written by the
+#: collector: tags source (alert or complaint), step, township, grid, worker, cause
+#: (handled only, else "none"), rule; fields order_id, response_s (seconds from the order's
+#: opening to this step), within_2h (1 when response_s <= 7200, else 0). Time: the step's.
+WORK_ORDER_STEPS: Final = "work_order_steps"

@@ -28,6 +28,7 @@ BENCHES: dict[str, Forms] = {
     "alert_latency": Forms(
         quick=("--devices", "1000", "--seconds", "15", "--reference"),
         full=("--devices", "1000", "--seconds", "30", "--reference")),
+    "app_first_load": Forms(quick=("--runs", "2"), full=("--runs", "3")),
     "anomaly_eval": Forms(quick=("--seed", "1"), full=("--seed", "1")),
     "broker_connect": Forms(quick=("--n", "100"), full=("--n", "200")),
     "chaos": Forms(

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from collector.alerting.config import AlertingConfig
     from collector.alerting.service import AlertingService
     from collector.config import CollectorConfig
+    from collector.workorders.service import WorkOrderService
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,10 @@ def load(path: Path) -> LoadedConfig:
 
 def from_config(cfg: CollectorConfig) -> LoadedConfig:
     devices = device_registry.load(cfg.registry.file) if cfg.registry.file else {}
+    if cfg.registry.file:
+        from collector.workorders.workers import from_registry
+
+        from_registry(cfg.registry.file, devices)  # the app's workers: RegistryError
     engine = build_engine(cfg.rules.files, devices.values())
     _alerting_config(cfg)
     return LoadedConfig(cfg, engine, devices)
@@ -219,6 +224,7 @@ class CollectorApp:
             from collector.alerting.ack_mqtt import command_topic
 
             shared.extra_subscriptions.append((command_topic(cfg.broker.prefix), 1))
+        self.workorders = _workorders(cfg, self.alerting, self.registry, self.points)
         self.spool = Spool(cfg.spool.dir, cfg.spool.max_bytes)
         self.state = StateStore(cfg.state.file)
         self.quarantine = Quarantine(path_beside(cfg.state.file))
@@ -255,6 +261,8 @@ class CollectorApp:
         self.ingest.start()
         if self.alerting is not None:
             self.alerting.start()
+        if self.workorders is not None:
+            self.workorders.start()
         cfg = self.config
         log.info("collector: source %s, broker %s:%d, InfluxDB %s (%s) db %s, %d rules, "
                  "spool %s", cfg.source, cfg.broker.host, cfg.broker.port, cfg.influx.url,
@@ -271,6 +279,8 @@ class CollectorApp:
         self.pipeline.stopping.set()
 
     def close(self) -> None:
+        if self.workorders is not None:
+            self.workorders.stop()
         if self.alerting is not None:
             self.alerting.stop()
         self.ingest.stop()
@@ -283,6 +293,22 @@ class CollectorApp:
                  "spool depth %d lines, rejected %s, rejected readings %s", c.messages,
                  c.readings_stored, c.duplicates, c.spooled, self.spool.lines,
                  dict(c.rejected), dict(c.rejected_readings))
+
+
+def _workorders(cfg: CollectorConfig, alerting: AlertingService | None,
+                registry: RegistryWatcher, points: CountyPoints) -> WorkOrderService | None:
+    """Work orders ride on the alert lifecycle: none without it. The app's HTTP server
+    runs when `[alerting.app] http_port` is set."""
+    from collector.workorders.readings import ReadingsQuery
+    from collector.workorders.service import WorkOrderService
+
+    if alerting is None:
+        return None
+    i = cfg.influx
+    readings = ReadingsQuery(i.url, i.bucket or i.database if i.api == "v2" else i.database,
+                             i.username, i.password, i.token if i.api == "v2" else None,
+                             timeout_s=i.timeout_s)
+    return WorkOrderService(cfg.alerting.app, alerting, registry, points.add, readings)
 
 
 def _amqp_source(cfg: CollectorConfig, engine: Engine) -> tuple[IngestSource, HandOver]:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from grafana.boards import alerts, device, fleet, overview
+from grafana.boards import alerts, device, fleet, overview, response
 from grafana.errors import GenerateError
 from grafana.model import Dashboard
 
@@ -16,7 +16,7 @@ PROVISIONING_DIR = PACKAGE_DIR / "provisioning"
 
 
 def dashboards() -> list[Dashboard]:
-    return [overview.build(), device.build(), fleet.build(), alerts.build()]
+    return [overview.build(), device.build(), fleet.build(), alerts.build(), response.build()]
 
 
 def render(d: Dashboard) -> str:

@@ -12,6 +12,7 @@ from airgrid.measurements import (
     DEVICE_STATUS,
     READINGS,
     READINGS_HOURLY,
+    WORK_ORDER_STEPS,
 )
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "READINGS",
     "READINGS_HOURLY",
     "REGISTRY_TAGS",
+    "WORK_ORDER_STEPS",
 ]
 
 REGISTRY_TAGS = ("site", "township", "grid")

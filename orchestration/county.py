@@ -95,6 +95,7 @@ class CountyServices:
     metrics_port: int = field(default_factory=free_port)
     api_port: int = field(default_factory=free_port)
     api_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    app_port: int = field(default_factory=free_port)
 
     @property
     def metrics_url(self) -> str:
@@ -103,6 +104,11 @@ class CountyServices:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}/api"
+
+    @property
+    def app_url(self) -> str:
+        """The grid worker app (`airgrid-admin worker-link` gives each worker's link)."""
+        return f"http://127.0.0.1:{self.app_port}/app/"
 
     @staticmethod
     def modem_link(workdir: Path) -> Path:
@@ -184,4 +190,6 @@ class CountyServices:
             "[[alerting.contacts.officers]]\n"
             'role = "county_bureau"\ntownship = "*"\n'
             f'name = "{COUNTY_BUREAU[0]}"\nphone = "{COUNTY_BUREAU[1]}"\n'
+            "[alerting.app]\n"
+            f"http_port = {self.app_port}\n"
         )

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from collector.workorders.workers import from_registry
 from orchestration.county import CountyServices, county_devices
 from orchestration.services import InfluxDB, Mosquitto, terminate
 from orchestration.stack import DEFAULT_RULES, Stack, Timing
@@ -111,6 +112,12 @@ def up(workdir: Path, devices: int) -> dict[str, Any]:
         "influx_db": stack.database,
         "metrics_url": county.metrics_url,
         "api_url": county.api_url,
+        "app_url": county.app_url,
+        # the registry's grid workers: `airgrid-admin worker-link --config COLLECTOR_CONFIG
+        # ID` prints each one's sign-in link
+        "workers": [{"id": w.id, "grid": w.grid, "township": w.township}
+                    for w in from_registry(stack.workdir / "config" / "registry.yaml").values()
+                    if w.role == "grid_worker"],
         "collector_config": str(stack.workdir / "config" / "collector.toml"),
         "registry": str(stack.workdir / "config" / "registry.yaml"),
         "devices": [d.device for d in sims],

@@ -10,6 +10,9 @@ pkgs+=(rabbitmq-server)
 # The daily report: Noto Sans CJK for Chinese text, poppler's pdftotext/pdftoppm/pdffonts
 # for its tests.
 pkgs+=(fonts-noto-cjk poppler-utils)
+# The grid worker app's browser tests: Debian's Chromium, driven by Playwright (which
+# never downloads a browser of its own here).
+pkgs+=(chromium)
 python3 -c "import ensurepip, venv" 2>/dev/null || pkgs+=(python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -119,6 +119,7 @@ class AlertingConfig:
     ack_http_max_connections: int = 16
     ack_http_request_timeout_ms: int = 10_000
     ack_mqtt: bool = True
+    app: AppSettings | None = None  # the grid worker app (collector.workorders)
 
 
 
@@ -240,6 +241,33 @@ class AckSettings(Section, frozen=True):
     mqtt: bool = True
 
 
+class ComplaintSettings(Section, frozen=True):
+    # the HMAC key complaints are signed with (like our webhooks); "" refuses every one
+    secret: Annotated[str, Meta(pattern=r"^(|[\s\S]{16,})$",
+                                description="a key of at least 16 characters (secret_file "
+                                "or secret_env keep it out of the file)")] = ""
+
+
+class AppSettings(Section, frozen=True):
+    """`[alerting.app]`: the grid worker app and the complaint endpoint (one HTTP server)."""
+
+    http_host: Annotated[str, Meta(description="a host address")] = "127.0.0.1"
+    # None: no app
+    http_port: Annotated[int, Meta(ge=0, lt=65536, description="a TCP port (0 = any free "
+                                   "port)")] | None = None
+    # what a sign-in link starts with, as phones reach the app ("" = http://host:port)
+    public_url: Annotated[str, Meta(pattern=r"^(https?://[^\s]+)?$",
+                                    description="an http(s) URL")] = ""
+    link_ttl_ms: Duration = msgspec.field(default=7 * 86_400_000, name="link_ttl")
+    http_max_connections: Annotated[int, Meta(ge=1, le=256, description="1 to 256")] = 32
+    http_request_timeout_ms: Duration = msgspec.field(default=10_000,
+                                                      name="http_request_timeout")
+    # the county's Tianditu browser key for the map's basemap ("" = markers only)
+    tianditu_key: Annotated[str, Meta(pattern=r"^[A-Za-z0-9]{0,64}$",
+                                      description="a Tianditu key (letters and digits)")] = ""
+    complaints: ComplaintSettings = ComplaintSettings()
+
+
 class AlertingSettings(Section, frozen=True):
     enabled: bool = True  # false: transitions go straight out as events, no lifecycle
     state_db: Annotated[Path, RelativeToFile()] = Path("alerting.sqlite")
@@ -257,6 +285,7 @@ class AlertingSettings(Section, frozen=True):
     inhibit: tuple[InhibitSettings, ...] = ()
     contacts: ContactsSettings = ContactsSettings()
     ack: AckSettings = AckSettings()
+    app: AppSettings = AppSettings()
 
     def channel_names(self) -> list[str]:
         """The configured channels, and the event bus when events go to it by default."""
@@ -343,7 +372,7 @@ def resolve(s: AlertingSettings) -> AlertingConfig:
         ack_http_host=s.ack.http_host, ack_http_port=s.ack.http_port,
         ack_http_max_connections=s.ack.http_max_connections,
         ack_http_request_timeout_ms=s.ack.http_request_timeout_ms,
-        ack_mqtt=s.ack.mqtt,
+        ack_mqtt=s.ack.mqtt, app=s.app,
     )
 
 

@@ -75,9 +75,7 @@ class AlertManager:
     # -- inputs --------------------------------------------------------------------------
     def handle(self, transitions: Sequence[Transition], now_ms: int) -> None:
         with self.lock:
-            if not self._loaded:
-                self.lifecycle.load(self.store.load_alerts(now_ms - self.cfg.reopen_within_ms))
-                self._loaded = True
+            self.ensure_loaded(now_ms)
             touched: set[str] = set()
             with self.store.tx():
                 for t in transitions:
@@ -102,20 +100,22 @@ class AlertManager:
         if touched:
             self.wake(touched)
 
-    def acknowledge(self, alert_id: int, who: Principal, now_ms: int, via: str) -> Alert:
+    def acknowledge(self, alert_id: int, who: Principal, now_ms: int, via: str,
+                    authorized: bool = False) -> Alert:
         """Stop escalation; publish the acknowledgement as an event. Idempotent.
 
         Only the alert's responsible people and the chain above them may (`responsible`):
         anyone else is NotResponsible, counted and logged. The history records `who.name`.
+        `authorized`: the caller has already checked the person's area (the grid worker
+        app, whose officers come from the registry's workers).
         """
         with self.lock:
-            if not self._loaded:
-                self.lifecycle.load(self.store.load_alerts(now_ms - self.cfg.reopen_within_ms))
-                self._loaded = True
+            self.ensure_loaded(now_ms)
             if alert_id not in self.lifecycle.by_id:
                 self.counters["ack_unknown"] += 1
                 raise UnknownAlert(f"no open alert #{alert_id}")
-            if not self.responsible(self.lifecycle.by_id[alert_id]).allows(who):
+            if not authorized and \
+                    not self.responsible(self.lifecycle.by_id[alert_id]).allows(who):
                 self.counters[f"ack_refused_{via}"] += 1
                 log.warning("acknowledgement of alert #%d by %s (%s) via %s refused: not "
                             "responsible for it", alert_id, who.name,
@@ -133,6 +133,62 @@ class AlertManager:
         if touched:
             self.wake(touched)
         return alert
+
+    def ensure_loaded(self, now_ms: int) -> None:
+        with self.lock:
+            if not self._loaded:
+                self.lifecycle.load(self.store.load_alerts(now_ms - self.cfg.reopen_within_ms))
+                self._loaded = True
+
+    def open_external(self, rule: str, subject: str, labels: dict[str, str],
+                      annotations: dict[str, str], now_ms: int,
+                      detail: dict[str, object] | None = None) -> Alert:
+        """Open an alert that no rule decided (a citizen complaint): the same lifecycle,
+        id space (an SMS "收到 N" acknowledges it), routing, escalation and events."""
+        with self.lock:
+            self.ensure_loaded(now_ms)
+            a = Alert(id=0, rule=rule, subject=subject, state="firing", value=0.0,
+                      severity=labels.get("severity", "warning"),
+                      labels={**labels, "alertname": rule, "rule": rule},
+                      annotations=dict(annotations), started_ms=now_ms, updated_ms=now_ms,
+                      level_since_ms=now_ms)
+            with self.store.tx():
+                a.id = self.store.insert_alert(a)
+                self.lifecycle.by_key[a.key] = a
+                self.lifecycle.by_id[a.id] = a
+                ev = self.lifecycle._event("firing", a, now_ms, **(detail or {}))
+                touched = self._publish_event(ev, now_ms)
+        self.wake(touched)
+        return a
+
+    def escalate_now(self, alert_id: int, now_ms: int, by: str) -> bool:
+        """A person escalates (上报) an alert: it moves one level up the ladder at once,
+        acknowledged or not, with the same event and notices as a timed escalation.
+        False when it is not firing or already at the top."""
+        with self.lock:
+            self.ensure_loaded(now_ms)
+            a = self.lifecycle.by_id[alert_id]
+            if a.state != "firing" or a.level >= len(self.cfg.escalation):
+                return False
+            waited = now_ms - a.level_since_ms
+            a.level += 1
+            a.level_since_ms = a.updated_ms = now_ms
+            with self.store.tx():
+                ev = self.lifecycle._event("escalated", a, now_ms, waited_ms=waited, by=by)
+                touched = self._publish_event(ev, now_ms) | self._escalation_notices(ev, now_ms)
+            self.counters["escalated_by_person"] += 1
+        self.wake(touched)
+        return True
+
+    def close_external(self, alert_id: int, now_ms: int) -> None:
+        """Resolve an alert opened by `open_external` (its work order was handled)."""
+        with self.lock, self.store.tx():
+            a = self.lifecycle.by_id[alert_id]
+            if a.state != "firing":
+                return
+            a.state, a.updated_ms, a.resolved_ms = "resolved", now_ms, now_ms
+            touched = self._publish_event(self.lifecycle._event("resolved", a, now_ms), now_ms)
+        self.wake(touched)
 
     def on_sms(self, channel: str, sender: str, text: str, now_ms: int) -> Alert | None:
         """An SMS reply: "收到 123" / "ACK 123" from a known contact acknowledges #123."""
@@ -170,7 +226,7 @@ class AlertManager:
                 apps.add(app_id)
 
         if alert.labels.get("scope") != "regional":
-            c = self.contacts.for_device(alert.subject)
+            c = self.contacts.for_device(alert.labels.get("device", alert.subject))
             if c is not None:
                 add(c.worker_phone, c.worker_app_id)
         for o in self.contacts.officers_of(alert.labels.get("township", "")):
@@ -236,7 +292,7 @@ class AlertManager:
         if kind == "none":
             return target.to if target.to not in ("grid_worker",) else ""
         if target.to == "grid_worker":
-            c = self.contacts.for_device(alert.subject)
+            c = self.contacts.for_device(alert.labels.get("device", alert.subject))
             if c is None:
                 return ""
             return c.worker_phone if kind == "phone" else c.worker_app_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry
@@ -71,9 +71,13 @@ class AlertingService:
                                             on_dead=self._on_dead,
                                             on_outcome=recorder.delivery if recorder else None)
                         for name, spec in cfg.channels.items()}
+        self.recorder = recorder
+        #: told every lifecycle event after the recorder, inside the transaction that
+        #: decided it (the work orders record SMS and MQTT acknowledgements as steps)
+        self.listeners: list[Callable[[Event], None]] = []
         self.manager = AlertManager(cfg, self.store, contacts or cfg.contacts,
                                     {n: c.address for n, c in self.notifiers.items()}, self._wake,
-                                    **({"on_event": recorder.event} if recorder else {}))
+                                    on_event=self._on_event)
         if metrics is not None:
             metrics.register(ManagerCounters(self.manager))
         self.http: AlertHttpApi | None = None
@@ -101,6 +105,12 @@ class AlertingService:
     def handle(self, transitions: Sequence[Transition], now_ms: int | None = None) -> None:
         """The collector's hook: every tick, with whatever the engine reported."""
         self.manager.handle(transitions, int(time.time() * 1000) if now_ms is None else now_ms)
+
+    def _on_event(self, ev: Event) -> None:
+        if self.recorder is not None:
+            self.recorder.event(ev)
+        for listener in self.listeners:
+            listener(ev)
 
     def _wake(self, channels: Iterable[str]) -> None:
         for c in channels:

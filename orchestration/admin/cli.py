@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from airgrid.cli_support import cli_main, json_dumps, new_parser
+from airgrid.config import ConfigError
+from collector.errors import CollectorError
 from orchestration.admin.broker_config import LOOPBACK, Listeners
 from orchestration.admin.errors import AdminError
 from orchestration.admin.home import AdminHome
@@ -118,6 +120,40 @@ def _cmd_k8s_secrets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_worker_link(args: argparse.Namespace) -> int:
+    from airgrid.durations import parse_duration_ms
+    from orchestration.admin import worker_links
+
+    try:
+        ttl = parse_duration_ms(args.ttl)
+    except ValueError as exc:
+        print(f"error: worker-link: --ttl {args.ttl!r}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        issued = worker_links.issue(args.config, args.worker, ttl, args.sms)
+    except (CollectorError, ConfigError, ValueError) as exc:
+        print(f"error: worker-link: {exc}", file=sys.stderr)
+        return 2
+    print(issued.url)
+    w = issued.worker
+    print(f"worker {w.id} ({w.name}, {w.role} {w.township} {w.grid}); valid until "
+          f"{issued.expires_ms} (epoch ms)" + (f"; SMS {issued.sms_id} queued to {w.phone}"
+                                               if issued.sms_id else ""), file=sys.stderr)
+    return 0
+
+
+def _cmd_worker_revoke(args: argparse.Namespace) -> int:
+    from orchestration.admin import worker_links
+
+    try:
+        n = worker_links.revoke(args.config, args.worker)
+    except (CollectorError, ConfigError) as exc:
+        print(f"error: worker-revoke: {exc}", file=sys.stderr)
+        return 2
+    print(f"worker {args.worker}: {n} sign-in link(s) revoked")
+    return 0
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 < value < 65536:
@@ -204,6 +240,20 @@ def build_parser() -> argparse.ArgumentParser:
     ks.add_argument("--collector-account", default="collector",
                     help="the account whose password the collector uses")
     ks.set_defaults(func=_cmd_k8s_secrets)
+
+    wl = sub.add_parser("worker-link", help="a grid worker's personal sign-in link for the "
+                        "app (printed; with --sms also sent)")
+    wl.add_argument("--config", type=Path, required=True, help="the collector's TOML")
+    wl.add_argument("worker", help="worker id in the registry (`workers:`, or a device "
+                    "contact's phone digits, e.g. 8613800000001)")
+    wl.add_argument("--ttl", default="7d", help="how long the link works (default 7d)")
+    wl.add_argument("--sms", default=None, metavar="CHANNEL",
+                    help="also send the link by this [alerting.channels] SMS channel")
+    wl.set_defaults(func=_cmd_worker_link)
+    wr = sub.add_parser("worker-revoke", help="end every sign-in link of a worker")
+    wr.add_argument("--config", type=Path, required=True, help="the collector's TOML")
+    wr.add_argument("worker", help="worker id")
+    wr.set_defaults(func=_cmd_worker_revoke)
     return p
 
 

@@ -177,7 +177,7 @@ def test_first_push_creates_everything_in_the_folder(grafana: tuple[FakeGrafana,
     fake, url = grafana
     report = push(GrafanaApi(url, TOKEN), INFLUX, generate.load_committed())
     assert [(k, w) for k, _, w in report.actions] == [
-        ("folder", "created"), ("datasource", "created")] + [("dashboard", "created")] * 4
+        ("folder", "created"), ("datasource", "created")] + [("dashboard", "created")] * 5
     assert fake.folders["airgrid"]["title"] == "Air quality (airgrid)"
     assert sorted(fake.dashboards) == sorted(b["uid"] for b in generate.load_committed())
     assert {d["meta"]["folderUid"] for d in fake.dashboards.values()} == {"airgrid"}
@@ -221,7 +221,7 @@ def test_second_push_changes_nothing_and_a_changed_dashboard_is_updated(
     assert [(u, w) for k, u, w in third.actions if w != "unchanged"] == [
         (boards[0]["uid"], "updated")]
     assert fake.dashboards[boards[0]["uid"]]["meta"]["version"] == 2
-    assert len(fake.dashboards) == 4  # updated in place, never duplicated
+    assert len(fake.dashboards) == 5  # updated in place, never duplicated
 
     moved = push(api, InfluxSettings("http://other:8086"), boards)
     assert [(k, w) for k, _, w in moved.actions if w != "unchanged"] == [
@@ -234,10 +234,10 @@ def test_cli_push_prints_a_summary(grafana: tuple[FakeGrafana, str],
                                    capsys: pytest.CaptureFixture[str]) -> None:
     fake, url = grafana
     assert main(["push", "--url", url, "--token", TOKEN]) == 0
-    assert len(fake.dashboards) == 4
+    assert len(fake.dashboards) == 5
     assert main(["push", "--url", url, "--token", TOKEN]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert json.loads(last) == {"changed": 0, "total": 6}
+    assert json.loads(last) == {"changed": 0, "total": 7}
 
 
 def test_bad_token_is_a_clear_error_not_a_crash(grafana: tuple[FakeGrafana, str],

@@ -37,13 +37,13 @@ def _provisioned_datasource() -> dict[str, Any]:
 
 def test_committed_json_equals_generator_output() -> None:
     assert generate.stale() == [], "run `airgrid-grafana generate` and commit the JSON"
-    assert len(BOARDS) == 4
+    assert len(BOARDS) == 5
 
 
-def test_four_dashboards_with_unique_uids_and_panel_ids() -> None:
+def test_five_dashboards_with_unique_uids_and_panel_ids() -> None:
     uids = [b["uid"] for b in BOARDS]
     assert sorted(uids) == ["airgrid-alerts", "airgrid-device", "airgrid-fleet",
-                            "airgrid-overview"]
+                            "airgrid-overview", "airgrid-response"]
     for b in BOARDS:
         ids = [p["id"] for p in b["panels"]]
         assert len(ids) == len(set(ids)), b["uid"]

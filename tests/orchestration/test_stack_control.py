@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from orchestration import stack_control
+from orchestration.admin import worker_links
 from tests.support.integration import Processes
 from tests.support.wait import wait_for
 
@@ -41,7 +42,8 @@ def test_stack_up_serves_a_county_and_down_leaves_no_process(
     records = stack_control.read_records(stack_dir)
     try:
         assert set(up) == {"mqtt_port", "influx_url", "influx_db", "metrics_url", "api_url",
-                           "collector_config", "registry", "devices", "pids"}
+                           "app_url", "workers", "collector_config", "registry", "devices",
+                           "pids"}
         assert up["devices"] == ["dev-001", "dev-002", "dev-003"]
         # the command has returned; its processes still run, and are the recorded ones
         assert all(stack_control.is_ours(r) for r in records)
@@ -67,6 +69,16 @@ def test_stack_up_serves_a_county_and_down_leaves_no_process(
         for d in registry["devices"]:
             assert d["township"] and d["grid"] and -90 <= d["lat"] <= 90
             assert [c["phone"][:3] for c in d["contacts"]] == ["+86", "+86"]
+        # the grid worker app: a printed worker's link signs them in to their own grid
+        w = up["workers"][0]
+        assert {"id", "grid", "township"} == set(w) and w["grid"] == registry["devices"][0][
+            "grid"]
+        link = worker_links.issue(Path(up["collector_config"]), w["id"], 60_000).url
+        assert link.startswith(up["app_url"] + "?t=")
+        me = urllib.request.Request(up["app_url"].replace("/app/", "/api/app/me"), headers={
+            "Authorization": "Bearer " + link.split("t=", 1)[1]})
+        with urllib.request.urlopen(me, timeout=5) as resp:
+            assert json.loads(resp.read())["grid"] == w["grid"]
         status = json.loads(_airgrid(processes, "stack", "status", "--dir", str(stack_dir)))
         assert all(status["running"].values())
     finally:

@@ -30,6 +30,15 @@ def state_topic(prefix: str, retain_key: str) -> str:
     return f"{prefix}/v1/alert-state/{retain_key}"
 
 
+#: CloudEvent types of work order steps (`collector.workorders`), published under
+#: `{prefix}/v1/workorders/{subject}` instead of an alert's topic
+WORKORDER_TYPE_PREFIX = "org.airgrid.workorder."
+
+
+def workorder_topic(prefix: str, subject: str) -> str:
+    return f"{prefix}/v1/workorders/{subject}"
+
+
 def notify_topic(prefix: str, app_id: str) -> str:
     return f"{prefix}/v1/notify/{app_id}"
 
@@ -71,6 +80,10 @@ class MqttNotifier:
         body = json.dumps(msg.event, ensure_ascii=False).encode()
         if msg.kind == "notification":
             return [(notify_topic(self.prefix, msg.recipient), body, False)]
+        etype = str(msg.event.get("type", ""))
+        if etype.startswith(WORKORDER_TYPE_PREFIX):  # a work order's step, never retained
+            return [(workorder_topic(self.prefix, str(msg.event.get("subject", ""))), body,
+                     False)]
         rule, _, subject = msg.retain_key.partition("/")
         out = [(alert_topic(rule, subject, self.prefix), body, False)]
         if msg.retain_key:

@@ -1,0 +1,167 @@
+"""Who uses the app: grid workers (网格员) and the officers above them, from the registry.
+
+The device registry's YAML may carry a `workers:` list beside `devices:`:
+
+    workers:
+      - {id: zhangsan, name: 张三, phone: "+8613800000001", role: grid_worker,
+         township: 城关镇, grid: g1}
+      - {id: wang, name: 王镇长, phone: "+8613900000009", role: township_officer,
+         township: 城关镇}
+      - {id: bureau, name: 县环保局, phone: "+8613700000007", role: county_officer}
+
+A device's first contact is its grid worker (as the alert lifecycle already takes it);
+one not listed under `workers:` is a grid worker of that device's grid, with their phone
+number's digits as id (a CSV registry has no `workers:`, so this is how its workers get
+links). What a person sees follows their role: a grid worker their grid, a township officer
+their township, a county officer everything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from collector.alerting.phones import e164_or_none
+from collector.registry import Device, RegistryError, decode_utf8
+from collector.registry import load as load_devices
+
+Role = Literal["grid_worker", "township_officer", "county_officer"]
+ROLES: tuple[Role, ...] = ("grid_worker", "township_officer", "county_officer")
+KEYS = ("id", "name", "phone", "role", "township", "grid")
+
+
+@dataclass(frozen=True)
+class Worker:
+    id: str
+    name: str
+    phone: str  # E.164
+    role: Role
+    township: str = ""
+    grid: str = ""
+
+    def sees(self, township: str, grid: str) -> bool:
+        """Whether a work order of this township and grid is within this person's area."""
+        if self.role == "county_officer":
+            return True
+        if self.role == "township_officer":
+            return township == self.township
+        return township == self.township and grid == self.grid
+
+
+def _field(raw: Mapping[str, Any], key: str, where: str, required: bool) -> str:
+    value = raw.get(key)
+    if value is None or value == "":
+        if required:
+            raise RegistryError(f"{where}.{key}: required, expected a non-empty string")
+        return ""
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise RegistryError(f"{where}.{key}: expected a string, got {value!r}")
+    return str(value).strip()
+
+
+def parse_worker(raw: object, where: str) -> Worker:
+    if not isinstance(raw, Mapping):
+        raise RegistryError(f"{where}: expected a table, got {raw!r}")
+    unknown = sorted(set(raw) - set(KEYS))
+    if unknown:
+        raise RegistryError(f"{where}: unknown key {unknown[0]!r}, expected {KEYS}")
+    wid = _field(raw, "id", where, True)
+    if not wid.isascii() or not wid.replace("-", "").replace("_", "").isalnum() \
+            or len(wid) > 64:
+        raise RegistryError(f"{where}.id: expected letters, digits, - and _ (at most 64), "
+                            f"got {wid!r}")
+    role = _field(raw, "role", where, False) or "grid_worker"
+    if role not in ROLES:
+        raise RegistryError(f"{where}.role: expected one of {ROLES}, got {role!r}")
+    phone_raw = _field(raw, "phone", where, True)
+    phone = e164_or_none(phone_raw)
+    if phone is None:
+        raise RegistryError(f"{where}.phone: expected a number like +8613800000000, "
+                            f"got {phone_raw!r}")
+    township = _field(raw, "township", where, role != "county_officer")
+    grid = _field(raw, "grid", where, role == "grid_worker")
+    return Worker(wid, _field(raw, "name", where, False) or wid, phone, role,
+                  township, grid)
+
+
+def from_registry(path: Path, devices: Mapping[str, Device] | None = None) -> dict[str, Worker]:
+    """Worker id → Worker, from the registry file (its `workers:` and device contacts).
+    RegistryError names the file, entry and key of the first problem."""
+    devices = load_devices(path) if devices is None else devices
+    listed: list[Worker] = []
+    if path.suffix.lower() != ".csv":
+        try:
+            doc = yaml.safe_load(decode_utf8(path, path.read_bytes()))
+        except (OSError, yaml.YAMLError) as exc:
+            raise RegistryError(f"{path}: {exc}") from exc
+        raw = doc.get("workers") if isinstance(doc, Mapping) else None
+        if raw is not None and not isinstance(raw, list):
+            raise RegistryError(f"{path}: workers: expected a list of worker tables")
+        listed = [parse_worker(w, f"{path}: workers[{i}]") for i, w in enumerate(raw or [])]
+    out: dict[str, Worker] = {}
+    for w in listed:
+        if w.id in out:
+            raise RegistryError(f"{path}: workers: duplicate id {w.id!r}")
+        out[w.id] = w
+    phones = {w.phone for w in listed}
+    for d in devices.values():
+        first = d.contacts[0] if d.contacts else None
+        phone = e164_or_none(first.phone) if first else None
+        if first is None or phone is None or phone in phones:
+            continue
+        phones.add(phone)
+        wid = phone.lstrip("+")
+        out.setdefault(wid, Worker(wid, first.name, phone, "grid_worker", d.township, d.grid))
+    return out
+
+
+class WorkerDirectory:
+    """The registry's workers, re-read when the file changes (a removed worker's link stops
+    working at once: every request looks its worker up here)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._workers: dict[str, Worker] = {}
+        self.reload_errors = 0
+        self.get("")  # a bad file at start-up stops start-up
+
+    def _stat(self) -> tuple[int, int] | None:
+        assert self.path is not None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def all(self) -> dict[str, Worker]:
+        if self.path is None:
+            return {}
+        stamp = self._stat()
+        if stamp != self._stamp:
+            first = self._stamp is None
+            self._stamp = stamp
+            try:
+                self._workers = from_registry(self.path)
+            except RegistryError:
+                if first:
+                    raise
+                self.reload_errors += 1  # the registry watcher logs the file's problem
+        return self._workers
+
+    def get(self, worker_id: str) -> Worker | None:
+        return self.all().get(worker_id)
+
+    # by_phone / by_name run inside the alert lifecycle's transaction (an SMS or MQTT
+    # acknowledgement): they read what the last request loaded and never parse the file
+    def by_phone(self, phone: str) -> Worker | None:
+        p = e164_or_none(phone)
+        return next((w for w in self._workers.values() if w.phone == p), None)
+
+    def by_name(self, name: str) -> Worker | None:
+        return next((w for w in self._workers.values() if w.name == name), None)
