@@ -4,11 +4,14 @@ Only stored (and acked) batches are judged, so an alert never rests on a reading
 not in InfluxDB. Hooks run just before the engine takes a batch: the province hand-over
 (`collector.handover`) rebuilds a newcomer device's windows there. With the alert lifecycle
 (`collector.alerting`) transitions go to it; without it they go out as events on the bus.
+Each judged batch asks for a tick soon (`collector.tick_schedule`: debounced, bounded), so
+an alert follows its reading without waiting for the timer.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -19,6 +22,7 @@ from collector.batch import Batch
 from collector.counters import Counters
 from collector.dead_letters import Publish
 from collector.metrics import Metrics
+from collector.tick_schedule import DEFAULT_ARRIVAL_TICKS, TickSchedule
 
 if TYPE_CHECKING:
     from collector.alerting.service import AlertingService
@@ -33,8 +37,10 @@ class AlertHandOff:
     def __init__(self, engine: Engine, publish: Publish, prefix: str, counters: Counters,
                  metrics: Metrics, *, alerting: AlertingService | None = None,
                  before_judge: Sequence[BeforeJudge] = (),
-                 late_after_ms: int | None = None) -> None:
+                 late_after_ms: int | None = None,
+                 ticks: TickSchedule | None = None) -> None:
         self.engine = engine
+        self.ticks = ticks if ticks is not None else TickSchedule(1.0, DEFAULT_ARRIVAL_TICKS)
         self.publish = publish
         self.prefix = prefix
         self.counters = counters
@@ -66,6 +72,7 @@ class AlertHandOff:
             if late:
                 self._judge_late(batch, late, values, flagged, now_ms)
         self.engine.ingest(batch.devices, batch.ts, values, flagged=flagged)
+        self.ticks.arrived()
 
     def _judge_late(self, batch: Batch, late: list[int],
                     values: dict[str, Sequence[float | None]], flagged: list[bool],
@@ -85,6 +92,14 @@ class AlertHandOff:
 
     def tick(self, now_ms: int) -> None:
         self.publish_transitions(self.engine.tick(now_ms))
+
+    def tick_if_due(self, now_s: float) -> bool:
+        """Tick when the schedule says (timer, or readings arrived); `now_s` is monotonic."""
+        if not self.ticks.due(now_s):
+            return False
+        self.ticks.ticked(now_s)
+        self.tick(int(time.time() * 1000))
+        return True
 
     def publish_transitions(self, transitions: list[Transition]) -> None:
         if self.alerting is not None:
