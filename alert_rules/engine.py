@@ -16,7 +16,7 @@ import numpy.typing as npt
 from alert_rules import late_replay
 from alert_rules.registry import Device
 from alert_rules.rule_base import RuleBase
-from alert_rules.state import BoolArr, FleetState, FloatArr, Ring
+from alert_rules.state import BoolArr, FleetState, FloatArr, IntArr, Ring
 from alert_rules.transitions import Transition
 
 SNAPSHOT_VERSION = 1
@@ -147,9 +147,9 @@ class Engine:
             rule.clear_rows(rows)
         return int(rows.size)
 
-    def replay_late(self, devices: Sequence[str], ts_ms: Sequence[int],
-                    values: dict[str, Sequence[float | None]],
-                    flagged: Sequence[bool] | None, now_ms: int,
+    def replay_late(self, devices: Sequence[str], ts_ms: Sequence[int] | IntArr,
+                    values: dict[str, Sequence[float | None]] | dict[str, FloatArr],
+                    flagged: Sequence[bool] | BoolArr | None, now_ms: int,
                     late_after_ms: int = 0) -> list[Transition]:
         """Judge readings in their own time: a backlog that arrives after the ticks of its
         time (an agent's network outage) is replayed bucket by bucket, all its devices at
@@ -164,8 +164,8 @@ class Engine:
         if n == 0:
             return []
         ts = np.asarray(ts_ms, np.int64)
-        cols = {f: np.array([np.nan if x is None else x for x in values.get(f, [None] * n)],
-                            np.float64) for f in self.fleet.fields}
+        # None (a column as numpy converts it: NaN) is no reading
+        cols = {f: np.array(values.get(f, [None] * n), np.float64) for f in self.fleet.fields}
         for c in cols.values():
             c[np.isinf(c)] = np.nan  # as `ingest` does: inf is no reading
         fl = np.zeros(n, bool) if flagged is None else np.asarray(flagged, bool)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -94,7 +95,11 @@ def test_a_judged_batch_asks_for_a_tick() -> None:
     assert not alerts.tick_if_due(100.5)
     alerts.judge(Batch(), 1000)  # nothing fresh: no tick asked for
     assert not alerts.tick_if_due(100.5)
+    # a backlog (older than the last tick) is judged by its replay: no tick asked for
     alerts.judge(Batch(devices=["d1"], ts=[1000], fresh=[_reading(1000, 12.0)]), 2000)
+    assert not alerts.tick_if_due(100.5)
+    now = int(time.time() * 1000)
+    alerts.judge(Batch(devices=["d2"], ts=[now], fresh=[_reading(now, 12.0)]), now)
     assert alerts.tick_if_due(100.5) and not ticks.pending
 
 
