@@ -160,3 +160,24 @@ def test_vectorized_replay_equals_the_device_by_device_one(
     for e in (fast, slow):
         e.ingest(devs, ts, vals, flags)
     assert _seen(fast.tick(now + 1000)) == _seen(slow.tick(now + 1000))
+
+
+def test_a_device_joining_behind_the_shared_clock_takes_no_bucket_the_ring_has_reused(
+        tmp_path: Path) -> None:
+    """Two known devices join the replay in the same bucket K, one at its very first
+    millisecond (seeded up to bucket K−1), the other later in it (up to K): the shared
+    clock is at K, so the first device's bucket K−slots, which the engine still holds, is
+    not its to take (it would land in bucket K's slot and count as a reading of K)."""
+    rules = "rules:\n  - {name: heavy, kind: threshold, aggregate: mean, window: 10m, above: 150}\n"
+    engines = [engine_from(tmp_path, rules) for _ in range(2)]
+    w, slots = engines[0].fleet.resolution_ms, engines[0].fleet.fine_slots
+    k = T0 // w + 100
+    for e in engines:
+        e.ingest(["b", "a"], [(k - slots) * w, (k - slots) * w + 5], {"pm2_5": [40.0, 900.0]})
+        e.tick((k - slots) * w + 10)
+        e.tick((k - 1) * w)
+    args = (["a", "b"], [k * w, k * w + 30_000], {"pm2_5": [40.0, 40.0]}, None, k * w + 50_000)
+    got = engines[0].replay_late(*args)
+    assert _seen(got) == _seen(replay_each(engines[1], *args))
+    # the 900 has left a's window (it fired live): the replay resolves it, once
+    assert [(t.subject, t.state) for t in got] == [("a", "resolved")]
