@@ -6,7 +6,6 @@ sizes the fleet state from what its rules need (fields, window lengths, hourly h
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 from collections.abc import Sequence
@@ -14,17 +13,13 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from alert_rules import late_replay
 from alert_rules.registry import Device
 from alert_rules.rule_base import RuleBase
 from alert_rules.state import BoolArr, FleetState, FloatArr, IntArr, Ring
 from alert_rules.transitions import Transition
 
 SNAPSHOT_VERSION = 1
-#: rule kinds judged at arrival only: a deadman is about arrival itself, a spatial rule
-#: compares a device with neighbours whose readings of that time are not replayed with it,
-#: and the anomaly detector learns reading by reading, which replayed one device at a time
-#: costs more than the rest of ingest together (the live `ingest` still feeds it all)
-ARRIVAL_KINDS = frozenset({"deadman", "spatial", "anomaly"})
 
 
 class SnapshotError(ValueError):
@@ -152,71 +147,29 @@ class Engine:
             rule.clear_rows(rows)
         return int(rows.size)
 
-    def replay_late(self, devices: Sequence[str], ts_ms: Sequence[int],
-                    values: dict[str, Sequence[float | None]],
-                    flagged: Sequence[bool] | None, now_ms: int,
+    def replay_late(self, devices: Sequence[str], ts_ms: Sequence[int] | IntArr,
+                    values: dict[str, Sequence[float | None]] | dict[str, FloatArr],
+                    flagged: Sequence[bool] | BoolArr | None, now_ms: int,
                     late_after_ms: int = 0) -> list[Transition]:
         """Judge readings in their own time: a backlog that arrives after the ticks of its
-        time (an agent's network outage) is replayed, device by device and bucket by
-        bucket, in a scratch engine seeded with the device's windows and alert states as
-        they were before the backlog; its transitions carry their own time and `late_ms`,
-        and the alert states it ends in are taken back, so the next live tick neither
-        repeats nor misses them. Deadman and spatial rules judge at arrival only.
+        time (an agent's network outage) is replayed bucket by bucket, all its devices at
+        once (`alert_rules.late_replay`), in a scratch engine seeded with each device's
+        windows and alert states as they were before its backlog; each bucket is judged
+        at its end, its transitions carry that time and `late_ms`, and the alert states
+        it ends in are taken back, so the next live tick neither repeats nor misses them.
+        Deadman, spatial and anomaly rules judge at arrival only.
         The readings still have to be `ingest`ed (this engine's windows take them then).
         A transition decided at a reading no more than `late_after_ms` old is not late."""
         n = len(devices)
+        if n == 0:
+            return []
         ts = np.asarray(ts_ms, np.int64)
-        cols = {f: np.array([np.nan if x is None else x for x in values.get(f, [None] * n)],
-                            np.float64) for f in self.fleet.fields}
+        # None (a column as numpy converts it: NaN) is no reading
+        cols = {f: np.array(values.get(f, [None] * n), np.float64) for f in self.fleet.fields}
         for c in cols.values():
             c[np.isinf(c)] = np.nan  # as `ingest` does: inf is no reading
         fl = np.zeros(n, bool) if flagged is None else np.asarray(flagged, bool)
-        dev = np.asarray(devices, dtype=object)
-        out: list[Transition] = []
-        for d in dict.fromkeys(devices):
-            mine = np.flatnonzero(dev == d)
-            out.extend(self._replay_one(d, ts[mine], {f: c[mine] for f, c in cols.items()},
-                                        fl[mine], now_ms, late_after_ms))
-        return out
-
-    def _replay_one(self, device: str, ts: IntArr, cols: dict[str, FloatArr],
-                    flagged: BoolArr, now_ms: int, late_after_ms: int) -> list[Transition]:
-        order = np.argsort(ts, kind="stable")
-        ts = ts[order]
-        cols = {f: c[order] for f, c in cols.items()}
-        flagged = flagged[order]
-        sub = self.blank([device])
-        row = sub.fleet.rows_for([device])
-        judged = [(m, t) for m, t in zip(self.rules, sub.rules, strict=True)
-                  if m.kind not in ARRIVAL_KINDS]
-        if device in self.fleet.index:
-            src = self.fleet.rows_for([device])
-            sub.fleet.seed_rows(self.fleet, row, src, int(ts[0]) - 1)
-            for m, t in judged:
-                t.copy_rows(row, m, src)
-        out: list[Transition] = []
-        buckets = ts // self.fleet.resolution_ms
-        cuts = np.r_[np.flatnonzero(np.diff(buckets)) + 1, ts.size]
-        start = 0
-        for end in cuts:
-            part = slice(start, int(end))
-            start = int(end)
-            at = int(ts[part][-1])
-            k = int(end) - part.start
-            rows = np.full(k, row[0], np.int64)
-            part_cols = {f: c[part] for f, c in cols.items()}
-            sub.fleet.ingest(rows, ts[part], part_cols, flagged[part])
-            for r in sub.rules:
-                r.observe(sub.fleet, rows, ts[part], part_cols)
-            sub.fleet.advance(at)
-            late_ms = now_ms - at if now_ms - at > late_after_ms else 0
-            for _, t in judged:
-                out.extend(dataclasses.replace(x, late_ms=late_ms)
-                           for x in t.evaluate(sub.fleet, at))
-        back = self.fleet.rows_for([device])
-        for m, t in judged:
-            m.copy_rows(back, t, row)
-        return out
+        return late_replay.replay(self, devices, ts, cols, fl, now_ms, late_after_ms)
 
     def tick(self, now_ms: int) -> list[Transition]:
         self.last_tick_ms = max(self.last_tick_ms, now_ms)

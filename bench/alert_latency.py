@@ -6,9 +6,13 @@ reading above: `for: 0s`) and earlier ones fall back. Latency is from the publis
 crossing reading to the arrival of its `org.airgrid.alert.firing` event, both timed in
 this process. Runs the lifecycle (SQLite outbox, grouping, channel worker) and, with
 `--reference`, also the collector publishing transitions directly (`[alerting] enabled =
-false`), side by side. Last line: JSON {"devices", "alerts", "p50_ms", "p99_ms", ...}.
+false`), side by side; each side runs in its own folder with fresh collector state (the
+devices' seqs start at 1 again). The engine ticks on arrival (at most
+`--max-arrival-ticks` a second) and on its 0.5 s timer. Last line: JSON {"devices",
+"alerts", "p50_ms", "p99_ms", ...}.
 
     .venv/bin/python bench/alert_latency.py [--devices 1000] [--seconds 30] [--reference]
+    .venv/bin/python bench/alert_latency.py --devices 10000 --crossings-per-s 100
 """
 
 from __future__ import annotations
@@ -59,17 +63,23 @@ def percentile(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))] if s else float("nan")
 
 
-def run(workdir: Path, broker: Mosquitto, influx: InfluxDB, devices: int, seconds: float,
-        lifecycle: bool, crossings_per_s: int) -> dict[str, Any]:
-    db = f"bench_{'lc' if lifecycle else 'ref'}_{int(time.time())}"
+def run(root: Path, broker: Mosquitto, influx: InfluxDB, devices: int, seconds: float,
+        lifecycle: bool, crossings_per_s: int, max_arrival_ticks: float) -> dict[str, Any]:
+    side = "lc" if lifecycle else "ref"
+    db = f"bench_{side}_{int(time.time())}"
     influx.create_database(db)
+    # A side's own folder: its collector-state (seqs, engine, quarantine) starts empty,
+    # as the devices' seqs do. Shared, the second side dropped every reading as a repeat.
+    workdir = root / side
+    workdir.mkdir()
     (workdir / "rules.yaml").write_text(RULES)
-    conf = workdir / f"collector-{'lc' if lifecycle else 'ref'}.toml"
+    conf = workdir / "collector.toml"
     conf.write_text(
         f"[broker]\nport = {broker.port}\nclient_id = \"bench-{db}\"\n"
         f"[influx]\nurl = \"{influx.url}\"\ndatabase = \"{db}\"\n"
         "[batch]\nmax_wait_ms = 50\n"
         f"[rules]\nfiles = [\"{workdir / 'rules.yaml'}\"]\ntick_interval_s = 0.5\n"
+        f"max_arrival_ticks_per_s = {max_arrival_ticks}\n"
         f"[alerting]\nenabled = {'true' if lifecycle else 'false'}\n"
         f"state_db = \"{workdir / (db + '.sqlite')}\"\n"
         "[alerting.ack]\nmqtt = false\n")
@@ -101,7 +111,7 @@ def run(workdir: Path, broker: Mosquitto, influx: InfluxDB, devices: int, second
     pub.loop_start()
     time.sleep(3)  # the collector connects and subscribes
 
-    names = [f"bench-{i:04d}" for i in range(devices)]
+    names = [f"bench-{i:05d}" for i in range(devices)]
     high: set[str] = set()
     seq = dict.fromkeys(names, 0)
     rng = random.Random(1)
@@ -159,6 +169,8 @@ def main() -> int:
     p.add_argument("--devices", type=int, default=1000)
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--crossings-per-s", type=int, default=20)
+    p.add_argument("--max-arrival-ticks", type=float, default=20.0,
+                   help="[rules] max_arrival_ticks_per_s (0: tick on the timer only)")
     p.add_argument("--reference", action="store_true",
                    help="also run without the lifecycle (direct events) for comparison")
     args = p.parse_args()
@@ -172,11 +184,11 @@ def main() -> int:
                                    "reference": None, "p99_ratio_vs_reference": None}
             if args.reference:
                 ref = run(work, broker, influx, args.devices, args.seconds, False,
-                          args.crossings_per_s)
+                          args.crossings_per_s, args.max_arrival_ticks)
                 print("reference (no lifecycle):", json.dumps(ref), flush=True)
                 out["reference"] = ref
             res = run(work, broker, influx, args.devices, args.seconds, True,
-                      args.crossings_per_s)
+                      args.crossings_per_s, args.max_arrival_ticks)
             print("lifecycle:", json.dumps(res), flush=True)
         finally:
             influx.stop()

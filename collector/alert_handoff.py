@@ -4,21 +4,28 @@ Only stored (and acked) batches are judged, so an alert never rests on a reading
 not in InfluxDB. Hooks run just before the engine takes a batch: the province hand-over
 (`collector.handover`) rebuilds a newcomer device's windows there. With the alert lifecycle
 (`collector.alerting`) transitions go to it; without it they go out as events on the bus.
+Each judged batch asks for a tick soon (`collector.tick_schedule`: debounced, bounded), so
+an alert follows its reading without waiting for the timer.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
+
+import numpy as np
 
 from alert_rules.engine import Engine
+from alert_rules.state import BoolArr, FloatArr, IntArr
 from alert_rules.transitions import Transition
 from collector import alert_events
 from collector.batch import Batch
 from collector.counters import Counters
 from collector.dead_letters import Publish
 from collector.metrics import Metrics
+from collector.tick_schedule import DEFAULT_ARRIVAL_TICKS, TickSchedule
 
 if TYPE_CHECKING:
     from collector.alerting.service import AlertingService
@@ -33,8 +40,10 @@ class AlertHandOff:
     def __init__(self, engine: Engine, publish: Publish, prefix: str, counters: Counters,
                  metrics: Metrics, *, alerting: AlertingService | None = None,
                  before_judge: Sequence[BeforeJudge] = (),
-                 late_after_ms: int | None = None) -> None:
+                 late_after_ms: int | None = None,
+                 ticks: TickSchedule | None = None) -> None:
         self.engine = engine
+        self.ticks = ticks if ticks is not None else TickSchedule(1.0, DEFAULT_ARRIVAL_TICKS)
         self.publish = publish
         self.prefix = prefix
         self.counters = counters
@@ -53,28 +62,40 @@ class AlertHandOff:
             return
         for hook in self.before_judge:
             hook(batch.devices, batch.ts, now_ms)
-        values: dict[str, Sequence[float | None]] = {
-            f: [getattr(r, f, None) for r in batch.fresh] for f in self.engine.fleet.fields}
-        flagged = [bool(r.flags) for r in batch.fresh]
+        fresh = batch.fresh
+        # columns built once, for the replay and the engine (None becomes NaN: no value)
+        values: dict[str, FloatArr] = {
+            f: np.array([getattr(r, f, None) for r in fresh], np.float64)
+            for f in self.engine.fleet.fields}
+        flagged = np.array([bool(r.flags) for r in fresh], bool)
         last_tick = self.engine.last_tick_ms
+        live = len(fresh)
         if last_tick:
-            cutoff = last_tick - self.late_after_ms
-            late_devices = {batch.devices[i] for i, t in enumerate(batch.ts) if t < cutoff}
-            # a late device's newer readings in the batch are the tail of its backlog:
-            # replayed with it, so what the backlog decides is decided at its own time
-            late = [i for i, d in enumerate(batch.devices) if d in late_devices]
-            if late:
-                self._judge_late(batch, late, values, flagged, now_ms)
-        self.engine.ingest(batch.devices, batch.ts, values, flagged=flagged)
+            ts = np.asarray(batch.ts, np.int64)
+            old = np.flatnonzero(ts < last_tick - self.late_after_ms)
+            if old.size:
+                # a late device's newer readings in the batch are the tail of its backlog:
+                # replayed with it, so what the backlog decides is decided at its own time
+                late_devices = {batch.devices[i] for i in old.tolist()}
+                late = np.flatnonzero(np.fromiter(
+                    (d in late_devices for d in batch.devices), bool, len(fresh)))
+                self._judge_late(batch, ts, late, values, flagged, now_ms)
+                live -= late.size
+        # `ingest` takes numpy columns as they are (its annotation says sequences)
+        self.engine.ingest(batch.devices, batch.ts,
+                           cast("dict[str, Sequence[float | None]]", values),
+                           flagged=cast("Sequence[bool]", flagged))
+        if live:
+            # live readings: tick for them soon (a backlog was judged by its replay)
+            self.ticks.arrived()
 
-    def _judge_late(self, batch: Batch, late: list[int],
-                    values: dict[str, Sequence[float | None]], flagged: list[bool],
-                    now_ms: int) -> None:
+    def _judge_late(self, batch: Batch, ts: IntArr, late: IntArr,
+                    values: dict[str, FloatArr], flagged: BoolArr, now_ms: int) -> None:
         transitions = self.engine.replay_late(
-            [batch.devices[i] for i in late], [batch.ts[i] for i in late],
-            {f: [col[i] for i in late] for f, col in values.items()},
-            [flagged[i] for i in late], now_ms, self.late_after_ms)
-        self.metrics.late_readings.inc(len(late))
+            [batch.devices[i] for i in late.tolist()], ts[late],
+            {f: col[late] for f, col in values.items()}, flagged[late], now_ms,
+            self.late_after_ms)
+        self.metrics.late_readings.inc(late.size)
         decided = [t for t in transitions if t.state != "pending"]
         for t in decided:
             log.info("late alert %s %s %s at reading time %d ms, %.0f s late", t.rule,
@@ -85,6 +106,14 @@ class AlertHandOff:
 
     def tick(self, now_ms: int) -> None:
         self.publish_transitions(self.engine.tick(now_ms))
+
+    def tick_if_due(self, now_s: float) -> bool:
+        """Tick when the schedule says (timer, or readings arrived); `now_s` is monotonic."""
+        if not self.ticks.due(now_s):
+            return False
+        self.ticks.ticked(now_s)
+        self.tick(int(time.time() * 1000))
+        return True
 
     def publish_transitions(self, transitions: list[Transition]) -> None:
         if self.alerting is not None:

@@ -42,6 +42,7 @@ from collector.spool import Spool
 from collector.state_store import StateStore
 from collector.storage_sink import StorageSink
 from collector.tag_cache import TagCache
+from collector.tick_schedule import TickSchedule
 from collector.writer import StorageWriter
 
 if TYPE_CHECKING:
@@ -176,7 +177,9 @@ def build_pipeline(cfg: CollectorConfig, ingest: IngestSource, sink: StorageSink
     alerts = AlertHandOff(engine, ingest.publish, cfg.broker.prefix, counters, metrics,
                           alerting=alerting, before_judge=before_judge,
                           late_after_ms=None if cfg.rules.late_after_s is None
-                          else int(cfg.rules.late_after_s * 1000))
+                          else int(cfg.rules.late_after_s * 1000),
+                          ticks=TickSchedule(cfg.rules.tick_interval_s,
+                                             cfg.rules.max_arrival_ticks_per_s))
     storage = StorageWriter(sink, spool, cfg.influx.retries, cfg.influx.backoff_ms / 1000,
                             observe_latency=metrics.write_latency.observe)
     writer = BatchWriter(storage, ingest.ack, dead_letters, counters, metrics, alerts.judge,
@@ -186,8 +189,7 @@ def build_pipeline(cfg: CollectorConfig, ingest: IngestSource, sink: StorageSink
                     storage=storage, spool=spool, registry=registry,
                     spool_full=lambda: writer.spool_full, connected=ingest.connected)
     batching = Batching(max_messages=cfg.batch.max_messages, max_lines=cfg.batch.max_lines,
-                        max_wait_s=cfg.batch.max_wait_ms / 1000,
-                        tick_interval_s=cfg.rules.tick_interval_s)
+                        max_wait_s=cfg.batch.max_wait_ms / 1000)
     return Pipeline(ingest, builder, writer, alerts, EngineStateFile(engine, engine_state_path),
                     gauges, batching, feed=RegistryFeed(registry, engine, points), points=points)
 

@@ -15,6 +15,7 @@ from msgspec import Meta
 from airgrid.config import Invalid, RelativeToFile, Section, decode, load_file
 from airgrid.wire import MAX_FUTURE_MS, MAX_PAYLOAD_BYTES
 from collector.alerting.config import AlertingSettings
+from collector.tick_schedule import DEFAULT_ARRIVAL_TICKS
 
 Port = Annotated[int, Meta(gt=0, lt=65536, description="a TCP port")]
 FilePath = Annotated[Path, RelativeToFile()]
@@ -138,7 +139,11 @@ class Log(Section, frozen=True):
 
 class Rules(Section, frozen=True):
     files: tuple[FilePath, ...] = ()  # none: the default rule set
-    tick_interval_s: Seconds = 1.0
+    tick_interval_s: Seconds = 1.0  # the timer: deadman, `for:`, windows sliding on
+    # stored readings also tick the engine, debounced, at most this often (0: timer only)
+    max_arrival_ticks_per_s: Annotated[float, Meta(
+        ge=0, description="ticks a second >= 0 (0: tick on the timer only)")
+    ] = DEFAULT_ARRIVAL_TICKS
     # a reading this much older than the last tick is judged in its own time (a backlog);
     # none: one bucket of the engine's finest window (a tick has judged a later bucket)
     late_after_s: Seconds | None = None

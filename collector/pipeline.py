@@ -33,15 +33,18 @@ from collector.gauges import Gauges
 from collector.ingest_source import IngestSource
 from collector.registry_feed import RegistryFeed
 
+#: how often the loop looks for finished writes while one is in flight: a stored batch
+#: is judged (and its alerts decided) this soon after InfluxDB answers
+WRITE_POLL_S = 0.005
+
 
 @dataclass(frozen=True)
 class Batching:
-    """When the open batch is sealed, and how often the engine is ticked."""
+    """When the open batch is sealed (the engine's ticks: `AlertHandOff.ticks`)."""
 
     max_messages: int = 500
     max_lines: int = 5000
     max_wait_s: float = 0.2
-    tick_interval_s: float = 1.0
 
 
 class Pipeline:
@@ -69,13 +72,15 @@ class Pipeline:
         return self.gauges.health_report()
 
     def run(self) -> None:
-        b, builder = self.batching, self.builder
-        next_tick = time.monotonic()
+        b, builder, ticks = self.batching, self.builder, self.alerts.ticks
         next_save = time.monotonic() + self.engine_state.every_s
         while not self.stopping.is_set():
-            wait = b.max_wait_s
+            now = time.monotonic()
+            wait = min(b.max_wait_s, ticks.wait_s(now))
             if builder.open.deliveries or builder.open.lines:
-                wait = max(0.0, builder.open.started + b.max_wait_s - time.monotonic())
+                wait = min(wait, max(0.0, builder.open.started + b.max_wait_s - now))
+            if not self.writer.idle:
+                wait = min(wait, WRITE_POLL_S)
             for d in self.ingest.take(b.max_messages - len(builder.open.deliveries), wait):
                 self._add(d)
             o = builder.open
@@ -84,9 +89,7 @@ class Pipeline:
                                  or time.monotonic() >= o.started + b.max_wait_s):
                 self.flush()
             self._housekeeping()
-            if time.monotonic() >= next_tick:
-                next_tick = time.monotonic() + b.tick_interval_s
-                self.alerts.tick(int(time.time() * 1000))
+            self.alerts.tick_if_due(time.monotonic())
             if time.monotonic() >= next_save:
                 next_save = time.monotonic() + self.engine_state.every_s
                 self.engine_state.save()

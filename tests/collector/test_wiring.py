@@ -121,3 +121,45 @@ def test_deadman_covers_never_seen_devices_and_windows_survive_a_restart(
         collector.stop()
         app.loop_stop()
         app.disconnect()
+
+
+def test_a_reading_over_the_threshold_alerts_on_arrival_not_on_the_timer(
+        tmp_path: Path, mosquitto: Mosquitto, shared_influxdb: InfluxDB,
+        influx_db_name: str) -> None:
+    """With the timer at 30 s the alert still follows its reading within 2 s: stored
+    readings tick the engine (before, it waited for the timer: up to 30 s)."""
+    work = tmp_path / "collector"
+    work.mkdir()
+    (work / "rules.yaml").write_text(
+        "rules:\n  - {name: pm25_heavy, kind: threshold, field: pm2_5, above: 150,"
+        " for: 0s}\n")
+    collector = Collector(work, mosquitto.port, shared_influxdb.url, influx_db_name, extra=(
+        '[rules]\nfiles = ["rules.yaml"]\ntick_interval_s = 30\n'
+        "[alerting]\nenabled = false\n"))
+    fired: list[float] = []
+    app = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
+    app.on_message = lambda c, u, m: fired.append(time.monotonic()) if (
+        json.loads(m.payload)["data"]["state"] == "firing") else None
+    app.connect("127.0.0.1", mosquitto.port)
+    app.subscribe("airgrid/v1/alerts/#", qos=1)
+    app.loop_start()
+    collector.start()  # its first timer tick runs at start; the next one 30 s later
+    try:
+        for seq, value in ((1, 40.0), (2, 300.0)):
+            r = Reading(seq=seq, ts=int(time.time() * 1000), sensor="pms5003", pm2_5=value)
+            sent = time.monotonic()
+            app.publish(up_topic("w-1"), encode_up(UpBatch(
+                v=SCHEMA_VERSION, device="w-1", boot="b", readings=(r,))), qos=1)
+            if value < 150:
+                assert wait_for(lambda: collector.metric(
+                    "airgrid_collector_readings_stored_total") == 1, 10), log_of(work)
+        assert wait_for(lambda: bool(fired), 5, step=0.02), log_of(work)
+        assert fired[0] - sent < 2.0, fired[0] - sent
+    finally:
+        collector.stop()
+        app.loop_stop()
+        app.disconnect()
+
+
+def log_of(work: Path) -> str:
+    return (work / "collector.log").read_text()
