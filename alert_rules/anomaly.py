@@ -1,122 +1,285 @@
-"""A robust streaming anomaly detector, vectorized across devices.
+"""A streaming anomaly detector, vectorized across devices, O(1) per reading.
 
-Per device it keeps a Huber-clipped EWMA of the level and of the absolute deviation
-(residuals are clipped at `clip` scales before they update the state, so a spike does not
-drag the baseline), plus the run length of identical readings (a stuck sensor). Each new
-reading gets a score in 0..1: max(spike score, stuck score), where the spike score is
-z²/(z²+z0²) with z the residual in robust scales (0.5 at z = z0).
+Each device keeps a few exponentially weighted statistics (numpy columns, no windows).
+A reading is judged by six statistics, each expressed in units of its own running spread
+on this device, so nothing depends on the series' units (x and 1000·x score the same):
 
-Incremental: O(1) per reading and device, state in numpy columns, no windows to keep.
+- spike: the residual against a robust level, in robust scales (Huber-clipped updates,
+  so an outlier does not drag the baseline);
+- shift: a fast EWMA of the residuals (an EWMA control chart), over its own running RMS
+  — a level shift moves it for many readings in a row;
+- variance: log of the fast over the slow residual scale, over its own running RMS —
+  noise that grows (a failing fan) or collapses (a sensor that stops sensing);
+- drift: a medium-speed level against a slow one, over its own running RMS;
+- daily: the fast level against this device's own hour-of-day profile (24 bins), over
+  that profile's running RMS — a broken daily pattern;
+- stuck: the surprise of a run of identical readings, −run·log(p), with p the device's
+  own running rate of repeats (a sensor at 0.1 µg/m³ resolution in clean air repeats
+  often; one that repeats rarely is stuck after a few).
+
+Normalising each statistic by its own running second moment is what Numenta's anomaly
+likelihood does for its raw scores (judge a score against the recent distribution of
+scores); it absorbs autocorrelation and heavy tails per device instead of assuming
+Gaussian noise. Every EWMA starts as a running mean (weight max(α, 1/n)), so estimates
+are usable after a few readings and a new device is judged against its own first hours,
+and each statistic is only scored after its own warm-up.
+
+The score is z²/(z² + z0²) of the largest statistic z, in 0..1 (0.9 at z = 3·z0).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from alert_rules.state import FloatArr, IntArr
 
-# For a normal distribution, E|X − μ| = σ·√(2/π), so σ ≈ 1.2533 · mean absolute deviation.
-MAD_TO_SIGMA = 1.2533
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+TINY = 1e-300
+
+# columns of one device's state: name → initial value (float64 unless listed in _INT)
+_COLUMNS: dict[str, float] = {
+    "seen": 0, "run": 0, "first_ms": -1, "last": np.nan, "score": 0.0,
+    "level": 0.0, "scale": 0.0, "slow_scale": 0.0, "fast_scale": 0.0,
+    "shift": 0.0, "shift_ms": 0.0, "var_ms": 0.0, "mid": 0.0, "slow": 0.0,
+    "drift_ms": 0.0, "repeat": 0.0, "fast": 0.0, "day_ms": 0.0, "spike_ms": 0.0,
+}
+_INT = ("seen", "run", "first_ms")
+COMPONENTS = ("spike", "shift", "variance", "drift", "daily", "stuck", "zeros")
+
+
+def _ewma(old: FloatArr, new: FloatArr, alpha: float, seen: IntArr) -> FloatArr:
+    """EWMA that starts as a running mean: weight max(α, 1/(n+1))."""
+    w = np.maximum(alpha, 1.0 / (seen + 1.0))
+    out: FloatArr = old + w * (new - old)
+    return out
 
 
 @dataclass
 class Detector:
-    alpha: float = 0.1  # EWMA weight of a new reading
-    z0: float = 4.0  # residual (in robust sigmas) that scores 0.5
-    clip: float = 3.0  # residuals beyond this many sigmas update the state only this far
-    floor: float = 2.0  # µg/m³: smallest scale (sensor resolution and low-level noise)
-    floor_rel: float = 0.1  # smallest scale relative to the level
-    warmup: int = 5  # readings before a device is scored
-    stuck_run: int = 8  # identical readings in a row that score 1.0
-    mu: FloatArr = field(default_factory=lambda: np.zeros(0))
-    dev: FloatArr = field(default_factory=lambda: np.zeros(0))
-    seen: IntArr = field(default_factory=lambda: np.zeros(0, np.int64))
-    run: IntArr = field(default_factory=lambda: np.zeros(0, np.int64))
-    last: FloatArr = field(default_factory=lambda: np.zeros(0))
-    score: FloatArr = field(default_factory=lambda: np.zeros(0))
+    z0: float = 2.0  # statistic (in its own running spreads) that scores 0.5
+    clip: float = 3.0  # residuals beyond this many scales update the state only this far
+    a_level: float = 0.1  # weights per reading
+    a_scale: float = 0.02
+    a_slow_scale: float = 0.002
+    a_fast_scale: float = 0.2
+    a_shift: float = 0.3
+    a_mid: float = 0.05
+    a_slow: float = 0.005
+    a_moment: float = 0.005  # running second moments of the statistics
+    a_fast: float = 0.3  # the level compared with the daily profile
+    a_day: float = 0.1  # per visit of an hour-of-day bin (~10 days of memory)
+    warmup: int = 12  # readings before spike and stuck are scored
+    moment_warmup: int = 60  # readings before shift, variance and drift are scored
+    day_warmup_ms: int = 3 * DAY_MS  # age before the daily profile is trusted
+    stuck_surprise: float = 13.8  # −log p of a run that is certainly stuck (p = 1e-6)
+    stuck_min_run: int = 4
+    floor_rel: float = 0.05  # smallest scale relative to the slow scale
+    # and relative to the slow level: concentrations are on a ratio scale, and a sensor's
+    # noise grows with the level (SDS011/PMS5003 datasheets: ±10–15 % of the reading)
+    floor_level: float = 0.1
+    # each statistic's z is divided by its k before the max: the k say how heavy each
+    # statistic's tail is on clean real traces (bench/anomaly_eval.py), so that one
+    # threshold means the same false-alarm rate for all of them
+    k_spike: float = 2.0
+    k_shift: float = 2.0
+    k_variance: float = 0.7
+    k_drift: float = 4.0
+    k_daily: float = 4.0
+    cols: dict[str, npt.NDArray[np.generic]] = field(default_factory=dict, repr=False)
+    profile: FloatArr = field(default_factory=lambda: np.zeros((0, 24)), repr=False)
+    profile_n: IntArr = field(default_factory=lambda: np.zeros((0, 24), np.int64),
+                              repr=False)
+    parts: dict[str, FloatArr] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for k in _COLUMNS:
+            self.cols.setdefault(k, np.zeros(0, np.int64 if k in _INT else np.float64))
+
+    @property
+    def score(self) -> FloatArr:
+        return self.cols["score"]  # type: ignore[return-value]
+
+    @property
+    def size(self) -> int:
+        return int(self.cols["seen"].size)
 
     def fit(self, n: int) -> None:
-        have = self.mu.size
+        have = self.size
         if n <= have:
             return
         extra = max(n - have, have)
-        self.mu = np.r_[self.mu, np.zeros(extra)]
-        self.dev = np.r_[self.dev, np.zeros(extra)]
-        self.seen = np.r_[self.seen, np.zeros(extra, np.int64)]
-        self.run = np.r_[self.run, np.zeros(extra, np.int64)]
-        self.last = np.r_[self.last, np.full(extra, np.nan)]
-        self.score = np.r_[self.score, np.zeros(extra)]
+        for k, v in _COLUMNS.items():
+            a = self.cols[k]
+            self.cols[k] = np.r_[a, np.full(extra, v, a.dtype)]
+        self.profile = np.vstack([self.profile, np.zeros((extra, 24))])
+        self.profile_n = np.vstack([self.profile_n, np.zeros((extra, 24), np.int64)])
 
-    def update(self, rows: IntArr, x: FloatArr) -> FloatArr:
-        """One reading for each of `rows` (distinct); returns their scores."""
-        ok = ~np.isnan(x)
-        rows, x = rows[ok], x[ok]
-        self.fit(int(rows.max()) + 1 if rows.size else 0)
-        mu, dev, seen = self.mu[rows], self.dev[rows], self.seen[rows]
-        first = seen == 0
-        scale = np.maximum.reduce([MAD_TO_SIGMA * dev, np.full(x.size, self.floor),
-                                   self.floor_rel * np.abs(mu)])
-        r = x - mu
-        z = np.abs(r) / scale
-        spike = np.where(seen >= self.warmup, z * z / (z * z + self.z0 * self.z0), 0.0)
-        run = np.where(x == self.last[rows], self.run[rows] + 1, 1)
-        half = self.stuck_run / 2
-        stuck = np.clip((run - half) / half, 0.0, 1.0)
-        score = np.maximum(spike, stuck)
-        rc = np.clip(r, -self.clip * scale, self.clip * scale)
-        self.mu[rows] = np.where(first, x, mu + self.alpha * rc)
-        self.dev[rows] = np.where(first, 0.0, dev + self.alpha * (np.abs(rc) - dev))
-        self.seen[rows] = seen + 1
-        self.run[rows] = run
-        self.last[rows] = x
-        self.score[rows] = score
+    def update(self, rows: IntArr, x: FloatArr, ts: IntArr | None = None) -> FloatArr:
+        """One reading for each of `rows` (distinct), at `ts` (epoch ms; None: no daily
+        statistic); returns their scores (0 for NaN readings)."""
+        ok = np.isfinite(x)
         out = np.zeros(ok.size)
+        rows, x = rows[ok], x[ok]
+        if rows.size == 0:
+            return out
+        t = None if ts is None else np.asarray(ts, np.int64)[ok]
+        self.fit(int(rows.max()) + 1)
+        c: dict[str, Any] = {k: v[rows] for k, v in self.cols.items()}
+        seen: IntArr = c["seen"]
+        first = seen == 0
+        # scale: robust residual scale, floored relative to its own slow version
+        scale = np.maximum.reduce([c["scale"], self.floor_rel * c["slow_scale"],
+                                   self.floor_level * np.abs(c["slow"])])
+        scale = np.where(scale > 0, scale, np.maximum(np.abs(c["level"]), 1.0) * 1e-9 + TINY)
+        r = np.where(first, 0.0, x - c["level"])
+        n1 = np.maximum(seen - 1, 0)
+        z_spike, spike_ms = self._moment(r / (1.2533 * scale), c["spike_ms"], n1)
+        rc = np.clip(r, -self.clip * scale, self.clip * scale)
+        # a clipped residual still counts fully once the scale is unknown (first readings)
+        rc = np.where(seen < 3, r, rc)
+        level = np.where(first, x, _ewma(c["level"], c["level"] + rc, self.a_level, seen))
+        ar = np.abs(rc)
+        new_scale = np.where(first, 0.0, _ewma(c["scale"], ar, self.a_scale, n1))
+        slow_scale = np.where(first, 0.0, _ewma(c["slow_scale"], ar, self.a_slow_scale, n1))
+        # the fast scale sees residuals clipped much later: it is the one meant to grow
+        big = np.minimum(np.abs(r), 4 * self.clip * scale)
+        fast_scale = np.where(first, 0.0, _ewma(c["fast_scale"], big, self.a_fast_scale, n1))
+        # shift: fast EWMA of the scaled residual, against its own running RMS
+        u = np.clip(r / (1.2533 * scale), -3 * self.clip, 3 * self.clip)
+        u = np.where(first, 0.0, u)
+        shift = _ewma(c["shift"], u, self.a_shift, n1)
+        z_shift, shift_ms = self._moment(shift, c["shift_ms"], n1)
+        # variance: log of fast over slow scale
+        lv = np.log((fast_scale + TINY) / (np.maximum(new_scale, scale) + TINY))
+        lv = np.where(seen < 3, 0.0, np.clip(lv, -10.0, 10.0))
+        z_var, var_ms = self._moment(lv, c["var_ms"], n1)
+        # drift: medium level against slow level, in slow scales
+        mid = np.where(first, x, _ewma(c["mid"], c["level"] + rc, self.a_mid, seen))
+        slow = np.where(first, x, _ewma(c["slow"], c["level"] + rc, self.a_slow, seen))
+        d = (mid - slow) / (1.2533 * np.maximum(slow_scale, scale) + TINY)
+        z_drift, drift_ms = self._moment(d, c["drift_ms"], n1)
+        warm = seen >= self.moment_warmup
+        z_shift, z_var = (np.where(warm, z, 0.0) for z in (z_shift, z_var))
+        # the slow level is a running mean for its first 1/α readings: drift is only
+        # measured against it once it has become a slow level
+        z_drift = np.where(seen >= 2 / self.a_slow, z_drift, 0.0)
+        # stuck: run of identical readings against the device's own repeat rate
+        same = x == c["last"]
+        run = np.where(same, c["run"] + 1, 1)
+        repeat = np.where(first, 0.0, _ewma(c["repeat"], same.astype(np.float64),
+                                            self.a_slow_scale * 5, n1))
+        # a run being scored is not yet evidence of how often this device repeats
+        surprise = -np.log(np.clip(repeat, 0.02, 0.98)) * (run - 1)
+        z_stuck = np.where((run >= self.stuck_min_run) & (seen >= self.warmup),
+                           3 * self.z0 * surprise / self.stuck_surprise, 0.0)
+        z_spike = np.where(seen >= self.warmup, z_spike, 0.0)
+        # an exact zero from a device whose level is well clear of zero: PM sensors read
+        # 0 in clean air only, so this is a dead laser or lost frames (0 in any unit)
+        z_zero = np.where((x == 0) & (np.abs(c["level"]) > 3 * scale) & (seen >= self.warmup),
+                          3 * self.z0, 0.0)
+        # daily: fast level against the hour-of-day profile
+        fast = np.where(first, x, _ewma(c["fast"], x, self.a_fast, seen))
+        z_day = np.zeros(rows.size)
+        day_ms = c["day_ms"]
+        first_ms = c["first_ms"]
+        if t is not None:
+            first_ms = np.where(first_ms < 0, t, first_ms)
+            h = (t // HOUR_MS) % 24
+            prof, pn = self.profile[rows, h], self.profile_n[rows, h]
+            dd = np.where(pn > 0, (fast - prof) / (1.2533 * np.maximum(slow_scale, scale) + TINY),
+                          0.0)
+            z_day, day_ms = self._moment(dd, c["day_ms"], n1)
+            z_day = np.where((t - first_ms >= self.day_warmup_ms) & (pn >= 3), z_day, 0.0)
+            self.profile[rows, h] = np.where(pn > 0, prof + self.a_day * (fast - prof), fast)
+            self.profile_n[rows, h] = pn + 1
+        z = np.maximum.reduce([z_spike / self.k_spike, z_shift / self.k_shift,
+                               z_var / self.k_variance, z_drift / self.k_drift,
+                               z_day / self.k_daily, z_stuck, z_zero])
+        score = z * z / (z * z + self.z0 * self.z0)
+        self.parts = {"spike": z_spike, "shift": z_shift, "variance": z_var,
+                      "drift": z_drift, "daily": z_day, "stuck": z_stuck,
+                      "zeros": z_zero}
+        new = {"seen": seen + 1, "run": run, "first_ms": first_ms, "last": x,
+               "score": score, "level": level, "scale": new_scale,
+               "slow_scale": slow_scale, "fast_scale": fast_scale, "shift": shift,
+               "shift_ms": shift_ms, "var_ms": var_ms, "mid": mid, "slow": slow,
+               "drift_ms": drift_ms, "repeat": repeat, "fast": fast, "day_ms": day_ms,
+               "spike_ms": spike_ms}
+        for k, v in new.items():
+            self.cols[k][rows] = v
         out[ok] = score
         return out
 
-    def update_batch(self, rows: IntArr, x: FloatArr) -> None:
+    def _moment(self, s: FloatArr, ms: npt.NDArray[np.generic], seen: IntArr
+                ) -> tuple[FloatArr, FloatArr]:
+        """|s| over its own running RMS (before this reading), and the updated mean
+        square (each sample clipped at clip² times it, so an anomaly does not teach the
+        detector that anomalies are normal)."""
+        m = np.asarray(ms, np.float64)
+        z = np.abs(s) / np.sqrt(m + TINY)
+        z = np.where(m > 0, z, 0.0)
+        s2 = s * s
+        s2 = np.where(m > 0, np.minimum(s2, self.clip * self.clip * m), s2)
+        return z, _ewma(m, s2, self.a_moment, seen)
+
+    def update_batch(self, rows: IntArr, x: FloatArr, ts: IntArr | None = None) -> None:
         """Readings sorted by (row, time), several per row allowed: rank by rank."""
         if rows.size == 0:
             return
         starts = np.r_[0, np.flatnonzero(np.diff(rows)) + 1]
         counts = np.diff(np.r_[starts, rows.size])
         rank = np.arange(rows.size) - np.repeat(starts, counts)
+        if counts.max() == 1:
+            self.update(rows, x, ts)
+            return
         for k in range(int(counts.max())):
             sel = rank == k
-            self.update(rows[sel], x[sel])
+            self.update(rows[sel], x[sel], None if ts is None else ts[sel])
 
     def blank(self) -> Detector:
         """The same parameters, no devices."""
-        return Detector(self.alpha, self.z0, self.clip, self.floor, self.floor_rel,
-                        self.warmup, self.stuck_run)
+        params = {f.name: getattr(self, f.name) for f in fields(self)
+                  if f.name not in ("cols", "profile", "profile_n", "parts")}
+        return Detector(**params)
 
     def clear(self, rows: IntArr) -> None:
         """Forget these devices: their next reading starts a new baseline."""
-        rows = rows[rows < self.mu.size]
-        self.mu[rows] = 0.0
-        self.dev[rows] = 0.0
-        self.seen[rows] = 0
-        self.run[rows] = 0
-        self.last[rows] = np.nan
-        self.score[rows] = 0.0
+        rows = rows[rows < self.size]
+        for k, v in _COLUMNS.items():
+            self.cols[k][rows] = v
+        self.profile[rows] = 0.0
+        self.profile_n[rows] = 0
 
     def copy_from(self, rows: IntArr, src: Detector, src_rows: IntArr) -> None:
         if rows.size == 0:
             return
         self.fit(int(rows.max()) + 1)
         src.fit(int(src_rows.max()) + 1)
-        for name in ("mu", "dev", "seen", "run", "last", "score"):
-            getattr(self, name)[rows] = getattr(src, name)[src_rows]
+        for k in _COLUMNS:
+            self.cols[k][rows] = src.cols[k][src_rows]
+        self.profile[rows] = src.profile[src_rows]
+        self.profile_n[rows] = src.profile_n[src_rows]
 
     def arrays(self) -> dict[str, npt.NDArray[np.generic]]:
-        return {"mu": self.mu, "dev": self.dev, "seen": self.seen, "run": self.run,
-                "last": self.last, "score": self.score}
+        return {**self.cols, "profile": self.profile, "profile_n": self.profile_n}
 
     def load(self, a: dict[str, npt.NDArray[np.generic]]) -> None:
-        self.mu, self.dev, self.last, self.score = (
-            a["mu"].astype(np.float64), a["dev"].astype(np.float64),
-            a["last"].astype(np.float64), a["score"].astype(np.float64))
-        self.seen, self.run = a["seen"].astype(np.int64), a["run"].astype(np.int64)
+        if "profile" not in a:  # state saved by an older detector: start afresh
+            self.cols = {}
+            self.__post_init__()
+            self.profile = np.zeros((0, 24))
+            self.profile_n = np.zeros((0, 24), np.int64)
+            return
+        n = a["profile"].shape[0]
+        for k, v in _COLUMNS.items():
+            have = a.get(k)
+            dt = np.int64 if k in _INT else np.float64
+            self.cols[k] = (have.astype(dt) if have is not None and have.size == n
+                            else np.full(n, v, dt))
+        self.profile = a["profile"].astype(np.float64)
+        self.profile_n = a["profile_n"].astype(np.int64)
