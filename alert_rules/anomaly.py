@@ -90,6 +90,8 @@ class Detector:
     k_variance: float = 0.7
     k_drift: float = 4.0
     k_daily: float = 4.0
+    bucket_ms: int = 60_000  # one observation per device and bucket (`feed`)
+    max_steps: int = 8  # steps per `feed` call at most (a backlog is fed coarser)
     cols: dict[str, npt.NDArray[np.generic]] = field(default_factory=dict, repr=False)
     profile: FloatArr = field(default_factory=lambda: np.zeros((0, 24)), repr=False)
     profile_n: IntArr = field(default_factory=lambda: np.zeros((0, 24), np.int64),
@@ -227,19 +229,44 @@ class Detector:
         s2 = np.where(m > 0, np.minimum(s2, self.clip * self.clip * m), s2)
         return z, _ewma(m, s2, self.a_moment, seen)
 
-    def update_batch(self, rows: IntArr, x: FloatArr, ts: IntArr | None = None) -> None:
-        """Readings sorted by (row, time), several per row allowed: rank by rank."""
+    def feed(self, rows: IntArr, x: FloatArr, ts: IntArr) -> None:
+        """Readings in any order, several per device allowed: the readings of one device
+        in one `bucket_ms` bucket are one observation (their mean, at the newest one's
+        time), and the buckets of a device are fed oldest first, one vectorized step per
+        rank. A device's readings spanning more than `max_steps` buckets (a backlog) are
+        fed in buckets widened to fit, so one call costs at most about `max_steps`
+        steps whatever arrived. Each device's score is the highest of its steps."""
+        ok = np.isfinite(x)
+        if not ok.all():
+            rows, x, ts = rows[ok], x[ok], ts[ok]
         if rows.size == 0:
             return
-        starts = np.r_[0, np.flatnonzero(np.diff(rows)) + 1]
-        counts = np.diff(np.r_[starts, rows.size])
-        rank = np.arange(rows.size) - np.repeat(starts, counts)
-        if counts.max() == 1:
-            self.update(rows, x, ts)
+        self.fit(int(rows.max()) + 1)
+        if rows.size == 1 or int(np.bincount(rows).max()) == 1:
+            self.update(rows, x, ts)  # live flow: one reading per device, one step
             return
-        for k in range(int(counts.max())):
+        order = np.lexsort((ts, rows))
+        rows, x, ts = rows[order], x[order], ts[order]
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        ends = np.r_[starts[1:], rows.size]
+        span = ts[ends - 1] // self.bucket_ms - ts[starts] // self.bucket_ms + 1
+        width = np.repeat(self.bucket_ms * -(-span // self.max_steps), ends - starts)
+        b = ts // width
+        g = np.flatnonzero(np.r_[True, (rows[1:] != rows[:-1]) | (b[1:] != b[:-1])])
+        g_end = np.r_[g[1:], rows.size]
+        mean = np.add.reduceat(x, g) / (g_end - g)
+        g_rows, g_ts = rows[g], ts[g_end - 1]
+        g_first = np.flatnonzero(np.r_[True, g_rows[1:] != g_rows[:-1]])
+        rank = np.arange(g.size) - np.repeat(g_first, np.diff(np.r_[g_first, g.size]))
+        devices = g_rows[g_first]
+        peak = np.zeros(devices.size)
+        where = np.searchsorted(devices, g_rows)
+        for k in range(int(rank.max()) + 1):
             sel = rank == k
-            self.update(rows[sel], x[sel], None if ts is None else ts[sel])
+            s = self.update(g_rows[sel], mean[sel], g_ts[sel])
+            at = where[sel]  # distinct within a rank
+            peak[at] = np.maximum(peak[at], s)
+        self.cols["score"][devices] = peak
 
     def blank(self) -> Detector:
         """The same parameters, no devices."""

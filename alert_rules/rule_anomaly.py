@@ -45,8 +45,7 @@ class AnomalyRule(RuleBase):
 
     def observe(self, fleet: FleetState, rows: IntArr, ts: IntArr,
                 values: dict[str, FloatArr]) -> None:
-        order = np.lexsort((ts, rows))
-        self.detector.update_batch(rows[order], values[self.field][order], ts[order])
+        self.detector.feed(rows, values[self.field], ts)
 
     def evaluate(self, fleet: FleetState, now_ms: int) -> list[Transition]:
         n = fleet.size

@@ -111,3 +111,61 @@ def test_vectorized_rows_match_one_device_at_a_time() -> None:
     out = run_rows(np.vstack(xs))
     for j, x in enumerate(xs):
         np.testing.assert_allclose(out[j], run(x), atol=1e-12)
+
+
+class CountingDetector(Detector):
+    steps: int = 0
+
+    def update(self, rows: npt.NDArray[np.int64], x: npt.NDArray[np.float64],
+               ts: npt.NDArray[np.int64] | None = None) -> npt.NDArray[np.float64]:
+        CountingDetector.steps += 1
+        return super().update(rows, x, ts)
+
+
+def test_a_backlog_costs_a_bounded_number_of_steps_whatever_its_length() -> None:
+    # 200 devices × 2,000 one-second readings in one call: fed in at most max_steps
+    # vectorized steps (a bucket per step), not one numpy pass per reading
+    d = CountingDetector()
+    CountingDetector.steps = 0
+    rows = np.repeat(np.arange(200, dtype=np.int64), 2000)
+    ts = 1_700_000_000_000 + 1000 * np.tile(np.arange(2000, dtype=np.int64), 200)
+    x = np.tile(clean(3, 2000), 200)
+    d.feed(rows, x, ts)
+    assert 1 <= CountingDetector.steps <= d.max_steps + 1
+    assert (d.cols["seen"][:200] == CountingDetector.steps).all()
+
+
+def test_feed_is_one_observation_per_device_and_bucket_in_time_order() -> None:
+    # readings shuffled across devices and time; device 0 has 3 one-minute buckets with
+    # two readings each, device 1 a single reading: the same as a one-row detector fed
+    # each bucket's mean at its newest reading's time
+    t0 = 1_700_000_000_000 // 60_000 * 60_000
+    ts = np.array([t0 + 1000, t0 + 30_000, t0 + 61_000, t0 + 90_000, t0 + 125_000,
+                   t0 + 130_000, t0 + 5000], np.int64)
+    x = np.array([10.0, 12.0, 20.0, 22.0, 30.0, 34.0, 7.0])
+    rows = np.array([0, 0, 0, 0, 0, 0, 1], np.int64)
+    perm = np.random.default_rng(0).permutation(ts.size)
+    d = Detector()
+    d.feed(rows[perm], x[perm], ts[perm])
+    ref = Detector()
+    one = np.zeros(1, np.int64)
+    for mean, t in ((11.0, t0 + 30_000), (21.0, t0 + 90_000), (32.0, t0 + 130_000)):
+        ref.update(one, np.array([mean]), np.array([t], np.int64))
+    for k in ("level", "scale", "seen", "last", "first_ms"):
+        assert d.cols[k][0] == ref.cols[k][0], k
+    assert d.cols["seen"][1] == 1 and d.cols["last"][1] == 7.0
+
+
+def test_a_spike_early_in_a_batch_is_still_the_devices_score() -> None:
+    # a week of 10-minute readings, then one call with a spike followed by normal
+    # readings: the device's score is the highest of its steps, not the last one's
+    x = clean(5)
+    d = Detector()
+    row = np.zeros(1, np.int64)
+    ts = 1_700_000_000_000 + STEP_MS * np.arange(x.size, dtype=np.int64)
+    for i in range(START):
+        d.update(row, x[i:i + 1], ts[i:i + 1])
+    tail = x[START:START + 4].copy()
+    tail[0] += 400
+    d.feed(np.zeros(4, np.int64), tail, ts[START:START + 4])
+    assert d.score[0] > 0.9

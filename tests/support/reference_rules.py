@@ -101,8 +101,7 @@ class Reference:
                     dev.latest[f] = (last.values[f], last.ts)
             for rule in self.rules:
                 if isinstance(rule, AnomalyRule):
-                    for r in rs:
-                        self._detect(dev, rule, r.values.get(rule.field, NAN), r.ts)
+                    self._detect(dev, rule, [(r.ts, r.values.get(rule.field, NAN)) for r in rs])
 
     # ---- aggregates over one device's raw readings ----
     def _fine_ok(self, b: int, now: int, span: int) -> bool:
@@ -138,14 +137,30 @@ class Reference:
             return nowcast([self._hour_mean(dev, f, cur - 1 - i) for i in range(12)])
         raise ValueError(kind)
 
-    def _detect(self, dev: Dev, rule: AnomalyRule, x: float, ts: int) -> None:
+    def _detect(self, dev: Dev, rule: AnomalyRule, readings: list[tuple[int, float]]) -> None:
         # The detector's own arithmetic is tested per fault family in
         # tests/alert_rules/test_anomaly.py; here each device gets its own one-row
-        # detector, so the engine's vectorized feeding (batches, ranks, rows) is checked.
-        if math.isnan(x):
+        # detector, fed one observation per bucket of this batch (the mean of its
+        # readings, buckets widened to at most `max_steps`), so the engine's vectorized
+        # feeding (batches, buckets, ranks, rows) is checked.
+        ok = [(t, x) for t, x in readings if not math.isnan(x)]
+        if not ok:
             return
         det = dev.det.setdefault(rule.name, rule.detector.blank())
-        det.update(np.zeros(1, np.int64), np.array([x]), np.array([ts], np.int64))
+        b = det.bucket_ms
+        width = b * -(-(ok[-1][0] // b - ok[0][0] // b + 1) // det.max_steps)
+        buckets: dict[int, list[tuple[int, float]]] = {}
+        for t, x in ok:
+            buckets.setdefault(t // width, []).append((t, x))
+        peak = 0.0
+        for group in buckets.values():
+            total = 0.0
+            for _, x in group:
+                total += x
+            s = det.update(np.zeros(1, np.int64), np.array([total / len(group)]),
+                           np.array([group[-1][0]], np.int64))
+            peak = max(peak, float(s[0]))
+        det.cols["score"][0] = peak
 
     # ---- one tick: every device, every rule, in Python ----
     def tick(self, now: int) -> list[tuple[str, str, str, float, int]]:
