@@ -206,7 +206,7 @@ class Engine:
             rows = np.full(k, row[0], np.int64)
             part_cols = {f: c[part] for f, c in cols.items()}
             sub.fleet.ingest(rows, ts[part], part_cols, flagged[part])
-            for r in sub.rules:
+            for _, r in judged:  # an arrival-only rule's learning here would be discarded
                 r.observe(sub.fleet, rows, ts[part], part_cols)
             sub.fleet.advance(at)
             late_ms = now_ms - at if now_ms - at > late_after_ms else 0

@@ -117,12 +117,18 @@ def inject(x: Arr, kind: str, rng: np.random.Generator, per_kind: int
     return y, sorted(faults, key=lambda f: f[1])
 
 
+SETTINGS: dict[str, float] = {}  # --set: the detector's parameters for this run
 ScoreFn = Callable[[npt.NDArray[np.int64], Arr], Arr]
 
 
-def score_detector(ts: npt.NDArray[np.int64], ys: Arr) -> Arr:
+def vectorized(make: Callable[[], Detector]) -> ScoreFn:
+    def run(ts: npt.NDArray[np.int64], ys: Arr) -> Arr:
+        return score_detector(make(), ts, ys)
+    return run
+
+
+def score_detector(det: Detector, ts: npt.NDArray[np.int64], ys: Arr) -> Arr:
     """All copies (rows of ys) through one vectorized Detector, reading by reading."""
-    det = Detector()
     k, n = ys.shape
     rows = np.arange(k, dtype=np.int64)
     out = np.zeros((k, n))
@@ -147,7 +153,12 @@ def scalar(make: Callable[[], SpikeReference | EwmaZ]) -> ScoreFn:
 
 
 DETECTORS: dict[str, ScoreFn] = {
-    "detector": score_detector,
+    "detector": vectorized(lambda: Detector(**SETTINGS)),
+    "with_likelihood": vectorized(lambda: Detector(**{**SETTINGS, "likelihood": True})),
+    # the first attempt's detector: the same statistics on the untransformed series,
+    # with the divisors it shipped with
+    "linear": vectorized(lambda: Detector(transform=False, k_spike=2.0, k_shift=2.0,
+                                          k_variance=0.7)),
     "previous": scalar(SpikeReference),
     "ewma_z": scalar(EwmaZ),
 }
@@ -215,8 +226,8 @@ def judge(det: list[int], wins: list[tuple[int, int]], ts: npt.NDArray[np.int64]
 
 
 def evaluate_trace(name: str, ts: npt.NDArray[np.int64], x: Arr, rng: np.random.Generator,
-                   per_kind: int, thresholds: dict[str, list[float]], cooldown_ms: int
-                   ) -> dict[str, object]:
+                   per_kind: int, thresholds: dict[str, list[float]], cooldown_ms: int,
+                   detectors: list[str]) -> dict[str, object]:
     copies, labels = [x], []
     for kind in FAMILIES:
         y, faults = inject(x, kind, rng, per_kind)
@@ -225,8 +236,8 @@ def evaluate_trace(name: str, ts: npt.NDArray[np.int64], x: Arr, rng: np.random.
     ys = np.vstack(copies)
     days = (int(ts[-1]) - int(ts[0])) / DAY_MS
     out: dict[str, object] = {}
-    for dname, fn in DETECTORS.items():
-        scores = fn(ts, ys)
+    for dname in detectors:
+        scores = DETECTORS[dname](ts, ys)
         for thr in thresholds[dname]:
             key = f"{name}:{dname}@{thr}"
             clean = len(detections(scores[0], ts, thr, cooldown_ms)) / days
@@ -253,20 +264,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cooldown-min", type=float, default=60.0)
     ap.add_argument("--thresholds", type=float, nargs="+", default=[0.9, 0.95])
     ap.add_argument("--traces", nargs="+", default=["beijing_hourly", "sds011"])
+    ap.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=list(DETECTORS))
+    ap.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
+                    help="detector parameters for this run (e.g. k_shift=1.5)")
     args = ap.parse_args(argv)
+    SETTINGS.update({k: float(v) for k, v in (kv.split("=", 1) for kv in args.set)})
     if not (args.data / "pm25").is_dir():
         print(f"skipped: no traces under {args.data / 'pm25'}", file=sys.stderr)
         print(json.dumps({"skipped": True}))
         return 0
     rng = np.random.default_rng(args.seed)
-    thresholds = {"detector": args.thresholds, "previous": [0.9], "ewma_z": [0.9]}
+    thresholds = {"detector": args.thresholds, "with_likelihood": [0.9], "linear": [0.9],
+                  "previous": [0.9], "ewma_z": [0.9]}
     result: dict[str, object] = {"seed": args.seed, "faults_per_kind": args.per_kind,
                                  "cooldown_min": args.cooldown_min}
     loaders = {"beijing_hourly": beijing, "sds011": sds011}
     for name in args.traces:
         ts, x = loaders[name](args.data)
         result.update(evaluate_trace(name, ts, x, rng, args.per_kind, thresholds,
-                                     int(args.cooldown_min * 60_000)))
+                                     int(args.cooldown_min * 60_000), args.detectors))
     print(json.dumps(result))
     return 0
 

@@ -64,8 +64,7 @@ GAP = "not caught by the single-series detector yet (see docs/decisions.md)"
 
 
 @pytest.mark.parametrize(("kind", "within"), [
-    ("spike", 1), ("stuck", 12), ("shift", 12), ("zeros", 2),
-    pytest.param("variance", 36, marks=pytest.mark.xfail(strict=True, reason=GAP)),
+    ("spike", 1), ("stuck", 12), ("shift", 12), ("zeros", 2), ("variance", 36),
     pytest.param("drift", DAY, marks=pytest.mark.xfail(strict=True, reason=GAP))])
 def test_each_fault_family_is_caught(kind: str, within: int) -> None:
     seeds = range(3)
