@@ -244,7 +244,10 @@ class Detector:
                       "drift": z_drift, "daily": z_day, "stuck": z_stuck,
                       "zeros": z_zero, "likelihood": z_al}
         new = {"seen": seen + 1, "run": run, "first_ms": first_ms, "last": raw,
-               "mag": _ewma(mag, np.abs(raw), self.a_slow, seen),
+               # an outlier must not move the transform itself (the next normal
+               # readings would then look odd): clipped at twice the magnitude
+               "mag": _ewma(mag, np.where(first, np.abs(raw), np.minimum(np.abs(raw), 2 * mag)),
+                            self.a_slow, seen),
                "score": score, "level": level, "scale": new_scale,
                "slow_scale": slow_scale, "fast_scale": fast_scale, "shift": shift,
                "shift_ms": shift_ms, "var_ms": var_ms, "mid": mid, "slow": slow,
