@@ -25,6 +25,11 @@ are usable after a few readings and a new device is judged against its own first
 and each statistic is only scored after its own warm-up.
 
 The score is z²/(z² + z0²) of the largest statistic z, in 0..1 (0.9 at z = 3·z0).
+
+The statistics are computed on asinh(x / (0.1·m)), m the device's running mean |x|
+(relative residuals: a sensor's noise grows with the level). The engine feeds the
+detector with `feed`: one observation per device and minute bucket, at most `max_steps`
+vectorized steps per call whatever arrived (docs/decisions.md, "Anomaly detection").
 """
 
 from __future__ import annotations
