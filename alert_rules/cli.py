@@ -7,7 +7,8 @@ import argparse
 import csv
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -107,53 +108,79 @@ def _cmd_test(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def score_rows(rows: Sequence[tuple[str, str]], detector: Detector | None = None
-               ) -> tuple[list[tuple[str, str, float | None]], list[str]]:
-    """Stream a series through the detector; (rows with scores, errors)."""
+def parse_timestamp(text: str) -> int | None:
+    """Epoch ms of an ISO 8601 time (naive = UTC) or of epoch seconds / ms; None if
+    neither."""
+    t = text.strip()
+    try:
+        x = float(t)
+    except ValueError:
+        try:
+            d = datetime.fromisoformat(t.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if d.tzinfo is None:
+            d = d.replace(tzinfo=UTC)
+        return int(d.timestamp() * 1000)
+    if not math.isfinite(x):
+        return None
+    return int(x if abs(x) >= 1e11 else x * 1000)  # seconds until the year 5138
+
+
+def score_rows(rows: Iterable[tuple[str, str]], detector: Detector | None = None
+               ) -> Iterator[tuple[str, str, float | None, str | None]]:
+    """Stream a series through the detector: (timestamp, value, score, error) per row.
+    A missing value scores 0 (no evidence); a value or time that cannot be read is
+    reported and its row gets no score."""
     det = detector or Detector()
-    out: list[tuple[str, str, float | None]] = []
-    errors: list[str] = []
     row0 = np.zeros(1, np.int64)
     for i, (ts, text) in enumerate(rows, 2):
-        try:
-            x = float(text) if text.strip() else math.nan
-            if math.isinf(x):
-                raise ValueError(text)
-        except ValueError:
-            errors.append(f"line {i}: value {text!r} is not a finite number")
-            x = math.nan
-        if math.isnan(x):
-            out.append((ts, text, None))
+        t = parse_timestamp(ts)
+        if t is None:
+            yield ts, text, None, f"line {i}: timestamp {ts!r} is neither ISO 8601 nor epoch"
             continue
-        out.append((ts, text, float(det.update(row0, np.array([x]))[0])))
-    return out, errors
+        if not text.strip():
+            yield ts, text, 0.0, None
+            continue
+        try:
+            x = float(text)
+        except ValueError:
+            x = math.nan
+        if not math.isfinite(x):
+            yield ts, text, None, f"line {i}: value {text!r} is not a finite number"
+            continue
+        yield ts, text, float(det.update(row0, np.array([x]), np.array([t], np.int64))[0]), None
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
+    bad = 0
     try:
         with args.csv.open(newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
-            if header is None or [h.strip() for h in header[:2]] != ["timestamp", "value"]:
+            if header is None or [h.strip().lstrip("\ufeff") for h in header[:2]] \
+                    != ["timestamp", "value"]:
                 print(f"error: {args.csv}:1: expected the header `timestamp,value`",
                       file=sys.stderr)
                 return 2
-            rows = [(r[0], r[1] if len(r) > 1 else "") for r in reader if r]
-    except OSError as exc:
-        print(f"error: {args.csv}: {exc}", file=sys.stderr)
-        return 2
+            out = csv.writer(sys.stdout, lineterminator="\n")
+            out.writerow(["timestamp", "value", "anomaly_score"])
+            rows = ((r[0], r[1] if len(r) > 1 else "") for r in reader if r)
+            for ts, v, score, err in score_rows(rows):
+                if err is not None:
+                    print(f"error: {args.csv}: {err}", file=sys.stderr)
+                    bad += 1
+                out.writerow([ts, v, "" if score is None else f"{score:.4f}"])
     except UnicodeDecodeError as exc:
         print(f"error: {args.csv}: not UTF-8 ({exc.reason} at byte {exc.start}); save it as "
               "UTF-8 (Excel: CSV UTF-8)", file=sys.stderr)
         return 2
-    scored, errors = score_rows(rows)
-    for e in errors:
-        print(f"error: {args.csv}: {e}", file=sys.stderr)
-    out = csv.writer(sys.stdout, lineterminator="\n")
-    out.writerow(["timestamp", "value", "anomaly_score"])
-    for ts, v, s in scored:
-        out.writerow([ts, v, "" if s is None else f"{s:.4f}"])
-    return 1 if errors else 0
+    except (OSError, csv.Error) as exc:
+        print(f"error: {args.csv}: {exc}", file=sys.stderr)
+        return 2
+    if bad:
+        print(f"error: {args.csv}: {bad} rows could not be scored", file=sys.stderr)
+    return 1 if bad else 0
 
 
 @cli_main
@@ -174,7 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("test", help="run rule unit test files")
     p.add_argument("files", nargs="+", type=Path)
     p.set_defaults(func=_cmd_test)
-    p = sub.add_parser("score", help="anomaly score of each reading of a series")
+    p = sub.add_parser("score", help="anomaly score of each reading of a series",
+                       description="Streams a CSV `timestamp,value` (ISO 8601 or epoch "
+                       "seconds/ms) to stdout as `timestamp,value,anomaly_score`, one row "
+                       "per input row, score in 0..1 (empty when the row cannot be read; "
+                       "0 for a missing value). Exit 1 if any row could not be read, 2 if "
+                       "the file cannot.")
     p.add_argument("--csv", type=Path, required=True, help="columns timestamp,value")
     p.set_defaults(func=_cmd_score)
     args = ap.parse_args(argv)

@@ -1,4 +1,11 @@
-"""Anomaly: the streaming detector's score of each device's newest reading."""
+"""Anomaly: the streaming detector's score of each device's newest reading.
+
+With `neighbours` on, an anomalous device whose neighbours contradict it (their median
+is outside [value / ratio, value × ratio]) is not reported here: that is a sensor
+problem, which the `sensor_fault` rules report to the technician. An anomaly the
+neighbours agree with, or one with too few neighbours to tell, is reported as today.
+The neighbour median is only computed for the few anomalous devices.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +17,10 @@ import numpy as np
 import numpy.typing as npt
 
 from alert_rules.anomaly import Detector
+from alert_rules.neighbours import row_median
 from alert_rules.rule_base import RuleBase
-from alert_rules.state import FleetState, FloatArr, IntArr
+from alert_rules.rule_sensor_fault import SensorFaultRule
+from alert_rules.state import BoolArr, FleetState, FloatArr, IntArr
 from alert_rules.transitions import Transition
 
 
@@ -20,6 +29,11 @@ class AnomalyRule(RuleBase):
     field: str = "pm2_5"
     above: float = 0.5  # score 0..1
     max_age_ms: int = 600_000  # a score this old says nothing any more
+    neighbours: bool = False
+    radius_km: float = 3.0
+    max_neighbours: int = 8
+    min_neighbours: int = 2
+    ratio: float = 2.0
     detector: Detector = dataclasses.field(default_factory=Detector, repr=False)
 
     kind = "anomaly"
@@ -31,8 +45,7 @@ class AnomalyRule(RuleBase):
 
     def observe(self, fleet: FleetState, rows: IntArr, ts: IntArr,
                 values: dict[str, FloatArr]) -> None:
-        order = np.lexsort((ts, rows))
-        self.detector.update_batch(rows[order], values[self.field][order])
+        self.detector.feed(rows, values[self.field], ts)
 
     def evaluate(self, fleet: FleetState, now_ms: int) -> list[Transition]:
         n = fleet.size
@@ -40,7 +53,26 @@ class AnomalyRule(RuleBase):
         fresh = (now_ms - fleet.latest_ts[self.field][:n]) <= self.max_age_ms
         score = np.where(fresh, self.detector.score[:n], 0.0)
         over = score > self.above
+        if self.neighbours:
+            over &= ~self._contradicted(fleet, np.flatnonzero(over), now_ms)
         return self.step(fleet, score, over, ~over, now_ms)
+
+    def _contradicted(self, fleet: FleetState, rows: IntArr, now_ms: int) -> BoolArr:
+        out = np.zeros(fleet.size, bool)
+        if rows.size == 0:
+            return out
+        probe = SensorFaultRule(name=self.name, field=self.field, radius_km=self.radius_km,
+                                max_neighbours=self.max_neighbours)
+        nbr = probe._neighbours(fleet)
+        latest = fleet.latest(self.field, now_ms, self.max_age_ms)
+        around = np.r_[latest, np.nan][nbr[rows]]
+        med = row_median(around)
+        enough = (~np.isnan(around)).sum(axis=1) >= self.min_neighbours
+        x = latest[rows]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            far = (x > self.ratio * med) | (x < med / self.ratio)
+        out[rows] = enough & far
+        return out
 
     def blank_fields(self) -> dict[str, Any]:
         return {"detector": self.detector.blank()}

@@ -101,6 +101,7 @@ class RuleBase:
         else:
             ctx.setdefault("name", subject)
         ctx.update(self.template_context(value))
+        ctx.update(self.context(subject))
         if extra:
             ctx.update(extra)
             labels.update(extra)
@@ -119,6 +120,10 @@ class RuleBase:
         std = aqi.get()
         cat = std.category(float(std.iaqi("pm2_5", [value])[0]))
         return {} if cat is None else {"category": cat.en, "category_zh": cat.zh}
+
+    def context(self, subject: str) -> dict[str, str]:
+        """Evidence for this subject's annotation templates (kinds that keep any)."""
+        return {}
 
     def active(self, fleet: FleetState) -> dict[str, AlertState]:
         """Subjects whose alert is pending or firing now (for rule unit tests)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import string
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 import yaml
@@ -27,6 +27,7 @@ from alert_rules.rule_flatline import FlatlineRule
 from alert_rules.rule_quality import QualityRule
 from alert_rules.rule_range import RangeRule
 from alert_rules.rule_rate import RateRule
+from alert_rules.rule_sensor_fault import SensorFaultRule
 from alert_rules.rule_spatial import SpatialRule
 from alert_rules.rule_threshold import ThresholdRule
 
@@ -133,6 +134,9 @@ class RuleSpec(Section, frozen=True, tag_field="kind"):
     for_ms: Duration = msgspec.field(default=0, name="for")
     keep_firing_for_ms: Duration = msgspec.field(default=0, name="keep_firing_for")
 
+    #: what this kind's rules add to the template context (`RuleBase.context`)
+    extra_template_fields: ClassVar[frozenset[str]] = frozenset()
+
     def common(self) -> dict[str, Any]:
         return {"name": self.name, "for_ms": self.for_ms,
                 "keep_firing_for_ms": self.keep_firing_for_ms, "severity": self.severity,
@@ -143,11 +147,12 @@ class RuleSpec(Section, frozen=True, tag_field="kind"):
             yield Invalid("severity", message=f"severity: {self.severity!r} is not a severity; "
                           f"expected one of {list(SEVERITIES)}")
         for key, template in (self.annotations or {}).items():
+            known = TEMPLATE_FIELDS | self.extra_template_fields
             for name in _placeholders(str(template)):
-                if name not in TEMPLATE_FIELDS:
+                if name not in known:
                     yield Invalid(f"annotations.{key}", message=(
                         f"annotations.{key}: {{{name}}} is not a template field; expected "
-                        f"one of {sorted(TEMPLATE_FIELDS)}"))
+                        f"one of {sorted(known)}"))
         field = getattr(self, "field", None)
         if field is not None and field not in READING_FIELDS:
             yield Invalid("field", message=f"field: {field!r} is not a reading field; "
@@ -240,6 +245,10 @@ class AnomalySpec(RuleSpec, frozen=True, tag="anomaly", kw_only=True):
     field: Field = "pm2_5"
     cooldown_ms: Duration = msgspec.field(default=1_800_000, name="cooldown")
     max_age_ms: PositiveDuration = msgspec.field(default=600_000, name="max_age")
+    neighbours: bool = False  # leave devices their neighbours contradict to sensor_fault
+    radius_km: Annotated[float, Meta(gt=0, description="> 0 km")] = 3.0
+    min_neighbours: Count = 2
+    ratio: Annotated[float, Meta(gt=1, description="> 1")] = 2.0
 
     def problems(self) -> Iterator[Invalid]:
         yield from super().problems()
@@ -304,7 +313,9 @@ def _deadman(s: DeadmanSpec) -> RuleBase:
 
 def _anomaly(s: AnomalySpec) -> RuleBase:
     return AnomalyRule(**{**s.common(), "keep_firing_for_ms": s.cooldown_ms}, field=s.field,
-                       above=s.above, max_age_ms=s.max_age_ms)
+                       above=s.above, max_age_ms=s.max_age_ms, neighbours=s.neighbours,
+                       radius_km=s.radius_km, min_neighbours=max(1, s.min_neighbours),
+                       ratio=s.ratio)
 
 
 def _spatial(s: SpatialSpec) -> RuleBase:
@@ -315,13 +326,37 @@ def _spatial(s: SpatialSpec) -> RuleBase:
                        regional_fraction=s.regional_fraction)
 
 
+class SensorFaultSpec(RuleSpec, frozen=True, tag="sensor_fault", kw_only=True):
+    extra_template_fields: ClassVar[frozenset[str]] = frozenset({"neighbour_median",
+                                                                 "duration_min"})
+    cause: Literal["stuck", "zero", "jump", "drift", "humidity"]
+    field: Field = "pm2_5"
+    window_ms: PositiveDuration = msgspec.field(default=1_200_000, name="window")
+    radius_km: Annotated[float, Meta(gt=0, description="> 0 km")] = 3.0
+    max_neighbours: Count = 8
+    min_neighbours: Count = 2
+    ratio: Annotated[float, Meta(gt=1, description="> 1 (how many times the neighbours' "
+                                 "median)")] = 2.0
+    min_neighbour_level: Annotated[float, Meta(ge=0, description=">= 0")] = 5.0
+    humidity_above: Annotated[float, Meta(ge=0, le=100, description="0..100 % RH")] = 85.0
+    min_readings: Count = 5
+
+
+def _sensor_fault(s: SensorFaultSpec) -> RuleBase:
+    return SensorFaultRule(**s.common(), cause=s.cause, field=s.field, window_ms=s.window_ms,
+                           radius_km=s.radius_km, max_neighbours=max(1, s.max_neighbours),
+                           min_neighbours=max(1, s.min_neighbours), ratio=s.ratio,
+                           min_neighbour_level=s.min_neighbour_level,
+                           humidity_above=s.humidity_above, min_readings=s.min_readings)
+
+
 _Builder = tuple[type[RuleSpec], Callable[[Any], RuleBase]]
 KINDS: dict[str, _Builder] = {
     "threshold": (ThresholdSpec, _threshold), "aqi_category": (AqiCategorySpec, _aqi_category),
     "rate_of_change": (RateSpec, _rate), "flatline": (FlatlineSpec, _flatline),
     "out_of_range": (RangeSpec, _range), "data_quality": (QualitySpec, _quality),
     "deadman": (DeadmanSpec, _deadman), "anomaly": (AnomalySpec, _anomaly),
-    "spatial": (SpatialSpec, _spatial),
+    "spatial": (SpatialSpec, _spatial), "sensor_fault": (SensorFaultSpec, _sensor_fault),
 }
 RULE_KINDS = tuple(KINDS)
 

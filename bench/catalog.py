@@ -13,7 +13,8 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 #: Modules of bench/ that are its machinery, not benchmarks.
-TOOLS = frozenset({"__init__", "catalog", "record", "render_results", "run_all"})
+TOOLS = frozenset({"__init__", "anomaly_baselines", "catalog", "record", "render_results",
+                   "run_all"})
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Device registry: a YAML or CSV file of devices, validated precisely, reloaded on change.
 
 YAML: `devices:` is a list of tables. CSV: one row per device with the same column names;
-`calibration` is `formula;key=value;...` and `contacts` is `name:phone|name:phone`.
+`calibration` is `formula;key=value;...`, `contacts` is `name:phone|name:phone` (the first
+is the grid worker) and `technician` is `name:phone` (who maintains the sensor: the
+maintenance alerts go there).
 Registry fields become InfluxDB tags (site, township, grid); calibration adds corrected
 fields beside the raw ones.
 """
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 
 PHONE_RE = re.compile(r"^\+\d{6,15}$")  # E.164: international form, e.g. +86…
 COLUMNS = ("id", "name", "site", "township", "grid", "lat", "lon", "sensor", "link",
-           "calibration", "contacts")
+           "calibration", "contacts", "technician")
 REQUIRED = ("id", "site", "township", "grid", "lat", "lon")
 SENSORS = ("pms5003", "pmsa003i", "sds011")
 #: how the device reaches the broker; "cellular" gets the deadman rule's `cellular_grace`
@@ -60,6 +62,7 @@ class Device:
     sensor: str
     calibration: Calibration | None
     contacts: tuple[Contact, ...]
+    technician: Contact | None = None  # maintains the sensor; gets maintenance alerts
     link: str = "wired"
 
     def tags(self) -> dict[str, str]:
@@ -102,7 +105,18 @@ def _number(raw: Mapping[str, Any], key: str, where: str, lo: float, hi: float) 
     return number
 
 
-def _contacts(raw: Any, where: str) -> tuple[Contact, ...]:
+def _technician(raw: Any, where: str) -> Contact | None:
+    if raw in (None, ""):
+        return None
+    if isinstance(raw, list):
+        raise RegistryError(f"{where}.technician: expected one {{name, phone}}, got a list")
+    found = _contacts([raw] if isinstance(raw, Mapping) else raw, where, "technician")
+    if len(found) != 1:
+        raise RegistryError(f"{where}.technician: expected one name:phone, got {raw!r}")
+    return found[0]
+
+
+def _contacts(raw: Any, where: str, key: str = "contacts") -> tuple[Contact, ...]:
     if raw in (None, ""):
         return ()
     if isinstance(raw, str):  # CSV: name:phone|name:phone
@@ -112,10 +126,10 @@ def _contacts(raw: Any, where: str) -> tuple[Contact, ...]:
             items.append({"name": name.strip(), "phone": phone.strip()})
         raw = items
     if not isinstance(raw, list):
-        raise RegistryError(f"{where}.contacts: expected a list of {{name, phone}}, got {raw!r}")
+        raise RegistryError(f"{where}.{key}: expected a list of {{name, phone}}, got {raw!r}")
     out = []
     for i, c in enumerate(raw):
-        w = f"{where}.contacts[{i}]"
+        w = f"{where}.{key}" if key == "technician" else f"{where}.{key}[{i}]"
         if not isinstance(c, Mapping):
             raise RegistryError(f"{w}: expected a table with name and phone, got {c!r}")
         name = _text(c, "name", w, True)
@@ -170,6 +184,7 @@ def parse_device(raw: Mapping[str, Any], where: str) -> Device:
         lat=_number(raw, "lat", where, -90, 90), lon=_number(raw, "lon", where, -180, 180),
         sensor=sensor, calibration=_calibration(raw.get("calibration"), where),
         contacts=_contacts(raw.get("contacts"), where),
+        technician=_technician(raw.get("technician"), where),
     )
 
 

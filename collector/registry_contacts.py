@@ -1,6 +1,7 @@
 """The device registry as the alert lifecycle's contact directory.
 
-A device's first registry contact is its grid worker (网格员); officers (township,
+A device's first registry contact is its grid worker (网格员), its `technician` gets
+the maintenance alerts; officers (township,
 county) come from the `[alerting.contacts]` table, which also covers devices the registry
 does not list. Reads the watcher's current registry, so a reload takes effect at once.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from collector.alerting.contacts import DeviceContact, Officer, StaticContacts
 from collector.alerting.phones import e164_or_none, same_number
-from collector.registry import RegistryWatcher
+from collector.registry import Contact, RegistryWatcher
 
 
 class RegistryContacts:
@@ -26,6 +27,8 @@ class RegistryContacts:
             device=d.id, name=d.name or d.site or d.id, township=d.township, grid=d.grid,
             worker_name=worker.name if worker else "",
             worker_phone=(e164_or_none(worker.phone) or "") if worker else "",
+            technician_name=d.technician.name if d.technician else "",
+            technician_phone=(e164_or_none(d.technician.phone) or "") if d.technician else "",
         )
 
     def officer(self, role: str, township: str) -> Officer | None:
@@ -36,7 +39,8 @@ class RegistryContacts:
 
     def by_phone(self, phone: str) -> str | None:
         for d in self.registry.devices.values():
-            for c in d.contacts:
+            people: tuple[Contact, ...] = (*d.contacts, *((d.technician,) if d.technician else ()))
+            for c in people:
                 if same_number(c.phone, phone):
                     return c.name
         return self.fallback.by_phone(phone)

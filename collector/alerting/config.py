@@ -29,7 +29,7 @@ DEFAULT_EVENT_CHANNEL = "bus"
 @dataclass(frozen=True)
 class Target:
     channel: str
-    to: str  # "grid_worker", a role ("township_officer"), a literal number / app id, or ""
+    to: str  # "grid_worker", "technician", a role ("township_officer"), a number / app id, or ""
 
 
 @dataclass(frozen=True)
@@ -199,6 +199,9 @@ class DeviceContactSettings(Section, frozen=True):
     worker_name: str = ""
     worker_phone: Phone = ""
     worker_app_id: str = ""
+    technician_name: str = ""
+    technician_phone: Phone = ""
+    technician_app_id: str = ""
 
 
 class OfficerSettings(Section, frozen=True):
@@ -399,7 +402,9 @@ def _contacts(s: ContactsSettings) -> StaticContacts:
     devices = {d.device: DeviceContact(
         device=d.device, name=d.name or d.device, township=d.township, grid=d.grid,
         worker_name=d.worker_name, worker_phone=d.worker_phone,
-        worker_app_id=d.worker_app_id) for d in s.devices}
+        worker_app_id=d.worker_app_id, technician_name=d.technician_name,
+        technician_phone=d.technician_phone, technician_app_id=d.technician_app_id)
+        for d in s.devices}
     officers = {(o.role, o.township): Officer(name=o.name, phone=o.phone, app_id=o.app_id)
                 for o in s.officers}
     return StaticContacts(devices, officers)

@@ -24,6 +24,9 @@ class DeviceContact:
     worker_name: str = ""
     worker_phone: str = ""  # international form, +86…
     worker_app_id: str = ""  # the grid worker's app: notifications on MQTT
+    technician_name: str = ""  # maintains the sensor: recipient `technician`
+    technician_phone: str = ""
+    technician_app_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ class StaticContacts:
         for c in self.devices.values():
             if same_number(c.worker_phone, phone):
                 return c.worker_name
+            if c.technician_phone == phone:
+                return c.technician_name
         for o in self.officers.values():
             if same_number(o.phone, phone):
                 return o.name

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 # "收到 123", "收到#123", "ACK 123", "确认 123": the reply a grid worker types.
 SMS_ACK = re.compile(r"^\s*(?:收到|确认|ACK|OK)\s*[#＃:：]?\s*(\d+)\s*$", re.IGNORECASE)
 DEFAULT_ROUTE = Route(receiver="", group_wait_ms=0, group_interval_ms=0)
+# recipients resolved per device from the contact directory
+DEVICE_RECIPIENTS = ("grid_worker", "technician")
 
 
 class AlertManager:
@@ -290,12 +292,17 @@ class AlertManager:
     def _recipient(self, target: Target, alert: Alert) -> str:
         kind = self.addresses.get(target.channel, "none")
         if kind == "none":
-            return target.to if target.to not in ("grid_worker",) else ""
+            return target.to if target.to not in DEVICE_RECIPIENTS else ""
         if target.to == "grid_worker":
             c = self.contacts.for_device(alert.labels.get("device", alert.subject))
             if c is None:
                 return ""
             return c.worker_phone if kind == "phone" else c.worker_app_id
+        if target.to == "technician":  # maintenance alerts: who maintains the sensor
+            c = self.contacts.for_device(alert.subject)
+            if c is None:
+                return ""
+            return c.technician_phone if kind == "phone" else c.technician_app_id
         township = alert.labels.get("township", "")
         officer = self.contacts.officer(target.to, township)
         if officer is not None:

@@ -29,6 +29,7 @@ TEXTS = {
                      "已{minutes}分钟无人确认。时间 {time}。请回复“收到 {id}”确认。",
         "acknowledged": "告警 #{id} 已由 {by} 确认（{time}）。",
         "unit": "µg/m³",
+        "maintenance": "【设备检修】{place}{summary}。时间 {time}。请回复“收到 {id}”确认。",
     },
     "en": {
         "firing": "[Air quality alert] {place}{name}: {rule} {value}, {category}. {advice} "
@@ -43,6 +44,7 @@ TEXTS = {
                      " not acknowledged for {minutes} min. Time {time}. Reply \"ACK {id}\".",
         "acknowledged": "Alert #{id} acknowledged by {by} ({time}).",
         "unit": "µg/m³",
+        "maintenance": "[Maintenance] {place}{summary}. Time {time}. Reply \"ACK {id}\".",
     },
 }
 RULE_NAMES = {"zh": {"pm2_5": "PM2.5"}, "en": {"pm2_5": "PM2.5"}}
@@ -103,6 +105,10 @@ class Templates:
 
     def alert(self, kind: str, a: Alert, at_ms: int, minutes: int = 0) -> str:
         f = self._fields(a, at_ms)
+        summary = a.annotations.get(f"summary_{self.lang}", "")
+        if kind == "firing" and a.labels.get("audience") == "maintenance" and summary:
+            # a sensor fault: the technician needs the rule's evidence, not AQI advice
+            return self.t["maintenance"].format(summary=summary, **f)
         return self.t[kind].format(minutes=minutes, **f)
 
     def group(self, firing: list[Alert], resolved: list[Alert], at_ms: int) -> str:

@@ -82,7 +82,7 @@ def test_check_reports_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert f"{bad}:6: kind: unknown kind 'treshold'" in cap.err
     assert f"{bad}:11: clear_below 160.0 is above the firing threshold" in cap.err
     assert f"{bad}:15: for: expected a duration like 30s, 5m, 1h, got '10 minutes'" in cap.err
-    assert "default_rules.yaml: ok (8 rules)" in cap.out
+    assert "default_rules.yaml: ok (10 rules)" in cap.out
 
 
 def test_default_rule_set_passes_its_own_tests(capsys: pytest.CaptureFixture[str]) -> None:
@@ -120,7 +120,7 @@ def test_score_streams_a_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     rows[20] = "2018-01-01T00:20:00,300"
     rows[25] = "2018-01-01T00:25:00,oops"
     f.write_text("timestamp,value\n" + "\n".join(rows) + "\n", encoding="utf-8")
-    assert main(["score", "--csv", str(f)]) == 1  # a bad row: scored around, and not 0
+    assert main(["score", "--csv", str(f)]) == 1  # a row could not be read
     cap = capsys.readouterr()
     out = cap.out.strip().splitlines()
     assert out[0] == "timestamp,value,anomaly_score"
@@ -130,6 +130,31 @@ def test_score_streams_a_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert all(s is not None and s < 0.5 for i, s in enumerate(scores) if i not in (20, 25))
     assert scores[25] is None
     assert "line 27: value 'oops' is not a finite number" in cap.err
+    assert "1 rows could not be scored" in cap.err
+
+
+def test_score_is_streamed_and_numbers_every_clean_row(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    # the held-out benchmark's shape: epoch seconds or ISO times, every row a score
+    f = tmp_path / "s.csv"
+    rows = [f"{1_500_000_000 + 300 * i},{1000 + 10 * (i % 4)}" for i in range(200)]
+    f.write_text("timestamp,value\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    assert main(["score", "--csv", str(f)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 201
+    scores = [float(r.split(",")[2]) for r in out[1:]]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+
+
+def test_score_rejects_a_bad_timestamp(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                       ) -> None:
+    f = tmp_path / "s.csv"
+    f.write_text("timestamp,value\n2018-01-01 00:00:00,3\nyesterday,4\n", encoding="utf-8")
+    assert main(["score", "--csv", str(f)]) == 1
+    cap = capsys.readouterr()
+    assert "line 3: timestamp 'yesterday' is neither ISO 8601 nor epoch" in cap.err
+    assert len(cap.out.strip().splitlines()) == 3
 
 
 def test_score_rejects_a_wrong_header(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

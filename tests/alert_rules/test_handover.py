@@ -125,7 +125,7 @@ def test_every_kind_forgets_a_moved_device(tmp_path: Path, kind: str) -> None:
     later = [t for k in range(i + 1, i + 40) for t in step(e, case, k, skip=case.target)]
     assert [t for t in later if t.subject == case.target] == []
     if isinstance(rule, AnomalyRule):
-        assert rule.detector.seen[row] == 0
+        assert rule.detector.cols["seen"][row] == 0
     # it reports here again: judged again
     e.ingest([case.target], [T0 + (i + 40) * MIN], {"pm2_5": [30.0]})
     assert case.target not in e.away
@@ -144,8 +144,8 @@ def test_every_kind_adopts_alert_state_from_another_engine(tmp_path: Path, kind:
     if isinstance(rule, AnomalyRule):
         s_rule = src.rules[0]
         assert isinstance(s_rule, AnomalyRule)
-        assert (rule.detector.seen[dst.fleet.index[case.target]]
-                == s_rule.detector.seen[src.fleet.index[case.target]] > 0)
+        assert (rule.detector.cols["seen"][dst.fleet.index[case.target]]
+                == s_rule.detector.cols["seen"][src.fleet.index[case.target]] > 0)
     # the same readings go on: the alert is already firing here, nothing to announce
     assert [t for t in step(dst, case, i) if t.subject == case.target
             and t.state == "firing"] == []
@@ -164,4 +164,4 @@ def test_every_kind_blank_has_same_rules_and_no_state(tmp_path: Path, kind: str)
     assert mine.active(e.fleet)[case.target] == "firing"  # the original is untouched
     if isinstance(mine, AnomalyRule):
         assert isinstance(theirs, AnomalyRule)
-        assert theirs.detector.mu.size == 0 and theirs.detector.alpha == mine.detector.alpha
+        assert theirs.detector.size == 0 and theirs.detector.z0 == mine.detector.z0

@@ -252,3 +252,84 @@ def test_demo_rules_fire_within_seconds_only_for_the_polluted_device() -> None:
                 fired.setdefault(t.subject, i)
     assert set(fired) == {"dirty"}
     assert fired["dirty"] <= 6
+
+
+def test_sensor_fault_versus_pollution_with_neighbours(tmp_path: Path) -> None:
+    # five devices within ~500 m; "z" goes to 0, "j" jumps alone, while "p" and all its
+    # neighbours rise together (pollution); the anomaly rule reports "p" and not "j"
+    reg = [Device(d, township="A", lat=39.90 + 0.001 * i, lon=116.40)
+           for i, d in enumerate(("z", "j", "p", "n1", "n2"))]
+    e = engine_from(tmp_path, """
+rules:
+  - name: zero
+    kind: sensor_fault
+    cause: zero
+    for: 2m
+    labels: {audience: maintenance}
+    annotations: {summary_en: "{device} 0 for {duration_min} min; neighbours {neighbour_median}"}
+  - name: jump
+    kind: sensor_fault
+    cause: jump
+    ratio: 4
+    min_neighbour_level: 50
+  - name: odd
+    kind: anomaly
+    above: 0.9
+    neighbours: true
+    cooldown: 10m
+""", registry=reg)
+    base = [40.0 + (i % 5) for i in range(30)]
+    ev = run_series(e, {
+        "z": base[:25] + [0.0] * 5,
+        "j": [*base[:25], 400.0, *base[26:]],
+        "p": [*base[:25], 200.0, 210.0, 220.0, 215.0, 220.0],
+        "n1": [*base[:25], 180.0, 200.0, 205.0, 210.0, 200.0],
+        "n2": [*base[:25], 190.0, 195.0, 210.0, 200.0, 205.0],
+    })
+    assert states(ev, "zero", "z") == [(25, "pending"), (27, "firing")]
+    fired = next(t for _, t in ev if t.rule == "zero" and t.state == "firing")
+    assert fired.labels["audience"] == "maintenance"
+    assert fired.annotations["summary_en"] == "z 0 for 2 min; neighbours 207.5"
+    assert ("j", "firing") in [(t.subject, t.state) for _, t in ev if t.rule == "jump"]
+    assert {t.subject for _, t in ev if t.rule == "jump"} == {"j"}  # not the polluted ones
+    odd = {t.subject for _, t in ev if t.rule == "odd" and t.state == "firing"}
+    assert "p" in odd and "j" not in odd and "z" not in odd
+
+
+def test_sensor_fault_drift_and_humidity_against_neighbours(tmp_path: Path) -> None:
+    reg = [Device(d, township="A", lat=39.90 + 0.001 * i, lon=116.40)
+           for i, d in enumerate(("d", "h", "n1", "n2", "n3"))]
+    e = engine_from(tmp_path, """
+rules:
+  - name: drift
+    kind: sensor_fault
+    cause: drift
+    window: 10m
+    ratio: 1.8
+    for: 30m
+    annotations: {summary_en: "{device} off for {duration_min} min vs {neighbour_median}"}
+  - name: wet
+    kind: sensor_fault
+    cause: humidity
+    window: 10m
+    ratio: 1.5
+""", registry=reg)
+    ev = []
+    for i in range(90):
+        now = T0 + i * MIN
+        # "d" drifts upward from minute 20 (2× the neighbours by minute 40); "h" reads
+        # 3× its neighbours while its RH is 95 % from minute 60
+        d = 40.0 * (1 + max(0, min(i - 20, 20)) / 20)
+        h = 120.0 if i >= 60 else 40.0
+        e.ingest(["d", "h", "n1", "n2", "n3"], [now] * 5,
+                 {"pm2_5": [d, h, 40.0, 41.0, 39.0],
+                  "humidity_pct": [60.0, 95.0 if i >= 60 else 60.0, 60.0, 60.0, 60.0]})
+        ev.extend((i, t) for t in e.tick(now))
+    drift = [(i, t) for i, t in ev if t.rule == "drift"]
+    # "h" is pending for drift too (it is off from its neighbours), but not yet 30 min
+    assert {t.subject for _, t in drift if t.state == "firing"} == {"d"}
+    fired = next((i, t) for i, t in drift if t.state == "firing")
+    assert 60 <= fired[0] <= 80, fired[0]  # off by 1.8× from about minute 38, for 30 min
+    assert fired[1].annotations["summary_en"].startswith("d off for ")
+    wet = [(i, t.subject, t.state) for i, t in ev if t.rule == "wet"]
+    assert wet and {s for _, s, _ in wet} == {"h"} and wet[0][0] >= 60

@@ -22,7 +22,7 @@ from collector.config import from_dict
 from collector.delivery import Delivery
 from collector.influx_sink import InfluxV1Sink
 from collector.mqtt_ingest import MqttIngest
-from collector.registry import LINKS, RegistryError, RegistryWatcher, load
+from collector.registry import LINKS, Contact, RegistryError, RegistryWatcher, load
 from orchestration.services import InfluxDB, Mosquitto
 from tests.support.collector_process import reading, stored_rows, up_payload
 
@@ -39,6 +39,9 @@ def test_example_registries_load() -> None:
     assert csv_["hx-001"].sensor == "sds011" and csv_["hx-001"].lat == pytest.approx(30.4021)
     assert csv_["hx-001"].contacts[0].name == "李娜"
     assert csv_["hx-002"].calibration is None and csv_["hx-002"].contacts == ()
+    assert yml["cg-001"].technician == Contact("陈工", "+8613600000005")
+    assert csv_["hx-001"].technician == Contact("陈工", "+8613600000005")
+    assert csv_["hx-002"].technician is None
     assert csv_["hx-001"].link == "cellular" and csv_["hx-002"].link == "wired"
     assert yml["cg-002"].link == "cellular" and yml["cg-001"].link == "wifi"
 
@@ -99,6 +102,12 @@ def test_link_is_one_of_three_or_an_error_naming_entry_and_key(link: object) -> 
     ("devices:\n  - {id: a1, site: s, township: t, grid: g, lat: 1, lon: 1,"
      " contacts: [{name: x, phone: '13800000000'}]}\n",
      "devices[0].contacts[0].phone: expected international form"),
+    ("devices:\n  - {id: a1, site: s, township: t, grid: g, lat: 1, lon: 1,"
+     " technician: {name: x, phone: '136'}}\n",
+     "devices[0].technician.phone: expected international form"),
+    ("devices:\n  - {id: a1, site: s, township: t, grid: g, lat: 1, lon: 1,"
+     " technician: [{name: x, phone: '+8613600000005'}]}\n",
+     "devices[0].technician: expected one {name, phone}, got a list"),
     ("devices:\n  - {id: a1, site: s, township: t, grid: g, lat: 1, lon: 1, colour: red}\n",
      "devices[0]: unknown key 'colour'"),
     ("devices:\n  - {id: a1, site: s, township: t, grid: g, lat: 1, lon: 1, link: 5g}\n",

@@ -14,8 +14,10 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from alert_rules import aqi
-from alert_rules.anomaly import MAD_TO_SIGMA
+from alert_rules.anomaly import Detector
 from alert_rules.registry import Device
 from alert_rules.rule_anomaly import AnomalyRule
 from alert_rules.rule_aqi_category import AqiCategoryRule
@@ -25,6 +27,7 @@ from alert_rules.rule_flatline import FlatlineRule
 from alert_rules.rule_quality import QualityRule
 from alert_rules.rule_range import RangeRule
 from alert_rules.rule_rate import RateRule
+from alert_rules.rule_sensor_fault import SensorFaultRule
 from alert_rules.rule_spatial import SpatialRule
 from alert_rules.rule_threshold import ThresholdRule
 
@@ -48,7 +51,7 @@ class Dev:
     last_ts: int = 0
     first_seen: int = -1
     # anomaly detector per rule name
-    det: dict[str, dict[str, float]] = field(default_factory=dict)
+    det: dict[str, Detector] = field(default_factory=dict)
 
 
 @dataclass
@@ -98,8 +101,7 @@ class Reference:
                     dev.latest[f] = (last.values[f], last.ts)
             for rule in self.rules:
                 if isinstance(rule, AnomalyRule):
-                    for r in rs:
-                        self._detect(dev, rule, r.values.get(rule.field, NAN))
+                    self._detect(dev, rule, [(r.ts, r.values.get(rule.field, NAN)) for r in rs])
 
     # ---- aggregates over one device's raw readings ----
     def _fine_ok(self, b: int, now: int, span: int) -> bool:
@@ -135,26 +137,29 @@ class Reference:
             return nowcast([self._hour_mean(dev, f, cur - 1 - i) for i in range(12)])
         raise ValueError(kind)
 
-    def _detect(self, dev: Dev, rule: AnomalyRule, x: float) -> None:
-        if math.isnan(x):
+    def _detect(self, dev: Dev, rule: AnomalyRule, readings: list[tuple[int, float]]) -> None:
+        # The detector's own arithmetic is tested per fault family in
+        # tests/alert_rules/test_anomaly.py; here each device gets its own one-row
+        # detector, fed one observation per bucket of this batch (the mean of its
+        # readings, buckets widened to at most `max_steps`), so the engine's vectorized
+        # feeding (batches, buckets, ranks, rows) is checked.
+        ok = [(t, x) for t, x in readings if not math.isnan(x)]
+        if not ok:
             return
-        p = rule.detector
-        s = dev.det.setdefault(rule.name, {"mu": 0.0, "dev": 0.0, "seen": 0, "run": 0,
-                                           "last": NAN, "score": 0.0})
-        scale = max(MAD_TO_SIGMA * s["dev"], p.floor, p.floor_rel * abs(s["mu"]))
-        r = x - s["mu"]
-        z = abs(r) / scale
-        spike = z * z / (z * z + p.z0 * p.z0) if s["seen"] >= p.warmup else 0.0
-        run = s["run"] + 1 if x == s["last"] else 1
-        half = p.stuck_run / 2
-        stuck = min(max((run - half) / half, 0.0), 1.0)
-        rc = min(max(r, -p.clip * scale), p.clip * scale)
-        if s["seen"] == 0:
-            s["mu"], s["dev"] = x, 0.0
-        else:
-            s["mu"] += p.alpha * rc
-            s["dev"] += p.alpha * (abs(rc) - s["dev"])
-        s.update(seen=s["seen"] + 1, run=run, last=x, score=max(spike, stuck))
+        det = dev.det.setdefault(rule.name, rule.detector.blank())
+        b = det.bucket_ms
+        width = b * -(-(ok[-1][0] // b - ok[0][0] // b + 1) // det.max_steps)
+        buckets: dict[int, list[tuple[int, float]]] = {}
+        for t, x in ok:
+            buckets.setdefault(t // width, []).append((t, x))
+        peak = 0.0
+        for group in buckets.values():
+            # summed as the engine sums (np.add.reduceat), so the means agree to the bit
+            total = float(np.add.reduceat(np.array([x for _, x in group]), [0])[0])
+            s = det.update(np.zeros(1, np.int64), np.array([total / len(group)]),
+                           np.array([group[-1][0]], np.int64))
+            peak = max(peak, float(s[0]))
+        det.cols["score"][0] = peak
 
     # ---- one tick: every device, every rule, in Python ----
     def tick(self, now: int) -> list[tuple[str, str, str, float, int]]:
@@ -163,12 +168,16 @@ class Reference:
         out = []
         spatial = {r.name: self._spatial(r, now) for r in self.rules
                    if isinstance(r, SpatialRule)}
+        faults = {r.name: self._sensor_fault(r, now) for r in self.rules
+                  if isinstance(r, SensorFaultRule)}
         for name, dev in self.devices.items():
             if dev.first_seen < 0:
                 dev.first_seen = now
             for rule in self.rules:
                 if isinstance(rule, SpatialRule):
                     value, over, under = spatial[rule.name][0][name]
+                elif isinstance(rule, SensorFaultRule):
+                    value, over, under = faults[rule.name][name]
                 else:
                     value, over, under = self._judge(rule, name, dev, now)
                 state = self._step(self.alerts.setdefault((rule.name, name), Alert()),
@@ -185,7 +194,8 @@ class Reference:
         return out
 
     # ---- spatial: neighbours by brute force, medians and township shares in Python ----
-    def _neighbours(self, rule: SpatialRule) -> dict[str, list[str]]:
+    def _neighbours(self, rule: SpatialRule | SensorFaultRule | AnomalyRule
+                    ) -> dict[str, list[str]]:
         key = ("nbr", rule.radius_km, rule.max_neighbours, len(self.devices))
         if getattr(self, "_nbr_key", None) == key:
             return self._nbr  # type: ignore[no-any-return,has-type]
@@ -245,6 +255,65 @@ class Reference:
             dev_out[d] = (x, far and not ep, back or ep)
         return dev_out, town_out
 
+    # ---- sensor faults: each device against the median of its neighbours ----
+    def _sensor_fault(self, rule: SensorFaultRule, now: int
+                      ) -> dict[str, tuple[float, bool, bool]]:
+        f, w = rule.field, rule.window_ms
+        nbr = self._neighbours(rule)
+        win = {d: self._window(dev, f, now, w) for d, dev in self.devices.items()}
+        mean = {d: sum(xs) / len(xs) if xs else NAN for d, xs in win.items()}
+        latest = {d: self._aggregate(dev, f, "latest", w, now) for d, dev in self.devices.items()}
+        prev = {d: dev.prev.get(f, (NAN, 0))[0] for d, dev in self.devices.items()}
+        spread = {d: max(xs) - min(xs) if xs else NAN for d, xs in win.items()}
+
+        def around(d: str, of: dict[str, float]) -> tuple[float, bool]:
+            xs = [of[o] for o in nbr[d] if not math.isnan(of[o])]
+            return (statistics.median(xs) if xs else NAN), len(xs) >= rule.min_neighbours
+
+        out = {}
+        for d, dev in self.devices.items():
+            x, over = latest[d], False
+            if rule.cause == "stuck":
+                x = spread[d]
+                if len(win[d]) >= rule.min_readings and x == 0:
+                    med, enough = around(d, spread)
+                    over = enough and med > 0
+            elif rule.cause == "zero":
+                if x == 0:
+                    med, enough = around(d, latest)
+                    over = enough and med >= rule.min_neighbour_level
+            elif rule.cause == "jump":
+                step = abs(x - prev[d])
+                if step > (rule.ratio - 1) * max(min(x, prev[d]), 0) \
+                        and step > rule.min_neighbour_level:
+                    med, enough = around(d, latest)
+                    med_prev, _ = around(d, prev)
+                    still = abs(med - med_prev) <= 0.2 * max(med_prev, 1e-9)
+                    over = enough and still and (x > rule.ratio * med or x < med / rule.ratio)
+            elif rule.cause == "drift":
+                x = mean[d]
+                if len(win[d]) >= rule.min_readings:
+                    med, enough = around(d, mean)
+                    over = enough and (x > rule.ratio * med or x < med / rule.ratio) \
+                        and max(x, med) >= rule.min_neighbour_level
+            else:
+                rh = self._aggregate(dev, rule.humidity_field, "latest", w, now)
+                if rh >= rule.humidity_above and not math.isnan(x):
+                    med, enough = around(d, mean)
+                    over = enough and x > rule.ratio * med and x - med >= rule.min_neighbour_level
+            out[d] = (x, over, not over)
+        return out
+
+    def _contradicted(self, rule: AnomalyRule, name: str, now: int) -> bool:
+        nbr = self._neighbours(rule)
+        lat = {d: self._aggregate(dev, rule.field, "latest", rule.max_age_ms, now)
+               for d, dev in self.devices.items()}
+        xs = [lat[o] for o in nbr[name] if not math.isnan(lat[o])]
+        if len(xs) < rule.min_neighbours:
+            return False
+        med, x = statistics.median(xs), lat[name]
+        return x > rule.ratio * med or x < med / rule.ratio
+
     def _judge(self, rule: RuleBase, name: str, dev: Dev, now: int) -> tuple[float, bool, bool]:
         if isinstance(rule, ThresholdRule):
             v = self._aggregate(dev, rule.field, rule.aggregate, rule.window_ms, now)
@@ -285,9 +354,13 @@ class Reference:
             return rate, rate > rule.above, rate < rule.clear_below or math.isnan(rate)
         if isinstance(rule, AnomalyRule):
             _, t = dev.latest.get(rule.field, (NAN, 0))
-            s = dev.det.get(rule.name, {}).get("score", 0.0)
+            d = dev.det.get(rule.name)
+            s = float(d.score[0]) if d is not None and d.size else 0.0
             score = s if now - t <= rule.max_age_ms else 0.0
-            return score, score > rule.above, score <= rule.above
+            over = score > rule.above
+            if over and rule.neighbours and self._contradicted(rule, name, now):
+                over = False
+            return score, over, not over
         raise TypeError(f"no reference for {rule.kind}")
 
     @staticmethod

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from airgrid.wire import SCHEMA_VERSION, UpBatch, encode_up, up_topic
+from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
 from orchestration.services import InfluxDB, Mosquitto
 from tests.support.alerting import OFFICER, TOKEN_ZHANG, WORKER, modem_sim
 from tests.support.collector_process import reading as full_reading
@@ -207,3 +207,76 @@ worker_phone = "{WORKER}"
     with lock:
         acked = [e for e in events if e["data"]["state"] == "acknowledged"]  # type: ignore[index]
     assert acked[0]["data"]["acked_by"] == "张三"  # type: ignore[index]
+
+
+TECHNICIAN = "+8613600000005"
+
+
+def test_sensor_fault_goes_to_the_technician_pollution_to_the_grid_worker(
+        tmp_path: Path, mosquitto: Mosquitto, shared_influxdb: InfluxDB,
+        influx_db_name: str) -> None:
+    """Registry with a `technician`; a device that reads 0 while its neighbours do not is
+    a maintenance alert (route audience=maintenance → the technician, with the
+    neighbours' median); a device over 150 µg/m³ goes to its grid worker as before."""
+    devices = "\n".join(
+        f"  - {{id: dev-{c}, name: 站{c}, site: s{c}, township: 城关镇, grid: g1, "
+        f"lat: {30.51 + 0.001 * i}, lon: 114.30, contacts: [{{name: 张三, phone: '{WORKER}'}}],"
+        f" technician: {{name: 陈工, phone: '{TECHNICIAN}'}}}}"
+        for i, c in enumerate("abc"))
+    (tmp_path / "registry.yaml").write_text(f"devices:\n{devices}\n", encoding="utf-8")
+    with modem_sim(tmp_path) as modem:
+        conf = _config(tmp_path, mosquitto.port, shared_influxdb.url, influx_db_name,
+                       modem.port.path)
+        text = conf.read_text(encoding="utf-8").replace("[alerting]\n", """[registry]
+file = "registry.yaml"
+[alerting]
+""", 1).replace('[alerting.route]\nreceiver = "grid_worker"\ngroup_wait = "0s"\n', """
+[alerting.receivers.maintenance]
+targets = [{ channel = "modem", to = "technician" }]
+[alerting.route]
+receiver = "grid_worker"
+group_wait = "0s"
+[[alerting.route.routes]]
+match = { audience = "maintenance" }
+receiver = "maintenance"
+""", 1).split("[[alerting.escalation]]")[0]
+        conf.write_text(text, encoding="utf-8")
+        (tmp_path / "rules.yaml").write_text(RULES + """
+  - name: sensor_zero
+    kind: sensor_fault
+    cause: zero
+    labels: {audience: maintenance, cause: zero}
+    annotations:
+      summary_zh: "{name}：读数为0，周边中位数 {neighbour_median} µg/m³，请检修"
+""", encoding="utf-8")
+        pub = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
+        pub.connect("127.0.0.1", mosquitto.port)
+        pub.loop_start()
+        log = tmp_path / "collector.log"
+        proc = _collector(conf, log)
+        seq = 0
+
+        def send(values: dict[str, float]) -> None:
+            nonlocal seq
+            seq += 1
+            for dev, v in values.items():
+                r = Reading(seq=seq, ts=int(time.time() * 1000), sensor="pms5003", pm2_5=v)
+                pub.publish(up_topic(f"dev-{dev}"), encode_up(UpBatch(
+                    v=SCHEMA_VERSION, device=f"dev-{dev}", boot="b", readings=(r,))), qos=1)
+
+        try:
+            assert wait_for(lambda: "subscribed to device topics" in log.read_text(), 15)
+            send({"a": 60.0, "b": 62.0, "c": 64.0})
+            time.sleep(0.5)
+            send({"a": 0.0, "b": 61.0, "c": 63.0})
+            assert wait_for(lambda: len(modem.sent) == 1, 15), log.read_text()
+            send({"a": 0.0, "b": 210.0, "c": 66.0})
+            assert wait_for(lambda: len(modem.sent) == 2, 15), log.read_text()
+            time.sleep(1.0)  # the zero stays zero: still one maintenance alert
+        finally:
+            proc.terminate()
+            proc.wait(15)
+            pub.disconnect()
+            pub.loop_stop()
+    assert [s.to for s in modem.sent] == [TECHNICIAN, WORKER], modem.sent
+    assert "62.0" in modem.sent[0].text, modem.sent[0].text  # median of 61 and 63
