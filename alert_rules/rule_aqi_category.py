@@ -12,7 +12,7 @@ import numpy as np
 from alert_rules import aqi
 from alert_rules.aggregates import Aggregate, FieldAggregate
 from alert_rules.aggregates import aggregate as compute
-from alert_rules.rule_base import RuleBase
+from alert_rules.rule_base import RuleBase, category_contexts
 from alert_rules.state import FleetState, FloatArr, IntArr
 from alert_rules.transitions import Transition
 
@@ -59,8 +59,11 @@ class AqiCategoryRule(FieldAggregate, RuleBase):
         self.columns.clear(rows)
         self._memo = None  # the hourly aggregates it caches changed
 
-    def template_context(self, value: float) -> dict[str, str]:
-        cat = aqi.get(self.standard).category(value)
-        return {} if cat is None else {"category": cat.en, "category_zh": cat.zh,
-                                       "aqi": f"{value:.0f}"}
-
+    def template_contexts(self, values: FloatArr) -> list[dict[str, str]]:
+        """The category of each AQI value and the value itself, as {aqi}."""
+        std = aqi.get(self.standard)
+        out = category_contexts(std, std.category_index(values))
+        for ctx, v in zip(out, values.tolist(), strict=True):
+            if ctx:
+                ctx["aqi"] = f"{v:.0f}"
+        return out

@@ -36,6 +36,12 @@ def render(template: str, context: dict[str, Any]) -> str:
         return template  # a bad template never stops an alert
 
 
+def category_contexts(std: Any, index: IntArr) -> list[dict[str, str]]:
+    """{category, category_zh} per category index of `std` (-1: none, an empty dict)."""
+    names = [{"category": c.en, "category_zh": c.zh} for c in std.categories]
+    return [dict(names[i]) if i >= 0 else {} for i in index.tolist()]
+
+
 @dataclass(kw_only=True)
 class RuleBase:
     name: str
@@ -77,18 +83,26 @@ class RuleBase:
     def emit(self, masks: Masks, subjects: Sequence[str], value: FloatArr, now_ms: int,
              fleet: FleetState | None = None,
              extra: dict[str, str] | None = None) -> list[Transition]:
+        changed: list[tuple[AlertState, IntArr]] = [
+            ("pending", masks.pending), ("firing", masks.firing), ("resolved", masks.resolved)]
+        rows = np.concatenate([m for _, m in changed])
+        if rows.size == 0:
+            return []
+        values = value[rows]
+        # the templates' AQI categories for all changed subjects in one array expression
+        contexts = iter(self.template_contexts(values))
         out: list[Transition] = []
-        state: AlertState
-        for state, mask in (("pending", masks.pending), ("firing", masks.firing),
-                            ("resolved", masks.resolved)):
-            for row in mask:
-                out.append(self.transition(subjects[int(row)], state, float(value[row]), now_ms,
-                                           fleet, extra))
+        i = 0
+        for state, mask in changed:
+            for row in mask.tolist():
+                out.append(self.transition(subjects[row], state, float(values[i]), now_ms,
+                                           fleet, extra, next(contexts)))
+                i += 1
         return out
 
     def transition(self, subject: str, state: AlertState, value: float, now_ms: int,
-                   fleet: FleetState | None, extra: dict[str, str] | None = None
-                   ) -> Transition:
+                   fleet: FleetState | None, extra: dict[str, str] | None = None,
+                   context: dict[str, str] | None = None) -> Transition:
         labels = dict(self.labels)
         ctx: dict[str, Any] = {"device": subject, "rule": self.name,
                                "value": "" if math.isnan(value) else f"{value:.1f}"}
@@ -100,7 +114,7 @@ class RuleBase:
                     labels.setdefault(k, getattr(dev, k))
         else:
             ctx.setdefault("name", subject)
-        ctx.update(self.template_context(value))
+        ctx.update(self.template_context(value) if context is None else context)
         if extra:
             ctx.update(extra)
             labels.update(extra)
@@ -111,14 +125,16 @@ class RuleBase:
         )
 
     def template_context(self, value: float) -> dict[str, str]:
-        """AQI category of the value (HJ 633-2026, PM2.5) for templates like {category_zh}."""
+        """Template keys for one value (see `template_contexts`)."""
+        return self.template_contexts(np.array([value], np.float64))[0]
+
+    def template_contexts(self, values: FloatArr) -> list[dict[str, str]]:
+        """AQI category of each value (HJ 633-2026, PM2.5) for templates like
+        {category_zh}: one array expression for every subject a tick changed."""
         from alert_rules import aqi
 
-        if math.isnan(value):
-            return {}
         std = aqi.get()
-        cat = std.category(float(std.iaqi("pm2_5", [value])[0]))
-        return {} if cat is None else {"category": cat.en, "category_zh": cat.zh}
+        return category_contexts(std, std.category_index(std.iaqi("pm2_5", values)))
 
     def active(self, fleet: FleetState) -> dict[str, AlertState]:
         """Subjects whose alert is pending or firing now (for rule unit tests)."""
