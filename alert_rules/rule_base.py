@@ -12,12 +12,12 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
 
-from alert_rules.lifecycle import AlertColumns, BoolArr, Masks
+from alert_rules.lifecycle import NEVER, AlertColumns, BoolArr, Masks
 from alert_rules.state import FleetState, FloatArr, IntArr
 from alert_rules.transitions import AlertState, Transition
 
@@ -53,6 +53,13 @@ class RuleBase:
     columns: AlertColumns = dataclasses.field(default_factory=AlertColumns, repr=False)
 
     kind = "base"
+    #: `evaluate` can judge some rows only, and `due_ms` says when a row's result changes
+    #: with nothing arriving: the engine then judges only rows that changed or fell due
+    #: (kinds without it are judged over the whole fleet every tick)
+    incremental: ClassVar[bool] = False
+    #: judged whole whenever anything it reads changed (a device's result depends on
+    #: other devices: spatial), skipped when nothing did
+    whole_fleet: ClassVar[bool] = False
 
     # ---- what the rule needs from the fleet state (the engine sizes the rings) ----
     def fields(self) -> tuple[str, ...]:
@@ -72,23 +79,50 @@ class RuleBase:
         """Per-reading incremental state (anomaly detectors); most rules keep none."""
 
     def evaluate(self, fleet: FleetState, now_ms: int) -> list[Transition]:
+        """Judge every device."""
+        return self.judge(fleet, now_ms, None)
+
+    def judge(self, fleet: FleetState, now_ms: int, rows: IntArr | None) -> list[Transition]:
+        """Judge only `rows` (sorted), or every device (None): what incremental kinds
+        implement instead of `evaluate`."""
         raise NotImplementedError
+
+    def windowed(self) -> bool:
+        """Reads bucketed windows or hourly aggregates: its results move when the clock
+        enters a new bucket or hour, so the engine judges it whole then."""
+        return bool(self.fine_windows_ms()) or self.hours_needed() > 0
+
+    def due_ms(self, fleet: FleetState, after_ms: int, rows: IntArr | None = None) -> IntArr:
+        """Per device (of `rows`), the next time after `after_ms` (when the rule was
+        last judged) its result may change with no new reading, NEVER if none: its
+        alert timers here; kinds whose values age add when they expire."""
+        self.columns.fit(fleet.size)
+        return self.columns.timer_due(self.for_ms, self.keep_firing_for_ms,
+                                      slice(0, fleet.size) if rows is None else rows)
+
+    def other_due_ms(self) -> int:
+        """Due time of state that is not a device's (township alerts)."""
+        return int(NEVER)
 
     # ---- shared plumbing ----
     def step(self, fleet: FleetState, value: FloatArr, over: BoolArr, under: BoolArr,
-             now_ms: int) -> list[Transition]:
-        masks = self.columns.step(over, under, now_ms, self.for_ms, self.keep_firing_for_ms)
-        return self.emit(masks, fleet.devices, value, now_ms, fleet)
+             now_ms: int, rows: IntArr | None = None) -> list[Transition]:
+        masks = self.columns.step(over, under, now_ms, self.for_ms, self.keep_firing_for_ms,
+                                  rows)
+        return self.emit(masks, fleet.devices, value, now_ms, fleet, rows=rows)
 
     def emit(self, masks: Masks, subjects: Sequence[str], value: FloatArr, now_ms: int,
              fleet: FleetState | None = None,
-             extra: dict[str, str] | None = None) -> list[Transition]:
+             extra: dict[str, str] | None = None,
+             rows: IntArr | None = None) -> list[Transition]:
+        """Transitions of the rows in `masks`; `value` is per subject, or per row of
+        `rows` (sorted) when only those were judged."""
         changed: list[tuple[AlertState, IntArr]] = [
             ("pending", masks.pending), ("firing", masks.firing), ("resolved", masks.resolved)]
-        rows = np.concatenate([m for _, m in changed])
-        if rows.size == 0:
+        which = np.concatenate([m for _, m in changed])
+        if which.size == 0:
             return []
-        values = value[rows]
+        values = value[which if rows is None else np.searchsorted(rows, which)]
         # the templates' AQI categories for all changed subjects in one array expression
         contexts = iter(self.template_contexts(values))
         out: list[Transition] = []

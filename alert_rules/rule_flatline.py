@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from alert_rules.rule_base import RuleBase
-from alert_rules.state import FleetState
+from alert_rules.state import FleetState, IntArr
 from alert_rules.transitions import Transition
 
 
@@ -19,6 +19,7 @@ class FlatlineRule(RuleBase):
     min_readings: int = 5
 
     kind = "flatline"
+    incremental = True
 
     def fields(self) -> tuple[str, ...]:
         return (self.field,)
@@ -29,11 +30,11 @@ class FlatlineRule(RuleBase):
     def extremes(self) -> tuple[str, ...]:
         return (self.field,)
 
-    def evaluate(self, fleet: FleetState, now_ms: int) -> list[Transition]:
-        lo, hi = fleet.window_range(self.field, now_ms, self.window_ms)
-        count = fleet.window_count(self.field, now_ms, self.window_ms)
+    def judge(self, fleet: FleetState, now_ms: int, rows: IntArr | None) -> list[Transition]:
+        lo, hi = fleet.window_range(self.field, now_ms, self.window_ms, rows)
+        count = fleet.window_count(self.field, now_ms, self.window_ms, rows)
         enough = count >= self.min_readings
         spread = np.where(count > 0, hi - lo, np.nan)
         over = enough & (spread <= self.tolerance)
         under = (count > 0) & (spread > self.tolerance)
-        return self.step(fleet, spread, over, under, now_ms)
+        return self.step(fleet, spread, over, under, now_ms, rows)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from alert_rules.lifecycle import AlertColumns
+from alert_rules.lifecycle import NEVER, AlertColumns
 from alert_rules.neighbours import column_median, neighbours
 from alert_rules.rule_base import RuleBase
 from alert_rules.state import FleetState, IntArr
@@ -36,6 +36,8 @@ class SpatialRule(RuleBase):
                                                        repr=False)
 
     kind = "spatial"
+    incremental = True
+    whole_fleet = True  # a device is judged against its neighbours and its township
 
     def fields(self) -> tuple[str, ...]:
         return (self.field,)
@@ -65,7 +67,7 @@ class SpatialRule(RuleBase):
         fleet.layout[key] = layout
         return layout
 
-    def evaluate(self, fleet: FleetState, now_ms: int) -> list[Transition]:
+    def judge(self, fleet: FleetState, now_ms: int, rows: IntArr | None) -> list[Transition]:
         nbr_t, town, names = self._layout(fleet)
         v = fleet.window_mean(self.field, now_ms, self.window_ms)
         padded = np.r_[v, np.nan]  # index n → NaN
@@ -95,6 +97,11 @@ class SpatialRule(RuleBase):
             for tr in self.emit(masks, names, share, now_ms, None, {"scope": "township"}):
                 out.append(dataclasses.replace(tr, labels={**tr.labels, "township": tr.subject}))
         return out
+
+    def other_due_ms(self) -> int:
+        t = self.township_columns
+        due = t.timer_due(self.for_ms, self.keep_firing_for_ms, slice(0, t.firing.size))
+        return int(due.min()) if due.size else int(NEVER)
 
     def active(self, fleet: FleetState) -> dict[str, AlertState]:
         out = super().active(fleet)
