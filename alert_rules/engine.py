@@ -10,6 +10,7 @@ import dataclasses
 import io
 import json
 from collections.abc import Sequence
+from typing import IO
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +46,11 @@ class Schedule:
 
 class SnapshotError(ValueError):
     """A snapshot does not fit this engine (other rules or fields): start cold instead."""
+
+
+def write_snapshot(file: IO[bytes], arrays: dict[str, npt.NDArray[np.generic]]) -> None:
+    """Serialize `Engine.snapshot_arrays` to a binary file (numpy .npz, no pickle)."""
+    np.savez(file, allow_pickle=False, **arrays)
 
 
 def resolution_for(windows_ms: Sequence[int]) -> int:
@@ -311,6 +317,14 @@ class Engine:
 
     def snapshot(self) -> bytes:
         """The whole engine state as bytes (numpy .npz, no pickle)."""
+        buf = io.BytesIO()
+        write_snapshot(buf, self.snapshot_arrays())
+        return buf.getvalue()
+
+    def snapshot_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
+        """The whole engine state as named arrays, copied: the engine goes on while a
+        background thread writes them (`write_snapshot`). Copying is one pass over the
+        state's memory (about 1.9 kB a device with the default and spatial rules)."""
         f = self.fleet
         n = f.size
         arrays: dict[str, npt.NDArray[np.generic]] = {
@@ -333,10 +347,9 @@ class Engine:
                 arrays[f"rule/{rule.name}/{k}"] = v
         meta = {"version": SNAPSHOT_VERSION, "layout": self._layout(), "devices": f.devices,
                 "heads": heads, "late_dropped": f.late_dropped}
-        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-        buf = io.BytesIO()
-        np.savez(buf, allow_pickle=False, **arrays)
-        return buf.getvalue()
+        copied = {k: np.array(v, copy=True) for k, v in arrays.items()}
+        copied["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+        return copied
 
     def _rings(self) -> dict[str, Ring]:
         f = self.fleet

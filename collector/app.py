@@ -271,6 +271,7 @@ class CollectorApp:
         self.pipeline.stopping.set()
 
     def close(self) -> None:
+        self.pipeline.engine_state.close()  # the last snapshot is written in the background
         if self.alerting is not None:
             self.alerting.stop()
         self.ingest.stop()
