@@ -192,6 +192,7 @@ class FleetState:
     #: them after a restore or a registry change
     changed: list[IntArr] = field(default_factory=list)
     changed_all: bool = True
+    changed_count: int = 0  # row numbers held in `changed` (with repeats)
     unseen: bool = False  # some rows wait for the next tick to start their silence
 
     def __post_init__(self) -> None:
@@ -314,18 +315,22 @@ class FleetState:
         """These rows' data or alert state changed: the next tick judges them."""
         if rows.size and not self.changed_all:
             self.changed.append(rows)
+            self.changed_count += rows.size
+            if self.changed_count > max(self.size, 1024):
+                self.mark_all()  # keep no more than about a fleet's worth of row numbers
 
     def mark_all(self) -> None:
         self.changed_all = True
         self.changed.clear()
+        self.changed_count = 0
 
     def take_changed(self, limit: int) -> IntArr | None:
         """Rows changed since the last call (sorted, unique), or None when every row is
         to be judged: after `mark_all`, or when more than `limit` rows changed (judging
         the whole fleet is then cheaper than picking rows)."""
-        parts, everything = self.changed, self.changed_all
-        self.changed, self.changed_all = [], False
-        if everything or sum(p.size for p in parts) > limit:
+        parts, everything, count = self.changed, self.changed_all, self.changed_count
+        self.changed, self.changed_all, self.changed_count = [], False, 0
+        if everything or count > limit:
             return None
         if not parts:
             return np.zeros(0, np.int64)
