@@ -83,7 +83,7 @@ step = st.tuples(st.one_of(st.integers(1, 40), st.integers(1, 40), st.integers(4
                  st.lists(reading, max_size=4))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(step, min_size=1, max_size=40),
        cellular=st.lists(st.booleans(), min_size=6, max_size=6),
        where=st.lists(st.tuples(st.floats(0, 0.03), st.floats(0, 0.03), st.sampled_from("AB")),
