@@ -6,8 +6,9 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from alert_rules.lifecycle import NEVER
 from alert_rules.nowcast import nowcast
-from alert_rules.state import FleetState, FloatArr
+from alert_rules.state import FleetState, FloatArr, IntArr
 
 Aggregate = Literal["latest", "mean", "hourly", "mean_24h", "nowcast"]
 AGGREGATES: tuple[str, ...] = get_args(Aggregate)
@@ -40,11 +41,12 @@ def hours_for(aggregate: str) -> int:
 
 
 def aggregate(fleet: FleetState, field: str, kind: str, window_ms: int,
-              now_ms: int) -> FloatArr:
+              now_ms: int, rows: IntArr | None = None) -> FloatArr:
+    """The aggregate per device, or for `rows` only."""
     if kind == "latest":
-        return fleet.latest(field, now_ms, window_ms)
+        return fleet.latest(field, now_ms, window_ms, rows)
     if kind == "mean":
-        return fleet.window_mean(field, now_ms, window_ms)
+        return fleet.window_mean(field, now_ms, window_ms, rows)
     if kind in ("hourly", "mean_24h", "nowcast"):
         # built from complete hours only: recomputed when an hour turns or a late
         # reading arrives, not every tick
@@ -54,8 +56,19 @@ def aggregate(fleet: FleetState, field: str, kind: str, window_ms: int,
         if hit is None or hit[0] != key:
             hit = fleet.layout[memo] = (key, _hourly(fleet, field, kind, now_ms))
         out: FloatArr = hit[1]
-        return out
+        return out if rows is None else out[rows]
     raise ValueError(f"unknown aggregate {kind!r}; known: {AGGREGATES}")
+
+
+def expiry_ms(fleet: FleetState, field: str, kind: str, window_ms: int, after_ms: int,
+              rows: IntArr | slice) -> IntArr:
+    """When a `latest` value with a maximum age turns to no value (NEVER for other
+    aggregates: bucketed windows move with the clock's buckets, which the engine
+    follows)."""
+    if kind != "latest" or window_ms <= 0:
+        return np.full(fleet.latest_ts[field][rows].shape, NEVER, np.int64)
+    gone = fleet.latest_ts[field][rows] + window_ms
+    return np.where(gone > after_ms, gone, NEVER)
 
 
 def _hourly(fleet: FleetState, field: str, kind: str, now_ms: int) -> FloatArr:

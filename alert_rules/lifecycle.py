@@ -15,6 +15,7 @@ import numpy.typing as npt
 IntArr = npt.NDArray[np.int64]
 BoolArr = npt.NDArray[np.bool_]
 NONE = -1
+NEVER = np.iinfo(np.int64).max  # a due time that never comes
 
 
 @dataclass
@@ -41,16 +42,23 @@ class AlertColumns:
             self.firing = np.r_[self.firing, np.zeros(extra, bool)]
 
     def step(self, over: BoolArr, under: BoolArr, now_ms: int, for_ms: int,
-             keep_ms: int) -> Masks:
-        """Advance every subject; `over`: firing condition, `under`: clear condition.
+             keep_ms: int, rows: IntArr | None = None) -> Masks:
+        """Advance every subject, or only `rows` (sorted; `over` and `under` then hold
+        their conditions in that order); `over`: firing condition, `under`: clear
+        condition.
 
         Only subjects that are over, pending or firing can change state: the machine
         runs on that (usually small) subset, gathered once.
         """
-        n = over.size
-        self.fit(n)
-        rows = np.flatnonzero(over | self.firing[:n] | (self.pending_since[:n] != NONE))
-        o, u = over[rows], under[rows]
+        if rows is None:
+            n = over.size
+            self.fit(n)
+            rows = np.flatnonzero(over | self.firing[:n] | (self.pending_since[:n] != NONE))
+            o, u = over[rows], under[rows]
+        else:
+            self.fit(int(rows[-1]) + 1 if rows.size else 0)
+            local = np.flatnonzero(over | self.firing[rows] | (self.pending_since[rows] != NONE))
+            rows, o, u = rows[local], over[local], under[local]
         firing = self.firing[rows]
         pending = self.pending_since[rows]
         clear = self.clear_since[rows]
@@ -74,6 +82,13 @@ class AlertColumns:
         self.pending_since[rows] = pending
         self.clear_since[rows] = clear
         return Masks(rows[new_pending & ~to_fire], rows[to_fire], rows[to_resolve])
+
+    def timer_due(self, for_ms: int, keep_ms: int, rows: IntArr | slice) -> IntArr:
+        """When each subject's pending (`for`) or clearing (`keep_firing_for`) timer ends,
+        NEVER where none runs: a tick must judge it then even if nothing arrived."""
+        p, c = self.pending_since[rows], self.clear_since[rows]
+        due = np.where(p != NONE, p + for_ms, NEVER)
+        return np.where(self.firing[rows] & (c != NONE), np.minimum(due, c + keep_ms), due)
 
     def clear(self, rows: IntArr) -> None:
         """Forget these subjects' alert state (no transition is reported)."""

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from alert_rules import aqi
-from alert_rules.aggregates import Aggregate, FieldAggregate
+from alert_rules.aggregates import Aggregate, FieldAggregate, expiry_ms
 from alert_rules.aggregates import aggregate as compute
-from alert_rules.rule_base import RuleBase
+from alert_rules.rule_base import RuleBase, category_contexts
 from alert_rules.state import FleetState, FloatArr, IntArr
 from alert_rules.transitions import Transition
 
@@ -28,6 +28,7 @@ class AqiCategoryRule(FieldAggregate, RuleBase):
     window_ms: int = 0
 
     kind = "aqi_category"
+    incremental = True
     _memo: tuple[FloatArr, FloatArr] | None = dataclasses.field(default=None, repr=False)
 
     @property
@@ -35,22 +36,34 @@ class AqiCategoryRule(FieldAggregate, RuleBase):
         """Highest AQI of the category below the level."""
         return float(aqi.get(self.standard).categories[self.level - 1].max_aqi)
 
-    def evaluate(self, fleet: FleetState, now_ms: int) -> list[Transition]:
+    def judge(self, fleet: FleetState, now_ms: int, rows: IntArr | None) -> list[Transition]:
         std = aqi.get(self.standard)
-        conc = compute(fleet, self.field, self.aggregate, self.window_ms, now_ms)
+        hourly = self.aggregate in ("hourly", "mean_24h", "nowcast")
+        conc = compute(fleet, self.field, self.aggregate, self.window_ms, now_ms,
+                       None if hourly else rows)
         # hourly aggregates are memoised (the same array object until they change)
         if self._memo is not None and self._memo[0] is conc:
             index = self._memo[1]
         else:
             index = std.iaqi(self.pollutant, conc)
-            self._memo = (conc, index)
+            if hourly:
+                self._memo = (conc, index)
+        if hourly and rows is not None:
+            index = index[rows]
         with np.errstate(invalid="ignore"):
             over = index > self.edge
             under = index <= self.edge - self.clear_margin
         cat = std.categories[self.level]
-        masks = self.columns.step(over, under, now_ms, self.for_ms, self.keep_firing_for_ms)
+        masks = self.columns.step(over, under, now_ms, self.for_ms, self.keep_firing_for_ms,
+                                  rows)
         return self.emit(masks, fleet.devices, index, now_ms, fleet,
-                         {"level": cat.en, "level_zh": cat.zh, "standard": std.id})
+                         {"level": cat.en, "level_zh": cat.zh, "standard": std.id}, rows)
+
+    def due_ms(self, fleet: FleetState, after_ms: int, rows: IntArr | None = None) -> IntArr:
+        sel = slice(0, fleet.size) if rows is None else rows
+        return np.minimum(super().due_ms(fleet, after_ms, rows),
+                          expiry_ms(fleet, self.field, self.aggregate, self.window_ms,
+                                    after_ms, sel))
 
     def blank_fields(self) -> dict[str, Any]:
         return {"_memo": None}
@@ -59,8 +72,11 @@ class AqiCategoryRule(FieldAggregate, RuleBase):
         self.columns.clear(rows)
         self._memo = None  # the hourly aggregates it caches changed
 
-    def template_context(self, value: float) -> dict[str, str]:
-        cat = aqi.get(self.standard).category(value)
-        return {} if cat is None else {"category": cat.en, "category_zh": cat.zh,
-                                       "aqi": f"{value:.0f}"}
-
+    def template_contexts(self, values: FloatArr) -> list[dict[str, str]]:
+        """The category of each AQI value and the value itself, as {aqi}."""
+        std = aqi.get(self.standard)
+        out = category_contexts(std, std.category_index(values))
+        for ctx, v in zip(out, values.tolist(), strict=True):
+            if ctx:
+                ctx["aqi"] = f"{v:.0f}"
+        return out

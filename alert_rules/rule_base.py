@@ -12,12 +12,12 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
 
-from alert_rules.lifecycle import AlertColumns, BoolArr, Masks
+from alert_rules.lifecycle import NEVER, AlertColumns, BoolArr, Masks
 from alert_rules.state import FleetState, FloatArr, IntArr
 from alert_rules.transitions import AlertState, Transition
 
@@ -36,6 +36,12 @@ def render(template: str, context: dict[str, Any]) -> str:
         return template  # a bad template never stops an alert
 
 
+def category_contexts(std: Any, index: IntArr) -> list[dict[str, str]]:
+    """{category, category_zh} per category index of `std` (-1: none, an empty dict)."""
+    names = [{"category": c.en, "category_zh": c.zh} for c in std.categories]
+    return [dict(names[i]) if i >= 0 else {} for i in index.tolist()]
+
+
 @dataclass(kw_only=True)
 class RuleBase:
     name: str
@@ -47,6 +53,13 @@ class RuleBase:
     columns: AlertColumns = dataclasses.field(default_factory=AlertColumns, repr=False)
 
     kind = "base"
+    #: `evaluate` can judge some rows only, and `due_ms` says when a row's result changes
+    #: with nothing arriving: the engine then judges only rows that changed or fell due
+    #: (kinds without it are judged over the whole fleet every tick)
+    incremental: ClassVar[bool] = False
+    #: judged whole whenever anything it reads changed (a device's result depends on
+    #: other devices: spatial), skipped when nothing did
+    whole_fleet: ClassVar[bool] = False
 
     # ---- what the rule needs from the fleet state (the engine sizes the rings) ----
     def fields(self) -> tuple[str, ...]:
@@ -66,29 +79,64 @@ class RuleBase:
         """Per-reading incremental state (anomaly detectors); most rules keep none."""
 
     def evaluate(self, fleet: FleetState, now_ms: int) -> list[Transition]:
+        """Judge every device."""
+        return self.judge(fleet, now_ms, None)
+
+    def judge(self, fleet: FleetState, now_ms: int, rows: IntArr | None) -> list[Transition]:
+        """Judge only `rows` (sorted), or every device (None): what incremental kinds
+        implement instead of `evaluate`."""
         raise NotImplementedError
+
+    def windowed(self) -> bool:
+        """Reads bucketed windows or hourly aggregates: its results move when the clock
+        enters a new bucket or hour, so the engine judges it whole then."""
+        return bool(self.fine_windows_ms()) or self.hours_needed() > 0
+
+    def due_ms(self, fleet: FleetState, after_ms: int, rows: IntArr | None = None) -> IntArr:
+        """Per device (of `rows`), the next time after `after_ms` (when the rule was
+        last judged) its result may change with no new reading, NEVER if none: its
+        alert timers here; kinds whose values age add when they expire."""
+        self.columns.fit(fleet.size)
+        return self.columns.timer_due(self.for_ms, self.keep_firing_for_ms,
+                                      slice(0, fleet.size) if rows is None else rows)
+
+    def other_due_ms(self) -> int:
+        """Due time of state that is not a device's (township alerts)."""
+        return int(NEVER)
 
     # ---- shared plumbing ----
     def step(self, fleet: FleetState, value: FloatArr, over: BoolArr, under: BoolArr,
-             now_ms: int) -> list[Transition]:
-        masks = self.columns.step(over, under, now_ms, self.for_ms, self.keep_firing_for_ms)
-        return self.emit(masks, fleet.devices, value, now_ms, fleet)
+             now_ms: int, rows: IntArr | None = None) -> list[Transition]:
+        masks = self.columns.step(over, under, now_ms, self.for_ms, self.keep_firing_for_ms,
+                                  rows)
+        return self.emit(masks, fleet.devices, value, now_ms, fleet, rows=rows)
 
     def emit(self, masks: Masks, subjects: Sequence[str], value: FloatArr, now_ms: int,
              fleet: FleetState | None = None,
-             extra: dict[str, str] | None = None) -> list[Transition]:
+             extra: dict[str, str] | None = None,
+             rows: IntArr | None = None) -> list[Transition]:
+        """Transitions of the rows in `masks`; `value` is per subject, or per row of
+        `rows` (sorted) when only those were judged."""
+        changed: list[tuple[AlertState, IntArr]] = [
+            ("pending", masks.pending), ("firing", masks.firing), ("resolved", masks.resolved)]
+        which = np.concatenate([m for _, m in changed])
+        if which.size == 0:
+            return []
+        values = value[which if rows is None else np.searchsorted(rows, which)]
+        # the templates' AQI categories for all changed subjects in one array expression
+        contexts = iter(self.template_contexts(values))
         out: list[Transition] = []
-        state: AlertState
-        for state, mask in (("pending", masks.pending), ("firing", masks.firing),
-                            ("resolved", masks.resolved)):
-            for row in mask:
-                out.append(self.transition(subjects[int(row)], state, float(value[row]), now_ms,
-                                           fleet, extra))
+        i = 0
+        for state, mask in changed:
+            for row in mask.tolist():
+                out.append(self.transition(subjects[row], state, float(values[i]), now_ms,
+                                           fleet, extra, next(contexts)))
+                i += 1
         return out
 
     def transition(self, subject: str, state: AlertState, value: float, now_ms: int,
-                   fleet: FleetState | None, extra: dict[str, str] | None = None
-                   ) -> Transition:
+                   fleet: FleetState | None, extra: dict[str, str] | None = None,
+                   context: dict[str, str] | None = None) -> Transition:
         labels = dict(self.labels)
         ctx: dict[str, Any] = {"device": subject, "rule": self.name,
                                "value": "" if math.isnan(value) else f"{value:.1f}"}
@@ -100,7 +148,7 @@ class RuleBase:
                     labels.setdefault(k, getattr(dev, k))
         else:
             ctx.setdefault("name", subject)
-        ctx.update(self.template_context(value))
+        ctx.update(self.template_context(value) if context is None else context)
         ctx.update(self.context(subject))
         if extra:
             ctx.update(extra)
@@ -112,14 +160,16 @@ class RuleBase:
         )
 
     def template_context(self, value: float) -> dict[str, str]:
-        """AQI category of the value (HJ 633-2026, PM2.5) for templates like {category_zh}."""
+        """Template keys for one value (see `template_contexts`)."""
+        return self.template_contexts(np.array([value], np.float64))[0]
+
+    def template_contexts(self, values: FloatArr) -> list[dict[str, str]]:
+        """AQI category of each value (HJ 633-2026, PM2.5) for templates like
+        {category_zh}: one array expression for every subject a tick changed."""
         from alert_rules import aqi
 
-        if math.isnan(value):
-            return {}
         std = aqi.get()
-        cat = std.category(float(std.iaqi("pm2_5", [value])[0]))
-        return {} if cat is None else {"category": cat.en, "category_zh": cat.zh}
+        return category_contexts(std, std.category_index(std.iaqi("pm2_5", values)))
 
     def context(self, subject: str) -> dict[str, str]:
         """Evidence for this subject's annotation templates (kinds that keep any)."""

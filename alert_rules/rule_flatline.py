@@ -6,9 +6,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from alert_rules.lifecycle import NONE
 from alert_rules.rule_base import RuleBase
-from alert_rules.state import FleetState
+from alert_rules.state import BoolArr, FleetState, FloatArr, IntArr
 from alert_rules.transitions import Transition
+
+#: newest buckets read first for every device (see `_judge_fleet`)
+RECENT_BUCKETS = 4
 
 
 @dataclass(kw_only=True)
@@ -19,6 +23,7 @@ class FlatlineRule(RuleBase):
     min_readings: int = 5
 
     kind = "flatline"
+    incremental = True
 
     def fields(self) -> tuple[str, ...]:
         return (self.field,)
@@ -29,11 +34,47 @@ class FlatlineRule(RuleBase):
     def extremes(self) -> tuple[str, ...]:
         return (self.field,)
 
-    def evaluate(self, fleet: FleetState, now_ms: int) -> list[Transition]:
-        lo, hi = fleet.window_range(self.field, now_ms, self.window_ms)
-        count = fleet.window_count(self.field, now_ms, self.window_ms)
+    def judge(self, fleet: FleetState, now_ms: int, rows: IntArr | None) -> list[Transition]:
+        if rows is None:
+            return self._judge_fleet(fleet, now_ms)
+        spread, over, under = self._conditions(fleet, now_ms, rows)
+        return self.step(fleet, spread, over, under, now_ms, rows)
+
+    def _conditions(self, fleet: FleetState, now_ms: int, rows: IntArr | None
+                    ) -> tuple[FloatArr, BoolArr, BoolArr]:
+        lo, hi = fleet.window_range(self.field, now_ms, self.window_ms, rows)
+        count = fleet.window_count(self.field, now_ms, self.window_ms, rows)
         enough = count >= self.min_readings
         spread = np.where(count > 0, hi - lo, np.nan)
         over = enough & (spread <= self.tolerance)
         under = (count > 0) & (spread > self.tolerance)
+        return spread, over, under
+
+    def _judge_fleet(self, fleet: FleetState, now_ms: int) -> list[Transition]:
+        """A device whose newest few buckets already spread beyond the tolerance is not
+        flat, whatever the rest of its window holds (the window's max − min is at least
+        that): only the others, and devices with an alert under way, are reduced over
+        the whole window. Most of a live fleet varies, so this reads a few buckets of
+        it instead of every bucket of the window three times (min, max, count)."""
+        n = fleet.size
+        ring = fleet.fine[self.field]
+        first, last = fleet.window_buckets(now_ms, self.window_ms)
+        recent = max(first, last - RECENT_BUCKETS + 1)
+        lo = ring.reduce(ring.min, recent, last, n, np.minimum)
+        hi = ring.reduce(ring.max, recent, last, n, np.maximum)
+        if lo is None or hi is None:
+            spread, over, under = self._conditions(fleet, now_ms, None)
+            return self.step(fleet, spread, over, under, now_ms)
+        with np.errstate(invalid="ignore"):
+            varies = (hi - lo) > self.tolerance  # empty buckets: inf − inf, NaN: False
+        cols = self.columns
+        cols.fit(n)
+        need = np.flatnonzero(~varies | cols.firing[:n] | (cols.pending_since[:n] != NONE))
+        exact, over_n, under_n = self._conditions(fleet, now_ms, need)
+        spread = np.full(n, np.nan)  # only subjects that change state are reported
+        spread[need] = exact
+        over = np.zeros(n, bool)
+        over[need] = over_n
+        under = varies.copy()
+        under[need] = under_n
         return self.step(fleet, spread, over, under, now_ms)

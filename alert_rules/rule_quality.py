@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from alert_rules.rule_base import RuleBase
-from alert_rules.state import FleetState
+from alert_rules.state import FleetState, IntArr
 from alert_rules.transitions import Transition
 
 
@@ -19,13 +19,14 @@ class QualityRule(RuleBase):
     min_readings: int = 5
 
     kind = "data_quality"
+    incremental = True
 
     def fine_windows_ms(self) -> tuple[int, ...]:
         return (self.window_ms,)
 
-    def evaluate(self, fleet: FleetState, now_ms: int) -> list[Transition]:
-        frac, total = fleet.flagged_fraction(now_ms, self.window_ms)
+    def judge(self, fleet: FleetState, now_ms: int, rows: IntArr | None) -> list[Transition]:
+        frac, total = fleet.flagged_fraction(now_ms, self.window_ms, rows)
         with np.errstate(invalid="ignore"):
             over = (total >= self.min_readings) & (frac > self.above)
             under = frac < self.clear_below
-        return self.step(fleet, frac, over, under, now_ms)
+        return self.step(fleet, frac, over, under, now_ms, rows)

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from alert_rules.aggregates import expiry_ms
 from alert_rules.rule_base import RuleBase
-from alert_rules.state import FleetState
+from alert_rules.state import FleetState, IntArr
 from alert_rules.transitions import Transition
 
 
@@ -20,13 +21,19 @@ class RangeRule(RuleBase):
     max_age_ms: int = 0
 
     kind = "out_of_range"
+    incremental = True
 
     def fields(self) -> tuple[str, ...]:
         return (self.field,)
 
-    def evaluate(self, fleet: FleetState, now_ms: int) -> list[Transition]:
-        v = fleet.latest(self.field, now_ms, self.max_age_ms)
+    def judge(self, fleet: FleetState, now_ms: int, rows: IntArr | None) -> list[Transition]:
+        v = fleet.latest(self.field, now_ms, self.max_age_ms, rows)
         with np.errstate(invalid="ignore"):
             over = (v < self.min) | (v > self.max)
             under = (v >= self.min) & (v <= self.max)
-        return self.step(fleet, v, over, under, now_ms)
+        return self.step(fleet, v, over, under, now_ms, rows)
+
+    def due_ms(self, fleet: FleetState, after_ms: int, rows: IntArr | None = None) -> IntArr:
+        sel = slice(0, fleet.size) if rows is None else rows
+        return np.minimum(super().due_ms(fleet, after_ms, rows),
+                          expiry_ms(fleet, self.field, "latest", self.max_age_ms, after_ms, sel))

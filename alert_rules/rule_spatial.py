@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from alert_rules.lifecycle import AlertColumns
-from alert_rules.neighbours import neighbours, row_median
+from alert_rules.lifecycle import NEVER, AlertColumns
+from alert_rules.neighbours import column_median, neighbours
 from alert_rules.rule_base import RuleBase
 from alert_rules.state import FleetState, IntArr
 from alert_rules.transitions import AlertState, Transition
@@ -36,6 +36,8 @@ class SpatialRule(RuleBase):
                                                        repr=False)
 
     kind = "spatial"
+    incremental = True
+    whole_fleet = True  # a device is judged against its neighbours and its township
 
     def fields(self) -> tuple[str, ...]:
         return (self.field,)
@@ -44,43 +46,46 @@ class SpatialRule(RuleBase):
         return (self.window_ms,)
 
     def _layout(self, fleet: FleetState) -> tuple[IntArr, IntArr, list[str]]:
-        """(neighbour matrix, township code per row, township names), cached per size."""
+        """(neighbour rows as a (k × devices) matrix, the fleet size standing for none;
+        township code + 1 per row, 0 for none; township names), cached per size."""
         key = f"spatial:{self.radius_km}:{self.max_neighbours}"
         n = fleet.size
         hit = fleet.layout.get(key)
-        if hit is not None and hit[0].shape[0] == n:
+        if hit is not None and hit[0].shape[1] == n:
             cached: tuple[IntArr, IntArr, list[str]] = hit
             return cached
         regs = [fleet.registry.get(d) for d in fleet.devices]
         lat = np.array([r.lat if r else np.nan for r in regs], np.float64)
         lon = np.array([r.lon if r else np.nan for r in regs], np.float64)
         names = sorted({r.township for r in regs if r and r.township})
-        code = {t: i for i, t in enumerate(names)}
-        town = np.array([code.get(r.township, -1) if r else -1 for r in regs], np.int64)
-        layout = (neighbours(lat, lon, self.radius_km, self.max_neighbours), town, names)
+        code = {t: i + 1 for i, t in enumerate(names)}
+        town = np.array([code.get(r.township, 0) if r else 0 for r in regs], np.int64)
+        nbr = neighbours(lat, lon, self.radius_km, self.max_neighbours)
+        # columns of neighbour values gather row by row (k rows of the whole fleet)
+        nbr_t = np.ascontiguousarray(np.where(nbr >= 0, nbr, n).T)
+        layout = (nbr_t, town, names)
         fleet.layout[key] = layout
         return layout
 
-    def evaluate(self, fleet: FleetState, now_ms: int) -> list[Transition]:
-        nbr, town, names = self._layout(fleet)
+    def judge(self, fleet: FleetState, now_ms: int, rows: IntArr | None) -> list[Transition]:
+        nbr_t, town, names = self._layout(fleet)
         v = fleet.window_mean(self.field, now_ms, self.window_ms)
-        padded = np.r_[v, np.nan]  # index -1 → NaN
-        around = padded[nbr]
-        med = row_median(around)
-        enough = (~np.isnan(around)).sum(axis=1) >= self.min_neighbours
-        # regional episode per township: bincount over township codes
+        padded = np.r_[v, np.nan]  # index n → NaN
+        med, valid = column_median(padded[nbr_t])
+        enough = valid >= self.min_neighbours
+        # regional episode per township: weighted bincounts over township codes (0: none)
         t = len(names)
-        has = (town >= 0) & ~np.isnan(v)
+        has = ~np.isnan(v)
         with np.errstate(invalid="ignore"):
-            high = has & (v > self.regional_above)
-        reporting = np.bincount(town[has], minlength=t).astype(np.float64)
-        elevated = np.bincount(town[high], minlength=t).astype(np.float64)
+            high = v > self.regional_above
+        reporting = np.bincount(town, weights=has, minlength=t + 1)[1:]
+        elevated = np.bincount(town, weights=high, minlength=t + 1)[1:]
         with np.errstate(invalid="ignore", divide="ignore"):
             share = np.where(reporting > 0, elevated / reporting, np.nan)
             episode_t = share >= self.regional_fraction
             clear_t = share < self.regional_fraction * 0.8
         self.township_columns.fit(t)
-        episode_row = np.r_[episode_t | self.township_columns.firing[:t], False][town]
+        episode_row = np.r_[False, episode_t | self.township_columns.firing[:t]][town]
         with np.errstate(invalid="ignore"):
             far = enough & (v > med * self.ratio) & (v - med > self.min_excess)
             back = (v <= med * self.ratio * 0.9) | ~enough
@@ -92,6 +97,11 @@ class SpatialRule(RuleBase):
             for tr in self.emit(masks, names, share, now_ms, None, {"scope": "township"}):
                 out.append(dataclasses.replace(tr, labels={**tr.labels, "township": tr.subject}))
         return out
+
+    def other_due_ms(self) -> int:
+        t = self.township_columns
+        due = t.timer_due(self.for_ms, self.keep_firing_for_ms, slice(0, t.firing.size))
+        return int(due.min()) if due.size else int(NEVER)
 
     def active(self, fleet: FleetState) -> dict[str, AlertState]:
         out = super().active(fleet)

@@ -37,6 +37,9 @@ class Ring:
     track_extremes: bool = False
     head: int = -1  # newest bucket id the fleet clock has entered (-1: none yet)
     past_version: int = 0  # bumped when a reading lands in a bucket older than `head`
+    version: int = 0  # bumped on every change of the arrays (memoised window reductions)
+    #: rows whose data a reading's clock move dropped (a reading far ahead of the tick)
+    evicted: list[IntArr] = field(default_factory=list)
     sum: FloatArr = field(default_factory=lambda: np.zeros((0, 0)))
     cnt: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros((0, 0), np.int32))
     min: FloatArr = field(default_factory=lambda: np.zeros((0, 0)))
@@ -58,28 +61,35 @@ class Ring:
             self.min = np.hstack([self.min, np.full((self.slots, extra), np.inf)])
             self.max = np.hstack([self.max, np.full((self.slots, extra), -np.inf)])
 
-    def advance(self, bucket: int) -> None:
-        """Move the clock to `bucket`, zeroing the slots of buckets it enters."""
+    def advance(self, bucket: int, record: bool = False) -> None:
+        """Move the clock to `bucket`, zeroing the slots of buckets it enters (with
+        `record`, the rows that had data there are kept in `evicted`)."""
         if bucket <= self.head:
             return
         first = max(self.head + 1, bucket - self.slots + 1)
         idx = np.arange(first, bucket + 1) % self.slots
+        if record and self.cnt.shape[1]:
+            held = np.flatnonzero((self.cnt[idx] != 0).any(axis=0))
+            if held.size:
+                self.evicted.append(held)
         self.sum[idx] = 0.0
         self.cnt[idx] = 0
         if self.track_extremes:
             self.min[idx] = np.inf
             self.max[idx] = -np.inf
         self.head = bucket
+        self.version += 1
 
     def add(self, rows: IntArr, buckets: IntArr, v: FloatArr) -> int:
         """Fold readings in; returns how many were too old for the ring."""
         if buckets.size:
-            self.advance(int(buckets.max()))
+            self.advance(int(buckets.max()), record=True)
         keep = (buckets > self.head - self.slots) & ~np.isnan(v)
         late = int(((buckets <= self.head - self.slots) & ~np.isnan(v)).sum())
         if (buckets[keep] < self.head).any():
             self.past_version += 1
         r, s, x = rows[keep], buckets[keep] % self.slots, v[keep]
+        self.version += 1
         np.add.at(self.sum, (s, r), x)
         np.add.at(self.cnt, (s, r), 1)
         if self.track_extremes:
@@ -101,6 +111,7 @@ class Ring:
                 self.min[mine] = src.min[theirs]
                 self.max[mine] = src.max[theirs]
         self.head = max(self.head, upto)
+        self.version += 1
 
     def clear_rows(self, rows: IntArr) -> None:
         """Empty these devices' columns in every slot."""
@@ -110,19 +121,40 @@ class Ring:
             self.min[:, rows] = np.inf
             self.max[:, rows] = -np.inf
         self.past_version += 1  # hourly memos keyed on it must recompute
+        self.version += 1
 
     def reduce(self, arr: npt.NDArray[Any], first_bucket: int, last_bucket: int, n: int,
-               op: Any = np.add) -> npt.NDArray[Any] | None:
-        """op-reduce rows of buckets first..last over the first n devices (None if the
-        ring holds none of them). Contiguous slices, so no (window × devices) copy."""
+               op: Any = np.add, rows: IntArr | None = None) -> npt.NDArray[Any] | None:
+        """op-reduce rows of buckets first..last over the first n devices, or over
+        `rows` only (None if the ring holds none of them). Contiguous slices for the
+        whole fleet, so no (window × devices) copy."""
         lo = max(first_bucket, self.head - self.slots + 1, 0)
         if lo > last_bucket:
             return None
         a, b = lo % self.slots, last_bucket % self.slots
+
+        def part(block: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            return _reduce_rows(op, block[:, :n] if rows is None else block[:, rows],
+                                rows is not None)
+
         if a <= b:
-            out: npt.NDArray[Any] = op.reduce(arr[a:b + 1, :n], axis=0)
-            return out
-        return op(op.reduce(arr[a:, :n], axis=0), op.reduce(arr[:b + 1, :n], axis=0))  # type: ignore[no-any-return]
+            return part(arr[a:b + 1])
+        return op(part(arr[a:]), part(arr[:b + 1]))  # type: ignore[no-any-return]
+
+
+def _reduce_rows(op: Any, block: npt.NDArray[Any], by_row: bool = False) -> npt.NDArray[Any]:
+    """op over the rows of a (buckets × devices) block, bucket after bucket. Integer
+    counts are added row by row in place: numpy's int32 `add.reduce` along axis 0 is
+    about 4× slower than that. Floats over the whole fleet use `reduce`, which adds
+    row after row too; a subset (`by_row`) is added explicitly in that order, so a
+    device's sum is the same double either way."""
+    if (block.dtype.kind == "i" and op is np.add) or by_row:
+        out: npt.NDArray[Any] = block[0].copy()
+        for row in block[1:]:
+            op(out, row, out=out)
+        return out
+    result: npt.NDArray[Any] = op.reduce(block, axis=0)
+    return result
 
 
 @dataclass
@@ -153,6 +185,15 @@ class FleetState:
     registry: dict[str, Device] = field(default_factory=dict)
     cache: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)  # per-row derived
     layout: dict[str, Any] = field(default_factory=dict)  # derived from the registry
+    #: window reductions of this tick, shared by rules reading the same window (a 10-minute
+    #: mean is read by the threshold and the spatial rule): key → (ring version, result)
+    memo: dict[tuple[object, ...], tuple[tuple[int, ...], Any]] = field(default_factory=dict)
+    #: rows whose data changed since the engine last took them (`take_changed`); all of
+    #: them after a restore or a registry change
+    changed: list[IntArr] = field(default_factory=list)
+    changed_all: bool = True
+    changed_count: int = 0  # row numbers held in `changed` (with repeats)
+    unseen: bool = False  # some rows wait for the next tick to start their silence
 
     def __post_init__(self) -> None:
         for f in self.fields:
@@ -179,10 +220,13 @@ class FleetState:
         """Row of each device, adding rows for new ones (capacity grows by doubling)."""
         new = [d for d in dict.fromkeys(devices) if d not in self.index]
         if new:
+            start = len(self.devices)
             for d in new:
                 self.index[d] = len(self.devices)
                 self.devices.append(d)
             self._grow(len(self.devices))
+            self.mark(np.arange(start, len(self.devices)))
+            self.unseen = True
         return np.fromiter((self.index[d] for d in devices), np.int64, len(devices))
 
     def _grow(self, n: int) -> None:
@@ -224,6 +268,10 @@ class FleetState:
                   else np.asarray(flagged, np.float64)[order])
             self.flagged.add(rows, fb, fl)
         np.maximum.at(self.last_ts, rows, ts)
+        self.mark(rows)
+        for ring in self.rings():
+            self.changed.extend(ring.evicted)
+            ring.evicted.clear()
 
     def seed_rows(self, src: FleetState, rows: IntArr, src_rows: IntArr, upto_ms: int) -> None:
         """These rows as `src` knew its rows up to `upto_ms` (a fleet of the same layout,
@@ -240,6 +288,8 @@ class FleetState:
         for mine, theirs in zip(self.rings(), src.rings(), strict=True):
             width = mine.width_ms
             mine.seed_from(theirs, rows, src_rows, upto_ms // width)
+        self.mark_all()  # a seeded ring's clock moved: every window may differ
+        self.unseen = True
 
     def clear_rows(self, rows: IntArr) -> None:
         """Empty these rows, as if their devices had never reported (a hand-over moved
@@ -256,6 +306,36 @@ class FleetState:
         self.first_seen_ms[rows] = -1
         for ring in self.rings():
             ring.clear_rows(rows)
+        self.mark(rows)
+        self.unseen = True
+
+    # ---- what changed since the last tick (a tick judges only those rows, see Engine) ----
+
+    def mark(self, rows: IntArr) -> None:
+        """These rows' data or alert state changed: the next tick judges them."""
+        if rows.size and not self.changed_all:
+            self.changed.append(rows)
+            self.changed_count += rows.size
+            if self.changed_count > max(self.size, 1024):
+                self.mark_all()  # keep no more than about a fleet's worth of row numbers
+
+    def mark_all(self) -> None:
+        self.changed_all = True
+        self.changed.clear()
+        self.changed_count = 0
+
+    def take_changed(self, limit: int) -> IntArr | None:
+        """Rows changed since the last call (sorted, unique), or None when every row is
+        to be judged: after `mark_all`, or when more than `limit` rows changed (judging
+        the whole fleet is then cheaper than picking rows)."""
+        parts, everything, count = self.changed, self.changed_all, self.changed_count
+        self.changed, self.changed_all, self.changed_count = [], False, 0
+        if everything or count > limit:
+            return None
+        if not parts:
+            return np.zeros(0, np.int64)
+        rows = np.unique(np.concatenate(parts))
+        return None if rows.size > limit else rows
 
     def _update_latest(self, f: str, rows: IntArr, ts: IntArr, v: FloatArr) -> None:
         """Latest and previous value per device, from readings sorted by (row, ts)."""
@@ -282,18 +362,23 @@ class FleetState:
         fb = now_ms // self.resolution_ms
         for ring in self.rings():
             ring.advance(fb if ring.width_ms == self.resolution_ms else now_ms // HOUR_MS)
-        n = self.size
-        unseen = self.first_seen_ms[:n] < 0
-        self.first_seen_ms[:n][unseen] = now_ms
+        if self.unseen:  # only after new or cleared rows: no scan of the fleet each tick
+            n = self.size
+            unseen = self.first_seen_ms[:n] < 0
+            self.first_seen_ms[:n][unseen] = now_ms
+            self.unseen = False
 
     # ---- aggregates the rules read (each a handful of whole-fleet array operations) ----
 
-    def latest(self, f: str, now_ms: int | None = None, max_age_ms: int = 0) -> FloatArr:
-        n = self.size
-        v = self.latest_v[f][:n]
+    def latest(self, f: str, now_ms: int | None = None, max_age_ms: int = 0,
+               rows: IntArr | None = None) -> FloatArr:
+        """Newest value per device (of `rows` only, if given); NaN once older than
+        `max_age_ms`."""
+        sel = slice(0, self.size) if rows is None else rows
+        v = self.latest_v[f][sel]
         if now_ms is None or max_age_ms <= 0:
             return v
-        return np.where(now_ms - self.latest_ts[f][:n] < max_age_ms, v, np.nan)
+        return np.where(now_ms - self.latest_ts[f][sel] < max_age_ms, v, np.nan)
 
     def window_buckets(self, now_ms: int, span_ms: int) -> tuple[int, int]:
         """Fine buckets of a window: from the one holding (bucket start of now − span)."""
@@ -301,43 +386,92 @@ class FleetState:
         last = now_ms // w
         return last - -(-span_ms // w), last
 
-    def window_sum_count(self, ring: Ring, now_ms: int, span_ms: int
-                         ) -> tuple[FloatArr, FloatArr]:
-        n = self.size
+    def _memo(self, ring: Ring, kind: str, first: int, last: int, compute: Any) -> Any:
+        """A window reduction of `ring`, reused while the ring and the window are
+        unchanged (one entry per ring, kind and window length); the arrays are read-only,
+        since several rules share them."""
+        key = (id(ring), kind, last - first)
+        stamp = (ring.version, first, last, self.size)
+        hit = self.memo.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        out = compute()
+        for a in out if isinstance(out, tuple) else (out,):
+            a.flags.writeable = False
+        self.memo[key] = (stamp, out)
+        return out
+
+    def _window_count(self, ring: Ring, first: int, last: int,
+                      rows: IntArr | None = None) -> FloatArr:
+        def compute() -> FloatArr:
+            k = self.size if rows is None else rows.size
+            count = ring.reduce(ring.cnt, first, last, self.size, rows=rows)
+            return np.zeros(k) if count is None else count.astype(np.float64)
+
+        if rows is not None:
+            return compute()
+        out: FloatArr = self._memo(ring, "count", first, last, compute)
+        return out
+
+    def window_sum_count(self, ring: Ring, now_ms: int, span_ms: int,
+                         rows: IntArr | None = None) -> tuple[FloatArr, FloatArr]:
+        """(sum, number) of readings in the window per device (of `rows` only)."""
         first, last = self.window_buckets(now_ms, span_ms)
-        total = ring.reduce(ring.sum, first, last, n)
-        if total is None:
-            return np.zeros(n), np.zeros(n)
-        count = ring.reduce(ring.cnt, first, last, n)
-        assert count is not None
-        return total, count.astype(np.float64)
 
-    def window_mean(self, f: str, now_ms: int, span_ms: int) -> FloatArr:
+        def compute() -> FloatArr:
+            k = self.size if rows is None else rows.size
+            total = ring.reduce(ring.sum, first, last, self.size, rows=rows)
+            return np.zeros(k) if total is None else total
+
+        total: FloatArr = (compute() if rows is not None
+                           else self._memo(ring, "sum", first, last, compute))
+        return total, self._window_count(ring, first, last, rows)
+
+    def window_mean(self, f: str, now_ms: int, span_ms: int,
+                    rows: IntArr | None = None) -> FloatArr:
         """Mean of readings from the bucket start of (now − span) to now; NaN if none."""
-        total, count = self.window_sum_count(self.fine[f], now_ms, span_ms)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(count > 0, total / count, np.nan)
-
-    def window_count(self, f: str, now_ms: int, span_ms: int) -> FloatArr:
         ring = self.fine[f]
-        count = ring.reduce(ring.cnt, *self.window_buckets(now_ms, span_ms), self.size)
-        return np.zeros(self.size) if count is None else count.astype(np.float64)
+        first, last = self.window_buckets(now_ms, span_ms)
 
-    def window_range(self, f: str, now_ms: int, span_ms: int) -> tuple[FloatArr, FloatArr]:
+        def compute() -> FloatArr:
+            total, count = self.window_sum_count(ring, now_ms, span_ms, rows)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean: FloatArr = np.where(count > 0, total / count, np.nan)
+            return mean
+
+        if rows is not None:
+            return compute()
+        out: FloatArr = self._memo(ring, "mean", first, last, compute)
+        return out
+
+    def window_count(self, f: str, now_ms: int, span_ms: int,
+                     rows: IntArr | None = None) -> FloatArr:
+        return self._window_count(self.fine[f], *self.window_buckets(now_ms, span_ms), rows)
+
+    def window_range(self, f: str, now_ms: int, span_ms: int,
+                     rows: IntArr | None = None) -> tuple[FloatArr, FloatArr]:
         """(min, max) over the window; +inf/-inf where empty."""
         ring = self.fine[f]
-        n = self.size
         first, last = self.window_buckets(now_ms, span_ms)
-        lo = ring.reduce(ring.min, first, last, n, np.minimum)
-        hi = ring.reduce(ring.max, first, last, n, np.maximum)
-        if lo is None or hi is None:
-            return np.full(n, np.inf), np.full(n, -np.inf)
-        return lo, hi
 
-    def flagged_fraction(self, now_ms: int, span_ms: int) -> tuple[FloatArr, FloatArr]:
+        def compute() -> tuple[FloatArr, FloatArr]:
+            k = self.size if rows is None else rows.size
+            lo = ring.reduce(ring.min, first, last, self.size, np.minimum, rows)
+            hi = ring.reduce(ring.max, first, last, self.size, np.maximum, rows)
+            if lo is None or hi is None:
+                return np.full(k, np.inf), np.full(k, -np.inf)
+            return lo, hi
+
+        if rows is not None:
+            return compute()
+        out: tuple[FloatArr, FloatArr] = self._memo(ring, "range", first, last, compute)
+        return out
+
+    def flagged_fraction(self, now_ms: int, span_ms: int, rows: IntArr | None = None
+                         ) -> tuple[FloatArr, FloatArr]:
         """(fraction of readings with quality flags, number of readings) over the window."""
         assert self.flagged is not None
-        bad, total = self.window_sum_count(self.flagged, now_ms, span_ms)
+        bad, total = self.window_sum_count(self.flagged, now_ms, span_ms, rows)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(total > 0, bad / total, np.nan), total
 

@@ -283,6 +283,7 @@ class CollectorApp:
     def close(self) -> None:
         if self.workorders is not None:
             self.workorders.stop()
+        self.pipeline.engine_state.close()  # the last snapshot is written in the background
         if self.alerting is not None:
             self.alerting.stop()
         self.ingest.stop()

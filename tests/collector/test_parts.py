@@ -60,7 +60,9 @@ def test_engine_state_file_round_trip_and_a_missing_file(tmp_path: Path) -> None
     engine = Engine(rules)
     engine.ingest(["d1"], [1000], {"pm2_5": [12.0]})
     path = tmp_path / "state" / "engine.npz"
-    EngineStateFile(engine, path).save()
+    saving = EngineStateFile(engine, path)
+    saving.save()
+    assert saving.wait(10)
     again = Engine(rules)
     assert EngineStateFile(again, path).restore() and again.fleet.size == 1
     assert not EngineStateFile(Engine(rules), tmp_path / "none.npz").restore()

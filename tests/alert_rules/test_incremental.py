@@ -1,0 +1,115 @@
+"""A tick judges what changed: rows that got readings, and rows that fall due by time
+alone (deadman, maximum ages, alert timers). The transitions stay those of judging the
+whole fleet, which the per-device Python reference (tests/support/reference_rules.py)
+does every tick."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import hypothesis.strategies as st
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+
+from alert_rules.engine import Engine
+from alert_rules.registry import Device
+from alert_rules.rulefile import DEFAULT_RULES, load_rules
+from tests.alert_rules.test_property import RULES, rules_file
+from tests.support.reference_rules import from_engine
+
+T0 = 1_700_000_000_000 // 3_600_000 * 3_600_000
+MIN = 60_000
+
+
+def _same(got: list[tuple[str, str, str, float]], want: list[tuple[str, str, str, float]],
+          where: str) -> None:
+    assert [g[:3] for g in got] == [w[:3] for w in want], where
+    for g, w in zip(got, want, strict=True):
+        assert (math.isnan(g[3]) and math.isnan(w[3])) or math.isclose(
+            g[3], w[3], rel_tol=1e-9, abs_tol=1e-9), (g, w)
+
+
+def test_silent_ticks_judge_no_untouched_device_yet_fire_deadman_on_time() -> None:
+    """40 devices report for 12 minutes, then only d000 goes on. Ticks every 10 s:
+    the deadman rule judges no silent device until its silence reaches the limit,
+    and fires each at the tick the reference fires it."""
+    reg = [Device(f"d{i:03d}", link="cellular" if i % 4 == 0 else "wired",
+                  township=f"t{i % 3}", lat=39.9 + i * 1e-3, lon=116.4) for i in range(40)]
+    rules = lambda: load_rules(DEFAULT_RULES)  # noqa: E731
+    engine = Engine(rules(), registry=reg)
+    engine.subset_share = 1.0  # pick rows out however many fall due (here 30 of 40)
+    ref = from_engine(Engine(rules(), registry=reg), reg)
+    ids = [d.id for d in reg]
+    rng = np.random.default_rng(5)
+    deadman = next(r.name for r in engine.rules if r.kind == "deadman")
+    fired: list[tuple[int, str]] = []
+    quiet_judged: list[int] = []
+    judged_at: dict[int, int | None] = {}
+    now = last = T0
+    for step in range(12 * 6 + 32 * 6):
+        now += 10_000
+        talking = ids if now <= T0 + 12 * MIN else ids[:1]
+        if step % 6 == 0:  # one reading a minute each
+            last = now if len(talking) > 1 else last
+            vals = list(np.round(40 + 20 * rng.random(len(talking)), 1))
+            engine.ingest(talking, [now] * len(talking), {"pm2_5": vals})
+            ref.ingest(talking, [now] * len(talking), {"pm2_5": vals})
+        got = sorted((t.rule, t.subject, t.state, t.value) for t in engine.tick(now))
+        want = sorted((r, s, state, v) for r, s, state, v, _ in ref.tick(now))
+        _same(got, want, f"at {(now - T0) / 1000:.0f} s")
+        fired += [(now, t[1]) for t in got if t[0] == deadman and t[2] == "firing"]
+        judged = engine.judged[deadman]
+        judged_at[now] = None if judged is None else judged.size
+        if now > T0 + 13 * MIN and step % 6:  # a tick with nothing arriving
+            assert judged is not None, "a silent tick judged the whole fleet"
+            quiet_judged.append(judged.size)
+    # wired devices fall silent 15 min after their last reading, cellular ones 30 min
+    assert sorted({t for t, _ in fired}) == [last + 15 * MIN, last + 30 * MIN]
+    assert len(fired) == 39
+    # a tick where nothing arrived and nothing fell due judged no device at all
+    assert quiet_judged and set(quiet_judged) == {0}
+    # the ticks that fired judged d000 (it reported) and the devices falling due only
+    for at in sorted({t for t, _ in fired}):
+        due = sum(t == at for t, _ in fired)
+        assert judged_at[at] == due + 1, (at, judged_at[at], due)
+
+
+value = st.one_of(st.integers(0, 420).map(float), st.just(float("nan")),
+                  st.sampled_from([600.0, -3.0, 42.0]))
+reading = st.tuples(st.integers(0, 7), st.integers(-50, 9), value, st.booleans())
+# ticks seconds apart (the same bucket: rows judged one by one) and sometimes minutes
+step = st.tuples(st.one_of(st.integers(1, 40), st.integers(1, 40), st.integers(41, 1500)),
+                 st.lists(reading, max_size=4))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(step, min_size=1, max_size=40),
+       cellular=st.lists(st.booleans(), min_size=6, max_size=6),
+       where=st.lists(st.tuples(st.floats(0, 0.03), st.floats(0, 0.03), st.sampled_from("AB")),
+                      min_size=6, max_size=6, unique_by=lambda p: (p[0], p[1])))
+def test_judging_changed_rows_equals_the_reference(
+        tmp_path_factory: object, steps: list[tuple[int, list[tuple[int, int, float, bool]]]],
+        cellular: list[bool], where: list[tuple[float, float, str]]) -> None:
+    """Every rule kind, ticks seconds apart, rows judged one by one whenever any is
+    (`subset_share` 1): the same transitions as the reference judging everything."""
+    path: Path = rules_file(tmp_path_factory, RULES)
+    registry = [Device(f"d{i}", link="cellular" if c else "wired", township=w[2],
+                       lat=39.9 + w[0], lon=116.4 + w[1])
+                for i, (c, w) in enumerate(zip(cellular, where, strict=True))]
+    engine = Engine(load_rules(path), registry=registry)
+    engine.subset_share = 1.0
+    ref = from_engine(Engine(load_rules(path), registry=registry), registry)
+    now = T0
+    for seconds, readings in steps:
+        now += seconds * 1000
+        if readings:
+            devs = [f"d{d}" for d, _, _, _ in readings]
+            ts = [now + off * 20_000 for _, off, _, _ in readings]
+            vals = [v for _, _, v, _ in readings]
+            flags = [f for _, _, _, f in readings]
+            engine.ingest(devs, ts, {"pm2_5": vals}, flags)
+            ref.ingest(devs, ts, {"pm2_5": vals}, flags)
+        got = sorted((t.rule, t.subject, t.state, t.value) for t in engine.tick(now))
+        want = sorted((r, s, state, v) for r, s, state, v, _ in ref.tick(now))
+        _same(got, want, f"at {now - T0} ms")
