@@ -16,7 +16,7 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,6 +209,45 @@ def parse_device(raw: Mapping[str, Any], where: str) -> Device:
     )
 
 
+def _csv_row_fast(row: list[str], ix: tuple[int, ...], where: str) -> Device | None:
+    """The usual CSV row, checked without the generic path's per-key calls; None when
+    any check fails, so that `parse_device` finds and words the error. `ix`: the index
+    of each of COLUMNS in the header (-1 when absent). Yields what `parse_device` does."""
+    n = len(row)
+    i_id, i_name, i_site, i_town, i_grid, i_lat, i_lon, i_sensor, i_link, i_cal, i_con = ix
+    device_id = row[i_id].strip() if 0 <= i_id < n else ""
+    if not device_id or DEVICE_ID_RE.match(device_id) is None:
+        return None
+    tags = []
+    for i in (i_site, i_town, i_grid):
+        cell = row[i] if 0 <= i < n else ""
+        if not cell:
+            return None
+        cell = cell.strip()
+        if _NOT_A_TAG.search(cell) is not None:
+            return None
+        tags.append(cell)
+    try:
+        lat = float(row[i_lat]) if 0 <= i_lat < n else None
+        lon = float(row[i_lon]) if 0 <= i_lon < n else None
+    except ValueError:
+        return None
+    if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return None
+    sensor = (row[i_sensor].strip() if 0 <= i_sensor < n else "") or "pms5003"
+    link = (row[i_link].strip() if 0 <= i_link < n else "") or "wired"
+    if sensor not in SENSORS or link not in LINKS:
+        return None
+    try:
+        cal = _calibration(row[i_cal] if 0 <= i_cal < n else None, where)
+        contacts = _contacts(row[i_con] if 0 <= i_con < n else None, where)
+    except RegistryError:
+        return None
+    return Device(id=device_id, link=link, name=row[i_name].strip() if 0 <= i_name < n else "",
+                  site=tags[0], township=tags[1], grid=tags[2], lat=lat, lon=lon,
+                  sensor=sensor, calibration=cal, contacts=contacts)
+
+
 def _yaml_entries(path: Path, text: str) -> list[tuple[str, Mapping[str, Any]]]:
     try:
         # libyaml's loader when the system has it: the same documents, several times faster
@@ -279,6 +318,9 @@ class RegistryParser:
         known = self._rows if header == self._header else {}
         rows: dict[str, Device] = {}
         devices: dict[str, Device] = {}
+        # a column outside COLUMNS is an error the generic path words (on the first row)
+        ix = (tuple(header.index(c) if c in header else -1 for c in COLUMNS)
+              if set(header) - {""} <= set(COLUMNS) else None)
         for row in reader:
             if not row:  # a blank line (csv.DictReader skips them too)
                 continue
@@ -289,7 +331,10 @@ class RegistryParser:
                 # a short row lacks the last keys, a long row's extra cells are dropped,
                 # as csv.DictReader did
                 where = f"{path}: line {reader.line_num}"
-                device = parse_device({k: v for k, v in zip(header, row, strict=False) if k}, where)
+                device = _csv_row_fast(row, ix, where) if ix is not None else None
+                if device is None:
+                    device = parse_device(
+                        {k: v for k, v in zip(header, row, strict=False) if k}, where)
             if device.id in devices:
                 raise RegistryError(f"{path}: line {reader.line_num}.id: duplicate device id "
                                     f"{device.id!r}")
@@ -326,11 +371,16 @@ class RegistryWatcher:
         self.generation = 0  # bumps on every successful (re)load
         self.last_parse_s = 0.0  # how long the last (re)load took to parse
         self._parser = parser if parser is not None else RegistryParser()
+        #: run on the parse thread with each good parse (e.g. what the engine and the
+        #: county map need, worked out there); its result is `prepared` after the swap
+        self.prepare: Callable[[dict[str, Device]], object] | None = None
+        self.prepared: object = None
         self._stamp: tuple[int, int] | None = None
         self._next_check = 0.0
         self._worker: threading.Thread | None = None
         # set by the worker, taken by poll(): the parsed registry or why it was refused
         self._done: dict[str, Device] | RegistryError | None = None
+        self._prepared: object = None
         if path is not None:
             self._stamp = self._stat()
             # a bad file at start-up stops start-up
@@ -351,6 +401,7 @@ class RegistryWatcher:
         result: dict[str, Device] | RegistryError
         try:
             result = self._parser.load(self.path)
+            self._prepared = self.prepare(result) if self.prepare is not None else None
         except RegistryError as exc:
             result = exc
         except Exception as exc:  # a parser bug must not end the thread silently
@@ -396,6 +447,7 @@ class RegistryWatcher:
             log.error("registry not reloaded, keeping the previous one: %s", result)
             return False
         self.devices = result
+        self.prepared, self._prepared = self._prepared, None
         self.generation += 1
         log.info("registry reloaded: %d devices (parsed in %.2f s, off the ingest thread)",
                  len(result), self.last_parse_s)
