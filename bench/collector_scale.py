@@ -10,8 +10,9 @@ the registry file is rewritten with `--reload-changed` of its rows changed (a re
 Real Mosquitto, InfluxDB 1.x and `python -m collector.cli run`. Ingest pauses are
 measured from outside: a probe publishes an invalid message every `--probe-ms`; the
 collector's pipeline thread dead-letters it the moment it takes it, so the longest time
-from publish to dead letter is the longest the pipeline thread was away
-(`max_ingest_pause_ms`; broker round trips included).
+between two dead letters is the longest the pipeline thread took nothing in
+(`max_ingest_pause_ms`; a backlog in the broker delays every probe alike and does not
+count, its delay is `max_probe_latency_ms`).
 
 Every `--sample-minutes` of simulated time the sizes of the stores are sampled (the
 collector's `airgrid_collector_store_entries` gauges, state.db on disk, RSS); the table
@@ -155,6 +156,7 @@ class Probe:
         self.every_s = every_s
         self.sent: dict[int, float] = {}
         self.latency: list[tuple[float, float]] = []  # (sent at, seconds to dead letter)
+        self.arrivals: list[float] = []
         self.c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
                              client_id="scale-probe")
         self.c.on_message = self._on_message
@@ -171,6 +173,7 @@ class Probe:
         raw = base64.b64decode(body["payload_b64"])
         k = int(raw.split()[1])
         at = self.sent.pop(k, None)
+        self.arrivals.append(time.monotonic())
         if at is not None:
             self.latency.append((at, time.monotonic() - at))
 
@@ -191,9 +194,20 @@ class Probe:
         self.c.loop_stop()
         self.c.disconnect()
 
-    def max_ms(self, since: float = 0.0, until: float = float("inf")) -> float:
-        inside = [s for at, s in self.latency if since <= at <= until]
-        return round(max(inside) * 1000, 1) if inside else 0.0
+    def max_latency_ms(self) -> float:
+        return round(max((s for _, s in self.latency), default=0.0) * 1000, 1)
+
+    def max_pause_ms(self, since: float = 0.0, until: float = float("inf")) -> float:
+        """The longest time between two dead letters (ending in [since, until])."""
+        a = self.arrivals
+        gaps = [a[i] - a[i - 1] for i in range(1, len(a)) if since <= a[i] <= until]
+        return round(max(gaps, default=0.0) * 1000, 1)
+
+    def pauses(self, top: int = 5) -> list[tuple[float, float]]:
+        """The longest gaps: (seconds into the run when it ended, ms)."""
+        a = self.arrivals
+        gaps = sorted(((a[i] - a[i - 1], a[i]) for i in range(1, len(a))), reverse=True)
+        return [(round(at - a[0], 1), round(g * 1000)) for g, at in gaps[:top]]
 
     def unanswered(self) -> int:
         return len(self.sent)
@@ -261,6 +275,9 @@ def main() -> int:
     ap.add_argument("--probe-ms", type=float, default=50.0)
     ap.add_argument("--hourly-retention-s", type=int, default=7200,
                     help="[retention] hourly_s of the collector (the minimum, 2 h)")
+    ap.add_argument("--drain-s", type=float, default=900,
+                    help="after the last publish, wait at most this long for the collector "
+                         "to store the backlog")
     ap.add_argument("--quick", action="store_true",
                     help="about a minute: 10,000 devices, 12 simulated minutes at 3 s each")
     a = ap.parse_args()
@@ -365,7 +382,7 @@ def main() -> int:
         for p in procs:
             p.join()
         total = sum(c.value for c in counters)
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + a.drain_s
         while metric(scrape(mport), "airgrid_collector_readings_stored_total") < total:
             if time.monotonic() > deadline:
                 break
@@ -399,8 +416,10 @@ def main() -> int:
     assert reloaded is not None
     out = {
         "devices": a.devices, "rss_mb": round(hwm), "rss_end_mb": round(rss),
-        "cpu_pct": cpu_pct, "max_ingest_pause_ms": probe.max_ms(),
-        "pause_around_reload_ms": probe.max_ms(reloaded[0], reloaded[0] + 60),
+        "cpu_pct": cpu_pct, "max_ingest_pause_ms": probe.max_pause_ms(),
+        "pause_around_reload_ms": probe.max_pause_ms(reloaded[0], reloaded[0] + 30),
+        "max_probe_latency_ms": probe.max_latency_ms(), "longest_pauses": probe.pauses(),
+        "reload_at_s": round(reloaded[0] - (probe.arrivals or [0.0])[0], 1),
         "probes_unanswered": probe.unanswered(),
         "state_db_mb": round(db_mb(state), 2), "snapshot_ms": snap_ms,
         "snapshot_mb": snap_mb, "lost": total - in_db, "readings": total,

@@ -7,6 +7,7 @@ validation `run` does before it starts (and all that `check-config` does).
 
 from __future__ import annotations
 
+import gc
 import logging
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -263,6 +264,10 @@ class CollectorApp:
                         "abnormally: each is processed alone, and quarantined after %d "
                         "attempts", suspects, MAX_ATTEMPTS)
         self.pipeline.engine_state.restore()
+        # What start-up built (registry, engine, restored state) lives as long as the
+        # process: out of the collector's reach, a full collection no longer walks it
+        # on the ingest thread (at 100,000 devices, hundreds of ms each time).
+        gc.freeze()
         self.state_sizes.start()
         if self.server is not None:
             self.server.start()

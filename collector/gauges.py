@@ -39,6 +39,7 @@ class Gauges:
             m.registry_reload_errors.inc(self.registry.reload_errors - self._seen_reload_errors)
             self._seen_reload_errors = self.registry.reload_errors
         m.registry_devices.set(len(self.registry.devices))
+        m.registry_parse_seconds.set(self.registry.last_parse_s)
         now = time.monotonic()
         if now >= self._next_completeness:  # walks every device: once a second is plenty
             self._next_completeness = now + 1.0

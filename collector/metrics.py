@@ -67,6 +67,9 @@ class Metrics:
                                  registry=r)
         self.registry_devices = Gauge(p + "registry_devices", "devices in the registry",
                                       registry=r)
+        self.registry_parse_seconds = Gauge(
+            p + "registry_parse_seconds",
+            "how long the last registry (re)load took to parse (on its own thread)", registry=r)
         self.registry_reload_errors = Counter(p + "registry_reload_errors",
                                               "registry reloads refused", registry=r)
         self.store_rows = Gauge(
