@@ -146,8 +146,10 @@ class HourlyAggregates:
         touched = sorted(self.touched)
         self.touched.clear()
         self._recent.update(touched)
+        if not self.newest_ms:  # no reading yet: no time to judge an hour's age by
+            return touched
         # Time is the readings' (a replayed backlog moves it too), never past the clock.
-        newest = min(now_ms, self.newest_ms) if self.newest_ms else now_ms
+        newest = min(now_ms, self.newest_ms)
         # without a checkpoint to load an hour back from, memory holds the whole retention
         hold = self.hot_ms if callable(self.load_missing) else self.keep_ms
         hot = newest - newest % HOUR_MS - hold + HOUR_MS

@@ -165,3 +165,19 @@ def test_retention_keys_are_checked_with_file_and_key(tmp_path: Path) -> None:
     ok = alerting_config.from_dict({"resolved_retention": "30d"})
     assert ok.resolved_retention_ms == 30 * 86_400_000
     assert json.dumps(ok.resolved_retention_ms)
+
+
+def test_a_backlog_replayed_first_thing_is_aggregated_by_its_own_clock() -> None:
+    """A batch without readings (device places at start-up) used to set the retention's
+    clock to the wall clock, so a backlog older than the retention that came next was
+    stored but never aggregated; the clock is the readings' own."""
+    aggs = HourlyAggregates(keep_hours=2)
+    now = HOUR0 + 10 * HOUR_MS
+    assert aggs.commit(now) == []  # nothing read yet
+    t = now - 4 * HOUR_MS  # a four-hour-old backlog
+    aggs.add("d", [t], [[10.0], [20.0]])
+    assert aggs.too_old == 0 and aggs.commit(now) == [("d", t - t % HOUR_MS)]
+    aggs.add("d", [t + 3 * HOUR_MS], [[10.0], [20.0]])  # the backlog moves the clock on
+    aggs.commit(now)
+    aggs.add("d", [t], [[10.0], [20.0]])  # now three hours behind it: past retention
+    assert aggs.too_old == 1
