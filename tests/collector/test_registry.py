@@ -346,3 +346,12 @@ def test_the_fast_csv_row_path_gives_what_the_generic_one_does(
         assert fast is None
     else:
         assert fast == slow
+
+
+def test_device_places_ride_with_several_batches_not_one() -> None:
+    points = CountyPoints()
+    points.add([f"device_location,device=d{i} latitude=1.0 1" for i in range(12_000)])
+    parts = [points.take(5000) for _ in range(4)]
+    assert [len(p) for p in parts] == [5000, 5000, 2000, 0]
+    assert parts[0][0].startswith("device_location,device=d0 ")  # oldest first
+    assert parts[2][-1].startswith("device_location,device=d11999 ")
