@@ -390,7 +390,11 @@ def main() -> int:
             p.join()
         total = sum(c.value for c in counters)
         deadline = time.monotonic() + a.drain_s
-        while metric(scrape(mport), "airgrid_collector_readings_stored_total") < total:
+        while True:  # stored counts the spool too: wait for it to be replayed as well
+            text = scrape(mport)
+            if (metric(text, "airgrid_collector_readings_stored_total") >= total
+                    and metric(text, "airgrid_collector_spool_depth_lines") == 0):
+                break
             if time.monotonic() > deadline:
                 break
             time.sleep(0.5)
