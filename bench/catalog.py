@@ -38,6 +38,7 @@ BENCHES: dict[str, Forms] = {
     "cluster": Forms(
         quick=("--devices", "60", "--collectors", "2", "--duration", "40"),
         full=("--devices", "150", "--collectors", "3", "--duration", "60"), timeout_s=900),
+    "collector_scale": Forms(quick=("--quick",), full=(), timeout_s=5400),
     "edge": Forms(
         quick=("--readings", "10000", "--repeats", "3", "--agent-seconds", "20"),
         full=("--readings", "20000", "--repeats", "3", "--agent-seconds", "60")),

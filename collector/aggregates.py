@@ -4,11 +4,18 @@ Every batch rewrites the aggregate point of each (device, hour) it touched, in t
 write as the readings, so an aggregate is never behind what is stored. Running sums are
 checkpointed with the seq state (collector.state_store), so a restart neither loses nor
 double-counts an hour.
+
+Memory holds the recent hours only (`hot_hours` behind the newest reading); an older hour
+a late reading touches is loaded back from the checkpoint (`load_missing`). An hour older
+than the retention (`keep_hours`) is past its use: its checkpoint row is deleted
+(`on_expire`), and a reading that old changes no aggregate: it is stored, counted in
+`too_old`, and its hour's point in InfluxDB keeps what it had (starting the hour from zero
+would overwrite a right mean with the mean of the late few).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from airgrid.measurements import READINGS_HOURLY
@@ -30,12 +37,21 @@ Key = tuple[str, int]  # (device, hour start ms)
 
 
 class HourlyAggregates:
-    def __init__(self, fields: Sequence[str] = FIELDS, keep_hours: int = 48) -> None:
+    def __init__(self, fields: Sequence[str] = FIELDS, keep_hours: float = 48,
+                 hot_hours: int = 2) -> None:
         self.fields = tuple(fields)
-        self.keep_ms = keep_hours * HOUR_MS
+        self.keep_ms = int(keep_hours * HOUR_MS)
+        self.hot_ms = hot_hours * HOUR_MS
         self.hours: dict[Key, Agg] = {}
         self.touched: set[Key] = set()
         self.load_missing: object = None  # set by the state store: key → Agg | None
+        #: set by the state store: hours before this (ms) may leave the checkpoint
+        self.on_expire: Callable[[int], None] | None = None
+        self.newest_ms = 0  # the newest reading's time (capped at the wall clock)
+        self.oldest_hour = 0  # readings before this hour change no aggregate
+        self.too_old = 0  # readings older than the retention: stored, not aggregated
+        self._evict_before = 0  # the hour the last eviction ran to
+        self._recent: set[Key] = set()  # touched since the last eviction: kept one more
 
     def _get(self, key: Key) -> Agg:
         agg = self.hours.get(key)
@@ -54,6 +70,16 @@ class HourlyAggregates:
         if not ts:
             return
         lo, hi = min(ts), max(ts)
+        if lo < self.oldest_hour:
+            keep = [i for i, t in enumerate(ts) if t >= self.oldest_hour]
+            self.too_old += len(ts) - len(keep)
+            if not keep:
+                return
+            ts = [ts[i] for i in keep]
+            columns = [[col[i] for i in keep] for col in columns]
+            lo = min(ts)
+        if hi > self.newest_ms:
+            self.newest_ms = hi
         hour = lo - lo % HOUR_MS
         if hi < hour + HOUR_MS:
             # The usual message lies within one hour: builtins sum the columns in C.
@@ -119,7 +145,25 @@ class HourlyAggregates:
     def commit(self, now_ms: int) -> list[Key]:
         touched = sorted(self.touched)
         self.touched.clear()
-        cutoff = now_ms - self.keep_ms
-        for key in [k for k in self.hours if k[1] < cutoff]:
-            del self.hours[key]
+        self._recent.update(touched)
+        if not self.newest_ms:  # no reading yet: no time to judge an hour's age by
+            return touched
+        # Time is the readings' (a replayed backlog moves it too), never past the clock.
+        newest = min(now_ms, self.newest_ms)
+        # without a checkpoint to load an hour back from, memory holds the whole retention
+        hold = self.hot_ms if callable(self.load_missing) else self.keep_ms
+        hot = newest - newest % HOUR_MS - hold + HOUR_MS
+        if hot > self._evict_before:  # at most once an hour: a walk over every hour held
+            self._evict_before = hot
+            # an hour touched since the last walk stays one more: its checkpoint may
+            # still be in flight, and a reload from the checkpoint would miss it
+            for key in [k for k in self.hours if k[1] < hot and k not in self._recent]:
+                del self.hours[key]
+            self._recent.clear()
+            cutoff = newest - self.keep_ms
+            oldest = cutoff - cutoff % HOUR_MS
+            if oldest > self.oldest_hour:
+                self.oldest_hour = oldest
+                if self.on_expire is not None:
+                    self.on_expire(oldest)
         return touched

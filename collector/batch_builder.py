@@ -265,3 +265,11 @@ class BatchBuilder:
         self.isolated = False
         inflight = self.quarantine.begin(keys) if self.quarantine is not None else 0
         return SealedBatch(o, lines, snap, hours, keys, inflight)
+
+    def forget(self, devices: list[str]) -> None:
+        """Devices silent past retention (collector.retention): their health, known
+        outbox epoch and cached tags go (their seq state went with the tracker's keys)."""
+        for device in devices:
+            self._epochs.pop(device, None)
+            self.health.devices.pop(device, None)
+        self.tags.forget(devices)

@@ -120,6 +120,27 @@ class State(Section, frozen=True):
     file: FilePath = Path("collector-state/state.db")
 
 
+class Gaps(Section, frozen=True):
+    """Sequence gaps (readings not yet received): how long and how many are awaited."""
+
+    # a gap still open after this is declared lost (counted); a reading of it that
+    # arrives later is still stored. The default outlasts a week's network outage.
+    max_age_s: Seconds = 7 * 86_400.0
+    # gaps (ranges of missing seqs) kept per device; beyond it the oldest is declared lost
+    max_ranges: Annotated[int, Meta(ge=1, le=100_000, description="1..100000")] = 256
+
+
+class Retention(Section, frozen=True):
+    """How long state that only grows is kept (its history lives in InfluxDB)."""
+
+    # checkpointed hourly sums are kept this long: a later reading of an older hour is
+    # stored but changes no hourly aggregate (counted); at least 2 h (the hours in memory)
+    hourly_s: Annotated[float, Meta(ge=7200, description="seconds >= 7200")] = 48 * 3600.0
+    # a device silent this long is forgotten: its seq state, health and (when the
+    # registry does not list it) its rule state; it starts afresh if it reports again
+    forget_devices_after_s: Seconds = 30 * 86_400.0
+
+
 class Registry(Section, frozen=True):
     file: FilePath | None = None
     unknown: Annotated[Literal["accept", "reject"], Meta(
@@ -161,6 +182,8 @@ class CollectorConfig(Section, frozen=True):
     spool: Spool = Spool()
     state: State = State()
     registry: Registry = Registry()
+    gaps: Gaps = Gaps()
+    retention: Retention = Retention()
     metrics: Metrics = Metrics()
     log: Log = Log()
     rules: Rules = Rules()

@@ -1,55 +1,143 @@
-"""Drop repeats by (device, seq) and track sequence gaps (data completeness)."""
+"""Drop repeats by (device, seq) and track sequence gaps (data completeness).
+
+Per device (strictly: per seq key, `device/epoch`) the tracker keeps the highest seq
+seen, a floor, and the seqs still missing between them as sorted, disjoint ranges: an
+outbox overflow of 100,000 readings is one range, not 100,000 entries. Each range
+remembers when it opened. A gap older than `max_gap_age_ms`, or beyond `max_gap_ranges`
+per device, is declared lost (counted in `lost`): the floor moves above it, so its seqs
+become unknown rather than missing. Unknown seqs are never called repeats: one that still
+arrives is written again (a rewrite overwrites the same point), never dropped.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-#: A gap wider than this is not tracked seq by seq; readings below it are written again
-#: (a rewrite overwrites the same point) rather than risk dropping one as a repeat.
+#: A gap wider than this is not tracked; readings below it are written again (a rewrite
+#: overwrites the same point) rather than risk dropping one as a repeat. A jump this big
+#: is a reset or a bogus seq, and would make the completeness figure meaningless.
 MAX_TRACKED_GAP = 100_000
+#: Defaults of `[gaps]` in the collector's config.
+MAX_GAP_AGE_MS = 7 * 86_400_000
+MAX_GAP_RANGES = 256
 
 
 @dataclass
 class DeviceSeq:
     max_seq: int = 0
     floor: int = 1  # seqs below the floor are unknown: never called repeats
-    missing: set[int] = field(default_factory=set)
     received: int = 0  # distinct seqs seen since the floor (for completeness)
+    # missing seqs as ranges [lo, hi] (inclusive), sorted and disjoint, within
+    # [floor, max_seq]; `opened` is when each range went missing (epoch ms)
+    lo: list[int] = field(default_factory=list)
+    hi: list[int] = field(default_factory=list)
+    opened: list[int] = field(default_factory=list)
+    missing: int = 0  # seqs in the ranges
+    last_ms: int = 0  # when a reading of this key last arrived (for forgetting)
+
+    def gap_index(self, seq: int) -> int:
+        """Index of the range holding `seq`, or -1."""
+        i = bisect_right(self.lo, seq) - 1
+        return i if i >= 0 and seq <= self.hi[i] else -1
+
+    def open_gap(self, lo: int, hi: int, now_ms: int) -> None:
+        """A new gap above every existing one (the sequence jumped)."""
+        self.lo.append(lo)
+        self.hi.append(hi)
+        self.opened.append(now_ms)
+        self.missing += hi - lo + 1
+
+    def fill(self, i: int, seq: int) -> None:
+        """`seq`, inside range `i`, arrived: shrink or split the range."""
+        lo, hi = self.lo[i], self.hi[i]
+        self.missing -= 1
+        if lo == hi:
+            del self.lo[i], self.hi[i], self.opened[i]
+        elif seq == lo:
+            self.lo[i] = seq + 1
+        elif seq == hi:
+            self.hi[i] = seq - 1
+        else:
+            self.hi[i] = seq - 1
+            self.lo.insert(i + 1, seq + 1)
+            self.hi.insert(i + 1, hi)
+            self.opened.insert(i + 1, self.opened[i])
+
+    def drop_oldest(self) -> int:
+        """Declare the lowest range lost: the floor moves above it. Returns its width."""
+        width = self.hi[0] - self.lo[0] + 1
+        self.floor = self.hi[0] + 1
+        self.missing -= width
+        del self.lo[0], self.hi[0], self.opened[0]
+        return width
+
+    def clear(self) -> None:
+        self.lo.clear()
+        self.hi.clear()
+        self.opened.clear()
+        self.missing = 0
 
 
 class SeqTracker:
     """Per-device seq state; the pipeline checkpoints it so a restart keeps dropping repeats."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_gap_age_ms: int = MAX_GAP_AGE_MS,
+                 max_gap_ranges: int = MAX_GAP_RANGES,
+                 clock: Callable[[], float] = time.time) -> None:
         self.devices: dict[str, DeviceSeq] = {}
         self.duplicates = 0
+        self.lost = 0  # missing seqs declared lost (too old, or too many gaps)
+        self.max_gap_age_ms = max_gap_age_ms
+        self.max_gap_ranges = max_gap_ranges
+        self.clock = clock
         self._touched: dict[str, None] = {}  # devices marked since the last commit, in order
+        self._forgotten: list[str] = []  # devices dropped since the last commit
+        self._changed: set[str] = set()  # devices changed since the gauges last looked
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
 
     def seen(self, device: str, seq: int) -> bool:
         d = self.devices.get(device)
         if d is None:
             return False
-        return d.floor <= seq <= d.max_seq and seq not in d.missing
+        return d.floor <= seq <= d.max_seq and d.gap_index(seq) < 0
+
+    def _advance(self, d: DeviceSeq, seq: int, now_ms: int) -> None:
+        """`seq` above max_seq: open the gap below it (or reset on a huge jump)."""
+        gap = seq - d.max_seq - 1
+        if gap > MAX_TRACKED_GAP:
+            d.floor, d.received = seq, 0
+            d.clear()
+        elif gap > 0:
+            d.open_gap(d.max_seq + 1, seq - 1, now_ms)
+        d.max_seq = seq
+
+    def _bound(self, d: DeviceSeq, now_ms: int) -> None:
+        """Declare lost what is too old or beyond the bound on ranges."""
+        while d.lo and (len(d.lo) > self.max_gap_ranges
+                        or now_ms - d.opened[0] > self.max_gap_age_ms):
+            self.lost += d.drop_oldest()
 
     def mark(self, device: str, seq: int) -> None:
+        now_ms = self._now_ms()
         d = self.devices.get(device)
         self._touched[device] = None
         if d is None:
-            self.devices[device] = DeviceSeq(max_seq=seq, floor=seq, received=1)
+            self.devices[device] = DeviceSeq(max_seq=seq, floor=seq, received=1, last_ms=now_ms)
             return
         d.received += 1
+        d.last_ms = now_ms
         if seq > d.max_seq:
-            gap = seq - d.max_seq - 1
-            if gap > MAX_TRACKED_GAP:
-                d.floor = seq
-                d.missing.clear()
-                d.received = 1
-            elif gap:
-                d.missing.update(range(d.max_seq + 1, seq))
-            d.max_seq = seq
+            self._advance(d, seq, now_ms)
         else:
-            d.missing.discard(seq)
+            i = d.gap_index(seq)
+            if i >= 0:
+                d.fill(i, seq)
+        self._bound(d, now_ms)
 
     def fresh(self, device: str, seqs: Sequence[int]) -> list[int]:
         """Indexes of `seqs` not seen before (marking them); repeats are counted."""
@@ -58,20 +146,18 @@ class SeqTracker:
         # Fast path: a message continuing the device's sequence in order.
         if d is not None and n and seqs[0] > d.max_seq and all(
                 seqs[i] < seqs[i + 1] for i in range(n - 1)):
+            now_ms = self._now_ms()
             self._touched[device] = None
-            first = seqs[0]
-            gap = first - d.max_seq - 1
-            if gap > MAX_TRACKED_GAP:
-                d.floor, d.received = first, 0
-                d.missing.clear()
-            elif gap:
-                d.missing.update(range(d.max_seq + 1, first))
-            inner = seqs[-1] - first + 1 - n
-            if inner:
-                present = set(seqs)
-                d.missing.update(s for s in range(first, seqs[-1]) if s not in present)
-            d.max_seq = seqs[-1]
+            d.last_ms = now_ms
+            prev = d.max_seq
+            for s in seqs:
+                if s != prev + 1:  # a hole (a reset on a huge jump starts counting afresh)
+                    d.max_seq = prev
+                    self._advance(d, s, now_ms)
+                prev = s
+            d.max_seq = prev
             d.received += n
+            self._bound(d, now_ms)
             return list(range(n))
         out = []
         for i, s in enumerate(seqs):
@@ -82,23 +168,66 @@ class SeqTracker:
                 out.append(i)
         return out
 
+    def expire(self, now_ms: int | None = None) -> int:
+        """Declare lost the gaps past their age on every device (also the silent ones,
+        which `fresh` never visits); returns the seqs declared lost."""
+        now_ms = self._now_ms() if now_ms is None else now_ms
+        before = self.lost
+        for key, d in self.devices.items():
+            if d.lo and now_ms - d.opened[0] > self.max_gap_age_ms:
+                self._bound(d, now_ms)
+                self._touched[key] = None
+                self._changed.add(key)
+        return self.lost - before
+
+    def forget_silent(self, before_ms: int) -> list[str]:
+        """Drop the state of keys with no reading since `before_ms`; returns them. A
+        forgotten device starts afresh: its next seq is unknown below, never a repeat."""
+        gone = [k for k, d in self.devices.items() if d.last_ms < before_ms]
+        for k in gone:
+            del self.devices[k]
+            self._touched.pop(k, None)
+            self._changed.discard(k)
+        self._forgotten.extend(gone)
+        return gone
+
     def commit(self) -> list[str]:
         """The batch is sealed: returns the devices it touched (for the checkpoint)."""
         touched = list(self._touched)
         self._touched.clear()
+        self._changed.update(touched)
         return touched
+
+    def take_changed(self, limit: int = 2000) -> list[str]:
+        """Up to `limit` keys changed (in sealed batches) since they were last taken: the
+        per-device gauges follow those instead of walking every device every second, a
+        few thousand at a time (a new series costs the metrics library ~10 µs)."""
+        changed = self._changed
+        if len(changed) <= limit:
+            out = list(changed)
+            changed.clear()
+            return out
+        return [changed.pop() for _ in range(limit)]
+
+    def take_forgotten(self) -> list[str]:
+        """Keys forgotten since the last call (their checkpoint rows go)."""
+        out, self._forgotten = self._forgotten, []
+        return out
 
     def gaps(self, device: str) -> int:
         d = self.devices.get(device)
-        return len(d.missing) if d else 0
+        return d.missing if d else 0
+
+    def missing(self) -> int:
+        return sum(d.missing for d in self.devices.values())
 
     def device_completeness(self) -> dict[str, float]:
         """Received / (received + missing) per device."""
-        return {dev: d.received / (d.received + len(d.missing)) if d.received + len(d.missing)
+        return {dev: d.received / (d.received + d.missing) if d.received + d.missing
                 else 1.0 for dev, d in self.devices.items()}
 
     def completeness(self) -> float:
         """Received / (received + missing) over all devices: 1.0 means no gaps."""
         received = sum(d.received for d in self.devices.values())
-        missing = sum(len(d.missing) for d in self.devices.values())
+        missing = sum(d.missing for d in self.devices.values())
         return received / (received + missing) if received + missing else 1.0

@@ -67,8 +67,28 @@ class Metrics:
                                  registry=r)
         self.registry_devices = Gauge(p + "registry_devices", "devices in the registry",
                                       registry=r)
+        self.registry_parse_seconds = Gauge(
+            p + "registry_parse_seconds",
+            "how long the last registry (re)load took to parse (on its own thread)", registry=r)
         self.registry_reload_errors = Counter(p + "registry_reload_errors",
                                               "registry reloads refused", registry=r)
+        self.store_rows = Gauge(
+            p + "store_entries", "entries held per store: in memory (dedup_keys, "
+            "device_health, hourly_hours, tag_cache, engine_devices) and in the checkpoint "
+            "state.db (seqs_rows, hourly_rows)", ["store"], registry=r)
+        self.state_db_bytes = Gauge(p + "state_db_bytes",
+                                    "size of the checkpoint state.db with its WAL", registry=r)
+        self.seq_lost = Counter(p + "seq_lost", "missing seqs declared lost: a gap older than "
+                                "[gaps] max_age_s or beyond max_ranges", registry=r)
+        self.devices_forgotten = Counter(
+            p + "devices_forgotten", "device seq keys forgotten after "
+            "[retention] forget_devices_after_s of silence", registry=r)
+        self.hourly_too_old = Counter(
+            p + "hourly_too_old_readings", "readings stored but older than [retention] "
+            "hourly_s: no hourly aggregate changed", registry=r)
+        self.hourly_rows_pruned = Counter(p + "hourly_rows_pruned",
+                                          "checkpointed hourly rows past their use, deleted",
+                                          registry=r)
         self.alerts = Counter(p + "alert_transitions", "alert transitions published",
                               registry=r)
         self.late_alerts = Counter(p + "late_alert_transitions",

@@ -11,7 +11,8 @@ durable spool has it (`collector.batch_writer`). The parts, each with one job:
 - `EngineStateFile`: the engine's state saved periodically and at exit;
 - `Gauges`: gauges and the health report;
 - `RegistryFeed`: the registry, on every (re)load, to the engine's fleet and InfluxDB;
-- `CountyPoints`: alert events, deliveries and device places queued for the next batch.
+- `CountyPoints`: alert events, deliveries and device places queued for the next batch;
+- `Retention`: old gaps declared lost, long-silent devices forgotten, store sizes.
 
 `collector.app` builds them from the configuration.
 """
@@ -32,6 +33,7 @@ from collector.engine_state_file import EngineStateFile
 from collector.gauges import Gauges
 from collector.ingest_source import IngestSource
 from collector.registry_feed import RegistryFeed
+from collector.retention import Retention
 
 #: how often the loop looks for finished writes while one is in flight: a stored batch
 #: is judged (and its alerts decided) this soon after InfluxDB answers
@@ -51,7 +53,8 @@ class Pipeline:
     def __init__(self, ingest: IngestSource, builder: BatchBuilder, writer: BatchWriter,
                  alerts: AlertHandOff, engine_state: EngineStateFile, gauges: Gauges,
                  batching: Batching = Batching(), *, feed: RegistryFeed | None = None,
-                 points: CountyPoints | None = None) -> None:
+                 points: CountyPoints | None = None,
+                 retention: Retention | None = None) -> None:
         self.ingest = ingest
         self.builder = builder
         self.writer = writer
@@ -61,6 +64,7 @@ class Pipeline:
         self.batching = batching
         self.feed = feed
         self.points = points
+        self.retention = retention
         # Also stops a writer holding a batch that neither storage nor the spool takes.
         self.stopping: threading.Event = writer.stopping
 
@@ -109,6 +113,8 @@ class Pipeline:
         self.builder.tags.refresh()
         if self.feed is not None:
             self.feed.update(int(time.time() * 1000))
+        if self.retention is not None:  # forget the long silent, declare old gaps lost
+            self.retention.run(int(time.time() * 1000))
         if self.points is not None:
             lines = self.points.take()
             if lines:  # alert events and device places ride with the next batch

@@ -15,9 +15,10 @@ import io
 import logging
 import os
 import re
+import threading
 import time
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,8 @@ class Device:
 
 def _text(raw: Mapping[str, Any], key: str, where: str, required: bool) -> str:
     value = raw.get(key)
+    if type(value) is str and value:  # the usual case (every CSV cell): no checks to run
+        return value.strip()
     if value is None or value == "":
         if required:
             raise RegistryError(f"{where}.{key}: required, expected a non-empty string")
@@ -85,6 +88,8 @@ def _tag(raw: Mapping[str, Any], key: str, where: str) -> str:
     separator, and no backslash (line protocol cannot carry a tag value ending in one,
     and InfluxDB versions read one inside differently)."""
     value = _text(raw, key, where, True)
+    if _NOT_A_TAG.search(value) is None:  # one scan in C; the loop below names the culprit
+        return value
     for i, ch in enumerate(value):
         if ch == "\\" or unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
             raise RegistryError(
@@ -92,6 +97,11 @@ def _tag(raw: Mapping[str, Any], key: str, where: str) -> str:
                 f"{unicodedata.name(ch, 'CONTROL CHARACTER')}, which cannot be an InfluxDB "
                 f"tag; got {value!r}")
     return value
+
+
+#: what `_tag` refuses, as one character class: control characters (Cc), surrogates (Cs),
+#: the line and paragraph separators (Zl, Zp) and the backslash
+_NOT_A_TAG = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029\\\\]")
 
 
 def _number(raw: Mapping[str, Any], key: str, where: str, lo: float, hi: float) -> float:
@@ -120,6 +130,15 @@ def _contacts(raw: Any, where: str, key: str = "contacts") -> tuple[Contact, ...
     if raw in (None, ""):
         return ()
     if isinstance(raw, str):  # CSV: name:phone|name:phone
+        fast = []
+        for part in raw.split("|"):
+            name, _, phone = part.partition(":")
+            name, phone = name.strip(), phone.strip()
+            if not name or PHONE_RE.match(phone) is None:
+                break  # the checks below say what is wrong, and where
+            fast.append(Contact(name, phone))
+        else:
+            return tuple(fast)
         items: list[Any] = []
         for part in raw.split("|"):
             name, _, phone = part.partition(":")
@@ -141,24 +160,41 @@ def _contacts(raw: Any, where: str, key: str = "contacts") -> tuple[Contact, ...
     return tuple(out)
 
 
+#: CSV calibration cells already parsed: a county has a few formulas for many devices
+_CALIBRATIONS: dict[str, Calibration] = {}
+
+
 def _calibration(raw: Any, where: str) -> Calibration | None:
     if raw in (None, ""):
         return None
-    if isinstance(raw, str):  # CSV: formula;key=value;...
-        formula, *pairs = [p.strip() for p in raw.split(";") if p.strip()]
-        table: dict[str, Any] = {"formula": formula}
-        for pair in pairs:
-            key, sep, value = pair.partition("=")
-            if not sep:
-                raise RegistryError(f"{where}.calibration: expected key=value, got {pair!r}")
-            try:
-                table[key.strip()] = float(value)
-            except ValueError as exc:
-                raise RegistryError(f"{where}.calibration.{key.strip()}: expected a number, "
-                                    f"got {value!r}") from exc
-        raw = table
+    if isinstance(raw, str):
+        known = _CALIBRATIONS.get(raw)
+        if known is None:
+            known = _calibration_cell(raw, where)
+            if len(_CALIBRATIONS) < 10_000:
+                _CALIBRATIONS[raw] = known
+        return known
     try:
         return calibration.parse(raw, f"{where}.calibration")
+    except ValueError as exc:
+        raise RegistryError(str(exc)) from exc
+
+
+def _calibration_cell(raw: str, where: str) -> Calibration:
+    """A CSV cell: `formula;key=value;...`."""
+    formula, *pairs = [p.strip() for p in raw.split(";") if p.strip()]
+    table: dict[str, Any] = {"formula": formula}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise RegistryError(f"{where}.calibration: expected key=value, got {pair!r}")
+        try:
+            table[key.strip()] = float(value)
+        except ValueError as exc:
+            raise RegistryError(f"{where}.calibration.{key.strip()}: expected a number, "
+                                f"got {value!r}") from exc
+    try:
+        return calibration.parse(table, f"{where}.calibration")
     except ValueError as exc:
         raise RegistryError(str(exc)) from exc
 
@@ -188,18 +224,51 @@ def parse_device(raw: Mapping[str, Any], where: str) -> Device:
     )
 
 
-def _entries(path: Path, text: str) -> list[tuple[str, Mapping[str, Any]]]:
-    if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(io.StringIO(text))
-        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-        if missing:
-            raise RegistryError(f"{path}: header: missing column {missing[0]!r}, "
-                                f"expected columns {COLUMNS}")
-        # DictReader's line_num is the line of the row just read (header is line 1).
-        return [(f"{path}: line {reader.line_num}", {k: v for k, v in row.items() if k})
-                for row in reader]
+def _csv_row_fast(row: list[str], ix: tuple[int, ...], where: str) -> Device | None:
+    """The usual CSV row, checked without the generic path's per-key calls; None when
+    any check fails, so that `parse_device` finds and words the error. `ix`: the index
+    of each of COLUMNS in the header (-1 when absent). Yields what `parse_device` does."""
+    n = len(row)
+    (i_id, i_name, i_site, i_town, i_grid, i_lat, i_lon, i_sensor, i_link, i_cal, i_con,
+     i_tech) = ix
+    device_id = row[i_id].strip() if 0 <= i_id < n else ""
+    if not device_id or DEVICE_ID_RE.match(device_id) is None:
+        return None
+    tags = []
+    for i in (i_site, i_town, i_grid):
+        cell = row[i] if 0 <= i < n else ""
+        if not cell:
+            return None
+        cell = cell.strip()
+        if _NOT_A_TAG.search(cell) is not None:
+            return None
+        tags.append(cell)
     try:
-        doc = yaml.safe_load(text)
+        lat = float(row[i_lat]) if 0 <= i_lat < n else None
+        lon = float(row[i_lon]) if 0 <= i_lon < n else None
+    except ValueError:
+        return None
+    if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return None
+    sensor = (row[i_sensor].strip() if 0 <= i_sensor < n else "") or "pms5003"
+    link = (row[i_link].strip() if 0 <= i_link < n else "") or "wired"
+    if sensor not in SENSORS or link not in LINKS:
+        return None
+    try:
+        cal = _calibration(row[i_cal] if 0 <= i_cal < n else None, where)
+        contacts = _contacts(row[i_con] if 0 <= i_con < n else None, where)
+        technician = _technician(row[i_tech] if 0 <= i_tech < n else None, where)
+    except RegistryError:
+        return None
+    return Device(id=device_id, link=link, name=row[i_name].strip() if 0 <= i_name < n else "",
+                  site=tags[0], township=tags[1], grid=tags[2], lat=lat, lon=lon,
+                  sensor=sensor, calibration=cal, contacts=contacts, technician=technician)
+
+
+def _yaml_entries(path: Path, text: str) -> list[tuple[str, Mapping[str, Any]]]:
+    try:
+        # libyaml's loader when the system has it: the same documents, several times faster
+        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         raise RegistryError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(doc, Mapping) or not isinstance(doc.get("devices"), list):
@@ -230,37 +299,109 @@ def decode_utf8(path: Path, raw: bytes) -> str:
             "delimited)\", or `iconv -f GB18030 -t UTF-8 FILE > NEW`") from exc
 
 
+class RegistryParser:
+    """Parses registry files, remembering the CSV rows of its last good parse: a reload
+    parses only the rows that changed (a row identical to one parsed before is the same
+    device), so editing one device of 100,000 costs a read of the file, not a parse."""
+
+    def __init__(self) -> None:
+        self._header: list[str] = []
+        self._rows: dict[str, Device] = {}  # a row's cells joined by U+001F → its device
+
+    def load(self, path: Path) -> dict[str, Device]:
+        """Device id → Device; RegistryError on the first problem, naming where it is."""
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise RegistryError(f"{path}: cannot read: {exc}") from exc
+        text = decode_utf8(path, data)
+        if path.suffix.lower() == ".csv":
+            return self._csv(path, text)
+        devices: dict[str, Device] = {}
+        for where, raw in _yaml_entries(path, text):
+            device = parse_device(raw, where)
+            if device.id in devices:
+                raise RegistryError(f"{where}.id: duplicate device id {device.id!r}")
+            devices[device.id] = device
+        return devices
+
+    def _csv(self, path: Path, text: str) -> dict[str, Device]:
+        reader = csv.reader(io.StringIO(text))
+        header = next(reader, [])
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise RegistryError(f"{path}: header: missing column {missing[0]!r}, "
+                                f"expected columns {COLUMNS}")
+        known = self._rows if header == self._header else {}
+        rows: dict[str, Device] = {}
+        devices: dict[str, Device] = {}
+        # a column outside COLUMNS is an error the generic path words (on the first row)
+        ix = (tuple(header.index(c) if c in header else -1 for c in COLUMNS)
+              if set(header) - {""} <= set(COLUMNS) else None)
+        for row in reader:
+            if not row:  # a blank line (csv.DictReader skips them too)
+                continue
+            key = "\x1f".join(row)
+            device = known.get(key)
+            if device is None:
+                # the reader's line_num is the line of the row just read (header: line 1);
+                # a short row lacks the last keys, a long row's extra cells are dropped,
+                # as csv.DictReader did
+                where = f"{path}: line {reader.line_num}"
+                device = _csv_row_fast(row, ix, where) if ix is not None else None
+                if device is None:
+                    device = parse_device(
+                        {k: v for k, v in zip(header, row, strict=False) if k}, where)
+            if device.id in devices:
+                raise RegistryError(f"{path}: line {reader.line_num}.id: duplicate device id "
+                                    f"{device.id!r}")
+            devices[device.id] = device
+            rows[key] = device
+        self._header, self._rows = header, rows
+        return devices
+
+
 def load(path: Path) -> dict[str, Device]:
     """Device id → Device; RegistryError on the first problem, naming where it is."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RegistryError(f"{path}: cannot read: {exc}") from exc
-    text = decode_utf8(path, data)
-    devices: dict[str, Device] = {}
-    for where, raw in _entries(path, text):
-        device = parse_device(raw, where)
-        if device.id in devices:
-            raise RegistryError(f"{where}.id: duplicate device id {device.id!r}")
-        devices[device.id] = device
-    return devices
+    return RegistryParser().load(path)
 
 
 class RegistryWatcher:
     """Holds the current registry; `poll()` reloads when the file changed. A bad new file
-    is reported and the last good registry stays in force."""
+    is reported (file and line, counted in `reload_errors`) and the last good registry
+    stays in force.
 
-    def __init__(self, path: Path | None, check_interval_s: float = 2.0) -> None:
+    A reload is parsed on a thread of its own (`background`), so the pipeline's thread,
+    which calls `poll()`, only swaps the finished registry in: ingest does not wait for a
+    parse. Only one parse runs at a time; a file changed during a parse is parsed again
+    after it.
+    """
+
+    def __init__(self, path: Path | None, check_interval_s: float = 2.0, *,
+                 devices: dict[str, Device] | None = None,
+                 parser: RegistryParser | None = None, background: bool = True) -> None:
         self.path = path
         self.check_interval_s = check_interval_s
+        self.background = background
         self.devices: dict[str, Device] = {}
         self.reload_errors = 0
         self.generation = 0  # bumps on every successful (re)load
+        self.last_parse_s = 0.0  # how long the last (re)load took to parse
+        self._parser = parser if parser is not None else RegistryParser()
+        #: run on the parse thread with each good parse (e.g. what the engine and the
+        #: county map need, worked out there); its result is `prepared` after the swap
+        self.prepare: Callable[[dict[str, Device]], object] | None = None
+        self.prepared: object = None
         self._stamp: tuple[int, int] | None = None
         self._next_check = 0.0
+        self._worker: threading.Thread | None = None
+        # set by the worker, taken by poll(): the parsed registry or why it was refused
+        self._done: dict[str, Device] | RegistryError | None = None
+        self._prepared: object = None
         if path is not None:
             self._stamp = self._stat()
-            self.devices = load(path)  # a bad file at start-up stops start-up
+            # a bad file at start-up stops start-up
+            self.devices = devices if devices is not None else self._parser.load(path)
             self.generation = 1
 
     def _stat(self) -> tuple[int, int] | None:
@@ -271,21 +412,60 @@ class RegistryWatcher:
             return None
         return st.st_mtime_ns, st.st_size
 
+    def _parse(self) -> None:
+        assert self.path is not None
+        started = time.perf_counter()
+        result: dict[str, Device] | RegistryError
+        try:
+            result = self._parser.load(self.path)
+            self._prepared = self.prepare(result) if self.prepare is not None else None
+        except RegistryError as exc:
+            result = exc
+        except Exception as exc:  # a parser bug must not end the thread silently
+            log.exception("registry parse failed")
+            result = RegistryError(f"{self.path}: {type(exc).__name__}: {exc}")
+        self.last_parse_s = time.perf_counter() - started
+        self._done = result
+
+    @property
+    def parsing(self) -> bool:
+        """A reload is being parsed (or waits to be swapped in)."""
+        return self._worker is not None
+
     def poll(self) -> bool:
-        """True when a changed file was loaded."""
-        if self.path is None or time.monotonic() < self._next_check:
+        """True when a changed file was loaded (swapped in on the caller's thread)."""
+        if self.path is None:
+            return False
+        if self._worker is not None:
+            if self._done is None:
+                return False
+            self._worker.join()
+            self._worker = None
+            return self._take()
+        if time.monotonic() < self._next_check:
             return False
         self._next_check = time.monotonic() + self.check_interval_s
         stamp = self._stat()
         if stamp == self._stamp:
             return False
         self._stamp = stamp
-        try:
-            self.devices = load(self.path)
-        except RegistryError as exc:
+        if not self.background:
+            self._parse()
+            return self._take()
+        self._worker = threading.Thread(target=self._parse, name="registry-parse",
+                                        daemon=True)
+        self._worker.start()
+        return False
+
+    def _take(self) -> bool:
+        result, self._done = self._done, None
+        if isinstance(result, RegistryError) or result is None:
             self.reload_errors += 1
-            log.error("registry not reloaded, keeping the previous one: %s", exc)
+            log.error("registry not reloaded, keeping the previous one: %s", result)
             return False
+        self.devices = result
+        self.prepared, self._prepared = self._prepared, None
         self.generation += 1
-        log.info("registry reloaded: %d devices", len(self.devices))
+        log.info("registry reloaded: %d devices (parsed in %.2f s, off the ingest thread)",
+                 len(result), self.last_parse_s)
         return True

@@ -2,13 +2,17 @@
 
 The engine's fleet follows the file: new devices are judged (deadman included), removed
 ones forgotten, changed townships, grids, places and links used from the next tick. The
-devices' places and labels are written to `device_location` for the county map.
+devices' places and labels are written to `device_location` for the county map: all of
+them at start-up, then on each reload only the devices added or changed (the map takes
+each device's last place), so a reload of 100,000 devices that changed one writes one.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from alert_rules.engine import Engine
 from alert_rules.registry import Device as ExpectedDevice
@@ -24,12 +28,47 @@ def expected(devices: Iterable[Device]) -> list[ExpectedDevice]:
                            link=d.link, name=d.name) for d in devices]
 
 
+@dataclass(frozen=True)
+class Handover:
+    """What a registry generation hands on, worked out on the registry's parse thread
+    (`prepare`), so the pipeline's thread only applies it."""
+
+    devices: dict[str, Device]
+    handed: dict[str, tuple[Device, ExpectedDevice]]
+    changed: list[Device]
+    expected: list[ExpectedDevice]
+    lines: list[str]  # device_location points of the changed devices
+
+
 class RegistryFeed:
     def __init__(self, registry: RegistryWatcher, engine: Engine, points: CountyPoints) -> None:
         self.registry = registry
         self.engine = engine
         self.points = points
         self.generation = 0  # the registry generation last handed on
+        # what was handed on: device id → (its registry entry, the engine's view of it);
+        # an unchanged row is the same object after a reload (collector.registry)
+        self._handed: dict[str, tuple[Device, ExpectedDevice]] = {}
+        # the registry in force at start-up, prepared now (before ingest starts)
+        self._first = self.prepare(registry.devices) if registry.path is not None else None
+        registry.prepare = self.prepare
+
+    def prepare(self, devices: dict[str, Device]) -> Handover:
+        """On the parse thread: the engine's view of each device and which changed since
+        what was last handed on (`_handed` is replaced, never changed, so reading it
+        here is safe; one parse runs at a time, and after the previous hand-on)."""
+        old = self._handed
+        handed: dict[str, tuple[Device, ExpectedDevice]] = {}
+        changed: list[Device] = []
+        for device_id, d in devices.items():
+            prev = old.get(device_id)
+            if prev is not None and (prev[0] is d or prev[0] == d):
+                handed[device_id] = (d, prev[1])
+            else:
+                handed[device_id] = (d, expected((d,))[0])
+                changed.append(d)
+        return Handover(devices, handed, changed, [e for _, e in handed.values()],
+                        location_lines(changed, int(time.time() * 1000)))
 
     def update(self, now_ms: int) -> bool:
         """On the pipeline's thread after the registry's poll; True when it handed on."""
@@ -38,9 +77,15 @@ class RegistryFeed:
             return False
         self.generation = gen
         devices = self.registry.devices
-        added, removed = self.engine.set_registry(expected(devices.values()))
+        ready = self._first if gen == 1 else self.registry.prepared
+        self._first = None
+        h = ready if isinstance(ready, Handover) and ready.devices is devices \
+            else self.prepare(devices)
+        self._handed = h.handed
+        added, removed = self.engine.set_registry(h.expected)
         if gen > 1:
-            log.info("registry generation %d: %d devices judged, %d added, %d removed",
-                     gen, len(devices), len(added), len(removed))
-        self.points.add(location_lines(devices.values(), now_ms))
+            log.info("registry generation %d: %d devices judged, %d added, %d removed, "
+                     "%d changed", gen, len(devices), len(added), len(removed),
+                     len(h.changed) - len(added))
+        self.points.add(h.lines)
         return True

@@ -3,13 +3,19 @@
 Written after a batch is stored and before it is acknowledged, in one transaction, so
 after a crash the collector drops exactly the repeats the broker redelivers and counts
 each reading once in its hour.
+
+Only what a batch changed is written: one `seqs` row per touched device (its gaps as
+ranges, bounded by `[gaps] max_ranges`, so a device with one gap or an outage of a
+thousand readings costs the same), one `hourly` row per touched hour. Rows past their
+use go: a forgotten device's `seqs` row with the batch that forgot it, `hourly` rows
+older than the retention a few thousand per checkpoint (never one long delete).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from collector.aggregates import FIELDS, Agg, HourlyAggregates, Key
@@ -18,16 +24,44 @@ from collector.dedup import DeviceSeq, SeqTracker
 
 @dataclass(frozen=True)
 class Snapshot:
-    seq_rows: list[tuple[str, int, int, int, str]]
+    seq_rows: list[tuple[str, int, int, int, int, str]]
     hour_rows: list[tuple[str, int, str, str, str]]
+    forgotten: list[str] = field(default_factory=list)
 
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS seq (device TEXT PRIMARY KEY, max_seq INTEGER, floor INTEGER,
-                                received INTEGER, missing TEXT);
+CREATE TABLE IF NOT EXISTS seqs (device TEXT PRIMARY KEY, max_seq INTEGER, floor INTEGER,
+                                 received INTEGER, last_ms INTEGER, gaps TEXT);
 CREATE TABLE IF NOT EXISTS hourly (device TEXT, hour INTEGER, sums TEXT, counts TEXT,
                                    maxes TEXT, PRIMARY KEY (device, hour));
+CREATE INDEX IF NOT EXISTS hourly_by_hour ON hourly (hour);
 """
+#: hourly rows deleted per checkpoint at most: retention never holds a batch up for long
+PRUNE_ROWS_PER_SAVE = 2000
+
+
+def gaps_json(d: DeviceSeq) -> str:
+    """A device's gaps as `[[lo, hi, opened_ms], ...]`."""
+    return json.dumps([[a, b, t] for a, b, t in zip(d.lo, d.hi, d.opened, strict=True)],
+                      separators=(",", ":"))
+
+
+def device_seq(max_seq: int, floor: int, received: int, last_ms: int, gaps: str) -> DeviceSeq:
+    d = DeviceSeq(max_seq=max_seq, floor=floor, received=received, last_ms=last_ms)
+    for lo, hi, opened in json.loads(gaps):
+        d.open_gap(lo, hi, opened)
+    return d
+
+
+def ranges_of(seqs: list[int]) -> list[tuple[int, int]]:
+    """Sorted distinct ints as inclusive ranges (the old checkpoint kept every seq)."""
+    out: list[tuple[int, int]] = []
+    for s in sorted(set(seqs)):
+        if out and s == out[-1][1] + 1:
+            out[-1] = (out[-1][0], s)
+        else:
+            out.append((s, s))
+    return out
 
 
 class StateStore:
@@ -39,17 +73,37 @@ class StateStore:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
         self._newest_hour: dict[str, int] = {}
+        self.prune_before_hour = 0  # hourly rows before this hour go, a few per save
+        self.pruned_rows = 0
+
+    def _migrate_seq_sets(self, now_ms: int) -> None:
+        """A checkpoint from before gap ranges (table `seq`, every missing seq listed)."""
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
+                               "name='seq'").fetchone():
+            return
+        rows = []
+        for device, max_seq, floor, received, missing in self.db.execute("SELECT * FROM seq"):
+            d = DeviceSeq(max_seq=max_seq, floor=floor, received=received, last_ms=now_ms)
+            for lo, hi in ranges_of(json.loads(missing)):
+                d.open_gap(lo, hi, now_ms)
+            rows.append((device, max_seq, floor, received, now_ms, gaps_json(d)))
+        self.db.execute("BEGIN")
+        self.db.executemany("INSERT OR REPLACE INTO seqs VALUES (?,?,?,?,?,?)", rows)
+        self.db.execute("DROP TABLE seq")
+        self.db.execute("COMMIT")
 
     def restore(self, seqs: SeqTracker, aggs: HourlyAggregates) -> int:
+        self._migrate_seq_sets(int(seqs.clock() * 1000))
         n = 0
-        for device, max_seq, floor, received, missing in self.db.execute("SELECT * FROM seq"):
-            seqs.devices[device] = DeviceSeq(max_seq, floor, set(json.loads(missing)), received)
+        for device, *row in self.db.execute("SELECT * FROM seqs"):
+            seqs.devices[device] = device_seq(*row)
             n += 1
         # Readings arrive mostly in time order: an hour after a device's newest saved hour
         # cannot be in the table, so only older hours cost a lookup.
         self._newest_hour = dict(self.db.execute(
             "SELECT device, max(hour) FROM hourly GROUP BY device").fetchall())
         aggs.load_missing = self.load_hour
+        aggs.on_expire = self.prune_hours_before
         return n
 
     def load_hour(self, key: Key) -> Agg | None:
@@ -74,8 +128,8 @@ class StateStore:
         for device in devices:
             d = seqs.devices.get(device)
             if d is not None:
-                seq_rows.append((device, d.max_seq, d.floor, d.received,
-                                 json.dumps(sorted(d.missing))))
+                seq_rows.append((device, d.max_seq, d.floor, d.received, d.last_ms,
+                                 gaps_json(d)))
         hour_rows = []
         for key in hours:
             a = aggs.hours.get(key)
@@ -83,16 +137,31 @@ class StateStore:
                 hour_rows.append((key[0], key[1], json.dumps(a.sums), json.dumps(a.counts),
                                   json.dumps([m if m != float("-inf") else -1e308
                                               for m in a.maxes])))
-        return Snapshot(seq_rows, hour_rows)
+        return Snapshot(seq_rows, hour_rows, seqs.take_forgotten())
 
     def save(self, snap: Snapshot) -> None:
         self.db.execute("BEGIN")
-        self.db.executemany("INSERT OR REPLACE INTO seq VALUES (?,?,?,?,?)", snap.seq_rows)
+        self.db.executemany("INSERT OR REPLACE INTO seqs VALUES (?,?,?,?,?,?)", snap.seq_rows)
         self.db.executemany("INSERT OR REPLACE INTO hourly VALUES (?,?,?,?,?)", snap.hour_rows)
+        if snap.forgotten:
+            self.db.executemany("DELETE FROM seqs WHERE device = ?",
+                                [(k,) for k in snap.forgotten])
+        if self.prune_before_hour:
+            cur = self.db.execute(
+                "DELETE FROM hourly WHERE rowid IN (SELECT rowid FROM hourly WHERE hour < ?"
+                " LIMIT ?)", (self.prune_before_hour, PRUNE_ROWS_PER_SAVE))
+            self.pruned_rows += cur.rowcount
+            if cur.rowcount < PRUNE_ROWS_PER_SAVE:
+                self.prune_before_hour = 0  # done until the next hour's cutoff
         self.db.execute("COMMIT")
         for device, hour, *_ in snap.hour_rows:
             if hour > self._newest_hour.get(device, -1):
                 self._newest_hour[device] = hour
+
+    def prune_hours_before(self, hour_ms: int) -> None:
+        """Hourly rows of hours before `hour_ms` are past their use: delete them, a few
+        thousand with each following checkpoint."""
+        self.prune_before_hour = hour_ms
 
     def close(self) -> None:
         self.db.close()

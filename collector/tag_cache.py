@@ -33,6 +33,17 @@ class TagCache:
             return True
         return False
 
+    def forget(self, devices: list[str]) -> None:
+        """Drop the cached tags of devices no longer heard (collector.retention)."""
+        gone = set(devices)
+        for device in devices:
+            self._devices.pop(device, None)
+        for key in [k for k in self._readings if k[0] in gone]:
+            del self._readings[key]
+
+    def __len__(self) -> int:
+        return len(self._devices) + len(self._readings)
+
     def device(self, device: str) -> str:
         """`,device=…` plus registry tags (or unregistered=true when a registry is in use)."""
         tags = self._devices.get(device)

@@ -105,6 +105,7 @@ class AlertingConfig:
     aqi_standard: str = "hj633-2026"
     reopen_within_ms: int = 3_600_000
     outbox_retention_ms: int = 30 * 86_400_000
+    resolved_retention_ms: int = 90 * 86_400_000
     event_channels: tuple[str, ...] = (DEFAULT_EVENT_CHANNEL,)
     channels: dict[str, ChannelSpec] = field(default_factory=dict)
     receivers: dict[str, Receiver] = field(default_factory=dict)
@@ -279,6 +280,11 @@ class AlertingSettings(Section, frozen=True):
     reopen_within_ms: Duration = msgspec.field(default=3_600_000, name="reopen_within")
     outbox_retention_ms: Duration = msgspec.field(default=30 * 86_400_000,
                                                   name="outbox_retention")
+    # resolved alerts and group send times older than this leave the store (the alert
+    # history lives in InfluxDB's alert_events); longer than reopen_within and any
+    # route's repeat_interval, or an alert would reopen or repeat as new
+    resolved_retention_ms: Duration = msgspec.field(default=90 * 86_400_000,
+                                                    name="resolved_retention")
     event_channels: tuple[str, ...] = (DEFAULT_EVENT_CHANNEL,)
     channels: dict[ChannelName, Channel] = msgspec.field(default_factory=dict)
     receivers: dict[str, ReceiverSettings] = msgspec.field(default_factory=dict)
@@ -300,6 +306,16 @@ class AlertingSettings(Section, frozen=True):
     def problems(self) -> Iterator[Invalid]:
         """References between tables: receivers, channels and routes must exist."""
         channels, receivers = self.channel_names(), sorted(self.receivers)
+        if self.resolved_retention_ms < self.reopen_within_ms:
+            yield Invalid("resolved_retention", "a duration at least reopen_within "
+                          f"({self.reopen_within_ms // 1000} s)",
+                          f"{self.resolved_retention_ms // 1000} s")
+        repeats = [r.repeat_interval_ms for r in _routes(self.route)
+                   if r.repeat_interval_ms is not None]
+        if repeats and self.resolved_retention_ms < max(repeats):
+            yield Invalid("resolved_retention", "a duration at least the longest route "
+                          f"repeat_interval ({max(repeats) // 1000} s)",
+                          f"{self.resolved_retention_ms // 1000} s")
         for name, rcv in self.receivers.items():
             for i, t in enumerate(rcv.targets):
                 if t.channel not in channels:
@@ -336,6 +352,13 @@ class AlertingSettings(Section, frozen=True):
             tokens.add(p.token)
 
 
+def _routes(route: RouteSettings | None) -> Iterator[RouteSettings]:
+    if route is not None:
+        yield route
+        for child in route.routes:
+            yield from _routes(child)
+
+
 def _route_problems(route: RouteSettings, key: str, receivers: list[str]) -> Iterator[Invalid]:
     if route.receiver and route.receiver not in receivers:
         yield Invalid(f"{key}.receiver", f"one of {receivers}", route.receiver)
@@ -362,7 +385,8 @@ def resolve(s: AlertingSettings) -> AlertingConfig:
     return AlertingConfig(
         state_db=s.state_db, enabled=s.enabled, language=s.language,
         aqi_standard=s.aqi_standard, reopen_within_ms=s.reopen_within_ms,
-        outbox_retention_ms=s.outbox_retention_ms, event_channels=s.event_channels,
+        outbox_retention_ms=s.outbox_retention_ms,
+        resolved_retention_ms=s.resolved_retention_ms, event_channels=s.event_channels,
         channels=channels, receivers=receivers,
         route=None if s.route is None else _route(s.route, Route(receiver="")),
         escalation=tuple(EscalationLevel(e.after_ms, e.receivers) for e in s.escalation),

@@ -99,8 +99,16 @@ class AlertManager:
                     self._purged_ms = now_ms
                     self.counters["purged"] += self.store.purge(
                         now_ms - self.cfg.outbox_retention_ms)
+                    self._purge_resolved(now_ms - self.cfg.resolved_retention_ms)
         if touched:
             self.wake(touched)
+
+    def _purge_resolved(self, before_ms: int) -> None:
+        alerts, sends = self.store.purge_resolved(before_ms)
+        self.counters["purged_alerts"] += alerts
+        self.counters["purged_group_sends"] += sends
+        for key in [k for k, (last, _) in self._sends.items() if last < before_ms]:
+            del self._sends[key]
 
     def acknowledge(self, alert_id: int, who: Principal, now_ms: int, via: str,
                     authorized: bool = False) -> Alert:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from airgrid.wire import deadletter_topic
 from alert_rules.transitions import Transition
@@ -51,6 +51,21 @@ class ManagerCounters:
         yield family
 
 
+class StoreSizes:
+    """Rows per table of the alerting store (`airgrid_alert_store_rows`), counted at
+    scrape time: retention keeps the tables small, the gauge shows it does."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("airgrid_alert_store_rows",
+                                   "rows in the alerting store, by table", labels=["table"])
+        for table, n in sorted(self.store.sizes().items()):
+            family.add_metric([table], n)
+        yield family
+
+
 class AlertingService:
     def __init__(self, cfg: AlertingConfig, ctx: Context,
                  contacts: ContactDirectory | None = None,
@@ -80,6 +95,7 @@ class AlertingService:
                                     on_event=self._on_event)
         if metrics is not None:
             metrics.register(ManagerCounters(self.manager))
+            metrics.register(StoreSizes(self.store))
         self.http: AlertHttpApi | None = None
         if cfg.ack_http_port is not None:
             self.http = AlertHttpApi(self.manager, cfg.principals, cfg.ack_http_host,

@@ -177,6 +177,22 @@ class Store:
                              " AND done_ms < ?", (before_ms,))
             return cur.rowcount
 
+    def purge_resolved(self, before_ms: int) -> tuple[int, int]:
+        """Retention: forget alerts resolved before `before_ms` and group send times
+        older than it (their history is in InfluxDB); returns (alerts, group sends)."""
+        with self.tx() as db:
+            alerts = db.execute("DELETE FROM alerts WHERE state = 'resolved'"
+                                " AND resolved_ms < ?", (before_ms,)).rowcount
+            sends = db.execute("DELETE FROM group_sends WHERE last_ms < ?",
+                               (before_ms,)).rowcount
+            return alerts, sends
+
+    def sizes(self) -> dict[str, int]:
+        """Rows per table (the store-size gauge)."""
+        with self.lock:
+            return {t: int(self.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
+                    for t in ("alerts", "outbox", "group_sends", "silences")}
+
     # -- grouping ------------------------------------------------------------------------
     def group_sends(self) -> dict[tuple[str, str], tuple[int, str]]:
         with self.lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,12 +20,22 @@ from collector import calibration
 from collector.app import build_pipeline
 from collector.batch_builder import Intake
 from collector.config import from_dict
+from collector.county_points import CountyPoints
 from collector.delivery import Delivery
 from collector.influx_sink import InfluxV1Sink
 from collector.mqtt_ingest import MqttIngest
-from collector.registry import LINKS, Contact, RegistryError, RegistryWatcher, load
+from collector.registry import (
+    LINKS,
+    Contact,
+    RegistryError,
+    RegistryParser,
+    RegistryWatcher,
+    load,
+)
+from collector.registry_feed import RegistryFeed
 from orchestration.services import InfluxDB, Mosquitto
 from tests.support.collector_process import reading, stored_rows, up_payload
+from tests.support.wait import wait_for
 
 EXAMPLES = Path(collector.__file__).with_name("examples")
 
@@ -136,7 +147,8 @@ def test_csv_errors_name_the_line(tmp_path: Path) -> None:
         load(f)
 
 
-def test_reload_on_change_and_a_bad_file_keeps_the_last_good_one(tmp_path: Path) -> None:
+def test_reload_on_change_and_a_bad_file_keeps_the_last_good_one(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     f = tmp_path / "reg.yaml"
     f.write_text("devices:\n  - {id: a1, site: s1, township: t, grid: g, lat: 1, lon: 1}\n")
     w = RegistryWatcher(f, check_interval_s=0.01)
@@ -146,12 +158,102 @@ def test_reload_on_change_and_a_bad_file_keeps_the_last_good_one(tmp_path: Path)
     f.write_text("devices:\n  - {id: a1, site: s2, township: t, grid: g, lat: 1, lon: 1}\n"
                  "  - {id: a2, site: s3, township: t, grid: g, lat: 1, lon: 1}\n")
     os.utime(f, ns=(time.time_ns(), time.time_ns() + 10**9))
-    time.sleep(0.02)
-    assert w.poll() and w.devices["a1"].site == "s2" and "a2" in w.devices
+    assert wait_for(w.poll, 10)  # parsed on its own thread, swapped in by a later poll
+    assert w.devices["a1"].site == "s2" and "a2" in w.devices and w.generation == 2
     f.write_text("devices:\n  - {id: a1, site: s9, township: t, grid: g, lat: 999, lon: 1}\n")
     os.utime(f, ns=(time.time_ns(), time.time_ns() + 2 * 10**9))
-    time.sleep(0.02)
-    assert not w.poll() and w.reload_errors == 1 and w.devices["a1"].site == "s2"
+    assert wait_for(lambda: not w.poll() and w.reload_errors == 1, 10)
+    assert w.devices["a1"].site == "s2" and w.generation == 2
+    assert f"{f}: devices[0].lat: expected a number" in caplog.text
+
+
+def _csv(rows: list[tuple[str, str]]) -> str:
+    return "id,site,township,grid,lat,lon\n" + "".join(
+        f"{i},{site},t,g,1,2\n" for i, site in rows)
+
+
+def test_a_reload_is_parsed_off_the_polling_thread_which_never_waits_for_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline's thread polls: while a reload is being parsed it gets the old
+    registry at once; the parsed one is swapped in by a poll after the parse."""
+    f = tmp_path / "reg.csv"
+    f.write_text(_csv([("a1", "s1")]))
+    w = RegistryWatcher(f, check_interval_s=0.01)
+    release = threading.Event()
+    threads: list[str] = []
+    real = RegistryParser.load
+
+    def slow_load(self: RegistryParser, path: Path) -> dict[str, object]:
+        threads.append(threading.current_thread().name)
+        assert release.wait(10)
+        return real(self, path)  # type: ignore[return-value]
+
+    monkeypatch.setattr(RegistryParser, "load", slow_load)
+    f.write_text(_csv([("a1", "s2")]))
+    os.utime(f, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert wait_for(lambda: (w.poll(), w.parsing)[1], 10)
+    started = time.perf_counter()
+    for _ in range(50):  # the parse is held: every poll returns at once, old registry
+        assert not w.poll() and w.devices["a1"].site == "s1"
+    assert time.perf_counter() - started < 0.5
+    release.set()
+    assert wait_for(w.poll, 10) and w.devices["a1"].site == "s2"
+    assert threads == ["registry-parse"]
+
+
+def test_a_reload_reuses_unchanged_rows_and_hands_on_only_what_changed(
+        tmp_path: Path) -> None:
+    f = tmp_path / "reg.csv"
+    rows = [(f"d{i:04d}", f"s{i}") for i in range(2000)]
+    f.write_text(_csv(rows))
+    w = RegistryWatcher(f, check_interval_s=0.0, background=False)
+    engine = Engine([])
+    points = CountyPoints()
+    feed = RegistryFeed(w, engine, points)
+    assert feed.update(1000) and len(points.take()) == 2000  # start-up: every place
+    before = dict(w.devices)
+    rows[7] = ("d0007", "moved")
+    rows.append(("new1", "s-new"))
+    f.write_text(_csv(rows))
+    os.utime(f, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert w.poll() and len(w.devices) == 2001
+    unchanged = [k for k in before if k != "d0007"]
+    assert all(w.devices[k] is before[k] for k in unchanged)  # not parsed again
+    assert feed.update(2000)
+    lines = points.take()
+    assert len(lines) == 2 and any("device=d0007" in x and "site=moved" in x for x in lines)
+    assert "new1" in engine.fleet.registry and len(engine.fleet.registry) == 2001
+
+
+@settings(max_examples=40, deadline=None)
+@given(edits=st.lists(st.tuples(st.integers(0, 30), st.sampled_from(
+    ["s", "t", "x\\", "", "s2", "é"])), max_size=12))
+def test_an_incremental_reparse_equals_a_fresh_parse(edits: list[tuple[int, str]]) -> None:
+    """Whatever rows change (some into errors), the parser that remembers rows gives the
+    same registry, or the same error, as one that parses everything."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "reg.csv"
+        rows = [(f"d{i}", f"s{i}") for i in range(20)]
+        f.write_text(_csv(rows))
+        parser = RegistryParser()
+        parser.load(f)
+        for i, site in edits:
+            if i < len(rows):
+                rows[i] = (rows[i][0], site)
+            else:
+                rows.append((f"d{i % 25}", site))  # may duplicate an id
+            f.write_text(_csv(rows), encoding="utf-8")
+            try:
+                fresh: object = load(f)
+            except RegistryError as exc:
+                fresh = str(exc)
+            try:
+                again: object = parser.load(f)
+            except RegistryError as exc:
+                again = str(exc)
+            assert again == fresh
 
 
 def test_calibration_formulas() -> None:
@@ -224,3 +326,48 @@ def test_check_config_refuses_a_tag_line_protocol_cannot_carry(
     assert out.returncode == 2, out.stdout
     assert f"{reg}: line " in out.stderr and ".site: character" in out.stderr
     assert what in out.stderr
+
+
+_cells = {
+    "id": st.sampled_from(["a1", " a2 ", "", "a 1", "x" * 70, "d-0001"]),
+    "name": st.sampled_from(["", "站点", " n "]),
+    "site": st.sampled_from(["s", "", " ", "a\\", "东城", "a\u2028b", "a\x07"]),
+    "township": st.sampled_from(["t", "", "河西乡"]),
+    "grid": st.sampled_from(["g", "", "G-1"]),
+    "lat": st.sampled_from(["1", "95", "-90", "nan", "north", "", " 30.5 ", "inf"]),
+    "lon": st.sampled_from(["2", "-181", "180", "1e2", ""]),
+    "sensor": st.sampled_from(["", "sds011", "x", " pms5003 "]),
+    "link": st.sampled_from(["", "wifi", "5g"]),
+    "calibration": st.sampled_from(["", "linear;slope=0.9;intercept=1", "magic",
+                                    "linear;slope=x", "epa_purpleair_2021"]),
+    "contacts": st.sampled_from(["", "李:+8613900000001", "x:138", ":+8613900000001",
+                                 "a:+8613900000001|b:+8613900000002"]),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(row=st.fixed_dictionaries(_cells), columns=st.permutations(list(_cells)))
+def test_the_fast_csv_row_path_gives_what_the_generic_one_does(
+        row: dict[str, str], columns: list[str]) -> None:
+    """A row the fast path accepts is the device the generic path makes; a row with any
+    error falls back to the generic path, which words it."""
+    from collector.registry import COLUMNS, _csv_row_fast, parse_device
+
+    cells = [row[c] for c in columns]
+    ix = tuple(columns.index(c) if c in columns else -1 for c in COLUMNS)
+    fast = _csv_row_fast(cells, ix, "f: line 2")
+    try:
+        slow = parse_device(dict(zip(columns, cells, strict=True)), "f: line 2")
+    except RegistryError:
+        assert fast is None
+    else:
+        assert fast == slow
+
+
+def test_device_places_ride_with_several_batches_not_one() -> None:
+    points = CountyPoints()
+    points.add([f"device_location,device=d{i} latitude=1.0 1" for i in range(12_000)])
+    parts = [points.take(5000) for _ in range(4)]
+    assert [len(p) for p in parts] == [5000, 5000, 2000, 0]
+    assert parts[0][0].startswith("device_location,device=d0 ")  # oldest first
+    assert parts[2][-1].startswith("device_location,device=d11999 ")
