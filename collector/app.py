@@ -215,6 +215,8 @@ class CollectorApp:
         self.registry = RegistryWatcher(cfg.registry.file, cfg.registry.reload_check_s)
         self.points = CountyPoints()  # alert events and device places, for InfluxDB
         self.alerting = build_alerting(cfg, shared, self.registry, self.metrics, self.points)
+        if self.handover is not None and self.alerting is not None:
+            self.handover.on_forget.append(self.alerting.hand_over)
         if self.alerting is not None and self.alerting.mqtt_ack is not None and shared:
             from collector.alerting.ack_mqtt import command_topic
 
@@ -250,6 +252,8 @@ class CollectorApp:
                         "abnormally: each is processed alone, and quarantined after %d "
                         "attempts", suspects, MAX_ATTEMPTS)
         self.pipeline.engine_state.restore()
+        if self.handover is not None:
+            self.handover.restore()
         if self.server is not None:
             self.server.start()
         self.ingest.start()
@@ -296,5 +300,6 @@ def _amqp_source(cfg: CollectorConfig, engine: Engine) -> tuple[IngestSource, Ha
     history = InfluxHistory(cfg.influx.url, cfg.influx.database, cfg.influx.username,
                             cfg.influx.password)
     handover = HandOver(engine, history, int(cfg.amqp.rebuild_lookback_s * 1000),
-                        int(cfg.amqp.forget_after_s * 1000))
+                        int(cfg.amqp.forget_after_s * 1000),
+                        forgotten_file=cfg.state.file.with_name("forgotten.json"))
     return ingest, handover

@@ -29,6 +29,7 @@ from airgrid.measurements import READINGS
 from airgrid.wire import SCHEMA_VERSION, Status
 from collector import config as collector_config
 from collector.amqp_ingest import AmqpIngest
+from collector.amqp_topology import HASH_EXCHANGE, queue_name
 from collector.app import CollectorApp, from_config
 from collector.config import CollectorConfig
 from collector.handover import HandOver
@@ -102,11 +103,12 @@ class Collector:
             "source": "amqp",
             "amqp": {"urls": r.cluster.amqp_urls[first:] + r.cluster.amqp_urls[:first],
                      "collector": self.name, "prefetch": 500,
-                     "collectors": dict.fromkeys(r.collectors, 20),
-                     "rebuild_lookback_s": 60.0, "forget_after_s": r.forget_after_s},
+                     "collectors": {n: r.weight for n in r.collectors if n not in r.removed},
+                     "rebuild_lookback_s": r.rebuild_lookback_s,
+                     "forget_after_s": r.forget_after_s},
             "influx": {"url": r.influx.url, "database": r.database},
             "batch": {"max_messages": 200, "max_wait_ms": 100},
-            "rules": {"files": [str(DEMO_RULES)], "tick_interval_s": 0.5},
+            "rules": {"files": [str(r.rules_file)], "tick_interval_s": 0.5},
             "spool": {"dir": str(state / "spool")},
             "state": {"file": str(state / "state.db")},
             # transitions go out as events on the bus, where the alert tap counts them
@@ -117,6 +119,7 @@ class Collector:
         r = self.run
 
         def judged(devices: Sequence[str], ts_ms: Sequence[int], now_ms: int) -> None:
+            r.batch_times[self.name].append(time.monotonic())
             for d, t in zip(devices, ts_ms, strict=True):
                 r.judged[d].append((t, self.name))
 
@@ -155,8 +158,17 @@ class ClusterRun:
     collectors_n: int
     episode_every: int = 5  # every 5th device goes through a pollution episode
     forget_after_s: float = 5.0
+    weight: int = 20  # points on the hash ring per collector
+    rules_file: Path = DEMO_RULES
+    rebuild_lookback_s: float = 60.0
     devices: list[Device] = field(default_factory=list)
     collectors: dict[str, Collector] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)
+    # Devices simulated outside this process (`orchestration.device_swarm`): how many
+    # readings each captured, and which went through the episode.
+    sim_captured: dict[str, int] = field(default_factory=dict)
+    sim_episode: set[str] = field(default_factory=set)
+    batch_times: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     judged: dict[str, list[tuple[int, str]]] = field(
         default_factory=lambda: defaultdict(list))
     alerts: list[dict[str, Any]] = field(default_factory=list)
@@ -229,6 +241,34 @@ class ClusterRun:
         self._wait_consuming([c])
         return c
 
+    def remove_collector(self, name: str, timeout: float = 120.0) -> bool:
+        """As docs/province.md says: unbind its queue (its devices move to the others),
+        let it drain its queue, stop it, delete the queue. False if it did not drain."""
+        drained = False
+        params = [pika.URLParameters(u) for u in self.cluster.amqp_urls]
+        conn = pika.BlockingConnection(params)
+        try:
+            ch = conn.channel()
+            ch.queue_unbind(queue_name(name), HASH_EXCHANGE, routing_key=str(self.weight))
+            self.removed.add(name)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                q = ch.queue_declare(queue_name(name), passive=True)
+                c = self.collectors[name]
+                busy = c.ingest is not None and c.ingest.waiting() > 0
+                if q.method.message_count == 0 and not busy:
+                    drained = True
+                    break
+                time.sleep(0.5)
+            time.sleep(1.0)  # the last batch stored and acked
+            self.collectors[name].stop()
+            if drained:  # quorum queues refuse `if_empty`: we checked it is empty
+                ch.queue_delete(queue_name(name))
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+        return drained
+
     def drain(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -258,20 +298,61 @@ class ClusterRun:
         for result in res.get("results", []):  # type: ignore[attr-defined]
             for s in result.get("series", []):
                 counts[s["tags"]["device"]] = int(s["values"][0][1])
-        lost = sum(max(0, d.captured - counts.get(d.name, 0)) for d in self.devices)
-        wrong = sum(1 for d in self.devices if counts.get(d.name, 0) != d.captured)
+        captured = self.captured_by_device()
+        lost = sum(max(0, n - counts.get(d, 0)) for d, n in captured.items())
+        wrong = sum(1 for d, n in captured.items() if counts.get(d, 0) != n)
         return sum(counts.values()), lost, wrong
+
+    def captured_by_device(self) -> dict[str, int]:
+        return {**self.sim_captured, **{d.name: d.captured for d in self.devices}}
+
+    def owners(self, before: float | None = None, after: float | None = None
+               ) -> dict[str, str]:
+        """Each device's collector: the one that judged its last reading with a reading
+        time before `before` (or its first after `after`), in epoch seconds."""
+        out: dict[str, str] = {}
+        for dev, events in self.judged.items():
+            ev = sorted(events)
+            if before is not None:
+                ev = [e for e in ev if e[0] < before * 1000]
+                if ev:
+                    out[dev] = ev[-1][1]
+            elif after is not None:
+                ev = [e for e in ev if e[0] >= after * 1000]
+                if ev:
+                    out[dev] = ev[0][1]
+        return out
+
+    def max_stall_s(self, start: float, end: float, skip: set[str] | None = None) -> float:
+        """Longest gap between two batches a collector judged, over [start, end]
+        (monotonic seconds): how long its ingest stood still."""
+        return max(self.stalls(start, end, skip).values(), default=0.0)
+
+    def stalls(self, start: float, end: float, skip: set[str] | None = None
+               ) -> dict[str, float]:
+        """Each collector's longest gap between judged batches over [start, end]."""
+        out = {}
+        for name, times in list(self.batch_times.items()):
+            if skip and name in skip:
+                continue
+            inside = [start, *(t for t in times if start <= t <= end), end]
+            out[name] = max(b - a for a, b in itertools.pairwise(inside))
+        return out
 
     def devices_split(self) -> int:
         """Devices judged by two collectors at once: in reading-time order their readings
         went to A, then B, then A again (a clean hand-over is A… then B…). A reading
         judged by two collectors counts too."""
-        split = 0
-        for events in self.judged.values():
+        return len(self.split_devices())
+
+    def split_devices(self) -> list[str]:
+        split = []
+        for device, events in self.judged.items():
             events = sorted(set(events))
             runs = [c for i, (_, c) in enumerate(events) if i == 0 or events[i - 1][1] != c]
             twice = any(a[0] == b[0] for a, b in itertools.pairwise(events))
-            split += len(runs) != len(set(runs)) or twice
+            if len(runs) != len(set(runs)) or twice:
+                split.append(device)
         return split
 
     def alerts_duplicated(self) -> int:
@@ -294,7 +375,7 @@ class ClusterRun:
         """(episode devices with at least one `firing` event, episode devices)."""
         fired = {a["data"].get("device") for a in self.alerts
                  if isinstance(a.get("data"), dict) and a["data"].get("state") == "firing"}
-        episodes = [d.name for d in self.devices if d.episode]
+        episodes = [d.name for d in self.devices if d.episode] + sorted(self.sim_episode)
         return sum(d in fired for d in episodes), len(episodes)
 
     def firing_events(self) -> int:

@@ -102,6 +102,10 @@ class AlertingService:
         """The collector's hook: every tick, with whatever the engine reported."""
         self.manager.handle(transitions, int(time.time() * 1000) if now_ms is None else now_ms)
 
+    def hand_over(self, devices: Sequence[str], now_ms: int) -> None:
+        """`collector.handover`'s hook: these devices now report to another collector."""
+        self.manager.hand_over(devices, now_ms)
+
     def _wake(self, channels: Iterable[str]) -> None:
         for c in channels:
             w = self.workers.get(c)

@@ -7,7 +7,7 @@ serves the whole module.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -305,3 +305,127 @@ def test_amqp_collector_alerting_opens_its_own_mqtt_connection(mosquitto: Mosqui
     assert alerting2 is not None
     bus2 = alerting2.notifiers["bus"]
     assert isinstance(bus2, MqttNotifier) and not bus2.owned and bus2.client is shared.client
+
+
+MOVE_RULES = """rules:
+  - name: pm25_heavy
+    kind: threshold
+    field: pm2_5
+    aggregate: mean
+    window: 2s
+    above: 150
+    for: 0s
+  - name: silent
+    kind: deadman
+    absent_for: 5s
+"""
+
+
+@needs_rabbitmq
+def test_old_owner_closes_moved_alerts_and_remembers_moves_across_a_restart(
+    rabbit: RabbitCluster, shared_influxdb: InfluxDB, influx_db_name: str,
+    mosquitto: Mosquitto, tmp_path: Path,
+) -> None:
+    """Devices fire on o1; o2 joins and takes some. o1 forgets them: their open alerts
+    are closed on o1 without a `resolved` (the episode goes on at o2), and after o1
+    restarts it still knows they moved: no deadman for them, while one of its own devices
+    that falls silent does get one (the rule is live)."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
+    from collector.app import CollectorApp, from_config
+
+    devices = [f"mv-{i:02d}" for i in range(30)]
+    (tmp_path / "rules.yaml").write_text(MOVE_RULES)
+    (tmp_path / "registry.yaml").write_text("devices:\n" + "".join(
+        f"  - {{id: {d}, township: 城关镇, grid: g1, lat: 30.1, lon: 110.1, "
+        f"sensor: pms5003}}\n" for d in devices), encoding="utf-8")
+
+    def app(name: str, ring: dict[str, int], registry: bool,
+            judged: set[str] | None = None) -> tuple[CollectorApp, threading.Thread]:
+        state = tmp_path / name
+        cfg = from_dict({
+            "source": "amqp",
+            "amqp": {"urls": rabbit.amqp_urls, "collector": name, "collectors": ring,
+                     "prefetch": 200, "rebuild_lookback_s": 30.0, "forget_after_s": 2.0},
+            "broker": {"port": mosquitto.port, "client_id": f"mv-{name}"},
+            "influx": {"url": shared_influxdb.url, "database": influx_db_name},
+            "batch": {"max_messages": 200, "max_wait_ms": 50},
+            "rules": {"files": [str(tmp_path / "rules.yaml")], "tick_interval_s": 0.2},
+            **({"registry": {"file": str(tmp_path / "registry.yaml")}} if registry else {}),
+            "spool": {"dir": str(state / "spool")}, "state": {"file": str(state / "s.db")},
+            "alerting": {"state_db": str(state / "alerting.sqlite")},
+        }, tmp_path / f"{name}.toml")
+        hooks = [] if judged is None else [lambda d, t, n: judged.update(d)]
+        a = CollectorApp(from_config(cfg), before_judge=hooks)
+        a.start()
+        th = threading.Thread(target=a.run, daemon=True)
+        th.start()
+        assert a.ingest.connected.wait(30)  # type: ignore[attr-defined]
+        return a, th
+
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="mv-pub", protocol=mqtt.MQTTv311)
+    pub.connect("127.0.0.1", rabbit.nodes[0].mqtt_port)
+    pub.loop_start()
+    seq = 0
+
+    quiet: set[str] = set()
+
+    def publish_all(pm: float = 220.0) -> None:
+        nonlocal seq
+        seq += 1
+        now = int(time.time() * 1000)
+        for d in devices:
+            if d in quiet:
+                continue
+            r = Reading(seq=seq, ts=now, sensor="pms5003", pm2_5=pm)
+            pub.publish(up_topic(d), encode_up(UpBatch(v=SCHEMA_VERSION, device=d, boot="b",
+                                                       readings=(r,))), qos=1)
+
+    def firing(a: CollectorApp, rule: str) -> set[str]:
+        assert a.alerting is not None
+        lc = a.alerting.manager.lifecycle
+        return {x.subject for x in list(lc.by_id.values())
+                if x.rule == rule and x.state == "firing"}
+
+    def publish_until(pred: Callable[[], bool], timeout: float) -> bool:
+        def step() -> bool:
+            publish_all()
+            time.sleep(0.5)
+            return pred()
+        return wait_for(step, timeout, step=0)
+
+    o1, t1 = app("o1", {"o1": 20}, registry=True)
+    o2: CollectorApp | None = None
+    try:
+        assert publish_until(lambda: firing(o1, "pm25_heavy") >= set(devices), 30)
+        taken: set[str] = set()
+        o2, _t2 = app("o2", {"o1": 20, "o2": 20}, registry=False, judged=taken)
+        assert o1.handover is not None and o1.alerting is not None
+        forgotten = o1.handover.forgotten
+        assert publish_until(lambda: bool(taken) and taken <= forgotten.keys(), 40)
+        moved = set(taken)
+        assert 0 < len(moved) < len(devices)
+        # (1) the old owner closed the moved devices' alerts, silently
+        assert firing(o1, "pm25_heavy") == set(devices) - moved
+        assert o1.alerting.manager.counters["handed_over"] == len(moved)
+        assert o1.alerting.manager.counters["event_resolved"] == 0
+        assert firing(o2, "pm25_heavy") >= moved  # adopted, episode goes on there
+        # (2) o1 restarts: the moves are remembered
+        o1.stop()
+        t1.join(30)
+        assert (tmp_path / "o1" / "forgotten.json").exists()
+        o1, t1 = app("o1", {"o1": 20, "o2": 20}, registry=True)
+        quiet.add(sorted(set(devices) - moved)[0])  # one of o1's own falls silent
+        assert publish_until(lambda: quiet <= firing(o1, "silent"), 30)
+        # every moved device has been silent on o1 far longer than the deadman's 5 s
+        assert not (firing(o1, "silent") & moved), firing(o1, "silent") & moved
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        for a in (o1, o2):
+            if a is not None:
+                a.stop()
