@@ -22,7 +22,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -32,12 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from orchestration.cluster_run import ClusterRun
+from orchestration.cluster_run import ClusterRun, scaled_rules
 from orchestration.rabbitmq import RabbitCluster
 from orchestration.services import InfluxDB
-from orchestration.stack import DEMO_RULES
 
-ROOT = Path(__file__).resolve().parents[1]
 WEIGHT = 100  # points per collector on the hash ring: shares within a few % of 1/N
 
 
@@ -103,18 +100,6 @@ def series_cardinality(influx: InfluxDB, db: str) -> int:
         return -1
 
 
-def scaled_rules(work: Path, interval_s: float) -> Path:
-    """The demo's 150 µg/m³ rule with windows of a few readings at this rate (its own
-    3 s windows assume a reading a second)."""
-    step = max(1, round(interval_s))
-    text = DEMO_RULES.read_text()
-    for key, n in (("window", 3), ("for", 2), ("keep_firing_for", 2)):
-        text = re.sub(rf"(\n\s+{key}: )\d+s", rf"\g<1>{n * step}s", text)
-    path = work / "rules.yaml"
-    path.write_text(text)
-    return path
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     p.add_argument("--devices", type=int, default=1000, help="all devices, agents included")
@@ -161,16 +146,7 @@ def main() -> int:
             run.start()
             sims = args.devices - args.agents
             d = args.duration
-            result_file = work / "swarm.json"
-            swarm_log = (work / "swarm.log").open("wb")
-            swarm = subprocess.Popen(
-                [sys.executable, "-m", "orchestration.device_swarm",
-                 "--hosts", ",".join(rabbit.mqtt_hosts), "--devices", str(sims),
-                 "--interval-s", str(args.interval_s), "--duration", str(d),
-                 "--episode-every", "4", "--episode", "0.2", "0.8",
-                 "--drain-timeout", "300", "--connect-timeout", "300",
-                 "--result", str(result_file)],
-                cwd=ROOT, stdout=swarm_log, stderr=subprocess.STDOUT)
+            swarm = run.start_swarm(sims, args.interval_s, d)
             steps = ({} if args.no_faults else
                      {0.25: "size", 0.3: "kill_node", 0.45: "crash_collector",
                       0.6: "add_collector", 0.85: "remove_collector"})
@@ -222,12 +198,8 @@ def main() -> int:
                 time.sleep(0.2)
             t_end = time.monotonic()
             agents_drained = run.drain(300)
-            swarm_rc = swarm.wait(600)
-            swarm_log.close()
-            sim = json.loads(result_file.read_text()) if result_file.exists() else {}
-            run.sim_captured = dict(sim.get("per_device", {}))
-            # the swarm's episode devices: every 4th index (device_swarm.episode_pm)
-            run.sim_episode = {n for n in run.sim_captured if int(n[4:]) % 4 == 0}
+            sim = run.finish_swarm()
+            swarm_rc = sim["exit_code"]
             time.sleep(3.0)
             stored, lost, wrong = run.stored()
             for dev in run.split_devices()[:5]:
@@ -284,9 +256,6 @@ def main() -> int:
                 "faults": not args.no_faults,
             }
         finally:
-            if swarm is not None and swarm.poll() is None:
-                swarm.kill()
-                swarm.wait(10)
             run.stop()
             influx.stop()
             rabbit.stop()

@@ -15,6 +15,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -40,6 +43,18 @@ from edge_agent.publisher import Publisher
 from orchestration.rabbitmq import RabbitCluster
 from orchestration.services import InfluxDB
 from orchestration.stack import DEMO_RULES
+
+
+def scaled_rules(work: Path, interval_s: float) -> Path:
+    """The demo's 150 µg/m³ rule with windows of a few readings at this rate (its own
+    3 s windows assume a reading a second)."""
+    step = max(1, round(interval_s))
+    text = DEMO_RULES.read_text()
+    for key, n in (("window", 3), ("for", 2), ("keep_firing_for", 2)):
+        text = re.sub(rf"(\n\s+{key}: )\d+s", rf"\g<1>{n * step}s", text)
+    path = work / "rules.yaml"
+    path.write_text(text)
+    return path
 
 
 class Device:
@@ -173,6 +188,8 @@ class ClusterRun:
         default_factory=lambda: defaultdict(list))
     alerts: list[dict[str, Any]] = field(default_factory=list)
     _alert_thread: threading.Thread | None = None
+    _swarm: subprocess.Popen[bytes] | None = None
+    _swarm_result: Path = Path()
     _stop_alerts: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
@@ -241,6 +258,40 @@ class ClusterRun:
         self._wait_consuming([c])
         return c
 
+    def start_swarm(self, count: int, interval_s: float, duration_s: float,
+                    episode: tuple[float, float] = (0.2, 0.8)) -> subprocess.Popen[bytes]:
+        """`count` simulated devices (`orchestration.device_swarm`) in a process of their
+        own, spread over the nodes; every `episode_every`-th goes through the episode
+        (fractions of the duration). `finish_swarm` waits for it and takes its counts."""
+        self._swarm_result = self.workdir / "swarm.json"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with (self.workdir / "swarm.log").open("wb") as log:
+            self._swarm = subprocess.Popen(
+                [sys.executable, "-m", "orchestration.device_swarm",
+                 "--hosts", ",".join(self.cluster.mqtt_hosts), "--devices", str(count),
+                 "--interval-s", str(interval_s), "--duration", str(duration_s),
+                 "--episode-every", str(self.episode_every),
+                 "--episode", str(episode[0]), str(episode[1]),
+                 "--drain-timeout", "300", "--connect-timeout", "600",
+                 "--result", str(self._swarm_result)],
+                cwd=Path(__file__).resolve().parents[1], stdout=log, stderr=subprocess.STDOUT)
+        return self._swarm
+
+    def finish_swarm(self, timeout: float = 900.0) -> dict[str, Any]:
+        """Wait for the swarm to capture, drain and exit; its summary (no per-device part).
+        Its devices' counts join `captured_by_device`."""
+        assert self._swarm is not None
+        rc = self._swarm.wait(timeout)
+        out: dict[str, Any] = {}
+        if self._swarm_result.exists():
+            out = json.loads(self._swarm_result.read_text())
+        self.sim_captured = dict(out.pop("per_device", {}))
+        # the swarm's episode devices: every episode_every-th index (device_swarm.episode_pm)
+        self.sim_episode = {n for n in self.sim_captured
+                            if int(n[4:]) % self.episode_every == 0}
+        out["exit_code"] = rc
+        return out
+
     def remove_collector(self, name: str, timeout: float = 120.0) -> bool:
         """As docs/province.md says: unbind its queue (its devices move to the others),
         let it drain its queue, stop it, delete the queue. False if it did not drain."""
@@ -278,6 +329,9 @@ class ClusterRun:
         return False
 
     def stop(self) -> None:
+        if self._swarm is not None and self._swarm.poll() is None:
+            self._swarm.kill()
+            self._swarm.wait(10)
         for d in self.devices:
             with contextlib.suppress(Exception):
                 d.publisher.stop()
