@@ -147,6 +147,10 @@ def main() -> int:
             sims = args.devices - args.agents
             d = args.duration
             swarm = run.start_swarm(sims, args.interval_s, d)
+            t_connect = time.monotonic()
+            ready = run.wait_swarm_ready()
+            print(f"swarm connected: {ready} in {time.monotonic() - t_connect:.1f} s "
+                  f"(load {load()})", file=sys.stderr, flush=True)
             steps = ({} if args.no_faults else
                      {0.25: "size", 0.3: "kill_node", 0.45: "crash_collector",
                       0.6: "add_collector", 0.85: "remove_collector"})
@@ -157,7 +161,7 @@ def main() -> int:
             removed_drained = True
             cpu0, t_cpu0 = cpu_s(os.getpid()), time.monotonic()
             t0 = time.monotonic()
-            next_capture = 0.0
+            next_capture = next_count = 0.0
             episode = (0.2 * d, 0.8 * d)
             while (t := time.monotonic() - t0) < d:
                 if t >= next_capture:
@@ -166,11 +170,18 @@ def main() -> int:
                 for frac, what in steps.items():
                     if t < frac * d or what in at:
                         continue
+                    if what == "size" and t < 0.29 * d and t >= next_count:
+                        # figures with every device connected, if it comes before the kill
+                        next_count = t + 2.0
+                        if sum(connections_per_node(rabbit)) < 0.98 * args.devices:
+                            continue
+                    elif what == "size" and t < 0.29 * d:
+                        continue
                     at[what], at_wall[what] = time.monotonic(), time.time()
                     if what == "size":
                         cpu1 = cpu_s(os.getpid())
                         sized = {
-                            "load": load(),
+                            "at_s": round(t, 1), "load": load(),
                             "node_rss_mb": [round(rss_mb(n.pid)) for n in rabbit.nodes],
                             "node_idle_rss_mb": [round(x) for x in idle_node_mb],
                             "connections_per_node": connections_per_node(rabbit),
@@ -202,8 +213,12 @@ def main() -> int:
             swarm_rc = sim["exit_code"]
             time.sleep(3.0)
             stored, lost, wrong = run.stored()
-            for dev in run.split_devices()[:5]:
-                print(f"split {dev}: {sorted(set(run.judged[dev]))}", file=sys.stderr)
+            kinds = run.split_kinds()
+            split = run.split_devices()
+            for kind, devs in kinds.items():
+                for dev in devs[:3]:
+                    print(f"split {kind} {dev}: {sorted(set(run.judged[dev]))}",
+                          file=sys.stderr)
             captured = sum(run.captured_by_device().values())
             moved_add = moved_remove = None
             if "add_collector" in at_wall:
@@ -233,7 +248,8 @@ def main() -> int:
                 "nodes": args.nodes, "collectors": args.collectors, "devices": args.devices,
                 "agents": args.agents, "interval_s": args.interval_s,
                 "captured": captured, "stored": stored, "lost": lost,
-                "duplicates": max(0, stored - captured), "devices_split": run.devices_split(),
+                "duplicates": max(0, stored - captured), "devices_split": len(split),
+                **{f"split_{k}": len(v) for k, v in kinds.items()},
                 "alerts_duplicated": run.alerts_duplicated(),
                 "moved_on_add": moved_add, "moved_on_add_ideal": round(1 / with_fault_points, 4),
                 "moved_on_remove": moved_remove,

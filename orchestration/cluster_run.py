@@ -273,9 +273,25 @@ class ClusterRun:
                  "--episode-every", str(self.episode_every),
                  "--episode", str(episode[0]), str(episode[1]),
                  "--drain-timeout", "300", "--connect-timeout", "600",
-                 "--result", str(self._swarm_result)],
+                 "--result", str(self._swarm_result),
+                 "--ready", str(self.workdir / "swarm.ready")],
                 cwd=Path(__file__).resolve().parents[1], stdout=log, stderr=subprocess.STDOUT)
         return self._swarm
+
+    def wait_swarm_ready(self, timeout: float = 900.0) -> dict[str, Any]:
+        """Until the swarm's devices are connected and capturing (or it gave up waiting
+        for them); what it said then."""
+        ready = self.workdir / "swarm.ready"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready.exists():
+                out: dict[str, Any] = json.loads(ready.read_text())
+                return out
+            if self._swarm is not None and self._swarm.poll() is not None:
+                raise RuntimeError(f"device swarm exited with {self._swarm.returncode}: "
+                                   + (self.workdir / "swarm.log").read_text()[-2000:])
+            time.sleep(0.2)
+        raise TimeoutError("device swarm not connected")
 
     def finish_swarm(self, timeout: float = 900.0) -> dict[str, Any]:
         """Wait for the swarm to capture, drain and exit; its summary (no per-device part).
@@ -387,8 +403,8 @@ class ClusterRun:
         """Each collector's longest gap between judged batches over [start, end]."""
         out = {}
         for name, times in list(self.batch_times.items()):
-            if skip and name in skip:
-                continue
+            if (skip and name in skip) or not times or times[0] > start:
+                continue  # not consuming yet when the window began
             inside = [start, *(t for t in times if start <= t <= end), end]
             out[name] = max(b - a for a, b in itertools.pairwise(inside))
         return out
@@ -400,14 +416,27 @@ class ClusterRun:
         return len(self.split_devices())
 
     def split_devices(self) -> list[str]:
-        split = []
+        kinds = self.split_kinds()
+        return sorted(set(kinds["judged_twice"]) | set(kinds["interleaved"]))
+
+    def split_kinds(self) -> dict[str, list[str]]:
+        """Devices whose judging was not one clean hand-over per membership change:
+        `judged_twice` (one reading judged by two collectors), `interleaved` (A, then B,
+        then A again while B still held its queue), and `back_after_removal` (A, B, A
+        where B was removed: the ring gave B's devices back, a clean second hand-over)."""
+        out: dict[str, list[str]] = {"judged_twice": [], "interleaved": [],
+                                     "back_after_removal": []}
         for device, events in self.judged.items():
             events = sorted(set(events))
+            if any(a[0] == b[0] for a, b in itertools.pairwise(events)):
+                out["judged_twice"].append(device)
+                continue
             runs = [c for i, (_, c) in enumerate(events) if i == 0 or events[i - 1][1] != c]
-            twice = any(a[0] == b[0] for a, b in itertools.pairwise(events))
-            if len(runs) != len(set(runs)) or twice:
-                split.append(device)
-        return split
+            if len(runs) == len(set(runs)):
+                continue
+            back = len(runs) == 3 and runs[0] == runs[2] and runs[1] in self.removed
+            out["back_after_removal" if back else "interleaved"].append(device)
+        return out
 
     def alerts_duplicated(self) -> int:
         """`firing` events for a (rule, device) with no `resolved` between them."""

@@ -303,6 +303,9 @@ async def _main(args: argparse.Namespace) -> dict[str, object]:
             connected_at = time.monotonic() - t_start
             break
         await asyncio.sleep(0.2)
+    if args.ready:  # capturing starts now: whoever waits for the fleet may start its clock
+        Path(args.ready).write_text(json.dumps({"connected": swarm.connected(),
+                                                "connect_all_s": connected_at}))
     d = args.duration
     pm = episode_pm(devices, args.episode_every, args.episode[0] * d, args.episode[1] * d)
 
@@ -356,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--connect-timeout", type=float, default=120.0)
     p.add_argument("--drain-timeout", type=float, default=120.0)
     p.add_argument("--result", help="write the result with per-device captured counts here")
+    p.add_argument("--ready", help="write this file once connected, as capturing starts")
     p.add_argument("--progress", action="store_true", help="a JSON line a second on stderr")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

@@ -184,6 +184,7 @@ def test_province_run_survives_node_kill_collector_crash_add_and_remove(
     run.start()
     try:
         run.start_swarm(300, interval, duration)
+        run.wait_swarm_ready(120)
         episode = (0.2 * duration, 0.8 * duration)
         steps = {0.3: "kill", 0.45: "crash", 0.6: "add", 0.85: "remove"}
         at: dict[str, float] = {}
