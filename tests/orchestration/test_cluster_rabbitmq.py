@@ -18,7 +18,7 @@ from airgrid.config import ConfigError
 from alert_rules.engine import Engine
 from alert_rules.rulefile import load_rules
 from collector.amqp_ingest import routing_key_from_topic, topic_from_routing_key
-from collector.amqp_topology import Topology, ensure, queue_name
+from collector.amqp_topology import HASH_EXCHANGE, Topology, ensure, queue_name
 from collector.config import from_dict
 from collector.handover import HandOver, InfluxHistory
 from orchestration.cluster_run import ClusterRun, scaled_rules
@@ -169,6 +169,14 @@ def test_consistent_hash_never_splits_a_device_and_moves_few(rabbit: RabbitClust
     conn.close()
 
 
+def fresh_ring(rabbit: RabbitCluster) -> None:
+    """Drop the device exchange and with it every binding an earlier test left: each
+    test's collectors declare it again with only themselves on the ring."""
+    conn = pika.BlockingConnection(pika.URLParameters(rabbit.amqp_urls[0]))
+    conn.channel().exchange_delete(HASH_EXCHANGE)
+    conn.close()
+
+
 @needs_rabbitmq
 def test_province_run_survives_node_kill_collector_crash_add_and_remove(
     rabbit: RabbitCluster, shared_influxdb: InfluxDB, tmp_path: Path,
@@ -177,6 +185,7 @@ def test_province_run_survives_node_kill_collector_crash_add_and_remove(
     a node SIGKILLed, a collector crashed, a third added, then removed again. Nothing
     lost or doubled, no device judged in two places, no alert announced twice."""
     interval, duration = 3.0, 45.0
+    fresh_ring(rabbit)
     run = ClusterRun(tmp_path, rabbit, shared_influxdb, "cluster_test", devices_n=4,
                      collectors_n=2, episode_every=4, forget_after_s=2 * interval,
                      weight=100, rebuild_lookback_s=60.0,
@@ -256,6 +265,7 @@ def test_collector_cli_runs_on_amqp(rabbit: RabbitCluster, shared_influxdb: Infl
 
     from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
 
+    fresh_ring(rabbit)
     cfg = tmp_path / "collector.toml"
     urls = ", ".join(f'"{u}"' for u in rabbit.amqp_urls)
     cfg.write_text(f'source = "amqp"\n[amqp]\nurls = [{urls}]\ncollector = "cli1"\n'
@@ -360,6 +370,7 @@ def test_old_owner_closes_moved_alerts_and_remembers_moves_across_a_restart(
     from collector.app import CollectorApp, from_config
 
     devices = [f"mv-{i:02d}" for i in range(30)]
+    fresh_ring(rabbit)
     (tmp_path / "rules.yaml").write_text(MOVE_RULES)
     (tmp_path / "registry.yaml").write_text("devices:\n" + "".join(
         f"  - {{id: {d}, site: 北山, township: 城关镇, grid: g1, lat: 30.1, lon: 110.1, "
