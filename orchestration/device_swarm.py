@@ -27,6 +27,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import random
 import secrets
 import sys
 import time
@@ -50,6 +52,7 @@ from airgrid.wire import (
 )
 
 log = logging.getLogger(__name__)
+_jitter = random.Random()
 
 
 @dataclass(frozen=True)
@@ -129,13 +132,17 @@ class Swarm:
         self._connecting = asyncio.Semaphore(self.settings.connecting_max)
         self._tasks = [asyncio.create_task(self._run(d), name=d.name) for d in self.devices]
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = 15.0) -> bool:
+        """Cancel every device; False if some did not finish within timeout_s (a
+        connection stuck in paho's blocking connect on an overloaded broker)."""
         self._stopping = True
         for t in self._tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        _, pending = await asyncio.wait(self._tasks, timeout=timeout_s) if self._tasks else (
+            set(), set())
         for d in self.devices:
             d.connected = False
+        return not pending
 
     def depth(self) -> int:
         return sum(d.depth() for d in self.devices)
@@ -185,7 +192,8 @@ class Swarm:
             # The next broker in the list, as the agent fails over.
             turn += 1
             d.failovers += 1
-            await asyncio.sleep(backoff)
+            # "equal jitter", as the agent: a reconnect storm after a node loss spreads out
+            await asyncio.sleep(backoff / 2 + _jitter.random() * backoff / 2)
             backoff = min(s.backoff_max_s, backoff * 2)
 
     @staticmethod
@@ -318,7 +326,6 @@ async def _main(args: argparse.Namespace) -> dict[str, object]:
 
     await capture_schedule(devices, args.interval_s, d, pm, progress)
     drained = await swarm.drain(args.drain_timeout)
-    await swarm.stop()
     result: dict[str, object] = {
         "devices": len(devices),
         "captured": sum(x.captured for x in devices),
@@ -333,6 +340,11 @@ async def _main(args: argparse.Namespace) -> dict[str, object]:
     if args.result:
         Path(args.result).write_text(json.dumps(
             {**result, "per_device": {x.name: x.captured for x in devices}}))
+    if not await swarm.stop():
+        # asyncio.run would wait for them forever: report and leave
+        print(json.dumps(result), flush=True)
+        log.error("some devices did not stop; exiting without waiting for them")
+        os._exit(0 if drained else 1)
     return result
 
 
