@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import secrets
@@ -59,7 +60,9 @@ _jitter = random.Random()
 class SwarmSettings:
     batch_max: int = 50  # readings per `up` message, as the agent's publish.batch_max
     keepalive_s: int = 60
-    ack_timeout_s: float = 5.0  # no PUBACK by then: the connection is taken as dead
+    ack_timeout_s: float = 5.0  # for the CONNACK; a PUBACK is waited for as long as the
+    # connection lives (a quorum queue electing a new leader after a node loss delays
+    # PUBACKs by seconds; the agent does not drop its connection for that either)
     backoff_min_s: float = 0.5
     backoff_max_s: float = 4.0
     connecting_max: int = 100  # CONNECTs in flight at once: a reconnect storm is paced
@@ -230,8 +233,9 @@ class Swarm:
             payload = encode_up(UpBatch(v=SCHEMA_VERSION, device=d.name, boot=d.boot,
                                         readings=batch, epoch=d.epoch))
             d.published += 1
-            # Returns on PUBACK; raises MqttError when refused or not acked in time.
-            await client.publish(topic, payload, qos=1)
+            # Returns on PUBACK; raises MqttError when refused. A dead connection is found
+            # by the keepalive and `_until_disconnected`, which abandons this wait.
+            await client.publish(topic, payload, qos=1, timeout=math.inf)
             d.delete(batch)
 
     def _status(self, d: SimDevice, state: str) -> Status:
