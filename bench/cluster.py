@@ -10,10 +10,12 @@ Every device captures one reading per `--interval-s` (60 s is a county's rate; s
 speeds the run up), phases spread evenly, each device starting at another node and failing
 over. Faults, at fractions of `--duration`: 30 % node 3 killed with SIGKILL, 45 %
 collector c1 crashes (connection dropped unacknowledged, memory lost) and restarts, 60 %
-collector c(C+1) added, 80 % collector c2 removed (unbound, drained, stopped). Every 4th
-device goes through a pollution episode from 20 % to 80 %. Resource figures for sizing
-(node and collector memory, connections per node, InfluxDB series) are taken at 25 %,
-with every device connected. The last line is one JSON object.
+collector c(C+1) added, 85 % a collector removed (unbound, drained, stopped, its queue
+deleted; by default the one added at 60 %, see `--remove`). Every 4th device goes through
+a pollution episode from 20 % to 80 %. The clock starts once the simulated devices are
+connected. Resource figures for sizing (node and collector memory, connections per node,
+InfluxDB series) are taken at 25 %. The last line is one JSON object; figures and their
+meaning are in bench/notes/cluster.md.
 """
 
 from __future__ import annotations
