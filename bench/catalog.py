@@ -36,8 +36,8 @@ BENCHES: dict[str, Forms] = {
         quick=("--devices", "6", "--seconds", "120", "--seed", "7"),
         full=("--devices", "20", "--seconds", "300", "--seed", "1"), timeout_s=900),
     "cluster": Forms(
-        quick=("--devices", "60", "--collectors", "2", "--duration", "40"),
-        full=("--devices", "150", "--collectors", "3", "--duration", "60"), timeout_s=900),
+        quick=("--devices", "1000", "--collectors", "4"),
+        full=("--devices", "10000", "--collectors", "4"), timeout_s=900),
     "collector_scale": Forms(quick=("--quick",), full=(), timeout_s=5400),
     "edge": Forms(
         quick=("--readings", "10000", "--repeats", "3", "--agent-seconds", "20"),

@@ -235,6 +235,8 @@ class CollectorApp:
                                         devices=loaded.devices, parser=loaded.parser)
         self.points = CountyPoints()  # alert events and device places, for InfluxDB
         self.alerting = build_alerting(cfg, shared, self.registry, self.metrics, self.points)
+        if self.handover is not None and self.alerting is not None:
+            self.handover.on_forget.append(self.alerting.hand_over)
         if self.alerting is not None and self.alerting.mqtt_ack is not None and shared:
             from collector.alerting.ack_mqtt import command_topic
 
@@ -277,6 +279,8 @@ class CollectorApp:
         # on the ingest thread (at 100,000 devices, hundreds of ms each time).
         gc.freeze()
         self.state_sizes.start()
+        if self.handover is not None:
+            self.handover.restore()
         if self.server is not None:
             self.server.start()
         self.ingest.start()
@@ -345,5 +349,6 @@ def _amqp_source(cfg: CollectorConfig, engine: Engine) -> tuple[IngestSource, Ha
     history = InfluxHistory(cfg.influx.url, cfg.influx.database, cfg.influx.username,
                             cfg.influx.password)
     handover = HandOver(engine, history, int(cfg.amqp.rebuild_lookback_s * 1000),
-                        int(cfg.amqp.forget_after_s * 1000))
+                        int(cfg.amqp.forget_after_s * 1000),
+                        forgotten_file=cfg.state.file.with_name("forgotten.json"))
     return ingest, handover

@@ -11,18 +11,24 @@ windows of stale readings are empty and NaN never fires).
 
 Alert state moves too: the rules are replayed over the same history on a blank engine and
 its per-device state adopted (`Engine.adopt`), so an alert already firing on the old
-owner is not announced again by the new one.
+owner is not announced again by the new one. When the old owner forgets a device, its
+`on_forget` hooks run (the alert lifecycle closes the device's open alerts silently), and
+the list of forgotten devices is saved (`forgotten_file`): after a restart the old owner
+still knows the device moved and raises no deadman alert for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from airgrid.measurements import READINGS
@@ -98,16 +104,59 @@ class HandOverCounters:
     forgotten_devices: int = 0
 
 
+#: told which devices were forgotten, and when (ms): they now report elsewhere
+OnForget = Callable[[list[str], int], None]
+
+
 class HandOver:
     def __init__(self, engine: Engine, history: HistorySource, lookback_ms: int,
-                 forget_after_ms: int) -> None:
+                 forget_after_ms: int, forgotten_file: Path | None = None,
+                 on_forget: Sequence[OnForget] = ()) -> None:
         self.engine = engine
         self.history = history
         self.lookback_ms = lookback_ms
         self.forget_after_ms = forget_after_ms
+        self.forgotten_file = forgotten_file
+        self.on_forget = list(on_forget)
         self.last_seen: dict[str, int] = {}
+        self.forgotten: dict[str, int] = {}  # device -> when it was forgotten (ms)
         self.counters = HandOverCounters()
         self._next_expiry = 0
+
+    def restore(self) -> int:
+        """After the engine's own state: devices forgotten before a restart stay
+        forgotten (not judged, no deadman) until they report here again. An unreadable
+        file is logged and set aside, never fatal."""
+        path = self.forgotten_file
+        if path is None or not path.exists():
+            return 0
+        try:
+            saved = json.loads(path.read_text())
+            if not isinstance(saved, dict) or not all(
+                    isinstance(k, str) and isinstance(v, int) for k, v in saved.items()):
+                raise ValueError("expected an object of device id -> ms")
+        except (OSError, ValueError) as exc:
+            log.warning("forgotten devices in %s not restored (%s); setting it aside",
+                        path, exc)
+            with contextlib.suppress(OSError):
+                os.replace(path, path.with_name(path.name + ".unreadable"))
+            return 0
+        self.forgotten = saved
+        self.engine.forget(list(saved))
+        log.info("%d devices forgotten before the restart stay forgotten", len(saved))
+        return len(saved)
+
+    def _save_forgotten(self) -> None:
+        path = self.forgotten_file
+        if path is None:
+            return
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(self.forgotten))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.error("forgotten devices not saved to %s: %s", path, exc)
 
     def before_ingest(self, devices: Sequence[str], ts_ms: Sequence[int], now_ms: int) -> None:
         """Call with a stored batch before `engine.ingest` of the same batch."""
@@ -117,6 +166,10 @@ class HandOver:
             self.rebuild(new, devices, ts_ms, now_ms)
         for d in devices:
             self.last_seen[d] = now_ms
+        if self.forgotten and any(d in self.forgotten for d in new):
+            for d in new:
+                self.forgotten.pop(d, None)  # back here: judged again
+            self._save_forgotten()
         if now_ms >= self._next_expiry:
             self._next_expiry = now_ms + max(1000, self.forget_after_ms // 10)
             self.expire(now_ms)
@@ -180,8 +233,12 @@ class HandOver:
         if gone:
             for d in gone:
                 del self.last_seen[d]
+                self.forgotten[d] = now_ms
             self.engine.forget(gone)
             self.counters.forgotten_devices += len(gone)
+            self._save_forgotten()
+            for hook in self.on_forget:
+                hook(gone, now_ms)
             log.info("forgot %d devices silent for %.0f s", len(gone),
                      self.forget_after_ms / 1000)
         return gone

@@ -15,6 +15,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -29,6 +32,7 @@ from airgrid.measurements import READINGS
 from airgrid.wire import SCHEMA_VERSION, Status
 from collector import config as collector_config
 from collector.amqp_ingest import AmqpIngest
+from collector.amqp_topology import HASH_EXCHANGE, queue_name
 from collector.app import CollectorApp, from_config
 from collector.config import CollectorConfig
 from collector.handover import HandOver
@@ -39,6 +43,18 @@ from edge_agent.publisher import Publisher
 from orchestration.rabbitmq import RabbitCluster
 from orchestration.services import InfluxDB
 from orchestration.stack import DEMO_RULES
+
+
+def scaled_rules(work: Path, interval_s: float) -> Path:
+    """The demo's 150 µg/m³ rule with windows of a few readings at this rate (its own
+    3 s windows assume a reading a second)."""
+    step = max(1, round(interval_s))
+    text = DEMO_RULES.read_text()
+    for key, n in (("window", 3), ("for", 2), ("keep_firing_for", 2)):
+        text = re.sub(rf"(\n\s+{key}: )\d+s", rf"\g<1>{n * step}s", text)
+    path = work / "rules.yaml"
+    path.write_text(text)
+    return path
 
 
 class Device:
@@ -102,11 +118,12 @@ class Collector:
             "source": "amqp",
             "amqp": {"urls": r.cluster.amqp_urls[first:] + r.cluster.amqp_urls[:first],
                      "collector": self.name, "prefetch": 500,
-                     "collectors": dict.fromkeys(r.collectors, 20),
-                     "rebuild_lookback_s": 60.0, "forget_after_s": r.forget_after_s},
+                     "collectors": {n: r.weight for n in r.collectors if n not in r.removed},
+                     "rebuild_lookback_s": r.rebuild_lookback_s,
+                     "forget_after_s": r.forget_after_s},
             "influx": {"url": r.influx.url, "database": r.database},
             "batch": {"max_messages": 200, "max_wait_ms": 100},
-            "rules": {"files": [str(DEMO_RULES)], "tick_interval_s": 0.5},
+            "rules": {"files": [str(r.rules_file)], "tick_interval_s": 0.5},
             "spool": {"dir": str(state / "spool")},
             "state": {"file": str(state / "state.db")},
             # transitions go out as events on the bus, where the alert tap counts them
@@ -117,6 +134,7 @@ class Collector:
         r = self.run
 
         def judged(devices: Sequence[str], ts_ms: Sequence[int], now_ms: int) -> None:
+            r.batch_times[self.name].append(time.monotonic())
             for d, t in zip(devices, ts_ms, strict=True):
                 r.judged[d].append((t, self.name))
 
@@ -155,12 +173,23 @@ class ClusterRun:
     collectors_n: int
     episode_every: int = 5  # every 5th device goes through a pollution episode
     forget_after_s: float = 5.0
+    weight: int = 20  # points on the hash ring per collector
+    rules_file: Path = DEMO_RULES
+    rebuild_lookback_s: float = 60.0
     devices: list[Device] = field(default_factory=list)
     collectors: dict[str, Collector] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)
+    # Devices simulated outside this process (`orchestration.device_swarm`): how many
+    # readings each captured, and which went through the episode.
+    sim_captured: dict[str, int] = field(default_factory=dict)
+    sim_episode: set[str] = field(default_factory=set)
+    batch_times: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     judged: dict[str, list[tuple[int, str]]] = field(
         default_factory=lambda: defaultdict(list))
     alerts: list[dict[str, Any]] = field(default_factory=list)
     _alert_thread: threading.Thread | None = None
+    _swarm: subprocess.Popen[bytes] | None = None
+    _swarm_result: Path = Path()
     _stop_alerts: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
@@ -229,6 +258,84 @@ class ClusterRun:
         self._wait_consuming([c])
         return c
 
+    def start_swarm(self, count: int, interval_s: float, duration_s: float,
+                    episode: tuple[float, float] = (0.2, 0.8)) -> subprocess.Popen[bytes]:
+        """`count` simulated devices (`orchestration.device_swarm`) in a process of their
+        own, spread over the nodes; every `episode_every`-th goes through the episode
+        (fractions of the duration). `finish_swarm` waits for it and takes its counts."""
+        self._swarm_result = self.workdir / "swarm.json"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with (self.workdir / "swarm.log").open("wb") as log:
+            self._swarm = subprocess.Popen(
+                [sys.executable, "-m", "orchestration.device_swarm",
+                 "--hosts", ",".join(self.cluster.mqtt_hosts), "--devices", str(count),
+                 "--interval-s", str(interval_s), "--duration", str(duration_s),
+                 "--episode-every", str(self.episode_every),
+                 "--episode", str(episode[0]), str(episode[1]),
+                 "--drain-timeout", "300", "--connect-timeout", "600",
+                 "--result", str(self._swarm_result),
+                 "--ready", str(self.workdir / "swarm.ready")],
+                cwd=Path(__file__).resolve().parents[1], stdout=log, stderr=subprocess.STDOUT)
+        return self._swarm
+
+    def wait_swarm_ready(self, timeout: float = 900.0) -> dict[str, Any]:
+        """Until the swarm's devices are connected and capturing (or it gave up waiting
+        for them); what it said then."""
+        ready = self.workdir / "swarm.ready"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready.exists():
+                out: dict[str, Any] = json.loads(ready.read_text())
+                return out
+            if self._swarm is not None and self._swarm.poll() is not None:
+                raise RuntimeError(f"device swarm exited with {self._swarm.returncode}: "
+                                   + (self.workdir / "swarm.log").read_text()[-2000:])
+            time.sleep(0.2)
+        raise TimeoutError("device swarm not connected")
+
+    def finish_swarm(self, timeout: float = 900.0) -> dict[str, Any]:
+        """Wait for the swarm to capture, drain and exit; its summary (no per-device part).
+        Its devices' counts join `captured_by_device`."""
+        assert self._swarm is not None
+        rc = self._swarm.wait(timeout)
+        out: dict[str, Any] = {}
+        if self._swarm_result.exists():
+            out = json.loads(self._swarm_result.read_text())
+        self.sim_captured = dict(out.pop("per_device", {}))
+        # the swarm's episode devices: every episode_every-th index (device_swarm.episode_pm)
+        self.sim_episode = {n for n in self.sim_captured
+                            if int(n[4:]) % self.episode_every == 0}
+        out["exit_code"] = rc
+        return out
+
+    def remove_collector(self, name: str, timeout: float = 120.0) -> bool:
+        """As docs/province.md says: unbind its queue (its devices move to the others),
+        let it drain its queue, stop it, delete the queue. False if it did not drain."""
+        drained = False
+        params = [pika.URLParameters(u) for u in self.cluster.amqp_urls]
+        conn = pika.BlockingConnection(params)
+        try:
+            ch = conn.channel()
+            ch.queue_unbind(queue_name(name), HASH_EXCHANGE, routing_key=str(self.weight))
+            self.removed.add(name)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                q = ch.queue_declare(queue_name(name), passive=True)
+                c = self.collectors[name]
+                busy = c.ingest is not None and c.ingest.waiting() > 0
+                if q.method.message_count == 0 and not busy:
+                    drained = True
+                    break
+                time.sleep(0.5)
+            time.sleep(1.0)  # the last batch stored and acked
+            self.collectors[name].stop()
+            if drained:  # quorum queues refuse `if_empty`: we checked it is empty
+                ch.queue_delete(queue_name(name))
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+        return drained
+
     def drain(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -238,6 +345,9 @@ class ClusterRun:
         return False
 
     def stop(self) -> None:
+        if self._swarm is not None and self._swarm.poll() is None:
+            self._swarm.kill()
+            self._swarm.wait(10)
         for d in self.devices:
             with contextlib.suppress(Exception):
                 d.publisher.stop()
@@ -258,21 +368,75 @@ class ClusterRun:
         for result in res.get("results", []):  # type: ignore[attr-defined]
             for s in result.get("series", []):
                 counts[s["tags"]["device"]] = int(s["values"][0][1])
-        lost = sum(max(0, d.captured - counts.get(d.name, 0)) for d in self.devices)
-        wrong = sum(1 for d in self.devices if counts.get(d.name, 0) != d.captured)
+        captured = self.captured_by_device()
+        lost = sum(max(0, n - counts.get(d, 0)) for d, n in captured.items())
+        wrong = sum(1 for d, n in captured.items() if counts.get(d, 0) != n)
         return sum(counts.values()), lost, wrong
+
+    def captured_by_device(self) -> dict[str, int]:
+        return {**self.sim_captured, **{d.name: d.captured for d in self.devices}}
+
+    def owners(self, before: float | None = None, after: float | None = None
+               ) -> dict[str, str]:
+        """Each device's collector: the one that judged its last reading with a reading
+        time before `before` (or its first after `after`), in epoch seconds."""
+        out: dict[str, str] = {}
+        for dev, events in self.judged.items():
+            ev = sorted(events)
+            if before is not None:
+                ev = [e for e in ev if e[0] < before * 1000]
+                if ev:
+                    out[dev] = ev[-1][1]
+            elif after is not None:
+                ev = [e for e in ev if e[0] >= after * 1000]
+                if ev:
+                    out[dev] = ev[0][1]
+        return out
+
+    def max_stall_s(self, start: float, end: float, skip: set[str] | None = None) -> float:
+        """Longest gap between two batches a collector judged, over [start, end]
+        (monotonic seconds): how long its ingest stood still."""
+        return max(self.stalls(start, end, skip).values(), default=0.0)
+
+    def stalls(self, start: float, end: float, skip: set[str] | None = None
+               ) -> dict[str, float]:
+        """Each collector's longest gap between judged batches over [start, end]."""
+        out = {}
+        for name, times in list(self.batch_times.items()):
+            if (skip and name in skip) or not times or times[0] > start:
+                continue  # not consuming yet when the window began
+            inside = [start, *(t for t in times if start <= t <= end), end]
+            out[name] = max(b - a for a, b in itertools.pairwise(inside))
+        return out
 
     def devices_split(self) -> int:
         """Devices judged by two collectors at once: in reading-time order their readings
         went to A, then B, then A again (a clean hand-over is A… then B…). A reading
         judged by two collectors counts too."""
-        split = 0
-        for events in self.judged.values():
+        return len(self.split_devices())
+
+    def split_devices(self) -> list[str]:
+        kinds = self.split_kinds()
+        return sorted(set(kinds["judged_twice"]) | set(kinds["interleaved"]))
+
+    def split_kinds(self) -> dict[str, list[str]]:
+        """Devices whose judging was not one clean hand-over per membership change:
+        `judged_twice` (one reading judged by two collectors), `interleaved` (A, then B,
+        then A again while B still held its queue), and `back_after_removal` (A, B, A
+        where B was removed: the ring gave B's devices back, a clean second hand-over)."""
+        out: dict[str, list[str]] = {"judged_twice": [], "interleaved": [],
+                                     "back_after_removal": []}
+        for device, events in self.judged.items():
             events = sorted(set(events))
+            if any(a[0] == b[0] for a, b in itertools.pairwise(events)):
+                out["judged_twice"].append(device)
+                continue
             runs = [c for i, (_, c) in enumerate(events) if i == 0 or events[i - 1][1] != c]
-            twice = any(a[0] == b[0] for a, b in itertools.pairwise(events))
-            split += len(runs) != len(set(runs)) or twice
-        return split
+            if len(runs) == len(set(runs)):
+                continue
+            back = len(runs) == 3 and runs[0] == runs[2] and runs[1] in self.removed
+            out["back_after_removal" if back else "interleaved"].append(device)
+        return out
 
     def alerts_duplicated(self) -> int:
         """`firing` events for a (rule, device) with no `resolved` between them."""
@@ -294,7 +458,7 @@ class ClusterRun:
         """(episode devices with at least one `firing` event, episode devices)."""
         fired = {a["data"].get("device") for a in self.alerts
                  if isinstance(a.get("data"), dict) and a["data"].get("state") == "firing"}
-        episodes = [d.name for d in self.devices if d.episode]
+        episodes = [d.name for d in self.devices if d.episode] + sorted(self.sim_episode)
         return sum(d in fired for d in episodes), len(episodes)
 
     def firing_events(self) -> int:

@@ -135,7 +135,8 @@ class RabbitNode:
                 tail = self._log_tail()
                 # A free port can be taken by another process before the node binds it.
                 # Before anyone was given this node's ports, take new ones and try again.
-                if not self.ready_once and "eaddrinuse" in tail and clashes < 3:
+                clash = "eaddrinuse" in tail or "dist_port_already_used" in tail
+                if not self.ready_once and clash and clashes < 3:
                     clashes += 1
                     self.amqp_port, self.mqtt_port, self.dist_port = (
                         free_port(), free_port(), free_port())

@@ -9,7 +9,7 @@ are set on a firing alert. No I/O here: new ids come from the caller's `new_id`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from alert_rules.transitions import Transition
 from collector.alerting.config import EscalationLevel
@@ -97,6 +97,18 @@ class Lifecycle:
             a.level_since_ms = now_ms
             a.updated_ms = now_ms
             out.append(self._event("escalated", a, now_ms, waited_ms=waited))
+        return out
+
+    def hand_over(self, subjects: Iterable[str], now_ms: int) -> list[Alert]:
+        """Close the firing alerts of devices that now report to another collector,
+        without an event: their episode is not over, the new owner has adopted it and
+        announces its end. Returns the alerts closed (the caller stores them)."""
+        wanted = set(subjects)
+        out = []
+        for a in self.by_id.values():
+            if a.state == "firing" and a.subject in wanted:
+                a.state, a.updated_ms, a.resolved_ms = "resolved", now_ms, now_ms
+                out.append(a)
         return out
 
     def forget(self, now_ms: int) -> None:

@@ -110,6 +110,22 @@ class AlertManager:
         for key in [k for k, (last, _) in self._sends.items() if last < before_ms]:
             del self._sends[key]
 
+    def hand_over(self, devices: Sequence[str], now_ms: int) -> int:
+        """Devices moved to another collector (`collector.handover` forgot them): their
+        firing alerts are closed here silently, so this collector neither escalates nor
+        reminds about an alert whose end only the new owner will see. Returns how many."""
+        with self.lock:
+            if not self._loaded:
+                self.lifecycle.load(self.store.load_alerts(now_ms - self.cfg.reopen_within_ms))
+                self._loaded = True
+            closed = self.lifecycle.hand_over(devices, now_ms)
+            if closed:
+                with self.store.tx():
+                    for a in closed:
+                        self.store.update_alert(a, self.lifecycle.seq.get(a.id, 0))
+                self.counters["handed_over"] += len(closed)
+        return len(closed)
+
     def acknowledge(self, alert_id: int, who: Principal, now_ms: int, via: str,
                     authorized: bool = False) -> Alert:
         """Stop escalation; publish the acknowledgement as an event. Idempotent.

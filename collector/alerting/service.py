@@ -128,6 +128,10 @@ class AlertingService:
         for listener in self.listeners:
             listener(ev)
 
+    def hand_over(self, devices: Sequence[str], now_ms: int) -> None:
+        """`collector.handover`'s hook: these devices now report to another collector."""
+        self.manager.hand_over(devices, now_ms)
+
     def _wake(self, channels: Iterable[str]) -> None:
         for c in channels:
             w = self.workers.get(c)

@@ -7,7 +7,7 @@ serves the whole module.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +18,10 @@ from airgrid.config import ConfigError
 from alert_rules.engine import Engine
 from alert_rules.rulefile import load_rules
 from collector.amqp_ingest import routing_key_from_topic, topic_from_routing_key
-from collector.amqp_topology import Topology, ensure, queue_name
+from collector.amqp_topology import HASH_EXCHANGE, Topology, ensure, queue_name
 from collector.config import from_dict
 from collector.handover import HandOver, InfluxHistory
-from orchestration.cluster_run import ClusterRun
+from orchestration.cluster_run import ClusterRun, scaled_rules
 from orchestration.rabbitmq import RABBITMQ_BIN, RabbitCluster
 from orchestration.services import InfluxDB, Mosquitto
 from orchestration.stack import DEMO_RULES
@@ -169,41 +169,71 @@ def test_consistent_hash_never_splits_a_device_and_moves_few(rabbit: RabbitClust
     conn.close()
 
 
+def fresh_ring(rabbit: RabbitCluster) -> None:
+    """Drop the device exchange and with it every binding an earlier test left: each
+    test's collectors declare it again with only themselves on the ring."""
+    conn = pika.BlockingConnection(pika.URLParameters(rabbit.amqp_urls[0]))
+    conn.channel().exchange_delete(HASH_EXCHANGE)
+    conn.close()
+
+
 @needs_rabbitmq
-def test_province_run_survives_node_and_collector_crash(
+def test_province_run_survives_node_kill_collector_crash_add_and_remove(
     rabbit: RabbitCluster, shared_influxdb: InfluxDB, tmp_path: Path,
 ) -> None:
-    run = ClusterRun(tmp_path, rabbit, shared_influxdb, "cluster_test", devices_n=24,
-                     collectors_n=2, episode_every=4, forget_after_s=4.0)
+    """The bench's scenario, small: 300 simulated devices and 4 real agents, 2 collectors;
+    a node SIGKILLed, a collector crashed, a third added, then removed again. Nothing
+    lost or doubled, no device judged in two places, no alert announced twice."""
+    interval, duration = 3.0, 45.0
+    fresh_ring(rabbit)
+    run = ClusterRun(tmp_path, rabbit, shared_influxdb, "cluster_test", devices_n=4,
+                     collectors_n=2, episode_every=4, forget_after_s=2 * interval,
+                     weight=100, rebuild_lookback_s=60.0,
+                     rules_file=scaled_rules(tmp_path, interval))
     run.start()
     try:
-        episode = (6.0, 16.0)
+        run.start_swarm(300, interval, duration)
+        run.wait_swarm_ready(120)
+        episode = (0.2 * duration, 0.8 * duration)
+        steps = {0.3: "kill", 0.45: "crash", 0.6: "add", 0.85: "remove"}
+        at: dict[str, float] = {}
         t0 = time.monotonic()
-        killed = restarted = added = False
-        while (t := time.monotonic() - t0) < 24.0:
-            run.capture_all(t, episode)
-            if t > 5 and not killed:
-                rabbit.nodes[2].kill()  # a node some devices and maybe a collector use
-                killed = True
-            if t > 9 and not restarted:
-                run.collectors["c1"].crash()
-                run.collectors["c1"].start()
-                restarted = True
-            if t > 12 and not added:
-                run.add_collector()
-                added = True
-            time.sleep(1.0)
-        assert run.drain(60), "readings stuck in outboxes"
+        next_capture = 0.0
+        while (t := time.monotonic() - t0) < duration:
+            if t >= next_capture:
+                run.capture_all(t, episode)
+                next_capture += interval
+            for frac, what in steps.items():
+                if t >= frac * duration and what not in at:
+                    at[what] = time.time()
+                    if what == "kill":
+                        rabbit.nodes[2].kill()
+                    elif what == "crash":
+                        run.collectors["c1"].crash()
+                        run.collectors["c1"].start()
+                    elif what == "add":
+                        run.add_collector()
+                    else:
+                        assert run.remove_collector("c3")
+            time.sleep(0.2)
+        sim = run.finish_swarm()
+        assert sim["exit_code"] == 0 and sim["drained"], sim
+        assert run.drain(60), "readings stuck in the agents' outboxes"
         time.sleep(3.0)
         stored, lost, wrong = run.stored()
-        captured = sum(d.captured for d in run.devices)
-        assert lost == 0 and wrong == 0 and stored == captured, (stored, captured)
-        assert len(run.judged) == len(run.devices)  # every device's readings were judged
-        assert run.devices_split() == 0
-        assert sum(c.handover.counters.rebuilt_devices for c in run.collectors.values()
-                   if c.handover) > 0
+        captured = run.captured_by_device()
+        assert len(captured) == 304
+        assert lost == 0 and wrong == 0 and stored == sum(captured.values()), (stored, lost)
+        assert len(run.judged) == 304  # every device's readings were judged
+        assert run.split_devices() == []
+        assert run.alerts_duplicated() == 0
+        before = run.owners(before=at["add"])
+        after = run.owners(after=at["add"] + interval)
+        moved = [d for d in before.keys() & after.keys() if before[d] != after[d]]
+        assert all(after[d] == "c3" for d in moved), "a device moved between old collectors"
+        assert 0.2 <= len(moved) / len(before.keys() & after.keys()) <= 0.47, len(moved)
         assert run.firing_events() > 0
-        assert sum(d.publisher.failovers for d in run.devices) > 0
+        assert sim["failovers"] > 0  # the killed node's devices moved to the others
     finally:
         run.stop()
         rabbit.nodes[2].start()
@@ -235,6 +265,7 @@ def test_collector_cli_runs_on_amqp(rabbit: RabbitCluster, shared_influxdb: Infl
 
     from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
 
+    fresh_ring(rabbit)
     cfg = tmp_path / "collector.toml"
     urls = ", ".join(f'"{u}"' for u in rabbit.amqp_urls)
     cfg.write_text(f'source = "amqp"\n[amqp]\nurls = [{urls}]\ncollector = "cli1"\n'
@@ -305,3 +336,130 @@ def test_amqp_collector_alerting_opens_its_own_mqtt_connection(mosquitto: Mosqui
     assert alerting2 is not None
     bus2 = alerting2.notifiers["bus"]
     assert isinstance(bus2, MqttNotifier) and not bus2.owned and bus2.client is shared.client
+
+
+MOVE_RULES = """rules:
+  - name: pm25_heavy
+    kind: threshold
+    field: pm2_5
+    aggregate: mean
+    window: 2s
+    above: 150
+    for: 0s
+  - name: silent
+    kind: deadman
+    absent_for: 5s
+"""
+
+
+@needs_rabbitmq
+def test_old_owner_closes_moved_alerts_and_remembers_moves_across_a_restart(
+    rabbit: RabbitCluster, shared_influxdb: InfluxDB, influx_db_name: str,
+    mosquitto: Mosquitto, tmp_path: Path,
+) -> None:
+    """Devices fire on o1; o2 joins and takes some. o1 forgets them: their open alerts
+    are closed on o1 without a `resolved` (the episode goes on at o2), and after o1
+    restarts it still knows they moved: no deadman for them, while one of its own devices
+    that falls silent does get one (the rule is live)."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
+    from collector.app import CollectorApp, from_config
+
+    devices = [f"mv-{i:02d}" for i in range(30)]
+    fresh_ring(rabbit)
+    (tmp_path / "rules.yaml").write_text(MOVE_RULES)
+    (tmp_path / "registry.yaml").write_text("devices:\n" + "".join(
+        f"  - {{id: {d}, site: 北山, township: 城关镇, grid: g1, lat: 30.1, lon: 110.1, "
+        f"sensor: pms5003}}\n" for d in devices), encoding="utf-8")
+
+    def app(name: str, ring: dict[str, int], registry: bool,
+            judged: set[str] | None = None) -> tuple[CollectorApp, threading.Thread]:
+        state = tmp_path / name
+        cfg = from_dict({
+            "source": "amqp",
+            "amqp": {"urls": rabbit.amqp_urls, "collector": name, "collectors": ring,
+                     "prefetch": 200, "rebuild_lookback_s": 30.0, "forget_after_s": 2.0},
+            "broker": {"port": mosquitto.port, "client_id": f"mv-{name}"},
+            "influx": {"url": shared_influxdb.url, "database": influx_db_name},
+            "batch": {"max_messages": 200, "max_wait_ms": 50},
+            "rules": {"files": [str(tmp_path / "rules.yaml")], "tick_interval_s": 0.2},
+            **({"registry": {"file": str(tmp_path / "registry.yaml")}} if registry else {}),
+            "spool": {"dir": str(state / "spool")}, "state": {"file": str(state / "s.db")},
+            "alerting": {"state_db": str(state / "alerting.sqlite")},
+        }, tmp_path / f"{name}.toml")
+        hooks = [] if judged is None else [lambda d, t, n: judged.update(d)]
+        a = CollectorApp(from_config(cfg), before_judge=hooks)
+        a.start()
+        th = threading.Thread(target=a.run, daemon=True)
+        th.start()
+        assert a.ingest.connected.wait(30)  # type: ignore[attr-defined]
+        return a, th
+
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="mv-pub", protocol=mqtt.MQTTv311)
+    pub.connect("127.0.0.1", rabbit.nodes[0].mqtt_port)
+    pub.loop_start()
+    seq = 0
+
+    quiet: set[str] = set()
+
+    def publish_all(pm: float = 220.0) -> None:
+        nonlocal seq
+        seq += 1
+        now = int(time.time() * 1000)
+        for d in devices:
+            if d in quiet:
+                continue
+            r = Reading(seq=seq, ts=now, sensor="pms5003", pm2_5=pm)
+            pub.publish(up_topic(d), encode_up(UpBatch(v=SCHEMA_VERSION, device=d, boot="b",
+                                                       readings=(r,))), qos=1)
+
+    def firing(a: CollectorApp, rule: str) -> set[str]:
+        assert a.alerting is not None
+        lc = a.alerting.manager.lifecycle
+        return {x.subject for x in list(lc.by_id.values())
+                if x.rule == rule and x.state == "firing"}
+
+    def publish_until(pred: Callable[[], bool], timeout: float) -> bool:
+        def step() -> bool:
+            publish_all()
+            time.sleep(0.5)
+            return pred()
+        return wait_for(step, timeout, step=0)
+
+    o1, t1 = app("o1", {"o1": 20}, registry=True)
+    o2: CollectorApp | None = None
+    try:
+        assert publish_until(lambda: firing(o1, "pm25_heavy") >= set(devices), 30)
+        taken: set[str] = set()
+        o2, _t2 = app("o2", {"o1": 20, "o2": 20}, registry=False, judged=taken)
+        assert o1.handover is not None and o1.alerting is not None
+        forgotten = o1.handover.forgotten
+        assert publish_until(lambda: bool(taken) and taken <= forgotten.keys(), 40)
+        moved = set(taken)
+        assert 0 < len(moved) < len(devices)
+        # (1) the old owner closed the moved devices' alerts, silently
+        assert firing(o1, "pm25_heavy") == set(devices) - moved
+        assert o1.alerting.manager.counters["handed_over"] == len(moved)
+        assert o1.alerting.manager.counters["event_resolved"] == 0
+        # o2 adopted the firing state from history: it announces no second `firing`
+        assert o2.alerting is not None and o2.alerting.manager.counters["event_firing"] == 0
+        # (2) o1 restarts: the moves are remembered
+        o1.stop()
+        t1.join(30)
+        assert (tmp_path / "o1" / "forgotten.json").exists()
+        o1, t1 = app("o1", {"o1": 20, "o2": 20}, registry=True)
+        quiet.add(sorted(set(devices) - moved)[0])  # one of o1's own falls silent
+        assert publish_until(lambda: quiet <= firing(o1, "silent"), 30)
+        # the restart counts as seen for the rows it restored: past 5 s from it too
+        publish_until(lambda: False, 6)
+        assert not (firing(o1, "silent") & moved), firing(o1, "silent") & moved
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        for a in (o1, o2):
+            if a is not None:
+                a.stop()
