@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from alert_rules.neighbours import neighbours, row_median
+from alert_rules.neighbours import row_median
 from alert_rules.rule_base import RuleBase
+from alert_rules.rule_spatial import neighbour_layout
 from alert_rules.state import FleetState, FloatArr, IntArr
 from alert_rules.transitions import Transition
 
@@ -73,21 +74,17 @@ class SensorFaultRule(RuleBase):
         return (self.field,) if self.cause == "stuck" else ()
 
     def _neighbours(self, fleet: FleetState) -> IntArr:
-        key = f"spatial:{self.radius_km}:{self.max_neighbours}"
+        """Neighbour rows as a (devices × k) matrix, -1 for none: the spatial rules'
+        layout (one per radius and k, shared), turned once per fleet size."""
+        key = f"spatial-rows:{self.radius_km}:{self.max_neighbours}"
         n = fleet.size
+        nbr_t = neighbour_layout(fleet, self.radius_km, self.max_neighbours)[0]
         hit = fleet.layout.get(key)
-        if hit is not None and hit[0].shape[0] == n:
+        if hit is not None and hit[1] is nbr_t:
             cached: IntArr = hit[0]
             return cached
-        regs = [fleet.registry.get(d) for d in fleet.devices]
-        lat = np.array([r.lat if r else np.nan for r in regs], np.float64)
-        lon = np.array([r.lon if r else np.nan for r in regs], np.float64)
-        nbr = neighbours(lat, lon, self.radius_km, self.max_neighbours)
-        # the spatial rule caches (matrix, township codes, names) under the same key
-        names = sorted({r.township for r in regs if r and r.township})
-        code = {t: i for i, t in enumerate(names)}
-        town = np.array([code.get(r.township, -1) if r else -1 for r in regs], np.int64)
-        fleet.layout[key] = (nbr, town, names)
+        nbr = np.ascontiguousarray(np.where(nbr_t < n, nbr_t, -1).T)
+        fleet.layout[key] = (nbr, nbr_t)
         return nbr
 
     def _around(self, nbr: IntArr, rows: IntArr, per_device: FloatArr

@@ -333,3 +333,36 @@ rules:
     assert fired[1].annotations["summary_en"].startswith("d off for ")
     wet = [(i, t.subject, t.state) for i, t in ev if t.rule == "wet"]
     assert wet and {s for _, s, _ in wet} == {"h"} and wet[0][0] >= 60
+
+
+def test_rules_comparing_neighbours_share_one_layout_found_once(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The spatial and sensor-fault rules (and the anomaly rule's neighbour check) read one
+    neighbour layout per radius and k: found once, not again on every tick because one rule
+    stored it in a shape the other did not take (which cost a whole-fleet neighbour search
+    a tick at 100,000 devices)."""
+    from alert_rules import rule_spatial
+    from alert_rules.engine import Engine
+    from alert_rules.rulefile import DEFAULT_RULES, load_rules
+
+    calls: list[int] = []
+    real = rule_spatial.neighbours
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rule_spatial, "neighbours", counting)
+    rules = load_rules(DEFAULT_RULES) + load_rules(DEFAULT_RULES.with_name("spatial_rules.yaml"))
+    kinds = {r.kind for r in rules}
+    assert {"spatial", "sensor_fault"} <= kinds
+    reg = [Device(id=f"d{i}", township="t", grid="g", lat=30.0 + i * 0.001,
+                  lon=120.0) for i in range(40)]
+    e = Engine(rules, registry=reg)
+    ids = [d.id for d in reg]
+    for step in range(6):
+        now = T0 + step * MIN
+        e.ingest(ids, [now] * len(ids), {"pm2_5": [50.0 + i for i in range(len(ids))]})
+        e.tick(now)
+    pairs = {(getattr(r, "radius_km", None), getattr(r, "max_neighbours", None))
+             for r in rules if hasattr(r, "radius_km")}
+    assert 1 <= len(calls) <= len(pairs)
