@@ -335,6 +335,8 @@ def main() -> int:
     check_config_s = round(time.perf_counter() - t, 2)
     if check.returncode != 0:
         print(check.stdout, check.stderr, file=sys.stderr)
+        broker.stop()  # nothing else started yet: leave no service behind
+        influx.stop()
         return 2
     log = (work / "collector.log").open("wb")
     started = time.monotonic()
