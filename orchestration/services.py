@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -23,7 +24,36 @@ class ServiceError(RuntimeError):
     """A service binary is missing or did not become ready."""
 
 
+#: where `free_port` looks when the kernel's ephemeral range cannot be read
+_EPHEMERAL_DEFAULT = (32768, 60999)
+_LOWEST_PORT = 10000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return _EPHEMERAL_DEFAULT
+
+
 def free_port() -> int:
+    """A loopback port free now, below the kernel's ephemeral range. A port the kernel
+    hands out for port 0 is also the pool every outgoing connection draws from: between
+    picking it and a service binding it, a client socket (a load generator opens
+    thousands) can take it, and the service fails with "Address already in use". Below
+    the range only another `free_port` caller can, and a random pick makes that rare."""
+    lo, _ = _ephemeral_range()
+    if lo - 1 > _LOWEST_PORT + 1000:
+        rng = random.SystemRandom()
+        for _ in range(200):
+            port = rng.randrange(_LOWEST_PORT, lo)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
