@@ -49,15 +49,7 @@ def seed(sub: FleetState, src: FleetState, rows: IntArr, src_rows: IntArr,
          upto_ms: IntArr) -> None:
     """Fresh rows of `sub` as `src` knew its rows up to each row's `upto_ms`: latest values,
     when last heard, and the ring buckets up to then that `sub`'s clock still holds."""
-    for f in sub.fields:
-        for v, t, sv, st in ((sub.latest_v, sub.latest_ts, src.latest_v, src.latest_ts),
-                             (sub.prev_v, sub.prev_ts, src.prev_v, src.prev_ts)):
-            before = st[f][src_rows] <= upto_ms
-            v[f][rows] = np.where(before, sv[f][src_rows], np.nan)
-            t[f][rows] = np.where(before, st[f][src_rows], 0)
-    last = src.last_ts[src_rows]
-    sub.last_ts[rows] = np.where(last <= upto_ms, last, 0)
-    sub.first_seen_ms[rows] = src.first_seen_ms[src_rows]
+    sub.seed_latest(src, rows, src_rows, upto_ms)
     for mine, theirs in zip(sub.rings(), src.rings(), strict=True):
         upto = upto_ms // mine.width_ms
         mine.advance(int(upto.max()))  # the shared clock, as each row's own would be

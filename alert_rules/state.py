@@ -273,9 +273,10 @@ class FleetState:
             self.changed.extend(ring.evicted)
             ring.evicted.clear()
 
-    def seed_rows(self, src: FleetState, rows: IntArr, src_rows: IntArr, upto_ms: int) -> None:
-        """These rows as `src` knew its rows up to `upto_ms` (a fleet of the same layout,
-        fresh): windows, latest values and when they were last heard."""
+    def seed_latest(self, src: FleetState, rows: IntArr, src_rows: IntArr,
+                    upto_ms: int | IntArr) -> None:
+        """These rows' latest and previous values, when they were last heard and first
+        seen, as `src` knew its rows up to `upto_ms` (one time, or one per row)."""
         for f in self.fields:
             for v, t, sv, st in ((self.latest_v, self.latest_ts, src.latest_v, src.latest_ts),
                                  (self.prev_v, self.prev_ts, src.prev_v, src.prev_ts)):
@@ -285,6 +286,11 @@ class FleetState:
         last = src.last_ts[src_rows]
         self.last_ts[rows] = np.where(last <= upto_ms, last, 0)
         self.first_seen_ms[rows] = src.first_seen_ms[src_rows]
+
+    def seed_rows(self, src: FleetState, rows: IntArr, src_rows: IntArr, upto_ms: int) -> None:
+        """These rows as `src` knew its rows up to `upto_ms` (a fleet of the same layout,
+        fresh): windows, latest values and when they were last heard."""
+        self.seed_latest(src, rows, src_rows, upto_ms)
         for mine, theirs in zip(self.rings(), src.rings(), strict=True):
             width = mine.width_ms
             mine.seed_from(theirs, rows, src_rows, upto_ms // width)

@@ -227,11 +227,8 @@ class WorkerApp:
                     owner.counters["app_bad_request"] += 1
                     self.answer(exc.status, {"error": str(exc)})
                     return
-                except NoSuchOrder as exc:
-                    self.answer(404, {"error": str(exc)})
-                    return
-                except OutsideArea as exc:
-                    self.answer(403, {"error": str(exc)})
+                except (NoSuchOrder, OutsideArea) as exc:
+                    self._refuse(exc)
                     return
                 detail = owner.detail_json(a, owner.orders.steps(a.id))
                 self.answer(201 if created else 200, {**detail, "repeated": not created})
@@ -239,11 +236,8 @@ class WorkerApp:
             def _add_photo(self, who: Worker, oid: int, now: int) -> None:
                 try:
                     owner.orders.order(who, oid, now)
-                except NoSuchOrder as exc:
-                    self.answer(404, {"error": str(exc)})
-                    return
-                except OutsideArea as exc:
-                    self.answer(403, {"error": str(exc)})
+                except (NoSuchOrder, OutsideArea) as exc:
+                    self._refuse(exc)
                     return
                 self.max_body_bytes = MAX_PHOTO_BYTES  # this route only
                 raw = self.read_body()
@@ -265,14 +259,8 @@ class WorkerApp:
                     if found is None:
                         raise NoSuchOrder("no such photo")
                     owner.orders.order(who, found[0], now)
-                except NotSignedIn as exc:
-                    self._unauthorized(exc)
-                    return
-                except NoSuchOrder as exc:
-                    self.answer(404, {"error": str(exc)})
-                    return
-                except OutsideArea as exc:
-                    self.answer(403, {"error": str(exc)})
+                except (NotSignedIn, NoSuchOrder, OutsideArea) as exc:
+                    self._refuse(exc)
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", found[1])
@@ -317,19 +305,21 @@ class WorkerApp:
                 try:
                     who = owner.signed_in(self.headers.get("Authorization", ""), now)
                     body = what(who, now)
-                except NotSignedIn as exc:
-                    self._unauthorized(exc)
-                    return
-                except NoSuchOrder as exc:
-                    self.answer(404, {"error": str(exc)})
-                    return
-                except OutsideArea as exc:
-                    self.answer(403, {"error": str(exc)})
+                except (NotSignedIn, NoSuchOrder, OutsideArea) as exc:
+                    self._refuse(exc)
                     return
                 except ReadingsUnavailable as exc:
                     self.answer(503, {"error": str(exc)[:300]}, {"Retry-After": "30"})
                     return
                 self.answer(200, body, {"Cache-Control": "no-store"})
+
+            def _refuse(self, exc: NotSignedIn | NoSuchOrder | OutsideArea) -> None:
+                """The answer to a request the worker may not make: 401, 404 or 403."""
+                if isinstance(exc, NotSignedIn):
+                    self._unauthorized(exc)
+                else:
+                    self.answer(404 if isinstance(exc, NoSuchOrder) else 403,
+                                {"error": str(exc)})
 
             def _unauthorized(self, exc: NotSignedIn) -> None:
                 owner.counters[f"app_unauthorized_{exc.reason}"] += 1

@@ -20,7 +20,7 @@ class WorkOrderService:
                  registry: RegistryWatcher, points: Callable[[list[str]], None],
                  readings: ReadingsQuery | None) -> None:
         store = alerting.store
-        self.workers = WorkerDirectory(registry.path)
+        self.workers = WorkerDirectory(registry.path, lambda: registry.devices)
         self.orders = WorkOrders(alerting.manager, self.workers, points,
                                  alerting.cfg.event_channels)
         alerting.listeners.append(self.orders.on_event)

@@ -19,7 +19,7 @@ their township, a county officer everything.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -122,11 +122,19 @@ def from_registry(path: Path, devices: Mapping[str, Device] | None = None) -> di
 
 class WorkerDirectory:
     """The registry's workers, re-read when the file changes (a removed worker's link stops
-    working at once: every request looks its worker up here)."""
+    working at once: every request looks its worker up here).
 
-    def __init__(self, path: Path | None) -> None:
+    `devices` gives the registry the collector already parsed (its watcher's, swapped in
+    after a reload), so device contacts come from there instead of a second parse of the
+    whole file on a request thread; without it (tools, tests) the file is parsed here."""
+
+    def __init__(self, path: Path | None,
+                 devices: Callable[[], Mapping[str, Device]] | None = None) -> None:
         self.path = path
+        self.devices = devices
         self._stamp: tuple[int, int] | None = None
+        self._seen: Mapping[str, Device] | None = None  # the parsed registry last used
+        self._first = True
         self._workers: dict[str, Worker] = {}
         self.reload_errors = 0
         self.get("")  # a bad file at start-up stops start-up
@@ -142,12 +150,15 @@ class WorkerDirectory:
     def all(self) -> dict[str, Worker]:
         if self.path is None:
             return {}
+        devices = self.devices() if self.devices is not None else None
+        # the file's stamp, and which parsed registry is in force (a reload's parse ends
+        # after the file changed: its devices are picked up when they are swapped in)
         stamp = self._stat()
-        if stamp != self._stamp:
-            first = self._stamp is None
-            self._stamp = stamp
+        if self._first or stamp != self._stamp or devices is not self._seen:
+            first, self._first = self._first, False
+            self._stamp, self._seen = stamp, devices
             try:
-                self._workers = from_registry(self.path)
+                self._workers = from_registry(self.path, devices)
             except RegistryError:
                 if first:
                     raise

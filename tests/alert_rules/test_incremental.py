@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from alert_rules.engine import Engine
 from alert_rules.registry import Device
 from alert_rules.rulefile import DEFAULT_RULES, load_rules
-from tests.alert_rules.test_property import RULES, rules_file
+from tests.alert_rules.test_property import RULES, reading, rules_file
 from tests.support.reference_rules import from_engine
 
 T0 = 1_700_000_000_000 // 3_600_000 * 3_600_000
@@ -75,9 +75,6 @@ def test_silent_ticks_judge_no_untouched_device_yet_fire_deadman_on_time() -> No
         assert judged_at[at] == due + 1, (at, judged_at[at], due)
 
 
-value = st.one_of(st.integers(0, 420).map(float), st.just(float("nan")),
-                  st.sampled_from([600.0, -3.0, 42.0]))
-reading = st.tuples(st.integers(0, 7), st.integers(-50, 9), value, st.booleans())
 # ticks seconds apart (the same bucket: rows judged one by one) and sometimes minutes
 step = st.tuples(st.one_of(st.integers(1, 40), st.integers(1, 40), st.integers(41, 1500)),
                  st.lists(reading, max_size=4))
