@@ -264,7 +264,7 @@ class CollectorApp:
         return self.pipeline.counters
 
     def start(self) -> None:
-        """Restore saved state, serve metrics, connect to the broker, start alerting."""
+        """Restore saved state, connect to the broker, start alerting, serve metrics."""
         n = self.state.restore(self.pipeline.builder.seqs, self.pipeline.builder.aggregates)
         self.pipeline.builder.restore_epochs()
         log.info("restored seq state of %d devices", n)
@@ -281,13 +281,16 @@ class CollectorApp:
         self.state_sizes.start()
         if self.handover is not None:
             self.handover.restore()
-        if self.server is not None:
-            self.server.start()
         self.ingest.start()
         if self.alerting is not None:
             self.alerting.start()
         if self.workorders is not None:
             self.workorders.start()
+        # /healthz last: once it answers, every port of the collector is bound (the
+        # acknowledgement API and the grid worker app were found closed right after a
+        # healthz that said "connected")
+        if self.server is not None:
+            self.server.start()
         cfg = self.config
         log.info("collector: source %s, broker %s:%d, InfluxDB %s (%s) db %s, %d rules, "
                  "spool %s", cfg.source, cfg.broker.host, cfg.broker.port, cfg.influx.url,
