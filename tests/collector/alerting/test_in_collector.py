@@ -13,22 +13,21 @@ import paho.mqtt.client as mqtt
 
 from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
 from orchestration.services import InfluxDB, Mosquitto
-from tests.support.alerting import OFFICER, TOKEN_ZHANG, WORKER, modem_sim
+from tests.support.alerting import (
+    CONTACTS,
+    OFFICER,
+    PM25_HEAVY_RULES,
+    TOKEN_ZHANG,
+    WORKER,
+    modem_sim,
+    toml_entries,
+)
 from tests.support.collector_process import reading as full_reading
 from tests.support.wait import wait_for
 
-RULES = """rules:
-  - name: pm25_heavy
-    kind: threshold
-    field: pm2_5
-    above: 150
-    clear_below: 135
-    for: 0s
-"""
-
 
 def _config(tmp_path: Path, broker: int, influx: str, db: str, modem: str) -> Path:
-    (tmp_path / "rules.yaml").write_text(RULES)
+    (tmp_path / "rules.yaml").write_text(PM25_HEAVY_RULES)
     conf = tmp_path / "collector.toml"
     conf.write_text(f"""
 [broker]
@@ -59,19 +58,8 @@ group_wait = "0s"
 [[alerting.escalation]]
 after = "5s"
 receivers = ["township_officer"]
-[[alerting.contacts.devices]]
-device = "dev-a"
-name = "城关镇政府楼顶"
-township = "城关镇"
-grid = "g1"
-worker_name = "张三"
-worker_phone = "{WORKER}"
-[[alerting.contacts.officers]]
-role = "township_officer"
-township = "城关镇"
-name = "王镇长"
-phone = "{OFFICER}"
-""", encoding="utf-8")
+{toml_entries("alerting.contacts.devices", CONTACTS["devices"][0])}
+{toml_entries("alerting.contacts.officers", CONTACTS["officers"][0])}""", encoding="utf-8")
     return conf
 
 
@@ -139,7 +127,7 @@ def test_acknowledgement_over_the_collectors_own_mqtt_connection(
     import json
     import threading
 
-    (tmp_path / "rules.yaml").write_text(RULES)
+    (tmp_path / "rules.yaml").write_text(PM25_HEAVY_RULES)
     conf = tmp_path / "collector.toml"
     conf.write_text(f"""
 [broker]
@@ -152,10 +140,8 @@ max_wait_ms = 50
 [rules]
 files = ["rules.yaml"]
 tick_interval_s = 0.2
-[[alerting.ack.principals]]
-name = "张三"
-phone = "{WORKER}"
-token = "{TOKEN_ZHANG}"
+{toml_entries("alerting.ack.principals",
+               {"name": "张三", "phone": WORKER, "token": TOKEN_ZHANG})}
 [[alerting.contacts.devices]]
 device = "dev-a"
 worker_name = "张三"
@@ -241,7 +227,7 @@ match = { audience = "maintenance" }
 receiver = "maintenance"
 """, 1).split("[[alerting.escalation]]")[0]
         conf.write_text(text, encoding="utf-8")
-        (tmp_path / "rules.yaml").write_text(RULES + """
+        (tmp_path / "rules.yaml").write_text(PM25_HEAVY_RULES + """
   - name: sensor_zero
     kind: sensor_fault
     cause: zero
