@@ -96,6 +96,11 @@ def tr(device: str, state: str, value: float, at_ms: int, rule: str = "pm25_heav
                       at_ms=at_ms, labels={"category": "pollution", **labels})
 
 
+def sms_only(contact: dict[str, Any]) -> dict[str, Any]:
+    """A device contact of CONTACTS without the worker's app: SMS is their only channel."""
+    return {k: v for k, v in contact.items() if k != "worker_app_id"}
+
+
 def _toml_value(v: str | int | float | bool) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"

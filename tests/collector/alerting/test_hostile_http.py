@@ -34,6 +34,7 @@ from tests.support.alerting import (
     WORKER,
     WORKER_B,
     modem_sim,
+    sms_only,
     toml_entries,
 )
 from tests.support.collector_process import Collector, count, publish_up, reading
@@ -48,10 +49,10 @@ MAX_CONNECTIONS = 8
 
 
 HOSTILE_HTTP_CONTACTS = [
-    {k: v for k, v in CONTACTS["devices"][0].items() if k != "worker_app_id"},
+    sms_only(CONTACTS["devices"][0]),
     {"device": "dev-d", "name": "城关中学", "township": "城关镇", "grid": "g1",
      "worker_name": "张三", "worker_phone": "13800000001"},
-    {k: v for k, v in CONTACTS["devices"][2].items() if k != "worker_app_id"},
+    sms_only(CONTACTS["devices"][2]),
 ]
 
 

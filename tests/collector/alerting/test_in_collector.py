@@ -20,6 +20,7 @@ from tests.support.alerting import (
     TOKEN_ZHANG,
     WORKER,
     modem_sim,
+    sms_only,
     toml_entries,
 )
 from tests.support.collector_process import reading as full_reading
@@ -58,7 +59,7 @@ group_wait = "0s"
 [[alerting.escalation]]
 after = "5s"
 receivers = ["township_officer"]
-{toml_entries("alerting.contacts.devices", CONTACTS["devices"][0])}
+{toml_entries("alerting.contacts.devices", sms_only(CONTACTS["devices"][0]))}
 {toml_entries("alerting.contacts.officers", CONTACTS["officers"][0])}""", encoding="utf-8")
     return conf
 
