@@ -22,18 +22,12 @@ from typing import Any
 import pytest
 
 from orchestration.services import InfluxDB, Mosquitto, free_port
+from tests.support.alerting import BUREAU, PM25_HEAVY_RULES, toml_entries
 from tests.support.collector_process import Collector, publish_up, reading, stored_rows
 from tests.support.integration import process_fixture
 from tests.support.wait import wait_for
 
-RULES = """rules:
-  - name: pm25_heavy
-    kind: threshold
-    field: pm2_5
-    above: 150
-    clear_below: 135
-    for: 0s
-  - name: device_silent
+RULES = PM25_HEAVY_RULES + """  - name: device_silent
     kind: deadman
     absent_for: 4s
     cellular_grace: 10m
@@ -48,7 +42,6 @@ DEVICE = """  - id: {id}
     link: {link}
 """
 TOKEN = "t0ken-for-acks-zhangwei"  # 张伟, of the county bureau: may ack any alert
-BUREAU = "+8613700000007"
 
 
 def _registry(path: Path, devices: list[dict[str, Any]]) -> None:
@@ -113,16 +106,9 @@ reload_check_s = 0.2
 [alerting.ack]
 http_port = {ack_port}
 mqtt = false
-[[alerting.ack.principals]]
-name = "张伟"
-phone = "{BUREAU}"
-token = "{TOKEN}"
-[[alerting.contacts.officers]]
-role = "county_bureau"
-township = "*"
-name = "张伟"
-phone = "{BUREAU}"
-""")
+{toml_entries("alerting.ack.principals", {"name": "张伟", "phone": BUREAU, "token": TOKEN})}
+{toml_entries("alerting.contacts.officers",
+               {"role": "county_bureau", "township": "*", "name": "张伟", "phone": BUREAU})}""")
     started = int(time.time() * 1000)
     c.start()
     try:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -25,6 +23,7 @@ from grafana.errors import PushRejected, PushUnavailable
 from grafana.http_api import GrafanaApi
 from grafana.model import DATASOURCE_UID
 from grafana.push import InfluxSettings, push
+from tests.support.http_fake import LoopbackServer, Request, Response
 
 TOKEN = "glsa_test_0123456789"
 
@@ -44,11 +43,11 @@ class FakeGrafana:
 
     def handle(self, method: str, path: str, headers: Any, body: bytes) -> tuple[int, Any]:
         self.requests.append((method, path))
-        if headers.get("Authorization") != f"Bearer {TOKEN}":
+        if headers.get("authorization") != f"Bearer {TOKEN}":
             return 401, {"message": "Invalid API key"}
         data: Any = None
         if method in ("POST", "PUT"):
-            if headers.get("Content-Type") != "application/json":
+            if headers.get("content-type") != "application/json":
                 return 415, {"message": "Content-Type must be application/json"}
             try:
                 data = json.loads(body)
@@ -144,29 +143,14 @@ class FakeGrafana:
 def grafana() -> Iterator[tuple[FakeGrafana, str]]:
     fake = FakeGrafana()
 
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            status, body = fake.handle(self.command, self.path, self.headers,
-                                       self.rfile.read(length))
-            raw = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+    def respond(request: Request) -> Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        status, body = fake.handle(request.method, request.path, headers, request.body)
+        return Response.json(status, body)
 
-        do_GET = do_POST = do_PUT = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield fake, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    server = LoopbackServer(respond)
+    yield fake, server.url
+    server.stop()
     assert fake.errors == []
 
 

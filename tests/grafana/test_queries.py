@@ -30,6 +30,7 @@ from grafana.macros import VariableValue
 from grafana.model import Annotation, Dashboard, Target
 from orchestration.services import InfluxDB, Mosquitto, free_port
 from orchestration.stack import SimDevice, Stack, Timing
+from tests.support.alerting import BUREAU, toml_entries
 from tests.support.integration import process_fixture
 from tests.support.wait import wait_for
 
@@ -91,15 +92,10 @@ state_db = "{work / 'alerts.db'}"
 [alerting.ack]
 http_port = {ack_port}
 mqtt = false
-[[alerting.ack.principals]]
-name = "网格员 张伟"
-phone = "+8613700000007"
-token_file = "{token}"
-[[alerting.contacts.officers]]
-role = "county_bureau"
-township = "*"
-name = "网格员 张伟"
-phone = "+8613700000007"
+{toml_entries("alerting.ack.principals",
+               {"name": "网格员 张伟", "phone": BUREAU, "token_file": str(token)})}
+{toml_entries("alerting.contacts.officers",
+               {"role": "county_bureau", "township": "*", "name": "网格员 张伟", "phone": BUREAU})}
 [alerting.channels.hook]
 type = "webhook"
 url = "http://127.0.0.1:{free_port()}/nobody-listens"

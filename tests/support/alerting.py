@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,17 @@ from collector.alerting import config as alerting_config
 from collector.alerting.channels.webhook_verify import HEADER, SignatureError, verify
 from firmware_sim.gsm_modem import GsmModem
 from firmware_sim.pty_port import PtyPort
+from tests.support.http_fake import LoopbackServer, Request, Response
+
+# The threshold rule most collector-with-alerting tests fire: one reading above 150 µg/m³.
+PM25_HEAVY_RULE = """  - name: pm25_heavy
+    kind: threshold
+    field: pm2_5
+    above: 150
+    clear_below: 135
+    for: 0s
+"""
+PM25_HEAVY_RULES = "rules:\n" + PM25_HEAVY_RULE
 
 T0 = 1_764_050_000_000  # 2025-11-25 05:53:20 UTC, a fixed clock for decisions
 WORKER = "+8613800000001"
@@ -86,6 +96,24 @@ def tr(device: str, state: str, value: float, at_ms: int, rule: str = "pm25_heav
                       at_ms=at_ms, labels={"category": "pollution", **labels})
 
 
+def sms_only(contact: dict[str, Any]) -> dict[str, Any]:
+    """A device contact of CONTACTS without the worker's app: SMS is their only channel."""
+    return {k: v for k, v in contact.items() if k != "worker_app_id"}
+
+
+def _toml_value(v: str | int | float | bool) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    # a JSON string is a valid TOML basic string
+    return json.dumps(v, ensure_ascii=False) if isinstance(v, str) else str(v)
+
+
+def toml_entries(table: str, *entries: dict[str, str | int | float | bool]) -> str:
+    """`[[table]]` entries of a collector config, one per mapping."""
+    return "".join(f"[[{table}]]\n" + "".join(f"{k} = {_toml_value(v)}\n"
+                                             for k, v in e.items()) for e in entries)
+
+
 @contextmanager
 def modem_sim(tmp_path: Path) -> Iterator[GsmModem]:
     """The simulated GSM modem on a pseudo-terminal, answering in a thread."""
@@ -111,43 +139,32 @@ class Receiver:
     bad_signatures: int = 0
     delay_s: float = 0.0  # a slow receiver
     lock: threading.Lock = field(default_factory=threading.Lock)
-    server: ThreadingHTTPServer | None = None
+    server: LoopbackServer | None = None
 
     @property
     def url(self) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        return f"{self.server.url}/hook"
 
     def start(self) -> None:
-        owner = self
+        self.server = LoopbackServer(self._respond)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, fmt: str, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if owner.delay_s:
-                    time.sleep(owner.delay_s)
-                ok = True
-                if owner.secret:
-                    try:
-                        verify(owner.secret, self.headers.get(HEADER, ""), body)
-                    except SignatureError:
-                        ok = False
-                with owner.lock:
-                    if not ok:
-                        owner.bad_signatures += 1
-                    status = owner.statuses.pop(0) if owner.statuses else 200
-                    owner.requests.append({"headers": dict(self.headers), "body": body,
-                                           "status": status, "at": time.monotonic()})
-                self.send_response(401 if not ok else status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _respond(self, request: Request) -> Response:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        ok = True
+        if self.secret:
+            try:
+                verify(self.secret, request.header(HEADER), request.body)
+            except SignatureError:
+                ok = False
+        with self.lock:
+            if not ok:
+                self.bad_signatures += 1
+            status = self.statuses.pop(0) if self.statuses else 200
+            self.requests.append({"headers": request.headers, "body": request.body,
+                                  "status": status, "at": time.monotonic()})
+        return Response(401 if not ok else status, b"{}")
 
     def accepted(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -155,5 +172,4 @@ class Receiver:
 
     def stop(self) -> None:
         if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+            self.server.stop()

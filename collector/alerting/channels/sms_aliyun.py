@@ -25,13 +25,11 @@ import hashlib
 import hmac
 import json
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Mapping
 
-from collector.alerting.channels import sms_template
+from collector.alerting.channels import sms_http, sms_template
 from collector.alerting.channels.notifier import Address, Context, one_by_one
 from collector.alerting.channels.rate_limit import RateLimiter
 from collector.alerting.channels.settings import AliyunSmsChannel
@@ -136,21 +134,11 @@ class AliyunSmsNotifier:
         pass
 
     def send(self, msg: Message) -> None:
-        now = time.time()
-        wait = self.limiter.wait_s(msg.recipient, now)
-        if wait > 0:
-            raise DeliveryRetry(f"rate limit for {msg.recipient}", after_s=wait, counts=False)
+        now = sms_http.admit(self.limiter, msg.recipient)
         body = urllib.parse.urlencode(self.params(msg, now), quote_via=urllib.parse.quote)
-        req = urllib.request.Request(
-            self.endpoint, data=body.encode(), method="POST",
-            headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                status, answer = resp.status, resp.read()
-        except urllib.error.HTTPError as exc:  # errors come with a JSON body too
-            status, answer = exc.code, exc.read()
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise DeliveryRetry(f"Alibaba Cloud SMS {self.endpoint}: {exc}") from exc
+        status, answer = sms_http.post(
+            "Alibaba Cloud SMS", self.endpoint, body.encode(),
+            {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}, self.timeout)
         self._judge(status, answer)
         self.limiter.record(msg.recipient, now)
 
@@ -159,10 +147,8 @@ class AliyunSmsNotifier:
             doc = json.loads(answer)
             code, text = str(doc["Code"]), str(doc.get("Message", ""))
         except (ValueError, KeyError, TypeError):
-            what = f"HTTP {status} without a SendSms answer: {answer[:200]!r}"
-            if status >= 500 or status in (408, 429):
-                raise DeliveryRetry(what) from None
-            raise DeliveryRejected(what) from None
+            raise sms_http.unexplained(
+                status, f"HTTP {status} without a SendSms answer: {answer[:200]!r}") from None
         if code == "OK":
             return
         what = f"Alibaba Cloud SMS {code}: {text}"

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import base64
 import json
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
+from collector.alerting.channels import sms_http
 from collector.alerting.channels.notifier import Address, Context, one_by_one
 from collector.alerting.channels.rate_limit import RateLimiter
 from collector.alerting.channels.settings import SmsGatewayChannel
 from collector.alerting.config import ChannelSpec
-from collector.alerting.errors import DeliveryRejected, DeliveryRetry
+from collector.alerting.errors import DeliveryRetry
 from collector.alerting.model import Message
 
 
@@ -55,21 +53,13 @@ class GatewayNotifier:
         pass
 
     def send(self, msg: Message) -> None:
-        now = time.time()
-        wait = self.limiter.wait_s(msg.recipient, now)
-        if wait > 0:
-            raise DeliveryRetry(f"rate limit for {msg.recipient}", after_s=wait, counts=False)
-        req = urllib.request.Request(self.url, data=self.body(msg), method="POST",
-                                     headers={**self.headers, "Content-Type": self.content_type})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                answer = resp.read().decode(errors="replace")
-        except urllib.error.HTTPError as exc:
-            if exc.code >= 500 or exc.code in (408, 429):
-                raise DeliveryRetry(f"gateway HTTP {exc.code}") from exc
-            raise DeliveryRejected(f"gateway HTTP {exc.code}") from exc
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise DeliveryRetry(f"gateway {self.url}: {exc}") from exc
+        now = sms_http.admit(self.limiter, msg.recipient)
+        status, raw = sms_http.post("gateway", self.url, self.body(msg),
+                                    {**self.headers, "Content-Type": self.content_type},
+                                    self.timeout)
+        if status >= 400:
+            raise sms_http.unexplained(status, f"gateway HTTP {status}")
+        answer = raw.decode(errors="replace")
         if self.success_contains and self.success_contains not in answer:
             raise DeliveryRetry(f"gateway answered without {self.success_contains!r}: "
                                 f"{answer[:200]!r}")

@@ -36,14 +36,11 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from collector.alerting.channels import sms_template
+from collector.alerting.channels import sms_http, sms_template
 from collector.alerting.channels.notifier import Address, Context, one_by_one
 from collector.alerting.channels.rate_limit import RateLimiter
 from collector.alerting.channels.settings import TencentSmsChannel
@@ -201,30 +198,18 @@ class TencentSmsNotifier:
         pass
 
     def send(self, msg: Message) -> None:
-        now = time.time()
-        wait = self.limiter.wait_s(msg.recipient, now)
-        if wait > 0:
-            raise DeliveryRetry(f"rate limit for {msg.recipient}", after_s=wait, counts=False)
+        now = sms_http.admit(self.limiter, msg.recipient)
         payload = self.payload(msg)
-        req = urllib.request.Request(self.endpoint, data=payload, method="POST",
-                                     headers=self.headers(payload, int(now)))
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                status, answer = resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            status, answer = exc.code, exc.read()
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise DeliveryRetry(f"Tencent Cloud SMS {self.endpoint}: {exc}") from exc
+        status, answer = sms_http.post("Tencent Cloud SMS", self.endpoint, payload,
+                                       self.headers(payload, int(now)), self.timeout)
         self._judge(status, answer)
         self.limiter.record(msg.recipient, now)
 
     def _judge(self, status: int, answer: bytes) -> None:
         code, text = _code(answer)
         if code is None:
-            what = f"HTTP {status} without a SendSms answer: {answer[:200]!r}"
-            if status >= 500 or status in (408, 429):
-                raise DeliveryRetry(what)
-            raise DeliveryRejected(what)
+            raise sms_http.unexplained(
+                status, f"HTTP {status} without a SendSms answer: {answer[:200]!r}")
         if code == "Ok":
             return
         what = f"Tencent Cloud SMS {code}: {text}"

@@ -25,31 +25,35 @@ from hypothesis import strategies as st
 from firmware_sim.gsm_modem import GsmModem
 from orchestration.services import InfluxDB, Mosquitto, free_port
 from tests.support.alerting import (
+    CONTACTS,
     OFFICER,
+    PM25_HEAVY_RULES,
     TOKEN_LI,
     TOKEN_OFFICER,
     TOKEN_ZHANG,
     WORKER,
     WORKER_B,
     modem_sim,
+    sms_only,
+    toml_entries,
 )
 from tests.support.collector_process import Collector, count, publish_up, reading
 from tests.support.integration import process_fixture
 from tests.support.wait import wait_for
 
-RULES = """rules:
-  - name: pm25_heavy
-    kind: threshold
-    field: pm2_5
-    above: 150
-    clear_below: 135
-    for: 0s
-"""
 # fullmatch of (a+)+$ against 38 "a" and a "-": 2^38 paths for a backtracking engine
 EVIL_DEVICE = "a" * 38 + "-"
 EVIL_SILENCE = {"matchers": {"device": "~(a+)+$"}, "reason": "维护"}
 REQUEST_TIMEOUT_S = 2.0
 MAX_CONNECTIONS = 8
+
+
+HOSTILE_HTTP_CONTACTS = [
+    sms_only(CONTACTS["devices"][0]),
+    {"device": "dev-d", "name": "城关中学", "township": "城关镇", "grid": "g1",
+     "worker_name": "张三", "worker_phone": "13800000001"},
+    sms_only(CONTACTS["devices"][2]),
+]
 
 
 def _alerting(modem: str, http_port: int) -> str:
@@ -63,18 +67,10 @@ language = "zh"
 http_port = {http_port}
 http_max_connections = {MAX_CONNECTIONS}
 http_request_timeout = "{int(REQUEST_TIMEOUT_S * 1000)}ms"
-[[alerting.ack.principals]]
-name = "张三"
-phone = "{WORKER}"
-token = "{TOKEN_ZHANG}"
-[[alerting.ack.principals]]
-name = "李四"
-phone = "138 0000 0002"
-token = "{TOKEN_LI}"
-[[alerting.ack.principals]]
-name = "王镇长"
-phone = "{OFFICER}"
-token = "{TOKEN_OFFICER}"
+{toml_entries("alerting.ack.principals",
+               {"name": "张三", "phone": WORKER, "token": TOKEN_ZHANG},
+               {"name": "李四", "phone": "138 0000 0002", "token": TOKEN_LI},
+               {"name": "王镇长", "phone": OFFICER, "token": TOKEN_OFFICER})}
 [alerting.channels.modem]
 type = "sms_modem"
 port = "{modem}"
@@ -84,33 +80,8 @@ targets = [{{ channel = "modem", to = "grid_worker" }}]
 [alerting.route]
 receiver = "grid_worker"
 group_wait = "0s"
-[[alerting.contacts.devices]]
-device = "dev-a"
-name = "城关镇政府楼顶"
-township = "城关镇"
-grid = "g1"
-worker_name = "张三"
-worker_phone = "{WORKER}"
-[[alerting.contacts.devices]]
-device = "dev-d"
-name = "城关中学"
-township = "城关镇"
-grid = "g1"
-worker_name = "张三"
-worker_phone = "13800000001"
-[[alerting.contacts.devices]]
-device = "dev-c"
-name = "河口村"
-township = "河口镇"
-grid = "g7"
-worker_name = "李四"
-worker_phone = "{WORKER_B}"
-[[alerting.contacts.officers]]
-role = "township_officer"
-township = "城关镇"
-name = "王镇长"
-phone = "{OFFICER}"
-"""
+{toml_entries("alerting.contacts.devices", *HOSTILE_HTTP_CONTACTS)}
+{toml_entries("alerting.contacts.officers", CONTACTS["officers"][0])}"""
 
 
 @dataclass
@@ -153,7 +124,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory,
         http_port = free_port()
         work = tmp / "collector"
         work.mkdir()
-        (work / "rules.yaml").write_text(RULES)
+        (work / "rules.yaml").write_text(PM25_HEAVY_RULES)
         col = Collector(work, broker.port, shared_influxdb.url, db,
                         extra=_alerting(modem.port.path, http_port))
         col.start()

@@ -9,13 +9,10 @@ import hashlib
 import hmac
 import json
 import re
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -27,6 +24,7 @@ from collector.alerting.errors import DeliveryRejected, DeliveryRetry
 from collector.alerting.model import Message
 from collector.alerting.service import AlertingService
 from tests.support.alerting import T0, WORKER, config, tr
+from tests.support.http_fake import LoopbackServer, Request, Response
 from tests.support.wait import wait_for
 
 KEY_ID, KEY_SECRET = "LTAI5tTestKeyId", "test-secret/with+chars="
@@ -58,31 +56,18 @@ class FakeDysmsapi:
     nonces: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        fake = self
+        self.server = LoopbackServer(self._respond)
+        self.url = self.server.url + "/"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                form = urllib.parse.parse_qs(self.rfile.read(length).decode(),
-                                             keep_blank_values=True, strict_parsing=True)
-                params = {k: v[0] for k, v in form.items()}
-                status, code = fake.answer(params, self.headers.get("Content-Type", ""))
-                body = json.dumps({"Code": code, "Message": code.lower(),
-                                   "RequestId": "F655A8D5-B967-440B-8683-DAD6FF8DE990",
-                                   **({"BizId": "900619746936498440^0"} if code == "OK"
-                                      else {})}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _respond(self, request: Request) -> Response:
+        form = urllib.parse.parse_qs(request.body.decode(), keep_blank_values=True,
+                                     strict_parsing=True)
+        status, code = self.answer({k: v[0] for k, v in form.items()},
+                                   request.header("Content-Type"))
+        return Response.json(status, {
+            "Code": code, "Message": code.lower(),
+            "RequestId": "F655A8D5-B967-440B-8683-DAD6FF8DE990",
+            **({"BizId": "900619746936498440^0"} if code == "OK" else {})})
 
     def answer(self, p: dict[str, str], content_type: str) -> tuple[int, str]:
         if not content_type.startswith("application/x-www-form-urlencoded"):
@@ -108,8 +93,7 @@ class FakeDysmsapi:
         return self.codes.pop(0) if self.codes else (200, "OK")
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 @pytest.fixture

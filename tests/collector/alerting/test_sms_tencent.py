@@ -10,12 +10,10 @@ import hashlib
 import hmac
 import json
 import re
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from collector.alerting.errors import DeliveryRejected, DeliveryRetry
 from collector.alerting.model import Message
 from collector.alerting.service import AlertingService
 from tests.support.alerting import T0, WORKER, config, tr
+from tests.support.http_fake import LoopbackServer, Request, Response
 from tests.support.wait import wait_for
 
 SECRET_ID, SECRET_KEY = "AKIDz8krbsJ5yKBZQpn74WFkmLPx3TEST", "Gu5t9xGARNpq86cd98joQYCN3TEST"
@@ -78,28 +77,15 @@ class FakeSmsApi:
     headers: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        fake = self
+        self.server = LoopbackServer(self._respond)
+        self.url = self.server.url + "/"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                answer = fake.answer(self.path, headers, body)
-                out = json.dumps({"Response": {**answer, "RequestId": str(uuid.uuid4())}},
-                                 ensure_ascii=False).encode()
-                self.send_response(200)  # API 3.0 answers errors with 200 too
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
+    def _respond(self, request: Request) -> Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        answer = self.answer(request.path, headers, request.body)
+        # API 3.0 answers errors with 200 too
+        return Response.json(200, {"Response": {**answer, "RequestId": str(uuid.uuid4())}},
+                             ensure_ascii=False)
 
     @staticmethod
     def _error(code: str) -> dict[str, Any]:
@@ -157,8 +143,7 @@ class FakeSmsApi:
         return {"SendStatusSet": statuses}
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ from grafana.boards import response
 from grafana.macros import VariableValue
 from orchestration.admin import worker_links
 from orchestration.services import InfluxDB, Mosquitto, free_port
-from tests.support.alerting import Receiver, modem_sim
+from tests.support.alerting import PM25_HEAVY_RULES, Receiver, modem_sim
 from tests.support.collector_process import AgentLikePublisher, reading, up_payload
 from tests.support.integration import process_fixture
 from tests.support.wait import wait_for
@@ -77,16 +77,6 @@ workers:
      township: 城关镇}}
   - {{id: bureau, name: 县环保局, phone: "+8613700000007", role: county_officer}}
 """
-RULES = """rules:
-  - name: pm25_heavy
-    kind: threshold
-    field: pm2_5
-    above: 150
-    clear_below: 135
-    for: 0s
-"""
-
-
 @dataclass
 class Stack:
     work: Path
@@ -170,7 +160,7 @@ class Stack:
 
 def _config(work: Path, broker: int, influx: InfluxDB, db: str, modem: str, hook: str,
             app_port: int, metrics_port: int) -> Path:
-    (work / "rules.yaml").write_text(RULES)
+    (work / "rules.yaml").write_text(PM25_HEAVY_RULES)
     (work / "registry.yaml").write_text(REGISTRY, encoding="utf-8")
     conf = work / "collector.toml"
     conf.write_text(f"""
