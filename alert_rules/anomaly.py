@@ -156,7 +156,12 @@ class Detector:
             return out
         t = None if ts is None else np.asarray(ts, np.int64)[ok]
         self.fit(int(rows.max()) + 1)
-        c: dict[str, Any] = {k: v[rows] for k, v in self.cols.items()}
+        # every device of the range in order (the live flow of a whole fleet): slices
+        # instead of gathers and scatters of every column
+        at: slice | IntArr = rows
+        if rows[0] == 0 and rows[-1] == rows.size - 1 and bool((np.diff(rows) == 1).all()):
+            at = slice(0, rows.size)
+        c: dict[str, Any] = {k: v[at] for k, v in self.cols.items()}
         seen: IntArr = c["seen"]
         first = seen == 0
         raw = x
@@ -307,10 +312,10 @@ class Detector:
                "shift_ms": shift_ms, "var_ms": var_ms, "mid": mid, "slow": slow,
                "drift_ms": drift_ms, "repeat": repeat, "fast": fast, "day_ms": day_ms,
                "spike_ms": spike_ms, "al_short": al_short, "al_mean": al_mean,
-               "al_var": al_var, "prev": last, "dscale": new_dscale, "out_run": out_run,
+               "al_var": al_var, "prev": np.array(last, copy=True), "dscale": new_dscale, "out_run": out_run,
                "dt": dt, "t_last": c["t_last"] if t is None else t}
         for k, v in new.items():
-            self.cols[k][rows] = v
+            self.cols[k][at] = v
         out[ok] = score
         return out
 

@@ -246,3 +246,20 @@ def test_scores_are_in_0_1_and_the_same_at_any_scale(xs: list[float], factor: fl
     assert np.isfinite(out).all() and (out >= 0).all() and (out <= 1).all()
     assert out.shape == (x.size, 2)  # one score per reading and device
     np.testing.assert_allclose(out[:, 0], out[:, 1], atol=1e-6)
+
+
+def test_devices_in_any_row_order_score_as_the_whole_range_in_order() -> None:
+    # the whole range in order is stepped through slices, any other set of rows through
+    # gathers: both must give the same state and scores
+    xs = np.vstack([with_fault(k, clean(20 + i))[:DAY] for i, k in
+                    enumerate(("spike", "stuck", "shift"))])
+    ts = 1_700_000_000_000 + STEP_MS * np.arange(DAY, dtype=np.int64)
+    ordered, shuffled = Detector(), Detector()
+    rows = np.arange(3, dtype=np.int64)
+    perm = np.array([2, 0, 1], dtype=np.int64)
+    for i in range(DAY):
+        a = ordered.update(rows, xs[:, i], np.full(3, ts[i]))
+        b = shuffled.update(perm, xs[perm, i], np.full(3, ts[i]))
+        np.testing.assert_allclose(a[perm], b, atol=1e-12)
+    for k, v in ordered.arrays().items():
+        np.testing.assert_allclose(v[:3], shuffled.arrays()[k][:3], atol=1e-12, err_msg=k)
