@@ -4,8 +4,13 @@ Each device keeps a few exponentially weighted statistics (numpy columns, no win
 A reading is judged by six statistics, each expressed in units of its own running spread
 on this device, so nothing depends on the series' units (x and 1000·x score the same):
 
+- vspike: the previous reading against both of its neighbours (a V: up and back down,
+  or down and back up), on the raw series, over the device's running reading-to-reading
+  change — a glitch is one reading that comes back, an episode rises and stays; judged
+  one reading late, when the reading after it is known;
 - spike: the residual against a robust level, in robust scales (Huber-clipped updates,
-  so an outlier does not drag the baseline);
+  so an outlier does not drag the baseline; `adapt_run` readings in a row clipped on one
+  side are a new regime and the level jumps there, so a regime change fires once);
 - shift: a fast EWMA of the residuals (an EWMA control chart), over its own running RMS
   — a level shift moves it for many readings in a row;
 - variance: log of the fast over the slow residual scale, over its own running RMS —
@@ -24,7 +29,9 @@ Gaussian noise. Every EWMA starts as a running mean (weight max(α, 1/n)), so es
 are usable after a few readings and a new device is judged against its own first hours,
 and each statistic is only scored after its own warm-up.
 
-The score is z²/(z² + z0²) of the largest statistic z, in 0..1 (0.9 at z = 3·z0).
+The score is z²/(z² + z0²) of the largest statistic z, in 0..1 (0.9 at z = 3·z0). The
+point tests (vspike, spike) are divided by (readings per day / 24)^rate_power besides
+their k: alarms are counted per device-day, tests are made per reading.
 
 The statistics are computed on asinh(x / (0.1·m)), m the device's running mean |x|
 (relative residuals: a sensor's noise grows with the level). The engine feeds the
@@ -54,6 +61,7 @@ _COLUMNS: dict[str, float] = {
     "drift_ms": 0.0, "repeat": 0.0, "fast": 0.0, "day_ms": 0.0, "spike_ms": 0.0,
     "mag": 0.0, "al_short": 0.0, "al_mean": 0.0, "al_var": 0.0,
     "prev": np.nan, "dscale": 0.0, "out_run": 0.0, "dt": 0.0, "t_last": 0,
+    "about_prev": 0.0,
 }
 _INT = ("seen", "run", "first_ms", "t_last")
 COMPONENTS = ("spike", "vspike", "shift", "variance", "drift", "daily", "stuck",
@@ -110,9 +118,9 @@ class Detector:
     dscale_floor: float = 0.02  # smallest dscale relative to the running mean |x|
     # alarms are counted per device-day, tests are made per reading: a device reading
     # n times a day makes n/24 times the tests of an hourly one, so the point tests'
-    # divisors grow as (n/24)^rate_power (a multiple-testing correction; 0.8 is read
+    # divisors grow as (n/24)^rate_power (a multiple-testing correction; 0.75 is read
     # off the tail of the vspike statistic on the clean traces, docs/decisions.md)
-    rate_power: float = 0.8
+    rate_power: float = 0.75
     a_dt: float = 0.05
     adapt_run: int = 3  # readings in a row clipped on one side: the level jumps there
     bucket_ms: int = 60_000  # one observation per device and bucket (`feed`)
@@ -130,6 +138,12 @@ class Detector:
     @property
     def score(self) -> FloatArr:
         return self.cols["score"]  # type: ignore[return-value]
+
+    @property
+    def about_previous(self) -> npt.NDArray[np.bool_]:
+        """Per device: its score is about its previous reading (a spike is judged when
+        the reading after it shows that it came back), not its newest."""
+        return self.cols["about_prev"] > 0
 
     @property
     def size(self) -> int:
@@ -299,6 +313,9 @@ class Detector:
                                _ewma(al_var, (zc - al_mean) ** 2, self.a_moment, n1))
             z = np.maximum(z, z_al / self.k_likelihood)
         score = z * z / (z * z + self.z0 * self.z0)
+        # 1 where the score is about the previous reading (vspike decided it): whoever
+        # checks the reading against its neighbours must look at that reading
+        about_prev = (z_v / (self.k_vspike * rate) >= z).astype(np.float64) * (z > 0)
         self.parts = {"spike": z_spike, "vspike": z_v, "shift": z_shift, "variance": z_var,
                       "drift": z_drift, "daily": z_day, "stuck": z_stuck,
                       "zeros": z_zero, "likelihood": z_al}
@@ -312,8 +329,10 @@ class Detector:
                "shift_ms": shift_ms, "var_ms": var_ms, "mid": mid, "slow": slow,
                "drift_ms": drift_ms, "repeat": repeat, "fast": fast, "day_ms": day_ms,
                "spike_ms": spike_ms, "al_short": al_short, "al_mean": al_mean,
-               "al_var": al_var, "prev": np.array(last, copy=True), "dscale": new_dscale, "out_run": out_run,
-               "dt": dt, "t_last": c["t_last"] if t is None else t}
+               "al_var": al_var, "dscale": new_dscale, "out_run": out_run, "dt": dt,
+               # a copy: `last` may be a view of the column written just before
+               "prev": np.array(last, copy=True), "t_last": c["t_last"] if t is None else t,
+               "about_prev": about_prev}
         for k, v in new.items():
             self.cols[k][at] = v
         out[ok] = score
