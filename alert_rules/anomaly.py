@@ -143,7 +143,8 @@ class Detector:
     def about_previous(self) -> npt.NDArray[np.bool_]:
         """Per device: its score is about its previous reading (a spike is judged when
         the reading after it shows that it came back), not its newest."""
-        return self.cols["about_prev"] > 0
+        out: npt.NDArray[np.bool_] = np.asarray(self.cols["about_prev"], np.float64) > 0
+        return out
 
     @property
     def size(self) -> int:
