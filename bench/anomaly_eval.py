@@ -1,6 +1,6 @@
 """The anomaly detector on real PM2.5 traces with injected faults, scored per fault family
 and NAB-style, side by side with the same detector with the anomaly-likelihood layer on
-(`with_likelihood`), the detector shipped before it (`before`: a pinned copy, commit
+(`with_likelihood`, on request), the detector shipped before it (`before`: a pinned copy, commit
 5dbccfc), the spike detector before that (`previous`) and a plain EWMA z-score.
 
     python -m bench.anomaly_eval [--data ../shared/data] [--seed 1] [--per-kind 40]
