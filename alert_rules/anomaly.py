@@ -4,8 +4,13 @@ Each device keeps a few exponentially weighted statistics (numpy columns, no win
 A reading is judged by six statistics, each expressed in units of its own running spread
 on this device, so nothing depends on the series' units (x and 1000·x score the same):
 
+- vspike: the previous reading against both of its neighbours (a V: up and back down,
+  or down and back up), on the raw series, over the device's running reading-to-reading
+  change — a glitch is one reading that comes back, an episode rises and stays; judged
+  one reading late, when the reading after it is known;
 - spike: the residual against a robust level, in robust scales (Huber-clipped updates,
-  so an outlier does not drag the baseline);
+  so an outlier does not drag the baseline; `adapt_run` readings in a row clipped on one
+  side are a new regime and the level jumps there, so a regime change fires once);
 - shift: a fast EWMA of the residuals (an EWMA control chart), over its own running RMS
   — a level shift moves it for many readings in a row;
 - variance: log of the fast over the slow residual scale, over its own running RMS —
@@ -24,7 +29,9 @@ Gaussian noise. Every EWMA starts as a running mean (weight max(α, 1/n)), so es
 are usable after a few readings and a new device is judged against its own first hours,
 and each statistic is only scored after its own warm-up.
 
-The score is z²/(z² + z0²) of the largest statistic z, in 0..1 (0.9 at z = 3·z0).
+The score is z²/(z² + z0²) of the largest statistic z, in 0..1 (0.9 at z = 3·z0). The
+point tests (vspike, spike) are divided by (readings per day / 24)^rate_power besides
+their k: alarms are counted per device-day, tests are made per reading.
 
 The statistics are computed on asinh(x / (0.1·m)), m the device's running mean |x|
 (relative residuals: a sensor's noise grows with the level). The engine feeds the
@@ -53,10 +60,12 @@ _COLUMNS: dict[str, float] = {
     "shift": 0.0, "shift_ms": 0.0, "var_ms": 0.0, "mid": 0.0, "slow": 0.0,
     "drift_ms": 0.0, "repeat": 0.0, "fast": 0.0, "day_ms": 0.0, "spike_ms": 0.0,
     "mag": 0.0, "al_short": 0.0, "al_mean": 0.0, "al_var": 0.0,
+    "prev": np.nan, "dscale": 0.0, "out_run": 0.0, "dt": 0.0, "t_last": 0,
+    "about_prev": 0.0,
 }
-_INT = ("seen", "run", "first_ms")
-COMPONENTS = ("spike", "shift", "variance", "drift", "daily", "stuck", "zeros",
-              "likelihood")
+_INT = ("seen", "run", "first_ms", "t_last")
+COMPONENTS = ("spike", "vspike", "shift", "variance", "drift", "daily", "stuck",
+              "zeros", "likelihood")
 
 
 def _ewma(old: FloatArr, new: FloatArr, alpha: float, seen: IntArr) -> FloatArr:
@@ -95,14 +104,25 @@ class Detector:
     # each statistic's z is divided by its k before the max: the k say how heavy each
     # statistic's tail is on clean real traces (bench/anomaly_eval.py), so that one
     # threshold means the same false-alarm rate for all of them
-    k_spike: float = 1.2
-    k_shift: float = 1.5
+    k_spike: float = 3.0
+    k_vspike: float = 0.8  # at hourly readings; raised with the reading rate (below)
+    k_shift: float = 2.5
     k_variance: float = 1.0
     k_drift: float = 0.8
     k_daily: float = 1.5
     likelihood: bool = False  # the anomaly-likelihood layer (see update)
     k_likelihood: float = 0.75  # z of the recent mean: 4.5 scores as 6 (0.9)
     a_likelihood: float = 0.2  # the recent mean: about the last ten readings
+    a_dscale: float = 0.02  # reading-to-reading change: ~50 readings of memory
+    dscale_clip: float = 5.0  # a change beyond this many dscales teaches it only this much
+    dscale_floor: float = 0.02  # smallest dscale relative to the running mean |x|
+    # alarms are counted per device-day, tests are made per reading: a device reading
+    # n times a day makes n/24 times the tests of an hourly one, so the point tests'
+    # divisors grow as (n/24)^rate_power (a multiple-testing correction; 0.75 is read
+    # off the tail of the vspike statistic on the clean traces, docs/decisions.md)
+    rate_power: float = 0.75
+    a_dt: float = 0.05
+    adapt_run: int = 3  # readings in a row clipped on one side: the level jumps there
     bucket_ms: int = 60_000  # one observation per device and bucket (`feed`)
     max_steps: int = 8  # steps per `feed` call at most (a backlog is fed coarser)
     cols: dict[str, npt.NDArray[np.generic]] = field(default_factory=dict, repr=False)
@@ -118,6 +138,13 @@ class Detector:
     @property
     def score(self) -> FloatArr:
         return self.cols["score"]  # type: ignore[return-value]
+
+    @property
+    def about_previous(self) -> npt.NDArray[np.bool_]:
+        """Per device: its score is about its previous reading (a spike is judged when
+        the reading after it shows that it came back), not its newest."""
+        out: npt.NDArray[np.bool_] = np.asarray(self.cols["about_prev"], np.float64) > 0
+        return out
 
     @property
     def size(self) -> int:
@@ -144,7 +171,12 @@ class Detector:
             return out
         t = None if ts is None else np.asarray(ts, np.int64)[ok]
         self.fit(int(rows.max()) + 1)
-        c: dict[str, Any] = {k: v[rows] for k, v in self.cols.items()}
+        # every device of the range in order (the live flow of a whole fleet): slices
+        # instead of gathers and scatters of every column
+        at: slice | IntArr = rows
+        if rows[0] == 0 and rows[-1] == rows.size - 1 and bool((np.diff(rows) == 1).all()):
+            at = slice(0, rows.size)
+        c: dict[str, Any] = {k: v[at] for k, v in self.cols.items()}
         seen: IntArr = c["seen"]
         first = seen == 0
         raw = x
@@ -155,7 +187,8 @@ class Detector:
             # sensor's noise grows with the level (SDS011/PMS5003: ±10–15 % of the
             # reading), so residuals here are relative and noise is about level-free
             off = self.transform_offset * mag
-            x = np.arcsinh(raw / np.where(off > 0, off, 1.0))
+            with np.errstate(over="ignore"):  # a reading 1e300 times the running mean
+                x = np.clip(np.arcsinh(raw / np.where(off > 0, off, 1.0)), -700.0, 700.0)
         # scale: robust residual scale, floored relative to its own slow version
         floor = (self.floor_log if self.transform else
                  self.floor_level * np.abs(c["slow"]))
@@ -169,6 +202,16 @@ class Detector:
         # a clipped residual still counts fully once the scale is unknown (first readings)
         rc = np.where(seen < 3, r, rc)
         level = np.where(first, x, _ewma(c["level"], c["level"] + rc, self.a_level, seen))
+        # fire once, then adapt: readings clipped on the same side `adapt_run` times in a
+        # row are a new regime (an episode's start or end, a recalibrated sensor), not a
+        # run of outliers; the level jumps to the reading instead of trailing it for
+        # hours and scoring every reading of the new regime as a spike
+        side = np.sign(r) * (np.abs(r) > self.clip * scale)
+        out_run = np.where((side != 0) & (np.sign(c["out_run"]) == side),
+                           c["out_run"] + side, side)
+        regime = np.abs(out_run) >= self.adapt_run
+        level = np.where(regime, x, level)
+        out_run = np.where(regime, 0.0, out_run)
         ar = np.abs(rc)
         new_scale = np.where(first, 0.0, _ewma(c["scale"], ar, self.a_scale, n1))
         slow_scale = np.where(first, 0.0, _ewma(c["slow_scale"], ar, self.a_slow_scale, n1))
@@ -194,6 +237,23 @@ class Detector:
         # the slow level is a running mean for its first 1/α readings: drift is only
         # measured against it once it has become a slow level
         z_drift = np.where(seen >= 2 / self.a_slow, z_drift, 0.0)
+        # vspike: the previous reading against both of its neighbours, on the raw series
+        # over the device's running reading-to-reading change (dscale). A glitch or a
+        # puff at the inlet is one reading that comes back; the air itself rarely makes
+        # a V: an episode rises and stays, a front clears and stays. Judged one reading
+        # late, when the reading after it is known, which is what tells the two apart.
+        prev, last = c["prev"], c["last"]
+        v = np.maximum(np.minimum(last - prev, last - raw), np.minimum(prev - last, raw - last))
+        dfloor = self.dscale_floor * mag
+        dscale = np.maximum(c["dscale"], dfloor)
+        z_v = np.where(np.isfinite(v) & (dscale > 0) & (seen >= self.warmup),
+                       v / (1.2533 * dscale + TINY), 0.0)
+        z_v = np.maximum(z_v, 0.0)
+        step = np.abs(raw - last)
+        step = np.where(np.isfinite(step), step, 0.0)
+        step = np.where(c["dscale"] > 0, np.minimum(step, self.dscale_clip * dscale), step)
+        new_dscale = np.where(seen >= 1, _ewma(c["dscale"], step, self.a_dscale,
+                                               np.maximum(seen - 1, 0)), 0.0)
         # stuck: run of identical readings against the device's own repeat rate
         same = raw == c["last"]
         run = np.where(same, c["run"] + 1, 1)
@@ -223,7 +283,16 @@ class Detector:
             z_day = np.where((t - first_ms >= self.day_warmup_ms) & (pn >= 3), z_day, 0.0)
             self.profile[rows, h] = np.where(pn > 0, prof + self.a_day * (fast - prof), fast)
             self.profile_n[rows, h] = pn + 1
-        z = np.maximum.reduce([z_spike / self.k_spike, z_shift / self.k_shift,
+        # readings per day, from the device's running reading interval
+        dt = c["dt"]
+        if t is not None:
+            gap = np.where(first | ~np.isfinite(c["last"]), 0.0,
+                           np.minimum(t - c["t_last"], DAY_MS).astype(np.float64))
+            dt = np.where(gap > 0, np.where(dt > 0, dt + self.a_dt * (gap - dt), gap), dt)
+        per_day = np.where(dt > 0, DAY_MS / np.maximum(dt, 1.0), 24.0)
+        rate = np.maximum(per_day / 24.0, 1.0) ** self.rate_power
+        z = np.maximum.reduce([z_spike / (self.k_spike * rate), z_v / (self.k_vspike * rate),
+                               z_shift / self.k_shift,
                                z_var / self.k_variance, z_drift / self.k_drift,
                                z_day / self.k_daily, z_stuck, z_zero])
         # anomaly likelihood (Ahmad et al. 2017): the recent mean of the combined
@@ -245,7 +314,10 @@ class Detector:
                                _ewma(al_var, (zc - al_mean) ** 2, self.a_moment, n1))
             z = np.maximum(z, z_al / self.k_likelihood)
         score = z * z / (z * z + self.z0 * self.z0)
-        self.parts = {"spike": z_spike, "shift": z_shift, "variance": z_var,
+        # 1 where the score is about the previous reading (vspike decided it): whoever
+        # checks the reading against its neighbours must look at that reading
+        about_prev = (z_v / (self.k_vspike * rate) >= z).astype(np.float64) * (z > 0)
+        self.parts = {"spike": z_spike, "vspike": z_v, "shift": z_shift, "variance": z_var,
                       "drift": z_drift, "daily": z_day, "stuck": z_stuck,
                       "zeros": z_zero, "likelihood": z_al}
         new = {"seen": seen + 1, "run": run, "first_ms": first_ms, "last": raw,
@@ -258,9 +330,12 @@ class Detector:
                "shift_ms": shift_ms, "var_ms": var_ms, "mid": mid, "slow": slow,
                "drift_ms": drift_ms, "repeat": repeat, "fast": fast, "day_ms": day_ms,
                "spike_ms": spike_ms, "al_short": al_short, "al_mean": al_mean,
-               "al_var": al_var}
+               "al_var": al_var, "dscale": new_dscale, "out_run": out_run, "dt": dt,
+               # a copy: `last` may be a view of the column written just before
+               "prev": np.array(last, copy=True), "t_last": c["t_last"] if t is None else t,
+               "about_prev": about_prev}
         for k, v in new.items():
-            self.cols[k][rows] = v
+            self.cols[k][at] = v
         out[ok] = score
         return out
 

@@ -66,9 +66,17 @@ class AnomalyRule(RuleBase):
         nbr = probe._neighbours(fleet)
         latest = fleet.latest(self.field, now_ms, self.max_age_ms)
         around = np.r_[latest, np.nan][nbr[rows]]
+        x = latest[rows]
+        # a spike is scored at the reading after it: compare the spike itself with
+        # what the neighbours read just before their newest reading
+        self.detector.fit(fleet.size)
+        back = self.detector.about_previous[rows]
+        if back.any():
+            prev = np.r_[fleet.prev_v[self.field][:fleet.size], np.nan]
+            around = np.where(back[:, None], prev[nbr[rows]], around)
+            x = np.where(back, self.detector.cols["prev"][rows], x)
         med = row_median(around)
         enough = (~np.isnan(around)).sum(axis=1) >= self.min_neighbours
-        x = latest[rows]
         with np.errstate(invalid="ignore", divide="ignore"):
             far = (x > self.ratio * med) | (x < med / self.ratio)
         out[rows] = enough & far

@@ -13,8 +13,8 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 #: Modules of bench/ that are its machinery, not benchmarks.
-TOOLS = frozenset({"__init__", "anomaly_baselines", "catalog", "record", "render_results",
-                   "run_all"})
+TOOLS = frozenset({"__init__", "anomaly_baselines", "anomaly_detector_before", "catalog",
+                   "record", "render_results", "run_all"})
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ BENCHES: dict[str, Forms] = {
         quick=("--devices", "1000", "--seconds", "15", "--reference"),
         full=("--devices", "1000", "--seconds", "30", "--reference")),
     "app_first_load": Forms(quick=("--runs", "2"), full=("--runs", "3")),
-    "anomaly_eval": Forms(quick=("--seed", "1"), full=("--seed", "1")),
+    "anomaly_eval": Forms(quick=("--seed", "1"), full=("--seed", "1"), timeout_s=2400),
     "broker_connect": Forms(quick=("--n", "100"), full=("--n", "200")),
     "chaos": Forms(
         quick=("--devices", "6", "--seconds", "120", "--seed", "7"),

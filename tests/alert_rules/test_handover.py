@@ -77,8 +77,8 @@ rules:
     kind: anomaly
     above: 0.9
     cooldown: 10m
-""", "a", {"a": [30.0 + (i % 5) for i in range(20)] + [400.0],
-           "b": [30.0 + (i % 5) for i in range(21)]}),
+""", "a", {"a": [30.0 + (i % 5) for i in range(20)] + [400.0, 31.0],
+           "b": [30.0 + (i % 5) for i in range(22)]}),
     "spatial": Case("""
 rules:
   - name: spatial

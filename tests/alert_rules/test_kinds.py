@@ -182,9 +182,10 @@ rules:
     base = [30.0 + (i % 5) for i in range(40)]
     series = [*base[:20], 400.0, *base[20:25], 380.0, *base[25:]]
     ev = run_series(e, {"a": series, "calm": base})
-    # the second odd reading (step 26) falls in the cooldown: still one alert, which
-    # resolves 10 minutes after the last odd reading
-    assert states(ev, "odd", "a") == [(20, "firing"), (37, "resolved")]
+    # each odd reading is judged at the next one (it came back: a spike); the second
+    # (step 26, judged at 27) falls in the cooldown: still one alert, which resolves 10
+    # minutes after the last odd score
+    assert states(ev, "odd", "a") == [(21, "firing"), (38, "resolved")]
     assert states(ev, "odd", "calm") == []
 
 
@@ -255,8 +256,10 @@ def test_demo_rules_fire_within_seconds_only_for_the_polluted_device() -> None:
 
 
 def test_sensor_fault_versus_pollution_with_neighbours(tmp_path: Path) -> None:
-    # five devices within ~500 m; "z" goes to 0, "j" jumps alone, while "p" and all its
-    # neighbours rise together (pollution); the anomaly rule reports "p" and not "j"
+    # five devices within ~500 m; "z" goes to 0, "j" jumps alone for a minute, and later
+    # a plume passes over "p" and its neighbours in one minute (pollution); the
+    # anomaly rule reports "p" and not "j" (both judged at the reading after the jump,
+    # against what the neighbours read in the jump's minute)
     reg = [Device(d, township="A", lat=39.90 + 0.001 * i, lon=116.40)
            for i, d in enumerate(("z", "j", "p", "n1", "n2"))]
     e = engine_from(tmp_path, """
@@ -282,14 +285,14 @@ rules:
     ev = run_series(e, {
         "z": base[:25] + [0.0] * 5,
         "j": [*base[:25], 400.0, *base[26:]],
-        "p": [*base[:25], 200.0, 210.0, 220.0, 215.0, 220.0],
-        "n1": [*base[:25], 180.0, 200.0, 205.0, 210.0, 200.0],
-        "n2": [*base[:25], 190.0, 195.0, 210.0, 200.0, 205.0],
+        "p": [*base[:28], 400.0, *base[29:]],
+        "n1": [*base[:28], 380.0, *base[29:]],
+        "n2": [*base[:28], 390.0, *base[29:]],
     })
     assert states(ev, "zero", "z") == [(25, "pending"), (27, "firing")]
     fired = next(t for _, t in ev if t.rule == "zero" and t.state == "firing")
     assert fired.labels["audience"] == "maintenance"
-    assert fired.annotations["summary_en"] == "z 0 for 2 min; neighbours 207.5"
+    assert fired.annotations["summary_en"] == "z 0 for 2 min; neighbours 42.0"
     assert ("j", "firing") in [(t.subject, t.state) for _, t in ev if t.rule == "jump"]
     assert {t.subject for _, t in ev if t.rule == "jump"} == {"j"}  # not the polluted ones
     odd = {t.subject for _, t in ev if t.rule == "odd" and t.state == "firing"}

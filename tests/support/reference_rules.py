@@ -308,10 +308,17 @@ class Reference:
         nbr = self._neighbours(rule)
         lat = {d: self._aggregate(dev, rule.field, "latest", rule.max_age_ms, now)
                for d, dev in self.devices.items()}
+        x = lat[name]
+        det = self.devices[name].det.get(rule.name)
+        if det is not None and det.size and bool(det.about_previous[0]):
+            # the score is about the previous reading (a spike that came back): that
+            # reading against the neighbours' previous values
+            lat = {d: dev.prev.get(rule.field, (NAN, 0))[0] for d, dev in self.devices.items()}
+            x = float(det.cols["prev"][0])
         xs = [lat[o] for o in nbr[name] if not math.isnan(lat[o])]
         if len(xs) < rule.min_neighbours:
             return False
-        med, x = statistics.median(xs), lat[name]
+        med = statistics.median(xs)
         return x > rule.ratio * med or x < med / rule.ratio
 
     def _judge(self, rule: RuleBase, name: str, dev: Dev, now: int) -> tuple[float, bool, bool]:

@@ -1,0 +1,363 @@
+"""The anomaly detector as shipped at commit 5dbccfc (issue 16's second round), pinned
+here verbatim so every evaluation runs it side by side with the current one
+(bench/anomaly_eval.py, `before`). Not used by the rules.
+
+A streaming anomaly detector, vectorized across devices, O(1) per reading.
+
+Each device keeps a few exponentially weighted statistics (numpy columns, no windows).
+A reading is judged by six statistics, each expressed in units of its own running spread
+on this device, so nothing depends on the series' units (x and 1000·x score the same):
+
+- spike: the residual against a robust level, in robust scales (Huber-clipped updates,
+  so an outlier does not drag the baseline);
+- shift: a fast EWMA of the residuals (an EWMA control chart), over its own running RMS
+  — a level shift moves it for many readings in a row;
+- variance: log of the fast over the slow residual scale, over its own running RMS —
+  noise that grows (a failing fan) or collapses (a sensor that stops sensing);
+- drift: a medium-speed level against a slow one, over its own running RMS;
+- daily: the fast level against this device's own hour-of-day profile (24 bins), over
+  that profile's running RMS — a broken daily pattern;
+- stuck: the surprise of a run of identical readings, −run·log(p), with p the device's
+  own running rate of repeats (a sensor at 0.1 µg/m³ resolution in clean air repeats
+  often; one that repeats rarely is stuck after a few).
+
+Normalising each statistic by its own running second moment is what Numenta's anomaly
+likelihood does for its raw scores (judge a score against the recent distribution of
+scores); it absorbs autocorrelation and heavy tails per device instead of assuming
+Gaussian noise. Every EWMA starts as a running mean (weight max(α, 1/n)), so estimates
+are usable after a few readings and a new device is judged against its own first hours,
+and each statistic is only scored after its own warm-up.
+
+The score is z²/(z² + z0²) of the largest statistic z, in 0..1 (0.9 at z = 3·z0).
+
+The statistics are computed on asinh(x / (0.1·m)), m the device's running mean |x|
+(relative residuals: a sensor's noise grows with the level). The engine feeds the
+detector with `feed`: one observation per device and minute bucket, at most `max_steps`
+vectorized steps per call whatever arrived (docs/decisions.md, "Anomaly detection").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from alert_rules.state import FloatArr, IntArr
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+TINY = 1e-300
+
+# columns of one device's state: name → initial value (float64 unless listed in _INT)
+_COLUMNS: dict[str, float] = {
+    "seen": 0, "run": 0, "first_ms": -1, "last": np.nan, "score": 0.0,
+    "level": 0.0, "scale": 0.0, "slow_scale": 0.0, "fast_scale": 0.0,
+    "shift": 0.0, "shift_ms": 0.0, "var_ms": 0.0, "mid": 0.0, "slow": 0.0,
+    "drift_ms": 0.0, "repeat": 0.0, "fast": 0.0, "day_ms": 0.0, "spike_ms": 0.0,
+    "mag": 0.0, "al_short": 0.0, "al_mean": 0.0, "al_var": 0.0,
+}
+_INT = ("seen", "run", "first_ms")
+COMPONENTS = ("spike", "shift", "variance", "drift", "daily", "stuck", "zeros",
+              "likelihood")
+
+
+def _ewma(old: FloatArr, new: FloatArr, alpha: float, seen: IntArr) -> FloatArr:
+    """EWMA that starts as a running mean: weight max(α, 1/(n+1))."""
+    w = np.maximum(alpha, 1.0 / (seen + 1.0))
+    out: FloatArr = old + w * (new - old)
+    return out
+
+
+@dataclass
+class Detector:
+    z0: float = 2.0  # statistic (in its own running spreads) that scores 0.5
+    clip: float = 3.0  # residuals beyond this many scales update the state only this far
+    a_level: float = 0.1  # weights per reading
+    a_scale: float = 0.02
+    a_slow_scale: float = 0.002
+    a_fast_scale: float = 0.2
+    a_shift: float = 0.3
+    a_mid: float = 0.05
+    a_slow: float = 0.005
+    a_moment: float = 0.005  # running second moments of the statistics
+    a_fast: float = 0.3  # the level compared with the daily profile
+    a_day: float = 0.1  # per visit of an hour-of-day bin (~10 days of memory)
+    warmup: int = 12  # readings before spike and stuck are scored
+    moment_warmup: int = 60  # readings before shift, variance and drift are scored
+    day_warmup_ms: int = 3 * DAY_MS  # age before the daily profile is trusted
+    stuck_surprise: float = 13.8  # −log p of a run that is certainly stuck (p = 1e-6)
+    stuck_min_run: int = 4
+    floor_rel: float = 0.05  # smallest scale relative to the slow scale
+    # and relative to the slow level: concentrations are on a ratio scale, and a sensor's
+    # noise grows with the level (SDS011/PMS5003 datasheets: ±10–15 % of the reading)
+    floor_level: float = 0.1
+    transform: bool = True  # judge asinh(x / (offset · running mean |x|)), see update
+    transform_offset: float = 0.1
+    floor_log: float = 0.01  # smallest scale of the transformed series (1 %)
+    # each statistic's z is divided by its k before the max: the k say how heavy each
+    # statistic's tail is on clean real traces (bench/anomaly_eval.py), so that one
+    # threshold means the same false-alarm rate for all of them
+    k_spike: float = 1.2
+    k_shift: float = 1.5
+    k_variance: float = 1.0
+    k_drift: float = 0.8
+    k_daily: float = 1.5
+    likelihood: bool = False  # the anomaly-likelihood layer (see update)
+    k_likelihood: float = 0.75  # z of the recent mean: 4.5 scores as 6 (0.9)
+    a_likelihood: float = 0.2  # the recent mean: about the last ten readings
+    bucket_ms: int = 60_000  # one observation per device and bucket (`feed`)
+    max_steps: int = 8  # steps per `feed` call at most (a backlog is fed coarser)
+    cols: dict[str, npt.NDArray[np.generic]] = field(default_factory=dict, repr=False)
+    profile: FloatArr = field(default_factory=lambda: np.zeros((0, 24)), repr=False)
+    profile_n: IntArr = field(default_factory=lambda: np.zeros((0, 24), np.int64),
+                              repr=False)
+    parts: dict[str, FloatArr] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for k in _COLUMNS:
+            self.cols.setdefault(k, np.zeros(0, np.int64 if k in _INT else np.float64))
+
+    @property
+    def score(self) -> FloatArr:
+        return self.cols["score"]  # type: ignore[return-value]
+
+    @property
+    def size(self) -> int:
+        return int(self.cols["seen"].size)
+
+    def fit(self, n: int) -> None:
+        have = self.size
+        if n <= have:
+            return
+        extra = max(n - have, have)
+        for k, v in _COLUMNS.items():
+            a = self.cols[k]
+            self.cols[k] = np.r_[a, np.full(extra, v, a.dtype)]
+        self.profile = np.vstack([self.profile, np.zeros((extra, 24))])
+        self.profile_n = np.vstack([self.profile_n, np.zeros((extra, 24), np.int64)])
+
+    def update(self, rows: IntArr, x: FloatArr, ts: IntArr | None = None) -> FloatArr:
+        """One reading for each of `rows` (distinct), at `ts` (epoch ms; None: no daily
+        statistic); returns their scores (0 for NaN readings)."""
+        ok = np.isfinite(x)
+        out = np.zeros(ok.size)
+        rows, x = rows[ok], x[ok]
+        if rows.size == 0:
+            return out
+        t = None if ts is None else np.asarray(ts, np.int64)[ok]
+        self.fit(int(rows.max()) + 1)
+        c: dict[str, Any] = {k: v[rows] for k, v in self.cols.items()}
+        seen: IntArr = c["seen"]
+        first = seen == 0
+        raw = x
+        mag = np.where(first, np.abs(raw), c["mag"])
+        if self.transform:
+            # asinh(x / (f·m)), m the device's running mean |x|: about log x above f·m,
+            # linear near 0 and below; concentrations are on a ratio scale and a
+            # sensor's noise grows with the level (SDS011/PMS5003: ±10–15 % of the
+            # reading), so residuals here are relative and noise is about level-free
+            off = self.transform_offset * mag
+            x = np.arcsinh(raw / np.where(off > 0, off, 1.0))
+        # scale: robust residual scale, floored relative to its own slow version
+        floor = (self.floor_log if self.transform else
+                 self.floor_level * np.abs(c["slow"]))
+        scale = np.maximum.reduce([c["scale"], self.floor_rel * c["slow_scale"],
+                                   np.broadcast_to(floor, c["scale"].shape)])
+        scale = np.where(scale > 0, scale, np.maximum(np.abs(c["level"]), 1.0) * 1e-9 + TINY)
+        r = np.where(first, 0.0, x - c["level"])
+        n1 = np.maximum(seen - 1, 0)
+        z_spike, spike_ms = self._moment(r / (1.2533 * scale), c["spike_ms"], n1)
+        rc = np.clip(r, -self.clip * scale, self.clip * scale)
+        # a clipped residual still counts fully once the scale is unknown (first readings)
+        rc = np.where(seen < 3, r, rc)
+        level = np.where(first, x, _ewma(c["level"], c["level"] + rc, self.a_level, seen))
+        ar = np.abs(rc)
+        new_scale = np.where(first, 0.0, _ewma(c["scale"], ar, self.a_scale, n1))
+        slow_scale = np.where(first, 0.0, _ewma(c["slow_scale"], ar, self.a_slow_scale, n1))
+        # the fast scale sees residuals clipped much later: it is the one meant to grow
+        big = np.minimum(np.abs(r), 4 * self.clip * scale)
+        fast_scale = np.where(first, 0.0, _ewma(c["fast_scale"], big, self.a_fast_scale, n1))
+        # shift: fast EWMA of the scaled residual, against its own running RMS
+        u = np.clip(r / (1.2533 * scale), -3 * self.clip, 3 * self.clip)
+        u = np.where(first, 0.0, u)
+        shift = _ewma(c["shift"], u, self.a_shift, n1)
+        z_shift, shift_ms = self._moment(shift, c["shift_ms"], n1)
+        # variance: log of fast over slow scale
+        lv = np.log((fast_scale + TINY) / (np.maximum(new_scale, scale) + TINY))
+        lv = np.where(seen < 3, 0.0, np.clip(lv, -10.0, 10.0))
+        z_var, var_ms = self._moment(lv, c["var_ms"], n1)
+        # drift: medium level against slow level, in slow scales
+        mid = np.where(first, x, _ewma(c["mid"], c["level"] + rc, self.a_mid, seen))
+        slow = np.where(first, x, _ewma(c["slow"], c["level"] + rc, self.a_slow, seen))
+        d = (mid - slow) / (1.2533 * np.maximum(slow_scale, scale) + TINY)
+        z_drift, drift_ms = self._moment(d, c["drift_ms"], n1)
+        warm = seen >= self.moment_warmup
+        z_shift, z_var = (np.where(warm, z, 0.0) for z in (z_shift, z_var))
+        # the slow level is a running mean for its first 1/α readings: drift is only
+        # measured against it once it has become a slow level
+        z_drift = np.where(seen >= 2 / self.a_slow, z_drift, 0.0)
+        # stuck: run of identical readings against the device's own repeat rate
+        same = raw == c["last"]
+        run = np.where(same, c["run"] + 1, 1)
+        repeat = np.where(first, 0.0, _ewma(c["repeat"], same.astype(np.float64),
+                                            self.a_slow_scale * 5, n1))
+        # a run being scored is not yet evidence of how often this device repeats
+        surprise = -np.log(np.clip(repeat, 0.02, 0.98)) * (run - 1)
+        z_stuck = np.where((run >= self.stuck_min_run) & (seen >= self.warmup),
+                           3 * self.z0 * surprise / self.stuck_surprise, 0.0)
+        z_spike = np.where(seen >= self.warmup, z_spike, 0.0)
+        # an exact zero from a device whose level is well clear of zero: PM sensors read
+        # 0 in clean air only, so this is a dead laser or lost frames (0 in any unit)
+        z_zero = np.where((raw == 0) & (np.abs(c["level"]) > 3 * scale) & (seen >= self.warmup),
+                          3 * self.z0, 0.0)
+        # daily: fast level against the hour-of-day profile
+        fast = np.where(first, x, _ewma(c["fast"], x, self.a_fast, seen))
+        z_day = np.zeros(rows.size)
+        day_ms = c["day_ms"]
+        first_ms = c["first_ms"]
+        if t is not None:
+            first_ms = np.where(first_ms < 0, t, first_ms)
+            h = (t // HOUR_MS) % 24
+            prof, pn = self.profile[rows, h], self.profile_n[rows, h]
+            dd = np.where(pn > 0, (fast - prof) / (1.2533 * np.maximum(slow_scale, scale) + TINY),
+                          0.0)
+            z_day, day_ms = self._moment(dd, c["day_ms"], n1)
+            z_day = np.where((t - first_ms >= self.day_warmup_ms) & (pn >= 3), z_day, 0.0)
+            self.profile[rows, h] = np.where(pn > 0, prof + self.a_day * (fast - prof), fast)
+            self.profile_n[rows, h] = pn + 1
+        z = np.maximum.reduce([z_spike / self.k_spike, z_shift / self.k_shift,
+                               z_var / self.k_variance, z_drift / self.k_drift,
+                               z_day / self.k_daily, z_stuck, z_zero])
+        # anomaly likelihood (Ahmad et al. 2017): the recent mean of the combined
+        # statistic against its own long-run mean and spread, so a run of moderately
+        # odd readings (a shift, a noisier sensor) counts though none is odd alone;
+        # the long-run moments learn from samples clipped at 3 spreads above the mean.
+        # Off by default: measured, it adds more false alarms than detections here
+        # (docs/decisions.md), since each statistic is already judged against its own
+        # running spread
+        al_short, al_mean, al_var = c["al_short"], c["al_mean"], c["al_var"]
+        z_al = np.zeros(rows.size)
+        if self.likelihood:
+            al_short = _ewma(al_short, z, self.a_likelihood, n1)
+            sd = np.sqrt(al_var)
+            z_al = np.where((seen >= self.moment_warmup) & (al_var > 0),
+                            (al_short - al_mean) / (sd + TINY), 0.0)
+            zc = np.where(al_var > 0, np.minimum(z, al_mean + 3 * sd), z)
+            al_mean, al_var = (_ewma(al_mean, zc, self.a_moment, n1),
+                               _ewma(al_var, (zc - al_mean) ** 2, self.a_moment, n1))
+            z = np.maximum(z, z_al / self.k_likelihood)
+        score = z * z / (z * z + self.z0 * self.z0)
+        self.parts = {"spike": z_spike, "shift": z_shift, "variance": z_var,
+                      "drift": z_drift, "daily": z_day, "stuck": z_stuck,
+                      "zeros": z_zero, "likelihood": z_al}
+        new = {"seen": seen + 1, "run": run, "first_ms": first_ms, "last": raw,
+               # an outlier must not move the transform itself (the next normal
+               # readings would then look odd): clipped at twice the magnitude
+               "mag": _ewma(mag, np.where(first, np.abs(raw), np.minimum(np.abs(raw), 2 * mag)),
+                            self.a_slow, seen),
+               "score": score, "level": level, "scale": new_scale,
+               "slow_scale": slow_scale, "fast_scale": fast_scale, "shift": shift,
+               "shift_ms": shift_ms, "var_ms": var_ms, "mid": mid, "slow": slow,
+               "drift_ms": drift_ms, "repeat": repeat, "fast": fast, "day_ms": day_ms,
+               "spike_ms": spike_ms, "al_short": al_short, "al_mean": al_mean,
+               "al_var": al_var}
+        for k, v in new.items():
+            self.cols[k][rows] = v
+        out[ok] = score
+        return out
+
+    def _moment(self, s: FloatArr, ms: npt.NDArray[np.generic], seen: IntArr
+                ) -> tuple[FloatArr, FloatArr]:
+        """|s| over its own running RMS (before this reading), and the updated mean
+        square (each sample clipped at clip² times it, so an anomaly does not teach the
+        detector that anomalies are normal)."""
+        m = np.asarray(ms, np.float64)
+        z = np.abs(s) / np.sqrt(m + TINY)
+        z = np.where(m > 0, z, 0.0)
+        s2 = s * s
+        s2 = np.where(m > 0, np.minimum(s2, self.clip * self.clip * m), s2)
+        return z, _ewma(m, s2, self.a_moment, seen)
+
+    def feed(self, rows: IntArr, x: FloatArr, ts: IntArr) -> None:
+        """Readings in any order, several per device allowed: the readings of one device
+        in one `bucket_ms` bucket are one observation (their mean, at the newest one's
+        time), and the buckets of a device are fed oldest first, one vectorized step per
+        rank. A device's readings spanning more than `max_steps` buckets (a backlog) are
+        fed in buckets widened to fit, so one call costs at most about `max_steps`
+        steps whatever arrived. Each device's score is the highest of its steps."""
+        ok = np.isfinite(x)
+        if not ok.all():
+            rows, x, ts = rows[ok], x[ok], ts[ok]
+        if rows.size == 0:
+            return
+        self.fit(int(rows.max()) + 1)
+        if rows.size == 1 or int(np.bincount(rows).max()) == 1:
+            self.update(rows, x, ts)  # live flow: one reading per device, one step
+            return
+        order = np.lexsort((ts, rows))
+        rows, x, ts = rows[order], x[order], ts[order]
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        ends = np.r_[starts[1:], rows.size]
+        span = ts[ends - 1] // self.bucket_ms - ts[starts] // self.bucket_ms + 1
+        width = np.repeat(self.bucket_ms * -(-span // self.max_steps), ends - starts)
+        b = ts // width
+        g = np.flatnonzero(np.r_[True, (rows[1:] != rows[:-1]) | (b[1:] != b[:-1])])
+        g_end = np.r_[g[1:], rows.size]
+        mean = np.add.reduceat(x, g) / (g_end - g)
+        g_rows, g_ts = rows[g], ts[g_end - 1]
+        g_first = np.flatnonzero(np.r_[True, g_rows[1:] != g_rows[:-1]])
+        rank = np.arange(g.size) - np.repeat(g_first, np.diff(np.r_[g_first, g.size]))
+        devices = g_rows[g_first]
+        peak = np.zeros(devices.size)
+        where = np.searchsorted(devices, g_rows)
+        for k in range(int(rank.max()) + 1):
+            sel = rank == k
+            s = self.update(g_rows[sel], mean[sel], g_ts[sel])
+            at = where[sel]  # distinct within a rank
+            peak[at] = np.maximum(peak[at], s)
+        self.cols["score"][devices] = peak
+
+    def blank(self) -> Detector:
+        """The same parameters, no devices."""
+        params = {f.name: getattr(self, f.name) for f in fields(self)
+                  if f.name not in ("cols", "profile", "profile_n", "parts")}
+        return Detector(**params)
+
+    def clear(self, rows: IntArr) -> None:
+        """Forget these devices: their next reading starts a new baseline."""
+        rows = rows[rows < self.size]
+        for k, v in _COLUMNS.items():
+            self.cols[k][rows] = v
+        self.profile[rows] = 0.0
+        self.profile_n[rows] = 0
+
+    def copy_from(self, rows: IntArr, src: Detector, src_rows: IntArr) -> None:
+        if rows.size == 0:
+            return
+        self.fit(int(rows.max()) + 1)
+        src.fit(int(src_rows.max()) + 1)
+        for k in _COLUMNS:
+            self.cols[k][rows] = src.cols[k][src_rows]
+        self.profile[rows] = src.profile[src_rows]
+        self.profile_n[rows] = src.profile_n[src_rows]
+
+    def arrays(self) -> dict[str, npt.NDArray[np.generic]]:
+        return {**self.cols, "profile": self.profile, "profile_n": self.profile_n}
+
+    def load(self, a: dict[str, npt.NDArray[np.generic]]) -> None:
+        if "profile" not in a:  # state saved by an older detector: start afresh
+            self.cols = {}
+            self.__post_init__()
+            self.profile = np.zeros((0, 24))
+            self.profile_n = np.zeros((0, 24), np.int64)
+            return
+        n = a["profile"].shape[0]
+        for k, v in _COLUMNS.items():
+            have = a.get(k)
+            dt = np.int64 if k in _INT else np.float64
+            self.cols[k] = (have.astype(dt) if have is not None and have.size == n
+                            else np.full(n, v, dt))
+        self.profile = a["profile"].astype(np.float64)
+        self.profile_n = a["profile_n"].astype(np.int64)
