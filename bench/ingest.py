@@ -4,8 +4,11 @@ In the same run, the same points are posted straight to InfluxDB for the referen
 the best way a client can: batches of 5,000 lines built beforehand, persistent
 connections, and the fastest of 1, 2 or 4 clients with and without gzip (tried on a probe
 of 200,000 points, printed as `raw_probes`, then all the points): the best rate seen is
-the reference. Last line: one JSON object
-{"readings", "seconds", "readings_per_s", "raw_influx_readings_per_s", "ratio"}.
+the reference. The devices' JSON is built before the clock starts too (they stand for
+other machines). On stderr: the CPU each process spent per reading on each side
+(`cpu_us_per_reading`). `--pin-influx` runs both sides with InfluxDB on one core and
+everything else on the others. Last line: one JSON object
+{"readings", "seconds", "readings_per_s", "raw_influx_readings_per_s", "ratio", ...}.
 
     .venv/bin/python bench/ingest.py --devices 500 --readings 3000000
 """
