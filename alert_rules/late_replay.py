@@ -78,7 +78,7 @@ def replay(engine: Engine, devices: Sequence[str], ts: IntArr,
     width = main.resolution_ms
     ids = list(dict.fromkeys(devices))
     code = {d: i for i, d in enumerate(ids)}
-    dev = np.fromiter((code[d] for d in devices), np.int64, len(devices))
+    dev = np.array(list(map(code.__getitem__, devices)), np.int64)
     first = np.full(len(ids), np.iinfo(np.int64).max, np.int64)
     np.minimum.at(first, dev, ts)
     bucket = ts // width

@@ -227,7 +227,7 @@ class FleetState:
             self._grow(len(self.devices))
             self.mark(np.arange(start, len(self.devices)))
             self.unseen = True
-        return np.fromiter((self.index[d] for d in devices), np.int64, len(devices))
+        return np.array(list(map(self.index.__getitem__, devices)), np.int64)
 
     def _grow(self, n: int) -> None:
         if n <= self.cap:

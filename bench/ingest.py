@@ -4,8 +4,11 @@ In the same run, the same points are posted straight to InfluxDB for the referen
 the best way a client can: batches of 5,000 lines built beforehand, persistent
 connections, and the fastest of 1, 2 or 4 clients with and without gzip (tried on a probe
 of 200,000 points, printed as `raw_probes`, then all the points): the best rate seen is
-the reference. Last line: one JSON object
-{"readings", "seconds", "readings_per_s", "raw_influx_readings_per_s", "ratio"}.
+the reference. The devices' JSON is built before the clock starts too (they stand for
+other machines). On stderr: the CPU each process spent per reading on each side
+(`cpu_us_per_reading`). `--pin-influx` runs both sides with InfluxDB on one core and
+everything else on the others. Last line: one JSON object
+{"readings", "seconds", "readings_per_s", "raw_influx_readings_per_s", "ratio", ...}.
 
     .venv/bin/python bench/ingest.py --devices 500 --readings 3000000
 """
@@ -53,6 +56,22 @@ READING = (
 )
 
 
+def cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds a running process has used so far (all its threads)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pin(pid: int | None, cpus: set[int]) -> None:
+    """Every thread of `pid` on `cpus` (threads started later inherit it)."""
+    if pid is None or not cpus:
+        return
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cpus)
+
+
 def device_id(i: int) -> str:
     return f"bench-{i:05d}"
 
@@ -72,9 +91,29 @@ def payload(dev: int, rows: list[tuple[int, ...]]) -> bytes:
     return f'{{"v":1,"device":"{device_id(dev)}","boot":"b","readings":[{body}]}}'.encode()
 
 
+#: payload bytes a publisher builds before the clock starts (the rest as it goes)
+PREBUILD_BYTES = 400 << 20
+
+
 def publisher(port: int, devices: range, messages: int, per_msg: int, base_ms: int,
-              start: mp.synchronize.Event) -> None:
-    """Each device sends `messages` messages of `per_msg` readings, round robin, QoS 1."""
+              start: mp.synchronize.Event, ready: mp.SimpleQueue[float]) -> None:
+    """Each device sends `messages` messages of `per_msg` readings, round robin, QoS 1.
+
+    The devices stand for other machines: their JSON is built before the clock starts
+    (up to PREBUILD_BYTES, as the raw side's bodies are), so that building it does not
+    take the two cores from the collector and InfluxDB while they are timed."""
+    def make(k: int, dev: int) -> bytes:
+        return payload(dev, readings_of(dev, 1 + k * per_msg, per_msg, base_ms))
+
+    built: list[bytes] = []
+    size = 0
+    for k in range(messages):
+        if size >= PREBUILD_BYTES:
+            break
+        for dev in devices:
+            built.append(make(k, dev))
+            size += len(built[-1])
+    ready.put(len(built))
     c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
                     client_id=f"bench-pub-{devices.start}")
     c.max_inflight_messages_set(200)
@@ -90,11 +129,14 @@ def publisher(port: int, devices: range, messages: int, per_msg: int, base_ms: i
     c.connect("127.0.0.1", port)
     c.loop_start()
     start.wait()
+    t = os.times()
+    cpu0 = t.user + t.system
     sent = 0
+    topics = {dev: f"airgrid/v1/dev/{device_id(dev)}/up" for dev in devices}
     for k in range(messages):
         for dev in devices:
-            rows = readings_of(dev, 1 + k * per_msg, per_msg, base_ms)
-            c.publish(f"airgrid/v1/dev/{device_id(dev)}/up", payload(dev, rows), qos=1)
+            body = built[sent] if sent < len(built) else make(k, dev)
+            c.publish(topics[dev], body, qos=1)
             sent += 1
             with lock:
                 while sent - acked[0] > 2000:  # bound what paho holds in memory
@@ -104,6 +146,8 @@ def publisher(port: int, devices: range, messages: int, per_msg: int, base_ms: i
             lock.wait(1)
     c.loop_stop()
     c.disconnect()
+    t = os.times()
+    ready.put(t.user + t.system - cpu0)  # CPU seconds while timed
 
 
 def line(dev: int, r: tuple[int, ...]) -> str:
@@ -140,9 +184,10 @@ def raw_bodies(devices: int, messages: int, per_msg: int, base_ms: int, limit: i
 
 
 def post_all(influx: InfluxDB, db: str, chunks: Iterator[list[bytes]], clients: int,
-             use_gzip: bool) -> tuple[int, float]:
+             use_gzip: bool, cpu: dict[str, float] | None = None) -> tuple[int, float]:
     """POST every body over `clients` keep-alive connections; only the POSTs are timed
-    (bodies built and compressed beforehand: the best case for a client)."""
+    (bodies built and compressed beforehand: the best case for a client). With `cpu`,
+    the CPU seconds InfluxDB and the client spent in the timed part are added to it."""
     influx.create_database(db)
     host, port = urllib.parse.urlsplit(influx.url).hostname, urllib.parse.urlsplit(
         influx.url).port
@@ -167,18 +212,23 @@ def post_all(influx: InfluxDB, db: str, chunks: Iterator[list[bytes]], clients: 
         for chunk in chunks:
             bodies = [gzip.compress(b, compresslevel=1) if use_gzip else b for b in chunk]
             posted += sum(b.count(b"\n") + 1 for b in chunk)
-            t0 = time.perf_counter()
+            t0, c0, i0 = time.perf_counter(), time.process_time(), cpu_s(influx.pid)
             list(pool.map(post, bodies))
             spent += time.perf_counter() - t0
+            if cpu is not None:
+                cpu["influxd"] = cpu.get("influxd", 0.0) + cpu_s(influx.pid) - i0
+                cpu["client"] = cpu.get("client", 0.0) + time.process_time() - c0
     return posted, spent
 
 
 def raw_rate(influx: InfluxDB, devices: int, messages: int, per_msg: int, base_ms: int,
-             batch: int = 5000, probe: int = 200_000) -> tuple[int, float, dict[str, int]]:
+             batch: int = 5000, probe: int = 200_000, cpu: dict[str, float] | None = None,
+             ) -> tuple[int, float, dict[str, int]]:
     """InfluxDB's own rate for the same points, done the best way a client can: persistent
     connections, bodies ready, each mix of concurrency and gzip tried on a probe of up to
     `probe` points; the fastest then writes them all. The best rate of the probes and of
-    that run is the reference. Returns (points, seconds at that rate, rates seen)."""
+    that run is the reference. Returns (points, seconds at that rate, rates seen); `cpu`
+    gets the CPU seconds of the run of all the points (`post_all`)."""
     total = devices * messages * per_msg
     rates: dict[str, int] = {}
     best: tuple[int, bool] = (1, False)
@@ -192,7 +242,7 @@ def raw_rate(influx: InfluxDB, devices: int, messages: int, per_msg: int, base_m
             if n / t >= max(rates.values()):
                 best = (clients, use_gzip)
     posted, spent = post_all(influx, "raw", raw_bodies(devices, messages, per_msg, base_ms,
-                                                       total, batch), *best)
+                                                       total, batch), *best, cpu=cpu)
     rates["all"] = round(posted / spent)
     # the reference is the best rate seen: a lucky probe counts against the collector
     fastest = max(rates.values())
@@ -216,9 +266,21 @@ def main() -> int:
     ap.add_argument("--broker-inflight", type=int, default=0,
                     help="Mosquitto max_inflight_messages (0: the test services' setting)")
     ap.add_argument("--writes-in-flight", type=int, default=2)
-    ap.add_argument("--no-gzip", action="store_true", help="collector posts uncompressed")
+    ap.add_argument("--gzip", choices=("on", "off"), default=None,
+                    help="collector's [influx] gzip (default: its own default, off for an "
+                         "InfluxDB on this host)")
     ap.add_argument("--profile", action="store_true", help="run the collector under cProfile")
+    ap.add_argument("--pin-influx", action="store_true",
+                    help="a second measurement, not the headline: InfluxDB pinned to one "
+                         "core on both sides, everything else (collector, broker, "
+                         "publishers) on the others, so that InfluxDB has the same CPU on "
+                         "both sides")
     a = ap.parse_args()
+    cores = sorted(os.sched_getaffinity(0))
+    influx_cpus = {cores[0]} if a.pin_influx else set()
+    other_cpus = set(cores[1:]) if a.pin_influx else set()
+    if a.pin_influx and not other_cpus:
+        ap.error("--pin-influx needs at least two cores")
     messages = max(1, a.readings // (a.devices * a.per_message))
     total = messages * a.devices * a.per_message
     base_ms = (int(time.time()) - 40 * 86400) * 1000  # 40 days ago: seqs·1 s stay in the past
@@ -228,14 +290,16 @@ def main() -> int:
     broker, influx = Mosquitto(work / "mosquitto", extra), InfluxDB(work / "influxdb")
     broker.start()
     influx.start()
+    pin(influx.pid, influx_cpus)
+    pin(broker.pid, other_cpus)
     influx.create_database("bench")
     mport = free_port()
     cfg = work / "collector.toml"
     cfg.write_text(
         f"[broker]\nport = {broker.port}\nmax_unacked = 1000\n"
         f'[influx]\nurl = "{influx.url}"\ndatabase = "bench"\n'
-        f"gzip = {'false' if a.no_gzip else 'true'}\n"
-        f"writes_in_flight = {a.writes_in_flight}\n"
+        + (f"gzip = {'true' if a.gzip == 'on' else 'false'}\n" if a.gzip else "")
+        + f"writes_in_flight = {a.writes_in_flight}\n"
         f"[batch]\nmax_lines = {a.batch_lines}\nmax_messages = 1000\nmax_wait_ms = 200\n"
         f"[metrics]\nport = {mport}\n"
     )
@@ -246,6 +310,8 @@ def main() -> int:
                "-m", "collector.cli", "--log-level", "WARNING", "run", "--config", str(cfg)]
     log = (work / "collector.log").open("wb")
     coll = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=work)
+    cpu: dict[str, float] = {}  # CPU seconds on the collector's side while it is timed
+    raw_cpu: dict[str, float] = {}  # and on the raw side, in its run of all the points
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -258,13 +324,19 @@ def main() -> int:
                 time.sleep(0.2)
         time.sleep(1.0)  # subscribed
         start = mp.Event()
+        ready: mp.SimpleQueue[float] = mp.SimpleQueue()
         share = -(-a.devices // a.publishers)
         procs = [mp.Process(target=publisher, args=(
             broker.port, range(i, min(i + share, a.devices)), messages, a.per_message, base_ms,
-            start)) for i in range(0, a.devices, share)]
+            start, ready)) for i in range(0, a.devices, share)]
+        pin(coll.pid, other_cpus)
         for p in procs:
             p.start()
-        time.sleep(1.0)
+            pin(p.pid, other_cpus)
+        prebuilt = int(sum(ready.get() for _ in procs))
+        time.sleep(1.0)  # connected
+        before = {"collector": cpu_s(coll.pid), "influxd": cpu_s(influx.pid),
+                  "mosquitto": cpu_s(broker.pid)}
         t0 = time.monotonic()
         start.set()
         samples: list[tuple[float, float]] = []
@@ -277,6 +349,10 @@ def main() -> int:
                 raise TimeoutError(f"only {stored} of {total} stored")
             time.sleep(0.5)
         seconds = time.monotonic() - t0
+        cpu = {"collector": cpu_s(coll.pid), "influxd": cpu_s(influx.pid),
+               "mosquitto": cpu_s(broker.pid)}
+        cpu = {k: v - before[k] for k, v in cpu.items()}
+        cpu["publishers"] = sum(ready.get() for _ in procs)
         for p in procs:
             p.join(60)
         coll.send_signal(signal.SIGTERM)
@@ -290,7 +366,8 @@ def main() -> int:
             if t - samples[j][0] >= 10:
                 windows.append((s - samples[j][1]) / (t - samples[j][0]))
                 j = i
-        posted, spent, probes = raw_rate(influx, a.devices, messages, a.per_message, base_ms)
+        posted, spent, probes = raw_rate(influx, a.devices, messages, a.per_message, base_ms,
+                                         cpu=raw_cpu)
     finally:
         if coll.poll() is None:
             os.kill(coll.pid, signal.SIGKILL)
@@ -298,9 +375,13 @@ def main() -> int:
         influx.stop()
     rate = total / seconds
     raw = posted / spent
+    print("cpu_us_per_reading collector_side="
+          f"{ {k: round(v / total * 1e6, 2) for k, v in cpu.items()} } "
+          f"raw_side={ {k: round(v / posted * 1e6, 2) for k, v in raw_cpu.items()} } "
+          f"pinned={a.pin_influx}", file=sys.stderr)
     print(f"devices={a.devices} messages={messages * a.devices} per_message={a.per_message} "
           f"in_influx={in_db} windows_10s={[round(w) for w in windows]} workdir={work} "
-          f"raw_probes={probes}",
+          f"raw_probes={probes} prebuilt_messages={prebuilt}",
           file=sys.stderr)
     emit("ingest", {"readings": total, "seconds": round(seconds, 2),
                       "readings_per_s": round(rate), "raw_influx_readings_per_s": round(raw),

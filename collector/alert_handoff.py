@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
+from airgrid.wire import Reading
 from alert_rules.engine import Engine
 from alert_rules.state import BoolArr, FloatArr, IntArr
 from alert_rules.transitions import Transition
@@ -31,6 +33,10 @@ if TYPE_CHECKING:
     from collector.alerting.service import AlertingService
 
 log = logging.getLogger(__name__)
+
+#: a reading's fields (a rule's field that is none of them has no values)
+READING_FIELDS = frozenset(Reading.__struct_fields__)
+_FLAGS = attrgetter("flags")
 
 #: called with a stored batch's (devices, reading times, now in ms) before it is judged
 BeforeJudge = Callable[[Sequence[str], Sequence[int], int], None]
@@ -65,9 +71,10 @@ class AlertHandOff:
         fresh = batch.fresh
         # columns built once, for the replay and the engine (None becomes NaN: no value)
         values: dict[str, FloatArr] = {
-            f: np.array([getattr(r, f, None) for r in fresh], np.float64)
+            f: np.array(list(map(attrgetter(f), fresh)) if f in READING_FIELDS
+                        else [None] * len(fresh), np.float64)
             for f in self.engine.fleet.fields}
-        flagged = np.array([bool(r.flags) for r in fresh], bool)
+        flagged = np.array(list(map(bool, map(_FLAGS, fresh))), bool)
         last_tick = self.engine.last_tick_ms
         live = len(fresh)
         if last_tick:
@@ -77,8 +84,8 @@ class AlertHandOff:
                 # a late device's newer readings in the batch are the tail of its backlog:
                 # replayed with it, so what the backlog decides is decided at its own time
                 late_devices = {batch.devices[i] for i in old.tolist()}
-                late = np.flatnonzero(np.fromiter(
-                    (d in late_devices for d in batch.devices), bool, len(fresh)))
+                late = np.flatnonzero(np.array(
+                    list(map(late_devices.__contains__, batch.devices)), bool))
                 self._judge_late(batch, ts, late, values, flagged, now_ms)
                 live -= late.size
         # `ingest` takes numpy columns as they are (its annotation says sequences)

@@ -99,13 +99,13 @@ def build_engine(files: Sequence[Path],
 def _influx_v1(cfg: CollectorConfig) -> StorageSink:
     return InfluxV1Sink(cfg.influx.url, cfg.influx.database, cfg.influx.username,
                         cfg.influx.password, timeout_s=cfg.influx.timeout_s,
-                        gzip_level=1 if cfg.influx.gzip else 0)
+                        gzip_level=1 if cfg.influx.compress else 0)
 
 
 def _influx_v2(cfg: CollectorConfig) -> StorageSink:
     return InfluxV2Sink(cfg.influx.url, cfg.influx.token or "", cfg.influx.org,
                         cfg.influx.bucket or cfg.influx.database, cfg.influx.timeout_s,
-                        cfg.influx.gzip)
+                        cfg.influx.compress)
 
 
 #: the explicit registry of storage sinks, chosen by `influx.api` in the config

@@ -18,6 +18,8 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import attrgetter
 
 from airgrid.wire import (
     MAX_FUTURE_MS,
@@ -34,7 +36,7 @@ from collector.decode import decode_up
 from collector.dedup import SeqTracker
 from collector.delivery import Delivery
 from collector.device_health import DeviceHealth
-from collector.line_protocol import READINGS, fields_of, status_line
+from collector.line_protocol import READINGS, fields_of, reading_lines, status_line
 from collector.metrics import Metrics
 from collector.quarantine import MAX_ATTEMPTS, Quarantine, message_key
 from collector.state_store import Snapshot, StateStore
@@ -43,6 +45,9 @@ from collector.tag_cache import TagCache
 log = logging.getLogger(__name__)
 
 _SEQ_FIELD = re.compile(r",seq=(\d+)i,")
+_SENSOR = attrgetter("sensor", "sensor_idx")
+_TS, _SEQ = attrgetter("ts"), attrgetter("seq")
+_PM2_5, _PM10 = attrgetter("pm2_5"), attrgetter("pm10")
 
 
 @dataclass(frozen=True)
@@ -180,7 +185,7 @@ class BatchBuilder:
         if not readings:
             return
         before = self.seqs.duplicates
-        keep = self.seqs.fresh(seq_key(device, up.epoch), [r.seq for r in readings])
+        keep = self.seqs.fresh(seq_key(device, up.epoch), list(map(_SEQ, readings)))
         dups = self.seqs.duplicates - before
         if dups:
             self.counters.duplicates += dups
@@ -192,22 +197,25 @@ class BatchBuilder:
         o = self.open
         cal = known.calibration if known is not None else None
         lines = o.lines
-        tags = None
-        last_sensor: tuple[str, int] | None = None
         corrected: list[float | None] = [None] * len(readings)
-        for i, r in enumerate(readings):
-            if (r.sensor, r.sensor_idx) != last_sensor:
-                last_sensor = (r.sensor, r.sensor_idx)
-                tags = self.tags.reading(device, r.sensor, r.sensor_idx)
-            extra = ""
-            if cal is not None:
+        if cal is None:  # each sensor's run of readings encoded at once
+            for (sensor, idx), run in groupby(readings, _SENSOR):
+                lines += reading_lines(self.tags.reading(device, sensor, idx), list(run))
+        else:
+            tags = None
+            last_sensor: tuple[str, int] | None = None
+            for i, r in enumerate(readings):
+                if (r.sensor, r.sensor_idx) != last_sensor:
+                    last_sensor = (r.sensor, r.sensor_idx)
+                    tags = self.tags.reading(device, r.sensor, r.sensor_idx)
+                extra = ""
                 v = corrected[i] = cal.correct(r.pm2_5, r.pm2_5_cf1, r.humidity_pct)
                 if v is not None:
                     extra = f",pm2_5_corr={v!r}"
-            lines.append(f"{tags} {fields_of(r, extra)} {r.ts}")
-        ts = [r.ts for r in readings]
-        self.aggregates.add(device, ts, [[r.pm2_5 for r in readings],
-                                         [r.pm10 for r in readings], corrected])
+                lines.append(f"{tags} {fields_of(r, extra)} {r.ts}")
+        ts = list(map(_TS, readings))
+        self.aggregates.add(device, ts, [list(map(_PM2_5, readings)),
+                                         list(map(_PM10, readings)), corrected])
         o.readings += len(readings)
         o.devices.extend([device] * len(readings))
         o.ts.extend(ts)

@@ -5,6 +5,8 @@ The defaults below are the defaults; relative paths are taken from the config fi
 
 from __future__ import annotations
 
+import ipaddress
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -47,10 +49,25 @@ class Influx(Section, frozen=True):
     org: str = "airgrid"
     bucket: str | None = None
     timeout_s: Seconds = 10.0
-    gzip: bool = True
+    #: compress write bodies; unset: on unless `url` is a loopback address (compressing
+    #: for a database on this host costs both processes CPU and saves nothing)
+    gzip: bool | None = None
     retries: Annotated[int, Meta(ge=0, le=10, description="0..10")] = 2
     backoff_ms: Annotated[int, Meta(ge=1, description="milliseconds >= 1")] = 200
     writes_in_flight: Annotated[int, Meta(ge=1, le=8, description="1..8")] = 2
+
+    @property
+    def compress(self) -> bool:
+        """Whether write bodies are gzipped (`gzip`, or by where InfluxDB is)."""
+        if self.gzip is not None:
+            return self.gzip
+        host = urllib.parse.urlsplit(self.url).hostname or ""
+        if host == "localhost":
+            return False
+        try:
+            return not ipaddress.ip_address(host).is_loopback
+        except ValueError:  # a name: another host
+            return True
 
     def problems(self) -> Iterator[Invalid]:
         if self.api == "v2" and not self.token:

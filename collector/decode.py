@@ -8,9 +8,13 @@ its clock with the configured tolerance for readings stamped in the future.
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 import msgspec
 
 from airgrid.wire import BadReading, UpBatch, WireError, decode_up_readings, encode_reading
+
+_TS = attrgetter("ts")
 
 
 def decode_up(payload: bytes, topic_device: str, now_ms: int, max_payload_bytes: int,
@@ -25,7 +29,7 @@ def decode_up(payload: bytes, topic_device: str, now_ms: int, max_payload_bytes:
     up, bad = decode_up_readings(payload, topic_device)
     if up.readings:
         limit = now_ms + max_future_ms
-        if max(r.ts for r in up.readings) > limit:
+        if max(map(_TS, up.readings)) > limit:
             keep = []
             for i, r in enumerate(up.readings):
                 if r.ts > limit:

@@ -15,6 +15,7 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import lt
 
 #: A gap wider than this is not tracked; readings below it are written again (a rewrite
 #: overwrites the same point) rather than risk dropping one as a repeat. A jump this big
@@ -143,11 +144,12 @@ class SeqTracker:
         """Indexes of `seqs` not seen before (marking them); repeats are counted."""
         d = self.devices.get(device)
         n = len(seqs)
-        # Fast path: a message continuing the device's sequence in order.
-        if d is not None and n and seqs[0] > d.max_seq and all(
-                seqs[i] < seqs[i + 1] for i in range(n - 1)):
+        # Fast path: a message in order continuing the device's sequence, or starting it.
+        if n and (d is None or seqs[0] > d.max_seq) and all(map(lt, seqs, seqs[1:])):
             now_ms = self._now_ms()
             self._touched[device] = None
+            if d is None:  # as `mark` starts a device: its first seq is its floor
+                d = self.devices[device] = DeviceSeq(max_seq=seqs[0] - 1, floor=seqs[0])
             d.last_ms = now_ms
             prev = d.max_seq
             for s in seqs:

@@ -22,7 +22,7 @@ stored as it is: tested against the real InfluxDB by tests/collector/test_hostil
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 # Re-exported: collector/pipeline.py still takes READINGS from here.
 from airgrid.measurements import DEVICE_STATUS
@@ -110,3 +110,56 @@ def fields_of(r: Reading, extra: str = "") -> str:
     flags = escape_string_field(",".join(r.flags)) if r.flags else '""'
     synced = "true" if r.clock_synced else "false"
     return f"{text}{extra},seq={r.seq}i,flags={flags},clock_synced={synced}".lstrip(",")
+
+
+class MissingValue(LookupError):
+    """A reading lacks one of the six PM values or six counts: it takes `fields_of`."""
+
+
+#: numbers whose text is remembered, per kind (a county's readings repeat their values)
+NUMBER_TEXTS_MAX = 8192
+
+
+class _NumberText(dict[float | None, str]):
+    """The text line protocol writes for a number, remembered: a dict lookup instead of
+    formatting. Kept apart per kind, as 30 and 30.0 are one key with two texts; a float
+    zero is not remembered (0.0 and -0.0 are one key with two texts)."""
+
+    def __init__(self, text: Callable[[float], str], keep_zero: bool) -> None:
+        super().__init__()
+        self.text = text
+        self.keep_zero = keep_zero
+
+    def __missing__(self, v: float | None) -> str:
+        if v is None:
+            raise MissingValue
+        text = self.text(v)
+        if (v or self.keep_zero) and len(self) < NUMBER_TEXTS_MAX:
+            self[v] = text
+        return text
+
+
+_FLOAT_TEXT = _NumberText(lambda v: repr(float(v)), keep_zero=False)
+_INT_TEXT = _NumberText(lambda v: str(int(v)), keep_zero=True)
+_NO_FLAGS = '""'
+
+
+def reading_lines(tags: str, readings: Sequence[Reading]) -> list[str]:
+    """Lines of one sensor's readings (`tags`: measurement and tags, `TagCache.reading`),
+    exactly `f"{tags} {fields_of(r)} {r.ts}"` each: the usual Plantower reading (all six
+    PM values and six counts) in one f-string, with the numbers' text remembered."""
+    f, n = _FLOAT_TEXT, _INT_TEXT
+    try:
+        return [
+            f"{tags} pm1_0={f[r.pm1_0]},pm2_5={f[r.pm2_5]},pm10={f[r.pm10]},"
+            f"pm1_0_cf1={f[r.pm1_0_cf1]},pm2_5_cf1={f[r.pm2_5_cf1]},pm10_cf1={f[r.pm10_cf1]},"
+            f"n0_3={n[r.n0_3]}i,n0_5={n[r.n0_5]}i,n1_0={n[r.n1_0]}i,n2_5={n[r.n2_5]}i,"
+            f"n5_0={n[r.n5_0]}i,n10={n[r.n10]}i"
+            f"{'' if r.temperature_c is None else f',temperature_c={f[r.temperature_c]}'}"
+            f"{'' if r.humidity_pct is None else f',humidity_pct={f[r.humidity_pct]}'}"
+            f",seq={r.seq}i,flags="
+            f"{escape_string_field(','.join(r.flags)) if r.flags else _NO_FLAGS}"
+            f",clock_synced={'true' if r.clock_synced else 'false'} {r.ts}"
+            for r in readings]
+    except MissingValue:
+        return [f"{tags} {fields_of(r)} {r.ts}" for r in readings]

@@ -37,8 +37,13 @@ CREATE TABLE IF NOT EXISTS attempts (key TEXT PRIMARY KEY, attempts INTEGER NOT 
 
 
 def message_key(topic: str, payload: bytes) -> str:
-    """A message's identity for counting attempts: its topic (so its device) and bytes."""
-    return hashlib.blake2b(topic.encode() + b"\0" + payload, digest_size=12).hexdigest()
+    """A message's identity for counting attempts: its topic (so its device) and bytes.
+    SHA-256, cut to 96 bits: with the CPU's SHA instructions it costs less than half of
+    BLAKE2b here (hashlib's BLAKE2b has none), and it runs for every message."""
+    h = hashlib.sha256(topic.encode())
+    h.update(b"\0")
+    h.update(payload)
+    return h.hexdigest()[:24]
 
 
 @dataclass(frozen=True)

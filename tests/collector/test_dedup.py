@@ -51,3 +51,13 @@ def test_a_huge_jump_resets_rather_than_tracking_every_seq() -> None:
     t.fresh("a", [MAX_TRACKED_GAP + 10])
     assert t.gaps("a") == 0
     assert t.fresh("a", [5]) == [0]  # below the new floor: unknown, written again
+
+
+def test_a_new_devices_first_message_in_order_is_tracked_as_reading_by_reading() -> None:
+    whole, one_by_one = SeqTracker(clock=lambda: 1.0), SeqTracker(clock=lambda: 1.0)
+    seqs = [5, 6, 7, 9, 12, 13]  # in order, with holes: gaps open below them
+    assert whole.fresh("d", seqs) == list(range(len(seqs)))
+    for s in seqs:
+        assert one_by_one.fresh("d", [s]) == [0]
+    assert whole.devices == one_by_one.devices
+    assert (whole.gaps("d"), whole.fresh("d", [4, 8, 9])) == (3, [0, 1])  # 4 is unknown

@@ -4,16 +4,34 @@ through a real InfluxDB 1.x."""
 
 from __future__ import annotations
 
-import pytest
+from typing import get_args
 
-from airgrid.wire import Reading, Status
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from airgrid.wire import (
+    COUNT_MAX,
+    HUMIDITY_MAX_PCT,
+    PM_MAX_UG_M3,
+    TEMPERATURE_MAX_C,
+    TEMPERATURE_MIN_C,
+    TS_MIN_MS,
+    Flag,
+    Reading,
+    Status,
+)
 from collector.influx_sink import InfluxV1Sink
 from collector.line_protocol import (
+    _FLOAT_TEXT,
     DEVICE_STATUS,
+    NUMBER_TEXTS_MAX,
     READINGS,
     escape_string_field,
     escape_tag,
     fields_of,
+    reading_lines,
     status_line,
     tag_set,
 )
@@ -111,3 +129,45 @@ def test_escaped_points_read_back_identical_from_influxdb(
     assert (row["pm2_5"], row["seq"], row["flags"]) == (12.5, 1, "stuck,warming_up")
     (srow,) = stored_rows(shared_influxdb, influx_db_name, DEVICE_STATUS)
     assert srow["agent_version"] == 'v "1", C:\\x y=z' and srow["site"] == odd
+
+
+# --- a message's lines at once (`reading_lines`): the same text as `fields_of` ---------
+
+_PM = st.one_of(st.none(), st.just(-0.0), st.integers(0, 50).map(float),
+                st.floats(0.0, PM_MAX_UG_M3))
+_COUNT = st.one_of(st.none(), st.integers(0, 50), st.integers(0, COUNT_MAX))
+_READINGS = st.builds(
+    Reading, seq=st.integers(1, 10**9), ts=st.integers(TS_MIN_MS, 2 * TS_MIN_MS),
+    sensor=st.just("pms5003"), pm1_0=_PM, pm2_5=_PM, pm10=_PM, pm1_0_cf1=_PM,
+    pm2_5_cf1=_PM, pm10_cf1=_PM, n0_3=_COUNT, n0_5=_COUNT, n1_0=_COUNT, n2_5=_COUNT,
+    n5_0=_COUNT, n10=_COUNT,
+    temperature_c=st.none() | st.just(-0.0) | st.floats(TEMPERATURE_MIN_C, TEMPERATURE_MAX_C),
+    humidity_pct=st.none() | st.floats(0.0, HUMIDITY_MAX_PCT),
+    flags=st.lists(st.sampled_from(get_args(Flag)), max_size=3).map(tuple),
+    clock_synced=st.booleans())
+
+
+@given(batches=st.lists(st.lists(_READINGS, max_size=8), max_size=6))
+def test_a_message_encoded_at_once_is_the_same_text_reading_by_reading(
+        batches: list[list[Reading]]) -> None:
+    # several messages in turn: a number remembered from one is written the same in the
+    # next (30 and 30.0, 0.0 and -0.0 are equal keys with different texts)
+    for readings in batches:
+        assert reading_lines("readings,device=d,sensor=pms5003", readings) == [
+            f"readings,device=d,sensor=pms5003 {fields_of(r)} {r.ts}" for r in readings]
+
+
+def test_a_float_and_an_int_of_one_value_keep_their_own_text() -> None:
+    r = Reading(seq=1, ts=TS_MIN_MS, sensor="s", pm1_0=30.0, pm2_5=-0.0, pm10=0.0,
+                pm1_0_cf1=30.0, pm2_5_cf1=30.0, pm10_cf1=30.0, n0_3=30, n0_5=30, n1_0=30,
+                n2_5=30, n5_0=0, n10=0)
+    for _ in range(2):  # the second time from the remembered texts
+        (line,) = reading_lines("m", [r])
+        assert "pm1_0=30.0,pm2_5=-0.0,pm10=0.0," in line and ",n0_3=30i," in line
+
+
+def test_remembered_number_texts_stay_bounded() -> None:
+    r = PLANTOWER
+    for i in range(NUMBER_TEXTS_MAX + 100):
+        reading_lines("m", [msgspec.structs.replace(r, pm1_0=i + 0.5)])
+    assert len(_FLOAT_TEXT) <= NUMBER_TEXTS_MAX

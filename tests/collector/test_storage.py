@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from collector.config import Influx
 from collector.errors import Rejected, RetryLater
 from collector.influx_sink import InfluxV1Sink
 from collector.influx_v2_sink import InfluxV2Sink
@@ -182,3 +183,13 @@ def test_collector_configured_for_v2_writes_through_api_v2(
         assert hourly and max(hourly[0]["values"]) == 2  # type: ignore[call-overload]
     finally:
         assert c.stop() == 0
+
+
+@pytest.mark.parametrize(("url", "gzip", "compress"), [
+    ("http://127.0.0.1:8086", None, False), ("http://localhost:8086", None, False),
+    ("http://[::1]:8086", None, False), ("http://influxdb:8086", None, True),
+    ("http://10.2.0.7:8086", None, True), ("http://127.0.0.1:8086", True, True),
+    ("http://influxdb:8086", False, False)])
+def test_write_bodies_are_gzipped_unless_influxdb_is_on_this_host(
+        url: str, gzip: bool | None, compress: bool) -> None:
+    assert Influx(url=url, gzip=gzip).compress is compress
