@@ -18,6 +18,7 @@ import http.client
 import multiprocessing as mp
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -218,6 +219,8 @@ def main() -> int:
     ap.add_argument("--writes-in-flight", type=int, default=2)
     ap.add_argument("--no-gzip", action="store_true", help="collector posts uncompressed")
     ap.add_argument("--profile", action="store_true", help="run the collector under cProfile")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the work directory (data, logs) instead of removing it")
     a = ap.parse_args()
     messages = max(1, a.readings // (a.devices * a.per_message))
     total = messages * a.devices * a.per_message
@@ -296,6 +299,8 @@ def main() -> int:
             os.kill(coll.pid, signal.SIGKILL)
         broker.stop()
         influx.stop()
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
     rate = total / seconds
     raw = posted / spent
     print(f"devices={a.devices} messages={messages * a.devices} per_message={a.per_message} "
