@@ -29,6 +29,7 @@ import asyncio
 import json
 import math
 import multiprocessing
+import queue
 import random
 import statistics
 import subprocess
@@ -176,7 +177,10 @@ async def drive_fleet(fp: FleetPart, started: Any) -> dict[str, Any]:
             lags.append((now - w[1]) * 1000)
             crossings.append((d.name, now))
 
-    swarm = Swarm(fleet, SwarmSettings(status=False), on_publish=on_publish)
+    # A CONNACK may take long while thousands connect on a loaded machine: waiting for it
+    # beats giving up after 5 s and connecting again (a reconnect storm of the fleet).
+    swarm = Swarm(fleet, SwarmSettings(status=False, ack_timeout_s=60.0),
+                  on_publish=on_publish)
     t_connect = time.monotonic()
     swarm.start()
     while swarm.connected() < len(fleet) and time.monotonic() - t_connect < CONNECT_TIMEOUT_S:
@@ -291,8 +295,13 @@ def run(root: Path, broker: Mosquitto, influx: InfluxDB, devices: int, seconds: 
     try:
         for w in workers:
             w.start()
-        parts = [results.get(timeout=CONNECT_TIMEOUT_S + seconds + 2 * GRACE_S + 60)
-                 for _ in workers]
+        try:
+            parts = [results.get(timeout=2 * (CONNECT_TIMEOUT_S + seconds + GRACE_S))
+                     for _ in workers]
+        except queue.Empty:
+            raise RuntimeError(f"a publisher process did not finish within "
+                               f"{2 * (CONNECT_TIMEOUT_S + seconds + GRACE_S):.0f} s (the "
+                               f"machine too busy to connect {devices} devices?)") from None
         for w in workers:
             w.join(30)
         crossings = [c for part in parts for c in part["crossings"]]
