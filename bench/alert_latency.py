@@ -186,7 +186,9 @@ async def drive_fleet(fp: FleetPart, started: Any) -> dict[str, Any]:
     while swarm.connected() < len(fleet) and time.monotonic() - t_connect < CONNECT_TIMEOUT_S:
         await asyncio.sleep(0.2)
     connect_s = time.monotonic() - t_connect
-    started.wait()  # every part is connected: the clock starts for all at once
+    # every part is connected: the clock starts for all at once (waited for on a thread:
+    # the loop keeps answering its connections' keepalives meanwhile)
+    await asyncio.to_thread(started.wait)
     # the first interval warms the engine's arrays (every device's first reading): no
     # crossings yet
     plan = Plan(fp.devices, fp.interval_s, fp.crossings_per_s, max(3.0, math.ceil(fp.interval_s)),
