@@ -27,8 +27,10 @@ class Forms:
 
 BENCHES: dict[str, Forms] = {
     "alert_latency": Forms(
-        quick=("--devices", "1000", "--seconds", "15", "--reference"),
-        full=("--devices", "1000", "--seconds", "30", "--reference")),
+        quick=("--devices", "1000", "--seconds", "15", "--publishers", "2", "--reference"),
+        # issue 22's second target: 10,000 devices at one reading each per 10 s
+        full=("--devices", "10000", "--interval-s", "10", "--seconds", "60",
+              "--publishers", "2", "--reference"), timeout_s=900),
     "app_first_load": Forms(quick=("--runs", "2"), full=("--runs", "3")),
     "anomaly_eval": Forms(quick=("--seed", "1"), full=("--seed", "1"), timeout_s=2400),
     "broker_connect": Forms(quick=("--n", "100"), full=("--n", "200")),

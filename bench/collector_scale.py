@@ -36,6 +36,7 @@ import multiprocessing as mp
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -295,6 +296,8 @@ def main() -> int:
                          "to store the backlog")
     ap.add_argument("--quick", action="store_true",
                     help="about a minute: 10,000 devices, 12 simulated minutes at 3 s each")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the work directory (data, logs) instead of removing it")
     a = ap.parse_args()
     if a.quick:
         a.devices, a.sim_minutes, a.minute_s, a.sample_minutes = 10_000, 12, 3.0, 3
@@ -440,6 +443,8 @@ def main() -> int:
             os.kill(coll.pid, signal.SIGKILL)
         broker.stop()
         influx.stop()
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
     assert reloaded is not None
     out = {
         "devices": a.devices, "rss_mb": round(hwm), "rss_end_mb": round(rss),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -190,8 +191,10 @@ def probes(now: int) -> list[tuple[str, str, list[bytes], int, list[str]]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None).parse_args(
-        argv)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (data, "
+                    "logs) instead of removing it")
+    args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="airgrid-hostile-"))
     broker, influx = Mosquitto(tmp / "mosquitto"), InfluxDB(tmp / "influx")
     broker.start()
@@ -258,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         collector.stop()
         influx.stop()
         broker.stop()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import http.client
 import multiprocessing as mp
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -275,6 +276,8 @@ def main() -> int:
                          "core on both sides, everything else (collector, broker, "
                          "publishers) on the others, so that InfluxDB has the same CPU on "
                          "both sides")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the work directory (data, logs) instead of removing it")
     a = ap.parse_args()
     cores = sorted(os.sched_getaffinity(0))
     influx_cpus = {cores[0]} if a.pin_influx else set()
@@ -373,6 +376,8 @@ def main() -> int:
             os.kill(coll.pid, signal.SIGKILL)
         broker.stop()
         influx.stop()
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
     rate = total / seconds
     raw = posted / spent
     print("cpu_us_per_reading collector_side="

@@ -120,13 +120,18 @@ class SimDevice:
                 self.acked += 1
 
 
+OnPublish = Callable[[SimDevice, tuple[Reading, ...]], None]
+
+
 class Swarm:
     """Runs every device's connection on the current event loop."""
 
-    def __init__(self, devices: Sequence[SimDevice], settings: SwarmSettings | None = None
-                 ) -> None:
+    def __init__(self, devices: Sequence[SimDevice], settings: SwarmSettings | None = None,
+                 on_publish: OnPublish | None = None) -> None:
         self.devices = list(devices)
         self.settings = settings or SwarmSettings()
+        #: called as each `up` batch is handed to its client (a bench times readings from it)
+        self.on_publish = on_publish
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._connecting: asyncio.Semaphore | None = None
@@ -233,6 +238,8 @@ class Swarm:
             payload = encode_up(UpBatch(v=SCHEMA_VERSION, device=d.name, boot=d.boot,
                                         readings=batch, epoch=d.epoch))
             d.published += 1
+            if self.on_publish is not None:
+                self.on_publish(d, batch)
             # Returns on PUBACK; raises MqttError when refused. A dead connection is found
             # by the keepalive and `_until_disconnected`, which abandons this wait.
             await client.publish(topic, payload, qos=1, timeout=math.inf)

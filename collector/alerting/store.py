@@ -49,6 +49,16 @@ class Store:
         self.db.executescript(SCHEMA)
         self.lock = threading.RLock()
         self._depth = 0
+        #: tables of other parts whose rows belong to an alert (an `alert_id` column, e.g.
+        #: the work orders' steps and photos): purged with their alert, sized with the rest
+        self.alert_tables: list[str] = []
+        self.purged_rows: dict[str, int] = {}  # per attached table, since start
+
+    def attach_alert_table(self, table: str) -> None:
+        """`table` (with an `alert_id` column) follows its alerts' retention: its rows go
+        when their alert is purged (`purge_resolved`), and it is counted by `sizes`."""
+        if table not in self.alert_tables:
+            self.alert_tables.append(table)
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -178,11 +188,18 @@ class Store:
             return cur.rowcount
 
     def purge_resolved(self, before_ms: int) -> tuple[int, int]:
-        """Retention: forget alerts resolved before `before_ms` and group send times
-        older than it (their history is in InfluxDB); returns (alerts, group sends)."""
+        """Retention: forget alerts resolved before `before_ms`, the rows of attached
+        tables that belonged to them, and group send times older than it (their history
+        is in InfluxDB); returns (alerts, group sends)."""
         with self.tx() as db:
             alerts = db.execute("DELETE FROM alerts WHERE state = 'resolved'"
                                 " AND resolved_ms < ?", (before_ms,)).rowcount
+            for table in self.alert_tables:
+                # whatever has no alert any more: also rows left by an earlier version
+                # that purged alerts alone
+                n = db.execute(f"DELETE FROM {table} WHERE alert_id NOT IN"
+                               " (SELECT id FROM alerts)").rowcount
+                self.purged_rows[table] = self.purged_rows.get(table, 0) + n
             sends = db.execute("DELETE FROM group_sends WHERE last_ms < ?",
                                (before_ms,)).rowcount
             return alerts, sends
@@ -191,7 +208,8 @@ class Store:
         """Rows per table (the store-size gauge)."""
         with self.lock:
             return {t: int(self.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
-                    for t in ("alerts", "outbox", "group_sends", "silences")}
+                    for t in ("alerts", "outbox", "group_sends", "silences",
+                              *self.alert_tables)}
 
     # -- grouping ------------------------------------------------------------------------
     def group_sends(self) -> dict[tuple[str, str], tuple[int, str]]:

@@ -99,7 +99,10 @@ class WorkOrders:
         self._app_step: tuple[Worker, str] | None = None  # the app's ack being decided
         with self.store.lock:
             self.store.db.executescript(SCHEMA)
+        # a step goes with its alert, by `[alerting] resolved_retention`
+        self.store.attach_alert_table("work_steps")
         self.photos = Photos(self.store.db, self.store.lock)
+        self.store.attach_alert_table("work_photos")
 
     # -- reading -------------------------------------------------------------------------
     def steps(self, alert_id: int) -> list[Step]:

@@ -1,6 +1,7 @@
 """Photos of a handled work order: JPEG, PNG or WebP, at most `MAX_BYTES`, stored in the
 alerting database by their SHA-256 (content-addressed, so an upload resent after a lost
-answer stores nothing new). A step names its photo by that digest."""
+answer stores nothing new). A step names its photo by that digest. A photo leaves with
+its alert (`[alerting] resolved_retention`, `Store.attach_alert_table`)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,64 @@
+"""The work orders' steps and photos follow their alert's retention (`[alerting]
+resolved_retention`): a resolved order's history leaves the store with its alert, an open
+one's stays, and the store-size gauge counts both tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from collector.alerting.manager import AlertManager
+from collector.alerting.service import StoreSizes
+from collector.alerting.store import Store
+from collector.workorders.orders import WorkOrders
+from collector.workorders.workers import WorkerDirectory
+from tests.collector.workorders.test_links_and_scope import REGISTRY
+from tests.support.alerting import T0, config, tr
+
+DAY_MS = 86_400_000
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
+
+
+def rows(orders: WorkOrders, table: str, alert_id: int) -> int:
+    with orders.store.lock:
+        return int(orders.store.db.execute(
+            f"SELECT count(*) FROM {table} WHERE alert_id = ?", (alert_id,)).fetchone()[0])
+
+
+def test_steps_and_photos_of_a_resolved_order_leave_with_its_alert(tmp_path: Path) -> None:
+    reg = tmp_path / "registry.yaml"
+    reg.write_text(REGISTRY, encoding="utf-8")
+    cfg = config(tmp_path, event_channels=[], resolved_retention="30d")
+    manager = AlertManager(cfg, Store(cfg.state_db), cfg.contacts, {})
+    orders = WorkOrders(manager, WorkerDirectory(reg), lambda lines: None, [])
+    manager.on_event = orders.on_event
+    manager.handle([tr("dev-a", "firing", 200.0, T0), tr("dev-c", "firing", 180.0, T0)], T0)
+    zhang, li = orders.workers.get("8613800000001"), orders.workers.get("8613800000002")
+    assert zhang and li
+    a_id = next(a.id for a in manager.lifecycle.by_id.values() if a.subject == "dev-a")
+    c_id = next(a.id for a in manager.lifecycle.by_id.values() if a.subject == "dev-c")
+    photo, _ = orders.photos.add(a_id, JPEG, zhang.id, T0 + 1000)
+    orders.take_step(zhang, a_id, "handled", "k-a", T0 + 2000, cause="burning", photo=photo)
+    orders.take_step(li, c_id, "arrived", "k-c", T0 + 2000)
+    assert rows(orders, "work_steps", a_id) == 2  # 收到 implied, then 处置完成
+    resolved = T0 + 3_600_000
+    manager.handle([tr("dev-a", "resolved", 20.0, resolved)], resolved)
+
+    # within the retention (the hourly purge runs, and keeps it)
+    manager.handle([], resolved + 29 * DAY_MS)
+    assert rows(orders, "work_steps", a_id) == 2
+    assert orders.photos.get(photo) is not None
+
+    manager.handle([], resolved + 31 * DAY_MS)
+    assert manager.store.load_alerts(0) and all(a.id != a_id
+                                                for a, _ in manager.store.load_alerts(0))
+    assert rows(orders, "work_steps", a_id) == 0
+    assert orders.photos.get(photo) is None
+    assert rows(orders, "work_steps", c_id) == 2  # the open order keeps its history
+    assert manager.store.purged_rows == {"work_steps": 2, "work_photos": 1}
+
+    gauge = CollectorRegistry()
+    gauge.register(StoreSizes(manager.store))
+    for table, n in (("work_steps", 2), ("work_photos", 0), ("alerts", 1)):
+        assert gauge.get_sample_value("airgrid_alert_store_rows", {"table": table}) == n
