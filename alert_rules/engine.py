@@ -239,7 +239,7 @@ class Engine:
     def _rows_to_judge(self, rule: RuleBase, sched: Schedule, changed: IntArr | None,
                        now_ms: int, bucket: int, hour: int) -> IntArr | None:
         """The rows `rule` must judge at this tick (None: all of them)."""
-        if not rule.incremental or changed is None or sched.bucket < 0:
+        if not rule.judges_rows() or changed is None or sched.bucket < 0:
             return None
         if rule.windowed() and (bucket != sched.bucket or hour != sched.hour):
             return None
@@ -256,6 +256,9 @@ class Engine:
             sched.due_ms = min(int(later.min()) if later.size else int(NEVER),
                                rule.other_due_ms())
         rows = np.union1d(changed, due_rows) if due_rows.size else changed
+        hot = rule.hot_rows(f, now_ms)
+        if hot.size:
+            rows = np.union1d(rows, hot)
         if rule.whole_fleet:
             return None if rows.size else rows
         return None if rows.size > f.size * self.subset_share else rows

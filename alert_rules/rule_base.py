@@ -87,6 +87,17 @@ class RuleBase:
         implement instead of `evaluate`."""
         raise NotImplementedError
 
+    def judges_rows(self) -> bool:
+        """Whether this rule can judge some rows only (`incremental`; a kind may say no
+        for some of its settings)."""
+        return self.incremental
+
+    def hot_rows(self, fleet: FleetState, now_ms: int) -> IntArr:
+        """Rows judged at every tick besides those that changed or fell due: rows whose
+        result rests on other devices' data (a candidate checked against its neighbours).
+        Kept few: a kind returns only the candidates its own data picked out."""
+        return np.zeros(0, np.int64)
+
     def windowed(self) -> bool:
         """Reads bucketed windows or hourly aggregates: its results move when the clock
         enters a new bucket or hour, so the engine judges it whole then."""
