@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from alert_rules.lifecycle import NEVER, AlertColumns
-from alert_rules.neighbours import column_median, neighbours
+from alert_rules.neighbours import gather_median, neighbours
 from alert_rules.rule_base import RuleBase
 from alert_rules.state import FleetState, IntArr
 from alert_rules.transitions import AlertState, Transition
@@ -51,8 +51,7 @@ class SpatialRule(RuleBase):
     def judge(self, fleet: FleetState, now_ms: int, rows: IntArr | None) -> list[Transition]:
         nbr_t, town, names = self._layout(fleet)
         v = fleet.window_mean(self.field, now_ms, self.window_ms)
-        padded = np.r_[v, np.nan]  # index n → NaN
-        med, valid = column_median(padded[nbr_t])
+        med, valid = gather_median(v, nbr_t)
         enough = valid >= self.min_neighbours
         # regional episode per township: weighted bincounts over township codes (0: none)
         t = len(names)
