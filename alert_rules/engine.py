@@ -19,7 +19,7 @@ from alert_rules import late_replay
 from alert_rules.lifecycle import NEVER
 from alert_rules.registry import Device
 from alert_rules.rule_base import RuleBase
-from alert_rules.state import HOUR_MS, BoolArr, FleetState, FloatArr, IntArr, Ring
+from alert_rules.state import HOUR_MS, BoolArr, FleetState, FloatArr, IntArr, Ring, sorted_union
 from alert_rules.transitions import Transition
 
 SNAPSHOT_VERSION = 1
@@ -255,10 +255,9 @@ class Engine:
             later = due[~now_due]
             sched.due_ms = min(int(later.min()) if later.size else int(NEVER),
                                rule.other_due_ms())
-        rows = np.union1d(changed, due_rows) if due_rows.size else changed
         hot = rule.hot_rows(f, now_ms)
-        if hot.size:
-            rows = np.union1d(rows, hot)
+        rows = (sorted_union([changed, due_rows, hot], f.size) if due_rows.size or hot.size
+                else changed)
         if rule.whole_fleet:
             return None if rows.size else rows
         return None if rows.size > f.size * self.subset_share else rows

@@ -6,10 +6,12 @@ so each cell only compares against its 3 × 3 block of cells.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import numpy.typing as npt
 
-from alert_rules.state import FloatArr, IntArr
+from alert_rules.state import BoolArr, FloatArr, IntArr
 
 EARTH_RADIUS_KM = 6371.0088  # IUGG mean Earth radius
 
@@ -47,7 +49,8 @@ def neighbours(lat: FloatArr, lon: FloatArr, radius_km: float, k: int) -> IntArr
     return out
 
 
-def sorting_network(k: int) -> list[tuple[int, int]]:
+@functools.cache
+def sorting_network(k: int) -> tuple[tuple[int, int], ...]:
     """Compare-exchange pairs that sort k values (Batcher's odd-even merge sort, pairs
     past k dropped: a network for 2^m values sorts any prefix of it padded with +inf)."""
     size = 1
@@ -65,7 +68,7 @@ def sorting_network(k: int) -> list[tuple[int, int]]:
                         pairs.append((a, b))
             q //= 2
         p *= 2
-    return pairs
+    return tuple(pairs)
 
 
 def column_median(values: npt.NDArray[np.float64]) -> tuple[FloatArr, IntArr]:
@@ -128,3 +131,32 @@ def row_median(values: npt.NDArray[np.float64]) -> FloatArr:
     """Median of each row ignoring NaN (NaN if the row has none) of a (devices × k) array:
     `column_median` of its transpose."""
     return column_median(np.ascontiguousarray(values.T))[0]
+
+
+def above_median_candidates(v: FloatArr, nbr_t: IntArr, ratio: float) -> BoolArr:
+    """Rows whose value may exceed `ratio` × the median of their neighbours' values
+    (`gather_median`'s inputs): a superset, found without sorting. v > med × ratio needs
+    the lower middle value (rank (c − 1) // 2 of the c finite ones, never above the
+    median) below v / ratio, so at least (c − 1) // 2 + 1 neighbour values must be; the
+    comparison has a relative margin, so rounding can only add rows. One gathered row at
+    a time, counted in int8: no (k × devices) array."""
+    k, n = nbr_t.shape
+    src = np.empty(v.size + 1)
+    src[:-1] = v
+    src[-1] = np.inf
+    src[np.isnan(src)] = np.inf
+    with np.errstate(invalid="ignore"):
+        q = v / ratio
+        line = q + np.abs(q) * 1e-9 + 1e-300  # any sign, subnormals too
+    below = np.zeros(n, np.int8)
+    finite = np.zeros(n, np.int8)
+    x = np.empty(n)
+    hit = np.empty(n, bool)
+    for j in range(k):
+        np.take(src, nbr_t[j], out=x, mode="clip")  # indices are in range: no buffering
+        np.less(x, line, out=hit)
+        below += hit
+        np.less(x, np.inf, out=hit)
+        finite += hit
+    out: BoolArr = (below > 0) & (below >= (finite - 1) // 2 + 1)
+    return out

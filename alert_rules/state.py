@@ -28,6 +28,18 @@ BoolArr = npt.NDArray[np.bool_]
 HOUR_MS = 3_600_000
 
 
+def sorted_union(parts: list[IntArr], n: int) -> IntArr:
+    """Sorted distinct row numbers (< n) of several arrays: `np.unique` for a few, a mask
+    over the fleet for many (numpy's hash-based unique costs more than one pass there)."""
+    count = sum(p.size for p in parts)
+    if count <= 2048:
+        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+    mask = np.zeros(n, bool)
+    for p in parts:
+        mask[p] = True
+    return np.flatnonzero(mask)
+
+
 @dataclass
 class Running:
     """A window's integer totals per device, kept as readings land and buckets leave
@@ -400,7 +412,7 @@ class FleetState:
             return None
         if not parts:
             return np.zeros(0, np.int64)
-        rows = np.unique(np.concatenate(parts))
+        rows = sorted_union(parts, self.size)
         return None if rows.size > limit else rows
 
     def _update_latest(self, f: str, rows: IntArr, ts: IntArr, v: FloatArr) -> None:
