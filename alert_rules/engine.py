@@ -205,7 +205,8 @@ class Engine:
         some rows (`RuleBase.incremental`) judges only the rows that got readings or
         were cleared since the last tick and the rows whose result falls due by time
         alone (deadman silence, a value's maximum age, `for` and `keep_firing_for`
-        timers: `RuleBase.due_ms`); windowed rules are judged whole when the clock enters
+        timers: `RuleBase.due_ms`) and its candidates whose verdict rests on other
+        devices (`RuleBase.hot_rows`); windowed rules are judged whole when the clock enters
         a new bucket or hour; the rest every tick. The transitions are the same as
         judging every rule over the whole fleet."""
         self.last_tick_ms = max(self.last_tick_ms, now_ms)
