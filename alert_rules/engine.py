@@ -19,7 +19,7 @@ from alert_rules import late_replay
 from alert_rules.lifecycle import NEVER
 from alert_rules.registry import Device
 from alert_rules.rule_base import RuleBase
-from alert_rules.state import HOUR_MS, BoolArr, FleetState, FloatArr, IntArr, Ring
+from alert_rules.state import HOUR_MS, BoolArr, FleetState, FloatArr, IntArr, Ring, sorted_union
 from alert_rules.transitions import Transition
 
 SNAPSHOT_VERSION = 1
@@ -205,7 +205,8 @@ class Engine:
         some rows (`RuleBase.incremental`) judges only the rows that got readings or
         were cleared since the last tick and the rows whose result falls due by time
         alone (deadman silence, a value's maximum age, `for` and `keep_firing_for`
-        timers: `RuleBase.due_ms`); windowed rules are judged whole when the clock enters
+        timers: `RuleBase.due_ms`) and its candidates whose verdict rests on other
+        devices (`RuleBase.hot_rows`); windowed rules are judged whole when the clock enters
         a new bucket or hour; the rest every tick. The transitions are the same as
         judging every rule over the whole fleet."""
         self.last_tick_ms = max(self.last_tick_ms, now_ms)
@@ -239,7 +240,7 @@ class Engine:
     def _rows_to_judge(self, rule: RuleBase, sched: Schedule, changed: IntArr | None,
                        now_ms: int, bucket: int, hour: int) -> IntArr | None:
         """The rows `rule` must judge at this tick (None: all of them)."""
-        if not rule.incremental or changed is None or sched.bucket < 0:
+        if not rule.judges_rows() or changed is None or sched.bucket < 0:
             return None
         if rule.windowed() and (bucket != sched.bucket or hour != sched.hour):
             return None
@@ -255,7 +256,9 @@ class Engine:
             later = due[~now_due]
             sched.due_ms = min(int(later.min()) if later.size else int(NEVER),
                                rule.other_due_ms())
-        rows = np.union1d(changed, due_rows) if due_rows.size else changed
+        hot = rule.hot_rows(f, now_ms)
+        rows = (sorted_union([changed, due_rows, hot], f.size) if due_rows.size or hot.size
+                else changed)
         if rule.whole_fleet:
             return None if rows.size else rows
         return None if rows.size > f.size * self.subset_share else rows

@@ -53,6 +53,7 @@ def seed(sub: FleetState, src: FleetState, rows: IntArr, src_rows: IntArr,
     for mine, theirs in zip(sub.rings(), src.rings(), strict=True):
         upto = upto_ms // mine.width_ms
         mine.advance(int(upto.max()))  # the shared clock, as each row's own would be
+        mine.forget_running()  # its arrays are written below
         lo = np.maximum.reduce([np.full(upto.size, theirs.head - theirs.slots + 1),
                                 upto - mine.slots + 1,
                                 np.full(upto.size, mine.head - mine.slots + 1),

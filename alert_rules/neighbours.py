@@ -6,10 +6,12 @@ so each cell only compares against its 3 × 3 block of cells.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import numpy.typing as npt
 
-from alert_rules.state import FloatArr, IntArr
+from alert_rules.state import BoolArr, FloatArr, IntArr
 
 EARTH_RADIUS_KM = 6371.0088  # IUGG mean Earth radius
 
@@ -47,7 +49,8 @@ def neighbours(lat: FloatArr, lon: FloatArr, radius_km: float, k: int) -> IntArr
     return out
 
 
-def sorting_network(k: int) -> list[tuple[int, int]]:
+@functools.cache
+def sorting_network(k: int) -> tuple[tuple[int, int], ...]:
     """Compare-exchange pairs that sort k values (Batcher's odd-even merge sort, pairs
     past k dropped: a network for 2^m values sorts any prefix of it padded with +inf)."""
     size = 1
@@ -65,7 +68,7 @@ def sorting_network(k: int) -> list[tuple[int, int]]:
                         pairs.append((a, b))
             q //= 2
         p *= 2
-    return pairs
+    return tuple(pairs)
 
 
 def column_median(values: npt.NDArray[np.float64]) -> tuple[FloatArr, IntArr]:
@@ -76,23 +79,84 @@ def column_median(values: npt.NDArray[np.float64]) -> tuple[FloatArr, IntArr]:
     k, n = values.shape
     if k == 0:
         return np.full(n, np.nan), np.zeros(n, np.int64)
-    missing = np.isnan(values)
-    c = np.full(n, k, np.int64)
-    for j in range(k):
-        c -= missing[j]
-    s = np.where(missing, np.inf, values)  # NaN sorts last
-    tmp = np.empty(n)
+    return _sorted_median(list(np.where(np.isnan(values), np.inf, values)))
+
+
+def gather_median(v: FloatArr, nbr_t: IntArr) -> tuple[FloatArr, IntArr]:
+    """`column_median` of `v` gathered through a (k × devices) neighbour matrix whose
+    entry len(v) stands for none: NaN is turned into +inf once per device, not once per
+    (neighbour, device), and the gather writes straight into the rows the network
+    sorts."""
+    k, n = nbr_t.shape
+    if k == 0:
+        return np.full(n, np.nan), np.zeros(n, np.int64)
+    src = np.empty(v.size + 1)
+    src[:-1] = v
+    src[-1] = np.inf
+    src[np.isnan(src)] = np.inf  # NaN sorts last
+    return _sorted_median(list(np.take(src, nbr_t)))
+
+
+def _sorted_median(rows: list[FloatArr]) -> tuple[FloatArr, IntArr]:
+    """Median and finite count per column of k rows (+inf for none; the rows are sorted
+    in place). A compare-exchange writes the min into a spare row and the max in place,
+    and the two rows swap names: two passes over the fleet per pair, no copy."""
+    k, n = len(rows), rows[0].size
+    spare = np.empty(n)
     for a, b in sorting_network(k):
-        np.minimum(s[a], s[b], out=tmp)
-        np.maximum(s[a], s[b], out=s[b])
-        s[a] = tmp
-    flat, col = s.ravel(), np.arange(n)
-    lo = flat[np.maximum((c - 1) // 2, 0) * n + col]
-    hi = np.where(c % 2 == 1, lo, flat[np.minimum(c // 2, k - 1) * n + col])
-    return np.where(c > 0, (lo + hi) / 2, np.nan), c
+        ra, rb = rows[a], rows[b]
+        np.minimum(ra, rb, out=spare)
+        np.maximum(ra, rb, out=rb)
+        rows[a], spare = spare, ra
+    # most devices have k values: their median sits at fixed ranks; only the columns
+    # with a missing value (+inf sorted last) are counted and picked one by one
+    lo, hi = rows[(k - 1) // 2], rows[k // 2]
+    with np.errstate(invalid="ignore"):
+        med = (lo + hi) / 2 if k % 2 == 0 else lo.copy()
+    count = np.full(n, k, np.int64)
+    short = np.flatnonzero(rows[k - 1] == np.inf)
+    if short.size:
+        sub = np.stack([r[short] for r in rows])  # (k × short), sorted per column
+        c = np.isfinite(sub).sum(axis=0)
+        cols = np.arange(short.size)
+        sl = sub[np.maximum((c - 1) // 2, 0), cols]
+        sh = np.where(c % 2 == 1, sl, sub[np.minimum(c // 2, k - 1), cols])
+        with np.errstate(invalid="ignore"):
+            med[short] = np.where(c > 0, (sl + sh) / 2, np.nan)
+        count[short] = c
+    return med, count
 
 
 def row_median(values: npt.NDArray[np.float64]) -> FloatArr:
     """Median of each row ignoring NaN (NaN if the row has none) of a (devices × k) array:
     `column_median` of its transpose."""
     return column_median(np.ascontiguousarray(values.T))[0]
+
+
+def above_median_candidates(v: FloatArr, nbr_t: IntArr, ratio: float) -> BoolArr:
+    """Rows whose value may exceed `ratio` × the median of their neighbours' values
+    (`gather_median`'s inputs): a superset, found without sorting. v > med × ratio needs
+    the lower middle value (rank (c − 1) // 2 of the c finite ones, never above the
+    median) below v / ratio, so at least (c − 1) // 2 + 1 neighbour values must be; the
+    comparison has a relative margin, so rounding can only add rows. One gathered row at
+    a time, counted in int8: no (k × devices) array."""
+    k, n = nbr_t.shape
+    src = np.empty(v.size + 1)
+    src[:-1] = v
+    src[-1] = np.inf
+    src[np.isnan(src)] = np.inf
+    with np.errstate(invalid="ignore"):
+        q = v / ratio
+        line = q + np.abs(q) * 1e-9 + 1e-300  # any sign, subnormals too
+    below = np.zeros(n, np.int8)
+    finite = np.zeros(n, np.int8)
+    x = np.empty(n)
+    hit = np.empty(n, bool)
+    for j in range(k):
+        np.take(src, nbr_t[j], out=x, mode="clip")  # indices are in range: no buffering
+        np.less(x, line, out=hit)
+        below += hit
+        np.less(x, np.inf, out=hit)
+        finite += hit
+    out: BoolArr = (below > 0) & (below >= (finite - 1) // 2 + 1)
+    return out

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from alert_rules.anomaly import Detector
+from alert_rules.lifecycle import NEVER
 from alert_rules.neighbours import row_median
 from alert_rules.rule_base import RuleBase
 from alert_rules.rule_sensor_fault import SensorFaultRule
@@ -35,63 +36,97 @@ class AnomalyRule(RuleBase):
     min_neighbours: int = 2
     ratio: float = 2.0
     detector: Detector = dataclasses.field(default_factory=Detector, repr=False)
+    #: rows whose score is over the line (None: recompute, the scores moved)
+    _hot: IntArr | None = dataclasses.field(default=None, repr=False)
+    _hot_n: int = dataclasses.field(default=0, repr=False)
 
     kind = "anomaly"
+    incremental = True
     # keep_firing_for_ms is the cooldown: after an anomaly the alert stays until this
     # long has passed without a new one, so a burst of odd readings is one alert.
 
     def fields(self) -> tuple[str, ...]:
         return (self.field,)
 
+    def judge(self, fleet: FleetState, now_ms: int, rows: IntArr | None) -> list[Transition]:
+        n = fleet.size
+        self.detector.fit(n)
+        sel = slice(0, n) if rows is None else rows
+        fresh = (now_ms - fleet.latest_ts[self.field][sel]) <= self.max_age_ms
+        score = np.where(fresh, self.detector.score[sel], 0.0)
+        over = score > self.above
+        if self.neighbours:
+            local = np.flatnonzero(over)
+            over[local] = ~self._contradicted(
+                fleet, local if rows is None else rows[local], now_ms)
+        return self.step(fleet, score, over, ~over, now_ms, rows)
+
+    def hot_rows(self, fleet: FleetState, now_ms: int) -> IntArr:
+        """Devices whose score is over the line: whether their neighbours contradict them
+        can change at any tick. The score itself only changes when readings arrive (those
+        rows are judged anyway), its freshness by time (`due_ms`)."""
+        if not self.neighbours:
+            return np.zeros(0, np.int64)
+        n = fleet.size
+        if self._hot is None or self._hot_n != n:
+            self.detector.fit(n)
+            self._hot, self._hot_n = np.flatnonzero(self.detector.score[:n] > self.above), n
+        return self._hot
+
+    def due_ms(self, fleet: FleetState, after_ms: int, rows: IntArr | None = None) -> IntArr:
+        """A score over the line says nothing once older than `max_age`."""
+        sel = slice(0, fleet.size) if rows is None else rows
+        self.detector.fit(fleet.size)
+        stale = fleet.latest_ts[self.field][sel] + self.max_age_ms + 1
+        over = self.detector.score[sel] > self.above
+        return np.minimum(super().due_ms(fleet, after_ms, rows),
+                          np.where(over & (stale > after_ms), stale, NEVER))
+
     def observe(self, fleet: FleetState, rows: IntArr, ts: IntArr,
                 values: dict[str, FloatArr]) -> None:
         self.detector.feed(rows, values[self.field], ts)
-
-    def evaluate(self, fleet: FleetState, now_ms: int) -> list[Transition]:
-        n = fleet.size
-        self.detector.fit(n)
-        fresh = (now_ms - fleet.latest_ts[self.field][:n]) <= self.max_age_ms
-        score = np.where(fresh, self.detector.score[:n], 0.0)
-        over = score > self.above
-        if self.neighbours:
-            over &= ~self._contradicted(fleet, np.flatnonzero(over), now_ms)
-        return self.step(fleet, score, over, ~over, now_ms)
+        self._hot = None
 
     def _contradicted(self, fleet: FleetState, rows: IntArr, now_ms: int) -> BoolArr:
-        out = np.zeros(fleet.size, bool)
+        """Of these anomalous rows: does the median of their neighbours' newest values
+        (with enough neighbours) lie outside [value / ratio, value × ratio]?"""
         if rows.size == 0:
-            return out
+            return np.zeros(0, bool)
         probe = SensorFaultRule(name=self.name, field=self.field, radius_km=self.radius_km,
                                 max_neighbours=self.max_neighbours)
-        nbr = probe._neighbours(fleet)
-        latest = fleet.latest(self.field, now_ms, self.max_age_ms)
-        around = np.r_[latest, np.nan][nbr[rows]]
-        x = latest[rows]
+        around = probe._neighbours(fleet)[rows]  # (rows × k), -1: none
+        flat = around.ravel()
+        near = fleet.latest(self.field, now_ms, self.max_age_ms, np.maximum(flat, 0))
+        vals = np.where(flat >= 0, near, np.nan).reshape(around.shape)
+        x = fleet.latest(self.field, now_ms, self.max_age_ms, rows)
         # a spike is scored at the reading after it: compare the spike itself with
         # what the neighbours read just before their newest reading
         self.detector.fit(fleet.size)
         back = self.detector.about_previous[rows]
         if back.any():
-            prev = np.r_[fleet.prev_v[self.field][:fleet.size], np.nan]
-            around = np.where(back[:, None], prev[nbr[rows]], around)
+            prev = fleet.prev_v[self.field][np.maximum(flat, 0)]
+            before = np.where(flat >= 0, prev, np.nan).reshape(around.shape)
+            vals = np.where(back[:, None], before, vals)
             x = np.where(back, self.detector.cols["prev"][rows], x)
-        med = row_median(around)
-        enough = (~np.isnan(around)).sum(axis=1) >= self.min_neighbours
+        med = row_median(vals)
+        enough = (~np.isnan(vals)).sum(axis=1) >= self.min_neighbours
         with np.errstate(invalid="ignore", divide="ignore"):
             far = (x > self.ratio * med) | (x < med / self.ratio)
-        out[rows] = enough & far
+        out: BoolArr = enough & far
         return out
 
     def blank_fields(self) -> dict[str, Any]:
-        return {"detector": self.detector.blank()}
+        return {"detector": self.detector.blank(), "_hot": None}
 
     def clear_rows(self, rows: IntArr) -> None:
         self.columns.clear(rows)
         self.detector.clear(rows)
+        self._hot = None
 
     def copy_rows(self, rows: IntArr, src: Self, src_rows: IntArr) -> None:
         self.columns.copy_from(rows, src.columns, src_rows)
         self.detector.copy_from(rows, src.detector, src_rows)
+        self._hot = None
 
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         return {**self.columns.arrays(),
@@ -101,3 +136,4 @@ class AnomalyRule(RuleBase):
         self.columns.load(arrays)
         self.detector.load({k.split(".", 1)[1]: v for k, v in arrays.items()
                             if k.startswith("detector.")})
+        self._hot = None

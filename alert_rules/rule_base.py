@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from alert_rules.lifecycle import NEVER, AlertColumns, BoolArr, Masks
 from alert_rules.state import FleetState, FloatArr, IntArr
-from alert_rules.transitions import AlertState, Transition
+from alert_rules.transitions import AlertState, Rendered, Transition
 
 
 class _Blank(dict[str, Any]):
@@ -87,6 +87,17 @@ class RuleBase:
         implement instead of `evaluate`."""
         raise NotImplementedError
 
+    def judges_rows(self) -> bool:
+        """Whether this rule can judge some rows only (`incremental`; a kind may say no
+        for some of its settings)."""
+        return self.incremental
+
+    def hot_rows(self, fleet: FleetState, now_ms: int) -> IntArr:
+        """Rows judged at every tick besides those that changed or fell due: rows whose
+        result rests on other devices' data (a candidate checked against its neighbours).
+        Kept few: a kind returns only the candidates its own data picked out."""
+        return np.zeros(0, np.int64)
+
     def windowed(self) -> bool:
         """Reads bucketed windows or hourly aggregates: its results move when the clock
         enters a new bucket or hour, so the engine judges it whole then."""
@@ -138,25 +149,36 @@ class RuleBase:
                    fleet: FleetState | None, extra: dict[str, str] | None = None,
                    context: dict[str, str] | None = None) -> Transition:
         labels = dict(self.labels)
-        ctx: dict[str, Any] = {"device": subject, "rule": self.name,
-                               "value": "" if math.isnan(value) else f"{value:.1f}"}
         dev = fleet.registry.get(subject) if fleet is not None else None
         if dev is not None:
-            ctx.update(name=dev.name or dev.id, township=dev.township, grid=dev.grid)
-            for k in ("township", "grid"):
-                if getattr(dev, k):
-                    labels.setdefault(k, getattr(dev, k))
-        else:
-            ctx.setdefault("name", subject)
-        ctx.update(self.template_context(value) if context is None else context)
-        ctx.update(self.context(subject))
+            if dev.township:
+                labels.setdefault("township", dev.township)
+            if dev.grid:
+                labels.setdefault("grid", dev.grid)
         if extra:
-            ctx.update(extra)
             labels.update(extra)
+        # what the text needs is taken now (evidence moves with the next tick); the text
+        # itself is rendered when read
+        evidence = self.context(subject)
+        category = self.template_context(value) if context is None else context
+
+        def text() -> dict[str, str]:
+            ctx: dict[str, Any] = {"device": subject, "rule": self.name,
+                                   "value": "" if math.isnan(value) else f"{value:.1f}"}
+            if dev is not None:
+                ctx.update(name=dev.name or dev.id, township=dev.township, grid=dev.grid)
+            else:
+                ctx["name"] = subject
+            ctx.update(category)
+            ctx.update(evidence)
+            if extra:
+                ctx.update(extra)
+            return {k: render(v, ctx) for k, v in self.annotations.items()}
+
         return Transition(
             rule=self.name, subject=subject, state=state, value=value, at_ms=now_ms,
             severity=self.severity, labels=labels,
-            annotations={k: render(v, ctx) for k, v in self.annotations.items()},
+            annotations=Rendered(text) if self.annotations else {},
         )
 
     def template_context(self, value: float) -> dict[str, str]:

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from alert_rules.lifecycle import NEVER, AlertColumns
-from alert_rules.neighbours import column_median, neighbours
+from alert_rules.lifecycle import NEVER, NONE, AlertColumns
+from alert_rules.neighbours import above_median_candidates, gather_median, neighbours
 from alert_rules.rule_base import RuleBase
 from alert_rules.state import FleetState, IntArr
 from alert_rules.transitions import AlertState, Transition
@@ -51,8 +51,14 @@ class SpatialRule(RuleBase):
     def judge(self, fleet: FleetState, now_ms: int, rows: IntArr | None) -> list[Transition]:
         nbr_t, town, names = self._layout(fleet)
         v = fleet.window_mean(self.field, now_ms, self.window_ms)
-        padded = np.r_[v, np.nan]  # index n → NaN
-        med, valid = column_median(padded[nbr_t])
+        # the median is only needed where the device may be far above it, and where an
+        # alert is under way (the only rows whose clear condition is read)
+        n = v.size
+        cols = self.columns
+        cols.fit(n)
+        need = np.flatnonzero(above_median_candidates(v, nbr_t, self.ratio)
+                              | cols.firing[:n] | (cols.pending_since[:n] != NONE))
+        med, valid = gather_median(v, nbr_t[:, need])
         enough = valid >= self.min_neighbours
         # regional episode per township: weighted bincounts over township codes (0: none)
         t = len(names)
@@ -66,12 +72,16 @@ class SpatialRule(RuleBase):
             episode_t = share >= self.regional_fraction
             clear_t = share < self.regional_fraction * 0.8
         self.township_columns.fit(t)
-        episode_row = np.r_[False, episode_t | self.township_columns.firing[:t]][town]
+        episode = np.r_[False, episode_t | self.township_columns.firing[:t]][town[need]]
+        x = v[need]
         with np.errstate(invalid="ignore"):
-            far = enough & (v > med * self.ratio) & (v - med > self.min_excess)
-            back = (v <= med * self.ratio * 0.9) | ~enough
-        over = far & ~episode_row
-        out = self.step(fleet, v, over, back | episode_row, now_ms)
+            far = enough & (x > med * self.ratio) & (x - med > self.min_excess)
+            back = (x <= med * self.ratio * 0.9) | ~enough
+        over = np.zeros(n, bool)  # not a candidate: not far above its neighbours
+        over[need] = far & ~episode
+        under = np.ones(n, bool)  # read only where an alert is under way (in `need`)
+        under[need] = back | episode
+        out = self.step(fleet, v, over, under, now_ms)
         if t:
             masks = self.township_columns.step(episode_t, clear_t, now_ms, self.for_ms,
                                                self.keep_firing_for_ms)

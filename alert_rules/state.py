@@ -28,6 +28,30 @@ BoolArr = npt.NDArray[np.bool_]
 HOUR_MS = 3_600_000
 
 
+def sorted_union(parts: list[IntArr], n: int) -> IntArr:
+    """Sorted distinct row numbers (< n) of several arrays: `np.unique` for a few, a mask
+    over the fleet for many (numpy's hash-based unique costs more than one pass there)."""
+    count = sum(p.size for p in parts)
+    if count <= 2048:
+        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+    mask = np.zeros(n, bool)
+    for p in parts:
+        mask[p] = True
+    return np.flatnonzero(mask)
+
+
+@dataclass
+class Running:
+    """A window's integer totals per device, kept as readings land and buckets leave
+    (instead of adding up every bucket of the window at each tick): counts, and the sums
+    of a ring whose values are whole numbers (quality flags), so exactly what adding the
+    buckets gives. The window is the `span` + 1 newest buckets up to the ring's head."""
+
+    span: int
+    cnt: npt.NDArray[np.int64]
+    sum: FloatArr | None  # None: the ring's sums are not whole numbers (not kept)
+
+
 @dataclass
 class Ring:
     """Sum / count (and optionally min / max) per (bucket slot, device) for one field."""
@@ -44,6 +68,10 @@ class Ring:
     cnt: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros((0, 0), np.int32))
     min: FloatArr = field(default_factory=lambda: np.zeros((0, 0)))
     max: FloatArr = field(default_factory=lambda: np.zeros((0, 0)))
+    #: values are whole numbers (0/1 quality flags): window sums are kept running too
+    whole_sums: bool = False
+    #: running window totals by span (`window_totals`), built on first use
+    running: dict[int, Running] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.sum = np.zeros((self.slots, 0))
@@ -60,6 +88,10 @@ class Ring:
         if self.track_extremes:
             self.min = np.hstack([self.min, np.full((self.slots, extra), np.inf)])
             self.max = np.hstack([self.max, np.full((self.slots, extra), -np.inf)])
+        for w in self.running.values():
+            w.cnt = np.r_[w.cnt, np.zeros(extra, np.int64)]
+            if w.sum is not None:
+                w.sum = np.r_[w.sum, np.zeros(extra)]
 
     def advance(self, bucket: int, record: bool = False) -> None:
         """Move the clock to `bucket`, zeroing the slots of buckets it enters (with
@@ -68,6 +100,13 @@ class Ring:
             return
         first = max(self.head + 1, bucket - self.slots + 1)
         idx = np.arange(first, bucket + 1) % self.slots
+        for w in self.running.values():
+            # buckets that leave the window (still held: slots > span + 1)
+            gone = np.arange(max(self.head - w.span, 0), min(bucket - w.span, self.head + 1))
+            for s in (gone % self.slots).tolist():
+                w.cnt -= self.cnt[s]
+                if w.sum is not None:
+                    w.sum -= self.sum[s]
         if record and self.cnt.shape[1]:
             held = np.flatnonzero((self.cnt[idx] != 0).any(axis=0))
             if held.size:
@@ -90,6 +129,11 @@ class Ring:
             self.past_version += 1
         r, s, x = rows[keep], buckets[keep] % self.slots, v[keep]
         self.version += 1
+        for w in self.running.values():
+            inside = buckets[keep] >= self.head - w.span
+            np.add.at(w.cnt, r[inside], 1)
+            if w.sum is not None:
+                np.add.at(w.sum, r[inside], x[inside])
         np.add.at(self.sum, (s, r), x)
         np.add.at(self.cnt, (s, r), 1)
         if self.track_extremes:
@@ -112,6 +156,7 @@ class Ring:
                 self.max[mine] = src.max[theirs]
         self.head = max(self.head, upto)
         self.version += 1
+        self.running.clear()
 
     def clear_rows(self, rows: IntArr) -> None:
         """Empty these devices' columns in every slot."""
@@ -120,8 +165,35 @@ class Ring:
         if self.track_extremes:
             self.min[:, rows] = np.inf
             self.max[:, rows] = -np.inf
+        for w in self.running.values():
+            w.cnt[rows] = 0
+            if w.sum is not None:
+                w.sum[rows] = 0.0
         self.past_version += 1  # hourly memos keyed on it must recompute
         self.version += 1
+
+    def window_totals(self, first_bucket: int, last_bucket: int, n: int
+                      ) -> tuple[npt.NDArray[np.int64], FloatArr | None] | None:
+        """(count, sum if kept) per device over buckets first..last, from the running
+        totals when the window ends at the head (the tick's window); None otherwise (the
+        caller adds the buckets up). Both are the same integers adding up gives."""
+        span = last_bucket - first_bucket
+        if last_bucket != self.head or first_bucket < 0 or span < 0 \
+                or first_bucket <= self.head - self.slots:
+            return None
+        w = self.running.get(span)
+        if w is None:
+            cnt = self.reduce(self.cnt, first_bucket, last_bucket, self.cnt.shape[1])
+            total = (self.reduce(self.sum, first_bucket, last_bucket, self.sum.shape[1])
+                     if self.whole_sums else None)
+            if cnt is None:
+                return None
+            w = self.running[span] = Running(span, cnt.astype(np.int64), total)
+        return w.cnt[:n], None if w.sum is None else w.sum[:n]
+
+    def forget_running(self) -> None:
+        """The arrays were written from outside (a seed): rebuild running totals."""
+        self.running.clear()
 
     def reduce(self, arr: npt.NDArray[Any], first_bucket: int, last_bucket: int, n: int,
                op: Any = np.add, rows: IntArr | None = None) -> npt.NDArray[Any] | None:
@@ -204,7 +276,7 @@ class FleetState:
                 d[f] = np.zeros(0)
             for t in (self.latest_ts, self.prev_ts):
                 t[f] = np.zeros(0, np.int64)
-        self.flagged = Ring(self.resolution_ms, self.fine_slots)
+        self.flagged = Ring(self.resolution_ms, self.fine_slots, whole_sums=True)
 
     @property
     def size(self) -> int:
@@ -340,7 +412,7 @@ class FleetState:
             return None
         if not parts:
             return np.zeros(0, np.int64)
-        rows = np.unique(np.concatenate(parts))
+        rows = sorted_union(parts, self.size)
         return None if rows.size > limit else rows
 
     def _update_latest(self, f: str, rows: IntArr, ts: IntArr, v: FloatArr) -> None:
@@ -411,6 +483,9 @@ class FleetState:
                       rows: IntArr | None = None) -> FloatArr:
         def compute() -> FloatArr:
             k = self.size if rows is None else rows.size
+            kept = ring.window_totals(first, last, self.size)
+            if kept is not None:
+                return (kept[0] if rows is None else kept[0][rows]).astype(np.float64)
             count = ring.reduce(ring.cnt, first, last, self.size, rows=rows)
             return np.zeros(k) if count is None else count.astype(np.float64)
 
@@ -426,6 +501,9 @@ class FleetState:
 
         def compute() -> FloatArr:
             k = self.size if rows is None else rows.size
+            kept = ring.window_totals(first, last, self.size) if ring.whole_sums else None
+            if kept is not None and kept[1] is not None:
+                return kept[1].copy() if rows is None else kept[1][rows]
             total = ring.reduce(ring.sum, first, last, self.size, rows=rows)
             return np.zeros(k) if total is None else total
 

@@ -6,6 +6,7 @@ does every tick."""
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import hypothesis.strategies as st
@@ -110,3 +111,123 @@ def test_judging_changed_rows_equals_the_reference(
         got = sorted((t.rule, t.subject, t.state, t.value) for t in engine.tick(now))
         want = sorted((r, s, state, v) for r, s, state, v, _ in ref.tick(now))
         _same(got, want, f"at {now - T0} ms")
+
+
+# Anomaly and sensor faults judged row by row: a device's own readings pick the
+# candidates, its neighbours decide; neighbours move without the candidate reporting.
+FAULT_RULES = textwrap.dedent("""
+rules:
+  - {name: odd, kind: anomaly, above: 0.2, cooldown: 2m, max_age: 3m, neighbours: true,
+     radius_km: 2, min_neighbours: 2}
+  - {name: zero, kind: sensor_fault, cause: zero, window: 3m, radius_km: 2, for: 1m,
+     min_neighbour_level: 10}
+  - {name: jump, kind: sensor_fault, cause: jump, window: 3m, radius_km: 2, ratio: 2,
+     min_neighbour_level: 20, keep_firing_for: 1m}
+  - {name: stuck, kind: sensor_fault, cause: stuck, window: 4m, radius_km: 2,
+     min_readings: 3}
+""")
+
+level = st.one_of(st.sampled_from([0.0, 0.0, 30.0, 30.0, 35.0, 200.0, 400.0]),
+                  st.integers(0, 420).map(float), st.just(float("nan")))
+# every device most steps (the detector warms up, neighbours exist), a few left out
+fault_step = st.tuples(st.one_of(st.integers(1, 30), st.integers(31, 200)),
+                       st.lists(st.tuples(st.integers(0, 5), level), max_size=8))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(fault_step, min_size=1, max_size=60),
+       where=st.lists(st.tuples(st.floats(0, 0.02), st.floats(0, 0.02)),
+                      min_size=6, max_size=6, unique_by=lambda p: p))
+def test_anomaly_and_sensor_faults_judged_by_row_equal_the_reference(
+        tmp_path_factory: object, steps: list[tuple[int, list[tuple[int, float]]]],
+        where: list[tuple[float, float]]) -> None:
+    """Anomaly (with its neighbour check) and the zero and jump faults judge only rows
+    that changed, fell due or are candidates (`RuleBase.hot_rows`): the same
+    transitions, tick by tick, as the reference judging every device."""
+    path: Path = rules_file(tmp_path_factory, FAULT_RULES)
+    registry = [Device(f"d{i}", township="A", lat=39.9 + w[0], lon=116.4 + w[1])
+                for i, w in enumerate(where)]
+    engine = Engine(load_rules(path), registry=registry)
+    engine.subset_share = 1.0
+    ref = from_engine(Engine(load_rules(path), registry=registry), registry)
+    rng = np.random.default_rng(len(steps))
+    now = T0
+    for seconds, picked in steps:
+        now += seconds * 1000
+        # the background: most devices a value near 30 each step, the drawn readings on
+        # top (zeros, jumps, gaps); a device left out is judged only as a candidate
+        base = {f"d{i}": float(np.round(30 + 3 * rng.standard_normal(), 1))
+                for i in range(6) if rng.random() < 0.7}
+        base.update({f"d{d}": v for d, v in picked})
+        devs = list(base)
+        vals = list(base.values())
+        engine.ingest(devs, [now] * len(devs), {"pm2_5": vals})
+        ref.ingest(devs, [now] * len(devs), {"pm2_5": vals})
+        got = sorted((t.rule, t.subject, t.state, t.value) for t in engine.tick(now))
+        want = sorted((r, s, state, v) for r, s, state, v, _ in ref.tick(now))
+        _same(got, want, f"at {now - T0} ms")
+
+
+def test_a_silent_tick_judges_only_candidates_of_anomaly_and_sensor_faults() -> None:
+    """Nothing arrives: the anomaly and zero/jump rules judge their candidates only
+    (here the one device reading 0 among neighbours at 40), not the fleet."""
+    reg = [Device(f"d{i}", township="A", lat=39.9 + i * 1e-3, lon=116.4) for i in range(30)]
+    engine = Engine(load_rules(DEFAULT_RULES), registry=reg)
+    ids = [d.id for d in reg]
+    now = T0
+    for _ in range(3):
+        now += MIN
+        engine.ingest(ids, [now] * 30, {"pm2_5": [0.0] + [40.0] * 29})
+        engine.tick(now)
+    kinds = {r.name: r.kind for r in engine.rules}
+    for _ in range(5):
+        now += 1000
+        engine.tick(now)
+        for name, kind in kinds.items():
+            judged = engine.judged[name]
+            if kind in ("anomaly", "sensor_fault"):
+                assert judged is not None, name
+                assert judged.size <= (1 if name == "sensor_zero" else 0), (name, judged)
+    zero = next(r for r in engine.rules if r.name == "sensor_zero")
+    assert engine.judged["sensor_zero"] is not None
+    assert engine.judged["sensor_zero"].tolist() == [0]
+    assert zero.active(engine.fleet) == {"d0": "pending"}
+
+
+def test_an_anomaly_its_neighbours_come_to_agree_with_fires_without_a_new_reading(
+        tmp_path_factory: object) -> None:
+    """d0 reads 300 for one minute among neighbours at 30 (scored at its next reading, when
+    the spike has come back): contradicted, a sensor matter, no anomaly alert. Seconds later
+    its neighbours' readings before their newest are 300 too (d0 sends nothing): a tick
+    fires d0's anomaly, as the reference judging everything does."""
+    path: Path = rules_file(tmp_path_factory, FAULT_RULES)
+    reg = [Device(f"d{i}", township="A", lat=39.9 + i * 1e-3, lon=116.4) for i in range(5)]
+    engine = Engine(load_rules(path), registry=reg)
+    engine.subset_share = 1.0
+    ref = from_engine(Engine(load_rules(path), registry=reg), reg)
+    rng = np.random.default_rng(3)
+    ids = [d.id for d in reg]
+
+    def step(now: int, devs: list[str], vals: list[float]) -> set[tuple[str, str, str]]:
+        engine.ingest(devs, [now] * len(devs), {"pm2_5": vals})
+        ref.ingest(devs, [now] * len(devs), {"pm2_5": vals})
+        got = sorted((t.rule, t.subject, t.state, t.value) for t in engine.tick(now))
+        want = sorted((r, s, state, v) for r, s, state, v, _ in ref.tick(now))
+        _same(got, want, f"at {now - T0} ms")
+        return {g[:3] for g in got}
+
+    now = T0
+    for _ in range(40):
+        now += MIN
+        step(now, ids, list(np.round(30 + 2 * rng.standard_normal(5), 1)))
+    now += MIN
+    step(now, ["d0"], [300.0])
+    now += MIN
+    assert ("odd", "d0", "firing") not in step(now, ["d0"], [30.0])
+    odd = next(r for r in engine.rules if r.name == "odd")
+    assert odd.detector.score[0] > 0.2  # anomalous, but its neighbours contradict it
+    fired: set[tuple[str, str, str]] = set()
+    for _ in range(2):  # the second makes 300 their reading before the newest
+        now += 5000
+        fired |= step(now, ids[1:], [300.0] * 4)
+    assert ("odd", "d0", "firing") in fired
