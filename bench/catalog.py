@@ -14,6 +14,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 #: Modules of bench/ that are its machinery, not benchmarks.
 TOOLS = frozenset({"__init__", "anomaly_baselines", "catalog", "record", "render_results",
+                   "stall_sampler",
                    "run_all"})
 
 
