@@ -231,6 +231,18 @@ class Probe:
         return len(self.sent)
 
 
+class ProvinceInfluxDB(InfluxDB):
+    """InfluxDB 1.x set up as docs/province.md says for more than 100,000 devices: no cap
+    on a tag's values (`max-values-per-tag`, 100,000 by default; every device has its own
+    `site`, so a reload that moves devices to new sites would pass it)."""
+
+    def _command(self) -> list[str]:
+        cmd = super()._command()
+        text = self.config_path.read_text()
+        self.config_path.write_text(text.replace("[data]\n", "[data]\n  max-values-per-tag = 0\n"))
+        return cmd
+
+
 def scrape(port: int, timeout: float = 60.0) -> str:
     """/metrics; at 100,000 devices the per-device completeness series make it large."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as r:
@@ -319,7 +331,7 @@ def main() -> int:
           f"({time.perf_counter() - t:.1f} s to write)", file=sys.stderr)
     rules = work / "rules.yaml"
     rules.write_text(RULES)
-    broker, influx = Mosquitto(work / "mosquitto"), InfluxDB(work / "influxdb")
+    broker, influx = Mosquitto(work / "mosquitto"), ProvinceInfluxDB(work / "influxdb")
     broker.start()
     influx.start()
     influx.create_database("scale")

@@ -134,7 +134,8 @@ class StorageWriter:
         return self._write(lines[:mid]) + self._write(lines[mid:])
 
     def replay(self, force: bool = False) -> list[tuple[str, str]]:
-        """Write spooled batches oldest first until one fails; returns refused lines."""
+        """Write spooled batches oldest first until one fails, the spool is empty or a
+        batch had lines storage refused; returns those lines."""
         with self._replay_lock:
             return self._replay(force)
 
@@ -163,6 +164,8 @@ class StorageWriter:
             with self._lock:
                 self.spool.pop_oldest()
                 self._head_done = self._head_chunk = 0
+            if refused:  # dead-lettered now, not once a long spool is drained
+                return refused
 
     def _write_head(self, lines: list[str], refused: list[tuple[str, str]]) -> None:
         """Write the spool's head from where the last try stopped, in chunks; a chunk that

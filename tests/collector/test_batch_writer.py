@@ -12,7 +12,7 @@ from collector.batch_writer import BatchWriter
 from collector.counters import Counters
 from collector.dead_letters import DeadLetters
 from collector.delivery import Delivery
-from collector.errors import RetryLater
+from collector.errors import Rejected, RetryLater
 from collector.metrics import Metrics
 from collector.spool import Spool
 from collector.state_store import Snapshot
@@ -212,3 +212,31 @@ def test_a_batch_sharing_an_hour_with_a_running_write_is_spooled_behind_it(
     assert wait_for(lambda: len(h.spool) == 0, 10)
     h.writer.close()
     assert h.sink.written == ["a", "b"] and h.acked == ["a", "b"]
+
+
+def test_a_refused_spooled_line_is_handed_back_after_its_batch_not_after_the_spool(
+        tmp_path: Path) -> None:
+    """Before: refused lines came back only once the whole spool was replayed, which at
+    100,000 devices was tens of minutes after InfluxDB had refused them."""
+
+    class RefusingSink:
+        def __init__(self) -> None:
+            self.written: list[str] = []
+
+        def write(self, lines: list[str]) -> None:
+            if "bad" in lines:
+                raise Rejected("InfluxDB 400: partial write")
+            self.written.extend(lines)
+
+        def close(self) -> None:
+            pass
+
+    spool = Spool(tmp_path / "spool", 1 << 20)
+    sink = RefusingSink()
+    writer = StorageWriter(sink, spool)
+    spool.append(["ok1", "bad"])
+    spool.append(["ok2"])
+    assert [line for line, _ in writer.replay(force=True)] == ["bad"]
+    assert len(spool) == 1  # the next batch waits for the next turn of the drain
+    assert writer.replay(force=True) == [] and len(spool) == 0
+    assert sink.written == ["ok1", "ok2"]
