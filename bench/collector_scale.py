@@ -122,7 +122,8 @@ def payload(dev: int, first_seq: int, first_ts: int, n: int) -> bytes:
 def publisher(port: int, devices: range, minutes: int, every: int, minute_s: float,
               t0: float, base_ms: int, sent: mp.sharedctypes.Synchronized) -> None:  # type: ignore[name-defined]
     """Device i reports in simulated minutes m with m % every == i % every, carrying the
-    readings of the `every` minutes up to m (one a minute, seq = minute + 1)."""
+    readings of the `every` minutes up to m (one a minute, seq = minute + 1); the reports
+    of a minute are spread evenly over it."""
     c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
                     client_id=f"scale-pub-{devices.start}")
     c.max_inflight_messages_set(500)
@@ -139,12 +140,15 @@ def publisher(port: int, devices: range, minutes: int, every: int, minute_s: flo
     c.loop_start()
     n = pub = 0
     for m in range(minutes):
-        wait = t0 + m * minute_s - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
-        for dev in devices:
-            if dev % every != m % every:
-                continue
+        # spread over the minute, as a fleet's reports are: a burst at its start would
+        # queue thousands of messages between two probes, and the probe would time the
+        # backlog instead of a pause
+        due = [dev for dev in devices if dev % every == m % every]
+        for i, dev in enumerate(due):
+            if i % 20 == 0:
+                wait = t0 + (m + 0.95 * i / len(due)) * minute_s - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
             first = max(0, m - every + 1)  # the minutes since its last report
             c.publish(f"airgrid/v1/dev/{device_id(dev)}/up",
                       payload(dev, first + 1, base_ms + first * MINUTE_MS, m - first + 1),
@@ -228,6 +232,18 @@ class Probe:
         return len(self.sent)
 
 
+class ProvinceInfluxDB(InfluxDB):
+    """InfluxDB 1.x set up as docs/province.md says for more than 100,000 devices: no cap
+    on a tag's values (`max-values-per-tag`, 100,000 by default; every device has its own
+    `site`, so a reload that moves devices to new sites would pass it)."""
+
+    def _command(self) -> list[str]:
+        cmd = super()._command()
+        text = self.config_path.read_text()
+        self.config_path.write_text(text.replace("[data]\n", "[data]\n  max-values-per-tag = 0\n"))
+        return cmd
+
+
 def scrape(port: int, timeout: float = 60.0) -> str:
     """/metrics; at 100,000 devices the per-device completeness series make it large."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as r:
@@ -294,6 +310,8 @@ def main() -> int:
     ap.add_argument("--drain-s", type=float, default=900,
                     help="after the last publish, wait at most this long for the collector "
                          "to store the backlog")
+    ap.add_argument("--stall-stacks", type=Path, default=None,
+                    help="run the collector under bench.stall_sampler, its report here")
     ap.add_argument("--quick", action="store_true",
                     help="about a minute: 10,000 devices, 12 simulated minutes at 3 s each")
     ap.add_argument("--keep", action="store_true",
@@ -316,7 +334,7 @@ def main() -> int:
           f"({time.perf_counter() - t:.1f} s to write)", file=sys.stderr)
     rules = work / "rules.yaml"
     rules.write_text(RULES)
-    broker, influx = Mosquitto(work / "mosquitto"), InfluxDB(work / "influxdb")
+    broker, influx = Mosquitto(work / "mosquitto"), ProvinceInfluxDB(work / "influxdb")
     broker.start()
     influx.start()
     influx.create_database("scale")
@@ -343,8 +361,11 @@ def main() -> int:
         return 2
     log = (work / "collector.log").open("wb")
     started = time.monotonic()
-    coll = subprocess.Popen([sys.executable, "-m", "collector.cli", "--log-level", "INFO",
-                             "run", "--config", str(cfg)],
+    run = ["-m", "collector.cli"] if a.stall_stacks is None else [
+        str(Path(__file__).with_name("stall_sampler.py")), "--out",
+        str(a.stall_stacks.resolve()), "collector.cli"]
+    coll = subprocess.Popen([sys.executable, *run, "--log-level", "INFO", "run", "--config",
+                             str(cfg)],
                             stdout=log, stderr=subprocess.STDOUT, cwd=work)
     procs: list[mp.Process] = []
     probe: Probe | None = None
@@ -424,6 +445,9 @@ def main() -> int:
         cpu_pct = round((cpu1 - cpu0) / (time.monotonic() - wall0) * 100, 1)
         final = {store: metric(text, "airgrid_collector_store_entries", f'store="{store}"')
                  for store in ("dedup_keys", "hourly_hours", "seqs_rows", "hourly_rows")}
+        for reason in ("slow", "down", "queued"):  # batches acked from the spool, and why
+            final[f"spooled_{reason}"] = metric(
+                text, "airgrid_collector_spooled_batches_total", f'reason="{reason}"')
         probe.stop()
         coll.send_signal(signal.SIGTERM)
         coll.wait(120)

@@ -192,10 +192,13 @@ def build_pipeline(cfg: CollectorConfig, ingest: IngestSource, sink: StorageSink
                             observe_latency=metrics.write_latency.observe)
     writer = BatchWriter(storage, ingest.ack, dead_letters, counters, metrics, alerts.judge,
                          state=state, max_writes=cfg.influx.writes_in_flight,
-                         quarantine=quarantine, on_refused=builder.unstore)
+                         quarantine=quarantine, on_refused=builder.unstore,
+                         spill_after_s=cfg.influx.spill_after_ms / 1000
+                         if cfg.influx.spill_after_ms else None)
     gauges = Gauges(metrics, counters, seqs=builder.seqs, devices=builder.health,
                     storage=storage, spool=spool, registry=registry,
-                    spool_full=lambda: writer.spool_full, connected=ingest.connected)
+                    spool_full=lambda: writer.spool_full, connected=ingest.connected,
+                    per_device=cfg.metrics.per_device_completeness)
     batching = Batching(max_messages=cfg.batch.max_messages, max_lines=cfg.batch.max_lines,
                         max_wait_s=cfg.batch.max_wait_ms / 1000)
     retention = Retention(builder, engine, registry, metrics,

@@ -2,10 +2,18 @@
 
 Sealed batches are written by worker threads (up to `max_writes` at once) while the next
 one is built; they are completed in the order they were sealed, and a batch is acked (and
-its state checkpointed) only when its own write has returned: nothing is acknowledged
-before InfluxDB or the durable spool has it. Readings are idempotent, so concurrent
-writes may land in any order; an hourly aggregate is a running total, so a batch carrying
-an hour that a write in flight also carries waits for that write.
+its state checkpointed) only when its own write has returned or the batch is in the
+durable spool: nothing is acknowledged before InfluxDB or the spool has it.
+
+A slow storage never holds the pipeline's thread. A batch goes straight to the spool when
+the write slots are full, when it shares an hour with a write still running (an hourly
+aggregate is a running total, written in order), or when the spool already holds
+batches (it goes behind them); a write that has not returned after `spill_after_s` is
+copied to the spool and completed from there, so acks (and the broker's Receive Maximum)
+keep moving. A background thread drains the spool in order, only while no direct write
+runs, so a spooled batch never lands before one sealed earlier. A batch written both
+directly and from the spool is written twice: harmless, a point's identity is its
+measurement, tags and time. The counter `spooled_batches_total` says why each went there.
 
 While neither storage nor the spool can take a batch, its worker holds it (backing off
 up to 5 s) until one can, or until the collector stops: then it is not acked and the
@@ -43,10 +51,16 @@ OnStored = Callable[[Batch, int], None]
 OnRefused = Callable[[Batch, list[str]], None]
 
 
-@dataclass(frozen=True)
+#: how often the drain thread looks at the spool when nothing wakes it
+DRAIN_POLL_S = 0.05
+
+
+@dataclass
 class _InFlight:
     sealed: SealedBatch
-    future: Future[WriteOutcome | None]
+    future: Future[WriteOutcome | None] | None  # None: spooled by the pipeline's thread
+    started: float  # time.monotonic() at submit
+    spilled: threading.Event  # set once the batch is (also) in the spool
 
 
 class BatchWriter:
@@ -55,7 +69,8 @@ class BatchWriter:
                  state: StateStore | None = None, max_writes: int = 2,
                  stopping: threading.Event | None = None,
                  quarantine: Quarantine | None = None,
-                 on_refused: OnRefused | None = None) -> None:
+                 on_refused: OnRefused | None = None,
+                 spill_after_s: float | None = 1.0) -> None:
         self.quarantine = quarantine
         self.on_refused = on_refused
         self.writer = writer
@@ -66,6 +81,8 @@ class BatchWriter:
         self.on_stored = on_stored
         self.state = state
         self.max_writes = max_writes
+        #: None: never spill (wait for write slots and writes, as before)
+        self.spill_after_s = spill_after_s
         self.stopping = stopping if stopping is not None else threading.Event()
         self._inflight: deque[_InFlight] = deque()
         self._executor = ThreadPoolExecutor(max_writes, thread_name_prefix="storage-write")
@@ -73,6 +90,15 @@ class BatchWriter:
         self._lock = threading.Lock()
         self._replay_refused: list[tuple[str, str]] = []
         self._spool_full_since: float | None = None
+        #: direct writes whose worker has not returned: (hours of each), for the drain
+        self._running: dict[int, frozenset[tuple[str, int]]] = {}
+        self._closed = threading.Event()
+        self._wake = threading.Event()
+        self._drain: threading.Thread | None = None
+        if spill_after_s is not None:
+            self._drain = threading.Thread(target=self._drain_spool, name="spool-drain",
+                                           daemon=True)
+            self._drain.start()
 
     # --- the pipeline's thread ------------------------------------------------------------
 
@@ -87,25 +113,80 @@ class BatchWriter:
             return self._spool_full_since is not None
 
     def submit(self, sealed: SealedBatch) -> bool:
-        """Start the batch's write; True unless an older write had to give up."""
+        """Start the batch's write (or spool it); True unless an older write had to give up."""
         ok = True
-        while self._inflight and (len(self._inflight) >= self.max_writes or any(
-                not sealed.hours.isdisjoint(f.sealed.hours) for f in self._inflight)):
+        if self.spill_after_s is not None:
+            self.complete_finished()
+            if not sealed.lines:  # nothing to store (dead letters only): acked in turn
+                self._inflight.append(
+                    _InFlight(sealed, None, time.monotonic(), threading.Event()))
+                return ok
+            reason = self._spool_reason(sealed)
+            if reason:
+                spilled = threading.Event()
+                try:
+                    self.writer.spool_now(sealed.lines, spilled)
+                except SpoolFull:
+                    pass  # neither takes it now: a worker holds it, as below
+                else:
+                    self._count_spooled(reason)
+                    self._inflight.append(
+                        _InFlight(sealed, None, time.monotonic(), spilled))
+                    return ok
+            elif not self.spool_full:
+                return self._start(sealed, ok)
+        while self._inflight and self._must_wait(sealed):
             ok = self.complete() and ok
-        self._inflight.append(
-            _InFlight(sealed, self._executor.submit(self._store, sealed.lines)))
+        return self._start(sealed, ok)
+
+    def _start(self, sealed: SealedBatch, ok: bool) -> bool:
+        spilled = threading.Event()
+        with self._lock:
+            self._running[id(spilled)] = sealed.hours
+        self._inflight.append(_InFlight(
+            sealed, self._executor.submit(self._store, sealed.lines, spilled),
+            time.monotonic(), spilled))
         return ok
+
+    def _must_wait(self, sealed: SealedBatch) -> bool:
+        return len(self._inflight) >= self.max_writes or any(
+            not sealed.hours.isdisjoint(f.sealed.hours) for f in self._inflight)
+
+    def _spool_reason(self, sealed: SealedBatch) -> str:
+        """Why the batch must go to the spool now rather than be written; "" if it need not."""
+        if self.writer.spooling:
+            return "queued"
+        with self._lock:
+            running = list(self._running.values())
+            if self._spool_full_since is not None:
+                return ""  # the spool takes nothing: wait for the held batch instead
+        if len(running) >= self.max_writes or any(
+                not sealed.hours.isdisjoint(hours) for hours in running):
+            return "slow"
+        return ""
+
+    def _count_spooled(self, reason: str) -> None:
+        self.metrics.spooled_batches.labels(reason).inc()
+        self._wake.set()
 
     def complete(self) -> bool:
         """Wait for the oldest write in flight, then checkpoint, ack and hand it on."""
         if not self._inflight:
             return True
         done = self._inflight.popleft()
-        outcome = done.future.result()
+        if done.future is None or done.spilled.is_set():
+            # in the spool: whatever its direct write did, the spool's copy is replayed
+            # (and a line storage refuses is dead-lettered then, once)
+            outcome: WriteOutcome | None = WriteOutcome(0, len(done.sealed.lines), [])
+        else:
+            outcome = done.future.result()
         if outcome is None:
             return False  # stopping while nothing could take it: not acked, redelivered later
+        if outcome.spool_reason:
+            self._count_spooled(outcome.spool_reason)
         b = done.sealed.batch
         self.counters.spooled += outcome.spooled
+        self._take_replay_refused()
         self.dead_letters.lines(outcome.refused)
         if self.state is not None:
             try:
@@ -130,12 +211,34 @@ class BatchWriter:
         return True
 
     def complete_finished(self) -> None:
-        """Complete the oldest writes that have returned, in order, without waiting."""
-        while self._inflight and self._inflight[0].future.done():
+        """Complete the oldest writes that have returned or are spooled, in order, without
+        waiting; a write running longer than `spill_after_s` is copied to the spool first."""
+        now = time.monotonic()
+        while self._inflight:
+            head = self._inflight[0]
+            if head.future is not None and not head.future.done() \
+                    and not head.spilled.is_set():
+                if self.spill_after_s is None or now - head.started < self.spill_after_s:
+                    break
+                try:
+                    self.writer.spool_now(head.sealed.lines, head.spilled)
+                except SpoolFull:
+                    break  # the write goes on; it is completed when it returns
+                self._count_spooled("slow")
             self.complete()
+        self._take_replay_refused()
+
+    def _take_replay_refused(self) -> None:
+        with self._lock:
+            refused, self._replay_refused = self._replay_refused, []
+        self.dead_letters.lines(refused)
 
     def replay_spool(self, force: bool = False) -> None:
-        """Write what waits in the spool (when it is due, or now if forced)."""
+        """Write what waits in the spool (when it is due, or now if forced); unforced, with
+        the drain thread running, only wakes it: a slow replay never holds this thread."""
+        if self._drain is not None and not force:
+            self._wake.set()
+            return
         self.dead_letters.lines(self.writer.replay(force=force))
 
     def close(self) -> None:
@@ -143,17 +246,46 @@ class BatchWriter:
         while self._inflight:
             self.complete()
         self._executor.shutdown()
+        self._closed.set()
+        self._wake.set()
+        if self._drain is not None:
+            self._drain.join()
+        self._take_replay_refused()
         self.replay_spool(force=True)
+
+    # --- the drain thread -----------------------------------------------------------------
+
+    def _drain_spool(self) -> None:
+        """Replay the spool in the background, only while no direct write runs."""
+        while not self._closed.is_set():
+            self._wake.wait(DRAIN_POLL_S)
+            self._wake.clear()
+            with self._lock:
+                if self._running or self._spool_full_since is not None:
+                    continue  # a batch sealed earlier is still being written
+            try:
+                self._add_refused(self.writer.replay())
+            except Exception:  # a bug here must not stop the drain for good
+                log.exception("spool replay failed")
 
     # --- worker threads -------------------------------------------------------------------
 
-    def _store(self, lines: list[str]) -> WriteOutcome | None:
+    def _store(self, lines: list[str], spilled: threading.Event) -> WriteOutcome | None:
         """Storage or spool; holds the batch while neither can take it."""
+        try:
+            return self._store_held(lines, spilled)
+        finally:
+            with self._lock:
+                self._running.pop(id(spilled), None)
+            self._wake.set()
+
+    def _store_held(self, lines: list[str], spilled: threading.Event) -> WriteOutcome | None:
         delay = 0.5
-        self._add_refused(self.writer.replay())  # what waits in the spool goes first
+        if self.spill_after_s is None:
+            self._add_refused(self.writer.replay())  # what waits in the spool goes first
         while True:
             try:
-                outcome = self.writer.store(lines)
+                outcome = self.writer.store(lines, spilled)
                 break
             except SpoolFull as exc:
                 with self._lock:
@@ -170,12 +302,16 @@ class BatchWriter:
         with self._lock:
             recovered = self._spool_full_since is not None
             self._spool_full_since = None
-            refused, self._replay_refused = self._replay_refused, []
+            if self.spill_after_s is None:
+                refused, self._replay_refused = self._replay_refused, []
+            else:
+                refused = []  # the pipeline's thread takes them (complete_finished)
         if recovered:
             log.info("storage or spool accepts batches again")
             self.metrics.spool_full.set(0)
         if refused:
-            return WriteOutcome(outcome.stored, outcome.spooled, refused + outcome.refused)
+            return WriteOutcome(outcome.stored, outcome.spooled, refused + outcome.refused,
+                                outcome.spool_reason)
         return outcome
 
     def _add_refused(self, refused: list[tuple[str, str]]) -> None:

@@ -55,6 +55,10 @@ class Influx(Section, frozen=True):
     retries: Annotated[int, Meta(ge=0, le=10, description="0..10")] = 2
     backoff_ms: Annotated[int, Meta(ge=1, description="milliseconds >= 1")] = 200
     writes_in_flight: Annotated[int, Meta(ge=1, le=8, description="1..8")] = 2
+    #: a write not answered after this long is copied to the spool and acknowledged from
+    #: there (ingest never waits for a slow InfluxDB); 0 turns it off: ingest then waits
+    #: for write slots, as the back-pressure
+    spill_after_ms: Annotated[int, Meta(ge=0, description="milliseconds >= 0")] = 1000
 
     @property
     def compress(self) -> bool:
@@ -169,6 +173,9 @@ class Metrics(Section, frozen=True):
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, lt=65536,
                               description="a TCP port, or 0 for no endpoint")] = 0
+    #: one completeness series per device (`airgrid_collector_device_seq_completeness_ratio`):
+    #: off by default, a province's 100,000 devices would be 100,000 series
+    per_device_completeness: bool = False
 
 
 class Log(Section, frozen=True):

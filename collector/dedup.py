@@ -97,6 +97,8 @@ class SeqTracker:
         self._touched: dict[str, None] = {}  # devices marked since the last commit, in order
         self._forgotten: list[str] = []  # devices dropped since the last commit
         self._changed: set[str] = set()  # devices changed since the gauges last looked
+        #: the per-device gauges are wanted (`[metrics] per_device_completeness`)
+        self.track_changed = True
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -197,7 +199,8 @@ class SeqTracker:
         """The batch is sealed: returns the devices it touched (for the checkpoint)."""
         touched = list(self._touched)
         self._touched.clear()
-        self._changed.update(touched)
+        if self.track_changed:
+            self._changed.update(touched)
         return touched
 
     def take_changed(self, limit: int = 2000) -> list[str]:

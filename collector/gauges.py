@@ -19,7 +19,7 @@ class Gauges:
     def __init__(self, metrics: Metrics, counters: Counters, *, seqs: SeqTracker,
                  devices: DeviceHealth, storage: StorageWriter, spool: Spool,
                  registry: RegistryWatcher, spool_full: Callable[[], bool],
-                 connected: threading.Event) -> None:
+                 connected: threading.Event, per_device: bool = False) -> None:
         self.metrics = metrics
         self.counters = counters
         self.seqs = seqs
@@ -29,6 +29,9 @@ class Gauges:
         self.registry = registry
         self.spool_full = spool_full
         self.connected = connected
+        #: per-device completeness series (`[metrics] per_device_completeness`)
+        self.per_device = per_device
+        seqs.track_changed = per_device
         self._seen_reload_errors = 0
         self._next_completeness = 0.0
 

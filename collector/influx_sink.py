@@ -9,7 +9,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from collector.errors import Rejected, RetryLater
+from collector.errors import Rejected, RetryLater, TimedOut
 
 
 class InfluxV1Sink:
@@ -61,7 +61,11 @@ class InfluxV1Sink:
                 self.ensure_database()
                 raise RetryLater(f"database {self.database} was missing; created") from exc
             raise Rejected(f"InfluxDB {exc.code}: {detail}") from exc
+        except TimeoutError as exc:  # the answer did not come within timeout_s
+            raise TimedOut(f"InfluxDB at {self.url}: no answer in {self.timeout_s} s") from exc
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            if isinstance(getattr(exc, "reason", None), TimeoutError):
+                raise TimedOut(f"InfluxDB at {self.url}: no answer in {self.timeout_s} s") from exc
             raise RetryLater(f"InfluxDB at {self.url}: {exc}") from exc
 
     def close(self) -> None:

@@ -48,6 +48,11 @@ class Metrics:
         self.spool_bytes = Gauge(p + "spool_bytes", "bytes in the spool", registry=r)
         self.spool_full = Gauge(p + "spool_full", "1 while the spool cannot take a batch",
                                 registry=r)
+        self.spooled_batches = Counter(
+            p + "spooled_batches", "batches put in the spool instead of written, by reason: "
+            "slow (a write ran past the bound or the write slots were full), down (storage "
+            "failed after retries), queued (behind batches already spooled)", ["reason"],
+            registry=r)
         self.write_retries = Counter(p + "write_retries", "storage writes retried", registry=r)
         self.write_latency = Histogram(p + "write_latency_seconds", "storage write latency",
                                        registry=r)

@@ -12,7 +12,7 @@ from collector.batch_writer import BatchWriter
 from collector.counters import Counters
 from collector.dead_letters import DeadLetters
 from collector.delivery import Delivery
-from collector.errors import RetryLater
+from collector.errors import Rejected, RetryLater
 from collector.metrics import Metrics
 from collector.spool import Spool
 from collector.state_store import Snapshot
@@ -48,7 +48,7 @@ class GatedSink:
 
 class Harness:
     def __init__(self, tmp_path: Path, max_writes: int = 2, spool_bytes: int = 1 << 20,
-                 retries: int = 0) -> None:
+                 retries: int = 0, spill_after_s: float | None = None) -> None:
         self.sink = GatedSink()
         self.acked: list[str] = []
         self.stored: list[str] = []
@@ -59,7 +59,7 @@ class Harness:
         dead = DeadLetters(lambda *a, **k: None, "airgrid", self.counters, metrics)
         self.writer = BatchWriter(storage, self._ack, dead, self.counters, metrics,
                                   lambda b, now_ms: self.stored.append(b.deliveries[0].topic),
-                                  max_writes=max_writes)
+                                  max_writes=max_writes, spill_after_s=spill_after_s)
 
     def _ack(self, deliveries: list[Delivery]) -> int:
         self.acked.extend(d.topic for d in deliveries)
@@ -152,3 +152,91 @@ def test_refused_replay_lines_from_concurrent_writers_are_all_dead_lettered(
     h.writer.submit(h.sealed("a"))
     h.writer.close()
     assert h.counters.rejected["storage_refused"] == 2000
+
+
+# --- a slow storage does not hold the pipeline's thread (spill to the spool) -------------
+
+
+def test_a_write_past_the_bound_is_acked_from_the_spool_and_replayed_after_it(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path, spill_after_s=0.1)
+    h.writer.submit(h.sealed("a"))
+    assert wait_for(lambda: h.sink.started == ["a"], 10)
+    h.writer.complete_finished()
+    assert h.acked == []  # within the bound: waits for its write
+    time.sleep(0.15)
+    h.writer.complete_finished()
+    assert h.acked == ["a"] and len(h.spool) == 1  # past it: in the spool, acked
+    h.sink.gate("b").set()
+    t0 = time.monotonic()
+    h.writer.submit(h.sealed("b"))  # goes behind "a" in the spool, at once
+    h.writer.complete_finished()
+    assert time.monotonic() - t0 < 0.5 and h.acked == ["a", "b"]
+    time.sleep(0.2)
+    assert h.sink.started == ["a"]  # no replay while the older direct write runs
+    h.sink.gate("a").set()
+    assert wait_for(lambda: len(h.spool) == 0, 10)
+    assert h.sink.written == ["a", "a", "b"]  # the direct write, then the spool in order
+    h.writer.close()
+    assert h.stored == ["a", "b"]
+
+
+def test_full_write_slots_send_a_batch_to_the_spool_without_waiting(tmp_path: Path) -> None:
+    h = Harness(tmp_path, max_writes=1, spill_after_s=5.0)
+    h.writer.submit(h.sealed("a"))
+    t0 = time.monotonic()
+    h.writer.submit(h.sealed("b"))
+    assert time.monotonic() - t0 < 0.5 and len(h.spool) == 1
+    h.writer.complete_finished()
+    assert h.acked == []  # "b" is in the spool but "a", sealed before it, is not stored
+    for name in "ab":
+        h.sink.gate(name).set()
+    assert wait_for(lambda: len(h.spool) == 0, 10)
+    h.writer.complete_finished()
+    h.writer.close()
+    assert h.acked == ["a", "b"] and h.sink.written == ["a", "b"]
+    metrics = h.writer.metrics
+    assert metrics.spooled_batches.labels("slow")._value.get() == 1
+
+
+def test_a_batch_sharing_an_hour_with_a_running_write_is_spooled_behind_it(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path, max_writes=4, spill_after_s=5.0)
+    hour = frozenset({("d1", 0)})
+    h.writer.submit(h.sealed("a", hour))
+    h.sink.gate("b").set()
+    h.writer.submit(h.sealed("b", hour))
+    time.sleep(0.2)
+    assert h.sink.started == ["a"] and len(h.spool) == 1  # the hour's total stays in order
+    h.sink.gate("a").set()
+    assert wait_for(lambda: len(h.spool) == 0, 10)
+    h.writer.close()
+    assert h.sink.written == ["a", "b"] and h.acked == ["a", "b"]
+
+
+def test_a_refused_spooled_line_is_handed_back_after_its_batch_not_after_the_spool(
+        tmp_path: Path) -> None:
+    """Before: refused lines came back only once the whole spool was replayed, which at
+    100,000 devices was tens of minutes after InfluxDB had refused them."""
+
+    class RefusingSink:
+        def __init__(self) -> None:
+            self.written: list[str] = []
+
+        def write(self, lines: list[str]) -> None:
+            if "bad" in lines:
+                raise Rejected("InfluxDB 400: partial write")
+            self.written.extend(lines)
+
+        def close(self) -> None:
+            pass
+
+    spool = Spool(tmp_path / "spool", 1 << 20)
+    sink = RefusingSink()
+    writer = StorageWriter(sink, spool)
+    spool.append(["ok1", "bad"])
+    spool.append(["ok2"])
+    assert [line for line, _ in writer.replay(force=True)] == ["bad"]
+    assert len(spool) == 1  # the next batch waits for the next turn of the drain
+    assert writer.replay(force=True) == [] and len(spool) == 0
+    assert sink.written == ["ok1", "ok2"]

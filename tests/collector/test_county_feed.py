@@ -97,6 +97,7 @@ def county(tmp_path_factory: pytest.TempPathFactory,
     _registry(registry, START)
     ack_port = free_port()
     c = Collector(work / "c", broker.port, shared_influxdb.url, db, extra=f"""
+per_device_completeness = true
 [rules]
 files = ["{work / 'rules.yaml'}"]
 tick_interval_s = 0.2

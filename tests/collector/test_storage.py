@@ -21,6 +21,7 @@ from orchestration.services import InfluxDB, Mosquitto
 from tests.support.collector_process import Collector, publish_up, reading, stored_rows
 from tests.support.fixtures import VictoriaMetrics
 from tests.support.integration import Processes
+from tests.support.slow_http import ThrottlingProxy
 from tests.support.wait import wait_for
 
 
@@ -136,6 +137,37 @@ def test_outage_spools_in_order_and_replays_when_influxdb_returns(
     assert spool.lines == 0 and len(spool) == 0 and not list((tmp_path / "spool").iterdir())
     rows = stored_rows(influxdb, "sp")
     assert [(r["seq"], r["pm2_5"]) for r in rows] == [(1, 2.0), (2, 3.0)]
+
+
+def test_a_spooled_batch_influxdb_cannot_store_in_time_is_split_not_left_blocking(
+        shared_influxdb: InfluxDB, influx_db_name: str, tmp_path: Path) -> None:
+    """Before: the spool's head was sent whole again and again, timing out every time,
+    and nothing behind it was ever stored. Now it is halved on each timeout."""
+    proxy = ThrottlingProxy(shared_influxdb.url, slow_over=60, delay_s=1.5)
+    try:
+        sink = InfluxV1Sink(proxy.url, influx_db_name, timeout_s=0.5)
+        spool = Spool(tmp_path / "spool", 1 << 20)
+        writer = StorageWriter(sink, spool, retries=0, backoff_s=0.01,
+                               replay_backoff_max_s=0.05)
+        big = [f"readings,device=big pm2_5=1.5,seq={i}i {1790000000000 + i}"
+               for i in range(200)]
+        poison = 'readings,device=big pm2_5="high",seq=999i 1790000999000'
+        big.insert(77, poison)  # and a line InfluxDB refuses, in the middle
+        behind = [f"readings,device=behind pm2_5=2.5,seq={i}i {1790000000000 + i}"
+                  for i in range(5)]
+        spool.append(big)
+        spool.append(behind)
+        refused: list[tuple[str, str]] = []
+        assert wait_for(lambda: refused.extend(writer.replay(force=True)) or not len(spool),
+                        30, step=0.05)
+        assert [line for line, _ in refused] == [poison]
+        assert "InfluxDB 400" in refused[0][1]
+        rows = stored_rows(shared_influxdb, influx_db_name)
+        assert sorted((r["device"], r["seq"]) for r in rows) == sorted(
+            [("big", i) for i in range(200)] + [("behind", i) for i in range(5)])
+        assert max(n for n in proxy.writes[-5:]) <= 60  # stored in pieces InfluxDB takes
+    finally:
+        proxy.close()
 
 
 def test_spool_full_is_reported_not_a_crash(tmp_path: Path) -> None:
