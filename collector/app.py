@@ -346,9 +346,11 @@ def _amqp_source(cfg: CollectorConfig, engine: Engine) -> tuple[IngestSource, Ha
     from collector.amqp_topology import Topology
     from collector.handover import InfluxHistory
 
-    topology = (Topology(dict(cfg.amqp.ring), cfg.broker.prefix)
+    topology = (Topology(dict(cfg.amqp.ring), cfg.broker.prefix,
+                         queues_per_collector=cfg.amqp.queues_per_collector)
                 if cfg.amqp.setup_topology else None)
-    ingest = AmqpIngest(cfg.amqp.url_list, cfg.amqp.collector, cfg.amqp.prefetch, topology)
+    ingest = AmqpIngest(cfg.amqp.url_list, cfg.amqp.collector, cfg.amqp.prefetch, topology,
+                        queues=cfg.amqp.queues_per_collector)
     history = InfluxHistory(cfg.influx.url, cfg.influx.database, cfg.influx.username,
                             cfg.influx.password)
     handover = HandOver(engine, history, int(cfg.amqp.rebuild_lookback_s * 1000),
