@@ -335,7 +335,12 @@ def main() -> int:
                                 key=lambda e: int(e["data"].get("at_ms", 0)))
                 print(f"alert repeated {rule} {dev} at {at_ms}: "
                       f"{[(e['data']['state'], e['data']['at_ms']) for e in events]}; "
-                      f"judged {sorted(set(run.judged[dev]))}", file=sys.stderr)
+                      f"judged {sorted(set(run.judged[dev]))}; delivered "
+                      f"{[(round(w, 1), c) for w, c in sorted(run.delivered[dev])]}",
+                      file=sys.stderr)
+            print("forgotten devices per collector:",
+                  {n: c.handover.counters.forgotten_devices for n, c in run.collectors.items()
+                   if c.handover}, file=sys.stderr)
             captured = sum(run.captured_by_device().values())
             moved_add = moved_remove = None
             # Attributed by wall clock (see ClusterRun.moved_share): before = who judged
