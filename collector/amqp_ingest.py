@@ -51,12 +51,15 @@ class AmqpIngest:
     def __init__(
         self, urls: list[str], collector: str, prefetch: int,
         topology: amqp_topology.Topology | None = None, heartbeat_s: int = 30,
+        queues: int = 1,
     ) -> None:
         if not urls:
             raise ValueError("AmqpIngest needs at least one AMQP URL")
         self.urls = list(urls)
         self.collector = collector
-        self.queue_name = amqp_topology.queue_name(collector)
+        self.queues = topology.queues_per_collector if topology is not None else queues
+        self.queue_names = amqp_topology.queue_names(collector, self.queues)
+        self._topology_ensured = False
         self.connected = threading.Event()  # as MqttIngest's: the pipeline's health reads it
         self.prefetch = prefetch
         self.topology = topology
@@ -95,12 +98,18 @@ class AmqpIngest:
             try:
                 conn = pika.BlockingConnection(params)
                 ch = conn.channel()
-                if self.topology is not None:
-                    amqp_topology.ensure(ch, self.topology)
+                if self.topology is not None and not self._topology_ensured:
+                    amqp_topology.ensure(ch, self.topology, own=self.collector)
+                    self._topology_ensured = True
                 else:
-                    amqp_topology.declare_queue(ch, self.collector)
-                ch.basic_qos(prefetch_count=self.prefetch)
-                ch.basic_consume(self.queue_name, self._on_message, auto_ack=False)
+                    # A reconnect (often after a node loss) declares only this collector's
+                    # own queues: each declare waits for its queue's leader, busy then.
+                    amqp_topology.declare_queues(ch, self.collector, self.queues)
+                # the prefetch bounds all of the collector's queues together (quorum
+                # queues have no channel-wide prefetch: each consumer takes its part)
+                ch.basic_qos(prefetch_count=max(1, self.prefetch // self.queues))
+                for name in self.queue_names:
+                    ch.basic_consume(name, self._on_message, auto_ack=False)
             except _LOST as exc:
                 log.warning("AMQP %s:%s unavailable: %s", params.host, params.port, exc)
                 continue
@@ -109,7 +118,8 @@ class AmqpIngest:
             self.generation += 1  # what was taken before is redelivered; never ack it
             self._buffer.clear()
             self.connected.set()
-            log.info("consuming %s on %s:%s", self.queue_name, params.host, params.port)
+            log.info("consuming %s on %s:%s", " ".join(self.queue_names), params.host,
+                     params.port)
             self._flush_unsent()
             return True
         return False

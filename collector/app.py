@@ -240,6 +240,7 @@ class CollectorApp:
         self.alerting = build_alerting(cfg, shared, self.registry, self.metrics, self.points)
         if self.handover is not None and self.alerting is not None:
             self.handover.on_forget.append(self.alerting.hand_over)
+            self.handover.on_adopt.append(self.alerting.adopt)
         if self.alerting is not None and self.alerting.mqtt_ack is not None and shared:
             from collector.alerting.ack_mqtt import command_topic
 
@@ -349,9 +350,11 @@ def _amqp_source(cfg: CollectorConfig, engine: Engine) -> tuple[IngestSource, Ha
     from collector.amqp_topology import Topology
     from collector.handover import InfluxHistory
 
-    topology = (Topology(dict(cfg.amqp.ring), cfg.broker.prefix)
+    topology = (Topology(dict(cfg.amqp.ring), cfg.broker.prefix,
+                         queues_per_collector=cfg.amqp.queues_per_collector)
                 if cfg.amqp.setup_topology else None)
-    ingest = AmqpIngest(cfg.amqp.url_list, cfg.amqp.collector, cfg.amqp.prefetch, topology)
+    ingest = AmqpIngest(cfg.amqp.url_list, cfg.amqp.collector, cfg.amqp.prefetch, topology,
+                        queues=cfg.amqp.queues_per_collector)
     history = InfluxHistory(cfg.influx.url, cfg.influx.database, cfg.influx.username,
                             cfg.influx.password)
     handover = HandOver(engine, history, int(cfg.amqp.rebuild_lookback_s * 1000),

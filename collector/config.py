@@ -101,6 +101,9 @@ class Amqp(Section, frozen=True):
     setup_topology: bool = True
     # name = weight on the hash ring; empty: this collector alone
     collectors: dict[str, Weight] = msgspec.field(default_factory=dict)
+    # Each collector's queues (the same on every collector): a quorum queue's work after
+    # a node loss grows with the square of its publishers (docs/province.md).
+    queues_per_collector: Annotated[int, Meta(ge=1, le=64, description="1..64")] = 1
     rebuild_lookback_s: SecondsOrZero = 3600.0
     forget_after_s: Seconds = 600.0
 

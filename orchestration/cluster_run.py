@@ -32,7 +32,7 @@ from airgrid.measurements import READINGS
 from airgrid.wire import SCHEMA_VERSION, Status
 from collector import config as collector_config
 from collector.amqp_ingest import AmqpIngest
-from collector.amqp_topology import HASH_EXCHANGE, queue_name
+from collector.amqp_topology import HASH_EXCHANGE, queue_names
 from collector.app import CollectorApp, from_config
 from collector.config import CollectorConfig
 from collector.handover import HandOver
@@ -118,6 +118,7 @@ class Collector:
             "source": "amqp",
             "amqp": {"urls": r.cluster.amqp_urls[first:] + r.cluster.amqp_urls[:first],
                      "collector": self.name, "prefetch": 500,
+                     "queues_per_collector": r.queues_per_collector,
                      "collectors": {n: r.weight for n in r.collectors if n not in r.removed},
                      "rebuild_lookback_s": r.rebuild_lookback_s,
                      "forget_after_s": r.forget_after_s},
@@ -135,8 +136,10 @@ class Collector:
 
         def judged(devices: Sequence[str], ts_ms: Sequence[int], now_ms: int) -> None:
             r.batch_times[self.name].append(time.monotonic())
+            wall = time.time()
             for d, t in zip(devices, ts_ms, strict=True):
                 r.judged[d].append((t, self.name))
+                r.delivered[d].append((wall, self.name))
 
         # The hook sees each live batch just before the engine judges it (history the
         # hand-over rebuilds from is not judged again: its transitions are discarded).
@@ -163,6 +166,39 @@ class Collector:
             self.thread.join(30)
 
 
+Delivered = dict[str, list[tuple[float, str]]]  # device → (epoch s judged, collector)
+Judged = dict[str, list[tuple[int, str]]]  # device → (reading time ms, collector)
+
+
+def owners_across(delivered: Delivered, judged: Judged, at: float, settle_s: float
+                  ) -> dict[str, tuple[str, str]]:
+    """Each device's collector on either side of a ring change at `at` (epoch seconds):
+    device → (owner before, owner after). The owner before judged the device's last
+    reading *delivered* before `at`: routed before the change, by the old ring, however
+    old its reading time. The owner after judged its first reading *read* at or after
+    `at + settle_s`: published after the change, so routed by the new ring. Reading time
+    alone blurs "before" after a node loss: a reading read before the change but
+    replayed from an outbox after it follows the new ring. Devices with nothing on one
+    side are left out."""
+    out: dict[str, tuple[str, str]] = {}
+    for dev, events in delivered.items():
+        before = [e for e in events if e[0] < at]
+        after = [e for e in judged.get(dev, []) if e[0] >= (at + settle_s) * 1000]
+        if before and after:
+            out[dev] = (max(before)[1], min(after)[1])
+    return out
+
+
+def moved_share(delivered: Delivered, judged: Judged, at: float, settle_s: float
+                ) -> float | None:
+    """Share of the devices seen on both sides of `at` whose collector changed (see
+    `owners_across`); None if no device was seen on both."""
+    owners = owners_across(delivered, judged, at, settle_s)
+    if not owners:
+        return None
+    return sum(1 for old, new in owners.values() if old != new) / len(owners)
+
+
 @dataclass
 class ClusterRun:
     workdir: Path
@@ -174,6 +210,7 @@ class ClusterRun:
     episode_every: int = 5  # every 5th device goes through a pollution episode
     forget_after_s: float = 5.0
     weight: int = 20  # points on the hash ring per collector
+    queues_per_collector: int = 1
     rules_file: Path = DEMO_RULES
     rebuild_lookback_s: float = 60.0
     devices: list[Device] = field(default_factory=list)
@@ -186,10 +223,12 @@ class ClusterRun:
     batch_times: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     judged: dict[str, list[tuple[int, str]]] = field(
         default_factory=lambda: defaultdict(list))
+    # (epoch seconds it was judged, collector) per reading: when, not what time it was read
+    delivered: dict[str, list[tuple[float, str]]] = field(
+        default_factory=lambda: defaultdict(list))
     alerts: list[dict[str, Any]] = field(default_factory=list)
     _alert_thread: threading.Thread | None = None
-    _swarm: subprocess.Popen[bytes] | None = None
-    _swarm_result: Path = Path()
+    _swarms: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _stop_alerts: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
@@ -259,53 +298,85 @@ class ClusterRun:
         return c
 
     def start_swarm(self, count: int, interval_s: float, duration_s: float,
-                    episode: tuple[float, float] = (0.2, 0.8)) -> subprocess.Popen[bytes]:
-        """`count` simulated devices (`orchestration.device_swarm`) in a process of their
-        own, spread over the nodes; every `episode_every`-th goes through the episode
-        (fractions of the duration). `finish_swarm` waits for it and takes its counts."""
-        self._swarm_result = self.workdir / "swarm.json"
+                    episode: tuple[float, float] = (0.2, 0.8), processes: int = 1
+                    ) -> list[subprocess.Popen[bytes]]:
+        """`count` simulated devices (`orchestration.device_swarm`) in `processes`
+        processes of their own (consecutive ranges of ids), spread over the nodes; every
+        `episode_every`-th goes through the episode (fractions of the duration). They
+        capture together once all are connected (`wait_swarm_ready`); `finish_swarm`
+        waits for them and takes their counts."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        with (self.workdir / "swarm.log").open("wb") as log:
-            self._swarm = subprocess.Popen(
-                [sys.executable, "-m", "orchestration.device_swarm",
-                 "--hosts", ",".join(self.cluster.mqtt_hosts), "--devices", str(count),
-                 "--interval-s", str(interval_s), "--duration", str(duration_s),
-                 "--episode-every", str(self.episode_every),
-                 "--episode", str(episode[0]), str(episode[1]),
-                 "--drain-timeout", "300", "--connect-timeout", "600",
-                 "--result", str(self._swarm_result),
-                 "--ready", str(self.workdir / "swarm.ready")],
-                cwd=Path(__file__).resolve().parents[1], stdout=log, stderr=subprocess.STDOUT)
-        return self._swarm
+        # each range starts at a multiple of episode_every: episode devices by global index
+        step = max(1, self.episode_every)
+        chunk = -(-count // max(1, processes) // step) * step
+        self._swarms = []
+        for k, first in enumerate(range(0, count, chunk)):
+            n = min(chunk, count - first)
+            with (self.workdir / f"swarm-{k}.log").open("wb") as log:
+                self._swarms.append(subprocess.Popen(
+                    [sys.executable, "-m", "orchestration.device_swarm",
+                     "--hosts", ",".join(self.cluster.mqtt_hosts), "--devices", str(n),
+                     "--first", str(first),
+                     # ~100 CONNECTs in flight in all: more only meets login timeouts
+                     "--connecting-max", str(max(25, 100 // max(1, processes))),
+                     "--interval-s", str(interval_s), "--duration", str(duration_s),
+                     "--episode-every", str(self.episode_every),
+                     "--episode", str(episode[0]), str(episode[1]),
+                     "--drain-timeout", "300", "--connect-timeout", "600",
+                     "--result", str(self.workdir / f"swarm-{k}.json"), "--progress",
+                     "--ready", str(self.workdir / f"swarm-{k}.ready"),
+                     "--go", str(self.workdir / "swarm.go")],
+                    cwd=Path(__file__).resolve().parents[1], stdout=log,
+                    stderr=subprocess.STDOUT))
+        return list(self._swarms)
 
     def wait_swarm_ready(self, timeout: float = 900.0) -> dict[str, Any]:
-        """Until the swarm's devices are connected and capturing (or it gave up waiting
-        for them); what it said then."""
-        ready = self.workdir / "swarm.ready"
+        """Until every swarm process's devices are connected (or it gave up waiting for
+        them), then tells them all to start capturing; what they said, summed."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if ready.exists():
-                out: dict[str, Any] = json.loads(ready.read_text())
-                return out
-            if self._swarm is not None and self._swarm.poll() is not None:
-                raise RuntimeError(f"device swarm exited with {self._swarm.returncode}: "
-                                   + (self.workdir / "swarm.log").read_text()[-2000:])
+        said: dict[int, dict[str, Any]] = {}
+        while time.monotonic() < deadline and len(said) < len(self._swarms):
+            for k, proc in enumerate(self._swarms):
+                ready = self.workdir / f"swarm-{k}.ready"
+                if k not in said and ready.exists():
+                    said[k] = json.loads(ready.read_text())
+                if proc.poll() is not None and k not in said:
+                    raise RuntimeError(f"device swarm {k} exited with {proc.returncode}: "
+                                       + (self.workdir / f"swarm-{k}.log").read_text()[-2000:])
             time.sleep(0.2)
-        raise TimeoutError("device swarm not connected")
+        (self.workdir / "swarm.go").touch()
+        if len(said) < len(self._swarms):
+            raise TimeoutError("device swarm not connected")
+        times = [s.get("connect_all_s") for s in said.values()]
+        known = [float(t) for t in times if t is not None]
+        return {"connected": sum(int(s.get("connected", 0)) for s in said.values()),
+                "connect_all_s": max(known) if len(known) == len(times) else None}
 
     def finish_swarm(self, timeout: float = 900.0) -> dict[str, Any]:
-        """Wait for the swarm to capture, drain and exit; its summary (no per-device part).
-        Its devices' counts join `captured_by_device`."""
-        assert self._swarm is not None
-        rc = self._swarm.wait(timeout)
-        out: dict[str, Any] = {}
-        if self._swarm_result.exists():
-            out = json.loads(self._swarm_result.read_text())
-        self.sim_captured = dict(out.pop("per_device", {}))
+        """Wait for the swarm processes to capture, drain and exit; their summary, summed
+        (no per-device part). Their devices' counts join `captured_by_device`."""
+        deadline = time.monotonic() + timeout
+        out: dict[str, Any] = {"drained": True, "connect_all_s": 0.0}
+        codes = []
+        for k, proc in enumerate(self._swarms):
+            codes.append(proc.wait(max(1.0, deadline - time.monotonic())))
+            path = self.workdir / f"swarm-{k}.json"
+            part: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+            self.sim_captured.update(part.pop("per_device", {}))
+            for key, value in part.items():
+                if key == "drained":
+                    out["drained"] = out["drained"] and bool(value)
+                elif key == "connect_all_s":
+                    out[key] = None if value is None or out[key] is None else max(
+                        out[key], value)
+                elif isinstance(value, int | float) and not isinstance(value, bool):
+                    out[key] = out.get(key, 0) + value
+            if not path.exists():
+                out["drained"] = False
         # the swarm's episode devices: every episode_every-th index (device_swarm.episode_pm)
         self.sim_episode = {n for n in self.sim_captured
                             if int(n[4:]) % self.episode_every == 0}
-        out["exit_code"] = rc
+        out["exit_code"] = max(codes, default=0)
         return out
 
     def remove_collector(self, name: str, timeout: float = 120.0) -> bool:
@@ -314,23 +385,27 @@ class ClusterRun:
         drained = False
         params = [pika.URLParameters(u) for u in self.cluster.amqp_urls]
         conn = pika.BlockingConnection(params)
+        queues = queue_names(name, self.queues_per_collector)
         try:
             ch = conn.channel()
-            ch.queue_unbind(queue_name(name), HASH_EXCHANGE, routing_key=str(self.weight))
+            for queue in reversed(queues):  # its buckets are the last ones: undo the append
+                ch.queue_unbind(queue, HASH_EXCHANGE, routing_key=str(self.weight))
             self.removed.add(name)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                q = ch.queue_declare(queue_name(name), passive=True)
+                left = sum(ch.queue_declare(q, passive=True).method.message_count
+                           for q in queues)
                 c = self.collectors[name]
                 busy = c.ingest is not None and c.ingest.waiting() > 0
-                if q.method.message_count == 0 and not busy:
+                if left == 0 and not busy:
                     drained = True
                     break
                 time.sleep(0.5)
             time.sleep(1.0)  # the last batch stored and acked
             self.collectors[name].stop()
-            if drained:  # quorum queues refuse `if_empty`: we checked it is empty
-                ch.queue_delete(queue_name(name))
+            if drained:  # quorum queues refuse `if_empty`: we checked they are empty
+                for queue in queues:
+                    ch.queue_delete(queue)
         finally:
             with contextlib.suppress(Exception):
                 conn.close()
@@ -345,9 +420,10 @@ class ClusterRun:
         return False
 
     def stop(self) -> None:
-        if self._swarm is not None and self._swarm.poll() is None:
-            self._swarm.kill()
-            self._swarm.wait(10)
+        for proc in self._swarms:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
         for d in self.devices:
             with contextlib.suppress(Exception):
                 d.publisher.stop()
@@ -392,6 +468,15 @@ class ClusterRun:
                 if ev:
                     out[dev] = ev[0][1]
         return out
+
+    def moved_share(self, at: float, settle_s: float) -> float | None:
+        """See `moved_share`, over what this run's collectors judged."""
+        return moved_share(self.delivered, self.judged, at, settle_s)
+
+    def moved_devices(self, at: float, settle_s: float) -> dict[str, tuple[str, str]]:
+        """The devices whose collector changed at `at`: device → (before, after)."""
+        return {d: o for d, o in owners_across(self.delivered, self.judged, at,
+                                               settle_s).items() if o[0] != o[1]}
 
     def max_stall_s(self, start: float, end: float, skip: set[str] | None = None) -> float:
         """Longest gap between two batches a collector judged, over [start, end]
@@ -440,7 +525,11 @@ class ClusterRun:
 
     def alerts_duplicated(self) -> int:
         """`firing` events for a (rule, device) with no `resolved` between them."""
-        dup = 0
+        return len(self.duplicated_alerts())
+
+    def duplicated_alerts(self) -> list[tuple[Any, Any, int]]:
+        """(rule, device, at_ms) of each `firing` that repeats one not yet resolved."""
+        dup: list[tuple[Any, Any, int]] = []
         state: dict[tuple[Any, Any], str] = {}
         events: list[dict[str, Any]] = sorted(
             (a["data"] for a in self.alerts if isinstance(a.get("data"), dict)),
@@ -448,7 +537,8 @@ class ClusterRun:
         for d in events:
             key = (d.get("rule"), d.get("device"))
             if d.get("state") == "firing":
-                dup += int(state.get(key) == "firing")
+                if state.get(key) == "firing":
+                    dup.append((*key, int(d.get("at_ms", 0))))
                 state[key] = "firing"
             elif d.get("state") == "resolved":
                 state[key] = "resolved"

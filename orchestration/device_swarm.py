@@ -325,14 +325,19 @@ async def _main(args: argparse.Namespace) -> dict[str, object]:
     if args.ready:  # capturing starts now: whoever waits for the fleet may start its clock
         Path(args.ready).write_text(json.dumps({"connected": swarm.connected(),
                                                 "connect_all_s": connected_at}))
+    if args.go:  # several swarm processes start capturing together, when told
+        deadline = time.monotonic() + args.connect_timeout
+        while not Path(args.go).exists() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
     d = args.duration
     pm = episode_pm(devices, args.episode_every, args.episode[0] * d, args.episode[1] * d)
 
     def progress(t: float) -> None:
         if args.progress:
-            print(json.dumps({"t": round(t, 1), "connected": swarm.connected(),
-                              "depth": swarm.depth(),
-                              "captured": sum(x.captured for x in devices)}),
+            print(json.dumps({"t": round(t, 1), "at": round(time.time(), 1),
+                              "connected": swarm.connected(), "depth": swarm.depth(),
+                              "captured": sum(x.captured for x in devices),
+                              "acked": sum(x.acked for x in devices)}),
                   file=sys.stderr, flush=True)
 
     await capture_schedule(devices, args.interval_s, d, pm, progress)
@@ -383,6 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--drain-timeout", type=float, default=120.0)
     p.add_argument("--result", help="write the result with per-device captured counts here")
     p.add_argument("--ready", help="write this file once connected, as capturing starts")
+    p.add_argument("--go", help="once connected (and --ready written), wait for this file "
+                   "to exist before capturing: several swarm processes start together")
     p.add_argument("--progress", action="store_true", help="a JSON line a second on stderr")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

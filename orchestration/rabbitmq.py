@@ -101,7 +101,15 @@ class RabbitNode:
             "mqtt.exchange = amq.topic",
             "loopback_users = none",
             "log.console = true",
-            "log.console.level = warning",
+            # Ra (quorum queue elections: "detected a new leader", "-> leader") and queue
+            # events at info; connections and the rest at warning (one line per CONNECT
+            # at info would bury them at 10,000 devices).
+            "log.console.level = info",
+            "log.default.level = warning",
+            "log.connection.level = warning",
+            "log.channel.level = warning",
+            "log.ra.level = info",
+            "log.queue.level = info",
             "log.file = false",
             "disk_free_limit.absolute = 50MB",
             "collect_statistics_interval = 60000",
