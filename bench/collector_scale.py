@@ -457,6 +457,7 @@ def main() -> int:
         logtext = (work / "collector.log").read_text(errors="replace")
         parse = re.search(r"registry reloaded: \d+ devices \(parsed in ([0-9.]+) s", logtext)
         snap_ms, snap_mb = snapshot_ms(a.devices, rules)
+        state_mb = round(db_mb(state), 2)  # before the work directory goes
     finally:
         for p in procs:
             if p.is_alive():
@@ -477,7 +478,7 @@ def main() -> int:
         "max_probe_latency_ms": probe.max_latency_ms(), "longest_pauses": probe.pauses(),
         "reload_at_s": round(reloaded[0] - (probe.arrivals or [0.0])[0], 1),
         "probes_unanswered": probe.unanswered(),
-        "state_db_mb": round(db_mb(state), 2), "snapshot_ms": snap_ms,
+        "state_db_mb": state_mb, "snapshot_ms": snap_ms,
         "snapshot_mb": snap_mb, "lost": total - in_db, "readings": total,
         "stored_in_influx": in_db, "sim_minutes": a.sim_minutes,
         "real_s_per_sim_minute": a.minute_s, "drained_s_after_end": drained_s,
