@@ -240,7 +240,6 @@ class CollectorApp:
         self.alerting = build_alerting(cfg, shared, self.registry, self.metrics, self.points)
         if self.handover is not None and self.alerting is not None:
             self.handover.on_forget.append(self.alerting.hand_over)
-            self.handover.on_adopt.append(self.alerting.adopt)
         if self.alerting is not None and self.alerting.mqtt_ack is not None and shared:
             from collector.alerting.ack_mqtt import command_topic
 

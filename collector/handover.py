@@ -33,7 +33,6 @@ from typing import Protocol
 
 from airgrid.measurements import READINGS
 from alert_rules.engine import Engine
-from alert_rules.transitions import Transition
 
 log = logging.getLogger(__name__)
 
@@ -107,23 +106,18 @@ class HandOverCounters:
 
 #: told which devices were forgotten, and when (ms): they now report elsewhere
 OnForget = Callable[[list[str], int], None]
-#: told the alerts a take-over adopted as firing (the replay's last transition of each),
-#: and when (ms): the old owner announced them, this collector will announce their end
-OnAdopt = Callable[[list[Transition], int], None]
 
 
 class HandOver:
     def __init__(self, engine: Engine, history: HistorySource, lookback_ms: int,
                  forget_after_ms: int, forgotten_file: Path | None = None,
-                 on_forget: Sequence[OnForget] = (),
-                 on_adopt: Sequence[OnAdopt] = ()) -> None:
+                 on_forget: Sequence[OnForget] = ()) -> None:
         self.engine = engine
         self.history = history
         self.lookback_ms = lookback_ms
         self.forget_after_ms = forget_after_ms
         self.forgotten_file = forgotten_file
         self.on_forget = list(on_forget)
-        self.on_adopt = list(on_adopt)
         self.last_seen: dict[str, int] = {}
         self.forgotten: dict[str, int] = {}  # device -> when it was forgotten (ms)
         self.counters = HandOverCounters()
@@ -207,22 +201,13 @@ class HandOver:
             cols: dict[str, Sequence[float | None]] = {
                 f: [h.values[f][i] for i in keep] for f in fields}
             self.engine.ingest(devs, ts, cols)
-            decided: dict[tuple[str, str], Transition] = {}
-            self.engine.adopt(sorted(set(devs)), self.replay(devs, ts, cols, decided))
-            # a device's own alerts (a township's stay with each collector)
-            moved = set(devs)
-            firing = [t for t in decided.values()
-                      if t.state == "firing" and t.subject in moved]
-            if firing:
-                for hook in self.on_adopt:
-                    hook(firing, now_ms)
+            self.engine.adopt(sorted(set(devs)), self.replay(devs, ts, cols))
         self.counters.rebuilt_devices += len(new)
         self.counters.rebuilt_readings += len(keep)
         log.info("took over %d devices, rebuilt from %d stored readings", len(new), len(keep))
 
     def replay(self, devices: list[str], ts_ms: list[int],
-               values: dict[str, Sequence[float | None]],
-               decided: dict[tuple[str, str], Transition] | None = None) -> Engine:
+               values: dict[str, Sequence[float | None]]) -> Engine:
         """Alert state as the old owner reached it: the same rules, ticked over the same
         readings. Without it a device moved while its alert fires would fire again here.
         Ticks fall on whole seconds after each reading (collectors tick every second or
@@ -238,11 +223,7 @@ class HandOver:
             part = order[start:end]  # readings up to this tick only: `latest` sees no future
             replay.ingest([devices[i] for i in part], [ts_ms[i] for i in part],
                           {f: [col[i] for i in part] for f, col in values.items()})
-            # the old owner already sent these transitions; the last decided one of each
-            # alert is what the new owner takes over
-            for t in replay.tick(tick):
-                if decided is not None and t.state != "pending":
-                    decided[(t.rule, t.subject)] = t
+            replay.tick(tick)  # the old owner already sent these transitions
             start = end
         return replay
 

@@ -110,20 +110,6 @@ class AlertManager:
         for key in [k for k, (last, _) in self._sends.items() if last < before_ms]:
             del self._sends[key]
 
-    def adopt(self, transitions: Sequence[Transition], now_ms: int) -> int:
-        """Alerts taken over with moved devices (`collector.handover`): opened here
-        without an event (the old owner announced them), so that their end is announced
-        from here. Returns how many were opened."""
-        with self.lock:
-            self.ensure_loaded(now_ms)
-            opened = 0
-            with self.store.tx():
-                for t in transitions:
-                    if t.state == "firing" and self.lifecycle.adopt(t, self._labels(t)):
-                        opened += 1
-            self.counters["adopted"] += opened
-        return opened
-
     def hand_over(self, devices: Sequence[str], now_ms: int) -> int:
         """Devices moved to another collector (`collector.handover` forgot them): their
         firing alerts are closed here silently, so this collector neither escalates nor

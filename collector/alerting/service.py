@@ -128,11 +128,6 @@ class AlertingService:
         for listener in self.listeners:
             listener(ev)
 
-    def adopt(self, transitions: Sequence[Transition], now_ms: int) -> None:
-        """`collector.handover`'s hook: alerts firing on devices taken over from another
-        collector, to be closed (and announced) here."""
-        self.manager.adopt(transitions, now_ms)
-
     def hand_over(self, devices: Sequence[str], now_ms: int) -> None:
         """`collector.handover`'s hook: these devices now report to another collector."""
         self.manager.hand_over(devices, now_ms)
