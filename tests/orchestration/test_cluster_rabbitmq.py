@@ -204,8 +204,11 @@ def test_province_run_survives_node_kill_collector_crash_add_and_remove(
     queues per collector: the consistent-hash test and bench/cluster.py.)"""
     interval, duration = 3.0, 45.0
     fresh_ring(rabbit)
+    # forget_after_s outlasts the delivery delays after the node kill on a loaded machine
+    # (docs/province.md): a collector that forgets its own delayed devices rebuilds them
+    # and announces their firing alert again
     run = ClusterRun(tmp_path, rabbit, shared_influxdb, "cluster_test", devices_n=4,
-                     collectors_n=2, episode_every=4, forget_after_s=2 * interval,
+                     collectors_n=2, episode_every=4, forget_after_s=5 * interval,
                      weight=100, rebuild_lookback_s=60.0,
                      rules_file=scaled_rules(tmp_path, interval))
     run.start()
