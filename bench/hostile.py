@@ -16,11 +16,11 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from airgrid.wire import (
     SCHEMA_VERSION,
@@ -42,19 +42,11 @@ if not __package__:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench.record import emit
+from tests.support.wait import wait_for
 
 #: The keys of the last line (bench/record.py checks them; RESULTS.md lists them).
 RESULT_KEYS = ("probes", "as_expected", "collector_alive", "measurements", "forged_points",
                "status_dead_letters")
-
-
-def wait_for(pred: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def reading(seq: int, ts: int, pm: float) -> Reading:
@@ -94,7 +86,7 @@ class Publisher:
     """QoS 1, resent until the broker's PUBACK."""
 
     def __init__(self, port: int) -> None:
-        self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                                   client_id="hostile-bench")
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
@@ -202,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     influx.create_database("hostile")
     collector = Collector(tmp / "collector", broker.port, influx.url, "hostile")
     dead: list[dict[str, object]] = []
-    listener = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
+    listener = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
     listener.on_message = lambda c, u, m: dead.append(json.loads(m.payload))
     listener.connect("127.0.0.1", broker.port)
     listener.subscribe(deadletter_topic(), 1)
@@ -221,10 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         pub.send(status_topic("h-status2"), b"\xff")
 
         def count(device: str) -> int:
-            res = influx.query(f"SELECT count(seq) FROM readings WHERE device='{device}'",
-                               db="hostile")
-            s = res["results"][0].get("series")  # type: ignore[index]
-            return int(s[0]["values"][0][1]) if s else 0
+            s = influx.series(f"SELECT count(seq) FROM readings WHERE device='{device}'",
+                              db="hostile")
+            return int(s[0].values[0][1]) if s else 0
 
         wait_for(lambda: count("h-bystander") == 5, 60, step=0.2)
         time.sleep(1.0)
@@ -237,11 +228,10 @@ def main(argv: list[str] | None = None) -> int:
             good = got_n == want_n and reasons == sorted(want_reasons)
             ok += good
             rows.append((name, want_n, want_reasons, got_n, reasons, good))
-        ms = influx.query("SHOW MEASUREMENTS", db="hostile")
-        names = sorted(v[0] for s in ms["results"][0].get("series", [])  # type: ignore
-                       for v in s["values"])
-        forged = influx.query("SELECT count(pm2_5) FROM readings WHERE device=''",
-                              db="hostile")["results"][0].get("series")  # type: ignore
+        names = sorted(str(v[0]) for s in influx.series("SHOW MEASUREMENTS", db="hostile")
+                       for v in s.values)
+        forged = influx.series("SELECT count(pm2_5) FROM readings WHERE device=''",
+                               db="hostile")
         alive = collector.proc is not None and collector.proc.poll() is None
         print("| input | expected stored | expected dead letter | observed stored | "
               "observed dead letter | |")
