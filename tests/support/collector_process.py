@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -176,13 +177,13 @@ class TopicWatcher:
     def payloads(self) -> list[bytes]:
         return [m.payload for m in self.received()]
 
-    def decoded(self) -> list[dict[str, object]]:
+    def decoded(self) -> list[dict[str, Any]]:
         """The payloads as JSON objects (dead letters, CloudEvents)."""
         return [json.loads(m.payload) for m in self.received()]
 
     def close(self) -> None:
-        self.client.loop_stop()
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 class AgentFleet:
