@@ -115,7 +115,7 @@ class AgentLikePublisher:
 
     def __init__(self, port: int, client_id: str) -> None:
         c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id)
-        c.reconnect_delay_set(0.2, 1)
+        c.reconnect_delay_set(0.2, 1)  # type: ignore[arg-type]  # annotated int; it sleeps a float
         c.connect_async("127.0.0.1", port, keepalive=5)
         c.loop_start()
         self.client = c
@@ -154,7 +154,7 @@ class TopicWatcher:
         self._lock = threading.Lock()
         subscribed = threading.Event()
         c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
-        c.reconnect_delay_set(0.2, 1)
+        c.reconnect_delay_set(0.2, 1)  # type: ignore[arg-type]  # annotated int; it sleeps a float
         c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(topic, 1)
         c.on_subscribe = lambda cl, u, mid, rcs, p: subscribed.set()
         c.on_message = lambda cl, u, m: self._keep(Received(time.monotonic(), m.topic,
@@ -239,14 +239,14 @@ class AgentFleet:
 
 
 def stored_rows(influx: InfluxDB, db: str, measurement: str = "readings"
-                ) -> list[dict[str, object]]:
+                ) -> list[dict[str, Any]]:
     return [row for s in influx.series(f"SELECT * FROM {measurement}", db=db)
             for row in s.rows()]
 
 
-def stored_by_key(influx: InfluxDB, db: str) -> dict[tuple[str, int], list[dict[str, object]]]:
+def stored_by_key(influx: InfluxDB, db: str) -> dict[tuple[str, int], list[dict[str, Any]]]:
     """The stored readings by (device, seq): a key with two rows was stored twice."""
-    by_key: dict[tuple[str, int], list[dict[str, object]]] = {}
+    by_key: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for s in influx.series("SELECT * FROM readings", db=db):
         for row in s.rows():
             by_key.setdefault((str(row["device"]), int(row["seq"])), []).append(row)
