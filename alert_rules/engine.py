@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import IO
 
 import numpy as np
@@ -79,7 +79,7 @@ class Engine:
         self.judged: dict[str, IntArr | None] = {}
 
     def ingest(self, devices: list[str], ts_ms: Sequence[int],
-               values: dict[str, Sequence[float | None]],
+               values: Mapping[str, Sequence[float | None]],
                flagged: Sequence[bool] | None = None) -> None:
         """Readings as columns: device id, timestamp, one sequence per field and
         optionally whether each reading carries quality flags."""

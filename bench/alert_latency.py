@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from airgrid.wire import Reading
 from orchestration.device_swarm import SimDevice, Swarm, SwarmSettings, make_devices
@@ -280,7 +281,7 @@ def run(root: Path, broker: Mosquitto, influx: InfluxDB, devices: int, seconds: 
         if ev.get("type") == "org.airgrid.alert.firing":
             firings.append((ev["subject"], now))
 
-    watcher = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
+    watcher = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
     watcher.on_message = on_message
     watcher.connect("127.0.0.1", broker.port)
     watcher.subscribe("airgrid/v1/alerts/#", qos=1)

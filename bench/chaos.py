@@ -265,10 +265,13 @@ def run(devices: int, seconds: float, seed: int, workdir: Path) -> dict[str, Any
             f"{len(cuts_plan)} episode devices cut during their episode")
         started = time.monotonic()  # the simulators' episode clocks start about now
         threads: list[threading.Thread] = []
+
+        def cut_at(at: float, device: str, down: float) -> None:
+            time.sleep(max(0.0, at - (time.monotonic() - started)))
+            chaos.episode_netcut(device, down)
+
         for at, device, down in cuts_plan:
-            th = threading.Thread(target=lambda a=at, d=device, s=down: (
-                time.sleep(max(0.0, a - (time.monotonic() - started))),
-                chaos.episode_netcut(d, s)), daemon=True)
+            th = threading.Thread(target=cut_at, args=(at, device, down), daemon=True)
             th.start()
             threads.append(th)
         for at, kind in plan:

@@ -9,18 +9,13 @@ bystander device follows all of them and must be stored. Last line: one JSON obj
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
-import paho.mqtt.client as mqtt
 
 from airgrid.wire import (
     SCHEMA_VERSION,
@@ -33,7 +28,7 @@ from airgrid.wire import (
     status_topic,
     up_topic,
 )
-from orchestration.services import InfluxDB, Mosquitto, free_port
+from orchestration.services import InfluxDB, Mosquitto
 
 # Run as `python bench/X.py`, Python puts bench/ first on sys.path instead of the repo
 # root (`python -m bench.X` puts the root there): a bench that imports bench.* or tests.*
@@ -42,74 +37,16 @@ if not __package__:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench.record import emit
+from tests.support.collector_process import AgentLikePublisher, Collector, TopicWatcher, count
+from tests.support.wait import wait_for
 
 #: The keys of the last line (bench/record.py checks them; RESULTS.md lists them).
 RESULT_KEYS = ("probes", "as_expected", "collector_alive", "measurements", "forged_points",
                "status_dead_letters")
 
 
-def wait_for(pred: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
-
-
 def reading(seq: int, ts: int, pm: float) -> Reading:
     return Reading(seq=seq, ts=ts, sensor="pms5003", pm2_5=pm, pm10=pm + 11.5)
-
-
-class Collector:
-    """`python -m collector.cli run` on a generated config."""
-
-    def __init__(self, workdir: Path, broker_port: int, influx_url: str, db: str) -> None:
-        workdir.mkdir(parents=True)
-        self.metrics_port = free_port()
-        self.config = workdir / "collector.toml"
-        self.config.write_text(
-            f'[broker]\nport = {broker_port}\n[influx]\nurl = "{influx_url}"\n'
-            f'database = "{db}"\n[batch]\nmax_wait_ms = 50\n'
-            f"[metrics]\nport = {self.metrics_port}\n")
-        self.log = (workdir / "collector.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "collector.cli", "run", "--config", str(self.config)],
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir)
-
-    def connected(self) -> bool:
-        try:
-            with urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=2) as r:
-                return bool(json.loads(r.read())["broker_connected"])
-        except (OSError, ValueError, KeyError):
-            return False
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
-
-
-class Publisher:
-    """QoS 1, resent until the broker's PUBACK."""
-
-    def __init__(self, port: int) -> None:
-        self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id="hostile-bench")
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-
-    def send(self, topic: str, payload: bytes) -> None:
-        for _ in range(10):
-            info = self.client.publish(topic, payload, qos=1)
-            info.wait_for_publish(timeout=5)
-            if info.is_published():
-                return
-        raise TimeoutError(topic)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def _up(device: str, readings: list[Reading], epoch: str = "") -> bytes:
@@ -201,15 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     influx.start()
     influx.create_database("hostile")
     collector = Collector(tmp / "collector", broker.port, influx.url, "hostile")
-    dead: list[dict[str, object]] = []
-    listener = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
-    listener.on_message = lambda c, u, m: dead.append(json.loads(m.payload))
-    listener.connect("127.0.0.1", broker.port)
-    listener.subscribe(deadletter_topic(), 1)
-    listener.loop_start()
-    if not wait_for(collector.connected, 30):
-        raise SystemExit(f"collector did not start: see {collector.log.name}")
-    pub = Publisher(broker.port)
+    listener = TopicWatcher(broker.port, deadletter_topic())
+    try:
+        collector.start()
+    except TimeoutError:
+        raise SystemExit(f"collector did not start: see {collector.log}") from None
+    pub = AgentLikePublisher(broker.port, "hostile-bench")
     now = int(time.time() * 1000)
     plan = probes(now)
     try:
@@ -220,28 +154,22 @@ def main(argv: list[str] | None = None) -> int:
             v=1, device="h-status", state="online", agent_version="1\nreadings x=1 1")))
         pub.send(status_topic("h-status2"), b"\xff")
 
-        def count(device: str) -> int:
-            res = influx.query(f"SELECT count(seq) FROM readings WHERE device='{device}'",
-                               db="hostile")
-            s = res["results"][0].get("series")  # type: ignore[index]
-            return int(s[0]["values"][0][1]) if s else 0
-
-        wait_for(lambda: count("h-bystander") == 5, 60, step=0.2)
+        wait_for(lambda: count(influx, "hostile", "h-bystander") == 5, 60, step=0.2)
         time.sleep(1.0)
+        dead = listener.decoded()
         rows = []
         ok = 0
         for name, device, _, want_n, want_reasons in plan:
-            got_n = count(device)
+            got_n = count(influx, "hostile", device)
             reasons = sorted(str(d["reason"]) for d in dead
                              if f"/dev/{device}/" in str(d["topic"]))
             good = got_n == want_n and reasons == sorted(want_reasons)
             ok += good
             rows.append((name, want_n, want_reasons, got_n, reasons, good))
-        ms = influx.query("SHOW MEASUREMENTS", db="hostile")
-        names = sorted(v[0] for s in ms["results"][0].get("series", [])  # type: ignore
-                       for v in s["values"])
-        forged = influx.query("SELECT count(pm2_5) FROM readings WHERE device=''",
-                              db="hostile")["results"][0].get("series")  # type: ignore
+        names = sorted(str(v[0]) for s in influx.series("SHOW MEASUREMENTS", db="hostile")
+                       for v in s.values)
+        forged = influx.series("SELECT count(pm2_5) FROM readings WHERE device=''",
+                               db="hostile")
         alive = collector.proc is not None and collector.proc.poll() is None
         print("| input | expected stored | expected dead letter | observed stored | "
               "observed dead letter | |")
@@ -257,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if ok == len(rows) and alive and not forged else 1
     finally:
         pub.close()
-        listener.loop_stop()
+        listener.close()
         collector.stop()
         influx.stop()
         broker.stop()

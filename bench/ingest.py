@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from orchestration.services import InfluxDB, Mosquitto, free_port
 
@@ -79,7 +80,7 @@ def device_id(i: int) -> str:
 
 def readings_of(dev: int, first_seq: int, count: int, base_ms: int) -> list[tuple[int, ...]]:
     """(seq, ts, pm1, pm2.5, pm10, n0.3, n0.5): deterministic, so the raw run posts the same."""
-    out = []
+    out: list[tuple[int, ...]] = []
     for seq in range(first_seq, first_seq + count):
         b = 10 + (seq * 7 + dev * 13) % 140
         out.append((seq, base_ms + seq * 1000, b // 2, b, b + 15, 1000 + b * 3, 300 + b))
@@ -115,7 +116,7 @@ def publisher(port: int, devices: range, messages: int, per_msg: int, base_ms: i
             built.append(make(k, dev))
             size += len(built[-1])
     ready.put(len(built))
-    c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+    c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                     client_id=f"bench-pub-{devices.start}")
     c.max_inflight_messages_set(200)
     acked = [0]
@@ -360,8 +361,7 @@ def main() -> int:
             p.join(60)
         coll.send_signal(signal.SIGTERM)
         coll.wait(60)
-        res = influx.query("SELECT count(seq) FROM readings", db="bench")
-        in_db = int(res["results"][0]["series"][0]["values"][0][1])  # type: ignore[index]
+        in_db = int(influx.series("SELECT count(seq) FROM readings", db="bench")[0].values[0][1])
         # per-10 s rates: "sustained" means the slowest window too
         windows = []
         j = 0

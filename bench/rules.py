@@ -28,12 +28,15 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from alert_rules.engine import Engine
 from alert_rules.registry import Device
+from alert_rules.rule_base import RuleBase
 from alert_rules.rulefile import DEFAULT_RULES, load_rules
 
 # Run as `python bench/X.py`, Python puts bench/ first on sys.path instead of the repo
@@ -80,7 +83,16 @@ def values(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.round(np.maximum(v, 0), 1)
 
 
-def feed(engine: object, ids: list[str], rng: np.random.Generator, now: int,
+class Judge(Protocol):
+    """What the timed rounds drive: the engine, or the per-device Python reference."""
+
+    def ingest(self, devices: list[str], ts: Sequence[int], values: Mapping[str, Sequence[float]],
+               flagged: Sequence[bool] | None = None, /) -> None: ...
+
+    def tick(self, now: int, /) -> Sequence[object]: ...
+
+
+def feed(ids: list[str], rng: np.random.Generator, now: int,
          devices_alive: int) -> tuple[list[str], list[int], dict[str, list[float]], list[bool]]:
     n = devices_alive
     v = values(rng, n)
@@ -89,21 +101,21 @@ def feed(engine: object, ids: list[str], rng: np.random.Generator, now: int,
     return ids[:n], ts, {"pm2_5": v.tolist()}, flagged
 
 
-def prime(engine: Engine | object, ids: list[str], seed: int, start: int) -> int:
+def prime(engine: Judge, ids: list[str], seed: int, start: int) -> int:
     """26 h of one reading an hour, then 30 min of one a minute; returns the clock."""
     rng = np.random.default_rng(seed)
     n = int(len(ids) * 0.995)  # 0.5 % of the registry never report: deadman
     for h in range(26, 0, -1):
-        engine.ingest(*feed(engine, ids, rng, start - h * 3_600_000 + 1_800_000, n))  # type: ignore[attr-defined]
+        engine.ingest(*feed(ids, rng, start - h * 3_600_000 + 1_800_000, n))
     now = start
     for _ in range(30):
         now += MIN
-        engine.ingest(*feed(engine, ids, rng, now, n))  # type: ignore[attr-defined]
-        engine.tick(now)  # type: ignore[attr-defined]
+        engine.ingest(*feed(ids, rng, now, n))
+        engine.tick(now)
     return now
 
 
-def timed_ticks(engine: object, ids: list[str], seed: int, now: int, ticks: int,
+def timed_ticks(engine: Judge, ids: list[str], seed: int, now: int, ticks: int,
                 cpu: list[float] | None = None,
                 ingest_ms: list[float] | None = None) -> list[float]:
     """Wall ms per tick; the thread's CPU ms too into `cpu` (steadier on a shared box),
@@ -113,13 +125,13 @@ def timed_ticks(engine: object, ids: list[str], seed: int, now: int, ticks: int,
     out = []
     for _ in range(ticks):
         now += MIN
-        batch = feed(engine, ids, rng, now, n)
+        batch = feed(ids, rng, now, n)
         t = time.perf_counter()
-        engine.ingest(*batch)  # type: ignore[attr-defined]
+        engine.ingest(*batch)
         if ingest_ms is not None:
             ingest_ms.append((time.perf_counter() - t) * 1000)
         t, c = time.perf_counter(), time.thread_time()
-        engine.tick(now)  # type: ignore[attr-defined]
+        engine.tick(now)
         out.append((time.perf_counter() - t) * 1000)
         if cpu is not None:
             cpu.append((time.thread_time() - c) * 1000)
@@ -154,7 +166,7 @@ def snapshot_figures(engine: Engine) -> dict[str, float]:
                 "snapshot_mb": round(inline / 1e6, 1)}
 
 
-def load_all(paths: list[Path]) -> list[object]:
+def load_all(paths: list[Path]) -> list[RuleBase]:
     return [r for p in paths for r in load_rules(p)]
 
 
@@ -173,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rules = load_all(files)
     ids, reg, _ = fleet(args.devices, args.seed)
-    engine = Engine(rules, registry=reg)  # type: ignore[arg-type]
+    engine = Engine(rules, registry=reg)
     t = time.perf_counter()
     now = prime(engine, ids, args.seed, T0)
     prime_s = time.perf_counter() - t
@@ -186,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
     m = min(args.naive_devices, args.devices)
     sub_ids, sub_reg = ids[:m], reg[:m]
-    sub_engine = Engine(load_all(files), registry=sub_reg)  # type: ignore[arg-type]
+    sub_engine = Engine(load_all(files), registry=sub_reg)
     ref = from_engine(sub_engine, sub_reg)
     now = prime(ref, sub_ids, args.seed, T0)
     naive = timed_ticks(ref, sub_ids, args.seed, now, args.naive_ticks)

@@ -27,7 +27,7 @@ INTERVAL_S = 0.02
 
 
 def stack_key(frame: FrameType | None, depth: int = 9) -> str:
-    out = []
+    out: list[str] = []
     while frame is not None and len(out) < depth:
         code = frame.f_code
         out.append(f"{os.path.basename(code.co_filename)}:{code.co_name}:{frame.f_lineno}")
@@ -40,7 +40,10 @@ class Sampler:
         self.stuck_s = stuck_s
         self.samples: collections.Counter[str] = collections.Counter()
         self.stalls: dict[str, list[float]] = collections.defaultdict(list)
-        self._main = threading.main_thread().ident
+        main = threading.main_thread().ident
+        if main is None:  # only a thread not yet started has none; the main thread has run
+            raise RuntimeError("the main thread has no ident")
+        self._main = main
 
     def run(self) -> None:
         prev, since = "", time.monotonic()

@@ -5,11 +5,13 @@
 
 The MQTT plugin publishes every MQTT message to `amq.topic` with the topic's `/` turned
 into `.`, so a device's `up` topic becomes the routing key `airgrid.v1.dev.<device>.up`.
-The consistent-hash exchange hashes the routing key onto
-a ring where each bound queue holds `weight` points; adding a queue moves only the keys
-that now fall on its points (about 1/N of the devices). A device's `up` and `status` keys
-hash independently: status carries no per-device rule state, so where it is stored does
-not matter.
+The consistent-hash exchange (RabbitMQ 3.10) gives each bound queue `weight` buckets,
+numbered in binding order, and picks a bucket by jump consistent hash of the routing key.
+Adding a queue appends buckets, so only the keys that now land in them move (about 1/N of
+the devices, all to the new queue); unbinding a queue renumbers every bucket after its
+own, so removing any but the queue bound last moves most devices (70 % on removing the
+second of five: docs/province.md). A device's `up` and `status` keys hash independently:
+status carries no per-device rule state, so where it is stored does not matter.
 
 A collector may hold several queues (`queues_per_collector`, all bound with its weight):
 its share of the ring is the same, each queue has fewer publishers. Every declaration
@@ -53,7 +55,7 @@ def routing_patterns(prefix: str = DEFAULT_PREFIX) -> list[str]:
 
 @dataclass(frozen=True)
 class Topology:
-    collectors: Mapping[str, int]  # collector name -> weight (points on the hash ring)
+    collectors: Mapping[str, int]  # collector name -> weight (its buckets in the exchange)
     prefix: str = DEFAULT_PREFIX
     exchange: str = HASH_EXCHANGE
     # Each collector's devices over this many quorum queues, each bound with the

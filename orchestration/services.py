@@ -18,10 +18,17 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 
 class ServiceError(RuntimeError):
     """A service binary is missing or did not become ready."""
+
+
+class QueryError(ServiceError):
+    """InfluxDB answered an InfluxQL query with an error (a wrong query: not retried)."""
 
 
 #: where `free_port` looks when the kernel's ephemeral range cannot be read
@@ -199,6 +206,30 @@ class Mosquitto(_Process):
             return False
 
 
+class QuerySeries(msgspec.Struct):
+    """One series of an InfluxQL answer as InfluxDB 1.x's `/query` gives it."""
+
+    name: str = ""
+    columns: list[str] = []
+    values: list[list[Any]] = []  # JSON cells: numbers, strings, booleans, null
+    tags: dict[str, str] = {}
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Each row as {column: value}, with the series' tags."""
+        return [{**self.tags, **dict(zip(self.columns, row, strict=True))}
+                for row in self.values]
+
+
+class _StatementAnswer(msgspec.Struct):
+    series: list[QuerySeries] = []
+    error: str = ""
+
+
+class _QueryAnswer(msgspec.Struct):
+    results: list[_StatementAnswer] = []
+    error: str = ""
+
+
 class InfluxDB(_Process):
     """Debian's InfluxDB 1.x (`influxd`), HTTP on a free loopback port."""
 
@@ -254,6 +285,14 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         with urllib.request.urlopen(f"{self.url}/query", data=data, timeout=30) as resp:
             result: dict[str, object] = json.loads(resp.read())
         return result
+
+    def series(self, q: str, db: str | None = None) -> list[QuerySeries]:
+        """The series of a one-statement InfluxQL query (none when nothing matched)."""
+        answer = msgspec.convert(self.query(q, db), _QueryAnswer)
+        error = answer.error or (answer.results[0].error if answer.results else "")
+        if error:
+            raise QueryError(f"InfluxQL {q!r}: {error}")
+        return answer.results[0].series if answer.results else []
 
     def create_database(self, db: str) -> None:
         self.query(f'CREATE DATABASE "{db}"')

@@ -68,6 +68,7 @@ def topics(prefix: str) -> dict[str, str]:
         "alert_state": f"{base}/alert-state/#",  # retained current state per open alert
         "notify": f"{base}/notify",  # + /{app id}: notifications to one person's app
         "ack": f"{base}/cmd/alerts/+/ack",  # collector/alerting/ack_mqtt.py
+        "workorders": f"{base}/workorders/#",  # work order steps (docs/workorders.md)
         "deadletter": f"{base}/deadletter",
     }
 
@@ -93,12 +94,14 @@ def _account_rules(role: str, prefix: str, name: str) -> list[str]:
             f"topic readwrite {t['alerts']}",
             f"topic readwrite {t['alert_state']}",  # reads back retained current state
             f"topic write {t['notify']}/#",
+            f"topic write {t['workorders']}",
             f"topic readwrite {t['deadletter']}",
             f"topic read {t['ack']}",
         ]
     if role == "app":
         return [f"topic read {t['alerts']}", f"topic read {t['alert_state']}",
-                f"topic read {t['notify']}/{name}", f"topic write {t['ack']}"]
+                f"topic read {t['notify']}/{name}", f"topic read {t['workorders']}",
+                f"topic write {t['ack']}"]
     raise ValueError(f"unknown role {role!r}")
 
 

@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import msgspec
-import paho.mqtt.client as mqtt
 import pytest
 
 from airgrid.wire import (
@@ -35,7 +34,13 @@ from airgrid.wire import (
 )
 from collector.line_protocol import safe_text
 from orchestration.services import InfluxDB, Mosquitto
-from tests.support.collector_process import AgentLikePublisher, Collector, reading
+from tests.support.collector_process import (
+    AgentLikePublisher,
+    Collector,
+    TopicWatcher,
+    count,
+    reading,
+)
 from tests.support.integration import process_fixture
 from tests.support.wait import wait_for
 
@@ -49,7 +54,7 @@ class Stack:
     db: str
     collector: Collector
     pub: AgentLikePublisher
-    dead: list[dict[str, object]]
+    dead: TopicWatcher
 
     def send(self, topic: str, payload: bytes) -> None:
         self.pub.send(topic, payload)
@@ -59,16 +64,13 @@ class Stack:
             v=SCHEMA_VERSION, device=device, boot="b", readings=tuple(readings), epoch=epoch)))
 
     def query(self, q: str) -> list[list[object]]:
-        res = self.influx.query(q, db=self.db)
-        series = res["results"][0].get("series") or []  # type: ignore[index]
-        return [row for s in series for row in s["values"]]
+        return [row for s in self.influx.series(q, db=self.db) for row in s.values]
 
     def count(self, device: str) -> int:
-        rows = self.query(f"SELECT count(seq) FROM readings WHERE device='{device}'")
-        return int(rows[0][1]) if rows else 0  # type: ignore[call-overload]
+        return count(self.influx, self.db, device)
 
     def dead_for(self, device: str) -> list[dict[str, object]]:
-        return [d for d in list(self.dead) if f"/dev/{device}/" in str(d["topic"])]
+        return [d for d in self.dead.decoded() if f"/dev/{device}/" in str(d["topic"])]
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -87,17 +89,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, shared_influxdb: InfluxDB
     # a reading more than 2 s ahead of the collector's clock is future_ts (redrive test)
     collector = Collector(tmp / "collector", broker.port, shared_influxdb.url, db,
                           extra="[validation]\nmax_future_s = 2\n")
-    dead: list[dict[str, object]] = []
-    listener = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
-    listener.on_message = lambda c, u, m: dead.append(json.loads(m.payload))
-    listener.connect("127.0.0.1", broker.port)
-    listener.subscribe(deadletter_topic(), 1)
-    listener.loop_start()
+    dead = TopicWatcher(broker.port, deadletter_topic())
     collector.start()
     pub = AgentLikePublisher(broker.port, "hostile-pub")
     yield Stack(broker, shared_influxdb, db, collector, pub, dead)
     pub.close()
-    listener.loop_stop()
+    dead.close()
     collector.stop()
     broker.stop()
 
@@ -234,8 +231,8 @@ def test_a_refused_reading_is_not_counted_in_its_hour(stack: Stack) -> None:
     stack.up("pf-1", rs)
     assert wait_for(lambda: stack.count("pf-1") == 2, 15)
     assert wait_for(lambda: stack.dead_for("") or [
-        d for d in list(stack.dead) if d["reason"] == "storage_refused"], 10)
-    refused = [d for d in list(stack.dead) if d["reason"] == "storage_refused"]
+        d for d in stack.dead.decoded() if d["reason"] == "storage_refused"], 10)
+    refused = [d for d in stack.dead.decoded() if d["reason"] == "storage_refused"]
     assert len(refused) == 1 and "conflict" in str(refused[0]["detail"])
     # the next batch rewrites the hour without the refused reading
     stack.up("pf-2", [reading(1, _now() - 1000, 1.0)])

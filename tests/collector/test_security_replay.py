@@ -19,6 +19,7 @@ from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up
 from orchestration.admin.files import write_file
 from orchestration.services import InfluxDB
 from orchestration.stack import DEMO_RULES
+from tests.support.collector_process import count
 from tests.support.fixtures import SecuredBroker
 from tests.support.mqtt_sessions import Session, connect, device
 from tests.support.wait import wait_for
@@ -56,16 +57,10 @@ def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         proc.wait(15)
 
 
-def _count(influx: InfluxDB, db: str, device: str) -> int:
-    res = influx.query(f"SELECT count(seq) FROM readings WHERE device='{device}'", db=db)
-    series = res["results"][0].get("series")  # type: ignore[index]
-    return int(series[0]["values"][0][1]) if series else 0
-
-
 def _wait_count(influx: InfluxDB, db: str, device: str, n: int, timeout: float = 20) -> int:
     """The device's stored count once it reached `n`, or when `timeout` ran out."""
-    wait_for(lambda: _count(influx, db, device) >= n, timeout, step=0.1)
-    return _count(influx, db, device)
+    wait_for(lambda: count(influx, db, device) >= n, timeout, step=0.1)
+    return count(influx, db, device)
 
 
 def _wait_collector(a: Session, influx: InfluxDB, db: str, timeout: float = 20) -> None:
@@ -74,7 +69,7 @@ def _wait_collector(a: Session, influx: InfluxDB, db: str, timeout: float = 20) 
     probe = _batch("dev-a", 1, 20.0)
 
     def stored() -> bool:
-        if _count(influx, db, "dev-a") >= 1:
+        if count(influx, db, "dev-a") >= 1:
             return True
         a.publish("airgrid/v1/dev/dev-a/up", probe)
         return False
@@ -138,7 +133,7 @@ def test_replayed_batches_create_no_duplicates_and_no_alerts(
         assert a.publish("airgrid/v1/dev/dev-a/up", _batch("dev-a", seq, 20.0)) in (0, 16)
         assert _wait_count(influx, db, "dev-a", seq) == seq
         time.sleep(1.5)  # several rule ticks
-        assert _count(influx, db, "dev-a") == seq
+        assert count(influx, db, "dev-a") == seq
         assert _states(app).count("firing") == 1, _states(app)
     finally:
         a.close()
@@ -171,7 +166,7 @@ def test_payload_naming_another_device_goes_to_the_dead_letter(
         assert [d["reason"] for d in letters] == ["device_mismatch"]
         assert letters[0]["topic"] == "airgrid/v1/dev/dev-a/up"
         assert "dev-b" in letters[0]["detail"]
-        assert _count(influx, db, "dev-b") == 0
+        assert count(influx, db, "dev-b") == 0
     finally:
         a.close()
         watcher.close()

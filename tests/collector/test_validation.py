@@ -4,12 +4,10 @@ crash the pipeline and every one is accounted for."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,7 +22,8 @@ from collector.influx_sink import InfluxV1Sink
 from collector.mqtt_ingest import MqttIngest
 from collector.pipeline import Pipeline
 from orchestration.services import InfluxDB, Mosquitto
-from tests.support.collector_process import reading, stored_rows, up_payload
+from tests.support.collector_process import TopicWatcher, reading, stored_rows, up_payload
+from tests.support.wait import wait_for
 
 NOW = 1_790_000_000_000
 
@@ -107,15 +106,7 @@ def _delivery(topic: str, payload: bytes) -> Delivery:
 def test_rejects_are_dead_lettered_counted_and_valid_ones_stored(
         pipeline: Pipeline, mosquitto: Mosquitto, shared_influxdb: InfluxDB,
         influx_db_name: str) -> None:
-    dead: list[dict[str, object]] = []
-    got = threading.Event()
-    w = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
-    w.on_message = lambda c, u, m: (dead.append(json.loads(m.payload)),
-                                    len(dead) >= 3 and got.set())
-    w.connect("127.0.0.1", mosquitto.port)
-    w.subscribe(deadletter_topic(), 1)
-    w.loop_start()
-    time.sleep(0.3)
+    watcher = TopicWatcher(mosquitto.port, deadletter_topic())
     now = int(time.time() * 1000)
     good = up_payload("d1", [reading(1, now - 2000, 11.0), reading(2, now - 1000, 12.0)])
     pipeline.process([
@@ -125,8 +116,9 @@ def test_rejects_are_dead_lettered_counted_and_valid_ones_stored(
         _delivery("airgrid/v1/dev/bad id/up", good),
         _delivery(up_topic("d2"), good),
     ])
-    assert got.wait(10)
-    w.loop_stop()
+    assert wait_for(lambda: len(watcher.received()) >= 3, 10)
+    watcher.close()
+    dead = watcher.decoded()
     c = pipeline.counters
     assert dict(c.rejected) == {"not_json": 1, "bad_device_id": 1, "device_mismatch": 1}
     assert c.duplicates == 2 and c.accepted == 2 and c.messages == 5

@@ -7,14 +7,12 @@ import json
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-
 from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
 from collector.alerting.contacts import Officer, StaticContacts
 from collector.registry import RegistryWatcher
 from collector.registry_contacts import RegistryContacts
 from orchestration.services import InfluxDB, Mosquitto
-from tests.support.collector_process import Collector
+from tests.support.collector_process import Collector, TopicWatcher
 from tests.support.wait import wait_for
 
 REGISTRY = """devices:
@@ -79,22 +77,17 @@ def test_deadman_covers_never_seen_devices_and_windows_survive_a_restart(
     collector = Collector(work, mosquitto.port, shared_influxdb.url, influx_db_name, extra=(
         '[rules]\nfiles = ["rules.yaml"]\ntick_interval_s = 0.2\n'
         '[registry]\nfile = "registry.yaml"\n[alerting]\nenabled = false\n'))
-    events: list[dict[str, object]] = []
-    app = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
-    app.on_message = lambda c, u, m: events.append(json.loads(m.payload))
-    app.connect("127.0.0.1", mosquitto.port)
-    app.subscribe("airgrid/v1/alerts/#", qos=1)
-    app.loop_start()
+    app = TopicWatcher(mosquitto.port, "airgrid/v1/alerts/#")
     log = collector.log
 
     def publish(seq: int, value: float) -> None:
         r = Reading(seq=seq, ts=int(time.time() * 1000), sensor="pms5003", pm2_5=value)
-        app.publish(up_topic("w-1"), encode_up(UpBatch(v=SCHEMA_VERSION, device="w-1",
-                                                       boot="b", readings=(r,))), qos=1)
+        app.client.publish(up_topic("w-1"), encode_up(UpBatch(
+            v=SCHEMA_VERSION, device="w-1", boot="b", readings=(r,))), qos=1)
 
     def fired(rule: str, subject: str) -> int:
-        return sum(1 for e in list(events) if e["data"]["state"] == "firing"  # type: ignore[index]
-                   and e["data"]["rule"] == rule and e["subject"] == subject)  # type: ignore[index]
+        return sum(1 for e in app.decoded() if e["data"]["state"] == "firing"
+                   and e["data"]["rule"] == rule and e["subject"] == subject)
 
     collector.start()
     try:
@@ -114,13 +107,12 @@ def test_deadman_covers_never_seen_devices_and_windows_survive_a_restart(
         time.sleep(0.5)
         publish(3, 300.0)
         time.sleep(2.0)
-        states = [e["data"]["state"] for e in list(events)  # type: ignore[index]
-                  if e["subject"] == "w-1" and e["data"]["rule"] == "pm25_heavy"]  # type: ignore[index]
+        states = [e["data"]["state"] for e in app.decoded()
+                  if e["subject"] == "w-1" and e["data"]["rule"] == "pm25_heavy"]
         assert states == ["firing"], states
     finally:
         collector.stop()
-        app.loop_stop()
-        app.disconnect()
+        app.close()
 
 
 def test_a_reading_over_the_threshold_alerts_on_arrival_not_on_the_timer(
@@ -136,29 +128,27 @@ def test_a_reading_over_the_threshold_alerts_on_arrival_not_on_the_timer(
     collector = Collector(work, mosquitto.port, shared_influxdb.url, influx_db_name, extra=(
         '[rules]\nfiles = ["rules.yaml"]\ntick_interval_s = 30\n'
         "[alerting]\nenabled = false\n"))
-    fired: list[float] = []
-    app = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
-    app.on_message = lambda c, u, m: fired.append(time.monotonic()) if (
-        json.loads(m.payload)["data"]["state"] == "firing") else None
-    app.connect("127.0.0.1", mosquitto.port)
-    app.subscribe("airgrid/v1/alerts/#", qos=1)
-    app.loop_start()
+    app = TopicWatcher(mosquitto.port, "airgrid/v1/alerts/#")
+
+    def fired() -> list[float]:
+        return [m.at for m in app.received()
+                if json.loads(m.payload)["data"]["state"] == "firing"]
+
     collector.start()  # its first timer tick runs at start; the next one 30 s later
     try:
         for seq, value in ((1, 40.0), (2, 300.0)):
             r = Reading(seq=seq, ts=int(time.time() * 1000), sensor="pms5003", pm2_5=value)
             sent = time.monotonic()
-            app.publish(up_topic("w-1"), encode_up(UpBatch(
+            app.client.publish(up_topic("w-1"), encode_up(UpBatch(
                 v=SCHEMA_VERSION, device="w-1", boot="b", readings=(r,))), qos=1)
             if value < 150:
                 assert wait_for(lambda: collector.metric(
                     "airgrid_collector_readings_stored_total") == 1, 10), log_of(work)
-        assert wait_for(lambda: bool(fired), 5, step=0.02), log_of(work)
-        assert fired[0] - sent < 2.0, fired[0] - sent
+        assert wait_for(fired, 5, step=0.02), log_of(work)
+        assert fired()[0] - sent < 2.0, fired()[0] - sent
     finally:
         collector.stop()
-        app.loop_stop()
-        app.disconnect()
+        app.close()
 
 
 def log_of(work: Path) -> str:

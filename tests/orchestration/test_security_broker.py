@@ -181,6 +181,15 @@ def test_no_device_reads_anothers_commands_or_the_alerts(secured_broker: Secured
         # A service account cannot feed readings in as a device either.
         assert collector.publish("airgrid/v1/dev/collector/up", b"{}") == NOT_AUTHORIZED
         assert collector.publish("airgrid/v1/dev/dev-a/up", b"{}") == NOT_AUTHORIZED
+        # Work order steps (docs/workorders.md): the collector publishes them, apps read
+        # them, devices see none. Before, the collector's ACL had no such topic and every
+        # work-order event was refused with 135.
+        assert app.subscribe("airgrid/v1/workorders/#") == [1]
+        assert collector.publish("airgrid/v1/workorders/workorder-1", b"{}") in ACCEPTED
+        assert _received(app, "airgrid/v1/workorders/workorder-1")
+        assert app.publish("airgrid/v1/workorders/workorder-1", b"{}") == NOT_AUTHORIZED
+        time.sleep(0.3)
+        assert a.topics() == [] and p.topics() == []
     finally:
         for s in sessions:
             s.close()

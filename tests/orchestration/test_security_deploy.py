@@ -88,6 +88,27 @@ def test_compose_keeps_secrets_out_and_locks_the_collector_down() -> None:
     assert {"broker/", "collector/collector.toml", "secrets/*"} <= set(ignored)
 
 
+def test_the_compose_collector_writes_only_into_its_state_volume() -> None:
+    """/etc/airgrid is a read-only bind mount and the root file system is read-only: the
+    spool, the checkpoint state (with the quarantine and engine files beside it) and the
+    alert store must be in the collector-state volume. Before, the example left them at
+    their defaults beside the config, where the collector cannot create them."""
+    import tomllib
+
+    from collector.config import from_dict
+
+    collector = _compose()["services"]["collector"]  # type: ignore[index]
+    mounts = dict(v.split(":")[:2][::-1] for v in collector["volumes"])
+    state_dir = Path(next(m for m, src in mounts.items() if src == "collector-state"))
+    config = Path(collector["command"][-1])
+    assert mounts[str(config.parent)] == "./collector"  # the read-only one
+    example = (DEPLOY / "collector" / "collector.toml.example").read_text()
+    cfg = from_dict(tomllib.loads(example), config)
+    written = {"spool": cfg.spool.dir, "state": cfg.state.file,
+               "alerting": cfg.alerting.state_db}
+    assert {k: p for k, p in written.items() if not p.is_relative_to(state_dir)} == {}
+
+
 def test_grafana_gets_every_variable_its_provisioning_uses() -> None:
     prov = ROOT / "grafana" / "provisioning"
     if not prov.is_dir():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,8 +73,9 @@ class Reference:
         self.hhead = -1
         self.alerts: dict[tuple[str, str], Alert] = {}
 
-    def ingest(self, devices: list[str], ts: list[int], values: dict[str, list[float]],
-               flagged: list[bool] | None = None) -> None:
+    def ingest(self, devices: list[str], ts: Sequence[int],
+               values: Mapping[str, Sequence[float]],
+               flagged: Sequence[bool] | None = None) -> None:
         batch: dict[str, list[Reading]] = {}
         for i, d in enumerate(devices):
             r = Reading(ts[i], {f: v[i] for f, v in values.items()},

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -37,7 +36,13 @@ from tests.support.alerting import (
     sms_only,
     toml_entries,
 )
-from tests.support.collector_process import Collector, count, publish_up, reading
+from tests.support.collector_process import (
+    Collector,
+    TopicWatcher,
+    count,
+    publish_up,
+    reading,
+)
 from tests.support.integration import process_fixture
 from tests.support.wait import wait_for
 
@@ -92,13 +97,11 @@ class Stack:
     collector: Collector
     modem: GsmModem
     api: str
-    events: list[dict[str, Any]]
-    lock: threading.Lock
+    bus: TopicWatcher
 
     def alert_events(self, state: str, device: str | None = None) -> list[dict[str, Any]]:
-        with self.lock:
-            return [e for e in self.events if e["data"]["state"] == state
-                    and (device is None or e["subject"] == device)]
+        return [e for e in self.bus.decoded() if e["data"]["state"] == state
+                and (device is None or e["subject"] == device)]
 
 
 @process_fixture(scope="module")
@@ -108,18 +111,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory,
     broker = Mosquitto(tmp / "mosquitto")
     broker.start()
     db = f"hostile_alerting_{time.monotonic_ns()}"
-    events: list[dict[str, Any]] = []
-    lock = threading.Lock()
-
-    def on_message(c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
-        with lock:
-            events.append(json.loads(msg.payload))
-
-    bus = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
-    bus.on_message = on_message
-    bus.connect("127.0.0.1", broker.port)
-    bus.subscribe("airgrid/v1/alerts/#", qos=1)
-    bus.loop_start()
+    bus = TopicWatcher(broker.port, "airgrid/v1/alerts/#")
     with modem_sim(tmp) as modem:
         http_port = free_port()
         work = tmp / "collector"
@@ -130,11 +122,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory,
         col.start()
         try:
             yield Stack(broker, shared_influxdb, db, col, modem,
-                        f"http://127.0.0.1:{http_port}", events, lock)
+                        f"http://127.0.0.1:{http_port}", bus)
         finally:
             col.stop()
-            bus.disconnect()
-            bus.loop_stop()
+            bus.close()
             broker.stop()
 
 

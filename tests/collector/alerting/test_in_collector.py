@@ -25,6 +25,7 @@ from tests.support.alerting import (
     sms_only,
     toml_entries,
 )
+from tests.support.collector_process import TopicWatcher
 from tests.support.collector_process import reading as full_reading
 from tests.support.wait import wait_for
 
@@ -139,7 +140,6 @@ def test_acknowledgement_over_the_collectors_own_mqtt_connection(
     """One connection per collector: the ack command arrives on the ingest's session
     (manual ack), and the acknowledgement goes out as an event on the bus."""
     import json
-    import threading
 
     (tmp_path / "rules.yaml").write_text(PM25_HEAVY_RULES)
     conf = tmp_path / "collector.toml"
@@ -162,35 +162,22 @@ worker_name = "张三"
 worker_phone = "{WORKER}"
 """, encoding="utf-8")
     conf.chmod(0o600)  # it holds a token
-    events: list[dict[str, object]] = []
-    lock = threading.Lock()
-
-    def on_message(c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
-        with lock:
-            events.append(json.loads(msg.payload))
-
-    app = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
-    app.on_message = on_message
-    app.connect("127.0.0.1", mosquitto.port)
-    app.subscribe("airgrid/v1/alerts/#", qos=1)
-    app.loop_start()
+    app = TopicWatcher(mosquitto.port, "airgrid/v1/alerts/#")
     log = tmp_path / "collector.log"
     proc = _collector(conf, log)
 
     def states() -> list[str]:
-        with lock:
-            return [e["data"]["state"] for e in events]  # type: ignore[index]
+        return [e["data"]["state"] for e in app.decoded()]
 
     try:
         assert wait_for(lambda: _subscribed(log, 1), 20), log.read_text()
         r = full_reading(1, int(time.time() * 1000), 230.0)
-        app.publish(up_topic("dev-a"), encode_up(UpBatch(v=SCHEMA_VERSION, device="dev-a",
-                                                         boot="b", readings=(r,))), qos=1)
+        app.client.publish(up_topic("dev-a"), encode_up(UpBatch(
+            v=SCHEMA_VERSION, device="dev-a", boot="b", readings=(r,))), qos=1)
         assert wait_for(lambda: "firing" in states(), 15), log.read_text()
-        with lock:
-            alert_id = next(e["data"]["alert_id"] for e in events  # type: ignore[index]
-                            if e["data"]["state"] == "firing")  # type: ignore[index]
-        app.publish(f"airgrid/v1/cmd/alerts/{alert_id}/ack",
+        alert_id = next(e["data"]["alert_id"] for e in app.decoded()
+                        if e["data"]["state"] == "firing")
+        app.client.publish(f"airgrid/v1/cmd/alerts/{alert_id}/ack",
                     json.dumps({"token": TOKEN_ZHANG}).encode(), qos=1)
         assert wait_for(lambda: "acknowledged" in states(), 15), log.read_text()
         # the collector kept one connection: nothing was kicked off the broker, and the
@@ -202,11 +189,9 @@ worker_phone = "{WORKER}"
     finally:
         proc.terminate()
         proc.wait(15)
-        app.disconnect()
-        app.loop_stop()
-    with lock:
-        acked = [e for e in events if e["data"]["state"] == "acknowledged"]  # type: ignore[index]
-    assert acked[0]["data"]["acked_by"] == "张三"  # type: ignore[index]
+        app.close()
+    acked = [e for e in app.decoded() if e["data"]["state"] == "acknowledged"]
+    assert acked[0]["data"]["acked_by"] == "张三"
 
 
 TECHNICIAN = "+8613600000005"

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -49,7 +48,7 @@ from grafana.macros import VariableValue
 from orchestration.admin import worker_links
 from orchestration.services import InfluxDB, Mosquitto, free_port
 from tests.support.alerting import PM25_HEAVY_RULES, Receiver, modem_sim
-from tests.support.collector_process import AgentLikePublisher, reading, up_payload
+from tests.support.collector_process import AgentLikePublisher, TopicWatcher, reading, up_payload
 from tests.support.integration import process_fixture
 from tests.support.wait import wait_for
 
@@ -86,7 +85,7 @@ class Stack:
     db: str
     modem: Any
     hook: Receiver
-    bus: list[dict[str, Any]]
+    bus: TopicWatcher  # the work-order events on the MQTT bus
     proc: subprocess.Popen[bytes]
     publisher: AgentLikePublisher
     metrics_port: int
@@ -223,12 +222,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, shared_influxdb: InfluxDB
     shared_influxdb.create_database(db)
     hook = Receiver(secret=HOOK_SECRET.encode())
     hook.start()
-    bus: list[dict[str, Any]] = []
-    sub = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
-    sub.on_message = lambda c, u, m: bus.append(json.loads(m.payload))
-    sub.on_connect = lambda c, u, f, rc, p: c.subscribe("airgrid/v1/workorders/#", qos=1)
-    sub.connect("127.0.0.1", broker.port)
-    sub.loop_start()
+    bus = TopicWatcher(broker.port, "airgrid/v1/workorders/#")
     app_port, metrics_port = free_port(), free_port()
     with modem_sim(work) as modem:
         conf = _config(work, broker.port, shared_influxdb, db, modem.port.path, hook.url,
@@ -257,8 +251,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, shared_influxdb: InfluxDB
             publisher.close()
             proc.terminate()
             proc.wait(20)
-            sub.loop_stop()
-            sub.disconnect()
+            bus.close()
             hook.stop()
             broker.stop()
     assert proc.returncode == 0, log.read_text()[-3000:]
@@ -382,8 +375,9 @@ def test_sign_in_acknowledge_arrive_offline_handle_and_everything_agrees(
     time.sleep(0.5)
     assert sorted(e["type"].rsplit(".", 1)[1] for e in hooked()) == sorted(want)
     assert stack.hook.bad_signatures == 0
-    assert wait_for(lambda: len([e for e in stack.bus if e["subject"] == subject]) >= 4, 10)
-    assert {e["id"] for e in stack.bus if e["subject"] == subject} == \
+    assert wait_for(lambda: len([e for e in stack.bus.decoded()
+                                 if e["subject"] == subject]) >= 4, 10)
+    assert {e["id"] for e in stack.bus.decoded() if e["subject"] == subject} == \
         {e["id"] for e in hooked()}
     by_type = {e["type"].rsplit(".", 1)[1]: e["data"] for e in hooked()}
     assert by_type["handled"]["cause"] == "construction_dust"
@@ -416,7 +410,7 @@ def test_sign_in_acknowledge_arrive_offline_handle_and_everything_agrees(
         ("opened", None), ("acknowledged", "李四")]
     assert wait_for(lambda: any(e["subject"] == f"workorder-{c_id}" and
                                 e["type"].endswith(".acknowledged") and
-                                e["data"]["via"] == "sms" for e in stack.bus), 10)
+                                e["data"]["via"] == "sms" for e in stack.bus.decoded()), 10)
     assert stack.api(f"/api/app/orders/{a_id}", li)[0] == 403
     assert stack.api(f"/api/app/photos/{photo}", li)[0] == 403
     assert stack.alive()
