@@ -13,13 +13,21 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from airgrid.wire import Status
+from alert_rules.engine import Engine
+from alert_rules.rulefile import DEFAULT_RULES, load_rules
 from collector.aggregates import HourlyAggregates
 from collector.dedup import DeviceSeq, SeqTracker, device_of
 from collector.device_health import DeviceHealth
+from collector.handover import HandOver, History
 from collector.state_store import StateStore
 from tests.support.wait import wait_for
 
 KEYS = ("a", "b", "c/e1", "c/e2", "d/e1")
+#: clock steps (ms): small ones (back too: an NTP step) often, so that an order kept by
+#: time is put to the test, and big ones (past the limits)
+steps_ms = st.one_of(st.integers(-3_000, 3_000), st.integers(0, 20_000))
+#: how far back a cutoff is (ms)
+back_ms = st.one_of(st.integers(0, 3_000), st.integers(0, 30_000))
 
 
 class Clock:
@@ -77,9 +85,9 @@ seq_lists = st.one_of(
 )
 ops = st.lists(st.one_of(
     st.tuples(st.just("fresh"), st.sampled_from(KEYS), seq_lists),
-    st.tuples(st.just("clock"), st.integers(-3_000, 20_000)),  # ms; steps back too
+    st.tuples(st.just("clock"), steps_ms),
     st.tuples(st.just("expire"), st.integers(0, 25_000)),
-    st.tuples(st.just("forget"), st.integers(0, 30_000)),
+    st.tuples(st.just("forget"), back_ms),
     st.tuples(st.just("restore"), st.booleans()),
 ), max_size=60)
 
@@ -87,6 +95,8 @@ ops = st.lists(st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(ops)
 @example([("fresh", "a", [12, 40, 7]), ("expire", 20_000)])  # a gap opened out of order
+@example([("fresh", "a", [1]), ("clock", -2_000), ("fresh", "b", [1]), ("clock", 1_000),
+          ("forget", 0)])  # heard after the clock stepped back: b is older than a
 def test_running_totals_expiry_and_forgetting_equal_the_walks(steps: list[tuple[Any, ...]]
                                                               ) -> None:
     clock = Clock()
@@ -164,14 +174,16 @@ def test_restored_state_is_forgotten_and_expired_like_the_walk(tmp_path: Any) ->
 
 statuses = st.lists(st.one_of(
     st.tuples(st.just("status"), st.sampled_from("pqrs"), st.booleans()),
-    st.tuples(st.just("clock"), st.integers(-3_000, 20_000)),
-    st.tuples(st.just("silent"), st.integers(0, 30_000)),
+    st.tuples(st.just("clock"), steps_ms),
+    st.tuples(st.just("silent"), back_ms),
     st.tuples(st.just("forget"), st.sets(st.sampled_from("pqrs"))),
 ), max_size=50)
 
 
 @settings(max_examples=200, deadline=None)
 @given(statuses)
+@example([("status", "p", True), ("clock", -2_000), ("status", "q", True), ("clock", 1_000),
+          ("silent", 0)])  # q's status came after the clock stepped back
 def test_online_count_and_silence_equal_the_walks(steps: list[tuple[Any, ...]]) -> None:
     health = DeviceHealth()
     now_ms = 1_000_000
@@ -224,3 +236,38 @@ def test_commits_are_durable_at_once_and_the_wal_is_copied_back_off_the_commit(
     assert store.wal_checkpoints > 0
     store.close()
     assert store._checkpointer is not None and not store._checkpointer.is_alive()
+
+
+class NoHistory:
+    """A new owner's history read that finds nothing (nothing moved here before)."""
+
+    def recent(self, devices: Any, fields: Any, since_ms: int) -> History:
+        raise OSError("no history in this test")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(
+    st.tuples(st.just("batch"), st.lists(st.sampled_from("pqrs"), min_size=1, max_size=4)),
+    st.tuples(st.just("clock"), steps_ms),
+    st.tuples(st.just("expire"), st.integers(0, 12_000)),
+), max_size=40))
+@example([("batch", ["p"]), ("clock", -2_000), ("batch", ["q"]), ("clock", 12_000),
+          ("expire", 0)])
+def test_handover_forgets_exactly_the_devices_the_walk_would(steps: list[tuple[Any, ...]]
+                                                             ) -> None:
+    """(After a clock step back too: `example`.)"""
+    ho = HandOver(Engine(load_rules(DEFAULT_RULES)), NoHistory(), 60_000, 10_000)
+    ho._next_expiry = 2**62  # expiry only when the test says
+    now_ms = 1_000_000
+    for op, arg in steps:
+        if op == "batch":
+            ho.before_ingest(arg, [now_ms] * len(arg), now_ms)
+        elif op == "clock":
+            now_ms += arg
+        else:
+            at = now_ms + arg
+            want = {d for d, t in ho.last_seen.items() if at - t > ho.forget_after_ms}
+            kept = {d: t for d, t in ho.last_seen.items() if at - t <= ho.forget_after_ms}
+            got = ho.expire(at)
+            assert set(got) == want and len(got) == len(want)
+            assert dict(ho.last_seen) == kept
