@@ -19,7 +19,9 @@ from collector.aggregates import HourlyAggregates
 from collector.dedup import DeviceSeq, SeqTracker, device_of
 from collector.device_health import DeviceHealth
 from collector.handover import HandOver, History
+from collector.registry import RegistryWatcher
 from collector.state_store import StateStore
+from collector.tag_cache import TagCache
 from tests.support.wait import wait_for
 
 KEYS = ("a", "b", "c/e1", "c/e2", "d/e1")
@@ -245,7 +247,7 @@ class NoHistory:
         raise OSError("no history in this test")
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(st.one_of(
     st.tuples(st.just("batch"), st.lists(st.sampled_from("pqrs"), min_size=1, max_size=4)),
     st.tuples(st.just("clock"), steps_ms),
@@ -271,3 +273,17 @@ def test_handover_forgets_exactly_the_devices_the_walk_would(steps: list[tuple[A
             got = ho.expire(at)
             assert set(got) == want and len(got) == len(want)
             assert dict(ho.last_seen) == kept
+
+
+def test_forgetting_a_device_drops_its_cached_tags_without_a_walk() -> None:
+    tags = TagCache(RegistryWatcher(None))
+    for i in range(1000):
+        for sensor in ("pms5003", "sht31"):
+            tags.reading(f"dev{i}", sensor, 0)
+    assert len(tags) == 3000  # 1000 devices' tags, 2000 sensors'
+    tags._readings = NoWalk(tags._readings)
+    tags.forget(["dev7", "dev8", "never-seen"])
+    assert len(tags) == 3000 - 6
+    assert "dev7" not in tags._readings and "dev9" in tags._readings
+    assert tags.reading("dev7", "pms5003", 1) == "readings,device=dev7,sensor=pms5003,idx=1"
+    assert len(tags) == 3000 - 6 + 2
