@@ -319,6 +319,7 @@ class CollectorApp:
         self.sink.close()
         self.quarantine.close()
         self.state_sizes.stop()
+        self.state.close()  # after the pipeline's last checkpoint (`Pipeline.drain`)
         if self.server is not None:
             self.server.stop()
         c = self.counters

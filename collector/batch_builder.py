@@ -279,5 +279,5 @@ class BatchBuilder:
         outbox epoch and cached tags go (their seq state went with the tracker's keys)."""
         for device in devices:
             self._epochs.pop(device, None)
-            self.health.devices.pop(device, None)
+        self.health.forget(devices)
         self.tags.forget(devices)

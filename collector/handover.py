@@ -26,6 +26,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,7 +119,10 @@ class HandOver:
         self.forget_after_ms = forget_after_ms
         self.forgotten_file = forgotten_file
         self.on_forget = list(on_forget)
-        self.last_seen: dict[str, int] = {}
+        # device -> when last heard (ms), oldest first: expiry looks only at the front
+        # (sorted once after the clock steps back)
+        self.last_seen: OrderedDict[str, int] = OrderedDict()
+        self._seen_sorted = True
         self.forgotten: dict[str, int] = {}  # device -> when it was forgotten (ms)
         self.counters = HandOverCounters()
         self._next_expiry = 0
@@ -164,8 +168,12 @@ class HandOver:
                if d not in self.last_seen and not self._holds(d)]
         if new:
             self.rebuild(new, devices, ts_ms, now_ms)
-        for d in devices:
-            self.last_seen[d] = now_ms
+        last_seen = self.last_seen
+        if last_seen and now_ms < next(reversed(last_seen.values())):
+            self._seen_sorted = False
+        for d in dict.fromkeys(devices):
+            last_seen[d] = now_ms
+            last_seen.move_to_end(d)
         if self.forgotten and any(d in self.forgotten for d in new):
             for d in new:
                 self.forgotten.pop(d, None)  # back here: judged again
@@ -229,10 +237,18 @@ class HandOver:
 
     def expire(self, now_ms: int) -> list[str]:
         """Forget devices silent for forget_after_ms (they now report elsewhere)."""
-        gone = [d for d, t in self.last_seen.items() if now_ms - t > self.forget_after_ms]
+        if not self._seen_sorted:
+            self.last_seen = OrderedDict(sorted(self.last_seen.items(), key=lambda kv: kv[1]))
+            self._seen_sorted = True
+        last_seen, gone = self.last_seen, []
+        while last_seen:
+            d, t = next(iter(last_seen.items()))
+            if now_ms - t <= self.forget_after_ms:
+                break
+            last_seen.popitem(last=False)
+            gone.append(d)
         if gone:
             for d in gone:
-                del self.last_seen[d]
                 self.forgotten[d] = now_ms
             self.engine.forget(gone)
             self.counters.forgotten_devices += len(gone)

@@ -10,6 +10,9 @@ Prometheus series and, for a device the registry does not list, its rule state
 not for ever. The sizes of the stores are set as gauges here too; the checkpoint's row
 counts come from `StateDbSizes`, on a thread of its own (a count over millions of rows
 must not hold up ingest).
+
+None of it walks the fleet: the tracker and device health keep their devices in the order
+last heard, and their gap expiry in a heap, so a run touches only what is due.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 from alert_rules.engine import Engine
 from collector.aggregates import HourlyAggregates
 from collector.batch_builder import BatchBuilder
-from collector.dedup import SeqTracker
+from collector.dedup import SeqTracker, device_of
 from collector.metrics import Metrics
 from collector.registry import RegistryWatcher
 from collector.state_store import StateStore
@@ -70,12 +73,13 @@ class Retention:
         """Forget devices with nothing heard since `before_ms`; returns the device ids."""
         seqs, health = self.seqs, self.builder.health
         keys = seqs.forget_silent(before_ms)
-        candidates = {k.partition("/")[0] for k in keys}
-        candidates.update(d for d, h in health.devices.items() if h.last_status_ms < before_ms)
+        candidates = {device_of(k) for k in keys}
+        # a device silent in status but still sending readings is taken here once: it
+        # comes back as a candidate when its last seq key is forgotten
+        candidates.update(health.take_silent(before_ms))
         if not candidates:
             return []
-        live_keys = {k.partition("/")[0] for k in seqs.devices}
-        devices = sorted(d for d in candidates if d not in live_keys
+        devices = sorted(d for d in candidates if not seqs.has_device(d)
                          and (d not in health.devices
                               or health.devices[d].last_status_ms < before_ms))
         self.builder.forget(devices)

@@ -14,7 +14,9 @@ from collector.registry import Device, RegistryWatcher
 class TagCache:
     def __init__(self, registry: RegistryWatcher) -> None:
         self.registry = registry
-        self._readings: dict[tuple[str, str, int], str] = {}
+        # device -> (sensor, idx) -> tags: a forgotten device's go without a walk of all
+        self._readings: dict[str, dict[tuple[str, int], str]] = {}
+        self._reading_count = 0
         self._devices: dict[str, str] = {}
 
     @property
@@ -29,20 +31,19 @@ class TagCache:
         """Reload the registry if its file changed; True (and the cache dropped) if so."""
         if self.registry.poll():
             self._readings.clear()
+            self._reading_count = 0
             self._devices.clear()
             return True
         return False
 
     def forget(self, devices: list[str]) -> None:
         """Drop the cached tags of devices no longer heard (collector.retention)."""
-        gone = set(devices)
         for device in devices:
             self._devices.pop(device, None)
-        for key in [k for k in self._readings if k[0] in gone]:
-            del self._readings[key]
+            self._reading_count -= len(self._readings.pop(device, ()))
 
     def __len__(self) -> int:
-        return len(self._devices) + len(self._readings)
+        return len(self._devices) + self._reading_count
 
     def device(self, device: str) -> str:
         """`,device=…` plus registry tags (or unregistered=true when a registry is in use)."""
@@ -61,11 +62,14 @@ class TagCache:
 
     def reading(self, device: str, sensor: str, idx: int) -> str:
         """Measurement and tags of one sensor's readings."""
-        key = (device, sensor, idx)
-        tags = self._readings.get(key)
+        of_device = self._readings.get(device)
+        if of_device is None:
+            of_device = self._readings[device] = {}
+        tags = of_device.get((sensor, idx))
         if tags is None:
             extra = f",sensor={escape_tag(sensor)}" + (f",idx={idx}" if idx else "")
-            tags = self._readings[key] = f"{READINGS}{self.device(device)}{extra}"
+            tags = of_device[sensor, idx] = f"{READINGS}{self.device(device)}{extra}"
+            self._reading_count += 1
         return tags
 
     def devices(self, devices: set[str] | list[str]) -> dict[str, str]:
