@@ -52,7 +52,15 @@ class Store:
         #: tables of other parts whose rows belong to an alert (an `alert_id` column, e.g.
         #: the work orders' steps and photos): purged with their alert, sized with the rest
         self.alert_tables: list[str] = []
-        self.purged_rows: dict[str, int] = {}  # per attached table, since start
+        #: tables whose rows end at a time of their own (table -> its end column, e.g.
+        #: expired sign-in links): deleted once ended before the resolved retention
+        self.expiring_tables: dict[str, str] = {"silences": "ends_ms"}
+        self.purged_rows: dict[str, int] = {}  # per attached or expiring table, since start
+
+    def attach_expiring_table(self, table: str, end_column: str) -> None:
+        """`table`'s rows are over at `end_column` (ms): they go once that is older than
+        the resolved retention (`purge_resolved`), and the table is counted by `sizes`."""
+        self.expiring_tables[table] = end_column
 
     def attach_alert_table(self, table: str) -> None:
         """`table` (with an `alert_id` column) follows its alerts' retention: its rows go
@@ -189,8 +197,9 @@ class Store:
 
     def purge_resolved(self, before_ms: int) -> tuple[int, int]:
         """Retention: forget alerts resolved before `before_ms`, the rows of attached
-        tables that belonged to them, and group send times older than it (their history
-        is in InfluxDB); returns (alerts, group sends)."""
+        tables that belonged to them, rows of expiring tables (silences, sign-in links)
+        that ended before it, and group send times older than it (their history is in
+        InfluxDB); returns (alerts, group sends)."""
         with self.tx() as db:
             alerts = db.execute("DELETE FROM alerts WHERE state = 'resolved'"
                                 " AND resolved_ms < ?", (before_ms,)).rowcount
@@ -200,6 +209,10 @@ class Store:
                 n = db.execute(f"DELETE FROM {table} WHERE alert_id NOT IN"
                                " (SELECT id FROM alerts)").rowcount
                 self.purged_rows[table] = self.purged_rows.get(table, 0) + n
+            for table, end_column in self.expiring_tables.items():
+                n = db.execute(f"DELETE FROM {table} WHERE {end_column} < ?",
+                               (before_ms,)).rowcount
+                self.purged_rows[table] = self.purged_rows.get(table, 0) + n
             sends = db.execute("DELETE FROM group_sends WHERE last_ms < ?",
                                (before_ms,)).rowcount
             return alerts, sends
@@ -208,8 +221,8 @@ class Store:
         """Rows per table (the store-size gauge)."""
         with self.lock:
             return {t: int(self.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
-                    for t in ("alerts", "outbox", "group_sends", "silences",
-                              *self.alert_tables)}
+                    for t in ("alerts", "outbox", "group_sends",
+                              *self.expiring_tables, *self.alert_tables)}
 
     # -- grouping ------------------------------------------------------------------------
     def group_sends(self) -> dict[tuple[str, str], tuple[int, str]]:

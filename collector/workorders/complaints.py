@@ -84,6 +84,9 @@ class ComplaintIntake:
         self.readings = readings
         with self.store.lock:
             self.store.db.executescript(SCHEMA)
+        # a complaint is part of its alert's history: it leaves with it (and a resubmission
+        # after that opens a new alert)
+        self.store.attach_alert_table("complaints")
 
     def _known(self, c: Complaint) -> Opened | None:
         with self.store.lock:

@@ -25,6 +25,8 @@ class WorkOrderService:
                                  alerting.cfg.event_channels)
         alerting.listeners.append(self.orders.on_event)
         self.links = SignInLinks(store.db, store.lock)
+        # an expired link signs nobody in: it leaves with the resolved retention
+        store.attach_expiring_table("worker_links", "expires_ms")
         self.complaints = ComplaintIntake(self.orders, lambda: registry.devices, readings)
         self.app: WorkerApp | None = None
         if settings.http_port is not None:

@@ -144,11 +144,14 @@ def test_resolved_alerts_and_old_group_sends_leave_the_alerting_store(tmp_path: 
     store.insert_alert(_alert(3, "firing", None))
     store.set_group_sent("ops", "g-old", 1_000, "fp")
     store.set_group_sent("ops", "g-new", 9_000, "fp")
+    store.add_silence({"device": "d1"}, 0, 1_000, "ops", "ended")
+    store.add_silence({"device": "d2"}, 0, 9_000, "ops", "still on")
     assert store.sizes()["alerts"] == 3
     assert store.purge_resolved(5_000) == (1, 1)
     assert sorted(a.subject for a, _ in store.load_alerts(0)) == ["d2", "d3"]
     assert set(store.group_sends()) == {("ops", "g-new")}
-    assert store.sizes() == {"alerts": 2, "outbox": 0, "group_sends": 1, "silences": 0}
+    assert store.sizes() == {"alerts": 2, "outbox": 0, "group_sends": 1, "silences": 1}
+    assert store.purged_rows == {"silences": 1}
     store.close()
 
 

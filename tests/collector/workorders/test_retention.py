@@ -4,6 +4,7 @@ one's stays, and the store-size gauge counts both tables."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -11,6 +12,9 @@ from prometheus_client import CollectorRegistry
 from collector.alerting.manager import AlertManager
 from collector.alerting.service import StoreSizes
 from collector.alerting.store import Store
+from collector.registry import load as load_devices
+from collector.workorders.complaints import Complaint, ComplaintIntake
+from collector.workorders.links import SignInLinks
 from collector.workorders.orders import WorkOrders
 from collector.workorders.workers import WorkerDirectory
 from tests.collector.workorders.test_links_and_scope import REGISTRY
@@ -56,9 +60,45 @@ def test_steps_and_photos_of_a_resolved_order_leave_with_its_alert(tmp_path: Pat
     assert rows(orders, "work_steps", a_id) == 0
     assert orders.photos.get(photo) is None
     assert rows(orders, "work_steps", c_id) == 2  # the open order keeps its history
-    assert manager.store.purged_rows == {"work_steps": 2, "work_photos": 1}
+    assert manager.store.purged_rows == {"work_steps": 2, "work_photos": 1, "silences": 0}
 
     gauge = CollectorRegistry()
     gauge.register(StoreSizes(manager.store))
     for table, n in (("work_steps", 2), ("work_photos", 0), ("alerts", 1)):
         assert gauge.get_sample_value("airgrid_alert_store_rows", {"table": table}) == n
+
+
+def test_a_resolved_complaint_and_expired_sign_in_links_leave_the_store(
+        tmp_path: Path) -> None:
+    reg = tmp_path / "registry.yaml"
+    reg.write_text(REGISTRY, encoding="utf-8")
+    cfg = config(tmp_path, event_channels=[], resolved_retention="30d")
+    manager = AlertManager(cfg, Store(cfg.state_db), cfg.contacts, {})
+    orders = WorkOrders(manager, WorkerDirectory(reg), lambda lines: None, [])
+    manager.on_event = orders.on_event
+    devices = load_devices(reg)
+    intake = ComplaintIntake(orders, lambda: devices, None)
+    links = SignInLinks(manager.store.db, manager.store.lock)
+    manager.store.attach_expiring_table("worker_links", "expires_ms")
+    links.issue("wang", T0, ttl_ms=DAY_MS)
+    kept = links.issue("bureau", T0 + 40 * DAY_MS, ttl_ms=7 * DAY_MS)
+
+    def complaint(cid: str) -> Complaint:
+        return Complaint(source="12345", id=cid, text="烧秸秆 straw burning", lat=36.10,
+                         lon=117.20, time=dt.datetime.fromtimestamp(T0 / 1000, dt.UTC))
+
+    handled = intake.receive(complaint("c-1"), T0)
+    intake.receive(complaint("c-2"), T0)  # still open: stays
+    manager.close_external(handled.order_id, T0 + 3_600_000)
+
+    manager.handle([], T0 + 3_600_000 + 29 * DAY_MS)
+    assert manager.store.sizes()["complaints"] == 2
+    assert manager.store.sizes()["worker_links"] == 2
+
+    manager.handle([], T0 + 3_600_000 + 31 * DAY_MS)
+    assert manager.store.sizes()["complaints"] == 1
+    assert intake.evidence(handled.order_id) is None
+    assert manager.store.sizes()["worker_links"] == 1  # wang's expired a month ago
+    assert links.check(kept, T0 + 41 * DAY_MS).worker == "bureau"
+    assert manager.store.purged_rows["complaints"] == 1
+    assert manager.store.purged_rows["worker_links"] == 1
