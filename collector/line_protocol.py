@@ -78,6 +78,20 @@ def status_line(device_tags: str, s: Status, ts_ms: int) -> str:
         f"clock_synced={'true' if s.clock_synced else 'false'}",
         f"agent_version={escape_string_field(s.agent_version)}",
     ]
+    # The field-grade agent's additions: absent on the wire (omit_defaults) means the
+    # default, and an absent value is an absent field, as for readings.
+    if s.sensor_state:
+        fields.append(f"sensor_state={escape_string_field(s.sensor_state)}")
+    if s.sensor_run_hours:
+        fields.append(f"sensor_run_hours={float(s.sensor_run_hours)!r}")
+    if s.outbox_bytes:
+        fields.append(f"outbox_bytes={s.outbox_bytes}i")
+    if s.corrupt_resets:
+        fields.append(f"corrupt_resets={s.corrupt_resets}i")
+    if s.uncaptured:
+        fields.append(f"uncaptured={s.uncaptured}i")
+    if s.clock_hold_s:
+        fields.append(f"clock_hold_s={float(s.clock_hold_s)!r}")
     fields += [f"err_{k}={int(v)}i" for k, v in sorted(s.sensor_errors.items())
                if k.isidentifier()]
     return f"{DEVICE_STATUS}{device_tags} {','.join(fields)} {ts_ms}"

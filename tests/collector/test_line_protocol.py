@@ -105,6 +105,21 @@ def test_status_line_types_and_escaping() -> None:
         r'clock_synced=true,agent_version="1.0 \"rc\\1\"",err_checksum=2i 5')
 
 
+def test_the_field_grade_agents_status_fields_are_kept_and_absent_ones_left_out() -> None:
+    """Readings the agent could not capture (disk full), outbox resets and the sensor's
+    state reach InfluxDB, so Grafana has their history, not only the retained message."""
+    s = Status(v=1, device="d1", state="online", sensor_state="silent",
+               sensor_run_hours=812.25, outbox_bytes=65536, corrupt_resets=1,
+               uncaptured=17, clock_hold_s=42.5)
+    line = status_line(",device=d1", s, 5)
+    assert line == (
+        "device_status,device=d1 online=true,outbox_depth=0i,dropped=0i,uptime_s=0.0,"
+        'clock_synced=true,agent_version="",sensor_state="silent",sensor_run_hours=812.25,'
+        "outbox_bytes=65536i,corrupt_resets=1i,uncaptured=17i,clock_hold_s=42.5 5")
+    plain = status_line(",device=d1", Status(v=1, device="d1", state="online"), 5)
+    assert not any(k in plain for k in ("sensor_state", "uncaptured", "clock_hold_s"))
+
+
 def test_offline_status_writes_only_the_state() -> None:
     offline = status_line(",device=d1", Status(v=1, device="d1", state="offline"), 6)
     assert offline == "device_status,device=d1 online=false 6"
