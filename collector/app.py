@@ -277,6 +277,7 @@ class CollectorApp:
                         "abnormally: each is processed alone, and quarantined after %d "
                         "attempts", suspects, MAX_ATTEMPTS)
         self.pipeline.engine_state.restore()
+        self.pipeline.engine_state.warm()
         # What start-up built (registry, engine, restored state) lives as long as the
         # process: out of the collector's reach, a full collection no longer walks it
         # on the ingest thread (at 100,000 devices, hundreds of ms each time).

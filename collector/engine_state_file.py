@@ -6,6 +6,12 @@ engine's arrays (`Engine.snapshot_arrays`); a background thread serializes them 
 temporary file, syncs it and renames it over the last snapshot, so a crash or power cut
 mid-write leaves the previous snapshot whole. A failure to save is logged, never fatal;
 a snapshot taken with other rules is set aside and the engine starts empty.
+
+The copy goes into buffers kept from one save to the next, and touched once in the
+background at start-up (`warm`): copying into fresh memory costs a page fault per 4 kB,
+which at 100,000 devices (~300 MB of state) made one copy ~450 ms of the ingest thread,
+against a memcpy's tens of ms into warm memory. The price is the snapshot's size held
+resident, which each save held anyway while it was written.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ class EngineStateFile:
         self.path = path  # None: the state is not kept
         self.every_s = every_s
         self._writer: threading.Thread | None = None
+        #: the copy's buffers, reused while the engine's arrays keep their shape
+        self._buffers: dict[str, npt.NDArray[np.generic]] = {}
         # figures of the last save (the bench and the health report read them)
         self.copy_ms = 0.0  # on the caller's (ingest) thread
         self.write_ms = 0.0  # in the background
@@ -44,12 +52,42 @@ class EngineStateFile:
             return
         self.wait()
         started = time.perf_counter()
-        arrays = self.engine.snapshot_arrays()
+        arrays = self._copy(self.engine.snapshot_arrays(copy=False))
         self.copy_ms = (time.perf_counter() - started) * 1000
         # not a daemon: an exiting interpreter finishes the last snapshot first
         self._writer = threading.Thread(target=self._write, args=(self.path, arrays),
                                         name="engine-snapshot")
         self._writer.start()
+
+    def warm(self) -> None:
+        """Allocate and touch the copy's buffers in the background (start-up, after the
+        restore), so the first save on the ingest thread copies into warm memory. The
+        copy made here is torn (the engine moves meanwhile) and never written; the first
+        `save` waits for it and overwrites every buffer."""
+        if self.path is None:
+            return
+        self.wait()
+        views = self.engine.snapshot_arrays(copy=False)
+        self._writer = threading.Thread(target=self._copy, args=(views,), daemon=True,
+                                        name="engine-snapshot-warm")
+        self._writer.start()
+
+    def _copy(self, views: dict[str, npt.NDArray[np.generic]]
+              ) -> dict[str, npt.NDArray[np.generic]]:
+        """`views` copied into the kept buffers (new ones where a shape changed: the fleet
+        grew). Only one save or warm-up runs at a time (`wait`), so no write reads a
+        buffer being refilled."""
+        copied: dict[str, npt.NDArray[np.generic]] = {}
+        for key, view in views.items():
+            buf = self._buffers.get(key)
+            if buf is None or buf.shape != view.shape or buf.dtype != view.dtype:
+                buf = np.empty_like(view)
+                self._buffers[key] = buf
+            np.copyto(buf, view)
+            copied[key] = buf
+        for key in self._buffers.keys() - views.keys():
+            del self._buffers[key]
+        return copied
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Wait for the write in progress; True when none is left running."""

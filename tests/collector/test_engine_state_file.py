@@ -97,3 +97,27 @@ def test_a_crash_mid_write_leaves_the_previous_snapshot_loadable(
     again = Engine(load_rules(DEFAULT_RULES), registry=REG)
     assert EngineStateFile(again, path).restore()
     assert again.fleet.latest_v["pm2_5"][again.fleet.index["d1"]] == 700.0
+
+
+def test_saves_reuse_their_buffers_and_never_hand_the_writer_a_moving_engine(
+        tmp_path: Path) -> None:
+    """The copy goes into buffers kept between saves (warm memory, no page faults on the
+    ingest thread); each save still writes the engine exactly as it was at that save."""
+    path = tmp_path / "engine.npz"
+    engine, now = fed_engine(30)
+    saving = EngineStateFile(engine, path)
+    saving.warm()
+    assert saving.wait(30)
+    warmed = {k: id(v) for k, v in saving._buffers.items() if k != "meta"}
+    assert warmed
+    for round_ in range(3):
+        expected = engine.snapshot_arrays()
+        saving.save()
+        now += MIN
+        engine.ingest(["d0", "d7"], [now, now], {"pm2_5": [800.0 + round_, 3.0]})
+        engine.tick(now)
+        assert saving.wait(30) and saving.failed == 0
+        assert {k: id(v) for k, v in saving._buffers.items() if k != "meta"} == warmed
+        restored = Engine(load_rules(DEFAULT_RULES), registry=REG)
+        assert EngineStateFile(restored, path).restore()
+        same_state(restored.snapshot_arrays(), expected)
