@@ -9,14 +9,14 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import IO
 
 import numpy as np
 import numpy.typing as npt
 
 from alert_rules import late_replay
-from alert_rules.lifecycle import NEVER
+from alert_rules.lifecycle import NEVER, NONE
 from alert_rules.registry import Device
 from alert_rules.rule_base import RuleBase
 from alert_rules.state import HOUR_MS, BoolArr, FleetState, FloatArr, IntArr, Ring, sorted_union
@@ -162,6 +162,43 @@ class Engine:
         for mine, theirs in zip(self.rules, src.rules, strict=True):
             mine.copy_rows(rows, theirs, src_rows)
         self.fleet.mark(rows)
+
+    def settle_announced(self, devices: Sequence[str],
+                         announced: Mapping[tuple[str, str], int], now_ms: int
+                         ) -> list[Transition]:
+        """After `adopt`: make the taken-over devices' alert states agree with what was
+        announced for them (`announced`: (rule, device) → when the alert that is open on
+        the bus fired, ms; an alert resolved since is not in it). A replay decides from
+        readings alone, so it can end `firing` where no collector announced it (the old
+        owner was still `pending` on late readings, or crashed before its `for` ran out)
+        and not `firing` where one was announced. The first is made due at once, so the
+        next tick announces it (if its condition still holds); the second is taken over
+        as firing, so its end is announced here and it does not fire twice. Returns the
+        alerts now firing here that were announced before (to open them silently in an
+        alert lifecycle). Township alerts (spatial) are not a device's: left alone."""
+        ids = list(dict.fromkeys(devices))
+        rows = list(zip(ids, self.fleet.rows_for(ids).tolist(), strict=True))
+        adopted: list[Transition] = []
+        for rule in self.rules:
+            if rule.kind == "spatial":
+                continue
+            cols = rule.columns
+            cols.fit(self.fleet.size)
+            for device, row in rows:
+                fired_ms = announced.get((rule.name, device))
+                if cols.firing[row] and fired_ms is None:
+                    cols.firing[row] = False
+                    cols.clear_since[row] = NONE
+                    cols.pending_since[row] = 0  # due now: fires at the next tick
+                elif fired_ms is not None:
+                    if not cols.firing[row]:
+                        cols.firing[row] = True
+                        cols.clear_since[row] = NONE
+                    cols.pending_since[row] = NONE
+                    adopted.append(rule.transition(device, "firing", float("nan"),
+                                                   fired_ms, self.fleet))
+        self.fleet.mark(np.fromiter((r for _d, r in rows), np.int64, len(rows)))
+        return adopted
 
     def forget(self, devices: list[str]) -> int:
         """Drop the windows and alert state of devices now judged elsewhere (their row

@@ -187,7 +187,8 @@ def build_pipeline(cfg: CollectorConfig, ingest: IngestSource, sink: StorageSink
                           late_after_ms=None if cfg.rules.late_after_s is None
                           else int(cfg.rules.late_after_s * 1000),
                           ticks=TickSchedule(cfg.rules.tick_interval_s,
-                                             cfg.rules.max_arrival_ticks_per_s))
+                                             cfg.rules.max_arrival_ticks_per_s),
+                          record=points.add if alerting is None else None)
     storage = StorageWriter(sink, spool, cfg.influx.retries, cfg.influx.backoff_ms / 1000,
                             observe_latency=metrics.write_latency.observe)
     writer = BatchWriter(storage, ingest.ack, dead_letters, counters, metrics, alerts.judge,
@@ -240,6 +241,7 @@ class CollectorApp:
         self.alerting = build_alerting(cfg, shared, self.registry, self.metrics, self.points)
         if self.handover is not None and self.alerting is not None:
             self.handover.on_forget.append(self.alerting.hand_over)
+            self.handover.on_adopt.append(self.alerting.adopt)
         if self.alerting is not None and self.alerting.mqtt_ack is not None and shared:
             from collector.alerting.ack_mqtt import command_topic
 

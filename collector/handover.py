@@ -29,10 +29,11 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from airgrid.measurements import READINGS
+from airgrid.measurements import ALERT_EVENTS, READINGS
 from alert_rules.engine import Engine
+from alert_rules.transitions import Transition
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,17 @@ class HistorySource(Protocol):
         """Readings of `devices` with ts > since_ms, oldest first; raise OSError if down."""
         ...
 
+    def announced(self, devices: Sequence[str], since_ms: int) -> dict[tuple[str, str], int]:
+        """Alerts of `devices` open on the bus: (rule, device) → when it fired (ms), from
+        the `alert_events` every collector writes (the last `firing` or `resolved` after
+        since_ms says whether it is open); raise OSError if down."""
+        ...
+
+
+#: How far back a take-over looks for an announced alert that is still open: an episode
+#: longer than this is announced again by the collector that takes its device over.
+ANNOUNCED_LOOKBACK_MS = 7 * 24 * 3600 * 1000
+
 
 class InfluxHistory:
     """Reads recent raw readings back over InfluxQL (answered by InfluxDB 1.x, 2.x, 3.x)."""
@@ -64,16 +76,21 @@ class InfluxHistory:
 
     def query(self, devices: Sequence[str], fields: Sequence[str], since_ms: int) -> str:
         cols = ", ".join(f'"{f}"' for f in fields)
-        which = " OR ".join("\"device\" = '{}'".format(d.replace("'", "\\'")) for d in devices)
+        which = self._which(devices)
         return (f'SELECT {cols} FROM "{READINGS}" WHERE ({which}) AND time > {since_ms}ms '
                 f'GROUP BY "device" ORDER BY time ASC')
 
-    def recent(self, devices: Sequence[str], fields: Sequence[str], since_ms: int) -> History:
-        out = History(values={f: [] for f in fields})
-        if not devices:
-            return out
-        params = {"db": self.database, "epoch": "ms",
-                  "q": self.query(devices, fields, since_ms), **self.auth}
+    @staticmethod
+    def _which(devices: Sequence[str]) -> str:
+        return " OR ".join("\"device\" = '{}'".format(d.replace("'", "\\'")) for d in devices)
+
+    def announced_query(self, devices: Sequence[str], since_ms: int) -> str:
+        # `open` is 1 on a firing event, 0 on a resolved one (collector.county_points)
+        return (f'SELECT last("open") FROM "{ALERT_EVENTS}" WHERE ({self._which(devices)}) '
+                f'AND time > {since_ms}ms GROUP BY "device", "rule"')
+
+    def _get(self, q: str) -> list[dict[str, Any]]:
+        params = {"db": self.database, "epoch": "ms", "q": q, **self.auth}
         req = urllib.request.Request(f"{self.url}/query",
                                      data=urllib.parse.urlencode(params).encode())
         try:
@@ -81,9 +98,29 @@ class InfluxHistory:
                 body = json.loads(resp.read())
         except (urllib.error.URLError, ValueError) as exc:
             raise OSError(f"InfluxDB {self.url} history query: {exc}") from exc
-        for result in body.get("results", []):
+        results: list[dict[str, Any]] = body.get("results", [])
+        for result in results:
             if "error" in result:
                 raise OSError(f"InfluxDB {self.url} history query: {result['error']}")
+        return results
+
+    def announced(self, devices: Sequence[str], since_ms: int) -> dict[tuple[str, str], int]:
+        out: dict[tuple[str, str], int] = {}
+        if not devices:
+            return out
+        for result in self._get(self.announced_query(devices, since_ms)):
+            for series in result.get("series", []):
+                tags = series.get("tags", {})
+                for at_ms, is_open in series["values"]:
+                    if is_open:
+                        out[(str(tags.get("rule", "")), str(tags.get("device", "")))] = int(at_ms)
+        return out
+
+    def recent(self, devices: Sequence[str], fields: Sequence[str], since_ms: int) -> History:
+        out = History(values={f: [] for f in fields})
+        if not devices:
+            return out
+        for result in self._get(self.query(devices, fields, since_ms)):
             for series in result.get("series", []):
                 device = series.get("tags", {}).get("device", "")
                 idx = {c: i for i, c in enumerate(series["columns"])}
@@ -102,22 +139,32 @@ class HandOverCounters:
     rebuilt_readings: int = 0
     rebuild_failures: int = 0
     forgotten_devices: int = 0
+    #: alerts firing in a take-over's replay that no collector had announced (announced
+    #: by the next tick here), and alerts announced before and taken over as firing
+    replayed_unannounced: int = 0
+    adopted_announced: int = 0
+    announced_unknown: int = 0  # take-overs whose announced alerts could not be read
 
 
 #: told which devices were forgotten, and when (ms): they now report elsewhere
 OnForget = Callable[[list[str], int], None]
+#: told the alerts a take-over adopted as announced and open (`firing` transitions at
+#: the time they fired), and when (ms): this collector will announce their end
+OnAdopt = Callable[[list[Transition], int], None]
 
 
 class HandOver:
     def __init__(self, engine: Engine, history: HistorySource, lookback_ms: int,
                  forget_after_ms: int, forgotten_file: Path | None = None,
-                 on_forget: Sequence[OnForget] = ()) -> None:
+                 on_forget: Sequence[OnForget] = (),
+                 on_adopt: Sequence[OnAdopt] = ()) -> None:
         self.engine = engine
         self.history = history
         self.lookback_ms = lookback_ms
         self.forget_after_ms = forget_after_ms
         self.forgotten_file = forgotten_file
         self.on_forget = list(on_forget)
+        self.on_adopt = list(on_adopt)
         self.last_seen: dict[str, int] = {}
         self.forgotten: dict[str, int] = {}  # device -> when it was forgotten (ms)
         self.counters = HandOverCounters()
@@ -202,9 +249,49 @@ class HandOver:
                 f: [h.values[f][i] for i in keep] for f in fields}
             self.engine.ingest(devs, ts, cols)
             self.engine.adopt(sorted(set(devs)), self.replay(devs, ts, cols))
+        self.settle_announced(new, now_ms)
         self.counters.rebuilt_devices += len(new)
         self.counters.rebuilt_readings += len(keep)
         log.info("took over %d devices, rebuilt from %d stored readings", len(new), len(keep))
+
+    def settle_announced(self, new: list[str], now_ms: int) -> None:
+        """The replay decides from readings; whether an alert was announced is on record
+        (`alert_events`). Where they differ the record wins (`Engine.settle_announced`):
+        an alert the replay found firing that no collector announced is announced here,
+        one announced and still open is taken over as firing. If the record cannot be
+        read, the replay's firing alerts are announced: a repeat rather than a loss."""
+        firing_before = self._firing(new)
+        try:
+            announced = self.history.announced(new, now_ms - ANNOUNCED_LOOKBACK_MS)
+        except OSError as exc:
+            self.counters.announced_unknown += 1
+            log.warning("announced alerts of %d taken-over devices not read (%s): their "
+                        "firing alerts are announced again", len(new), exc)
+            announced = {}
+        adopted = self.engine.settle_announced(new, announced, now_ms)
+        unannounced = len(firing_before - set(announced))
+        self.counters.replayed_unannounced += unannounced
+        self.counters.adopted_announced += len(adopted)
+        if unannounced:
+            log.info("%d alerts found firing in the replay of taken-over devices were never "
+                     "announced: announcing them", unannounced)
+        if adopted:
+            for hook in self.on_adopt:
+                hook(adopted, now_ms)
+
+    def _firing(self, devices: list[str]) -> set[tuple[str, str]]:
+        """(rule, device) of these devices' alerts firing in the engine."""
+        index = self.engine.fleet.index
+        out = set()
+        for rule in self.engine.rules:
+            if rule.kind == "spatial":
+                continue  # township alerts
+            firing = rule.columns.firing
+            for d in devices:
+                row = index.get(d)
+                if row is not None and row < firing.size and firing[row]:
+                    out.add((rule.name, d))
+        return out
 
     def replay(self, devices: list[str], ts_ms: list[int],
                values: dict[str, Sequence[float | None]]) -> Engine:

@@ -82,17 +82,24 @@ def test_handover_rebuilds_window_from_influxdb(shared_influxdb: InfluxDB,
 
 def test_handover_carries_firing_alert_state(shared_influxdb: InfluxDB,
                                              influx_db_name: str) -> None:
-    """A device moved while its alert fires must not be announced again by its new owner."""
+    """A device moved while its alert fires must not be announced again by its new owner,
+    and its end is announced there."""
     from collector.influx_sink import InfluxV1Sink
 
     now = int(time.time() * 1000)
-    # 10 s above 150 µg/m³: the demo rule (3 s mean, for 3 s) fired on the old owner.
+    # 10 s above 150 µg/m³: the demo rule (3 s mean, for 3 s) fired on the old owner,
+    # which announced it (the alert_events point every collector writes)
     InfluxV1Sink(shared_influxdb.url, influx_db_name).write(
         [f"readings,device=d2,sensor=pms5003 pm2_5=220.0,seq={i}i {now - 10_000 + i * 1000}"
-         for i in range(10)])
+         for i in range(10)]
+        + [f"alert_events,rule=pm25_heavy,device=d2,state=firing open=1i "
+           f"{now - 6000}"])
     engine = Engine(load_rules(DEMO_RULES))
-    ho = HandOver(engine, InfluxHistory(shared_influxdb.url, influx_db_name), 60_000, 30_000)
+    adopted: list[str] = []
+    ho = HandOver(engine, InfluxHistory(shared_influxdb.url, influx_db_name), 60_000, 30_000,
+                  on_adopt=[lambda ts, _now: adopted.extend(t.subject for t in ts)])
     ho.before_ingest(["d2"], [now], now)
+    assert adopted == ["d2"] and ho.counters.adopted_announced == 1
     engine.ingest(["d2"], [now], {"pm2_5": [220.0]})
     assert [t.state for t in engine.tick(now)] == []  # still firing, nothing new to say
     engine.ingest(["d2"], [now + 6000], {"pm2_5": [20.0]})
@@ -105,6 +112,58 @@ def test_handover_carries_firing_alert_state(shared_influxdb: InfluxDB,
         fresh.ingest(["d2"], [now + k * 1000], {"pm2_5": [220.0]})
         states = [t.state for t in fresh.tick(now + k * 1000)]
     assert states == ["firing"]
+
+
+def test_handover_announces_a_replayed_alert_nobody_announced(
+        shared_influxdb: InfluxDB, influx_db_name: str) -> None:
+    """The old owner was still `pending` (its readings came late after a node loss) when
+    it crashed or lost the device; the replay over the stored readings ends `firing`.
+    Nothing on record says it was announced: the new owner announces it, once."""
+    from collector.influx_sink import InfluxV1Sink
+
+    now = int(time.time() * 1000)
+    InfluxV1Sink(shared_influxdb.url, influx_db_name).write(
+        [f"readings,device=d3,sensor=pms5003 pm2_5=220.0,seq={i}i {now - 10_000 + i * 1000}"
+         for i in range(10)]
+        # an earlier episode of d3, announced and resolved: not open
+        + [f"alert_events,rule=pm25_heavy,device=d3,state=firing open=1i "
+           f"{now - 600_000}",
+           f"alert_events,rule=pm25_heavy,device=d3,state=resolved open=0i "
+           f"{now - 500_000}"])
+    engine = Engine(load_rules(DEMO_RULES))
+    ho = HandOver(engine, InfluxHistory(shared_influxdb.url, influx_db_name), 60_000, 30_000)
+    ho.before_ingest(["d3"], [now], now)
+    assert ho.counters.replayed_unannounced == 1 and ho.counters.adopted_announced == 0
+    engine.ingest(["d3"], [now], {"pm2_5": [220.0]})
+    assert [(t.subject, t.state) for t in engine.tick(now)] == [("d3", "firing")]
+    engine.ingest(["d3"], [now + 1000], {"pm2_5": [220.0]})
+    assert engine.tick(now + 1000) == []  # once
+
+
+def test_handover_adopts_an_announced_alert_the_replay_missed(
+        shared_influxdb: InfluxDB, influx_db_name: str) -> None:
+    """Announced and still open, though the stored readings no longer show it (most of
+    the episode is older than the lookback): taken over as firing, so it neither fires
+    twice nor stays open for ever: its end is announced here."""
+    from collector.influx_sink import InfluxV1Sink
+
+    now = int(time.time() * 1000)
+    InfluxV1Sink(shared_influxdb.url, influx_db_name).write(
+        [f"readings,device=d4,sensor=pms5003 pm2_5=220.0,seq=1i {now - 1000}",
+         f"alert_events,rule=pm25_heavy,device=d4,state=firing open=1i "
+         f"{now - 3_600_000}"])
+    engine = Engine(load_rules(DEMO_RULES))
+    ho = HandOver(engine, InfluxHistory(shared_influxdb.url, influx_db_name), 60_000, 30_000)
+    ho.before_ingest(["d4"], [now], now)
+    assert ho.counters.adopted_announced == 1
+    for k in range(4):
+        engine.ingest(["d4"], [now + k * 1000], {"pm2_5": [220.0]})
+        assert engine.tick(now + k * 1000) == []  # announced already: not again
+    states = []
+    for k in range(4, 10):
+        engine.ingest(["d4"], [now + k * 1000], {"pm2_5": [20.0]})
+        states += [t.state for t in engine.tick(now + k * 1000)]
+    assert states == ["resolved"]
 
 
 def test_handover_counts_unreachable_history() -> None:
@@ -200,15 +259,17 @@ def test_province_run_survives_node_kill_collector_crash_add_and_remove(
 ) -> None:
     """The bench's scenario, small: 300 simulated devices and 4 real agents, 2 collectors;
     a node SIGKILLed, a collector crashed, a third added, then removed again. Nothing
-    lost or doubled, no device judged in two places, no alert announced twice. (Several
-    queues per collector: the consistent-hash test and bench/cluster.py.)"""
+    lost or doubled, no device judged in two places, every episode device alerted
+    exactly once. (Several queues per collector: the consistent-hash test and
+    bench/cluster.py.)"""
     interval, duration = 3.0, 45.0
     fresh_ring(rabbit)
-    # forget_after_s outlasts the delivery delays after the node kill on a loaded machine
-    # (docs/province.md): a collector that forgets its own delayed devices rebuilds them
-    # and announces their firing alert again
+    # forget_after_s as short as the bench's (two intervals): under load the node kill
+    # delays deliveries past it, so collectors forget and rebuild their own devices too;
+    # the crash at 45 % falls while the episode devices are pending: its restart rebuilds
+    # them from history, and the replay finds alerts firing that nobody announced
     run = ClusterRun(tmp_path, rabbit, shared_influxdb, "cluster_test", devices_n=4,
-                     collectors_n=2, episode_every=4, forget_after_s=5 * interval,
+                     collectors_n=2, episode_every=4, forget_after_s=2 * interval,
                      weight=100, rebuild_lookback_s=60.0,
                      rules_file=scaled_rules(tmp_path, interval))
     run.start()
@@ -249,6 +310,11 @@ def test_province_run_survives_node_kill_collector_crash_add_and_remove(
         assert len(run.judged) == 304  # every device's readings were judged
         assert run.split_devices() == []
         assert run.alerts_duplicated() == 0
+        # each episode announced once, by whichever collector held its device then
+        fired = run.episode_firing_counts()
+        assert len(fired) == 76
+        wrong = {d: n for d, n in fired.items() if n != 1}
+        assert not wrong, {d: (n, run.story(d)) for d, n in list(wrong.items())[:3]}
         # attributed by wall clock: last reading delivered before the add vs first read after
         moved = run.moved_devices(at["add"], interval)
         assert moved and all(a == "c3" for _b, a in moved.values()), \
@@ -468,8 +534,11 @@ def test_old_owner_closes_moved_alerts_and_remembers_moves_across_a_restart(
         assert firing(o1, "pm25_heavy") == set(devices) - moved
         assert o1.alerting.manager.counters["handed_over"] == len(moved)
         assert o1.alerting.manager.counters["event_resolved"] == 0
-        # o2 adopted the firing state from history: it announces no second `firing`
+        # o2 took the alerts over as announced (o1's alert_events): no second `firing`,
+        # each opened in its lifecycle without an event
         assert o2.alerting is not None and o2.alerting.manager.counters["event_firing"] == 0
+        assert o2.alerting.manager.counters["adopted"] == len(moved)
+        assert firing(o2, "pm25_heavy") == moved
         # (2) o1 restarts: the moves are remembered
         o1.stop()
         t1.join(30)
@@ -480,6 +549,19 @@ def test_old_owner_closes_moved_alerts_and_remembers_moves_across_a_restart(
         # the restart counts as seen for the rows it restored: past 5 s from it too
         publish_until(lambda: False, 6)
         assert not (firing(o1, "silent") & moved), firing(o1, "silent") & moved
+        # (3) the episode ends: the new owner announces the end of the alerts it adopted
+        quiet.clear()
+        o2_lc = o2.alerting.manager
+
+        def clean() -> bool:
+            publish_all(20.0)
+            time.sleep(0.5)
+            return o2_lc.counters["event_resolved"] >= len(moved)
+
+        assert wait_for(clean, 30, step=0)
+        assert not firing(o2, "pm25_heavy")
+        assert o2_lc.counters["event_resolved"] == len(moved)
+        assert o2_lc.counters["event_firing"] == 0
     finally:
         pub.loop_stop()
         pub.disconnect()
