@@ -72,6 +72,8 @@ class Engine:
         if registry:
             self.fleet.rows_for([d.id for d in registry])
         self.away: set[str] = set()  # forgotten devices (moved to another collector)
+        #: judge only devices heard here (`hold_heard_only`): a province collector
+        self.heard_only = False
         self.last_tick_ms = 0  # the newest time the fleet has been judged at
         self.schedules = [Schedule() for _ in self.rules]
         self.subset_share = SUBSET_SHARE
@@ -135,9 +137,14 @@ class Engine:
         self.fleet.mark_all()
         if added:
             rows = self.fleet.rows_for(added)
-            self.away.difference_update(added)
-            # a device that was forgotten before counts its silence from now again
-            self.fleet.first_seen_ms[rows[self.fleet.last_ts[rows] == 0]] = -1
+            if self.heard_only:
+                # held by whichever collector its readings reach: judged once it reports here
+                self.away.update(d for d, r in zip(added, rows.tolist(), strict=True)
+                                 if self.fleet.last_ts[r] == 0)
+            else:
+                self.away.difference_update(added)
+                # a device that was forgotten before counts its silence from now again
+                self.fleet.first_seen_ms[rows[self.fleet.last_ts[rows] == 0]] = -1
         if removed:
             self.forget(removed)
         return added, removed
@@ -162,6 +169,22 @@ class Engine:
         for mine, theirs in zip(self.rules, src.rules, strict=True):
             mine.copy_rows(rows, theirs, src_rows)
         self.fleet.mark(rows)
+
+    def hold_heard_only(self) -> int:
+        """Judge only the devices this engine has readings of (a province collector: a
+        registry device it never heard reports to another collector, whose deadman rule
+        judges its silence; here it would be a false deadman alert). Those never heard
+        are set away until they report here (`ingest` takes them back), now and at each
+        registry reload. Returns how many were set away now."""
+        self.heard_only = True
+        f = self.fleet
+        unheard = np.flatnonzero(f.last_ts[:f.size] == 0).tolist()
+        before = len(self.away)
+        self.away.update(f.devices[r] for r in unheard)
+        rows = np.asarray(unheard, np.int64)
+        for rule in self.rules:
+            rule.clear_rows(rows)
+        return len(self.away) - before
 
     def settle_announced(self, devices: Sequence[str],
                          announced: Mapping[tuple[str, str], int], now_ms: int

@@ -286,6 +286,8 @@ class CollectorApp:
         self.state_sizes.start()
         if self.handover is not None:
             self.handover.restore()
+            # a registry device never heard here reports to another collector
+            self.engine.hold_heard_only()
         self.ingest.start()
         if self.alerting is not None:
             self.alerting.start()

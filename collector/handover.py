@@ -26,7 +26,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,12 +52,22 @@ class HistorySource(Protocol):
         """Readings of `devices` with ts > since_ms, oldest first; raise OSError if down."""
         ...
 
+    def heard_after(self, after_ms: Mapping[str, int]) -> dict[str, int]:
+        """Devices with a stored reading newer than the time given for each (their
+        readings now reach another collector): device → its newest reading (ms); raise
+        OSError if down."""
+        ...
+
     def announced(self, devices: Sequence[str], since_ms: int) -> dict[tuple[str, str], int]:
         """Alerts of `devices` open on the bus: (rule, device) → when it fired (ms), from
         the `alert_events` every collector writes (the last `firing` or `resolved` after
         since_ms says whether it is open); raise OSError if down."""
         ...
 
+
+#: Devices per query asking whether silent devices were heard elsewhere (an InfluxQL
+#: WHERE of this many alternatives stays well inside a request's size)
+HEARD_QUERY_DEVICES = 500
 
 #: How far back a take-over looks for an announced alert that is still open: an episode
 #: longer than this is announced again by the collector that takes its device over.
@@ -104,6 +114,20 @@ class InfluxHistory:
                 raise OSError(f"InfluxDB {self.url} history query: {result['error']}")
         return results
 
+    def heard_after(self, after_ms: Mapping[str, int]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        if not after_ms:
+            return out
+        q = (f'SELECT last("seq") FROM "{READINGS}" WHERE ({self._which(list(after_ms))}) '
+             f'AND time > {min(after_ms.values())}ms GROUP BY "device"')
+        for result in self._get(q):
+            for series in result.get("series", []):
+                device = str(series.get("tags", {}).get("device", ""))
+                newest = max(int(row[0]) for row in series["values"])
+                if device in after_ms and newest > after_ms[device]:
+                    out[device] = newest
+        return out
+
     def announced(self, devices: Sequence[str], since_ms: int) -> dict[tuple[str, str], int]:
         out: dict[tuple[str, str], int] = {}
         if not devices:
@@ -144,6 +168,10 @@ class HandOverCounters:
     replayed_unannounced: int = 0
     adopted_announced: int = 0
     announced_unknown: int = 0  # take-overs whose announced alerts could not be read
+    #: silent devices kept because no other collector stored a reading of theirs either
+    #: (offline, not moved: their deadman is judged here)
+    kept_silent: int = 0
+    moved_unknown: int = 0  # expiries that could not ask where silent devices went
 
 
 #: told which devices were forgotten, and when (ms): they now report elsewhere
@@ -166,6 +194,7 @@ class HandOver:
         self.on_forget = list(on_forget)
         self.on_adopt = list(on_adopt)
         self.last_seen: dict[str, int] = {}
+        self.last_ts: dict[str, int] = {}  # newest reading judged here, per device (ms)
         self.forgotten: dict[str, int] = {}  # device -> when it was forgotten (ms)
         self.counters = HandOverCounters()
         self._next_expiry = 0
@@ -211,8 +240,11 @@ class HandOver:
                if d not in self.last_seen and not self._holds(d)]
         if new:
             self.rebuild(new, devices, ts_ms, now_ms)
-        for d in devices:
+        last_ts = self.last_ts
+        for d, t in zip(devices, ts_ms, strict=True):
             self.last_seen[d] = now_ms
+            if t > last_ts.get(d, 0):
+                last_ts[d] = t
         if self.forgotten and any(d in self.forgotten for d in new):
             for d in new:
                 self.forgotten.pop(d, None)  # back here: judged again
@@ -315,11 +347,34 @@ class HandOver:
         return replay
 
     def expire(self, now_ms: int) -> list[str]:
-        """Forget devices silent for forget_after_ms (they now report elsewhere)."""
-        gone = [d for d, t in self.last_seen.items() if now_ms - t > self.forget_after_ms]
+        """Forget devices silent here for forget_after_ms whose newer readings another
+        collector stored: they moved. A device silent everywhere is offline, not moved:
+        it stays, so its deadman alert is judged here (and by no one else); it is asked
+        about again after another forget_after_ms. If the store cannot say, silent
+        devices are forgotten as moved (no collector judges them then)."""
+        silent = [d for d, t in self.last_seen.items() if now_ms - t > self.forget_after_ms]
+        if not silent:
+            return []
+        moved: set[str] = set()
+        try:
+            for i in range(0, len(silent), HEARD_QUERY_DEVICES):
+                part = silent[i:i + HEARD_QUERY_DEVICES]
+                moved.update(self.history.heard_after({d: self.last_ts.get(d, 0)
+                                                       for d in part}))
+        except OSError as exc:
+            self.counters.moved_unknown += 1
+            log.warning("could not ask where %d silent devices went (%s): forgotten as "
+                        "moved", len(silent), exc)
+            moved = set(silent)
+        kept = [d for d in silent if d not in moved]
+        for d in kept:
+            self.last_seen[d] = now_ms
+        self.counters.kept_silent += len(kept)
+        gone = [d for d in silent if d in moved]
         if gone:
             for d in gone:
                 del self.last_seen[d]
+                self.last_ts.pop(d, None)
                 self.forgotten[d] = now_ms
             self.engine.forget(gone)
             self.counters.forgotten_devices += len(gone)

@@ -6,19 +6,24 @@ serves the whole module.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import paho.mqtt.client as mqtt
 import pika
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from airgrid.config import ConfigError
+from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
 from alert_rules.engine import Engine
 from alert_rules.rulefile import load_rules
 from collector.amqp_ingest import routing_key_from_topic, topic_from_routing_key
 from collector.amqp_topology import HASH_EXCHANGE, Topology, ensure, queue_names
+from collector.app import CollectorApp, from_config
 from collector.config import from_dict
 from collector.handover import HandOver, InfluxHistory
 from orchestration.cluster_run import ClusterRun, scaled_rules
@@ -74,8 +79,13 @@ def test_handover_rebuilds_window_from_influxdb(shared_influxdb: InfluxDB,
     engine.fleet.advance(now)  # as a tick would: the rule's 3 s window ends now
     row = engine.fleet.index["d1"]
     assert engine.fleet.window_mean("pm2_5", now, 3_000)[row] == pytest.approx(200.0)
-    # Silent for longer than forget_after: the device is dropped.
-    assert ho.expire(now + 6_000) == ["d1"]
+    # Silent here for longer than forget_after, and nowhere else heard: offline, not
+    # moved. It stays (its deadman is judged here).
+    assert ho.expire(now + 6_000) == [] and ho.counters.kept_silent == 1
+    # Another collector stores its newer readings: it moved, and is dropped here.
+    InfluxV1Sink(shared_influxdb.url, influx_db_name).write(
+        [f"readings,device=d1,sensor=pms5003 pm2_5=20.0,seq=9i {now + 5000}"])
+    assert ho.expire(now + 12_000) == ["d1"]
     assert np.isnan(engine.fleet.window_mean("pm2_5", now, 3_000)[row])  # nothing left
     assert engine.tick(now + 60_000) == [] and "d1" in engine.away
 
@@ -441,6 +451,73 @@ MOVE_RULES = """rules:
 """
 
 
+def province_collector(rabbit: RabbitCluster, influx: InfluxDB, db: str, mosquitto: Mosquitto,
+                       tmp_path: Path, name: str, ring: dict[str, int], registry: bool,
+                       judged: set[str] | None = None
+                       ) -> tuple[CollectorApp, threading.Thread]:
+    """A province collector on its own thread, with the alert lifecycle (its event bus on
+    `mosquitto`), rules from tmp_path/rules.yaml and, if `registry`, tmp_path/registry.yaml;
+    `judged` collects the devices it judges."""
+    state = tmp_path / name
+    cfg = from_dict({
+        "source": "amqp",
+        "amqp": {"urls": rabbit.amqp_urls, "collector": name, "collectors": ring,
+                 "prefetch": 200, "rebuild_lookback_s": 30.0, "forget_after_s": 2.0},
+        "broker": {"port": mosquitto.port, "client_id": f"mv-{name}"},
+        "influx": {"url": influx.url, "database": db},
+        "batch": {"max_messages": 200, "max_wait_ms": 50},
+        "rules": {"files": [str(tmp_path / "rules.yaml")], "tick_interval_s": 0.2},
+        **({"registry": {"file": str(tmp_path / "registry.yaml")}} if registry else {}),
+        "spool": {"dir": str(state / "spool")}, "state": {"file": str(state / "s.db")},
+        "alerting": {"state_db": str(state / "alerting.sqlite")},
+    }, tmp_path / f"{name}.toml")
+    hooks = [] if judged is None else [lambda d, t, n: judged.update(d)]
+    a = CollectorApp(from_config(cfg), before_judge=hooks)
+    a.start()
+    th = threading.Thread(target=a.run, daemon=True)
+    th.start()
+    assert a.ingest.connected.wait(30)  # type: ignore[attr-defined]
+    return a, th
+
+
+class Publisher:
+    """Publishes one reading of every device (but the `quiet` ones) through node 1's MQTT."""
+
+    def __init__(self, rabbit: RabbitCluster, devices: list[str], quiet: set[str]) -> None:
+        self.devices, self.quiet, self.seq = devices, quiet, 0
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="mv-pub",
+                                  protocol=mqtt.MQTTv311)
+        self.client.connect("127.0.0.1", rabbit.nodes[0].mqtt_port)
+        self.client.loop_start()
+
+    def publish_all(self, pm: float = 220.0) -> None:
+        self.seq += 1
+        now = int(time.time() * 1000)
+        for d in self.devices:
+            if d in self.quiet:
+                continue
+            r = Reading(seq=self.seq, ts=now, sensor="pms5003", pm2_5=pm)
+            self.client.publish(up_topic(d), encode_up(
+                UpBatch(v=SCHEMA_VERSION, device=d, boot="b", readings=(r,))), qos=1)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def firing(a: CollectorApp, rule: str) -> set[str]:
+    """Subjects of `rule` with an alert firing in the collector's lifecycle."""
+    assert a.alerting is not None
+    lc = a.alerting.manager.lifecycle
+    return {x.subject for x in list(lc.by_id.values()) if x.rule == rule and x.state == "firing"}
+
+
+def write_registry(path: Path, devices: list[str]) -> None:
+    path.write_text("devices:\n" + "".join(
+        f"  - {{id: {d}, site: 北山, township: 城关镇, grid: g1, lat: 30.1, lon: 110.1, "
+        f"sensor: pms5003}}\n" for d in devices), encoding="utf-8")
+
+
 @needs_rabbitmq
 def test_old_owner_closes_moved_alerts_and_remembers_moves_across_a_restart(
     rabbit: RabbitCluster, shared_influxdb: InfluxDB, influx_db_name: str,
@@ -450,67 +527,19 @@ def test_old_owner_closes_moved_alerts_and_remembers_moves_across_a_restart(
     are closed on o1 without a `resolved` (the episode goes on at o2), and after o1
     restarts it still knows they moved: no deadman for them, while one of its own devices
     that falls silent does get one (the rule is live)."""
-    import threading
-
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
-    from collector.app import CollectorApp, from_config
-
     devices = [f"mv-{i:02d}" for i in range(30)]
     fresh_ring(rabbit)
     (tmp_path / "rules.yaml").write_text(MOVE_RULES)
-    (tmp_path / "registry.yaml").write_text("devices:\n" + "".join(
-        f"  - {{id: {d}, site: 北山, township: 城关镇, grid: g1, lat: 30.1, lon: 110.1, "
-        f"sensor: pms5003}}\n" for d in devices), encoding="utf-8")
+    write_registry(tmp_path / "registry.yaml", devices)
 
     def app(name: str, ring: dict[str, int], registry: bool,
             judged: set[str] | None = None) -> tuple[CollectorApp, threading.Thread]:
-        state = tmp_path / name
-        cfg = from_dict({
-            "source": "amqp",
-            "amqp": {"urls": rabbit.amqp_urls, "collector": name, "collectors": ring,
-                     "prefetch": 200, "rebuild_lookback_s": 30.0, "forget_after_s": 2.0},
-            "broker": {"port": mosquitto.port, "client_id": f"mv-{name}"},
-            "influx": {"url": shared_influxdb.url, "database": influx_db_name},
-            "batch": {"max_messages": 200, "max_wait_ms": 50},
-            "rules": {"files": [str(tmp_path / "rules.yaml")], "tick_interval_s": 0.2},
-            **({"registry": {"file": str(tmp_path / "registry.yaml")}} if registry else {}),
-            "spool": {"dir": str(state / "spool")}, "state": {"file": str(state / "s.db")},
-            "alerting": {"state_db": str(state / "alerting.sqlite")},
-        }, tmp_path / f"{name}.toml")
-        hooks = [] if judged is None else [lambda d, t, n: judged.update(d)]
-        a = CollectorApp(from_config(cfg), before_judge=hooks)
-        a.start()
-        th = threading.Thread(target=a.run, daemon=True)
-        th.start()
-        assert a.ingest.connected.wait(30)  # type: ignore[attr-defined]
-        return a, th
-
-    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="mv-pub", protocol=mqtt.MQTTv311)
-    pub.connect("127.0.0.1", rabbit.nodes[0].mqtt_port)
-    pub.loop_start()
-    seq = 0
+        return province_collector(rabbit, shared_influxdb, influx_db_name, mosquitto,
+                                  tmp_path, name, ring, registry, judged)
 
     quiet: set[str] = set()
-
-    def publish_all(pm: float = 220.0) -> None:
-        nonlocal seq
-        seq += 1
-        now = int(time.time() * 1000)
-        for d in devices:
-            if d in quiet:
-                continue
-            r = Reading(seq=seq, ts=now, sensor="pms5003", pm2_5=pm)
-            pub.publish(up_topic(d), encode_up(UpBatch(v=SCHEMA_VERSION, device=d, boot="b",
-                                                       readings=(r,))), qos=1)
-
-    def firing(a: CollectorApp, rule: str) -> set[str]:
-        assert a.alerting is not None
-        lc = a.alerting.manager.lifecycle
-        return {x.subject for x in list(lc.by_id.values())
-                if x.rule == rule and x.state == "firing"}
+    pub = Publisher(rabbit, devices, quiet)
+    publish_all = pub.publish_all
 
     def publish_until(pred: Callable[[], bool], timeout: float) -> bool:
         def step() -> bool:
@@ -563,11 +592,55 @@ def test_old_owner_closes_moved_alerts_and_remembers_moves_across_a_restart(
         assert o2_lc.counters["event_resolved"] == len(moved)
         assert o2_lc.counters["event_firing"] == 0
     finally:
-        pub.loop_stop()
-        pub.disconnect()
+        pub.close()
         for a in (o1, o2):
             if a is not None:
                 a.stop()
+
+
+@needs_rabbitmq
+def test_full_registry_on_every_collector_raises_no_deadman_for_others_devices(
+    rabbit: RabbitCluster, shared_influxdb: InfluxDB, influx_db_name: str,
+    mosquitto: Mosquitto, tmp_path: Path,
+) -> None:
+    """Two collectors, each given the whole registry: each judges the devices that
+    report to it. No deadman alert on either for the devices the other holds; a device
+    that falls silent gets one, from its own collector only."""
+    devices = [f"dm-{i:02d}" for i in range(20)]
+    fresh_ring(rabbit)
+    (tmp_path / "rules.yaml").write_text(MOVE_RULES)
+    write_registry(tmp_path / "registry.yaml", devices)
+    ring = {"p1": 20, "p2": 20}
+    held: dict[str, set[str]] = {"p1": set(), "p2": set()}
+    pub = Publisher(rabbit, devices, set())
+    apps = [province_collector(rabbit, shared_influxdb, influx_db_name, mosquitto, tmp_path,
+                               name, ring, True, held[name]) for name in ring]
+    try:
+        def both_hold() -> bool:
+            pub.publish_all(20.0)
+            time.sleep(0.5)
+            return len(held["p1"] | held["p2"]) == len(devices)
+
+        assert wait_for(both_hold, 30, step=0)
+        assert held["p1"] and held["p2"] and not held["p1"] & held["p2"]
+        silent = sorted(held["p2"])[0]
+        pub.quiet.add(silent)
+
+        def silent_alerted() -> bool:
+            pub.publish_all(20.0)
+            time.sleep(0.5)
+            return silent in firing(apps[1][0], "silent")
+
+        # past the 5 s deadman from both collectors' start
+        assert wait_for(silent_alerted, 30, step=0)
+        p1, p2 = firing(apps[0][0], "silent"), firing(apps[1][0], "silent")
+        assert p1 == set(), p1  # p1 never heard p2's devices: none is its to judge
+        assert p2 == {silent}, p2
+    finally:
+        pub.close()
+        for a, th in apps:
+            a.stop()
+            th.join(30)
 
 
 def test_queues_per_collector_config() -> None:
