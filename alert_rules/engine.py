@@ -72,6 +72,9 @@ class Engine:
         if registry:
             self.fleet.rows_for([d.id for d in registry])
         self.away: set[str] = set()  # forgotten devices (moved to another collector)
+        # their rows, for the tick (thousands in a province collector given the whole
+        # registry): rebuilt only after `away` or the fleet changed
+        self._away_rows: tuple[FleetState, IntArr] | None = None
         #: judge only devices heard here (`hold_heard_only`): a province collector
         self.heard_only = False
         self.last_tick_ms = 0  # the newest time the fleet has been judged at
@@ -95,7 +98,10 @@ class Engine:
                              f"{ {k: len(v) for k, v in values.items()} })")
         rows = self.fleet.rows_for(devices)
         if self.away:
+            before = len(self.away)
             self.away.difference_update(devices)
+            if len(self.away) != before:
+                self._away_rows = None
         cols: dict[str, FloatArr] = {}
         for f in self.fleet.fields:
             col = values.get(f)
@@ -141,8 +147,10 @@ class Engine:
                 # held by whichever collector its readings reach: judged once it reports here
                 self.away.update(d for d, r in zip(added, rows.tolist(), strict=True)
                                  if self.fleet.last_ts[r] == 0)
+                self._away_rows = None
             else:
                 self.away.difference_update(added)
+                self._away_rows = None
                 # a device that was forgotten before counts its silence from now again
                 self.fleet.first_seen_ms[rows[self.fleet.last_ts[rows] == 0]] = -1
         if removed:
@@ -164,6 +172,7 @@ class Engine:
         (e.g. `blank()` after replaying their history); their windows are not copied."""
         known = [d for d in devices if d in src.fleet.index]
         self.away.difference_update(known)
+        self._away_rows = None
         rows = self.fleet.rows_for(known)
         src_rows = np.fromiter((src.fleet.index[d] for d in known), np.int64, len(known))
         for mine, theirs in zip(self.rules, src.rules, strict=True):
@@ -181,6 +190,7 @@ class Engine:
         unheard = np.flatnonzero(f.last_ts[:f.size] == 0).tolist()
         before = len(self.away)
         self.away.update(f.devices[r] for r in unheard)
+        self._away_rows = None
         rows = np.asarray(unheard, np.int64)
         for rule in self.rules:
             rule.clear_rows(rows)
@@ -230,6 +240,7 @@ class Engine:
         returns how many were known."""
         known = [d for d in devices if d in self.fleet.index]
         self.away.update(known)
+        self._away_rows = None
         rows = np.fromiter((self.fleet.index[d] for d in known), np.int64, len(known))
         self.fleet.clear_rows(rows)
         for rule in self.rules:
@@ -290,8 +301,11 @@ class Engine:
                     if later.size:
                         sched.due_ms = min(sched.due_ms, int(later.min()))
         if self.away:
-            rows = np.fromiter((self.fleet.index[d] for d in self.away), np.int64,
-                               len(self.away))
+            cached = self._away_rows
+            if cached is None or cached[0] is not self.fleet:
+                cached = self._away_rows = (self.fleet, np.fromiter(
+                    (self.fleet.index[d] for d in self.away), np.int64, len(self.away)))
+            rows = cached[1]
             for rule in self.rules:
                 rule.clear_rows(rows)
             out = [t for t in out if t.subject not in self.away]

@@ -188,7 +188,10 @@ def build_pipeline(cfg: CollectorConfig, ingest: IngestSource, sink: StorageSink
                           else int(cfg.rules.late_after_s * 1000),
                           ticks=TickSchedule(cfg.rules.tick_interval_s,
                                              cfg.rules.max_arrival_ticks_per_s),
-                          record=points.add if alerting is None else None)
+                          # a province take-over reads what was announced
+                          # (collector.handover); the lifecycle writes its own events
+                          record=points.add if alerting is None and cfg.source == "amqp"
+                          else None)
     storage = StorageWriter(sink, spool, cfg.influx.retries, cfg.influx.backoff_ms / 1000,
                             observe_latency=metrics.write_latency.observe)
     writer = BatchWriter(storage, ingest.ack, dead_letters, counters, metrics, alerts.judge,
