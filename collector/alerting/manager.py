@@ -119,7 +119,8 @@ class AlertManager:
             opened = 0
             with self.store.tx():  # each opened alert is inserted (its id) in one commit
                 for t in transitions:
-                    opened += self.lifecycle.adopt(t, self._labels(t)) is not None
+                    if t.state == "firing":
+                        opened += self.lifecycle.adopt(t, self._labels(t)) is not None
             self.counters["adopted"] += opened
         return opened
 
