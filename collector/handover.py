@@ -10,11 +10,16 @@ device; once it has been silent for `forget_after_ms` its state is dropped
 windows of stale readings are empty and NaN never fires).
 
 Alert state moves too: the rules are replayed over the same history on a blank engine and
-its per-device state adopted (`Engine.adopt`), so an alert already firing on the old
-owner is not announced again by the new one. When the old owner forgets a device, its
-`on_forget` hooks run (the alert lifecycle closes the device's open alerts silently), and
-the list of forgotten devices is saved (`forgotten_file`): after a restart the old owner
-still knows the device moved and raises no deadman alert for it.
+its per-device state adopted (`Engine.adopt`), then settled against what was announced
+(`alert_events`, written by every collector): a replayed `firing` nobody announced (the
+old owner was still `pending` when it crashed or lost the device) is announced by the
+next tick here; an announced alert still open is taken over as firing, silently, and its
+end announced here (`on_adopt`: the alert lifecycle opens it without an event). The old
+owner forgets a device silent for `forget_after_ms` only once another collector stored
+newer readings of it (a device silent everywhere is offline: its deadman is judged where
+it was held). Then its `on_forget` hooks run (the alert lifecycle closes the device's open
+alerts silently), and the list of forgotten devices is saved (`forgotten_file`): after a
+restart the old owner still knows the device moved and raises no deadman alert for it.
 """
 
 from __future__ import annotations
