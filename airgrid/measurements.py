@@ -20,7 +20,9 @@ READINGS_HOURLY: Final = "readings_hourly"
 #: township, grid and channel (deliveries only); fields alert_id, value, severity,
 #: started_ms, open (1 on firing, 0 on resolved), ack_delay_s and acked_by
 #: (acknowledged), level (escalated), late_s (decided on readings that arrived late: the
-#: point's time is the readings' time). Time: the event's.
+#: point's time is the readings' time). Time: the event's. A province (AMQP) collector
+#: without the lifecycle writes its announced firing and resolved (no alert_id): a
+#: collector taking a device over reads `open` to know what was announced.
 ALERT_EVENTS: Final = "alert_events"
 #: Where each device stands (WGS-84), written by the collector from the device registry
 #: on start and on every reload: tags device, site, township, grid; fields latitude,

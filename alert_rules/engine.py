@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from alert_rules import late_replay
-from alert_rules.lifecycle import NEVER
+from alert_rules.lifecycle import NEVER, NONE
 from alert_rules.registry import Device
 from alert_rules.rule_base import RuleBase
 from alert_rules.state import HOUR_MS, BoolArr, FleetState, FloatArr, IntArr, Ring, sorted_union
@@ -72,6 +72,11 @@ class Engine:
         if registry:
             self.fleet.rows_for([d.id for d in registry])
         self.away: set[str] = set()  # forgotten devices (moved to another collector)
+        # their rows, for the tick (thousands in a province collector given the whole
+        # registry): rebuilt only after `away` or the fleet changed
+        self._away_rows: tuple[FleetState, IntArr] | None = None
+        #: judge only devices heard here (`hold_heard_only`): a province collector
+        self.heard_only = False
         self.last_tick_ms = 0  # the newest time the fleet has been judged at
         self.schedules = [Schedule() for _ in self.rules]
         self.subset_share = SUBSET_SHARE
@@ -93,7 +98,10 @@ class Engine:
                              f"{ {k: len(v) for k, v in values.items()} })")
         rows = self.fleet.rows_for(devices)
         if self.away:
+            before = len(self.away)
             self.away.difference_update(devices)
+            if len(self.away) != before:
+                self._away_rows = None
         cols: dict[str, FloatArr] = {}
         for f in self.fleet.fields:
             col = values.get(f)
@@ -135,9 +143,16 @@ class Engine:
         self.fleet.mark_all()
         if added:
             rows = self.fleet.rows_for(added)
-            self.away.difference_update(added)
-            # a device that was forgotten before counts its silence from now again
-            self.fleet.first_seen_ms[rows[self.fleet.last_ts[rows] == 0]] = -1
+            if self.heard_only:
+                # held by whichever collector its readings reach: judged once it reports here
+                self.away.update(d for d, r in zip(added, rows.tolist(), strict=True)
+                                 if self.fleet.last_ts[r] == 0)
+                self._away_rows = None
+            else:
+                self.away.difference_update(added)
+                self._away_rows = None
+                # a device that was forgotten before counts its silence from now again
+                self.fleet.first_seen_ms[rows[self.fleet.last_ts[rows] == 0]] = -1
         if removed:
             self.forget(removed)
         return added, removed
@@ -157,11 +172,66 @@ class Engine:
         (e.g. `blank()` after replaying their history); their windows are not copied."""
         known = [d for d in devices if d in src.fleet.index]
         self.away.difference_update(known)
+        self._away_rows = None
         rows = self.fleet.rows_for(known)
         src_rows = np.fromiter((src.fleet.index[d] for d in known), np.int64, len(known))
         for mine, theirs in zip(self.rules, src.rules, strict=True):
             mine.copy_rows(rows, theirs, src_rows)
         self.fleet.mark(rows)
+
+    def hold_heard_only(self) -> int:
+        """Judge only the devices this engine has readings of (a province collector: a
+        registry device it never heard reports to another collector, whose deadman rule
+        judges its silence; here it would be a false deadman alert). Those never heard
+        are set away until they report here (`ingest` takes them back), now and at each
+        registry reload. Returns how many were set away now."""
+        self.heard_only = True
+        f = self.fleet
+        unheard = np.flatnonzero(f.last_ts[:f.size] == 0).tolist()
+        before = len(self.away)
+        self.away.update(f.devices[r] for r in unheard)
+        self._away_rows = None
+        rows = np.asarray(unheard, np.int64)
+        for rule in self.rules:
+            rule.clear_rows(rows)
+        return len(self.away) - before
+
+    def settle_announced(self, devices: Sequence[str],
+                         announced: Mapping[tuple[str, str], int], now_ms: int
+                         ) -> list[Transition]:
+        """After `adopt`: make the taken-over devices' alert states agree with what was
+        announced for them (`announced`: (rule, device) → when the alert that is open on
+        the bus fired, ms; an alert resolved since is not in it). A replay decides from
+        readings alone, so it can end `firing` where no collector announced it (the old
+        owner was still `pending` on late readings, or crashed before its `for` ran out)
+        and not `firing` where one was announced. The first is made due at once, so the
+        next tick announces it (if its condition still holds); the second is taken over
+        as firing, so its end is announced here and it does not fire twice. Returns the
+        alerts now firing here that were announced before (to open them silently in an
+        alert lifecycle). Township alerts (spatial) are not a device's: left alone."""
+        ids = list(dict.fromkeys(devices))
+        rows = list(zip(ids, self.fleet.rows_for(ids).tolist(), strict=True))
+        adopted: list[Transition] = []
+        for rule in self.rules:
+            if rule.kind == "spatial":
+                continue
+            cols = rule.columns
+            cols.fit(self.fleet.size)
+            for device, row in rows:
+                fired_ms = announced.get((rule.name, device))
+                if cols.firing[row] and fired_ms is None:
+                    cols.firing[row] = False
+                    cols.clear_since[row] = NONE
+                    cols.pending_since[row] = 0  # due now: fires at the next tick
+                elif fired_ms is not None:
+                    if not cols.firing[row]:
+                        cols.firing[row] = True
+                        cols.clear_since[row] = NONE
+                    cols.pending_since[row] = NONE
+                    adopted.append(rule.transition(device, "firing", float("nan"),
+                                                   fired_ms, self.fleet))
+        self.fleet.mark(np.fromiter((r for _d, r in rows), np.int64, len(rows)))
+        return adopted
 
     def forget(self, devices: list[str]) -> int:
         """Drop the windows and alert state of devices now judged elsewhere (their row
@@ -170,6 +240,7 @@ class Engine:
         returns how many were known."""
         known = [d for d in devices if d in self.fleet.index]
         self.away.update(known)
+        self._away_rows = None
         rows = np.fromiter((self.fleet.index[d] for d in known), np.int64, len(known))
         self.fleet.clear_rows(rows)
         for rule in self.rules:
@@ -230,8 +301,11 @@ class Engine:
                     if later.size:
                         sched.due_ms = min(sched.due_ms, int(later.min()))
         if self.away:
-            rows = np.fromiter((self.fleet.index[d] for d in self.away), np.int64,
-                               len(self.away))
+            cached = self._away_rows
+            if cached is None or cached[0] is not self.fleet:
+                cached = self._away_rows = (self.fleet, np.fromiter(
+                    (self.fleet.index[d] for d in self.away), np.int64, len(self.away)))
+            rows = cached[1]
             for rule in self.rules:
                 rule.clear_rows(rows)
             out = [t for t in out if t.subject not in self.away]

@@ -315,7 +315,8 @@ def main() -> int:
                     else:
                         removed = args.remove or f"c{args.collectors + 1}"
                         removed_drained = run.remove_collector(removed)
-                    print(f"{t:6.1f} s: {what} (load {load()})", file=sys.stderr, flush=True)
+                    print(f"{t:6.1f} s: {what} at unix {time.time():.1f} (load {load()})",
+                      file=sys.stderr, flush=True)
                 time.sleep(0.2)
             t_end = time.monotonic()
             agents_drained = run.drain(300)
@@ -338,6 +339,16 @@ def main() -> int:
                       f"judged {sorted(set(run.judged[dev]))}; delivered "
                       f"{[(round(w, 1), c) for w, c in sorted(run.delivered[dev])]}",
                       file=sys.stderr)
+            unalerted = run.unalerted_episode_devices()
+            print(f"episode devices never alerted: {len(unalerted)}", file=sys.stderr)
+            for dev in unalerted[:60]:
+                print(f"never alerted {dev}:\n  " + "\n  ".join(run.story(dev)),
+                      file=sys.stderr)
+            print("take-overs' alerts per collector (replayed firing never announced, "
+                  "announced and adopted):",
+                  {n: (c.handover.counters.replayed_unannounced,
+                       c.handover.counters.adopted_announced)
+                   for n, c in run.collectors.items() if c.handover}, file=sys.stderr)
             print("forgotten devices per collector:",
                   {n: c.handover.counters.forgotten_devices for n, c in run.collectors.items()
                    if c.handover}, file=sys.stderr)

@@ -25,6 +25,7 @@ from alert_rules.transitions import Transition
 from collector import alert_events
 from collector.batch import Batch
 from collector.counters import Counters
+from collector.county_points import transition_line
 from collector.dead_letters import Publish
 from collector.metrics import Metrics
 from collector.tick_schedule import DEFAULT_ARRIVAL_TICKS, TickSchedule
@@ -47,8 +48,12 @@ class AlertHandOff:
                  metrics: Metrics, *, alerting: AlertingService | None = None,
                  before_judge: Sequence[BeforeJudge] = (),
                  late_after_ms: int | None = None,
-                 ticks: TickSchedule | None = None) -> None:
+                 ticks: TickSchedule | None = None,
+                 record: Callable[[list[str]], None] | None = None) -> None:
         self.engine = engine
+        # without a lifecycle: announced alerts as `alert_events` lines for InfluxDB (the
+        # lifecycle writes its own events), read back by a collector taking a device over
+        self.record = record
         self.ticks = ticks if ticks is not None else TickSchedule(1.0, DEFAULT_ARRIVAL_TICKS)
         self.publish = publish
         self.prefix = prefix
@@ -129,6 +134,10 @@ class AlertHandOff:
             self.counters.alerts_published += decided
             self.metrics.alerts.inc(decided)
             return
+        if self.record is not None:
+            lines = [x for x in map(transition_line, transitions) if x is not None]
+            if lines:
+                self.record(lines)
         for t in transitions:
             topic, payload = alert_events.encode(t, self.prefix)
             self.publish(topic, payload, qos=1)

@@ -187,7 +187,11 @@ def build_pipeline(cfg: CollectorConfig, ingest: IngestSource, sink: StorageSink
                           late_after_ms=None if cfg.rules.late_after_s is None
                           else int(cfg.rules.late_after_s * 1000),
                           ticks=TickSchedule(cfg.rules.tick_interval_s,
-                                             cfg.rules.max_arrival_ticks_per_s))
+                                             cfg.rules.max_arrival_ticks_per_s),
+                          # a province take-over reads what was announced
+                          # (collector.handover); the lifecycle writes its own events
+                          record=points.add if alerting is None and cfg.source == "amqp"
+                          else None)
     storage = StorageWriter(sink, spool, cfg.influx.retries, cfg.influx.backoff_ms / 1000,
                             observe_latency=metrics.write_latency.observe)
     writer = BatchWriter(storage, ingest.ack, dead_letters, counters, metrics, alerts.judge,
@@ -240,6 +244,7 @@ class CollectorApp:
         self.alerting = build_alerting(cfg, shared, self.registry, self.metrics, self.points)
         if self.handover is not None and self.alerting is not None:
             self.handover.on_forget.append(self.alerting.hand_over)
+            self.handover.on_adopt.append(self.alerting.adopt)
         if self.alerting is not None and self.alerting.mqtt_ack is not None and shared:
             from collector.alerting.ack_mqtt import command_topic
 
@@ -285,6 +290,8 @@ class CollectorApp:
         self.state_sizes.start()
         if self.handover is not None:
             self.handover.restore()
+            # a registry device never heard here reports to another collector
+            self.engine.hold_heard_only()
         self.ingest.start()
         if self.alerting is not None:
             self.alerting.start()

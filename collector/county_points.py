@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterable
 
 from airgrid.measurements import ALERT_EVENTS, DEVICE_LOCATION
+from alert_rules.transitions import Transition
 from collector.alerting.model import Event, Message
 from collector.line_protocol import escape_string_field, tag_set
 from collector.registry import Device
@@ -48,6 +49,22 @@ def event_line(ev: Event) -> str:
     if isinstance(late_ms, int) and late_ms > 0:
         fields.append(f"late_s={late_ms / 1000!r}")
     return f"{ALERT_EVENTS}{tag_set(tags)} {','.join(fields)} {ev.at_ms}"
+
+
+def transition_line(t: Transition) -> str | None:
+    """A `firing` or `resolved` announced without an alert lifecycle (the collector
+    publishes transitions as events itself): the same point as `event_line`'s, without
+    an alert id. The record a collector taking the device over reads
+    (`collector.handover`); None for `pending`."""
+    if t.state == "pending":
+        return None
+    tags = {"rule": t.rule, "device": t.subject, "state": t.state,
+            "township": t.labels.get("township", ""), "grid": t.labels.get("grid", "")}
+    fields = [f"value={_num(t.value)}", f"severity={escape_string_field(t.severity)}",
+              f"open={1 if t.state == 'firing' else 0}i"]
+    if t.late_ms > 0:
+        fields.append(f"late_s={t.late_ms / 1000!r}")
+    return f"{ALERT_EVENTS}{tag_set(tags)} {','.join(fields)} {t.at_ms}"
 
 
 def delivery_line(msg: Message, delivered: bool, at_ms: int) -> str | None:

@@ -10,11 +10,16 @@ device; once it has been silent for `forget_after_ms` its state is dropped
 windows of stale readings are empty and NaN never fires).
 
 Alert state moves too: the rules are replayed over the same history on a blank engine and
-its per-device state adopted (`Engine.adopt`), so an alert already firing on the old
-owner is not announced again by the new one. When the old owner forgets a device, its
-`on_forget` hooks run (the alert lifecycle closes the device's open alerts silently), and
-the list of forgotten devices is saved (`forgotten_file`): after a restart the old owner
-still knows the device moved and raises no deadman alert for it.
+its per-device state adopted (`Engine.adopt`), then settled against what was announced
+(`alert_events`, written by every collector): a replayed `firing` nobody announced (the
+old owner was still `pending` when it crashed or lost the device) is announced by the
+next tick here; an announced alert still open is taken over as firing, silently, and its
+end announced here (`on_adopt`: the alert lifecycle opens it without an event). The old
+owner forgets a device silent for `forget_after_ms` only once another collector stored
+newer readings of it (a device silent everywhere is offline: its deadman is judged where
+it was held). Then its `on_forget` hooks run (the alert lifecycle closes the device's open
+alerts silently), and the list of forgotten devices is saved (`forgotten_file`): after a
+restart the old owner still knows the device moved and raises no deadman alert for it.
 """
 
 from __future__ import annotations
@@ -27,13 +32,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from airgrid.measurements import READINGS
+from airgrid.measurements import ALERT_EVENTS, READINGS
 from alert_rules.engine import Engine
+from alert_rules.transitions import Transition
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,27 @@ class HistorySource(Protocol):
         """Readings of `devices` with ts > since_ms, oldest first; raise OSError if down."""
         ...
 
+    def heard_after(self, after_ms: Mapping[str, int]) -> dict[str, int]:
+        """Devices with a stored reading newer than the time given for each (their
+        readings now reach another collector): device → its newest reading (ms); raise
+        OSError if down."""
+        ...
+
+    def announced(self, devices: Sequence[str], since_ms: int) -> dict[tuple[str, str], int]:
+        """Alerts of `devices` open on the bus: (rule, device) → when it fired (ms), from
+        the `alert_events` every collector writes (the last `firing` or `resolved` after
+        since_ms says whether it is open); raise OSError if down."""
+        ...
+
+
+#: Devices per query asking whether silent devices were heard elsewhere (an InfluxQL
+#: WHERE of this many alternatives stays well inside a request's size)
+HEARD_QUERY_DEVICES = 500
+
+#: How far back a take-over looks for an announced alert that is still open: an episode
+#: longer than this is announced again by the collector that takes its device over.
+ANNOUNCED_LOOKBACK_MS = 7 * 24 * 3600 * 1000
+
 
 class InfluxHistory:
     """Reads recent raw readings back over InfluxQL (answered by InfluxDB 1.x, 2.x, 3.x)."""
@@ -65,16 +92,21 @@ class InfluxHistory:
 
     def query(self, devices: Sequence[str], fields: Sequence[str], since_ms: int) -> str:
         cols = ", ".join(f'"{f}"' for f in fields)
-        which = " OR ".join("\"device\" = '{}'".format(d.replace("'", "\\'")) for d in devices)
+        which = self._which(devices)
         return (f'SELECT {cols} FROM "{READINGS}" WHERE ({which}) AND time > {since_ms}ms '
                 f'GROUP BY "device" ORDER BY time ASC')
 
-    def recent(self, devices: Sequence[str], fields: Sequence[str], since_ms: int) -> History:
-        out = History(values={f: [] for f in fields})
-        if not devices:
-            return out
-        params = {"db": self.database, "epoch": "ms",
-                  "q": self.query(devices, fields, since_ms), **self.auth}
+    @staticmethod
+    def _which(devices: Sequence[str]) -> str:
+        return " OR ".join("\"device\" = '{}'".format(d.replace("'", "\\'")) for d in devices)
+
+    def announced_query(self, devices: Sequence[str], since_ms: int) -> str:
+        # `open` is 1 on a firing event, 0 on a resolved one (collector.county_points)
+        return (f'SELECT last("open") FROM "{ALERT_EVENTS}" WHERE ({self._which(devices)}) '
+                f'AND time > {since_ms}ms GROUP BY "device", "rule"')
+
+    def _get(self, q: str) -> list[dict[str, Any]]:
+        params = {"db": self.database, "epoch": "ms", "q": q, **self.auth}
         req = urllib.request.Request(f"{self.url}/query",
                                      data=urllib.parse.urlencode(params).encode())
         try:
@@ -82,9 +114,43 @@ class InfluxHistory:
                 body = json.loads(resp.read())
         except (urllib.error.URLError, ValueError) as exc:
             raise OSError(f"InfluxDB {self.url} history query: {exc}") from exc
-        for result in body.get("results", []):
+        results: list[dict[str, Any]] = body.get("results", [])
+        for result in results:
             if "error" in result:
                 raise OSError(f"InfluxDB {self.url} history query: {result['error']}")
+        return results
+
+    def heard_after(self, after_ms: Mapping[str, int]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        if not after_ms:
+            return out
+        q = (f'SELECT last("seq") FROM "{READINGS}" WHERE ({self._which(list(after_ms))}) '
+             f'AND time > {min(after_ms.values())}ms GROUP BY "device"')
+        for result in self._get(q):
+            for series in result.get("series", []):
+                device = str(series.get("tags", {}).get("device", ""))
+                newest = max(int(row[0]) for row in series["values"])
+                if device in after_ms and newest > after_ms[device]:
+                    out[device] = newest
+        return out
+
+    def announced(self, devices: Sequence[str], since_ms: int) -> dict[tuple[str, str], int]:
+        out: dict[tuple[str, str], int] = {}
+        if not devices:
+            return out
+        for result in self._get(self.announced_query(devices, since_ms)):
+            for series in result.get("series", []):
+                tags = series.get("tags", {})
+                for at_ms, is_open in series["values"]:
+                    if is_open:
+                        out[(str(tags.get("rule", "")), str(tags.get("device", "")))] = int(at_ms)
+        return out
+
+    def recent(self, devices: Sequence[str], fields: Sequence[str], since_ms: int) -> History:
+        out = History(values={f: [] for f in fields})
+        if not devices:
+            return out
+        for result in self._get(self.query(devices, fields, since_ms)):
             for series in result.get("series", []):
                 device = series.get("tags", {}).get("device", "")
                 idx = {c: i for i, c in enumerate(series["columns"])}
@@ -103,26 +169,41 @@ class HandOverCounters:
     rebuilt_readings: int = 0
     rebuild_failures: int = 0
     forgotten_devices: int = 0
+    #: alerts firing in a take-over's replay that no collector had announced (announced
+    #: by the next tick here), and alerts announced before and taken over as firing
+    replayed_unannounced: int = 0
+    adopted_announced: int = 0
+    announced_unknown: int = 0  # take-overs whose announced alerts could not be read
+    #: silent devices kept because no other collector stored a reading of theirs either
+    #: (offline, not moved: their deadman is judged here)
+    kept_silent: int = 0
+    moved_unknown: int = 0  # expiries that could not ask where silent devices went
 
 
 #: told which devices were forgotten, and when (ms): they now report elsewhere
 OnForget = Callable[[list[str], int], None]
+#: told the alerts a take-over adopted as announced and open (`firing` transitions at
+#: the time they fired), and when (ms): this collector will announce their end
+OnAdopt = Callable[[list[Transition], int], None]
 
 
 class HandOver:
     def __init__(self, engine: Engine, history: HistorySource, lookback_ms: int,
                  forget_after_ms: int, forgotten_file: Path | None = None,
-                 on_forget: Sequence[OnForget] = ()) -> None:
+                 on_forget: Sequence[OnForget] = (),
+                 on_adopt: Sequence[OnAdopt] = ()) -> None:
         self.engine = engine
         self.history = history
         self.lookback_ms = lookback_ms
         self.forget_after_ms = forget_after_ms
         self.forgotten_file = forgotten_file
         self.on_forget = list(on_forget)
+        self.on_adopt = list(on_adopt)
         # device -> when last heard (ms), oldest first: expiry looks only at the front
         # (sorted once after the clock steps back)
         self.last_seen: OrderedDict[str, int] = OrderedDict()
         self._seen_sorted = True
+        self.last_ts: dict[str, int] = {}  # newest reading judged here, per device (ms)
         self.forgotten: dict[str, int] = {}  # device -> when it was forgotten (ms)
         self.counters = HandOverCounters()
         self._next_expiry = 0
@@ -168,12 +249,14 @@ class HandOver:
                if d not in self.last_seen and not self._holds(d)]
         if new:
             self.rebuild(new, devices, ts_ms, now_ms)
-        last_seen = self.last_seen
+        last_seen, last_ts = self.last_seen, self.last_ts
         if last_seen and now_ms < next(reversed(last_seen.values())):
             self._seen_sorted = False
-        for d in dict.fromkeys(devices):
+        for d, t in zip(devices, ts_ms, strict=True):
             last_seen[d] = now_ms
             last_seen.move_to_end(d)
+            if t > last_ts.get(d, 0):
+                last_ts[d] = t
         if self.forgotten and any(d in self.forgotten for d in new):
             for d in new:
                 self.forgotten.pop(d, None)  # back here: judged again
@@ -210,9 +293,49 @@ class HandOver:
                 f: [h.values[f][i] for i in keep] for f in fields}
             self.engine.ingest(devs, ts, cols)
             self.engine.adopt(sorted(set(devs)), self.replay(devs, ts, cols))
+        self.settle_announced(new, now_ms)
         self.counters.rebuilt_devices += len(new)
         self.counters.rebuilt_readings += len(keep)
         log.info("took over %d devices, rebuilt from %d stored readings", len(new), len(keep))
+
+    def settle_announced(self, new: list[str], now_ms: int) -> None:
+        """The replay decides from readings; whether an alert was announced is on record
+        (`alert_events`). Where they differ the record wins (`Engine.settle_announced`):
+        an alert the replay found firing that no collector announced is announced here,
+        one announced and still open is taken over as firing. If the record cannot be
+        read, the replay's firing alerts are announced: a repeat rather than a loss."""
+        firing_before = self._firing(new)
+        try:
+            announced = self.history.announced(new, now_ms - ANNOUNCED_LOOKBACK_MS)
+        except OSError as exc:
+            self.counters.announced_unknown += 1
+            log.warning("announced alerts of %d taken-over devices not read (%s): their "
+                        "firing alerts are announced again", len(new), exc)
+            announced = {}
+        adopted = self.engine.settle_announced(new, announced, now_ms)
+        unannounced = len(firing_before - set(announced))
+        self.counters.replayed_unannounced += unannounced
+        self.counters.adopted_announced += len(adopted)
+        if unannounced:
+            log.info("%d alerts found firing in the replay of taken-over devices were never "
+                     "announced: announcing them", unannounced)
+        if adopted:
+            for hook in self.on_adopt:
+                hook(adopted, now_ms)
+
+    def _firing(self, devices: list[str]) -> set[tuple[str, str]]:
+        """(rule, device) of these devices' alerts firing in the engine."""
+        index = self.engine.fleet.index
+        out = set()
+        for rule in self.engine.rules:
+            if rule.kind == "spatial":
+                continue  # township alerts
+            firing = rule.columns.firing
+            for d in devices:
+                row = index.get(d)
+                if row is not None and row < firing.size and firing[row]:
+                    out.add((rule.name, d))
+        return out
 
     def replay(self, devices: list[str], ts_ms: list[int],
                values: dict[str, Sequence[float | None]]) -> Engine:
@@ -236,19 +359,44 @@ class HandOver:
         return replay
 
     def expire(self, now_ms: int) -> list[str]:
-        """Forget devices silent for forget_after_ms (they now report elsewhere)."""
+        """Forget devices silent here for forget_after_ms whose newer readings another
+        collector stored: they moved. A device silent everywhere is offline, not moved:
+        it stays, so its deadman alert is judged here (and by no one else); it is asked
+        about again after another forget_after_ms. If the store cannot say, silent
+        devices are forgotten as moved (no collector judges them then). Only the front
+        of the last-heard order is looked at."""
         if not self._seen_sorted:
             self.last_seen = OrderedDict(sorted(self.last_seen.items(), key=lambda kv: kv[1]))
             self._seen_sorted = True
-        last_seen, gone = self.last_seen, []
-        while last_seen:
-            d, t = next(iter(last_seen.items()))
+        last_seen = self.last_seen
+        silent: list[str] = []
+        for d, t in last_seen.items():
             if now_ms - t <= self.forget_after_ms:
                 break
-            last_seen.popitem(last=False)
-            gone.append(d)
+            silent.append(d)
+        if not silent:
+            return []
+        moved: set[str] = set()
+        try:
+            for i in range(0, len(silent), HEARD_QUERY_DEVICES):
+                part = silent[i:i + HEARD_QUERY_DEVICES]
+                moved.update(self.history.heard_after({d: self.last_ts.get(d, 0)
+                                                       for d in part}))
+        except OSError as exc:
+            self.counters.moved_unknown += 1
+            log.warning("could not ask where %d silent devices went (%s): forgotten as "
+                        "moved", len(silent), exc)
+            moved = set(silent)
+        kept = [d for d in silent if d not in moved]
+        for d in kept:  # asked again after another forget_after_ms
+            last_seen[d] = now_ms
+            last_seen.move_to_end(d)
+        self.counters.kept_silent += len(kept)
+        gone = [d for d in silent if d in moved]
         if gone:
             for d in gone:
+                del last_seen[d]
+                self.last_ts.pop(d, None)
                 self.forgotten[d] = now_ms
             self.engine.forget(gone)
             self.counters.forgotten_devices += len(gone)

@@ -30,6 +30,7 @@ import pika
 
 from airgrid.measurements import READINGS
 from airgrid.wire import SCHEMA_VERSION, Status
+from alert_rules.transitions import Transition
 from collector import config as collector_config
 from collector.amqp_ingest import AmqpIngest
 from collector.amqp_topology import HASH_EXCHANGE, queue_names
@@ -144,10 +145,57 @@ class Collector:
         # The hook sees each live batch just before the engine judges it (history the
         # hand-over rebuilds from is not judged again: its transitions are discarded).
         app = self.app = CollectorApp(from_config(self.config()), before_judge=[judged])
+        self._trace(app)
         app.start()
         self.thread = threading.Thread(target=app.run, name=f"collector-{self.name}",
                                        daemon=True)
         self.thread.start()
+
+    def _trace(self, app: CollectorApp) -> None:
+        """Record what this collector decided, forgot and adopted, per device
+        (`ClusterRun.trace`): how an episode device's alert went, or why it did not."""
+        r, name, start = self.run, self.name, self.starts
+        alerts = app.pipeline.alerts
+        publish = alerts.publish_transitions
+
+        def decided(transitions: list[Transition]) -> None:
+            wall = time.time()
+            for t in transitions:
+                r.trace[t.subject].append((wall, f"{name}#{start}", f"{t.state} at {t.at_ms}"
+                                           + (f" late {t.late_ms}" if t.late_ms else "")))
+            publish(transitions)
+
+        alerts.publish_transitions = decided  # type: ignore[method-assign]
+        handover = app.handover
+        if handover is None:
+            return
+
+        def forgot(devices: list[str], now_ms: int) -> None:
+            for d in devices:
+                r.trace[d].append((now_ms / 1000, f"{name}#{start}", "forgot"))
+
+        handover.on_forget.append(forgot)
+        rebuild = handover.rebuild
+        engine = handover.engine
+
+        def rebuilt(new: list[str], devices: Sequence[str], ts_ms: Sequence[int],
+                    now_ms: int) -> None:
+            rebuild(new, devices, ts_ms, now_ms)
+            for d in new:
+                row = engine.fleet.index.get(d)
+                states = []
+                for rule in engine.rules:
+                    c = rule.columns
+                    if row is None or row >= c.firing.size:
+                        continue
+                    if c.firing[row]:
+                        states.append(f"{rule.name}=firing")
+                    elif c.pending_since[row] >= 0:
+                        states.append(f"{rule.name}=pending since {c.pending_since[row]}")
+                r.trace[d].append((now_ms / 1000, f"{name}#{start}",
+                                   f"rebuilt, adopted {states or 'nothing'}"))
+
+        handover.rebuild = rebuilt  # type: ignore[method-assign]
 
     def _first_node(self) -> int:
         return sum(map(ord, self.name)) % len(self.run.cluster.nodes)
@@ -227,6 +275,9 @@ class ClusterRun:
     delivered: dict[str, list[tuple[float, str]]] = field(
         default_factory=lambda: defaultdict(list))
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    # device → (epoch s, collector#start, what): transitions decided, forgets, rebuilds
+    trace: dict[str, list[tuple[float, str, str]]] = field(
+        default_factory=lambda: defaultdict(list))
     _alert_thread: threading.Thread | None = None
     _swarms: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _stop_alerts: threading.Event = field(default_factory=threading.Event)
@@ -550,6 +601,40 @@ class ClusterRun:
                  if isinstance(a.get("data"), dict) and a["data"].get("state") == "firing"}
         episodes = [d.name for d in self.devices if d.episode] + sorted(self.sim_episode)
         return sum(d in fired for d in episodes), len(episodes)
+
+    def episode_firing_counts(self) -> dict[str, int]:
+        """How many `firing` events the bus carried for each episode device."""
+        fired: dict[str, int] = defaultdict(int)
+        for a in self.alerts:
+            if isinstance(a.get("data"), dict) and a["data"].get("state") == "firing":
+                fired[str(a["data"].get("device"))] += 1
+        episodes = [d.name for d in self.devices if d.episode] + sorted(self.sim_episode)
+        return {d: fired.get(d, 0) for d in episodes}
+
+    def unalerted_episode_devices(self) -> list[str]:
+        """Episode devices no `firing` event on the bus was seen for."""
+        fired = {a["data"].get("device") for a in self.alerts
+                 if isinstance(a.get("data"), dict) and a["data"].get("state") == "firing"}
+        episodes = [d.name for d in self.devices if d.episode] + sorted(self.sim_episode)
+        return [d for d in episodes if d not in fired]
+
+    def story(self, device: str) -> list[str]:
+        """What happened to a device's alert, in wall-clock order: its readings' runs per
+        collector (delivered), what each collector decided, forgot and adopted
+        (`trace`), and the events on the bus."""
+        lines: list[tuple[float, str]] = []
+        runs: list[list[Any]] = []
+        for wall, c in sorted(self.delivered.get(device, [])):
+            if runs and runs[-1][0] == c:
+                runs[-1][2], runs[-1][3] = wall, runs[-1][3] + 1
+            else:
+                runs.append([c, wall, wall, 1])
+        lines += [(a, f"{c} judged {n} readings until {b:.1f}") for c, a, b, n in runs]
+        lines += [(w, f"{c} {what}") for w, c, what in self.trace.get(device, [])]
+        lines += [(int(a["data"].get("at_ms", 0)) / 1000, f"bus {a['data'].get('state')}")
+                  for a in self.alerts if isinstance(a.get("data"), dict)
+                  and a["data"].get("device") == device]
+        return [f"{w:.1f} {what}" for w, what in sorted(lines)]
 
     def firing_events(self) -> int:
         return sum(1 for a in self.alerts

@@ -99,6 +99,23 @@ class Lifecycle:
             out.append(self._event("escalated", a, now_ms, waited_ms=waited))
         return out
 
+    def adopt(self, t: Transition, labels: dict[str, str]) -> Alert | None:
+        """Open, without an event, an alert announced before and taken over with its
+        device (`collector.handover`): its `resolved` then closes it here and is
+        announced. None when this collector already has it firing."""
+        old = self.by_key.get(f"{t.rule}|{t.subject}")
+        if old is not None and old.state == "firing":
+            return None
+        a = Alert(id=0, rule=t.rule, subject=t.subject, state="firing", value=t.value,
+                  severity=t.severity, labels=labels, annotations=dict(t.annotations),
+                  started_ms=t.at_ms, updated_ms=t.at_ms, level_since_ms=t.at_ms)
+        a.id = self.new_id(a)
+        if old is not None:
+            self.by_id.pop(old.id, None)
+        self.by_key[a.key] = a
+        self.by_id[a.id] = a
+        return a
+
     def hand_over(self, subjects: Iterable[str], now_ms: int) -> list[Alert]:
         """Close the firing alerts of devices that now report to another collector,
         without an event: their episode is not over, the new owner has adopted it and

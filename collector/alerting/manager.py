@@ -110,6 +110,20 @@ class AlertManager:
         for key in [k for k, (last, _) in self._sends.items() if last < before_ms]:
             del self._sends[key]
 
+    def adopt(self, transitions: Sequence[Transition], now_ms: int) -> int:
+        """Announced alerts taken over with moved devices (`collector.handover` read them
+        on record): opened here without an event, so that their end is announced from
+        here. Returns how many were opened."""
+        with self.lock:
+            self.ensure_loaded(now_ms)
+            opened = 0
+            with self.store.tx():  # each opened alert is inserted (its id) in one commit
+                for t in transitions:
+                    if t.state == "firing":
+                        opened += self.lifecycle.adopt(t, self._labels(t)) is not None
+            self.counters["adopted"] += opened
+        return opened
+
     def hand_over(self, devices: Sequence[str], now_ms: int) -> int:
         """Devices moved to another collector (`collector.handover` forgot them): their
         firing alerts are closed here silently, so this collector neither escalates nor

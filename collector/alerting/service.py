@@ -128,6 +128,12 @@ class AlertingService:
         for listener in self.listeners:
             listener(ev)
 
+    def adopt(self, transitions: Sequence[Transition], now_ms: int) -> None:
+        """`collector.handover`'s hook: alerts announced by another collector (or this one
+        before it lost the device) and still open, taken over with their devices: opened
+        here without an event, so that their end is announced from here."""
+        self.manager.adopt(transitions, now_ms)
+
     def hand_over(self, devices: Sequence[str], now_ms: int) -> None:
         """`collector.handover`'s hook: these devices now report to another collector."""
         self.manager.hand_over(devices, now_ms)

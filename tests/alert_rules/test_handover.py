@@ -165,3 +165,57 @@ def test_every_kind_blank_has_same_rules_and_no_state(tmp_path: Path, kind: str)
     if isinstance(mine, AnomalyRule):
         assert isinstance(theirs, AnomalyRule)
         assert theirs.detector.size == 0 and theirs.detector.z0 == mine.detector.z0
+
+
+# spatial alerts are a township's, not a device's; a deadman's silence is counted from
+# when the new owner first knew the device, not replayed
+@pytest.mark.parametrize("kind", sorted(set(CASES) - {"spatial", "deadman"}))
+def test_every_kind_settles_an_adopted_alert_against_what_was_announced(
+        tmp_path: Path, kind: str) -> None:
+    """A replay that ends firing where nothing was announced leaves the alert due: the
+    next tick announces it, once. One announced and still open is kept firing, silently,
+    whatever the replay ended in."""
+    case = CASES[kind]
+    src, i = until_firing(tmp_path, case)
+
+    def taken_over() -> Engine:
+        """The new owner: the same readings (as the hand-over ingests history), the
+        replay's alert state adopted."""
+        e = engine_from(tmp_path, case.yaml, case.registry)
+        for k in range(i + 1):
+            devs = [d for d, v in case.series.items() if k < len(v)]
+            fl = None if case.flagged is None else [case.flagged[d][k] for d in devs]
+            e.ingest(devs, [T0 + k * MIN] * len(devs),
+                     {"pm2_5": [case.series[d][k] for d in devs]}, fl)
+        e.adopt([case.target], src)
+        return e
+
+    dst = taken_over()
+    assert dst.settle_announced([case.target], {}, T0 + i * MIN) == []
+    fired = [t for t in dst.tick(T0 + i * MIN) if t.subject == case.target]
+    fired += [t for k in range(i + 1, i + 3) for t in step(dst, case, k)
+              if t.subject == case.target]
+    assert [t.state for t in fired if t.state == "firing"] == ["firing"]
+    announced = taken_over()
+    kept = announced.settle_announced([case.target], {(src.rules[0].name, case.target): T0},
+                                      T0 + i * MIN)
+    assert [(t.subject, t.state, t.at_ms) for t in kept] == [(case.target, "firing", T0)]
+    assert [t for k in range(i + 1, i + 3) for t in step(announced, case, k)
+            if t.subject == case.target and t.state == "firing"] == []
+
+
+def test_heard_only_judges_no_registry_device_it_never_heard(tmp_path: Path) -> None:
+    """A province collector given the whole registry: the devices it never heard report
+    elsewhere; no deadman for them here, until one reports here (then it is judged)."""
+    case = CASES["deadman"]
+    e = engine_from(tmp_path, case.yaml, case.registry)
+    assert e.hold_heard_only() == 2
+    e.set_registry([*case.registry, Device("c")])  # a reload adds one: not expected here
+    out = [t for k in range(14) for t in step(e, case, k)]
+    assert [t for t in out if t.subject in {"a", "c"}] == []
+    assert "a" in e.away and "c" in e.away and "b" not in e.away  # b reported here
+    e.ingest(["a"], [T0 + 14 * MIN], {"pm2_5": [30.0]})
+    assert "a" not in e.away
+    later = [t.subject for k in range(15, 40) for t in e.tick(T0 + k * MIN)
+             if t.state == "firing"]
+    assert later.count("a") == 1  # silent again after reporting here: its deadman is ours

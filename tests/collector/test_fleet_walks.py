@@ -6,7 +6,7 @@ the checkpoint's WAL is copied into the database by a thread of its own."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from hypothesis import example, given, settings
@@ -245,6 +245,14 @@ class NoHistory:
     def recent(self, devices: Any, fields: Any, since_ms: int) -> History:
         raise OSError("no history in this test")
 
+    def heard_after(self, after_ms: Mapping[str, int]) -> dict[str, int]:
+        """"p" and "r" report to another collector now; "q" and "s" are silent
+        everywhere (offline: kept, and asked about again later)."""
+        return {d: t + 1 for d, t in after_ms.items() if d in MOVED}
+
+
+MOVED = frozenset("pr")
+
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.one_of(
@@ -267,8 +275,10 @@ def test_handover_forgets_exactly_the_devices_the_walk_would(steps: list[tuple[A
             now_ms += arg
         else:
             at = now_ms + arg
-            want = {d for d, t in ho.last_seen.items() if at - t > ho.forget_after_ms}
-            kept = {d: t for d, t in ho.last_seen.items() if at - t <= ho.forget_after_ms}
+            silent = {d for d, t in ho.last_seen.items() if at - t > ho.forget_after_ms}
+            want = silent & MOVED
+            kept = {d: (at if d in silent else t) for d, t in ho.last_seen.items()
+                    if d not in want}
             got = ho.expire(at)
             assert set(got) == want and len(got) == len(want)
             assert dict(ho.last_seen) == kept

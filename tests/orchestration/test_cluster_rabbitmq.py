@@ -6,19 +6,24 @@ serves the whole module.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import paho.mqtt.client as mqtt
 import pika
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from airgrid.config import ConfigError
+from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
 from alert_rules.engine import Engine
 from alert_rules.rulefile import load_rules
 from collector.amqp_ingest import routing_key_from_topic, topic_from_routing_key
 from collector.amqp_topology import HASH_EXCHANGE, Topology, ensure, queue_names
+from collector.app import CollectorApp, from_config
 from collector.config import from_dict
 from collector.handover import HandOver, InfluxHistory
 from orchestration.cluster_run import ClusterRun, scaled_rules
@@ -74,25 +79,37 @@ def test_handover_rebuilds_window_from_influxdb(shared_influxdb: InfluxDB,
     engine.fleet.advance(now)  # as a tick would: the rule's 3 s window ends now
     row = engine.fleet.index["d1"]
     assert engine.fleet.window_mean("pm2_5", now, 3_000)[row] == pytest.approx(200.0)
-    # Silent for longer than forget_after: the device is dropped.
-    assert ho.expire(now + 6_000) == ["d1"]
+    # Silent here for longer than forget_after, and nowhere else heard: offline, not
+    # moved. It stays (its deadman is judged here).
+    assert ho.expire(now + 6_000) == [] and ho.counters.kept_silent == 1
+    # Another collector stores its newer readings: it moved, and is dropped here.
+    InfluxV1Sink(shared_influxdb.url, influx_db_name).write(
+        [f"readings,device=d1,sensor=pms5003 pm2_5=20.0,seq=9i {now + 5000}"])
+    assert ho.expire(now + 12_000) == ["d1"]
     assert np.isnan(engine.fleet.window_mean("pm2_5", now, 3_000)[row])  # nothing left
     assert engine.tick(now + 60_000) == [] and "d1" in engine.away
 
 
 def test_handover_carries_firing_alert_state(shared_influxdb: InfluxDB,
                                              influx_db_name: str) -> None:
-    """A device moved while its alert fires must not be announced again by its new owner."""
+    """A device moved while its alert fires must not be announced again by its new owner,
+    and its end is announced there."""
     from collector.influx_sink import InfluxV1Sink
 
     now = int(time.time() * 1000)
-    # 10 s above 150 µg/m³: the demo rule (3 s mean, for 3 s) fired on the old owner.
+    # 10 s above 150 µg/m³: the demo rule (3 s mean, for 3 s) fired on the old owner,
+    # which announced it (the alert_events point every collector writes)
     InfluxV1Sink(shared_influxdb.url, influx_db_name).write(
         [f"readings,device=d2,sensor=pms5003 pm2_5=220.0,seq={i}i {now - 10_000 + i * 1000}"
-         for i in range(10)])
+         for i in range(10)]
+        + [f"alert_events,rule=pm25_heavy,device=d2,state=firing open=1i "
+           f"{now - 6000}"])
     engine = Engine(load_rules(DEMO_RULES))
-    ho = HandOver(engine, InfluxHistory(shared_influxdb.url, influx_db_name), 60_000, 30_000)
+    adopted: list[str] = []
+    ho = HandOver(engine, InfluxHistory(shared_influxdb.url, influx_db_name), 60_000, 30_000,
+                  on_adopt=[lambda ts, _now: adopted.extend(t.subject for t in ts)])
     ho.before_ingest(["d2"], [now], now)
+    assert adopted == ["d2"] and ho.counters.adopted_announced == 1
     engine.ingest(["d2"], [now], {"pm2_5": [220.0]})
     assert [t.state for t in engine.tick(now)] == []  # still firing, nothing new to say
     engine.ingest(["d2"], [now + 6000], {"pm2_5": [20.0]})
@@ -105,6 +122,58 @@ def test_handover_carries_firing_alert_state(shared_influxdb: InfluxDB,
         fresh.ingest(["d2"], [now + k * 1000], {"pm2_5": [220.0]})
         states = [t.state for t in fresh.tick(now + k * 1000)]
     assert states == ["firing"]
+
+
+def test_handover_announces_a_replayed_alert_nobody_announced(
+        shared_influxdb: InfluxDB, influx_db_name: str) -> None:
+    """The old owner was still `pending` (its readings came late after a node loss) when
+    it crashed or lost the device; the replay over the stored readings ends `firing`.
+    Nothing on record says it was announced: the new owner announces it, once."""
+    from collector.influx_sink import InfluxV1Sink
+
+    now = int(time.time() * 1000)
+    InfluxV1Sink(shared_influxdb.url, influx_db_name).write(
+        [f"readings,device=d3,sensor=pms5003 pm2_5=220.0,seq={i}i {now - 10_000 + i * 1000}"
+         for i in range(10)]
+        # an earlier episode of d3, announced and resolved: not open
+        + [f"alert_events,rule=pm25_heavy,device=d3,state=firing open=1i "
+           f"{now - 600_000}",
+           f"alert_events,rule=pm25_heavy,device=d3,state=resolved open=0i "
+           f"{now - 500_000}"])
+    engine = Engine(load_rules(DEMO_RULES))
+    ho = HandOver(engine, InfluxHistory(shared_influxdb.url, influx_db_name), 60_000, 30_000)
+    ho.before_ingest(["d3"], [now], now)
+    assert ho.counters.replayed_unannounced == 1 and ho.counters.adopted_announced == 0
+    engine.ingest(["d3"], [now], {"pm2_5": [220.0]})
+    assert [(t.subject, t.state) for t in engine.tick(now)] == [("d3", "firing")]
+    engine.ingest(["d3"], [now + 1000], {"pm2_5": [220.0]})
+    assert engine.tick(now + 1000) == []  # once
+
+
+def test_handover_adopts_an_announced_alert_the_replay_missed(
+        shared_influxdb: InfluxDB, influx_db_name: str) -> None:
+    """Announced and still open, though the stored readings no longer show it (most of
+    the episode is older than the lookback): taken over as firing, so it neither fires
+    twice nor stays open for ever: its end is announced here."""
+    from collector.influx_sink import InfluxV1Sink
+
+    now = int(time.time() * 1000)
+    InfluxV1Sink(shared_influxdb.url, influx_db_name).write(
+        [f"readings,device=d4,sensor=pms5003 pm2_5=220.0,seq=1i {now - 1000}",
+         f"alert_events,rule=pm25_heavy,device=d4,state=firing open=1i "
+         f"{now - 3_600_000}"])
+    engine = Engine(load_rules(DEMO_RULES))
+    ho = HandOver(engine, InfluxHistory(shared_influxdb.url, influx_db_name), 60_000, 30_000)
+    ho.before_ingest(["d4"], [now], now)
+    assert ho.counters.adopted_announced == 1
+    for k in range(4):
+        engine.ingest(["d4"], [now + k * 1000], {"pm2_5": [220.0]})
+        assert engine.tick(now + k * 1000) == []  # announced already: not again
+    states = []
+    for k in range(4, 10):
+        engine.ingest(["d4"], [now + k * 1000], {"pm2_5": [20.0]})
+        states += [t.state for t in engine.tick(now + k * 1000)]
+    assert states == ["resolved"]
 
 
 def test_handover_counts_unreachable_history() -> None:
@@ -200,15 +269,17 @@ def test_province_run_survives_node_kill_collector_crash_add_and_remove(
 ) -> None:
     """The bench's scenario, small: 300 simulated devices and 4 real agents, 2 collectors;
     a node SIGKILLed, a collector crashed, a third added, then removed again. Nothing
-    lost or doubled, no device judged in two places, no alert announced twice. (Several
-    queues per collector: the consistent-hash test and bench/cluster.py.)"""
+    lost or doubled, no device judged in two places, every episode device alerted
+    exactly once. (Several queues per collector: the consistent-hash test and
+    bench/cluster.py.)"""
     interval, duration = 3.0, 45.0
     fresh_ring(rabbit)
-    # forget_after_s outlasts the delivery delays after the node kill on a loaded machine
-    # (docs/province.md): a collector that forgets its own delayed devices rebuilds them
-    # and announces their firing alert again
+    # forget_after_s as short as the bench's (two intervals): under load the node kill
+    # delays deliveries past it, so collectors forget and rebuild their own devices too;
+    # the crash at 45 % falls while the episode devices are pending: its restart rebuilds
+    # them from history, and the replay finds alerts firing that nobody announced
     run = ClusterRun(tmp_path, rabbit, shared_influxdb, "cluster_test", devices_n=4,
-                     collectors_n=2, episode_every=4, forget_after_s=5 * interval,
+                     collectors_n=2, episode_every=4, forget_after_s=2 * interval,
                      weight=100, rebuild_lookback_s=60.0,
                      rules_file=scaled_rules(tmp_path, interval))
     run.start()
@@ -249,6 +320,11 @@ def test_province_run_survives_node_kill_collector_crash_add_and_remove(
         assert len(run.judged) == 304  # every device's readings were judged
         assert run.split_devices() == []
         assert run.alerts_duplicated() == 0
+        # each episode announced once, by whichever collector held its device then
+        fired = run.episode_firing_counts()
+        assert len(fired) == 76
+        wrong = {d: n for d, n in fired.items() if n != 1}
+        assert not wrong, {d: (n, run.story(d)) for d, n in list(wrong.items())[:3]}
         # attributed by wall clock: last reading delivered before the add vs first read after
         moved = run.moved_devices(at["add"], interval)
         assert moved and all(a == "c3" for _b, a in moved.values()), \
@@ -375,6 +451,73 @@ MOVE_RULES = """rules:
 """
 
 
+def province_collector(rabbit: RabbitCluster, influx: InfluxDB, db: str, mosquitto: Mosquitto,
+                       tmp_path: Path, name: str, ring: dict[str, int], registry: bool,
+                       judged: set[str] | None = None
+                       ) -> tuple[CollectorApp, threading.Thread]:
+    """A province collector on its own thread, with the alert lifecycle (its event bus on
+    `mosquitto`), rules from tmp_path/rules.yaml and, if `registry`, tmp_path/registry.yaml;
+    `judged` collects the devices it judges."""
+    state = tmp_path / name
+    cfg = from_dict({
+        "source": "amqp",
+        "amqp": {"urls": rabbit.amqp_urls, "collector": name, "collectors": ring,
+                 "prefetch": 200, "rebuild_lookback_s": 30.0, "forget_after_s": 2.0},
+        "broker": {"port": mosquitto.port, "client_id": f"mv-{name}"},
+        "influx": {"url": influx.url, "database": db},
+        "batch": {"max_messages": 200, "max_wait_ms": 50},
+        "rules": {"files": [str(tmp_path / "rules.yaml")], "tick_interval_s": 0.2},
+        **({"registry": {"file": str(tmp_path / "registry.yaml")}} if registry else {}),
+        "spool": {"dir": str(state / "spool")}, "state": {"file": str(state / "s.db")},
+        "alerting": {"state_db": str(state / "alerting.sqlite")},
+    }, tmp_path / f"{name}.toml")
+    hooks = [] if judged is None else [lambda d, t, n: judged.update(d)]
+    a = CollectorApp(from_config(cfg), before_judge=hooks)
+    a.start()
+    th = threading.Thread(target=a.run, daemon=True)
+    th.start()
+    assert a.ingest.connected.wait(30)  # type: ignore[attr-defined]
+    return a, th
+
+
+class Publisher:
+    """Publishes one reading of every device (but the `quiet` ones) through node 1's MQTT."""
+
+    def __init__(self, rabbit: RabbitCluster, devices: list[str], quiet: set[str]) -> None:
+        self.devices, self.quiet, self.seq = devices, quiet, 0
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="mv-pub",
+                                  protocol=mqtt.MQTTv311)
+        self.client.connect("127.0.0.1", rabbit.nodes[0].mqtt_port)
+        self.client.loop_start()
+
+    def publish_all(self, pm: float = 220.0) -> None:
+        self.seq += 1
+        now = int(time.time() * 1000)
+        for d in self.devices:
+            if d in self.quiet:
+                continue
+            r = Reading(seq=self.seq, ts=now, sensor="pms5003", pm2_5=pm)
+            self.client.publish(up_topic(d), encode_up(
+                UpBatch(v=SCHEMA_VERSION, device=d, boot="b", readings=(r,))), qos=1)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def firing(a: CollectorApp, rule: str) -> set[str]:
+    """Subjects of `rule` with an alert firing in the collector's lifecycle."""
+    assert a.alerting is not None
+    lc = a.alerting.manager.lifecycle
+    return {x.subject for x in list(lc.by_id.values()) if x.rule == rule and x.state == "firing"}
+
+
+def write_registry(path: Path, devices: list[str]) -> None:
+    path.write_text("devices:\n" + "".join(
+        f"  - {{id: {d}, site: 北山, township: 城关镇, grid: g1, lat: 30.1, lon: 110.1, "
+        f"sensor: pms5003}}\n" for d in devices), encoding="utf-8")
+
+
 @needs_rabbitmq
 def test_old_owner_closes_moved_alerts_and_remembers_moves_across_a_restart(
     rabbit: RabbitCluster, shared_influxdb: InfluxDB, influx_db_name: str,
@@ -384,67 +527,19 @@ def test_old_owner_closes_moved_alerts_and_remembers_moves_across_a_restart(
     are closed on o1 without a `resolved` (the episode goes on at o2), and after o1
     restarts it still knows they moved: no deadman for them, while one of its own devices
     that falls silent does get one (the rule is live)."""
-    import threading
-
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
-    from collector.app import CollectorApp, from_config
-
     devices = [f"mv-{i:02d}" for i in range(30)]
     fresh_ring(rabbit)
     (tmp_path / "rules.yaml").write_text(MOVE_RULES)
-    (tmp_path / "registry.yaml").write_text("devices:\n" + "".join(
-        f"  - {{id: {d}, site: 北山, township: 城关镇, grid: g1, lat: 30.1, lon: 110.1, "
-        f"sensor: pms5003}}\n" for d in devices), encoding="utf-8")
+    write_registry(tmp_path / "registry.yaml", devices)
 
     def app(name: str, ring: dict[str, int], registry: bool,
             judged: set[str] | None = None) -> tuple[CollectorApp, threading.Thread]:
-        state = tmp_path / name
-        cfg = from_dict({
-            "source": "amqp",
-            "amqp": {"urls": rabbit.amqp_urls, "collector": name, "collectors": ring,
-                     "prefetch": 200, "rebuild_lookback_s": 30.0, "forget_after_s": 2.0},
-            "broker": {"port": mosquitto.port, "client_id": f"mv-{name}"},
-            "influx": {"url": shared_influxdb.url, "database": influx_db_name},
-            "batch": {"max_messages": 200, "max_wait_ms": 50},
-            "rules": {"files": [str(tmp_path / "rules.yaml")], "tick_interval_s": 0.2},
-            **({"registry": {"file": str(tmp_path / "registry.yaml")}} if registry else {}),
-            "spool": {"dir": str(state / "spool")}, "state": {"file": str(state / "s.db")},
-            "alerting": {"state_db": str(state / "alerting.sqlite")},
-        }, tmp_path / f"{name}.toml")
-        hooks = [] if judged is None else [lambda d, t, n: judged.update(d)]
-        a = CollectorApp(from_config(cfg), before_judge=hooks)
-        a.start()
-        th = threading.Thread(target=a.run, daemon=True)
-        th.start()
-        assert a.ingest.connected.wait(30)  # type: ignore[attr-defined]
-        return a, th
-
-    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="mv-pub", protocol=mqtt.MQTTv311)
-    pub.connect("127.0.0.1", rabbit.nodes[0].mqtt_port)
-    pub.loop_start()
-    seq = 0
+        return province_collector(rabbit, shared_influxdb, influx_db_name, mosquitto,
+                                  tmp_path, name, ring, registry, judged)
 
     quiet: set[str] = set()
-
-    def publish_all(pm: float = 220.0) -> None:
-        nonlocal seq
-        seq += 1
-        now = int(time.time() * 1000)
-        for d in devices:
-            if d in quiet:
-                continue
-            r = Reading(seq=seq, ts=now, sensor="pms5003", pm2_5=pm)
-            pub.publish(up_topic(d), encode_up(UpBatch(v=SCHEMA_VERSION, device=d, boot="b",
-                                                       readings=(r,))), qos=1)
-
-    def firing(a: CollectorApp, rule: str) -> set[str]:
-        assert a.alerting is not None
-        lc = a.alerting.manager.lifecycle
-        return {x.subject for x in list(lc.by_id.values())
-                if x.rule == rule and x.state == "firing"}
+    pub = Publisher(rabbit, devices, quiet)
+    publish_all = pub.publish_all
 
     def publish_until(pred: Callable[[], bool], timeout: float) -> bool:
         def step() -> bool:
@@ -468,8 +563,11 @@ def test_old_owner_closes_moved_alerts_and_remembers_moves_across_a_restart(
         assert firing(o1, "pm25_heavy") == set(devices) - moved
         assert o1.alerting.manager.counters["handed_over"] == len(moved)
         assert o1.alerting.manager.counters["event_resolved"] == 0
-        # o2 adopted the firing state from history: it announces no second `firing`
+        # o2 took the alerts over as announced (o1's alert_events): no second `firing`,
+        # each opened in its lifecycle without an event
         assert o2.alerting is not None and o2.alerting.manager.counters["event_firing"] == 0
+        assert o2.alerting.manager.counters["adopted"] == len(moved)
+        assert firing(o2, "pm25_heavy") == moved
         # (2) o1 restarts: the moves are remembered
         o1.stop()
         t1.join(30)
@@ -480,12 +578,69 @@ def test_old_owner_closes_moved_alerts_and_remembers_moves_across_a_restart(
         # the restart counts as seen for the rows it restored: past 5 s from it too
         publish_until(lambda: False, 6)
         assert not (firing(o1, "silent") & moved), firing(o1, "silent") & moved
+        # (3) the episode ends: the new owner announces the end of the alerts it adopted
+        quiet.clear()
+        o2_lc = o2.alerting.manager
+
+        def clean() -> bool:
+            publish_all(20.0)
+            time.sleep(0.5)
+            return o2_lc.counters["event_resolved"] >= len(moved)
+
+        assert wait_for(clean, 30, step=0)
+        assert not firing(o2, "pm25_heavy")
+        assert o2_lc.counters["event_resolved"] == len(moved)
+        assert o2_lc.counters["event_firing"] == 0
     finally:
-        pub.loop_stop()
-        pub.disconnect()
+        pub.close()
         for a in (o1, o2):
             if a is not None:
                 a.stop()
+
+
+@needs_rabbitmq
+def test_full_registry_on_every_collector_raises_no_deadman_for_others_devices(
+    rabbit: RabbitCluster, shared_influxdb: InfluxDB, influx_db_name: str,
+    mosquitto: Mosquitto, tmp_path: Path,
+) -> None:
+    """Two collectors, each given the whole registry: each judges the devices that
+    report to it. No deadman alert on either for the devices the other holds; a device
+    that falls silent gets one, from its own collector only."""
+    devices = [f"dm-{i:02d}" for i in range(20)]
+    fresh_ring(rabbit)
+    (tmp_path / "rules.yaml").write_text(MOVE_RULES)
+    write_registry(tmp_path / "registry.yaml", devices)
+    ring = {"p1": 20, "p2": 20}
+    held: dict[str, set[str]] = {"p1": set(), "p2": set()}
+    pub = Publisher(rabbit, devices, set())
+    apps = [province_collector(rabbit, shared_influxdb, influx_db_name, mosquitto, tmp_path,
+                               name, ring, True, held[name]) for name in ring]
+    try:
+        def both_hold() -> bool:
+            pub.publish_all(20.0)
+            time.sleep(0.5)
+            return len(held["p1"] | held["p2"]) == len(devices)
+
+        assert wait_for(both_hold, 30, step=0)
+        assert held["p1"] and held["p2"] and not held["p1"] & held["p2"]
+        silent = sorted(held["p2"])[0]
+        pub.quiet.add(silent)
+
+        def silent_alerted() -> bool:
+            pub.publish_all(20.0)
+            time.sleep(0.5)
+            return silent in firing(apps[1][0], "silent")
+
+        # past the 5 s deadman from both collectors' start
+        assert wait_for(silent_alerted, 30, step=0)
+        p1, p2 = firing(apps[0][0], "silent"), firing(apps[1][0], "silent")
+        assert p1 == set(), p1  # p1 never heard p2's devices: none is its to judge
+        assert p2 == {silent}, p2
+    finally:
+        pub.close()
+        for a, th in apps:
+            a.stop()
+            th.join(30)
 
 
 def test_queues_per_collector_config() -> None:

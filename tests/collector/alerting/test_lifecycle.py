@@ -256,3 +256,29 @@ def test_a_transition_without_a_value_is_stored_not_a_crash(tmp_path: Path) -> N
     m.handle([tr("dev-b", "firing", float("nan"), T0 + 61_000)], T0 + 61_000)
     rows = dict(m.store.db.execute("SELECT subject, value FROM alerts").fetchall())
     assert rows == {"dev-a": 180.0, "dev-b": 0.0}
+
+
+def test_an_adopted_alert_is_not_announced_again_and_its_end_is(tmp_path: Path) -> None:
+    """A device taken over while its announced alert is open (`collector.handover` read it
+    on record): the alert opens here without an event, and its `resolved` is announced
+    from here. Without `adopt` the lifecycle had no alert to close and dropped the
+    `resolved`: nobody announced the episode's end."""
+    cfg = sms_config(tmp_path, "/dev/null", event_channels=["bus"],
+                     channels={"bus": {"type": "mqtt"},
+                               "modem": {"type": "sms_modem", "port": "/dev/null"}})
+    m = manager(cfg)
+
+    def bus() -> list[tuple[str, str]]:
+        rows = m.store.db.execute("SELECT event FROM outbox WHERE channel='bus'").fetchall()
+        return [(json.loads(r[0])["type"].rsplit(".", 1)[1], json.loads(r[0])["subject"])
+                for r in rows]
+
+    assert m.adopt([tr("dev-a", "firing", 186.0, T0), tr("dev-b", "resolved", 20.0, T0)],
+                   T0 + 1000) == 1
+    assert bus() == [] and sms_rows(m) == []  # the old owner announced it
+    assert m.adopt([tr("dev-a", "firing", 190.0, T0 + 500)], T0 + 2000) == 0  # held
+    m.handle([tr("dev-a", "firing", 188.0, T0 + 3000)], T0 + 3000)  # still the same one
+    assert bus() == []
+    m.handle([tr("dev-a", "resolved", 40.0, T0 + 60_000)], T0 + 60_000)
+    assert bus() == [("resolved", "dev-a")]
+    assert m.counters["adopted"] == 1
