@@ -64,7 +64,7 @@ import csv
 import math
 import statistics
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -413,10 +413,10 @@ def run_engine(ts: npt.NDArray[np.int64], registry: list[Device], pm: Arr,
         col = pm[:, i]
         sel = np.flatnonzero(~np.isnan(col))
         if sel.size:
-            values: dict[str, Arr] = {"pm2_5": col[sel]}
+            values: dict[str, Sequence[float | None]] = {"pm2_5": col[sel].tolist()}
             if rh is not None:
-                values["humidity_pct"] = rh[sel, i]
-            engine.ingest(ids[sel].tolist(), [now] * int(sel.size), values)  # type: ignore[arg-type]
+                values["humidity_pct"] = rh[sel, i].tolist()
+            engine.ingest(ids[sel].tolist(), [now] * int(sel.size), values)
         ticks = [now]
         # the collector ticks every second: one more tick 10 minutes on covers the
         # rules' `for` timers between hourly readings
@@ -508,7 +508,7 @@ def evaluate_neighbourhood(name: str, ts: npt.NDArray[np.int64], x: Arr, rh: Arr
     engine; figures per fault family and per kind of pollution event."""
     groups: dict[str, tuple[Arr, list[Fault]]] = {}
     n = x.size
-    air_rh = rh if rh is not None else None
+    air_rh = rh
     for g in ("clean", *NB_FAMILIES, *NB_EVENTS):
         if g == "humidity" and air_rh is None:
             continue
@@ -522,7 +522,7 @@ def evaluate_neighbourhood(name: str, ts: npt.NDArray[np.int64], x: Arr, rh: Arr
                 factor[s:e] = rng.uniform(1.6, 2.5)
             air = x * factor
         ys = sensors(air, k, rng)
-        if g in NB_EVENTS and g == "local":
+        if g == "local":
             # the episode reaches device 0 and its nearest neighbour only
             ys[2:] = sensors(x, k, rng)[2:]
         if g in FAMILIES:
@@ -535,10 +535,10 @@ def evaluate_neighbourhood(name: str, ts: npt.NDArray[np.int64], x: Arr, rh: Arr
     names = list(groups)
     registry = neighbourhood_registry(names, k)
     pm = np.vstack([groups[g][0] for g in names])
-    rhs = None
+    rhs: Arr | None = None
     if air_rh is not None:
         noisy = air_rh[None, :] + rng.normal(0, 2, (len(names) * k, n))
-        rhs = np.round(np.clip(noisy, 0, 100), 1)
+        rhs = np.round(np.clip(noisy, 0, 100), 1).astype(np.float64)
     alarms = run_engine(ts, registry, pm, rhs)
     days = (int(ts[-1]) - int(ts[0])) / DAY_MS
     out: dict[str, object] = {"devices": k}

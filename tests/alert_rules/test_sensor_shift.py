@@ -101,10 +101,13 @@ def test_gains_alone_raise_nothing_and_the_ratio_is_scale_free(tmp_path: Path) -
         assert states(run_series(e, faulty), "shift", "d")[:1] == [(31, "firing")], unit
 
 
-def test_the_default_rules_route_a_level_shift_to_the_technician(tmp_path: Path) -> None:
+def test_the_shipped_rules_route_a_level_shift_to_the_technician(tmp_path: Path) -> None:
     from alert_rules.engine import Engine
 
-    e = Engine(load_rules(DEFAULT_RULES), registry=registry())
+    # the default set with the opt-in sensor-fault rules, as the evaluation runs them
+    rules = load_rules(DEFAULT_RULES) + load_rules(DEFAULT_RULES.with_name(
+        "sensor_fault_rules.yaml"))
+    e = Engine(rules, registry=registry())
     ev = run_series(e, sensed(air(60), {"d": step_at(60, 30, 1.8, 20)}))
     maintenance = {(t.rule, t.subject) for _, t in ev
                    if t.state == "firing" and t.labels.get("audience") == "maintenance"}
