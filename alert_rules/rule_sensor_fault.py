@@ -200,8 +200,14 @@ class SensorFaultRule(RuleBase):
         new = ts != tr.seen_ts[sel]  # a reading this rule has not counted yet
         tracked = self.cand[sel].copy()
         prev = fleet.prev_v[f][sel]
+        over = self.last_over[sel] & ~new  # no new reading: the verdict stands
+        # the steps being followed first: one that ends here (the device came back, or
+        # swung the other way) lets this reading start a new one
+        back = np.zeros(tracked.size, bool)
+        picked, med = self._follow(fleet, now_ms, np.flatnonzero(tracked & new), rows,
+                                   latest, nbr, tracked, over, back)
         with np.errstate(invalid="ignore"):
-            start = new & ~tracked & (latest > 0) & (prev > 0) \
+            start = new & ~tracked & ~back & (latest > 0) & (prev > 0) \
                 & ((latest >= self.step_ratio * prev) | (prev >= self.step_ratio * latest)) \
                 & (np.abs(latest - prev) >= self.min_excess)
         begin = np.flatnonzero(start)
@@ -216,43 +222,14 @@ class SensorFaultRule(RuleBase):
                 ref = self._level_before(fleet, r, now_ms) / med_b
             ok = enough & np.isfinite(ref) & (ref > 0)
             tr.ref[r] = np.where(ok, ref, np.nan)
+            tr.up[r] = latest[begin] > prev[begin]
             tr.around[r] = before
             tr.beyond[r] = 0
             tr.seen[r] = 0
             tracked[begin] = ok
-        local = np.flatnonzero(tracked & new)
-        over = self.last_over[sel] & ~new  # no new reading: the verdict stands
-        med = np.zeros(0)
-        picked = local if rows is None else rows[local]
-        if local.size:
-            r = picked
-            around = nbr[r]
-            vals = self._latest_at(fleet, around, now_ms)
-            med, enough = self._median_of(around, vals)
-            need = np.log(self.ratio)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                lq = np.log(latest[local] / med / tr.ref[r])
-                # each neighbour's own move since the step beyond the air's (their
-                # median's), in the device's direction: a plume over the device and a
-                # neighbour moves both
-                air = np.log(med / row_median(tr.around[r]))
-                moved = (np.log(vals / tr.around[r]) - air[:, None]) * np.sign(lq)[:, None]
-            with np.errstate(invalid="ignore"):
-                # and far enough in µg/m³ for the sensors' own noise at low levels
-                excess = np.abs(latest[local] - med * tr.ref[r]) >= self.min_excess
-                beyond = enough & (np.abs(lq) >= need) & excess
-                back = ~(np.abs(lq) >= need / 2)  # NaN (no reading, no median) too
-                agree = (moved >= np.abs(lq)[:, None] / 2).any(axis=1)
-            tr.beyond[r] += beyond & ~agree
-            tr.seen[r] += 1
-            firing = self.columns.firing[r]
-            o = ((beyond & ~agree) | firing) & (tr.beyond[r] >= self.persist) & ~back
-            # a step that was never beyond the ratio is let go at once (most candidates:
-            # a noisy reading), one that was gets `persist` + 2 readings to stay there
-            stop = ~o & (back | (tr.beyond[r] == 0) | (tr.seen[r] >= self.persist + 2))
-            over[local] = o
-            tracked[local[stop]] = False
-            tr.ref[r[stop]] = np.nan
+            p2, m2 = self._follow(fleet, now_ms, begin[ok], rows, latest, nbr, tracked, over,
+                                  back)
+            picked, med = np.r_[picked, p2], np.r_[med, m2]
         self.cand[sel] = tracked
         self.last_over[sel] = over
         tr.seen_ts[sel] = ts
@@ -262,6 +239,53 @@ class SensorFaultRule(RuleBase):
                                                            strict=True)),
                          "index": fleet.index}
         return self.step(fleet, latest, over, under, now_ms, rows)
+
+    def _follow(self, fleet: FleetState, now_ms: int, local: IntArr, rows: IntArr | None,
+                latest: FloatArr, nbr: IntArr, tracked: npt.NDArray[np.bool_],
+                over: npt.NDArray[np.bool_], came_back: npt.NDArray[np.bool_]
+                ) -> tuple[IntArr, FloatArr]:
+        """Judge the followed steps at `local` (positions in the judged rows) at their new
+        reading: `over` where the device stays `ratio`× away with no neighbour moving
+        the same way for `persist` readings, `tracked` cleared where the step is let go,
+        `came_back` where the device is back near where it was (its step back is no new
+        candidate). Returns (rows, neighbour median) for the evidence."""
+        r = local if rows is None else rows[local]
+        if not local.size:
+            return r, np.zeros(0)
+        tr = self.track
+        around = nbr[r]
+        vals = self._latest_at(fleet, around, now_ms)
+        med, enough = self._median_of(around, vals)
+        need = np.log(self.ratio)
+        sign = np.where(tr.up[r], 1.0, -1.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # the ratio's move in the direction of the device's step: a device that
+            # swings back past where it was is not the same fault
+            lq = np.log(latest[local] / med / tr.ref[r]) * sign
+            # each neighbour's own move since the step beyond the air's (their
+            # median's), in the device's direction: a plume over the device and a
+            # neighbour moves both
+            air = np.log(med / row_median(tr.around[r]))
+            moved = (np.log(vals / tr.around[r]) - air[:, None]) * sign[:, None]
+        with np.errstate(invalid="ignore"):
+            # and far enough in µg/m³ for the sensors' own noise at low levels
+            excess = np.abs(latest[local] - med * tr.ref[r]) >= self.min_excess
+            beyond = enough & (lq >= need) & excess
+            back = ~(lq >= need / 2)  # NaN (no reading, no median) too
+            agree = (moved >= np.maximum(lq, 0)[:, None] / 2).any(axis=1)
+        tr.beyond[r] += beyond & ~agree
+        tr.seen[r] += 1
+        firing = self.columns.firing[r]
+        o = ((beyond & ~agree) | firing) & (tr.beyond[r] >= self.persist) & ~back
+        # a step that was never beyond the ratio is let go at once (most candidates: a
+        # noisy reading), one that was gets `persist` + 2 readings to stay there
+        stop = ~o & (back | (tr.beyond[r] == 0) | (tr.seen[r] >= self.persist + 2))
+        over[local] = o
+        tracked[local[stop]] = False
+        with np.errstate(invalid="ignore"):
+            came_back[local[stop & (np.abs(lq) < need / 2)]] = True
+        tr.ref[r[stop]] = np.nan
+        return r, med
 
     def _level_before(self, fleet: FleetState, rows: IntArr, now_ms: int) -> FloatArr:
         """Mean of each row's readings in the window before its newest one (the previous
@@ -403,11 +427,13 @@ class SensorFaultRule(RuleBase):
 @dataclass
 class ShiftTrack:
     """Per row, the step a `shift` rule is following: the device's ratio to its
-    neighbours' median just before it (`ref`, NaN: none), the neighbours' readings then
+    neighbours' median just before it (`ref`, NaN: none), whether it stepped up, the
+    neighbours' levels then
     (`around`, rows × k), readings beyond the ratio and readings seen since the step, and
     the timestamp of the newest reading counted."""
 
     ref: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
+    up: npt.NDArray[np.bool_] = dataclasses.field(default_factory=lambda: np.zeros(0, bool))
     around: FloatArr = dataclasses.field(default_factory=lambda: np.zeros((0, 0)))
     beyond: npt.NDArray[np.int16] = dataclasses.field(
         default_factory=lambda: np.zeros(0, np.int16))
@@ -421,6 +447,7 @@ class ShiftTrack:
         m = self.ref.size
         grow = max(n - m, 0)
         self.ref = np.r_[self.ref, np.full(grow, np.nan)]
+        self.up = np.r_[self.up, np.zeros(grow, bool)]
         self.around = np.vstack([self.around if self.around.shape[1] == k
                                  else np.full((m, k), np.nan), np.full((grow, k), np.nan)])
         self.beyond = np.r_[self.beyond, np.zeros(grow, np.int16)]
@@ -441,6 +468,7 @@ class ShiftTrack:
         ok = src_rows < src.ref.size
         rows, src_rows = rows[ok], src_rows[ok]
         self.ref[rows] = src.ref[src_rows]
+        self.up[rows] = src.up[src_rows]
         self.around[rows] = src.around[src_rows]
         self.beyond[rows] = src.beyond[src_rows]
         self.seen[rows] = src.seen[src_rows]

@@ -57,6 +57,7 @@ class Dev:
 @dataclass
 class Shift:
     ref: float = NAN  # the device's ratio to its neighbours' median before its step
+    up: bool = False  # it stepped up
     around: list[float] = field(default_factory=list)  # the neighbours' readings then
     beyond: int = 0
     seen: int = 0
@@ -342,7 +343,35 @@ class Reference:
             ok = [v for v in xs if not math.isnan(v)]
             return statistics.median(ok) if ok else NAN
 
-        if (math.isnan(st.ref) and x > 0 and p > 0
+        firing = self.alerts.get((rule.name, d), Alert()).firing
+        came_back = [False]
+
+        def follow() -> bool:
+            vals = [latest[o] for o in nbr] + pad
+            enough = sum(not math.isnan(v) for v in vals) >= rule.min_neighbours
+            need = math.log(rule.ratio)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                sign = 1.0 if st.up else -1.0
+                lq = float(np.log(np.float64(x) / median(vals) / st.ref)) * sign
+                air = float(np.log(np.float64(median(vals)) / median(st.around)))
+                moved = (np.log(np.array(vals) / np.array(st.around)) - air) * sign
+                excess = abs(x - median(vals) * st.ref) >= rule.min_excess
+                beyond = enough and lq >= need and excess
+                back = not lq >= need / 2
+                agree = bool((moved >= max(lq, 0.0) / 2).any())
+            st.beyond += beyond and not agree
+            st.seen += 1
+            over = ((beyond and not agree) or firing) and st.beyond >= rule.persist \
+                and not back
+            if not over and (back or st.beyond == 0 or st.seen >= rule.persist + 2):
+                st.ref = NAN
+                came_back[0] = abs(lq) < need / 2
+            return over
+
+        over = False
+        if not math.isnan(st.ref):
+            over = follow()
+        if (math.isnan(st.ref) and not came_back[0] and x > 0 and p > 0
                 and (x >= rule.step_ratio * p or p >= rule.step_ratio * x)
                 and abs(x - p) >= rule.min_excess):
             before = [self._level_before(rule, self.devices[o], now) for o in nbr] + pad
@@ -350,27 +379,9 @@ class Reference:
             with np.errstate(invalid="ignore", divide="ignore"):
                 ref = float(np.float64(self._level_before(rule, dev, now)) / median(before))
             st.ref = ref if ok and math.isfinite(ref) and ref > 0 else NAN
-            st.around, st.beyond, st.seen = before, 0, 0
-        if math.isnan(st.ref):
-            st.last = False
-            return False
-        vals = [latest[o] for o in nbr] + pad
-        enough = sum(not math.isnan(v) for v in vals) >= rule.min_neighbours
-        need = math.log(rule.ratio)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            lq = float(np.log(np.float64(x) / median(vals) / st.ref))
-            air = float(np.log(np.float64(median(vals)) / median(st.around)))
-            moved = (np.log(np.array(vals) / np.array(st.around)) - air) * np.sign(lq)
-            excess = abs(x - median(vals) * st.ref) >= rule.min_excess
-            beyond = enough and abs(lq) >= need and excess
-            back = not abs(lq) >= need / 2
-            agree = bool((moved >= abs(lq) / 2).any())
-        st.beyond += beyond and not agree
-        st.seen += 1
-        firing = self.alerts.get((rule.name, d), Alert()).firing
-        over = ((beyond and not agree) or firing) and st.beyond >= rule.persist and not back
-        if not over and (back or st.beyond == 0 or st.seen >= rule.persist + 2):
-            st.ref = NAN
+            st.around, st.beyond, st.seen, st.up = before, 0, 0, x > p
+            if not math.isnan(st.ref):
+                over = follow()
         st.last = over
         return over
 
