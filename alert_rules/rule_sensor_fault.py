@@ -14,6 +14,14 @@ layout the spatial rule caches):
   neighbours (`for` says for how long: hours, a fouled or ageing sensor); each tick
   re-judges a tenth of the fleet (by row; every device every ten minutes), since it is
   the only cause that needs every device's neighbour median;
+- `shift`: a level shift against the neighbours (a calibration jump, a re-seated or
+  swapped sensor): the device's reading stepped by `step_ratio`× against its previous one
+  (a candidate, found without its neighbours), and
+  its ratio to its neighbours' median stays `ratio`× away from the ratio it had just
+  before the step for `persist` readings, while no neighbour moved the same way (a plume
+  seen by the device and its nearest neighbour is pollution, not a fault). A ratio of
+  ratios: the device's own gain cancels, so a sensor that always reads 20 % high is not a
+  fault and one that suddenly reads 60 % higher is, at any concentration and in any unit;
 - `humidity`: the device reads more than `ratio`× its neighbours while its own RH is at
   least `humidity_above` % (low-cost optical sensors count droplets as particles: Jayaratne
   et al. 2018, AMT 11, 4883; the wire's `high_humidity` flag uses the same physics).
@@ -40,9 +48,9 @@ from alert_rules.rule_spatial import neighbour_layout
 from alert_rules.state import FleetState, FloatArr, IntArr
 from alert_rules.transitions import Transition
 
-CAUSES = ("stuck", "zero", "jump", "drift", "humidity")
+CAUSES = ("stuck", "zero", "jump", "shift", "drift", "humidity")
 #: causes judged on a device's own newest readings, row by row (`RuleBase.judges_rows`)
-ROW_CAUSES = ("zero", "jump")
+ROW_CAUSES = ("zero", "jump", "shift")
 
 
 @dataclass(kw_only=True)
@@ -59,13 +67,23 @@ class SensorFaultRule(RuleBase):
     humidity_above: float = 85.0  # % RH
     min_readings: int = 5
     drift_stride: int = 10
+    persist: int = 2  # shift: readings beyond `ratio` before it fires
+    #: shift: the device's own step (newest / previous reading) that makes it a candidate;
+    #: below `ratio`, since the air may move the other way in the same interval
+    step_ratio: float = 1.3
+    #: shift: and the device this far (µg/m³) from where its neighbours put it, and its
+    #: step this large: below it a low-cost sensor's own noise makes ratios meaningless
+    min_excess: float = 5.0
     last_over: npt.NDArray[np.bool_] = dataclasses.field(
         default_factory=lambda: np.zeros(0, bool), repr=False)
     onset_ms: IntArr = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
     evidence: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
-    #: rows whose newest readings made them a candidate at their last judging (zero, jump)
+    #: rows whose newest readings made them a candidate at their last judging (zero, jump;
+    #: shift: a step being followed)
     cand: npt.NDArray[np.bool_] = dataclasses.field(
         default_factory=lambda: np.zeros(0, bool), repr=False)
+    #: shift, per row: ShiftTrack (the device's and its neighbours' levels before its step)
+    track: ShiftTrack = dataclasses.field(default_factory=lambda: ShiftTrack(), repr=False)
 
     kind = "sensor_fault"
 
@@ -109,13 +127,18 @@ class SensorFaultRule(RuleBase):
 
     def hot_rows(self, fleet: FleetState, now_ms: int) -> IntArr:
         """Candidates (a zero, a jump) at their last judging: their verdict rests on
-        their neighbours' readings, which may move at any tick."""
+        their neighbours' readings, which may move at any tick. A shift is judged at the
+        device's own readings only."""
+        if self.cause == "shift":
+            return np.zeros(0, np.int64)
         n = min(fleet.size, self.cand.size)
         return np.flatnonzero(self.cand[:n])
 
     def judge(self, fleet: FleetState, now_ms: int, rows: IntArr | None) -> list[Transition]:
         if self.cause not in ROW_CAUSES:
             return self._judge_fleet(fleet, now_ms)
+        if self.cause == "shift":
+            return self._judge_shift(fleet, now_ms, rows)
         n = fleet.size
         f = self.field
         nbr = self._neighbours(fleet)  # built on the first tick, not at the first fault
@@ -155,6 +178,135 @@ class SensorFaultRule(RuleBase):
                          "index": fleet.index}
         return self.step(fleet, latest, over, ~over, now_ms, rows)
 
+    def _judge_shift(self, fleet: FleetState, now_ms: int, rows: IntArr | None
+                     ) -> list[Transition]:
+        """A step of the device alone that stays. Judged at the device's own readings only
+        (a row judged without a new one keeps its verdict): candidates are found on its
+        two newest readings (a few array operations over the judged rows); only they and
+        the steps being followed (`cand`, a few) read their neighbours."""
+        n = fleet.size
+        f = self.field
+        nbr = self._neighbours(fleet)
+        tr = self.track
+        tr.fit(n, nbr.shape[1])
+        if self.cand.size < n:
+            self.cand = np.r_[self.cand, np.zeros(n - self.cand.size, bool)]
+        if self.last_over.size < n:
+            self.last_over = np.r_[self.last_over, np.zeros(n - self.last_over.size, bool)]
+        self.columns.fit(n)
+        sel = slice(0, n) if rows is None else rows
+        latest = fleet.latest(f, now_ms, self.window_ms, rows)
+        ts = fleet.latest_ts[f][sel]
+        new = ts != tr.seen_ts[sel]  # a reading this rule has not counted yet
+        tracked = self.cand[sel].copy()
+        prev = fleet.prev_v[f][sel]
+        over = self.last_over[sel] & ~new  # no new reading: the verdict stands
+        # the steps being followed first: one that ends here (the device came back, or
+        # swung the other way) lets this reading start a new one
+        back = np.zeros(tracked.size, bool)
+        picked, med = self._follow(fleet, now_ms, np.flatnonzero(tracked & new), rows,
+                                   latest, nbr, tracked, over, back)
+        with np.errstate(invalid="ignore"):
+            start = new & ~tracked & ~back & (latest > 0) & (prev > 0) \
+                & ((latest >= self.step_ratio * prev) | (prev >= self.step_ratio * latest)) \
+                & (np.abs(latest - prev) >= self.min_excess)
+        begin = np.flatnonzero(start)
+        if begin.size:
+            r = begin if rows is None else rows[begin]
+            around = nbr[r]
+            flat = np.maximum(around.ravel(), 0)
+            before = np.where(around.ravel() >= 0, self._level_before(fleet, flat, now_ms),
+                              np.nan).reshape(around.shape)
+            med_b, enough = self._median_of(around, before)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ref = self._level_before(fleet, r, now_ms) / med_b
+            ok = enough & np.isfinite(ref) & (ref > 0)
+            tr.ref[r] = np.where(ok, ref, np.nan)
+            tr.up[r] = latest[begin] > prev[begin]
+            tr.around[r] = before
+            tr.beyond[r] = 0
+            tr.seen[r] = 0
+            tracked[begin] = ok
+            p2, m2 = self._follow(fleet, now_ms, begin[ok], rows, latest, nbr, tracked, over,
+                                  back)
+            picked, med = np.r_[picked, p2], np.r_[med, m2]
+        self.cand[sel] = tracked
+        self.last_over[sel] = over
+        tr.seen_ts[sel] = ts
+        under = ~over
+        self._onset(over, now_ms, n, rows)
+        self.evidence = {"now": now_ms, "median": dict(zip(picked.tolist(), med.tolist(),
+                                                           strict=True)),
+                         "index": fleet.index}
+        return self.step(fleet, latest, over, under, now_ms, rows)
+
+    def _follow(self, fleet: FleetState, now_ms: int, local: IntArr, rows: IntArr | None,
+                latest: FloatArr, nbr: IntArr, tracked: npt.NDArray[np.bool_],
+                over: npt.NDArray[np.bool_], came_back: npt.NDArray[np.bool_]
+                ) -> tuple[IntArr, FloatArr]:
+        """Judge the followed steps at `local` (positions in the judged rows) at their new
+        reading: `over` where the device stays `ratio`× away with no neighbour moving
+        the same way for `persist` readings, `tracked` cleared where the step is let go,
+        `came_back` where the device is back near where it was (its step back is no new
+        candidate). Returns (rows, neighbour median) for the evidence."""
+        r = local if rows is None else rows[local]
+        if not local.size:
+            return r, np.zeros(0)
+        tr = self.track
+        around = nbr[r]
+        vals = self._latest_at(fleet, around, now_ms)
+        med, enough = self._median_of(around, vals)
+        need = np.log(self.ratio)
+        sign = np.where(tr.up[r], 1.0, -1.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # the ratio's move in the direction of the device's step: a device that
+            # swings back past where it was is not the same fault
+            lq = np.log(latest[local] / med / tr.ref[r]) * sign
+            # each neighbour's own move since the step beyond the air's (their
+            # median's), in the device's direction: a plume over the device and a
+            # neighbour moves both
+            air = np.log(med / row_median(tr.around[r]))
+            moved = (np.log(vals / tr.around[r]) - air[:, None]) * sign[:, None]
+        with np.errstate(invalid="ignore"):
+            # and far enough in µg/m³ for the sensors' own noise at low levels
+            excess = np.abs(latest[local] - med * tr.ref[r]) >= self.min_excess
+            beyond = enough & (lq >= need) & excess
+            back = ~(lq >= need / 2)  # NaN (no reading, no median) too
+            agree = (moved >= np.maximum(lq, 0)[:, None] / 2).any(axis=1)
+        tr.beyond[r] += beyond & ~agree
+        tr.seen[r] += 1
+        firing = self.columns.firing[r]
+        o = ((beyond & ~agree) | firing) & (tr.beyond[r] >= self.persist) & ~back
+        # a step that was never beyond the ratio is let go at once (most candidates: a
+        # noisy reading), one that was gets `persist` + 2 readings to stay there
+        stop = ~o & (back | (tr.beyond[r] == 0) | (tr.seen[r] >= self.persist + 2))
+        over[local] = o
+        tracked[local[stop]] = False
+        with np.errstate(invalid="ignore"):
+            came_back[local[stop & (np.abs(lq) < need / 2)]] = True
+        tr.ref[r[stop]] = np.nan
+        return r, med
+
+    def _level_before(self, fleet: FleetState, rows: IntArr, now_ms: int) -> FloatArr:
+        """Mean of each row's readings in the window before its newest one (the previous
+        reading when the window holds no other): the level a step is measured from, less
+        noisy than one reading."""
+        f = self.field
+        if rows.size * 4 > fleet.size:
+            # the whole fleet's window mean is shared with the rules that read it (spatial,
+            # threshold means over the same window): computed once a tick
+            mean = fleet.window_mean(f, now_ms, self.window_ms)[rows]
+            count = fleet.window_count(f, now_ms, self.window_ms)[rows]
+            total = np.where(count > 0, mean * count, 0.0)
+        else:
+            total, count = fleet.window_sum_count(fleet.fine[f], now_ms, self.window_ms, rows)
+        lv = fleet.latest_v[f][rows]
+        inside = (now_ms - fleet.latest_ts[f][rows] < self.window_ms) & ~np.isnan(lv)
+        total = total - np.where(inside, lv, 0.0)
+        count = count - inside
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, total / count, fleet.prev_v[f][rows])
+
     def _latest_at(self, fleet: FleetState, around: IntArr, now_ms: int) -> FloatArr:
         """Newest value (NaN once older than the window) of the rows in `around` (-1: NaN)."""
         v = fleet.latest(self.field, now_ms, self.window_ms, np.maximum(around.ravel(), 0))
@@ -182,7 +334,7 @@ class SensorFaultRule(RuleBase):
         with np.errstate(invalid="ignore"):
             if self.cause == "stuck":
                 lo, hi = fleet.window_range(f, now_ms, self.window_ms)
-                spread = hi - lo
+                spread = np.where(count > 0, hi - lo, np.nan)  # no reading: no spread
                 cand = has & (spread == 0)
                 judged = spread
             elif self.cause == "drift":
@@ -250,10 +402,12 @@ class SensorFaultRule(RuleBase):
 
     def blank_fields(self) -> dict[str, Any]:
         return {"onset_ms": np.zeros(0, np.int64), "evidence": {},
-                "last_over": np.zeros(0, bool), "cand": np.zeros(0, bool)}
+                "last_over": np.zeros(0, bool), "cand": np.zeros(0, bool),
+                "track": ShiftTrack()}
 
     def clear_rows(self, rows: IntArr) -> None:
         self.columns.clear(rows)
+        self.track.clear(rows)
         rows = rows[rows < self.onset_ms.size]
         self.onset_ms[rows] = -1
         self.last_over[rows[rows < self.last_over.size]] = False
@@ -267,3 +421,55 @@ class SensorFaultRule(RuleBase):
             if self.cand.size < n:
                 self.cand = np.r_[self.cand, np.zeros(n - self.cand.size, bool)]
             self.cand[rows] = True
+            self.track.copy_from(rows, src.track, src_rows)
+
+
+@dataclass
+class ShiftTrack:
+    """Per row, the step a `shift` rule is following: the device's ratio to its
+    neighbours' median just before it (`ref`, NaN: none), whether it stepped up, the
+    neighbours' levels then
+    (`around`, rows × k), readings beyond the ratio and readings seen since the step, and
+    the timestamp of the newest reading counted."""
+
+    ref: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
+    up: npt.NDArray[np.bool_] = dataclasses.field(default_factory=lambda: np.zeros(0, bool))
+    around: FloatArr = dataclasses.field(default_factory=lambda: np.zeros((0, 0)))
+    beyond: npt.NDArray[np.int16] = dataclasses.field(
+        default_factory=lambda: np.zeros(0, np.int16))
+    seen: npt.NDArray[np.int16] = dataclasses.field(
+        default_factory=lambda: np.zeros(0, np.int16))
+    seen_ts: IntArr = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def fit(self, n: int, k: int) -> None:
+        if self.ref.size >= n and self.around.shape[1] == k:
+            return
+        m = self.ref.size
+        grow = max(n - m, 0)
+        self.ref = np.r_[self.ref, np.full(grow, np.nan)]
+        self.up = np.r_[self.up, np.zeros(grow, bool)]
+        self.around = np.vstack([self.around if self.around.shape[1] == k
+                                 else np.full((m, k), np.nan), np.full((grow, k), np.nan)])
+        self.beyond = np.r_[self.beyond, np.zeros(grow, np.int16)]
+        self.seen = np.r_[self.seen, np.zeros(grow, np.int16)]
+        self.seen_ts = np.r_[self.seen_ts, np.zeros(grow, np.int64)]
+
+    def clear(self, rows: IntArr) -> None:
+        rows = rows[rows < self.ref.size]
+        self.ref[rows] = np.nan
+        self.beyond[rows] = 0
+        self.seen[rows] = 0
+        self.seen_ts[rows] = 0
+
+    def copy_from(self, rows: IntArr, src: ShiftTrack, src_rows: IntArr) -> None:
+        if not rows.size or not src.ref.size:
+            return
+        self.fit(int(rows.max()) + 1, src.around.shape[1])
+        ok = src_rows < src.ref.size
+        rows, src_rows = rows[ok], src_rows[ok]
+        self.ref[rows] = src.ref[src_rows]
+        self.up[rows] = src.up[src_rows]
+        self.around[rows] = src.around[src_rows]
+        self.beyond[rows] = src.beyond[src_rows]
+        self.seen[rows] = src.seen[src_rows]
+        self.seen_ts[rows] = src.seen_ts[src_rows]

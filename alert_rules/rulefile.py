@@ -329,7 +329,7 @@ def _spatial(s: SpatialSpec) -> RuleBase:
 class SensorFaultSpec(RuleSpec, frozen=True, tag="sensor_fault", kw_only=True):
     extra_template_fields: ClassVar[frozenset[str]] = frozenset({"neighbour_median",
                                                                  "duration_min"})
-    cause: Literal["stuck", "zero", "jump", "drift", "humidity"]
+    cause: Literal["stuck", "zero", "jump", "shift", "drift", "humidity"]
     field: Field = "pm2_5"
     window_ms: PositiveDuration = msgspec.field(default=1_200_000, name="window")
     radius_km: Annotated[float, Meta(gt=0, description="> 0 km")] = 3.0
@@ -340,6 +340,11 @@ class SensorFaultSpec(RuleSpec, frozen=True, tag="sensor_fault", kw_only=True):
     min_neighbour_level: Annotated[float, Meta(ge=0, description=">= 0")] = 5.0
     humidity_above: Annotated[float, Meta(ge=0, le=100, description="0..100 % RH")] = 85.0
     min_readings: Count = 5
+    persist: Count = 2  # shift: readings beyond `ratio` before it fires
+    step_ratio: Annotated[float, Meta(gt=1, description="> 1 (shift: the device's own step "
+                                      "that makes it a candidate)")] = 1.3
+    min_excess: Annotated[float, Meta(ge=0, description=">= 0 µg/m³ (shift: how far from "
+                                      "where its neighbours put it)")] = 5.0
 
 
 def _sensor_fault(s: SensorFaultSpec) -> RuleBase:
@@ -347,7 +352,9 @@ def _sensor_fault(s: SensorFaultSpec) -> RuleBase:
                            radius_km=s.radius_km, max_neighbours=max(1, s.max_neighbours),
                            min_neighbours=max(1, s.min_neighbours), ratio=s.ratio,
                            min_neighbour_level=s.min_neighbour_level,
-                           humidity_above=s.humidity_above, min_readings=s.min_readings)
+                           humidity_above=s.humidity_above, min_readings=s.min_readings,
+                           persist=max(1, s.persist), step_ratio=s.step_ratio,
+                           min_excess=s.min_excess)
 
 
 _Builder = tuple[type[RuleSpec], Callable[[Any], RuleBase]]

@@ -29,7 +29,32 @@ false alarms per device-day outside windows, and the NAB score (standard profile
 A_TP = 1, A_FP = −0.11, A_FN = −1; a detection's weight is the scaled sigmoid of its
 position relative to the window; normalised so never firing is 0 and perfect is 100).
 The unmodified traces give false alarms per device-day; they contain real episodes,
-so part of those are real events. Prints one JSON object as its last line.
+so part of those are real events.
+
+Neighbourhoods (`neighbourhood` in the last line; `--parts` picks single / neighbourhood):
+every device of a neighbourhood of `--neighbours` devices (within 1.5 km) sees the same
+real air, the real trace, through its own sensor: a gain U(0.8, 1.25), multiplicative
+noise N(0, U(0.03, 0.08)²), additive noise N(0, U(0.5, 1.5)²) µg/m³ and 1 % of readings
+missing. The neighbours are all derived from one real station, so they disagree only
+through their sensors: real air differs from street to street, and these figures do not
+include that. One neighbourhood per fault family, the faults injected into its device 0
+only (the families above, and on the Beijing trace a humidity artefact: a device whose
+inlet heater failed reads the hygroscopic growth of the particles, × (1 + κ·RH/(100 −
+RH)), κ U(0.3, 0.5), for 12–60 readings that begin at RH ≥ 85 %, RH from the station's
+dew point and temperature); one clean neighbourhood; and two of pollution events, each
+the air × U(1.6, 2.5) for 12–60 readings: `regional` seen by every device, `local` by
+device 0 and its nearest neighbour only. All of them run through one engine with the
+shipped rule files (default, sensor faults, spatial), as the collector runs it: readings
+ingested at their time, a tick at each reading and one 10 minutes later. An alert counts
+when it fires. Per family: recall (a maintenance alert, `audience: maintenance`, on the
+faulty device inside the labelled window), recall within an hour, median delay, false
+maintenance alerts per device-day outside the windows, and `called_pollution` (a fault
+during which an unusual-reading alert for grid workers, from the anomaly, spatial or
+rate rules, fired on the faulty device). Per pollution event: `called_fault` (a
+maintenance alert on any device of the neighbourhood during the event) and
+`called_pollution` (a grid-worker alert of any kind on device 0). Clean: maintenance and
+grid-worker alerts per device-day, maintenance by rule.
+Prints one JSON object as its last line.
 """
 
 from __future__ import annotations
@@ -39,7 +64,7 @@ import csv
 import math
 import statistics
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,6 +72,9 @@ import numpy as np
 import numpy.typing as npt
 
 from alert_rules.anomaly import Detector
+from alert_rules.engine import Engine
+from alert_rules.registry import Device
+from alert_rules.rulefile import DEFAULT_RULES, load_rules
 
 if not __package__:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
@@ -58,7 +86,7 @@ from bench.record import emit
 #: The keys of the last line (bench/record.py checks them; RESULTS.md lists them). Each
 #: trace holds `detector@threshold` → figures per fault family; None when not run.
 RESULT_KEYS = ("seed", "faults_per_kind", "cooldown_min", "beijing_hourly", "sds011",
-               "beijing_hourly_x1000", "sds011_10min")
+               "beijing_hourly_x1000", "sds011_10min", "neighbourhood")
 
 FAMILIES = ("spike", "stuck", "shift", "variance", "drift", "zeros")
 HOUR_MS = 3_600_000
@@ -66,6 +94,7 @@ DAY_MS = 24 * HOUR_MS
 A_TP, A_FP, A_FN = 1.0, -0.11, -1.0  # NAB standard profile
 Arr = npt.NDArray[np.float64]
 Fault = tuple[str, int, int]
+Alarm = tuple[int, str, str, str]  # reading index, device, audience, rule
 
 
 def beijing(data: Path) -> tuple[npt.NDArray[np.int64], Arr]:
@@ -77,6 +106,17 @@ def beijing(data: Path) -> tuple[npt.NDArray[np.int64], Arr]:
             ts.append(int(t.timestamp() * 1000))
             v.append(float(r["pm2.5"]) if r["pm2.5"] else np.nan)
     return np.array(ts, np.int64), np.array(v)
+
+
+def beijing_rh(data: Path) -> Arr:
+    """Relative humidity (%) of the Beijing trace's hours from its dew point and
+    temperature (Magnus formula, Alduchov & Eskridge 1996: 17.625, 243.04 °C)."""
+    rh = []
+    with (data / "pm25" / "beijing_us_embassy_hourly_2010_2014.csv").open() as fh:
+        for r in csv.DictReader(fh):
+            td, t = float(r["DEWP"]), float(r["TEMP"])
+            rh.append(100 * math.exp(17.625 * td / (243.04 + td) - 17.625 * t / (243.04 + t)))
+    return np.minimum(np.array(rh), 100.0)
 
 
 def sds011(data: Path) -> tuple[npt.NDArray[np.int64], Arr]:
@@ -289,6 +329,238 @@ def evaluate_trace(name: str, ts: npt.NDArray[np.int64], x: Arr, rng: np.random.
     return out
 
 
+# ---- neighbourhoods: the rule engine over devices that see the same air ----
+
+NB_FAMILIES = ("spike", "stuck", "shift", "drift", "zeros", "humidity")
+NB_EVENTS = ("regional", "local")
+#: rule kinds whose grid-worker alerts say "unusual here" (not a level crossed)
+UNUSUAL_KINDS = ("anomaly", "spatial", "rate_of_change")
+RULE_FILES = (DEFAULT_RULES, DEFAULT_RULES.with_name("sensor_fault_rules.yaml"),
+              DEFAULT_RULES.with_name("spatial_rules.yaml"))
+#: trace → relative humidity loader (None: the trace has none, so no humidity family)
+HUMIDITY: dict[str, Callable[[Path], Arr] | None] = {"beijing_hourly": beijing_rh,
+                                                      "sds011": None}
+
+
+def sensors(x: Arr, k: int, rng: np.random.Generator) -> Arr:
+    """k devices' readings (k × n) of the same air x, each through its own sensor."""
+    gain = rng.uniform(0.8, 1.25, (k, 1))
+    mult = rng.uniform(0.03, 0.08, (k, 1)) * rng.standard_normal((k, x.size))
+    add = rng.uniform(0.5, 1.5, (k, 1)) * rng.standard_normal((k, x.size))
+    return np.asarray(np.round(np.maximum(gain * x * (1 + mult) + add, 0.0), 1))
+
+
+def humidity_faults(y: Arr, rh: Arr, rng: np.random.Generator, per_kind: int
+                    ) -> tuple[Arr, list[Fault]]:
+    """The hygroscopic growth of a device whose inlet heater failed, in windows that begin
+    at RH >= 85 % (Jayaratne et al. 2018, AMT 11, 4883: low-cost optical sensors over-read
+    from about 75 % RH; growth 1 + κ·RH/(100 − RH), κ of urban aerosol 0.3–0.5)."""
+    out = y.copy()
+    n = y.size
+    taken = np.zeros(n, bool)
+    starts = np.flatnonzero((rh >= 85) & ~np.isnan(y))
+    starts = starts[(starts >= 200) & (starts < n - 70)]
+    faults: list[Fault] = []
+    for s in rng.permutation(starts).tolist():
+        if len(faults) >= per_kind:
+            break
+        length = int(rng.integers(12, 61))
+        if taken[max(0, s - 100):s + length + 100].any() or np.isnan(y[s:s + length]).any():
+            continue
+        seg = slice(s, s + length)
+        h = np.minimum(rh[seg], 99.0)
+        out[seg] = np.round(y[seg] * (1 + rng.uniform(0.3, 0.5) * h / (100 - h)), 1)
+        taken[seg] = True
+        faults.append(("humidity", s, s + length))
+    return out, sorted(faults, key=lambda f: f[1])
+
+
+def neighbourhood_registry(groups: list[str], k: int) -> list[Device]:
+    """k devices per group: device 0 at the centre, device 1 200 m away (its nearest),
+    the others on a ring 0.6–1.5 km out; groups 55 km apart (never each other's
+    neighbours), one township each."""
+    out = []
+    for g, name in enumerate(groups):
+        lat0 = 39.0 + 0.5 * g
+        for i in range(k):
+            if i == 0:
+                dy = dx = 0.0
+            elif i == 1:
+                dy, dx = 0.2, 0.0
+            else:
+                a = 2 * math.pi * i / k
+                r = 0.6 + 0.9 * (i - 2) / max(k - 3, 1)
+                dy, dx = r * math.cos(a), r * math.sin(a)
+            out.append(Device(id=f"{name}-{i}", township=name, grid=name,
+                              lat=lat0 + dy / 111.2,
+                              lon=116.4 + dx / (111.2 * math.cos(math.radians(lat0)))))
+    return out
+
+
+def run_engine(ts: npt.NDArray[np.int64], registry: list[Device], pm: Arr,
+               rh: Arr | None) -> list[Alarm]:
+    """Every device's readings (rows of pm in registry order, NaN: missing) through one
+    engine with the shipped rule files; every alert that fired, as (reading index,
+    device, audience, rule)."""
+    rules = [r for f in RULE_FILES for r in load_rules(f)]
+    kinds = {r.name: audience(r.kind, r.labels) for r in rules}
+    engine = Engine(rules, registry=registry)
+    ids = np.array([d.id for d in registry])
+    out: list[Alarm] = []
+    n = ts.size
+    for i in range(n):
+        now = int(ts[i])
+        col = pm[:, i]
+        sel = np.flatnonzero(~np.isnan(col))
+        if sel.size:
+            values: dict[str, Sequence[float | None]] = {"pm2_5": col[sel].tolist()}
+            if rh is not None:
+                values["humidity_pct"] = rh[sel, i].tolist()
+            engine.ingest(ids[sel].tolist(), [now] * int(sel.size), values)
+        ticks = [now]
+        # the collector ticks every second: one more tick 10 minutes on covers the
+        # rules' `for` timers between hourly readings
+        if i + 1 < n and int(ts[i + 1]) > now + 600_000:
+            ticks.append(now + 600_000)
+        for tick in ticks:
+            out.extend((i, t.subject, kinds[t.rule], t.rule) for t in engine.tick(tick)
+                       if t.state == "firing")
+    return out
+
+
+def audience(kind: str, labels: dict[str, str]) -> str:
+    """Who a rule's alert goes to: "maintenance" (the technician), "unusual" (grid
+    workers, from a rule that judges unusualness), "level" (grid workers, a level
+    crossed) or "device" (deadman, data quality)."""
+    if labels.get("audience") == "maintenance":
+        return "maintenance"
+    if labels.get("category") == "pollution":
+        return "unusual" if kind in UNUSUAL_KINDS else "level"
+    return "device"
+
+
+def window_of(i: int, wins: list[tuple[int, int]]) -> int | None:
+    return next((j for j, (s, e) in enumerate(wins) if s <= i < e), None)
+
+
+def judge_faults(alarms: list[Alarm], who: str, wins: list[tuple[int, int]],
+                 ts: npt.NDArray[np.int64], k: int, days: float) -> dict[str, object]:
+    """One faulty neighbourhood: a maintenance alert on device 0 inside a window found
+    its fault; every maintenance alert outside the windows is a false one."""
+    first: dict[int, int] = {}
+    unusual: set[int] = set()
+    false = 0
+    by_rule: dict[str, int] = {}
+    for i, subject, aud, rule in alarms:
+        if not subject.startswith(who + "-"):
+            continue
+        w = window_of(i, wins)
+        if aud == "maintenance":
+            if w is None:
+                false += 1
+            elif subject == f"{who}-0":
+                if w not in first:
+                    by_rule[rule] = by_rule.get(rule, 0) + 1
+                first.setdefault(w, i)
+        elif aud == "unusual" and w is not None and subject == f"{who}-0":
+            unusual.add(w)
+    delays = [(int(ts[i]) - int(ts[wins[w][0]])) / 60_000 for w, i in first.items()]
+    m = max(len(wins), 1)
+    return {
+        "faults": len(wins),
+        "recall": round(len(first) / m, 3),
+        "recall_1h": round(sum(d <= 60 for d in delays) / m, 3),
+        "delay_min_median": round(statistics.median(delays), 1) if delays else None,
+        "false_per_device_day": round(false / (k * days), 4),
+        "called_pollution": round(len(unusual) / m, 3),
+        "found_by": dict(sorted(by_rule.items())),
+    }
+
+
+def judge_events(alarms: list[Alarm], who: str, wins: list[tuple[int, int]]
+                 ) -> dict[str, object]:
+    """One neighbourhood of pollution events: any maintenance alert in it during an
+    event calls the event a fault; a grid-worker alert on device 0 reports it."""
+    fault: set[int] = set()
+    pollution: set[int] = set()
+    by_rule: dict[str, int] = {}
+    for i, subject, aud, rule in alarms:
+        if not subject.startswith(who + "-"):
+            continue
+        w = window_of(i, wins)
+        if w is None:
+            continue
+        if aud == "maintenance":
+            fault.add(w)
+            by_rule[rule] = by_rule.get(rule, 0) + 1
+        elif aud in ("unusual", "level") and subject == f"{who}-0":
+            pollution.add(w)
+    m = max(len(wins), 1)
+    return {"events": len(wins), "called_fault": round(len(fault) / m, 3),
+            "called_pollution": round(len(pollution) / m, 3),
+            "maintenance_by_rule": dict(sorted(by_rule.items()))}
+
+
+def evaluate_neighbourhood(name: str, ts: npt.NDArray[np.int64], x: Arr, rh: Arr | None,
+                           rng: np.random.Generator, per_kind: int, k: int
+                           ) -> dict[str, object]:
+    """Clean, faulty and polluted neighbourhoods of the trace `x` through the rule
+    engine; figures per fault family and per kind of pollution event."""
+    groups: dict[str, tuple[Arr, list[Fault]]] = {}
+    n = x.size
+    air_rh = rh
+    for g in ("clean", *NB_FAMILIES, *NB_EVENTS):
+        if g == "humidity" and air_rh is None:
+            continue
+        air = x.copy()
+        labels: list[Fault] = []
+        if g in NB_EVENTS:
+            _, shifted = inject(x, "shift", rng, per_kind)
+            labels = shifted
+            factor = np.ones(n)
+            for _, s, e in labels:
+                factor[s:e] = rng.uniform(1.6, 2.5)
+            air = x * factor
+        ys = sensors(air, k, rng)
+        if g == "local":
+            # the episode reaches device 0 and its nearest neighbour only
+            ys[2:] = sensors(x, k, rng)[2:]
+        if g in FAMILIES:
+            ys[0], labels = inject(ys[0], g, rng, per_kind)
+        elif g == "humidity" and air_rh is not None:
+            ys[0], labels = humidity_faults(ys[0], air_rh, rng, per_kind)
+        ys[rng.random(ys.shape) < 0.01] = np.nan  # readings lost on the way
+        ys[:, np.isnan(x)] = np.nan  # the station's own gaps: no air to read
+        groups[g] = (ys, labels)
+    names = list(groups)
+    registry = neighbourhood_registry(names, k)
+    pm = np.vstack([groups[g][0] for g in names])
+    rhs: Arr | None = None
+    if air_rh is not None:
+        noisy = air_rh[None, :] + rng.normal(0, 2, (len(names) * k, n))
+        rhs = np.round(np.clip(noisy, 0, 100), 1).astype(np.float64)
+    alarms = run_engine(ts, registry, pm, rhs)
+    days = (int(ts[-1]) - int(ts[0])) / DAY_MS
+    out: dict[str, object] = {"devices": k}
+    clean = [a for a in alarms if a[1].startswith("clean-")]
+    by_rule: dict[str, int] = {}
+    for _, _, aud, rule in clean:
+        if aud == "maintenance":
+            by_rule[rule] = by_rule.get(rule, 0) + 1
+    out["clean"] = {
+        "maintenance_per_device_day": round(sum(by_rule.values()) / (k * days), 4),
+        "unusual_per_device_day": round(sum(a[2] == "unusual" for a in clean) / (k * days), 4),
+        "maintenance_by_rule": dict(sorted(by_rule.items())),
+    }
+    for g in names[1:]:
+        wins = windows(groups[g][1], ts)
+        out[g] = (judge_events(alarms, g, wins) if g in NB_EVENTS
+                  else judge_faults(alarms, g, wins, ts, k, days))
+    print(f"{name}:neighbourhood: " + "; ".join(f"{g} {v}" for g, v in out.items()
+                                                  if isinstance(v, dict)), file=sys.stderr)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -303,11 +575,17 @@ def main(argv: list[str] | None = None) -> int:
                     default=[d for d in DETECTORS if d != "with_likelihood"])
     ap.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                     help="detector parameters for this run (e.g. k_shift=1.5)")
+    ap.add_argument("--parts", nargs="+", default=["single", "neighbourhood"],
+                    choices=["single", "neighbourhood"],
+                    help="single series through the detectors, neighbourhoods through "
+                         "the rule engine")
+    ap.add_argument("--neighbours", type=int, default=6,
+                    help="devices per neighbourhood (the faulty one included)")
     args = ap.parse_args(argv)
     SETTINGS.update({k: float(v) for k, v in (kv.split("=", 1) for kv in args.set)})
     result: dict[str, object] = {"seed": args.seed, "faults_per_kind": args.per_kind,
                                  "cooldown_min": args.cooldown_min,
-                                 **dict.fromkeys(TRACES)}
+                                 **dict.fromkeys(TRACES), "neighbourhood": None}
     if not (args.data / "pm25").is_dir():
         print(f"skipped: no traces under {args.data / 'pm25'}", file=sys.stderr)
         emit("anomaly_eval", result, RESULT_KEYS)
@@ -315,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     shared = np.random.default_rng(args.seed)
     thresholds = {"detector": args.thresholds, "with_likelihood": [0.9],
                   "before": [0.9], "previous": [0.9], "ewma_z": [0.9]}
-    for name in args.traces:
+    for name in args.traces if "single" in args.parts else []:
         load, factor, step_ms = TRACES[name]
         ts, x = load(args.data)
         if step_ms:
@@ -328,6 +606,18 @@ def main(argv: list[str] | None = None) -> int:
         result[name] = evaluate_trace(name, ts, x, rng, args.per_kind, thresholds,
                                       int(args.cooldown_min * 60_000), args.detectors,
                                       factor)
+    if "neighbourhood" in args.parts:
+        nb: dict[str, object] = {}
+        for j, (name, rh_of) in enumerate(HUMIDITY.items()):
+            if name not in args.traces:
+                continue
+            ts, x = TRACES[name][0](args.data)
+            # a generator of its own: the single-series faults stay those of every
+            # earlier run of a seed
+            nb[name] = evaluate_neighbourhood(
+                name, ts, x, None if rh_of is None else rh_of(args.data),
+                np.random.default_rng([args.seed, 16, j]), args.per_kind, args.neighbours)
+        result["neighbourhood"] = nb
     emit("anomaly_eval", result, RESULT_KEYS)
     return 0
 

@@ -125,6 +125,8 @@ rules:
      min_neighbour_level: 20, keep_firing_for: 1m}
   - {name: stuck, kind: sensor_fault, cause: stuck, window: 4m, radius_km: 2,
      min_readings: 3}
+  - {name: shift, kind: sensor_fault, cause: shift, window: 3m, radius_km: 2, ratio: 1.5,
+     persist: 2, min_excess: 5}
 """)
 
 level = st.one_of(st.sampled_from([0.0, 0.0, 30.0, 30.0, 35.0, 200.0, 400.0]),
@@ -141,7 +143,7 @@ fault_step = st.tuples(st.one_of(st.integers(1, 30), st.integers(31, 200)),
 def test_anomaly_and_sensor_faults_judged_by_row_equal_the_reference(
         tmp_path_factory: object, steps: list[tuple[int, list[tuple[int, float]]]],
         where: list[tuple[float, float]]) -> None:
-    """Anomaly (with its neighbour check) and the zero and jump faults judge only rows
+    """Anomaly (with its neighbour check) and the zero, jump and shift faults judge only rows
     that changed, fell due or are candidates (`RuleBase.hot_rows`): the same
     transitions, tick by tick, as the reference judging every device."""
     path: Path = rules_file(tmp_path_factory, FAULT_RULES)

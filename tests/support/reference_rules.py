@@ -56,6 +56,17 @@ class Dev:
 
 
 @dataclass
+class Shift:
+    ref: float = NAN  # the device's ratio to its neighbours' median before its step
+    up: bool = False  # it stepped up
+    around: list[float] = field(default_factory=list)  # the neighbours' readings then
+    beyond: int = 0
+    seen: int = 0
+    seen_ts: int = 0
+    last: bool = False  # the verdict at the last reading
+
+
+@dataclass
 class Alert:
     pending: int = -1
     clear: int = -1
@@ -72,6 +83,8 @@ class Reference:
         self.head = -1  # newest fine bucket
         self.hhead = -1
         self.alerts: dict[tuple[str, str], Alert] = {}
+        #: a `shift` rule's step being followed, per (rule, device)
+        self.shifts: dict[tuple[str, str], Shift] = {}
 
     def ingest(self, devices: list[str], ts: Sequence[int],
                values: Mapping[str, Sequence[float]],
@@ -275,7 +288,9 @@ class Reference:
         out = {}
         for d, dev in self.devices.items():
             x, over = latest[d], False
-            if rule.cause == "stuck":
+            if rule.cause == "shift":
+                over = self._shift(rule, d, dev, x, prev[d], nbr[d], latest, now)
+            elif rule.cause == "stuck":
                 x = spread[d]
                 if len(win[d]) >= rule.min_readings and x == 0:
                     med, enough = around(d, spread)
@@ -305,6 +320,72 @@ class Reference:
                     over = enough and x > rule.ratio * med and x - med >= rule.min_neighbour_level
             out[d] = (x, over, not over)
         return out
+
+    def _level_before(self, rule: SensorFaultRule, dev: Dev, now: int) -> float:
+        """Mean of the window's readings but the newest (the previous reading if none)."""
+        xs = self._window(dev, rule.field, now, rule.window_ms)
+        lv, lt = dev.latest.get(rule.field, (NAN, 0))
+        if now - lt < rule.window_ms and not math.isnan(lv):
+            xs = xs[:]
+            xs.remove(lv)
+        return sum(xs) / len(xs) if xs else dev.prev.get(rule.field, (NAN, 0))[0]
+
+    def _shift(self, rule: SensorFaultRule, d: str, dev: Dev, x: float, p: float,
+               nbr: list[str], latest: dict[str, float], now: int) -> bool:
+        """The `shift` cause of one device: start following a step, count the readings
+        that stay beyond the ratio with no neighbour moving the same way."""
+        st = self.shifts.setdefault((rule.name, d), Shift())
+        ts = dev.latest.get(rule.field, (NAN, 0))[1]
+        if ts == st.seen_ts:
+            return st.last  # judged at the device's own readings only
+        st.seen_ts = ts
+        pad = [NAN] * (rule.max_neighbours - len(nbr))
+
+        def median(xs: list[float]) -> float:
+            ok = [v for v in xs if not math.isnan(v)]
+            return statistics.median(ok) if ok else NAN
+
+        firing = self.alerts.get((rule.name, d), Alert()).firing
+        came_back = [False]
+
+        def follow() -> bool:
+            vals = [latest[o] for o in nbr] + pad
+            enough = sum(not math.isnan(v) for v in vals) >= rule.min_neighbours
+            need = math.log(rule.ratio)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                sign = 1.0 if st.up else -1.0
+                lq = float(np.log(np.float64(x) / median(vals) / st.ref)) * sign
+                air = float(np.log(np.float64(median(vals)) / median(st.around)))
+                moved = (np.log(np.array(vals) / np.array(st.around)) - air) * sign
+                excess = abs(x - median(vals) * st.ref) >= rule.min_excess
+                beyond = enough and lq >= need and excess
+                back = not lq >= need / 2
+                agree = bool((moved >= max(lq, 0.0) / 2).any())
+            st.beyond += beyond and not agree
+            st.seen += 1
+            over = ((beyond and not agree) or firing) and st.beyond >= rule.persist \
+                and not back
+            if not over and (back or st.beyond == 0 or st.seen >= rule.persist + 2):
+                st.ref = NAN
+                came_back[0] = abs(lq) < need / 2
+            return over
+
+        over = False
+        if not math.isnan(st.ref):
+            over = follow()
+        if (math.isnan(st.ref) and not came_back[0] and x > 0 and p > 0
+                and (x >= rule.step_ratio * p or p >= rule.step_ratio * x)
+                and abs(x - p) >= rule.min_excess):
+            before = [self._level_before(rule, self.devices[o], now) for o in nbr] + pad
+            ok = sum(not math.isnan(v) for v in before) >= rule.min_neighbours
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ref = float(np.float64(self._level_before(rule, dev, now)) / median(before))
+            st.ref = ref if ok and math.isfinite(ref) and ref > 0 else NAN
+            st.around, st.beyond, st.seen, st.up = before, 0, 0, x > p
+            if not math.isnan(st.ref):
+                over = follow()
+        st.last = over
+        return over
 
     def _contradicted(self, rule: AnomalyRule, name: str, now: int) -> bool:
         nbr = self._neighbours(rule)
