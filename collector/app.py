@@ -33,6 +33,7 @@ from collector.handover import HandOver
 from collector.influx_sink import InfluxV1Sink
 from collector.influx_v2_sink import InfluxV2Sink
 from collector.ingest_source import IngestSource
+from collector.long_lived_heap import LongLivedHeap
 from collector.metrics import Metrics, MetricsServer
 from collector.mqtt_ingest import MqttIngest
 from collector.pipeline import Batching, Pipeline
@@ -209,7 +210,7 @@ def build_pipeline(cfg: CollectorConfig, ingest: IngestSource, sink: StorageSink
                           int(cfg.retention.forget_devices_after_s * 1000), state)
     return Pipeline(ingest, builder, writer, alerts, EngineStateFile(engine, engine_state_path),
                     gauges, batching, feed=RegistryFeed(registry, engine, points), points=points,
-                    retention=retention)
+                    retention=retention, heap=LongLivedHeap())
 
 
 class CollectorApp:

@@ -81,6 +81,9 @@ class Metrics:
             p + "store_entries", "entries held per store: in memory (dedup_keys, "
             "device_health, hourly_hours, tag_cache, engine_devices) and in the checkpoint "
             "state.db (seqs_rows, hourly_rows)", ["store"], registry=r)
+        self.gc_frozen = Gauge(p + "gc_frozen_objects",
+                               "objects moved out of the cycle collector's reach "
+                               "(collector/long_lived_heap.py)", registry=r)
         self.state_db_bytes = Gauge(p + "state_db_bytes",
                                     "size of the checkpoint state.db with its WAL", registry=r)
         self.seq_lost = Counter(p + "seq_lost", "missing seqs declared lost: a gap older than "

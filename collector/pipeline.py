@@ -32,6 +32,7 @@ from collector.delivery import Delivery
 from collector.engine_state_file import EngineStateFile
 from collector.gauges import Gauges
 from collector.ingest_source import IngestSource
+from collector.long_lived_heap import LongLivedHeap
 from collector.registry_feed import RegistryFeed
 from collector.retention import Retention
 
@@ -54,7 +55,8 @@ class Pipeline:
                  alerts: AlertHandOff, engine_state: EngineStateFile, gauges: Gauges,
                  batching: Batching = Batching(), *, feed: RegistryFeed | None = None,
                  points: CountyPoints | None = None,
-                 retention: Retention | None = None) -> None:
+                 retention: Retention | None = None,
+                 heap: LongLivedHeap | None = None) -> None:
         self.ingest = ingest
         self.builder = builder
         self.writer = writer
@@ -65,6 +67,7 @@ class Pipeline:
         self.feed = feed
         self.points = points
         self.retention = retention
+        self.heap = heap
         # Also stops a writer holding a batch that neither storage nor the spool takes.
         self.stopping: threading.Event = writer.stopping
 
@@ -123,6 +126,8 @@ class Pipeline:
         if self.writer.idle and not self.builder.open.deliveries:
             self.writer.replay_spool()
         self.gauges.update()
+        if self.heap is not None and self.heap.freeze_if_due():
+            self.gauges.metrics.gc_frozen.set(self.heap.frozen())
 
     def flush(self) -> bool:
         """Seal the open batch and start its write; True unless an older write gave up."""
