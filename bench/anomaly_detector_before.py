@@ -121,7 +121,8 @@ class Detector:
 
     @property
     def score(self) -> FloatArr:
-        return self.cols["score"]  # type: ignore[return-value]
+        # the column is float64 from __post_init__/fit: this is the same array, typed
+        return self.cols["score"].astype(np.float64, copy=False)
 
     @property
     def size(self) -> int:

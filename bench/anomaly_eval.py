@@ -67,6 +67,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -97,6 +98,45 @@ Fault = tuple[str, int, int]
 Alarm = tuple[int, str, str, str]  # reading index, device, audience, rule
 
 
+class FamilyScore(TypedDict):
+    """One detector at one threshold on the copies of one fault family."""
+
+    recall: float
+    recall_1h: float
+    delay_min_median: float | None  # None: nothing found
+    false_per_device_day: float
+    nab: float
+
+
+class FaultScore(TypedDict):
+    """One faulty neighbourhood through the rule engine."""
+
+    faults: int
+    recall: float
+    recall_1h: float
+    delay_min_median: float | None  # None: nothing found
+    false_per_device_day: float
+    called_pollution: float
+    found_by: dict[str, int]  # rule → faults it found first
+
+
+class EventScore(TypedDict):
+    """One neighbourhood of pollution events through the rule engine."""
+
+    events: int
+    called_fault: float
+    called_pollution: float
+    maintenance_by_rule: dict[str, int]
+
+
+class CleanScore(TypedDict):
+    """The clean neighbourhood through the rule engine."""
+
+    maintenance_per_device_day: float
+    unusual_per_device_day: float
+    maintenance_by_rule: dict[str, int]
+
+
 def beijing(data: Path) -> tuple[npt.NDArray[np.int64], Arr]:
     ts, v = [], []
     with (data / "pm25" / "beijing_us_embassy_hourly_2010_2014.csv").open() as fh:
@@ -116,7 +156,7 @@ def beijing_rh(data: Path) -> Arr:
         for r in csv.DictReader(fh):
             td, t = float(r["DEWP"]), float(r["TEMP"])
             rh.append(100 * math.exp(17.625 * td / (243.04 + td) - 17.625 * t / (243.04 + t)))
-    return np.minimum(np.array(rh), 100.0)
+    return np.minimum(np.array(rh, np.float64), 100.0)
 
 
 def sds011(data: Path) -> tuple[npt.NDArray[np.int64], Arr]:
@@ -192,7 +232,9 @@ def inject(x: Arr, kind: str, rng: np.random.Generator, per_kind: int
     return y, sorted(faults, key=lambda f: f[1])
 
 
-SETTINGS: dict[str, float] = {}  # --set: the detector's parameters for this run
+#: --set: the detector's parameters for this run, floats as given; `Detector(**SETTINGS)`
+#: checks their names (its parameters are of several types, hence Any)
+SETTINGS: dict[str, Any] = {}
 ScoreFn = Callable[[npt.NDArray[np.int64], Arr], Arr]
 
 
@@ -265,7 +307,7 @@ def windows(faults: list[Fault], ts: npt.NDArray[np.int64]) -> list[tuple[int, i
 
 
 def judge(det: list[int], wins: list[tuple[int, int]], ts: npt.NDArray[np.int64]
-          ) -> dict[str, float]:
+          ) -> FamilyScore:
     days = (int(ts[-1]) - int(ts[0])) / DAY_MS
     found: dict[int, int] = {}
     fp: list[int] = []
@@ -292,7 +334,7 @@ def judge(det: list[int], wins: list[tuple[int, int]], ts: npt.NDArray[np.int64]
     return {
         "recall": round(len(found) / len(wins), 3),
         "recall_1h": round(within_h / len(wins), 3),
-        "delay_min_median": round(statistics.median(delays), 1) if delays else None,  # type: ignore[dict-item]
+        "delay_min_median": round(statistics.median(delays), 1) if delays else None,
         "false_per_device_day": round(len(fp) / days, 4),
         "nab": round(100 * (raw - null) / (perfect - null), 1),
     }
@@ -300,7 +342,8 @@ def judge(det: list[int], wins: list[tuple[int, int]], ts: npt.NDArray[np.int64]
 
 def evaluate_trace(name: str, ts: npt.NDArray[np.int64], x: Arr, rng: np.random.Generator,
                    per_kind: int, thresholds: dict[str, list[float]], cooldown_ms: int,
-                   detectors: list[str], factor: float = 1.0) -> dict[str, object]:
+                   detectors: list[str], factor: float = 1.0
+                   ) -> dict[str, dict[str, float | FamilyScore]]:
     copies, labels = [x], []
     for kind in FAMILIES:
         y, faults = inject(x, kind, rng, per_kind)
@@ -308,24 +351,25 @@ def evaluate_trace(name: str, ts: npt.NDArray[np.int64], x: Arr, rng: np.random.
         labels.append(faults)
     ys = np.vstack(copies) * factor
     days = (int(ts[-1]) - int(ts[0])) / DAY_MS
-    out: dict[str, object] = {}
+    # `detector@threshold` → its clean false alarms, a score per family and their NAB mean
+    out: dict[str, dict[str, float | FamilyScore]] = {}
     for dname in detectors:
         scores = DETECTORS[dname](ts, ys)
         for thr in thresholds[dname]:
             key = f"{dname}@{thr}"
             clean = len(detections(scores[0], ts, thr, cooldown_ms)) / days
-            res: dict[str, object] = {"clean_false_per_device_day": round(clean, 4)}
-            for j, kind in enumerate(FAMILIES, 1):
-                det = detections(scores[j], ts, thr, cooldown_ms)
-                res[kind] = judge(det, windows(labels[j - 1], ts), ts)
-            nabs = [r["nab"] for k, r in res.items() if isinstance(r, dict)]
-            res["nab_mean"] = round(sum(nabs) / len(nabs), 1)
-            out[key] = res
-            print(f"{name}:{key}: clean {res['clean_false_per_device_day']}/device-day, "
-                  f"nab {res['nab_mean']}; " + "; ".join(
+            families = {kind: judge(detections(scores[j], ts, thr, cooldown_ms),
+                                    windows(labels[j - 1], ts), ts)
+                        for j, kind in enumerate(FAMILIES, 1)}
+            nab_mean = round(sum(f["nab"] for f in families.values()) / len(families), 1)
+            # the families between the clean figure and the mean, as the last line has them
+            out[key] = {"clean_false_per_device_day": round(clean, 4), **families,
+                        "nab_mean": nab_mean}
+            print(f"{name}:{key}: clean {round(clean, 4)}/device-day, "
+                  f"nab {nab_mean}; " + "; ".join(
                       f"{k} r={v['recall']} r1h={v['recall_1h']} d={v['delay_min_median']}"
                       f" fp={v['false_per_device_day']}"
-                      for k, v in res.items() if isinstance(v, dict)), file=sys.stderr)
+                      for k, v in families.items()), file=sys.stderr)
     return out
 
 
@@ -444,7 +488,7 @@ def window_of(i: int, wins: list[tuple[int, int]]) -> int | None:
 
 
 def judge_faults(alarms: list[Alarm], who: str, wins: list[tuple[int, int]],
-                 ts: npt.NDArray[np.int64], k: int, days: float) -> dict[str, object]:
+                 ts: npt.NDArray[np.int64], k: int, days: float) -> FaultScore:
     """One faulty neighbourhood: a maintenance alert on device 0 inside a window found
     its fault; every maintenance alert outside the windows is a false one."""
     first: dict[int, int] = {}
@@ -478,7 +522,7 @@ def judge_faults(alarms: list[Alarm], who: str, wins: list[tuple[int, int]],
 
 
 def judge_events(alarms: list[Alarm], who: str, wins: list[tuple[int, int]]
-                 ) -> dict[str, object]:
+                 ) -> EventScore:
     """One neighbourhood of pollution events: any maintenance alert in it during an
     event calls the event a fault; a grid-worker alert on device 0 reports it."""
     fault: set[int] = set()
@@ -503,7 +547,7 @@ def judge_events(alarms: list[Alarm], who: str, wins: list[tuple[int, int]]
 
 def evaluate_neighbourhood(name: str, ts: npt.NDArray[np.int64], x: Arr, rh: Arr | None,
                            rng: np.random.Generator, per_kind: int, k: int
-                           ) -> dict[str, object]:
+                           ) -> dict[str, int | CleanScore | FaultScore | EventScore]:
     """Clean, faulty and polluted neighbourhoods of the trace `x` through the rule
     engine; figures per fault family and per kind of pollution event."""
     groups: dict[str, tuple[Arr, list[Fault]]] = {}
@@ -541,24 +585,24 @@ def evaluate_neighbourhood(name: str, ts: npt.NDArray[np.int64], x: Arr, rh: Arr
         rhs = np.round(np.clip(noisy, 0, 100), 1).astype(np.float64)
     alarms = run_engine(ts, registry, pm, rhs)
     days = (int(ts[-1]) - int(ts[0])) / DAY_MS
-    out: dict[str, object] = {"devices": k}
+    scores: dict[str, CleanScore | FaultScore | EventScore] = {}
     clean = [a for a in alarms if a[1].startswith("clean-")]
     by_rule: dict[str, int] = {}
     for _, _, aud, rule in clean:
         if aud == "maintenance":
             by_rule[rule] = by_rule.get(rule, 0) + 1
-    out["clean"] = {
+    scores["clean"] = {
         "maintenance_per_device_day": round(sum(by_rule.values()) / (k * days), 4),
         "unusual_per_device_day": round(sum(a[2] == "unusual" for a in clean) / (k * days), 4),
         "maintenance_by_rule": dict(sorted(by_rule.items())),
     }
     for g in names[1:]:
         wins = windows(groups[g][1], ts)
-        out[g] = (judge_events(alarms, g, wins) if g in NB_EVENTS
-                  else judge_faults(alarms, g, wins, ts, k, days))
-    print(f"{name}:neighbourhood: " + "; ".join(f"{g} {v}" for g, v in out.items()
-                                                  if isinstance(v, dict)), file=sys.stderr)
-    return out
+        scores[g] = (judge_events(alarms, g, wins) if g in NB_EVENTS
+                     else judge_faults(alarms, g, wins, ts, k, days))
+    print(f"{name}:neighbourhood: " + "; ".join(f"{g} {v}" for g, v in scores.items()),
+          file=sys.stderr)
+    return {"devices": k, **scores}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -607,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
                                       int(args.cooldown_min * 60_000), args.detectors,
                                       factor)
     if "neighbourhood" in args.parts:
-        nb: dict[str, object] = {}
+        nb: dict[str, dict[str, int | CleanScore | FaultScore | EventScore]] = {}
         for j, (name, rh_of) in enumerate(HUMIDITY.items()):
             if name not in args.traces:
                 continue

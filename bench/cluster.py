@@ -33,13 +33,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
+import msgspec
 import numpy as np
 
 from orchestration.cluster_run import ClusterRun, scaled_rules
 from orchestration.rabbitmq import RabbitCluster
-from orchestration.services import InfluxDB, ServiceError
+from orchestration.services import InfluxDB, QuerySeries, ServiceError
 
 # Run as `python bench/X.py`, Python puts bench/ first on sys.path (see bench/rules.py).
 if not __package__:
@@ -68,6 +69,34 @@ SWARM_DEVICES_PER_PROCESS = 2500
 QUEUES_PER_COLLECTOR = 4
 
 WEIGHT = 100  # points per collector on the hash ring: shares within a few % of 1/N
+
+
+class Sizing(TypedDict, total=False):
+    """Resource figures for sizing, taken once at 25 % (empty until then)."""
+
+    at_s: float
+    load: str
+    node_rss_mb: list[int]
+    node_idle_rss_mb: list[int]
+    connections_per_node: list[int]
+    bench_process_rss_mb: int
+    bench_process_cpu_pct: int
+    swarm_rss_mb: int
+    swarm_cpu_s: float
+    swarm_processes: int
+    influxd_rss_mb: int
+    engine_bytes_per_device: int
+    engine_devices_held: int
+
+
+class _Statement(msgspec.Struct):
+    series: list[QuerySeries] = []
+
+
+class _Answer(msgspec.Struct):
+    """InfluxDB 1.x's /query answer, as far as the cardinality needs it."""
+
+    results: list[_Statement]
 
 
 def rss_mb(pid: int | None) -> float:
@@ -172,10 +201,12 @@ def sample_busiest(rabbit: RabbitCluster, nodes: list[int], seconds: int,
 
 
 def series_cardinality(influx: InfluxDB, db: str) -> int:
-    res: Any = influx.query("SHOW SERIES EXACT CARDINALITY", db=db)
+    """Series in `db`; -1 when the answer is not what InfluxDB gives."""
     try:
-        return sum(int(s["values"][0][0]) for r in res["results"] for s in r.get("series", []))
-    except (KeyError, IndexError, TypeError, ValueError):
+        answer = msgspec.convert(influx.query("SHOW SERIES EXACT CARDINALITY", db=db),
+                                 _Answer)
+        return sum(int(s.values[0][0]) for r in answer.results for s in r.series)
+    except (msgspec.ValidationError, IndexError, TypeError, ValueError):
         return -1
 
 
@@ -232,7 +263,7 @@ def main() -> int:
                          rules_file=scaled_rules(work, args.interval_s),
                          rebuild_lookback_s=max(60.0, 5 * args.interval_s))
         swarms: list[subprocess.Popen[bytes]] = []
-        sized: dict[str, Any] = {}
+        sized: Sizing = {}
         try:
             idle_node_mb = [rss_mb(n.pid) for n in rabbit.nodes]
             run.start()

@@ -44,11 +44,14 @@ import tempfile
 import threading
 import time
 import urllib.request
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
+from typing import TypedDict
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
-from orchestration.services import InfluxDB, Mosquitto, free_port
+from orchestration.services import InfluxDB, Mosquitto, QueryError, free_port
 
 # Run as `python bench/X.py`, Python puts bench/ first on sys.path (see bench/rules.py).
 if not __package__:
@@ -90,6 +93,26 @@ RULES = """rules:
     severity: warning
 """
 MINUTE_MS = 60_000
+#: the collector's stores sampled during the run (`airgrid_collector_store_entries`)
+SAMPLED_STORES = ("dedup_keys", "device_health", "hourly_hours", "tag_cache",
+                  "engine_devices", "seqs_rows", "hourly_rows")
+
+
+class Sample(TypedDict):
+    """The stores' sizes at one simulated minute (a row of `samples` in the last line)."""
+
+    sim_min: int
+    state_db_mb: float
+    rss_mb: int
+    stores: dict[str, float]  # store → entries, flattened into the row in the last line
+    stored: float  # readings stored so far
+
+
+def sample_row(sample: Sample) -> dict[str, float]:
+    """A sample as the table and the last line have it: the stores between the RSS and
+    the readings stored."""
+    return {"sim_min": sample["sim_min"], "state_db_mb": sample["state_db_mb"],
+            "rss_mb": sample["rss_mb"], **sample["stores"], "stored": sample["stored"]}
 
 
 def device_id(i: int) -> str:
@@ -120,11 +143,11 @@ def payload(dev: int, first_seq: int, first_ts: int, n: int) -> bytes:
 
 
 def publisher(port: int, devices: range, minutes: int, every: int, minute_s: float,
-              t0: float, base_ms: int, sent: mp.sharedctypes.Synchronized) -> None:  # type: ignore[name-defined]
+              t0: float, base_ms: int, sent: Synchronized[int]) -> None:
     """Device i reports in simulated minutes m with m % every == i % every, carrying the
     readings of the `every` minutes up to m (one a minute, seq = minute + 1); the reports
     of a minute are spread evenly over it."""
-    c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+    c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                     client_id=f"scale-pub-{devices.start}")
     c.max_inflight_messages_set(500)
     acked = [0]
@@ -176,7 +199,7 @@ class Probe:
         self.sent: dict[int, float] = {}
         self.latency: list[tuple[float, float]] = []  # (sent at, seconds to dead letter)
         self.arrivals: list[float] = []
-        self.c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+        self.c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                              client_id="scale-probe")
         self.c.on_message = self._on_message
         self.c.connect("127.0.0.1", port)
@@ -187,7 +210,8 @@ class Probe:
 
     def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
         body = json.loads(msg.payload)
-        if body.get("topic") != "airgrid/v1/dev/scale-probe/up":
+        # a dead letter is a JSON object; only the probe's own are of interest
+        if not isinstance(body, dict) or body.get("topic") != "airgrid/v1/dev/scale-probe/up":
             return
         raw = base64.b64decode(body["payload_b64"])
         k = int(raw.split()[1])
@@ -247,7 +271,8 @@ class ProvinceInfluxDB(InfluxDB):
 def scrape(port: int, timeout: float = 60.0) -> str:
     """/metrics; at 100,000 devices the per-device completeness series make it large."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as r:
-        return r.read().decode()
+        body: bytes = r.read()
+    return body.decode()
 
 
 def metric(text: str, name: str, labels: str = "") -> float:
@@ -259,11 +284,18 @@ def metric(text: str, name: str, labels: str = "") -> float:
 def proc_stats(pid: int) -> tuple[float, float, float]:
     """(RSS MB, peak RSS MB, CPU seconds) of a process."""
     status = Path(f"/proc/{pid}/status").read_text()
-    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
-    hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+    rss, hwm = status_kb(status, "VmRSS") / 1024, status_kb(status, "VmHWM") / 1024
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return rss, hwm, cpu
+
+
+def status_kb(status: str, field: str) -> int:
+    """A kB field of /proc/PID/status (every Linux process has VmRSS and VmHWM)."""
+    m = re.search(rf"{field}:\s+(\d+)", status)
+    if m is None:
+        raise RuntimeError(f"no {field} in /proc/PID/status")
+    return int(m.group(1))
 
 
 def db_mb(path: Path) -> float:
@@ -272,8 +304,6 @@ def db_mb(path: Path) -> float:
 
 def snapshot_ms(devices: int, rules: Path) -> tuple[float, float]:
     """The engine snapshot of this fleet with these rules, every device with readings."""
-    import numpy as np
-
     from alert_rules.engine import Engine
     from alert_rules.registry import Device
     from alert_rules.rulefile import load_rules
@@ -283,8 +313,7 @@ def snapshot_ms(devices: int, rules: Path) -> tuple[float, float]:
         Device(id=d, township="t", grid="g", lat=30.0, lon=114.0) for d in ids])
     now = int(time.time() * 1000)
     for k in range(10):
-        engine.ingest(ids, np.full(devices, now - (10 - k) * MINUTE_MS, np.int64),
-                      {"pm2_5": np.full(devices, 40.0)})
+        engine.ingest(ids, [now - (10 - k) * MINUTE_MS] * devices, {"pm2_5": [40.0] * devices})
     engine.tick(now)
     t = time.perf_counter()
     blob = engine.snapshot()
@@ -369,7 +398,7 @@ def main() -> int:
                             stdout=log, stderr=subprocess.STDOUT, cwd=work)
     procs: list[mp.Process] = []
     probe: Probe | None = None
-    samples: list[dict[str, float]] = []
+    samples: list[Sample] = []
     try:
         while True:
             try:
@@ -414,15 +443,15 @@ def main() -> int:
                     next_sample = t0 + minute * a.minute_s
                     continue
                 rss, hwm, _ = proc_stats(coll.pid)
-                row = {"sim_min": minute, "state_db_mb": round(db_mb(state), 2),
-                       "rss_mb": round(rss)}
-                for store in ("dedup_keys", "device_health", "hourly_hours", "tag_cache",
-                              "engine_devices", "seqs_rows", "hourly_rows"):
-                    row[store] = metric(text, "airgrid_collector_store_entries",
-                                        f'store="{store}"')
-                row["stored"] = metric(text, "airgrid_collector_readings_stored_total")
-                samples.append(row)
-                print(" ".join(f"{k}={v:g}" for k, v in row.items()), file=sys.stderr)
+                sample: Sample = {
+                    "sim_min": minute, "state_db_mb": round(db_mb(state), 2),
+                    "rss_mb": round(rss),
+                    "stores": {store: metric(text, "airgrid_collector_store_entries",
+                                             f'store="{store}"') for store in SAMPLED_STORES},
+                    "stored": metric(text, "airgrid_collector_readings_stored_total")}
+                samples.append(sample)
+                print(" ".join(f"{k}={v:g}" for k, v in sample_row(sample).items()),
+                      file=sys.stderr)
                 minute += a.sample_minutes
                 next_sample = t0 + minute * a.minute_s
             time.sleep(0.1)
@@ -451,9 +480,12 @@ def main() -> int:
         probe.stop()
         coll.send_signal(signal.SIGTERM)
         coll.wait(120)
-        res = influx.query("SELECT count(seq) FROM readings WHERE device =~ /^cs-/", db="scale")
-        series = res["results"][0].get("series")  # type: ignore[index]
-        in_db = int(series[0]["values"][0][1]) if series else 0
+        try:
+            series = influx.series("SELECT count(seq) FROM readings WHERE device =~ /^cs-/",
+                                   db="scale")
+        except QueryError:  # counted as none stored: every reading shows as lost
+            series = []
+        in_db = int(series[0].values[0][1]) if series else 0
         logtext = (work / "collector.log").read_text(errors="replace")
         parse = re.search(r"registry reloaded: \d+ devices \(parsed in ([0-9.]+) s", logtext)
         snap_ms, snap_mb = snapshot_ms(a.devices, rules)
@@ -484,7 +516,7 @@ def main() -> int:
         "real_s_per_sim_minute": a.minute_s, "drained_s_after_end": drained_s,
         "startup_s": startup_s, "check_config_s": check_config_s,
         "reload_parse_s": float(parse.group(1)) if parse else None,
-        "final": final, "samples": samples, "load": os.getloadavg()[0],
+        "final": final, "samples": [sample_row(s) for s in samples], "load": os.getloadavg()[0],
     }
     print(f"workdir={work}", file=sys.stderr)
     emit("collector_scale", out, RESULT_KEYS)
