@@ -66,6 +66,11 @@ def tag_set(tags: Mapping[str, str]) -> str:
     return "".join(f",{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items()) if v)
 
 
+# the field-grade agent's numeric status fields, in line order: name, integer?
+_STATUS_NUMBERS = (("sensor_run_hours", False), ("outbox_bytes", True),
+                   ("corrupt_resets", True), ("uncaptured", True), ("clock_hold_s", False))
+
+
 def status_line(device_tags: str, s: Status, ts_ms: int) -> str:
     if s.state == "offline":
         # The Last Will carries no counters: zeros would read as a reset outbox.
@@ -82,16 +87,9 @@ def status_line(device_tags: str, s: Status, ts_ms: int) -> str:
     # default, and an absent value is an absent field, as for readings.
     if s.sensor_state:
         fields.append(f"sensor_state={escape_string_field(s.sensor_state)}")
-    if s.sensor_run_hours:
-        fields.append(f"sensor_run_hours={float(s.sensor_run_hours)!r}")
-    if s.outbox_bytes:
-        fields.append(f"outbox_bytes={s.outbox_bytes}i")
-    if s.corrupt_resets:
-        fields.append(f"corrupt_resets={s.corrupt_resets}i")
-    if s.uncaptured:
-        fields.append(f"uncaptured={s.uncaptured}i")
-    if s.clock_hold_s:
-        fields.append(f"clock_hold_s={float(s.clock_hold_s)!r}")
+    for name, integer in _STATUS_NUMBERS:
+        if value := getattr(s, name):
+            fields.append(f"{name}={int(value)}i" if integer else f"{name}={float(value)!r}")
     fields += [f"err_{k}={int(v)}i" for k, v in sorted(s.sensor_errors.items())
                if k.isidentifier()]
     return f"{DEVICE_STATUS}{device_tags} {','.join(fields)} {ts_ms}"

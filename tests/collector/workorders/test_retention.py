@@ -30,13 +30,19 @@ def rows(orders: WorkOrders, table: str, alert_id: int) -> int:
             f"SELECT count(*) FROM {table} WHERE alert_id = ?", (alert_id,)).fetchone()[0])
 
 
-def test_steps_and_photos_of_a_resolved_order_leave_with_its_alert(tmp_path: Path) -> None:
+def work_orders(tmp_path: Path) -> tuple[Path, AlertManager, WorkOrders]:
+    """Work orders over the test registry, resolved alerts kept 30 days."""
     reg = tmp_path / "registry.yaml"
     reg.write_text(REGISTRY, encoding="utf-8")
     cfg = config(tmp_path, event_channels=[], resolved_retention="30d")
     manager = AlertManager(cfg, Store(cfg.state_db), cfg.contacts, {})
     orders = WorkOrders(manager, WorkerDirectory(reg), lambda lines: None, [])
     manager.on_event = orders.on_event
+    return reg, manager, orders
+
+
+def test_steps_and_photos_of_a_resolved_order_leave_with_its_alert(tmp_path: Path) -> None:
+    _, manager, orders = work_orders(tmp_path)
     manager.handle([tr("dev-a", "firing", 200.0, T0), tr("dev-c", "firing", 180.0, T0)], T0)
     zhang, li = orders.workers.get("8613800000001"), orders.workers.get("8613800000002")
     assert zhang and li
@@ -70,12 +76,7 @@ def test_steps_and_photos_of_a_resolved_order_leave_with_its_alert(tmp_path: Pat
 
 def test_a_resolved_complaint_and_expired_sign_in_links_leave_the_store(
         tmp_path: Path) -> None:
-    reg = tmp_path / "registry.yaml"
-    reg.write_text(REGISTRY, encoding="utf-8")
-    cfg = config(tmp_path, event_channels=[], resolved_retention="30d")
-    manager = AlertManager(cfg, Store(cfg.state_db), cfg.contacts, {})
-    orders = WorkOrders(manager, WorkerDirectory(reg), lambda lines: None, [])
-    manager.on_event = orders.on_event
+    reg, manager, orders = work_orders(tmp_path)
     devices = load_devices(reg)
     intake = ComplaintIntake(orders, lambda: devices, None)
     links = SignInLinks(manager.store.db, manager.store.lock)
