@@ -55,17 +55,21 @@ def test_every_string_reaches_influxdb_intact_and_forges_nothing(
                                      HealthCheck.too_slow])
     @given(device=DEVICE_IDS, sensor=ANY_TEXT, site=ANY_TEXT, township=ANY_TEXT,
            grid=ANY_TEXT, version=st.text(st.characters(blacklist_categories=()),
-                                          max_size=24))
+                                          max_size=24),
+           sensor_state=st.text(st.characters(blacklist_categories=()), max_size=24),
+           uncaptured=st.integers(0, 2**53), clock_hold_s=st.floats(0, 1e6))
     def one(device: str, sensor: str, site: str, township: str, grid: str,
-            version: str) -> None:
+            version: str, sensor_state: str, uncaptured: int, clock_hold_s: float) -> None:
         device = f"{device}-{next(n)}"  # a device of its own per example
         registry.devices[device] = Device(
             id=device, name="", site=site, township=township, grid=grid, lat=0.0, lon=0.0,
             sensor="pms5003", calibration=None, contacts=())
         r = reading(1, TS, 12.5)
         lines = [f"{tags.reading(device, sensor, 0)} {fields_of(r)} {r.ts}",
-                 status_line(tags.device(device), Status(v=1, device=device, state="online",
-                                                         agent_version=version), TS)]
+                 status_line(tags.device(device), Status(
+                     v=1, device=device, state="online", agent_version=version,
+                     sensor_state=sensor_state, uncaptured=uncaptured,
+                     clock_hold_s=clock_hold_s), TS)]
         sink.write(lines)
         series.update({(READINGS, device), (DEVICE_STATUS, device)})
         (point,) = _rows(shared_influxdb, influx_db_name,
@@ -76,6 +80,11 @@ def test_every_string_reaches_influxdb_intact_and_forges_nothing(
         (status,) = _rows(shared_influxdb, influx_db_name,
                           f"SELECT * FROM {DEVICE_STATUS} WHERE device='{device}'")
         assert status["agent_version"] == safe_text(version, tag=False)
+        # the agent's optional fields: kept as sent, absent (not zero) when not sent
+        assert status.get("sensor_state") == (safe_text(sensor_state, tag=False)
+                                              if sensor_state else None)
+        assert status.get("uncaptured") == (uncaptured or None)
+        assert status.get("clock_hold_s") == (clock_hold_s or None)
         names = {r["name"] for r in _rows(shared_influxdb, influx_db_name,
                                           "SHOW MEASUREMENTS")}
         assert names == {READINGS, DEVICE_STATUS}
