@@ -60,9 +60,12 @@ _jitter = random.Random()
 class SwarmSettings:
     batch_max: int = 50  # readings per `up` message, as the agent's publish.batch_max
     keepalive_s: int = 60
-    ack_timeout_s: float = 5.0  # for the CONNACK; a PUBACK is waited for as long as the
-    # connection lives (a quorum queue electing a new leader after a node loss delays
-    # PUBACKs by seconds; the agent does not drop its connection for that either)
+    # For the CONNACK, as long as the agent waits for it (paho: until its keepalive). A
+    # short wait turns a slow broker into a storm: the retry carries the same client id, so
+    # the broker drops the attempt before it ("duplicate id") and the device starts over.
+    # A PUBACK is waited for as long as the connection lives (a quorum queue electing a
+    # new leader after a node loss delays PUBACKs by seconds; the agent waits too).
+    ack_timeout_s: float = 60.0
     backoff_min_s: float = 0.5
     backoff_max_s: float = 4.0
     connecting_max: int = 100  # CONNECTs in flight at once: a reconnect storm is paced
