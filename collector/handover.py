@@ -394,15 +394,22 @@ class HandOver:
         self.counters.kept_silent += len(kept)
         gone = [d for d in silent if d in moved]
         if gone:
-            for d in gone:
-                del last_seen[d]
-                self.last_ts.pop(d, None)
-                self.forgotten[d] = now_ms
-            self.engine.forget(gone)
-            self.counters.forgotten_devices += len(gone)
-            self._save_forgotten()
-            for hook in self.on_forget:
-                hook(gone, now_ms)
+            self.forget_moved(gone, now_ms)
             log.info("forgot %d devices silent for %.0f s", len(gone),
                      self.forget_after_ms / 1000)
         return gone
+
+    def forget_moved(self, devices: list[str], now_ms: int) -> None:
+        """These devices report to another collector: their state is dropped, they are
+        judged here no more until they report here (also after a restart: the list is
+        saved), and the `on_forget` hooks run (the alert lifecycle closes their open
+        alerts silently)."""
+        for d in devices:
+            self.last_seen.pop(d, None)
+            self.last_ts.pop(d, None)
+            self.forgotten[d] = now_ms
+        self.engine.forget(devices)
+        self.counters.forgotten_devices += len(devices)
+        self._save_forgotten()
+        for hook in self.on_forget:
+            hook(devices, now_ms)

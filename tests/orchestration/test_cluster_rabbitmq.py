@@ -643,6 +643,71 @@ def test_full_registry_on_every_collector_raises_no_deadman_for_others_devices(
             th.join(30)
 
 
+KEEPER_RULES = MOVE_RULES.replace("absent_for: 5s", "absent_for: 8s")
+
+
+@needs_rabbitmq
+def test_never_heard_device_gets_one_deadman_from_its_keeper(
+    rabbit: RabbitCluster, shared_influxdb: InfluxDB, influx_db_name: str,
+    mosquitto: Mosquitto, tmp_path: Path,
+) -> None:
+    """Registered devices that never report anywhere get their deadman from exactly one
+    province collector, the one rendezvous hashing gives; a device that reports to the
+    other collector gets none from its keeper (InfluxDB is asked first: it is handed)."""
+    from collector.deadman_keeper import keeper_of
+
+    reporting = [f"kp-{i:02d}" for i in range(16)]
+    never = ["kp-never-a", "kp-never-b", "kp-never-c", "kp-never-d"]
+    fresh_ring(rabbit)
+    (tmp_path / "rules.yaml").write_text(KEEPER_RULES)
+    write_registry(tmp_path / "registry.yaml", reporting + never)
+    ring = {"k1": 20, "k2": 20}
+    held: dict[str, set[str]] = {"k1": set(), "k2": set()}
+    pub = Publisher(rabbit, reporting, set())
+    stop = threading.Event()
+
+    def publishing() -> None:  # from before the collectors start: their deadman counts
+        while not stop.wait(0.5):
+            pub.publish_all(20.0)
+
+    feeder = threading.Thread(target=publishing, daemon=True)
+    feeder.start()
+    apps = [province_collector(rabbit, shared_influxdb, influx_db_name, mosquitto, tmp_path,
+                               name, ring, True, held[name]) for name in ring]
+    by_name = {name: a for name, (a, _th) in zip(ring, apps, strict=True)}
+    try:
+        def raised() -> dict[str, set[str]]:
+            return {name: firing(a, "silent") for name, a in by_name.items()}
+
+        def settled() -> bool:
+            fired = raised()
+            return (all(any(d in f for f in fired.values()) for d in never)
+                    and len(held["k1"] | held["k2"]) == len(reporting))
+
+        assert wait_for(settled, 40, step=0.5)
+        time.sleep(3)  # past every keeper's check of the reporting devices it kept
+        fired = raised()
+        for d in never:
+            assert [n for n, f in fired.items() if d in f] == [keeper_of(d, list(ring.items()))]
+        assert not (fired["k1"] | fired["k2"]) & set(reporting), fired
+        events = sum(a.alerting.manager.counters["event_firing"]  # type: ignore[union-attr]
+                     for a in by_name.values())
+        assert events == len(never)  # each announced once, nothing else
+        owner = {d: n for n, ds in held.items() for d in ds}
+        elsewhere = {d for d in reporting if keeper_of(d, list(ring.items())) != owner[d]}
+        keepers = [a.keeper for a in by_name.values()]
+        assert all(k is not None for k in keepers)
+        handed = sum(k.counters.handed for k in keepers if k is not None)
+        assert elsewhere and handed == len(elsewhere), (handed, elsewhere)
+    finally:
+        stop.set()
+        feeder.join(5)
+        pub.close()
+        for a, th in apps:
+            a.stop()
+            th.join(30)
+
+
 def test_queues_per_collector_config() -> None:
     cfg = from_dict({"source": "amqp", "amqp": {"queues_per_collector": 4}}, "c.toml")
     assert cfg.amqp.queues_per_collector == 4
