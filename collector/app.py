@@ -336,6 +336,8 @@ class CollectorApp:
     def close(self) -> None:
         if self.keeper is not None:
             self.keeper.close()
+        if self.handover is not None:
+            self.handover.close()
         if self.workorders is not None:
             self.workorders.stop()
         self.pipeline.engine_state.close()  # the last snapshot is written in the background
@@ -385,5 +387,6 @@ def _amqp_source(cfg: CollectorConfig, engine: Engine) -> tuple[IngestSource, Ha
                             cfg.influx.password)
     handover = HandOver(engine, history, int(cfg.amqp.rebuild_lookback_s * 1000),
                         int(cfg.amqp.forget_after_s * 1000),
-                        forgotten_file=cfg.state.file.with_name("forgotten.json"))
+                        forgotten_file=cfg.state.file.with_name("forgotten.json"),
+                        background=True)  # the ingest thread never waits for InfluxDB
     return ingest, handover

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +88,43 @@ def test_handover_rebuilds_window_from_influxdb(shared_influxdb: InfluxDB,
     assert ho.expire(now + 12_000) == ["d1"]
     assert np.isnan(engine.fleet.window_mean("pm2_5", now, 3_000)[row])  # nothing left
     assert engine.tick(now + 60_000) == [] and "d1" in engine.away
+
+
+def test_handover_asks_where_silent_devices_went_off_the_ingest_thread(
+        shared_influxdb: InfluxDB, influx_db_name: str) -> None:
+    """The collector's hand-over asks InfluxDB on its own thread: the batch that makes
+    devices due returns at once, a later one applies the answer. A device heard here
+    again while the question was out stays."""
+    from collector.influx_sink import InfluxV1Sink
+
+    asked_on: list[str] = []
+
+    class Recording(InfluxHistory):
+        def heard_after(self, after_ms: Mapping[str, int]) -> dict[str, int]:
+            asked_on.append(threading.current_thread().name)
+            return super().heard_after(after_ms)
+
+    now = int(time.time() * 1000)
+    engine = Engine(load_rules(DEMO_RULES))
+    ho = HandOver(engine, Recording(shared_influxdb.url, influx_db_name), 60_000, 5_000,
+                  background=True)
+    try:
+        ho._next_expiry = 2**62  # expiry only when the test says
+        ho.before_ingest(["m1", "m2"], [now, now], now)
+        engine.ingest(["m1", "m2"], [now, now], {"pm2_5": [10.0, 10.0]})
+        # both moved: another collector stores their newer readings
+        InfluxV1Sink(shared_influxdb.url, influx_db_name).write(
+            [f"readings,device={d},sensor=pms5003 pm2_5=20.0,seq=9i {now + 5000}"
+             for d in ("m1", "m2")])
+        assert ho.expire(now + 6_000) == []  # asked; the ingest thread goes on
+        assert ho._question is not None
+        ho._question.exception(10)  # answered (on the hand-over's thread)
+        assert asked_on and threading.main_thread().name not in asked_on
+        ho.before_ingest(["m2"], [now + 6_500], now + 6_500)  # m2 back here meanwhile
+        assert ho.forgotten.keys() == {"m1"} and "m1" in engine.away
+        assert "m2" in ho.last_seen and ho.counters.kept_silent == 1
+    finally:
+        ho.close()
 
 
 def test_handover_carries_firing_alert_state(shared_influxdb: InfluxDB,
