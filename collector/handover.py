@@ -18,9 +18,10 @@ end announced here (`on_adopt`: the alert lifecycle opens it without an event). 
 owner forgets a device silent for `forget_after_ms` only once another collector stored
 newer readings of it (a device silent everywhere is offline: its deadman is judged where
 it was held); in the collector that question goes to the hand-over's own thread, so the
-ingest thread never waits for InfluxDB. Then its `on_forget` hooks run (the alert lifecycle closes the device's open
-alerts silently), and the list of forgotten devices is saved (`forgotten_file`): after a
-restart the old owner still knows the device moved and raises no deadman alert for it.
+ingest thread never waits for InfluxDB. Then its `on_forget` hooks run (the alert
+lifecycle closes the device's open alerts silently), and the list of forgotten devices
+is saved (`forgotten_file`): after a restart the old owner still knows the device moved
+and raises no deadman alert for it.
 """
 
 from __future__ import annotations

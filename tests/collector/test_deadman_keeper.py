@@ -218,3 +218,27 @@ def test_registry_reload_keeps_new_devices_of_this_collector(tmp_path: Path) -> 
         assert keeper.kept == {b}
     finally:
         keeper.close()
+
+
+def test_table_change_moves_keepership_and_releases_the_old_keepers_alerts(
+        tmp_path: Path) -> None:
+    """Restarted with k3 added: k1 keeps only what k3 did not take, and at start-up tells
+    its alert lifecycle the never-heard devices it no longer keeps (their alerts, open
+    from before, are closed silently; k3 finds them on record and takes them over)."""
+    ids = [f"kp-{i:03d}" for i in range(40)]
+    before = set(mine_of(ids, RING)["k1"])
+    ring3 = [*RING, ("k3", 1)]
+    after = set(mine_of(ids, ring3)["k1"])
+    assert after < before  # only to the newcomer
+    engine = province_engine(tmp_path, ids)
+    history = InfluxHistory("http://127.0.0.1:9", "x", timeout_s=1)
+    released: list[str] = []
+    keeper = DeadmanKeeper(engine, HandOver(engine, history, 60_000, 30_000), history,
+                           "k1", ring3, recheck_ms=600_000,
+                           on_release=[lambda ds, _now: released.extend(ds)])
+    engine.hold_heard_only()
+    try:
+        keeper.keep(1_000)
+        assert keeper.kept == after and set(released) == set(ids) - after
+    finally:
+        keeper.close()
