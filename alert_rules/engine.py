@@ -196,6 +196,19 @@ class Engine:
             rule.clear_rows(rows)
         return len(self.away) - before
 
+    def keep(self, devices: Sequence[str]) -> int:
+        """Judge these devices here although this engine never heard them (a province
+        collector keeps the deadman of the registered devices no collector heard:
+        `collector.deadman_keeper`): taken out of `away`, so the deadman rule sees their
+        silence, counted from the first tick that knew them. Returns how many were away."""
+        known = [d for d in devices if d in self.fleet.index]
+        before = len(self.away)
+        self.away.difference_update(known)
+        if len(self.away) != before:
+            self._away_rows = None
+        self.fleet.mark(np.fromiter((self.fleet.index[d] for d in known), np.int64, len(known)))
+        return before - len(self.away)
+
     def settle_announced(self, devices: Sequence[str],
                          announced: Mapping[tuple[str, str], int], now_ms: int
                          ) -> list[Transition]:

@@ -41,6 +41,10 @@ _FLAGS = attrgetter("flags")
 
 #: called with a stored batch's (devices, reading times, now in ms) before it is judged
 BeforeJudge = Callable[[Sequence[str], Sequence[int], int], None]
+#: sees the engine's transitions (and now in ms) before they are announced, every tick:
+#: returns those to announce now (the province's deadman keeper holds some back until
+#: InfluxDB has answered, `collector.deadman_keeper`, and lets them out later)
+Screen = Callable[[list[Transition], int], list[Transition]]
 
 
 class AlertHandOff:
@@ -49,8 +53,10 @@ class AlertHandOff:
                  before_judge: Sequence[BeforeJudge] = (),
                  late_after_ms: int | None = None,
                  ticks: TickSchedule | None = None,
-                 record: Callable[[list[str]], None] | None = None) -> None:
+                 record: Callable[[list[str]], None] | None = None,
+                 screen: Screen | None = None) -> None:
         self.engine = engine
+        self.screen = screen
         # without a lifecycle: announced alerts as `alert_events` lines for InfluxDB (the
         # lifecycle writes its own events), read back by a collector taking a device over
         self.record = record
@@ -113,11 +119,16 @@ class AlertHandOff:
             log.info("late alert %s %s %s at reading time %d ms, %.0f s late", t.rule,
                      t.subject, t.state, t.at_ms, t.late_ms / 1000)
         self.metrics.late_alerts.inc(len(decided))
+        if self.screen is not None:
+            transitions = self.screen(transitions, now_ms)
         if transitions:
             self.publish_transitions(transitions)
 
     def tick(self, now_ms: int) -> None:
-        self.publish_transitions(self.engine.tick(now_ms))
+        transitions = self.engine.tick(now_ms)
+        if self.screen is not None:
+            transitions = self.screen(transitions, now_ms)
+        self.publish_transitions(transitions)
 
     def tick_if_due(self, now_s: float) -> bool:
         """Tick when the schedule says (timer, or readings arrived); `now_s` is monotonic."""

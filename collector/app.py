@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +22,13 @@ from alert_rules.rulefile import DEFAULT_RULES, RuleFileError, load_rules
 from collector import config as collector_config
 from collector import logfmt
 from collector import registry as device_registry
-from collector.alert_handoff import AlertHandOff, BeforeJudge
+from collector.alert_handoff import AlertHandOff, BeforeJudge, Screen
 from collector.batch_builder import BatchBuilder, Intake
 from collector.batch_writer import BatchWriter
 from collector.counters import Counters
 from collector.county_points import CountyPoints
 from collector.dead_letters import DeadLetters
+from collector.deadman_keeper import DeadmanKeeper
 from collector.engine_state_file import EngineStateFile
 from collector.gauges import Gauges
 from collector.handover import HandOver
@@ -160,7 +162,8 @@ def build_pipeline(cfg: CollectorConfig, ingest: IngestSource, sink: StorageSink
                    engine_state_path: Path | None = None,
                    alerting: AlertingService | None = None,
                    before_judge: Sequence[BeforeJudge] = (),
-                   points: CountyPoints | None = None) -> Pipeline:
+                   points: CountyPoints | None = None,
+                   screen: Screen | None = None) -> Pipeline:
     """The pipeline and its parts over the given ingest, sink and engine.
 
     Without a spool the spool is a temp dir: still ordered and retried, but not durable
@@ -192,7 +195,7 @@ def build_pipeline(cfg: CollectorConfig, ingest: IngestSource, sink: StorageSink
                           # a province take-over reads what was announced
                           # (collector.handover); the lifecycle writes its own events
                           record=points.add if alerting is None and cfg.source == "amqp"
-                          else None)
+                          else None, screen=screen)
     storage = StorageWriter(sink, spool, cfg.influx.retries, cfg.influx.backoff_ms / 1000,
                             observe_latency=metrics.write_latency.observe)
     writer = BatchWriter(storage, ingest.ack, dead_letters, counters, metrics, alerts.judge,
@@ -246,6 +249,14 @@ class CollectorApp:
         if self.handover is not None and self.alerting is not None:
             self.handover.on_forget.append(self.alerting.hand_over)
             self.handover.on_adopt.append(self.alerting.adopt)
+        # the deadman of registered devices no province collector has heard: one keeper
+        # each, by rendezvous hash over the collectors table (collector.deadman_keeper)
+        self.keeper: DeadmanKeeper | None = None
+        if self.handover is not None:
+            self.keeper = DeadmanKeeper(
+                self.engine, self.handover, self.handover.history, cfg.amqp.collector,
+                cfg.amqp.ring, self.handover.forget_after_ms, self.metrics,
+                on_release=[] if self.alerting is None else [self.alerting.hand_over])
         if self.alerting is not None and self.alerting.mqtt_ack is not None and shared:
             from collector.alerting.ack_mqtt import command_topic
 
@@ -262,7 +273,8 @@ class CollectorApp:
             quarantine=self.quarantine,
             # rule windows and alert states survive a restart
             engine_state_path=cfg.state.file.with_name("engine.npz"),
-            alerting=self.alerting, before_judge=hooks, points=self.points)
+            alerting=self.alerting, before_judge=hooks, points=self.points,
+            screen=None if self.keeper is None else self.keeper.screen)
         self.server: MetricsServer | None = None
         if cfg.metrics.port:
             self.server = MetricsServer(self.metrics, self.pipeline.health_report,
@@ -291,8 +303,11 @@ class CollectorApp:
         self.state_sizes.start()
         if self.handover is not None:
             self.handover.restore()
-            # a registry device never heard here reports to another collector
+            # a registry device never heard here reports to another collector, or to
+            # none: then its deadman is kept by one collector
             self.engine.hold_heard_only()
+        if self.keeper is not None:
+            self.keeper.keep(int(time.time() * 1000))
         self.ingest.start()
         if self.alerting is not None:
             self.alerting.start()
@@ -319,6 +334,10 @@ class CollectorApp:
         self.pipeline.stopping.set()
 
     def close(self) -> None:
+        if self.keeper is not None:
+            self.keeper.close()
+        if self.handover is not None:
+            self.handover.close()
         if self.workorders is not None:
             self.workorders.stop()
         self.pipeline.engine_state.close()  # the last snapshot is written in the background
@@ -368,5 +387,6 @@ def _amqp_source(cfg: CollectorConfig, engine: Engine) -> tuple[IngestSource, Ha
                             cfg.influx.password)
     handover = HandOver(engine, history, int(cfg.amqp.rebuild_lookback_s * 1000),
                         int(cfg.amqp.forget_after_s * 1000),
-                        forgotten_file=cfg.state.file.with_name("forgotten.json"))
+                        forgotten_file=cfg.state.file.with_name("forgotten.json"),
+                        background=True)  # the ingest thread never waits for InfluxDB
     return ingest, handover

@@ -17,9 +17,11 @@ next tick here; an announced alert still open is taken over as firing, silently,
 end announced here (`on_adopt`: the alert lifecycle opens it without an event). The old
 owner forgets a device silent for `forget_after_ms` only once another collector stored
 newer readings of it (a device silent everywhere is offline: its deadman is judged where
-it was held). Then its `on_forget` hooks run (the alert lifecycle closes the device's open
-alerts silently), and the list of forgotten devices is saved (`forgotten_file`): after a
-restart the old owner still knows the device moved and raises no deadman alert for it.
+it was held); in the collector that question goes to the hand-over's own thread, so the
+ingest thread never waits for InfluxDB. Then its `on_forget` hooks run (the alert
+lifecycle closes the device's open alerts silently), and the list of forgotten devices
+is saved (`forgotten_file`): after a restart the old owner still knows the device moved
+and raises no deadman alert for it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import urllib.parse
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -163,6 +166,15 @@ class InfluxHistory:
         return out
 
 
+@dataclass(frozen=True)
+class _Where:
+    """Where silent devices went: those another collector stored newer readings of."""
+
+    silent: list[str]
+    moved: set[str]
+    error: str | None  # the store could not say
+
+
 @dataclass
 class HandOverCounters:
     rebuilt_devices: int = 0
@@ -175,7 +187,8 @@ class HandOverCounters:
     adopted_announced: int = 0
     announced_unknown: int = 0  # take-overs whose announced alerts could not be read
     #: silent devices kept because no other collector stored a reading of theirs either
-    #: (offline, not moved: their deadman is judged here)
+    #: (offline, not moved: their deadman is judged here), or heard here again while
+    #: the question was out
     kept_silent: int = 0
     moved_unknown: int = 0  # expiries that could not ask where silent devices went
 
@@ -191,7 +204,7 @@ class HandOver:
     def __init__(self, engine: Engine, history: HistorySource, lookback_ms: int,
                  forget_after_ms: int, forgotten_file: Path | None = None,
                  on_forget: Sequence[OnForget] = (),
-                 on_adopt: Sequence[OnAdopt] = ()) -> None:
+                 on_adopt: Sequence[OnAdopt] = (), background: bool = False) -> None:
         self.engine = engine
         self.history = history
         self.lookback_ms = lookback_ms
@@ -207,6 +220,13 @@ class HandOver:
         self.forgotten: dict[str, int] = {}  # device -> when it was forgotten (ms)
         self.counters = HandOverCounters()
         self._next_expiry = 0
+        # where silent devices went is asked on this thread when `background` (the
+        # collector: its ingest thread never waits for InfluxDB), else inline (tests, tools)
+        self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="handover")
+                      if background else None)
+        self._question: Future[_Where] | None = None
+        #: the devices of the question out, until heard here again (they stay then)
+        self._in_question: set[str] = set()
 
     def restore(self) -> int:
         """After the engine's own state: devices forgotten before a restart stay
@@ -257,6 +277,8 @@ class HandOver:
             last_seen.move_to_end(d)
             if t > last_ts.get(d, 0):
                 last_ts[d] = t
+        if self._in_question:
+            self._in_question.difference_update(devices)  # heard here: not moved
         if self.forgotten and any(d in self.forgotten for d in new):
             for d in new:
                 self.forgotten.pop(d, None)  # back here: judged again
@@ -264,6 +286,8 @@ class HandOver:
         if now_ms >= self._next_expiry:
             self._next_expiry = now_ms + max(1000, self.forget_after_ms // 10)
             self.expire(now_ms)
+        elif self._question is not None:
+            self._answered(now_ms)
 
     def _holds(self, device: str) -> bool:
         """The engine already has this device's readings (state restored at start-up):
@@ -364,7 +388,15 @@ class HandOver:
         it stays, so its deadman alert is judged here (and by no one else); it is asked
         about again after another forget_after_ms. If the store cannot say, silent
         devices are forgotten as moved (no collector judges them then). Only the front
-        of the last-heard order is looked at."""
+        of the last-heard order is looked at.
+
+        With `background` the question goes to the hand-over's thread and its answer is
+        applied by a later call (this one or `before_ingest`'s); one question is out at a
+        time, and a device heard here again meanwhile stays. Returns the devices
+        forgotten by this call."""
+        gone = self._answered(now_ms)
+        if self._question is not None:
+            return gone
         if not self._seen_sorted:
             self.last_seen = OrderedDict(sorted(self.last_seen.items(), key=lambda kv: kv[1]))
             self._seen_sorted = True
@@ -375,34 +407,70 @@ class HandOver:
                 break
             silent.append(d)
         if not silent:
-            return []
+            return gone
+        asked = {d: self.last_ts.get(d, 0) for d in silent}
+        for d in silent:  # asked again after another forget_after_ms, if not forgotten
+            last_seen[d] = now_ms
+            last_seen.move_to_end(d)
+        self._in_question = set(silent)
+        if self._pool is not None:
+            self._question = self._pool.submit(self._where, asked)
+        else:
+            self._question = Future()
+            self._question.set_result(self._where(asked))
+        return gone + self._answered(now_ms)
+
+    def _where(self, asked: dict[str, int]) -> _Where:
+        """Which of the silent devices another collector stored newer readings of (on
+        the hand-over's thread when `background`)."""
         moved: set[str] = set()
+        silent = list(asked)
         try:
             for i in range(0, len(silent), HEARD_QUERY_DEVICES):
                 part = silent[i:i + HEARD_QUERY_DEVICES]
-                moved.update(self.history.heard_after({d: self.last_ts.get(d, 0)
-                                                       for d in part}))
+                moved.update(self.history.heard_after({d: asked[d] for d in part}))
         except OSError as exc:
+            return _Where(silent, moved, str(exc))
+        return _Where(silent, moved, None)
+
+    def _answered(self, now_ms: int) -> list[str]:
+        """Apply the answer about silent devices, if it has come."""
+        q = self._question
+        if q is None or not q.done():
+            return []
+        self._question = None
+        answer = q.result()
+        moved = answer.moved
+        if answer.error is not None:
             self.counters.moved_unknown += 1
             log.warning("could not ask where %d silent devices went (%s): forgotten as "
-                        "moved", len(silent), exc)
-            moved = set(silent)
-        kept = [d for d in silent if d not in moved]
-        for d in kept:  # asked again after another forget_after_ms
-            last_seen[d] = now_ms
-            last_seen.move_to_end(d)
-        self.counters.kept_silent += len(kept)
-        gone = [d for d in silent if d in moved]
+                        "moved", len(answer.silent), answer.error)
+            moved = set(answer.silent)
+        still = self._in_question
+        self._in_question = set()
+        gone = [d for d in answer.silent if d in moved and d in still]
+        self.counters.kept_silent += len(answer.silent) - len(gone)
         if gone:
-            for d in gone:
-                del last_seen[d]
-                self.last_ts.pop(d, None)
-                self.forgotten[d] = now_ms
-            self.engine.forget(gone)
-            self.counters.forgotten_devices += len(gone)
-            self._save_forgotten()
-            for hook in self.on_forget:
-                hook(gone, now_ms)
+            self.forget_moved(gone, now_ms)
             log.info("forgot %d devices silent for %.0f s", len(gone),
                      self.forget_after_ms / 1000)
         return gone
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def forget_moved(self, devices: list[str], now_ms: int) -> None:
+        """These devices report to another collector: their state is dropped, they are
+        judged here no more until they report here (also after a restart: the list is
+        saved), and the `on_forget` hooks run (the alert lifecycle closes their open
+        alerts silently)."""
+        for d in devices:
+            self.last_seen.pop(d, None)
+            self.last_ts.pop(d, None)
+            self.forgotten[d] = now_ms
+        self.engine.forget(devices)
+        self.counters.forgotten_devices += len(devices)
+        self._save_forgotten()
+        for hook in self.on_forget:
+            hook(devices, now_ms)

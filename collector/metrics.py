@@ -105,6 +105,17 @@ class Metrics:
         self.late_readings = Counter(p + "late_readings",
                                      "readings judged in their own time (arrived late)",
                                      registry=r)
+        # province: the deadman of registered devices no collector heard
+        # (collector/deadman_keeper.py)
+        self.deadman_kept = Gauge(p + "deadman_kept_devices",
+                                  "registered devices no collector has heard whose deadman "
+                                  "this collector keeps", registry=r)
+        self.deadman_keeper = Counter(
+            p + "deadman_keeper_devices", "kept devices by what happened: checked (asked "
+            "about in InfluxDB), handed (stored by another collector: forgotten, no alert), "
+            "raised (deadman announced), adopted (open on record: taken over), released "
+            "(heard here, or kept elsewhere), check_failed (questions not answered)",
+            ["outcome"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -219,3 +219,17 @@ def test_heard_only_judges_no_registry_device_it_never_heard(tmp_path: Path) -> 
     later = [t.subject for k in range(15, 40) for t in e.tick(T0 + k * MIN)
              if t.state == "firing"]
     assert later.count("a") == 1  # silent again after reporting here: its deadman is ours
+
+
+def test_keep_judges_a_never_heard_device_held_away(tmp_path: Path) -> None:
+    """A province collector keeps the deadman of a registry device nobody heard
+    (collector.deadman_keeper): `keep` takes it back from `away`, its silence counting
+    from the first tick that knew it; the others stay away."""
+    case = CASES["deadman"]
+    e = engine_from(tmp_path, case.yaml, case.registry)
+    e.hold_heard_only()
+    e.tick(T0)
+    assert e.keep(["a", "unknown"]) == 1 and "a" not in e.away
+    fired = [t.subject for k in range(1, 40) for t in e.tick(T0 + k * MIN)
+             if t.state == "firing"]
+    assert fired.count("a") == 1 and "b" not in fired  # b: never heard, not kept here

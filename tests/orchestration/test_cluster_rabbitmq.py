@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +88,43 @@ def test_handover_rebuilds_window_from_influxdb(shared_influxdb: InfluxDB,
     assert ho.expire(now + 12_000) == ["d1"]
     assert np.isnan(engine.fleet.window_mean("pm2_5", now, 3_000)[row])  # nothing left
     assert engine.tick(now + 60_000) == [] and "d1" in engine.away
+
+
+def test_handover_asks_where_silent_devices_went_off_the_ingest_thread(
+        shared_influxdb: InfluxDB, influx_db_name: str) -> None:
+    """The collector's hand-over asks InfluxDB on its own thread: the batch that makes
+    devices due returns at once, a later one applies the answer. A device heard here
+    again while the question was out stays."""
+    from collector.influx_sink import InfluxV1Sink
+
+    asked_on: list[str] = []
+
+    class Recording(InfluxHistory):
+        def heard_after(self, after_ms: Mapping[str, int]) -> dict[str, int]:
+            asked_on.append(threading.current_thread().name)
+            return super().heard_after(after_ms)
+
+    now = int(time.time() * 1000)
+    engine = Engine(load_rules(DEMO_RULES))
+    ho = HandOver(engine, Recording(shared_influxdb.url, influx_db_name), 60_000, 5_000,
+                  background=True)
+    try:
+        ho._next_expiry = 2**62  # expiry only when the test says
+        ho.before_ingest(["m1", "m2"], [now, now], now)
+        engine.ingest(["m1", "m2"], [now, now], {"pm2_5": [10.0, 10.0]})
+        # both moved: another collector stores their newer readings
+        InfluxV1Sink(shared_influxdb.url, influx_db_name).write(
+            [f"readings,device={d},sensor=pms5003 pm2_5=20.0,seq=9i {now + 5000}"
+             for d in ("m1", "m2")])
+        assert ho.expire(now + 6_000) == []  # asked; the ingest thread goes on
+        assert ho._question is not None
+        ho._question.exception(10)  # answered (on the hand-over's thread)
+        assert asked_on and threading.main_thread().name not in asked_on
+        ho.before_ingest(["m2"], [now + 6_500], now + 6_500)  # m2 back here meanwhile
+        assert ho.forgotten.keys() == {"m1"} and "m1" in engine.away
+        assert "m2" in ho.last_seen and ho.counters.kept_silent == 1
+    finally:
+        ho.close()
 
 
 def test_handover_carries_firing_alert_state(shared_influxdb: InfluxDB,
@@ -637,6 +674,71 @@ def test_full_registry_on_every_collector_raises_no_deadman_for_others_devices(
         assert p1 == set(), p1  # p1 never heard p2's devices: none is its to judge
         assert p2 == {silent}, p2
     finally:
+        pub.close()
+        for a, th in apps:
+            a.stop()
+            th.join(30)
+
+
+KEEPER_RULES = MOVE_RULES.replace("absent_for: 5s", "absent_for: 8s")
+
+
+@needs_rabbitmq
+def test_never_heard_device_gets_one_deadman_from_its_keeper(
+    rabbit: RabbitCluster, shared_influxdb: InfluxDB, influx_db_name: str,
+    mosquitto: Mosquitto, tmp_path: Path,
+) -> None:
+    """Registered devices that never report anywhere get their deadman from exactly one
+    province collector, the one rendezvous hashing gives; a device that reports to the
+    other collector gets none from its keeper (InfluxDB is asked first: it is handed)."""
+    from collector.deadman_keeper import keeper_of
+
+    reporting = [f"kp-{i:02d}" for i in range(16)]
+    never = ["kp-never-a", "kp-never-b", "kp-never-c", "kp-never-d"]
+    fresh_ring(rabbit)
+    (tmp_path / "rules.yaml").write_text(KEEPER_RULES)
+    write_registry(tmp_path / "registry.yaml", reporting + never)
+    ring = {"k1": 20, "k2": 20}
+    held: dict[str, set[str]] = {"k1": set(), "k2": set()}
+    pub = Publisher(rabbit, reporting, set())
+    stop = threading.Event()
+
+    def publishing() -> None:  # from before the collectors start: their deadman counts
+        while not stop.wait(0.5):
+            pub.publish_all(20.0)
+
+    feeder = threading.Thread(target=publishing, daemon=True)
+    feeder.start()
+    apps = [province_collector(rabbit, shared_influxdb, influx_db_name, mosquitto, tmp_path,
+                               name, ring, True, held[name]) for name in ring]
+    by_name = {name: a for name, (a, _th) in zip(ring, apps, strict=True)}
+    try:
+        def raised() -> dict[str, set[str]]:
+            return {name: firing(a, "silent") for name, a in by_name.items()}
+
+        def settled() -> bool:
+            fired = raised()
+            return (all(any(d in f for f in fired.values()) for d in never)
+                    and len(held["k1"] | held["k2"]) == len(reporting))
+
+        assert wait_for(settled, 40, step=0.5)
+        time.sleep(3)  # past every keeper's check of the reporting devices it kept
+        fired = raised()
+        for d in never:
+            assert [n for n, f in fired.items() if d in f] == [keeper_of(d, list(ring.items()))]
+        assert not (fired["k1"] | fired["k2"]) & set(reporting), fired
+        events = sum(a.alerting.manager.counters["event_firing"]  # type: ignore[union-attr]
+                     for a in by_name.values())
+        assert events == len(never)  # each announced once, nothing else
+        owner = {d: n for n, ds in held.items() for d in ds}
+        elsewhere = {d for d in reporting if keeper_of(d, list(ring.items())) != owner[d]}
+        keepers = [a.keeper for a in by_name.values()]
+        assert all(k is not None for k in keepers)
+        handed = sum(k.counters.handed for k in keepers if k is not None)
+        assert elsewhere and handed == len(elsewhere), (handed, elsewhere)
+    finally:
+        stop.set()
+        feeder.join(5)
         pub.close()
         for a, th in apps:
             a.stop()
