@@ -95,21 +95,30 @@ class AmqpIngest:
             params.heartbeat = self.heartbeat_s
             params.connection_attempts = 1
             params.socket_timeout = 5
+            started = time.monotonic()
             try:
                 conn = pika.BlockingConnection(params)
+                opened = time.monotonic()
                 ch = conn.channel()
                 if self.topology is not None and not self._topology_ensured:
                     amqp_topology.ensure(ch, self.topology, own=self.collector)
                     self._topology_ensured = True
+                    self._consume(ch)
                 else:
-                    # A reconnect (often after a node loss) declares only this collector's
-                    # own queues: each declare waits for its queue's leader, busy then.
-                    amqp_topology.declare_queues(ch, self.collector, self.queues)
-                # the prefetch bounds all of the collector's queues together (quorum
-                # queues have no channel-wide prefetch: each consumer takes its part)
-                ch.basic_qos(prefetch_count=max(1, self.prefetch // self.queues))
-                for name in self.queue_names:
-                    ch.basic_consume(name, self._on_message, auto_ack=False)
+                    # A reconnect (often after a node loss) consumes straight away: the
+                    # queues outlive a node, and each declare waits for its queue's
+                    # leader, busy electing then. A queue that is gone is declared.
+                    try:
+                        self._consume(ch)
+                    except pika.exceptions.ChannelClosedByBroker as exc:
+                        if exc.reply_code != 404:
+                            raise
+                        ch = conn.channel()
+                        if self.topology is not None:  # with its bindings, gone with it
+                            amqp_topology.ensure(ch, self.topology, own=self.collector)
+                        else:
+                            amqp_topology.declare_queues(ch, self.collector, self.queues)
+                        self._consume(ch)
             except _LOST as exc:
                 log.warning("AMQP %s:%s unavailable: %s", params.host, params.port, exc)
                 continue
@@ -118,11 +127,19 @@ class AmqpIngest:
             self.generation += 1  # what was taken before is redelivered; never ack it
             self._buffer.clear()
             self.connected.set()
-            log.info("consuming %s on %s:%s", " ".join(self.queue_names), params.host,
-                     params.port)
+            log.info("consuming %s on %s:%s (connected in %.1f s, consuming after %.1f s)",
+                     " ".join(self.queue_names), params.host, params.port,
+                     opened - started, time.monotonic() - opened)
             self._flush_unsent()
             return True
         return False
+
+    def _consume(self, ch: BlockingChannel) -> None:
+        # the prefetch bounds all of the collector's queues together (quorum queues have
+        # no channel-wide prefetch: each consumer takes its part)
+        ch.basic_qos(prefetch_count=max(1, self.prefetch // self.queues))
+        for name in self.queue_names:
+            ch.basic_consume(name, self._on_message, auto_ack=False)
 
     def _lost(self, exc: BaseException) -> None:
         log.warning("AMQP connection lost: %s", exc)

@@ -6,6 +6,7 @@ serves the whole module.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -21,7 +22,7 @@ from airgrid.config import ConfigError
 from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
 from alert_rules.engine import Engine
 from alert_rules.rulefile import load_rules
-from collector.amqp_ingest import routing_key_from_topic, topic_from_routing_key
+from collector.amqp_ingest import AmqpIngest, routing_key_from_topic, topic_from_routing_key
 from collector.amqp_topology import HASH_EXCHANGE, Topology, ensure, queue_names
 from collector.app import CollectorApp, from_config
 from collector.config import from_dict
@@ -373,6 +374,48 @@ def test_province_run_survives_node_kill_collector_crash_add_and_remove(
     finally:
         run.stop()
         rabbit.nodes[2].start()
+
+
+def reconnected(ingest: AmqpIngest, generation: int) -> bool:
+    ingest.take(1, 0.1)  # finds the connection closed, then connects again
+    return ingest.generation > generation
+
+
+@needs_rabbitmq
+def test_a_reconnect_consumes_at_once_and_declares_a_queue_that_is_gone(
+        rabbit: RabbitCluster) -> None:
+    """After a lost connection the collector consumes its queues without declaring them
+    first (a declare waits for the queue's leader, busy electing after a node loss); a
+    queue that is gone is declared again, and what is routed to it is consumed."""
+    x = "rc"
+    topo = Topology({f"{x}c1": 1}, prefix=x, exchange=f"{x}.devices", queues_per_collector=2)
+    ingest = AmqpIngest(rabbit.amqp_urls, f"{x}c1", prefetch=10, topology=topo)
+    ingest.start()
+    assert ingest.connected.is_set()
+    admin = pika.BlockingConnection(pika.URLParameters(rabbit.amqp_urls[0]))
+    ch = admin.channel()
+
+    def publish_and_take(device: str) -> list[str]:
+        ch.basic_publish("amq.topic", f"{x}.v1.dev.{device}.up", device.encode())
+        got: list[str] = []
+        wait_for(lambda: bool(got.extend(d.payload.decode() for d in ingest.take(10, 0.2))
+                              or got), 20, step=0)
+        return got
+
+    assert publish_and_take("before") == ["before"]
+    for kept_queue in (True, False):
+        if not kept_queue:  # gone while the collector was away: declared again
+            ch.queue_delete(queue_names(f"{x}c1", 2)[0])
+            ch.queue_delete(queue_names(f"{x}c1", 2)[1])  # and its bindings with it
+        generation = ingest.generation
+        lost = ingest._conn
+        assert lost is not None
+        ingest._lost(pika.exceptions.StreamLostError("node lost"))  # as `take` on a node loss
+        lost.close()
+        assert wait_for(functools.partial(reconnected, ingest, generation), 30, step=0)
+        assert publish_and_take(f"after-{kept_queue}") == [f"after-{kept_queue}"]
+    ingest.stop()
+    admin.close()
 
 
 def test_edge_broker_hosts_config() -> None:
