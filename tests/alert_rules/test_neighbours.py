@@ -50,7 +50,7 @@ def layouts(draw: st.DrawFn) -> list[tuple[float, float]]:
     return draw(st.permutations(pts)) if len(pts) < 400 else pts
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                     HealthCheck.data_too_large])
 @given(layouts(), st.sampled_from([0.05, 0.3, 1.0, 3.0, 10.0, 200.0]),
        st.integers(1, 12))
