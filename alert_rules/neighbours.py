@@ -54,10 +54,10 @@ def neighbours(lat: FloatArr, lon: FloatArr, radius_km: float, k: int) -> IntArr
         _search(px, py, cx, cy, np.arange(rows.size), k, 0.0, True, rows, out)
         return out
     span = max(float(np.ptp(px)), float(np.ptp(py)))
-    start = _start_halvings(px, py, radius_km, k, span)
+    slack = MARGIN * (1.0 + float(np.abs(px).max()) + float(np.abs(py).max()))
+    start = _start_halvings(px, py, radius_km, k, span, slack)
     settled = np.zeros(rows.size, bool)
     halvings = int(start.max())
-    slack = MARGIN * (1.0 + float(np.abs(px).max()) + float(np.abs(py).max()))
     while True:
         final = halvings == 0
         r = radius_km if final else math.ldexp(radius_km, -halvings)
@@ -84,15 +84,18 @@ def _cells(v: FloatArr, width: float) -> IntArr:
 
 
 def _start_halvings(px: FloatArr, py: FloatArr, radius_km: float, k: int,
-                    span: float) -> IntArr:
+                    span: float, slack: float) -> IntArr:
     """How many times to halve the radius for each device's first pass: as often as its
     cell (on grids of halving width) still holds START_SHARE × k devices. A cell holds
-    only devices whose cell one level up did, so each level looks at fewer devices."""
+    only devices whose cell one level up did, so each level looks at fewer devices.
+    Never below a few × `slack` (devices at one point): no pass there could settle."""
     top = max(0, math.floor(math.log2(radius_km / span))) if span > 0 else 0
     out = np.full(px.size, top, np.int64)
     alive = np.arange(px.size)
     for h in range(top + 1, top + 40):
         g = math.ldexp(radius_km, -h)
+        if g < 4 * slack:
+            break
         _, inv, count = np.unique(_keys(_cells(px[alive], g), _cells(py[alive], g))[2],
                                   return_inverse=True, return_counts=True)
         alive = alive[count[inv.reshape(-1)] >= START_SHARE * k]
