@@ -72,7 +72,7 @@ def test_k_above_the_population_lists_everyone_within_the_radius(
     assert np.array_equal(got, one_radius_neighbours(lat, lon, radius_km, k))
 
 
-def test_a_dense_regular_grid_matches_and_every_device_settles_early() -> None:
+def test_a_dense_regular_grid_matches_the_one_radius_search() -> None:
     """collector_scale's registry in small: a grid 0.001° apart (about 9,000 per km² of
     ~100 m spacing around the middle), radius 3 km, k 8: all equal-distance rings."""
     i = np.arange(4000)
