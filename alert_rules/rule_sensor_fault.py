@@ -42,9 +42,9 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
+from alert_rules.neighbour_layout import neighbour_layout
 from alert_rules.neighbours import row_median
 from alert_rules.rule_base import RuleBase
-from alert_rules.rule_spatial import neighbour_layout
 from alert_rules.state import FleetState, FloatArr, IntArr
 from alert_rules.transitions import Transition
 

@@ -15,7 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from alert_rules.lifecycle import NEVER, NONE, AlertColumns
-from alert_rules.neighbours import above_median_candidates, gather_median, neighbours
+from alert_rules.neighbour_layout import neighbour_layout
+from alert_rules.neighbours import above_median_candidates, gather_median
 from alert_rules.rule_base import RuleBase
 from alert_rules.state import FleetState, IntArr
 from alert_rules.transitions import AlertState, Transition
@@ -118,29 +119,3 @@ class SpatialRule(RuleBase):
         self.columns.load(arrays)
         self.township_columns.load({k.split(".", 1)[1]: v for k, v in arrays.items()
                                     if k.startswith("township.")})
-
-
-def neighbour_layout(fleet: FleetState, radius_km: float, max_neighbours: int
-                     ) -> tuple[IntArr, IntArr, list[str]]:
-    """(neighbour rows as a (k × devices) matrix, the fleet size standing for none;
-    township code + 1 per row, 0 for none; township names), cached in the fleet per size.
-    Shared by every rule that compares a device with its neighbours (one layout per
-    radius and k, whichever rule asks first)."""
-    key = f"spatial:{radius_km}:{max_neighbours}"
-    n = fleet.size
-    hit = fleet.layout.get(key)
-    if hit is not None and hit[0].shape[1] == n:
-        cached: tuple[IntArr, IntArr, list[str]] = hit
-        return cached
-    regs = [fleet.registry.get(d) for d in fleet.devices]
-    lat = np.array([r.lat if r else np.nan for r in regs], np.float64)
-    lon = np.array([r.lon if r else np.nan for r in regs], np.float64)
-    names = sorted({r.township for r in regs if r and r.township})
-    code = {t: i + 1 for i, t in enumerate(names)}
-    town = np.array([code.get(r.township, 0) if r else 0 for r in regs], np.int64)
-    nbr = neighbours(lat, lon, radius_km, max_neighbours)
-    # columns of neighbour values gather row by row (k rows of the whole fleet)
-    nbr_t = np.ascontiguousarray(np.where(nbr >= 0, nbr, n).T)
-    layout = (nbr_t, town, names)
-    fleet.layout[key] = layout
-    return layout

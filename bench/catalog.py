@@ -48,6 +48,9 @@ BENCHES: dict[str, Forms] = {
     "ingest": Forms(
         quick=("--devices", "200", "--readings", "100000"),
         full=("--devices", "500", "--readings", "6000000"), timeout_s=900),
+    # the reference (the search before) takes about a minute at 94 devices per km²
+    "neighbours": Forms(quick=("--devices", "100000", "--repeats", "3"),
+                        full=("--devices", "100000", "--repeats", "3")),
     "report_render": Forms(quick=("--runs", "2"), full=("--runs", "3")),
     "rules": Forms(
         quick=("--devices", "100000", "--ticks", "11", "--naive-devices", "1000",

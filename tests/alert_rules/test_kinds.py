@@ -343,18 +343,18 @@ def test_rules_comparing_neighbours_share_one_layout_found_once(monkeypatch) -> 
     neighbour layout per radius and k: found once, not again on every tick because one rule
     stored it in a shape the other did not take (which cost a whole-fleet neighbour search
     a tick at 100,000 devices)."""
-    from alert_rules import rule_spatial
+    from alert_rules import neighbour_layout
     from alert_rules.engine import Engine
     from alert_rules.rulefile import DEFAULT_RULES, load_rules
 
     calls: list[int] = []
-    real = rule_spatial.neighbours
+    real = neighbour_layout.neighbours
 
     def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(rule_spatial, "neighbours", counting)
+    monkeypatch.setattr(neighbour_layout, "neighbours", counting)
     rules = load_rules(DEFAULT_RULES) + load_rules(DEFAULT_RULES.with_name("spatial_rules.yaml"))
     kinds = {r.kind for r in rules}
     assert {"spatial", "sensor_fault"} <= kinds
