@@ -75,7 +75,9 @@ class RegistryFeed:
         for device_id, d in devices.items():
             prev = old.get(device_id)
             if prev is not None and (prev[0] is d or prev[0] == d):
-                handed[device_id] = (d, prev[1])
+                # the same pair when the row is the same object: dropping the old map
+                # on the ingest thread then frees no pairs
+                handed[device_id] = prev if prev[0] is d else (d, prev[1])
                 continue
             e = known.get(device_id)
             handed[device_id] = (d, e if e is not None and describes(e, d)
