@@ -100,6 +100,8 @@ class Engine:
         self._away_rows: tuple[FleetState, IntArr] | None = None
         #: judge only devices heard here (`hold_heard_only`): a province collector
         self.heard_only = False
+        #: snapshot rows of devices not in the registry at `restore` (see `set_registry`)
+        self._restored_unlisted: list[str] = []
         self.last_tick_ms = 0  # the newest time the fleet has been judged at
         self.schedules = [Schedule() for _ in self.rules]
         self.subset_share = SUBSET_SHARE
@@ -183,10 +185,10 @@ class Engine:
         old = f.registry
         added, removed = change.added, list(change.removed)
         # rows restored from a snapshot of devices neither registered nor ever heard here
-        # (retired before a restart) are not expected either
-        unheard = np.flatnonzero(f.last_ts[:f.size] == 0).tolist()
-        removed += [d for d in (f.devices[r] for r in unheard)
-                    if d not in new and d not in old and d not in self.away]
+        # (retired before a restart) are not expected either; only a restore makes them
+        unlisted, self._restored_unlisted = self._restored_unlisted, []
+        removed += [d for d in unlisted if d not in new and d not in old
+                    and d not in self.away and f.last_ts[f.index[d]] == 0]
         f.registry = new
         f.registry_changed(change.changed + change.removed)
         if change.moved:
@@ -462,6 +464,8 @@ class Engine:
             hour_slots=old.hour_slots, extremes=old.extremes, registry=old.registry)
         devices: list[str] = meta["devices"]
         m = len(devices)
+        # rows of devices the registry no longer lists: the next reload decides on them
+        self._restored_unlisted = [d for d in devices if d not in f.registry]
         f.rows_for(devices)  # snapshot rows first, in their order: rule arrays line up
         f.rows_for(list(f.registry))
         f.last_ts[:m] = data["last_ts"]
