@@ -44,6 +44,29 @@ class SnapshotError(ValueError):
     """A snapshot does not fit this engine (other rules or fields): start cold instead."""
 
 
+@dataclasses.dataclass(frozen=True)
+class RegistryChange:
+    """A reloaded registry compared with the one in force (`Engine.prepare_registry`)."""
+
+    base: Mapping[str, Device]  # the registry it was compared with
+    registry: dict[str, Device]
+    added: list[str]
+    removed: list[str]
+    changed: list[str]  # registered before and after, with another entry
+    moved: bool  # a position or township is new, changed or gone: neighbours change
+
+
+def _placed(d: Device) -> bool:
+    return not (np.isnan(d.lat) or np.isnan(d.lon)) or bool(d.township)
+
+
+def _same_place(a: Device, b: Device) -> bool:
+    """Same position (NaN equal to NaN) and township: the neighbour layouts still hold."""
+    return (a.township == b.township
+            and (a.lat == b.lat or (np.isnan(a.lat) and np.isnan(b.lat)))
+            and (a.lon == b.lon or (np.isnan(a.lon) and np.isnan(b.lon))))
+
+
 def write_snapshot(file: IO[bytes], arrays: dict[str, npt.NDArray[np.generic]]) -> None:
     """Serialize `Engine.snapshot_arrays` to a binary file (numpy .npz, no pickle)."""
     np.savez(file, allow_pickle=False, **arrays)
@@ -77,6 +100,8 @@ class Engine:
         self._away_rows: tuple[FleetState, IntArr] | None = None
         #: judge only devices heard here (`hold_heard_only`): a province collector
         self.heard_only = False
+        #: snapshot rows of devices not in the registry at `restore` (see `set_registry`)
+        self._restored_unlisted: list[str] = []
         self.last_tick_ms = 0  # the newest time the fleet has been judged at
         self.schedules = [Schedule() for _ in self.rules]
         self.subset_share = SUBSET_SHARE
@@ -122,37 +147,69 @@ class Engine:
         for rule in self.rules:
             rule.observe(self.fleet, rows, ts, cols)
 
-    def set_registry(self, registry: Sequence[Device]) -> tuple[list[str], list[str]]:
+    def prepare_registry(self, registry: Sequence[Device]) -> RegistryChange:
+        """Compare a reloaded registry with the one in force, without changing anything:
+        safe on another thread (the registry in force is replaced, never changed), so a
+        reload of 100,000 devices is worked out off the ingest thread and `set_registry`
+        only applies it. An entry the caller kept from the last reload (the same object)
+        is unchanged without a comparison."""
+        old = self.fleet.registry
+        new = {d.id: d for d in registry}
+        added: list[str] = []
+        changed: list[str] = []
+        moved = False
+        for device_id, d in new.items():
+            was = old.get(device_id)
+            if was is None:
+                added.append(device_id)
+                moved = moved or _placed(d)
+            elif was is not d and was != d:
+                changed.append(device_id)
+                moved = moved or not _same_place(was, d)
+        removed = [d for d in old if d not in new]
+        moved = moved or any(_placed(old[d]) for d in removed)
+        return RegistryChange(old, new, added, removed, changed, moved)
+
+    def set_registry(self, registry: Sequence[Device],
+                     change: RegistryChange | None = None) -> tuple[list[str], list[str]]:
         """The registry was reloaded: new devices are judged from the next tick (deadman
         included, their silence counting from it), removed ones are forgotten (as after
         a hand-over: no deadman for a retired sensor), changed places and links are used
-        from the next tick. Returns (added, removed) device ids."""
-        new = {d.id: d for d in registry}
-        old = self.fleet.registry
-        added = [d for d in new if d not in old]
-        removed = [d for d in old if d not in new]
-        # rows restored from a snapshot of devices neither registered nor ever heard here
-        # (retired before a restart) are not expected either
+        from the next tick. `change`: `prepare_registry(registry)`, worked out earlier
+        (on a parse thread); used if the registry in force is still the one it was
+        compared with. Returns (added, removed) device ids."""
         f = self.fleet
-        removed += [d for d in f.devices if d not in new and d not in old and d not in self.away
-                    and f.last_ts[f.index[d]] == 0]
-        self.fleet.registry = new
-        # derived per-row data (cellular grace, spatial neighbours) is rebuilt from it
-        self.fleet.cache.clear()
-        self.fleet.layout.clear()
-        self.fleet.mark_all()
+        if change is None or change.base is not f.registry:
+            change = self.prepare_registry(registry)
+        new = change.registry
+        old = f.registry
+        added, removed = change.added, list(change.removed)
+        # rows restored from a snapshot of devices neither registered nor ever heard here
+        # (retired before a restart) are not expected either; only a restore makes them
+        unlisted, self._restored_unlisted = self._restored_unlisted, []
+        removed += [d for d in unlisted if d not in new and d not in old
+                    and d not in self.away and f.last_ts[f.index[d]] == 0]
+        f.registry = new
+        f.registry_changed(change.changed + change.removed)
+        if change.moved:
+            f.layout.clear()  # neighbours are worked out again from the new places
+            f.mark_all()
+        elif change.changed:
+            f.mark(f.rows_for(change.changed))  # their township, grid or link is news
         if added:
-            rows = self.fleet.rows_for(added)
+            rows = f.rows_for(added)  # rows new to the fleet are marked there
+            f.registry_changed(added)  # rows it had already (heard while unregistered)
+            f.mark(rows)
             if self.heard_only:
                 # held by whichever collector its readings reach: judged once it reports here
                 self.away.update(d for d, r in zip(added, rows.tolist(), strict=True)
-                                 if self.fleet.last_ts[r] == 0)
+                                 if f.last_ts[r] == 0)
                 self._away_rows = None
             else:
                 self.away.difference_update(added)
                 self._away_rows = None
                 # a device that was forgotten before counts its silence from now again
-                self.fleet.first_seen_ms[rows[self.fleet.last_ts[rows] == 0]] = -1
+                f.first_seen_ms[rows[f.last_ts[rows] == 0]] = -1
         if removed:
             self.forget(removed)
         return added, removed
@@ -420,6 +477,8 @@ class Engine:
             hour_slots=old.hour_slots, extremes=old.extremes, registry=old.registry)
         devices: list[str] = meta["devices"]
         m = len(devices)
+        # rows of devices the registry no longer lists: the next reload decides on them
+        self._restored_unlisted = [d for d in devices if d not in f.registry]
         f.rows_for(devices)  # snapshot rows first, in their order: rule arrays line up
         f.rows_for(list(f.registry))
         f.last_ts[:m] = data["last_ts"]

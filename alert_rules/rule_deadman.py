@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from alert_rules.lifecycle import NEVER
+from alert_rules.registry import Device
 from alert_rules.rule_base import RuleBase
 from alert_rules.state import FleetState, FloatArr, IntArr
 from alert_rules.transitions import Transition
@@ -48,12 +49,9 @@ class DeadmanRule(RuleBase):
 
 
 def fleet_cellular(fleet: FleetState) -> FloatArr:
-    """1 per row whose registry entry says cellular, else 0 (cached on the fleet)."""
-    n = fleet.size
-    cached = fleet.cache.get("cellular")
-    if cached is None or cached.size != n:
-        cached = np.fromiter(
-            (1.0 if (d := fleet.registry.get(dev)) is not None and d.link == "cellular"
-             else 0.0 for dev in fleet.devices), np.float64, n)
-        fleet.cache["cellular"] = cached
-    return cached
+    """1 per row whose registry entry says cellular, else 0 (kept on the fleet)."""
+    return fleet.per_device("cellular", _cellular)
+
+
+def _cellular(d: Device | None) -> float:
+    return 1.0 if d is not None and d.link == "cellular" else 0.0

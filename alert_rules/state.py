@@ -13,6 +13,7 @@ dropped from that ring and counted in `late_dropped`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -255,7 +256,9 @@ class FleetState:
     late_dropped: int = 0
     bad_values: int = 0  # non-finite values given to ingest (treated as missing)
     registry: dict[str, Device] = field(default_factory=dict)
-    cache: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)  # per-row derived
+    #: a number per row derived from its registry entry (`per_device`): key → (how, values)
+    derived: dict[str, tuple[Callable[[Device | None], float], FloatArr]] = field(
+        default_factory=dict)
     layout: dict[str, Any] = field(default_factory=dict)  # derived from the registry
     #: window reductions of this tick, shared by rules reading the same window (a 10-minute
     #: mean is read by the threshold and the spatial rule): key → (ring version, result)
@@ -287,6 +290,39 @@ class FleetState:
         if self.flagged is not None:
             out.append(self.flagged)
         return out
+
+    def per_device(self, key: str, of: Callable[[Device | None], float]) -> FloatArr:
+        """`of(registry entry)` for every row (None: not registered), kept per key and
+        brought up to date row by row: new rows when the fleet grows, the rows whose
+        entry changed at a registry reload (`registry_changed`), never a walk of the
+        fleet on a tick after the first."""
+        n = self.size
+        hit = self.derived.get(key)
+        have = hit[1] if hit is not None else np.zeros(0)
+        if have.size < n:
+            reg = self.registry
+            grown = np.empty(n)
+            grown[:have.size] = have
+            grown[have.size:] = np.fromiter(
+                (of(reg.get(d)) for d in self.devices[have.size:n]), np.float64, n - have.size)
+            self.derived[key] = (of, grown)
+            return grown
+        return have
+
+    def registry_changed(self, devices: Sequence[str]) -> None:
+        """These devices' registry entries changed (added, edited or removed): their rows'
+        derived numbers are worked out again."""
+        known = [d for d in devices if d in self.index]
+        if not known or not self.derived:
+            return
+        rows = np.fromiter((self.index[d] for d in known), np.int64, len(known))
+        entries = [self.registry.get(d) for d in known]
+        for key, (of, values) in self.derived.items():
+            inside = rows < values.size  # rows past it are worked out when first asked
+            values[rows[inside]] = np.fromiter(
+                (of(e) for e, ok in zip(entries, inside.tolist(), strict=True) if ok),
+                np.float64, int(inside.sum()))
+            self.derived[key] = (of, values)
 
     def rows_for(self, devices: list[str]) -> IntArr:
         """Row of each device, adding rows for new ones (capacity grows by doubling)."""

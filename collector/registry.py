@@ -366,6 +366,14 @@ def load(path: Path) -> dict[str, Device]:
     return RegistryParser().load(path)
 
 
+def changed_ids(old: dict[str, Device], new: dict[str, Device]) -> list[str]:
+    """Devices added, edited or removed from `old` to `new` (an unchanged CSV row is the
+    same object after a reload, `RegistryParser` keeps it; a YAML entry is compared)."""
+    out = [d for d, dev in new.items() if (was := old.get(d)) is not dev and was != dev]
+    out += [d for d in old if d not in new]
+    return out
+
+
 class RegistryWatcher:
     """Holds the current registry; `poll()` reloads when the file changed. A bad new file
     is reported (file and line, counted in `reload_errors`) and the last good registry
@@ -398,6 +406,9 @@ class RegistryWatcher:
         # set by the worker, taken by poll(): the parsed registry or why it was refused
         self._done: dict[str, Device] | RegistryError | None = None
         self._prepared: object = None
+        #: ids added, edited or removed by the last reload (worked out on the parse thread)
+        self.changed: list[str] = []
+        self._changed: list[str] = []
         if path is not None:
             self._stamp = self._stat()
             # a bad file at start-up stops start-up
@@ -418,6 +429,7 @@ class RegistryWatcher:
         result: dict[str, Device] | RegistryError
         try:
             result = self._parser.load(self.path)
+            self._changed = changed_ids(self.devices, result)
             self._prepared = self.prepare(result) if self.prepare is not None else None
         except RegistryError as exc:
             result = exc
@@ -465,6 +477,7 @@ class RegistryWatcher:
             return False
         self.devices = result
         self.prepared, self._prepared = self._prepared, None
+        self.changed, self._changed = self._changed, []
         self.generation += 1
         log.info("registry reloaded: %d devices (parsed in %.2f s, off the ingest thread)",
                  len(result), self.last_parse_s)

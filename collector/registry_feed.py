@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from alert_rules.engine import Engine
+from alert_rules.engine import Engine, RegistryChange
 from alert_rules.registry import Device as ExpectedDevice
 from collector.county_points import CountyPoints, location_lines
 from collector.registry import Device, RegistryWatcher
@@ -44,6 +44,7 @@ class Handover:
     changed: list[Device]
     expected: list[ExpectedDevice]
     lines: list[str]  # device_location points of the changed devices
+    change: RegistryChange  # the engine's side: added, removed, changed, moved
 
 
 class RegistryFeed:
@@ -74,14 +75,18 @@ class RegistryFeed:
         for device_id, d in devices.items():
             prev = old.get(device_id)
             if prev is not None and (prev[0] is d or prev[0] == d):
-                handed[device_id] = (d, prev[1])
+                # the same pair when the row is the same object: dropping the old map
+                # on the ingest thread then frees no pairs
+                handed[device_id] = prev if prev[0] is d else (d, prev[1])
                 continue
             e = known.get(device_id)
             handed[device_id] = (d, e if e is not None and describes(e, d)
                                  else expected((d,))[0])
             changed.append(d)
-        return Handover(devices, handed, changed, [e for _, e in handed.values()],
-                        location_lines(changed, int(time.time() * 1000)))
+        entries = [e for _, e in handed.values()]
+        return Handover(devices, handed, changed, entries,
+                        location_lines(changed, int(time.time() * 1000)),
+                        self.engine.prepare_registry(entries))
 
     def update(self, now_ms: int) -> bool:
         """On the pipeline's thread after the registry's poll; True when it handed on."""
@@ -95,7 +100,7 @@ class RegistryFeed:
         h = ready if isinstance(ready, Handover) and ready.devices is devices \
             else self.prepare(devices)
         self._handed = h.handed
-        added, removed = self.engine.set_registry(h.expected)
+        added, removed = self.engine.set_registry(h.expected, h.change)
         if gen > 1:
             log.info("registry generation %d: %d devices judged, %d added, %d removed, "
                      "%d changed", gen, len(devices), len(added), len(removed),

@@ -2,7 +2,8 @@
 
 A registered device carries its registry tags (site, township, grid, …) and `cal` naming
 its calibration formula; with a registry in use, an unknown device is tagged
-`unregistered=true`. The cache is dropped whenever the registry file is reloaded.
+`unregistered=true`. A reload drops the cached tags of the devices it added, edited or
+removed.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ class TagCache:
         return self.registry.devices.get(device)
 
     def refresh(self) -> bool:
-        """Reload the registry if its file changed; True (and the cache dropped) if so."""
+        """Reload the registry if its file changed; True if so. Only the tags of the
+        devices the reload added, edited or removed are dropped: dropping 200,000 cached
+        tags at once held ingest for 60 ms."""
         if self.registry.poll():
-            self._readings.clear()
-            self._reading_count = 0
-            self._devices.clear()
+            self.forget(self.registry.changed)
             return True
         return False
 

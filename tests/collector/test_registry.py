@@ -33,7 +33,8 @@ from collector.registry import (
     RegistryWatcher,
     load,
 )
-from collector.registry_feed import RegistryFeed
+from collector.registry_feed import Handover, RegistryFeed
+from collector.tag_cache import TagCache
 from orchestration.services import InfluxDB, Mosquitto
 from tests.support.collector_process import reading, stored_rows, up_payload
 from tests.support.wait import wait_for
@@ -224,6 +225,44 @@ def test_a_reload_reuses_unchanged_rows_and_hands_on_only_what_changed(
     lines = points.take()
     assert len(lines) == 2 and any("device=d0007" in x and "site=moved" in x for x in lines)
     assert "new1" in engine.fleet.registry and len(engine.fleet.registry) == 2001
+    assert w.changed == ["d0007", "new1"]  # worked out on the parse thread
+    # the engine's side was compared there too: a site is no news to the rules
+    assert isinstance(w.prepared, Handover)
+    change = w.prepared.change
+    assert (change.added, change.removed, change.changed, change.moved) == (
+        ["new1"], [], [], True)  # new1 has a place: neighbours change
+
+
+@settings(max_examples=40, deadline=None)
+@given(edits=st.lists(st.tuples(st.integers(0, 12), st.sampled_from(
+    ["s", "t", "s2", "gone"])), min_size=1, max_size=8))
+def test_a_reload_drops_only_the_tags_it_changed(edits: list[tuple[int, str]]) -> None:
+    """After reloads that add, edit and remove rows, every cached tag equals what a fresh
+    cache gives, and an untouched device's tags are the very string cached before."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "reg.csv"
+        rows = {f"d{i}": f"s{i}" for i in range(8)}
+        f.write_text(_csv(sorted(rows.items())))
+        w = RegistryWatcher(f, check_interval_s=0.0, background=False)
+        tags = TagCache(w)
+        ids = [f"d{i}" for i in range(13)]
+        for i, site in edits:
+            before = {x: tags.reading(x, "pms5003", 0) for x in ids}
+            if site == "gone":
+                rows.pop(f"d{i}", None)
+            else:
+                rows[f"d{i}"] = site
+            f.write_text(_csv(sorted(rows.items())))
+            os.utime(f, ns=(time.time_ns(), time.time_ns() + 10**9))
+            assert tags.refresh()
+            fresh = TagCache(w)
+            for x in ids:
+                got = tags.reading(x, "pms5003", 0)
+                assert got == fresh.reading(x, "pms5003", 0)
+                if x not in w.changed:
+                    assert got is before[x]
 
 
 def test_the_engine_device_list_is_built_once_at_start_up(tmp_path: Path) -> None:
