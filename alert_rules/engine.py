@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from alert_rules import late_replay
 from alert_rules.lifecycle import NEVER, NONE
+from alert_rules.neighbour_layout import NeighbourLayout, install_layouts, prepare_layouts
 from alert_rules.registry import Device
 from alert_rules.rule_base import RuleBase
 from alert_rules.state import HOUR_MS, BoolArr, FleetState, FloatArr, IntArr, Ring, sorted_union
@@ -54,6 +55,7 @@ class RegistryChange:
     removed: list[str]
     changed: list[str]  # registered before and after, with another entry
     moved: bool  # a position or township is new, changed or gone: neighbours change
+    layouts: Mapping[str, NeighbourLayout]  # for the rows after the change
 
 
 def _placed(d: Device) -> bool:
@@ -168,7 +170,12 @@ class Engine:
                 moved = moved or not _same_place(was, d)
         removed = [d for d in old if d not in new]
         moved = moved or any(_placed(old[d]) for d in removed)
-        return RegistryChange(old, new, added, removed, changed, moved)
+        # the neighbour layouts of the rows the fleet will have: reused where nothing
+        # moved, searched again where something did (`install_layouts` checks the rows)
+        f = self.fleet
+        rows = [*f.devices, *(d for d in added if d not in f.index)]
+        layouts = prepare_layouts(dict(f.layout), rows, new)
+        return RegistryChange(old, new, added, removed, changed, moved, layouts)
 
     def set_registry(self, registry: Sequence[Device],
                      change: RegistryChange | None = None) -> tuple[list[str], list[str]]:
@@ -192,8 +199,7 @@ class Engine:
         f.registry = new
         f.registry_changed(change.changed + change.removed)
         if change.moved:
-            f.layout.clear()  # neighbours are worked out again from the new places
-            f.mark_all()
+            f.mark_all()  # neighbours change with a place
         elif change.changed:
             f.mark(f.rows_for(change.changed))  # their township, grid or link is news
         if added:
@@ -210,6 +216,9 @@ class Engine:
                 self._away_rows = None
                 # a device that was forgotten before counts its silence from now again
                 f.first_seen_ms[rows[f.last_ts[rows] == 0]] = -1
+        # layouts prepared for these rows; else rebuilt when a rule asks (from the one
+        # in use: reused if nothing moved)
+        install_layouts(f, change.layouts)
         if removed:
             self.forget(removed)
         return added, removed

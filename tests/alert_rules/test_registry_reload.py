@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alert_rules.engine import Engine
+from alert_rules.neighbour_layout import NeighbourLayout
 from alert_rules.registry import Device
 from alert_rules.rule_deadman import fleet_cellular
 from tests.support.rules import engine_from
@@ -124,18 +125,21 @@ def test_a_reload_that_moves_nothing_keeps_the_layout_and_judges_only_what_chang
     reg = [_device(i, "wired", i % 3, "east") for i in range(50)]
     e = engine_from(tmp_path, MIXED, reg)
     e.tick(T0)
-    layout = dict(e.fleet.layout)
-    assert layout  # the spatial rule built its neighbours
+    spatial = {k: v for k, v in e.fleet.layout.items() if isinstance(v, NeighbourLayout)}
+    assert spatial  # the spatial rule built its neighbours
     edited = [*reg[:7], dataclasses.replace(reg[7], link="cellular"), *reg[8:]]
     change = e.prepare_registry(edited)
     assert (change.added, change.removed, change.changed, change.moved) == ([], [], ["d7"], False)
     e.set_registry(edited, change)
-    assert e.fleet.layout == layout  # not worked out again
+    for key, was in spatial.items():  # not searched again, and in place for this registry
+        now = e.fleet.layout[key]
+        assert now.nbr_t is was.nbr_t and now.registry is e.fleet.registry
     assert e.fleet.take_changed(1000).tolist() == [7]
     assert fleet_cellular(e.fleet)[7] == 1.0
     moved = [*edited[:3], dataclasses.replace(edited[3], lat=31.0), *edited[4:]]
     e.set_registry(moved)
-    assert e.fleet.layout == {}  # neighbours change with a place
+    for key, was in spatial.items():  # neighbours change with a place
+        assert e.fleet.layout[key].nbr_t is not was.nbr_t
     assert e.fleet.take_changed(1000) is None  # every row judged again
 
 
