@@ -58,9 +58,10 @@ DRAIN_POLL_S = 0.05
 @dataclass
 class _InFlight:
     sealed: SealedBatch
-    future: Future[WriteOutcome | None] | None  # None: spooled by the pipeline's thread
+    future: Future[WriteOutcome | None] | None  # None: nothing to store
     started: float  # time.monotonic() at submit
     spilled: threading.Event  # set once the batch is (also) in the spool
+    spooling: bool = False  # a copy is on its way to the spool (`_spooler`)
 
 
 class BatchWriter:
@@ -86,6 +87,10 @@ class BatchWriter:
         self.stopping = stopping if stopping is not None else threading.Event()
         self._inflight: deque[_InFlight] = deque()
         self._executor = ThreadPoolExecutor(max_writes, thread_name_prefix="storage-write")
+        # Spool appends (a write and two fsyncs: 0.5 s on a busy disk) on one thread of
+        # their own, in the order they were asked for: the pipeline's thread never waits
+        # for the disk, and the spool still holds batches in seal order.
+        self._spooler = ThreadPoolExecutor(1, thread_name_prefix="spool-append")
         # Written by the worker threads, read by the pipeline's and the health endpoint's.
         self._lock = threading.Lock()
         self._replay_refused: list[tuple[str, str]] = []
@@ -124,16 +129,13 @@ class BatchWriter:
             reason = self._spool_reason(sealed)
             if reason:
                 spilled = threading.Event()
-                try:
-                    self.writer.spool_now(sealed.lines, spilled)
-                except SpoolFull:
-                    pass  # neither takes it now: a worker holds it, as below
-                else:
-                    self._count_spooled(reason)
-                    self._inflight.append(
-                        _InFlight(sealed, None, time.monotonic(), spilled))
-                    return ok
-            elif not self.spool_full:
+                with self._lock:  # if the spool cannot take it, a worker holds it
+                    self._running[id(spilled)] = sealed.hours
+                self._inflight.append(_InFlight(
+                    sealed, self._spooler.submit(self._spool, sealed.lines, spilled, reason),
+                    time.monotonic(), spilled, spooling=True))
+                return ok
+            if not self.spool_full:
                 return self._start(sealed, ok)
         while self._inflight and self._must_wait(sealed):
             ok = self.complete() and ok
@@ -147,6 +149,27 @@ class BatchWriter:
             sealed, self._executor.submit(self._store, sealed.lines, spilled),
             time.monotonic(), spilled))
         return ok
+
+    def _spool(self, lines: list[str], spilled: threading.Event, reason: str
+               ) -> WriteOutcome | None:
+        """On the spool thread: into the spool, behind what waits there; if the spool
+        cannot take it, written (or held) as a worker would."""
+        try:
+            self.writer.spool_now(lines, spilled)
+        except SpoolFull:
+            return self._store(lines, spilled)
+        with self._lock:
+            self._running.pop(id(spilled), None)
+        self._count_spooled(reason)
+        return WriteOutcome(0, len(lines), [])
+
+    def _spill(self, lines: list[str], spilled: threading.Event) -> None:
+        """On the spool thread: a copy of a write that is taking too long."""
+        try:
+            self.writer.spool_now(lines, spilled)
+        except SpoolFull:
+            return  # the write goes on; it is completed when it returns
+        self._count_spooled("slow")
 
     def _must_wait(self, sealed: SealedBatch) -> bool:
         return len(self._inflight) >= self.max_writes or any(
@@ -218,13 +241,12 @@ class BatchWriter:
             head = self._inflight[0]
             if head.future is not None and not head.future.done() \
                     and not head.spilled.is_set():
-                if self.spill_after_s is None or now - head.started < self.spill_after_s:
+                if (head.spooling or self.spill_after_s is None
+                        or now - head.started < self.spill_after_s):
                     break
-                try:
-                    self.writer.spool_now(head.sealed.lines, head.spilled)
-                except SpoolFull:
-                    break  # the write goes on; it is completed when it returns
-                self._count_spooled("slow")
+                head.spooling = True  # copied to the spool on its thread; done when set
+                self._spooler.submit(self._spill, head.sealed.lines, head.spilled)
+                break
             self.complete()
         self._take_replay_refused()
 
@@ -246,6 +268,7 @@ class BatchWriter:
         while self._inflight:
             self.complete()
         self._executor.shutdown()
+        self._spooler.shutdown()
         self._closed.set()
         self._wake.set()
         if self._drain is not None:

@@ -116,9 +116,9 @@ class StorageWriter:
 
     @property
     def spooling(self) -> bool:
-        """The spool holds batches: new ones go behind them."""
-        with self._lock:
-            return len(self.spool) > 0
+        """The spool holds batches: new ones go behind them. Read without the lock, which
+        an append holds through its fsyncs: the pipeline's thread asks this per batch."""
+        return len(self.spool) > 0
 
     def _write(self, lines: list[str]) -> list[tuple[str, str]]:
         """Write; on a refusal, bisect so only the bad lines come back. Raises RetryLater."""

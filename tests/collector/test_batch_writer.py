@@ -157,6 +157,46 @@ def test_refused_replay_lines_from_concurrent_writers_are_all_dead_lettered(
 # --- a slow storage does not hold the pipeline's thread (spill to the spool) -------------
 
 
+def completed(h: Harness, acked: list[str]) -> bool:
+    """What the pipeline's housekeeping does, then whether these batches are acked."""
+    h.writer.complete_finished()
+    return h.acked == acked
+
+
+class SlowDisk(Spool):
+    """A spool whose appends wait for `disk` (a busy disk's fsync)."""
+
+    disk = threading.Event()
+
+    def append(self, lines: list[str]) -> None:
+        assert self.disk.wait(10)
+        super().append(lines)
+
+
+def test_a_slow_spool_append_never_holds_the_pipelines_thread(tmp_path: Path) -> None:
+    """Spool appends (a write and two fsyncs) run on a thread of their own, in order: the
+    pipeline's thread neither submits nor completes slower, and acks keep their order."""
+    h = Harness(tmp_path, max_writes=1, spill_after_s=0.1)
+    h.writer.writer.spool = SlowDisk(tmp_path / "slow-spool", 1 << 20)
+    SlowDisk.disk.clear()
+    h.writer.submit(h.sealed("a"))  # its write hangs: copied to the spool after 0.1 s
+    assert wait_for(lambda: h.sink.started == ["a"], 10)
+    time.sleep(0.15)
+    t0 = time.monotonic()
+    h.writer.complete_finished()  # asks for the copy, does not make it
+    for name in "bc":  # the write slot is taken: to the spool, behind "a"
+        h.writer.submit(h.sealed(name))
+        h.writer.complete_finished()
+    assert time.monotonic() - t0 < 0.5 and h.acked == []  # nothing in the spool yet
+    SlowDisk.disk.set()
+    assert wait_for(lambda: completed(h, ["a", "b", "c"]), 10)
+    h.sink.gate("a").set()
+    for name in "bc":
+        h.sink.gate(name).set()
+    h.writer.close()
+    assert h.sink.written[-2:] == ["b", "c"]  # replayed in the order they were sealed
+
+
 def test_a_write_past_the_bound_is_acked_from_the_spool_and_replayed_after_it(
         tmp_path: Path) -> None:
     h = Harness(tmp_path, spill_after_s=0.1)
@@ -165,13 +205,14 @@ def test_a_write_past_the_bound_is_acked_from_the_spool_and_replayed_after_it(
     h.writer.complete_finished()
     assert h.acked == []  # within the bound: waits for its write
     time.sleep(0.15)
-    h.writer.complete_finished()
-    assert h.acked == ["a"] and len(h.spool) == 1  # past it: in the spool, acked
+    # past it: copied to the spool (on the spool's thread), then acked
+    assert wait_for(lambda: completed(h, ["a"]), 10) and len(h.spool) == 1
     h.sink.gate("b").set()
     t0 = time.monotonic()
     h.writer.submit(h.sealed("b"))  # goes behind "a" in the spool, at once
     h.writer.complete_finished()
-    assert time.monotonic() - t0 < 0.5 and h.acked == ["a", "b"]
+    assert time.monotonic() - t0 < 0.5
+    assert wait_for(lambda: completed(h, ["a", "b"]), 10)
     time.sleep(0.2)
     assert h.sink.started == ["a"]  # no replay while the older direct write runs
     h.sink.gate("a").set()
@@ -186,7 +227,8 @@ def test_full_write_slots_send_a_batch_to_the_spool_without_waiting(tmp_path: Pa
     h.writer.submit(h.sealed("a"))
     t0 = time.monotonic()
     h.writer.submit(h.sealed("b"))
-    assert time.monotonic() - t0 < 0.5 and len(h.spool) == 1
+    assert time.monotonic() - t0 < 0.5
+    assert wait_for(lambda: len(h.spool) == 1, 10)
     h.writer.complete_finished()
     assert h.acked == []  # "b" is in the spool but "a", sealed before it, is not stored
     for name in "ab":
