@@ -107,7 +107,8 @@ def _run(engine: Engine, reload: list[Device], how: str, heard: list[int]) -> li
     return sorted((t.rule, t.subject, t.state, t.at_ms) for t in out)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(before=registries, after=registries, heard=st.lists(st.integers(0, 14), unique=True))
 def test_a_reload_judged_row_by_row_decides_as_judging_every_row(
         tmp_path: Path, before: dict[int, tuple[str, int, str]],
