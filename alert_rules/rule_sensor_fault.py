@@ -90,8 +90,9 @@ class SensorFaultRule(RuleBase):
     #: ratio just before each step is the reference)
     usual_tau_ms: int = 12 * 3_600_000
     #: shift: one update of a device's usual ratio at most this often (the neighbour
-    #: median it needs is read for those devices only: about a tenth of the readings)
-    usual_every_ms: int = 600_000
+    #: median it needs is read for those devices only: a thirtieth of the readings at
+    #: one a minute)
+    usual_every_ms: int = 1_800_000
     #: shift: updates before the usual ratio is trusted
     usual_after: int = 6
     last_over: npt.NDArray[np.bool_] = dataclasses.field(

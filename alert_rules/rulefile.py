@@ -347,7 +347,7 @@ class SensorFaultSpec(RuleSpec, frozen=True, tag="sensor_fault", kw_only=True):
                                       "where its neighbours put it)")] = 5.0
     #: shift: time constant of the device's usual ratio to its neighbours (0: none)
     usual_tau_ms: Duration = msgspec.field(default=12 * 3_600_000, name="usual_over")
-    usual_every_ms: PositiveDuration = msgspec.field(default=600_000, name="usual_every")
+    usual_every_ms: PositiveDuration = msgspec.field(default=1_800_000, name="usual_every")
     usual_after: Count = 6
 
 

@@ -19,6 +19,7 @@ rules:
     cause: shift
     ratio: 1.5
     persist: 2
+    usual_every: 10m  # the usual ratio trusted after an hour (six updates)
     labels: {audience: maintenance}
     annotations: {summary_en: "{device} left its neighbours ({neighbour_median})"}
 """
