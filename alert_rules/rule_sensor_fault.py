@@ -243,6 +243,7 @@ class SensorFaultRule(RuleBase):
             med_b, enough = self._median_of(around, before)
             with np.errstate(invalid="ignore", divide="ignore"):
                 ref = self._level_before(fleet, r, now_ms) / med_b
+            known = np.zeros(r.size, bool)
             if self.usual_tau_ms > 0:
                 # judged against where the device usually is: a step back after a
                 # missed fault, or from one fault to another, is measured from there
@@ -254,6 +255,13 @@ class SensorFaultRule(RuleBase):
             tr.ref[r] = np.where(ok, ref, np.nan)
             tr.up[r] = latest[begin] > prev[begin]
             tr.around[r] = before
+            if known.any():
+                # the departure is judged over the span since the device was usual, so
+                # the neighbours' agreement is too: from their own usual ratios (a plume
+                # that began before this step moved them before it, not at it)
+                kr = r[known]
+                med_now, _ = self._median_of(nbr[kr], self._latest_at(fleet, nbr[kr], now_ms))
+                tr.around[kr] = self._usual_levels(nbr[kr], med_now)
             tr.beyond[r] = 0
             tr.seen[r] = 0
             tracked[begin] = ok
@@ -372,15 +380,22 @@ class SensorFaultRule(RuleBase):
         tr = self.track
         tr.ref[gr] = np.exp(u[depart])
         tr.up[gr] = dev[depart] > 0
-        # where each neighbour would usually be at today's median (NaN: not known yet),
-        # so a neighbour that left its usual ratio the same way says pollution
-        ua = np.where(nbr[gr] >= 0, us.log_ratio[np.maximum(nbr[gr], 0)], np.nan)
-        ua[us.count[np.maximum(nbr[gr], 0)] < self.usual_after] = np.nan
-        tr.around[gr] = med[depart, None] * np.exp(ua)
+        tr.around[gr] = self._usual_levels(nbr[gr], med[depart])
         tr.beyond[gr] = 0
         tr.seen[gr] = 0
         tracked[go] = True
         return self._follow(fleet, now_ms, go, rows, latest, nbr, tracked, over, back)
+
+    def _usual_levels(self, around: IntArr, med: FloatArr) -> FloatArr:
+        """Where each neighbour in `around` would usually read at today's median `med`
+        (NaN: its usual ratio not known yet): a neighbour that left it the same way as
+        the device says pollution (`_follow`)."""
+        us = self.usual
+        flat = np.maximum(around, 0)
+        ua = np.where((around >= 0) & (us.count[flat] >= self.usual_after),
+                      us.log_ratio[flat], np.nan)
+        levels: FloatArr = med[:, None] * np.exp(ua)
+        return levels
 
     def _level_before(self, fleet: FleetState, rows: IntArr, now_ms: int) -> FloatArr:
         """Mean of each row's readings in the window before its newest one (the previous

@@ -219,3 +219,17 @@ def test_the_usual_ratio_survives_a_restart_through_the_engine_snapshot(
     cold = engine_from(tmp_path, SHIFT, registry())
     cold_ev = run_series(cold, rest, start=t1)
     assert states(cold_ev, "shift", "d") != states(ev, "shift", "d")
+
+
+def test_a_plume_over_two_devices_stays_pollution_when_the_air_then_steps(
+        tmp_path: Path) -> None:
+    # "d" and its nearest neighbour read 2× from reading 120 (a local plume); at 130 the
+    # air over the whole neighbourhood jumps 1.6×, so every device steps: "d" is 2× its
+    # usual ratio, and so is "n1", which shares the plume (it moved before the step,
+    # not at it)
+    x = air(180)
+    x[130:] *= 1.6
+    plume = step_at(180, 120, 2.0, 40)
+    e = engine_from(tmp_path, SHIFT, registry())
+    ev = run_series(e, sensed(x, {"d": plume, "n1": plume}))
+    assert states(ev, "shift") == []
