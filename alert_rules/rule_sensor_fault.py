@@ -15,16 +15,24 @@ layout the spatial rule caches):
   re-judges a tenth of the fleet (by row; every device every ten minutes), since it is
   the only cause that needs every device's neighbour median;
 - `shift`: a level shift against the neighbours (a calibration jump, a re-seated or
-  swapped sensor): the device's reading stepped by `step_ratio`× against its previous one
-  (a candidate, found without its neighbours), and
-  its ratio to its neighbours' median stays `ratio`× away from the ratio it had just
-  before the step for `persist` readings, while no neighbour moved the same way (a plume
-  seen by the device and its nearest neighbour is pollution, not a fault). A ratio of
-  ratios: the device's own gain cancels, so a sensor that always reads 20 % high is not a
-  fault and one that suddenly reads 60 % higher is, at any concentration and in any unit;
+  swapped sensor): the device's ratio to its neighbours' median stays `ratio`× away from
+  its usual ratio for `persist` readings, while no neighbour moved the same way (a plume
+  seen by the device and its nearest neighbour is pollution, not a fault). The usual
+  ratio (`UsualRatio`) is a slow robust EWMA of the device's log-ratio (time constant
+  `usual_tau_ms`, hours), updated at most every `usual_every_ms` per device and frozen
+  while a step is followed or the alert fires; until it has `usual_after` updates the
+  ratio just before the step stands in for it. A shift is followed from a candidate: a
+  step of `step_ratio`× against the device's previous reading (found without its
+  neighbours), or, at an update of the usual ratio, a ratio already `ratio`× away from
+  the usual one (a shift whose step was missed). A ratio of ratios: the device's own gain
+  cancels, so a sensor that always reads 1.4× its neighbours is not a fault and one that
+  suddenly reads 60 % higher is, at any concentration and in any unit; and a device that
+  steps back to its usual ratio after a missed fault is not a new one;
 - `humidity`: the device reads more than `ratio`× its neighbours while its own RH is at
   least `humidity_above` % (low-cost optical sensors count droplets as particles: Jayaratne
-  et al. 2018, AMT 11, 4883; the wire's `high_humidity` flag uses the same physics).
+  et al. 2018, AMT 11, 4883; the wire's `high_humidity` flag uses the same physics), and
+  no neighbour in the same humid air shares the excursion (a plume over the device and a
+  neighbour is pollution, as for `shift`).
 
 Each cause is its own rule, so a device has at most one open alert per cause. The
 neighbour median is only computed for the devices the cause picks out (a few), so the
@@ -48,6 +56,10 @@ from alert_rules.rule_base import RuleBase
 from alert_rules.state import FleetState, FloatArr, IntArr
 from alert_rules.transitions import Transition
 
+#: humidity: how far below `humidity_above` a neighbour's RH may be and still count as
+#: the same humid air: twice a low-cost RH sensor's stated accuracy (Bosch BME280
+#: datasheet ±3 %RH; Sensirion SHT3x ±2 %RH)
+HUMID_TOLERANCE_PCT = 6.0
 CAUSES = ("stuck", "zero", "jump", "shift", "drift", "humidity")
 #: causes judged on a device's own newest readings, row by row (`RuleBase.judges_rows`)
 ROW_CAUSES = ("zero", "jump", "shift")
@@ -74,6 +86,15 @@ class SensorFaultRule(RuleBase):
     #: shift: and the device this far (µg/m³) from where its neighbours put it, and its
     #: step this large: below it a low-cost sensor's own noise makes ratios meaningless
     min_excess: float = 5.0
+    #: shift: time constant of the usual log-ratio's EWMA (ms; 0: no usual ratio, the
+    #: ratio just before each step is the reference)
+    usual_tau_ms: int = 12 * 3_600_000
+    #: shift: one update of a device's usual ratio at most this often (the neighbour
+    #: median it needs is read for those devices only: a thirtieth of the readings at
+    #: one a minute)
+    usual_every_ms: int = 1_800_000
+    #: shift: updates before the usual ratio is trusted
+    usual_after: int = 6
     last_over: npt.NDArray[np.bool_] = dataclasses.field(
         default_factory=lambda: np.zeros(0, bool), repr=False)
     onset_ms: IntArr = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
@@ -84,6 +105,8 @@ class SensorFaultRule(RuleBase):
         default_factory=lambda: np.zeros(0, bool), repr=False)
     #: shift, per row: ShiftTrack (the device's and its neighbours' levels before its step)
     track: ShiftTrack = dataclasses.field(default_factory=lambda: ShiftTrack(), repr=False)
+    #: shift, per row: the device's usual log-ratio to its neighbours' median
+    usual: UsualRatio = dataclasses.field(default_factory=lambda: UsualRatio(), repr=False)
 
     kind = "sensor_fault"
 
@@ -220,16 +243,35 @@ class SensorFaultRule(RuleBase):
             med_b, enough = self._median_of(around, before)
             with np.errstate(invalid="ignore", divide="ignore"):
                 ref = self._level_before(fleet, r, now_ms) / med_b
+            known = np.zeros(r.size, bool)
+            if self.usual_tau_ms > 0:
+                # judged against where the device usually is: a step back after a
+                # missed fault, or from one fault to another, is measured from there
+                self.usual.fit(n)
+                known = self.usual.count[r] >= self.usual_after
+                ref = np.where(known, np.exp(self.usual.log_ratio[r]), ref)
+                enough |= known
             ok = enough & np.isfinite(ref) & (ref > 0)
             tr.ref[r] = np.where(ok, ref, np.nan)
             tr.up[r] = latest[begin] > prev[begin]
             tr.around[r] = before
+            if known.any():
+                # the departure is judged over the span since the device was usual, so
+                # the neighbours' agreement is too: from their own usual ratios (a plume
+                # that began before this step moved them before it, not at it)
+                kr = r[known]
+                med_now, _ = self._median_of(nbr[kr], self._latest_at(fleet, nbr[kr], now_ms))
+                tr.around[kr] = self._usual_levels(nbr[kr], med_now)
             tr.beyond[r] = 0
             tr.seen[r] = 0
             tracked[begin] = ok
             p2, m2 = self._follow(fleet, now_ms, begin[ok], rows, latest, nbr, tracked, over,
                                   back)
             picked, med = np.r_[picked, p2], np.r_[med, m2]
+        if self.usual_tau_ms > 0:
+            p3, m3 = self._usual(fleet, now_ms, rows, latest, ts, new, nbr, tracked, over,
+                                 back)
+            picked, med = np.r_[picked, p3], np.r_[med, m3]
         self.cand[sel] = tracked
         self.last_over[sel] = over
         tr.seen_ts[sel] = ts
@@ -286,6 +328,74 @@ class SensorFaultRule(RuleBase):
             came_back[local[stop & (np.abs(lq) < need / 2)]] = True
         tr.ref[r[stop]] = np.nan
         return r, med
+
+    def _usual(self, fleet: FleetState, now_ms: int, rows: IntArr | None, latest: FloatArr,
+               ts: IntArr, new: npt.NDArray[np.bool_], nbr: IntArr,
+               tracked: npt.NDArray[np.bool_], over: npt.NDArray[np.bool_],
+               back: npt.NDArray[np.bool_]) -> tuple[IntArr, FloatArr]:
+        """Update the usual ratio of the judged rows that are due (a new reading,
+        `usual_every_ms` since their last update, no step followed, no alert firing):
+        one neighbour median each. A due row whose ratio is already `ratio`× and
+        `min_excess` away from its usual one is not learned from: it is followed as a
+        shift from here (its step was missed). Returns (rows, neighbour median) of those."""
+        n = fleet.size
+        us = self.usual
+        us.fit(n)
+        sel = slice(0, n) if rows is None else rows
+        firing = self.columns.firing[:n][sel]
+        due = np.flatnonzero(new & ~tracked & ~back & ~over & ~firing & (latest > 0)
+                             & (ts - us.at_ms[sel] >= self.usual_every_ms))
+        r = due if rows is None else rows[due]
+        if not due.size:
+            return r, np.zeros(0)
+        us.at_ms[r] = ts[due]
+        around = nbr[r]
+        vals = self._latest_at(fleet, around, now_ms)
+        med, enough = self._median_of(around, vals)
+        x = latest[due]
+        u, c = us.log_ratio[r], us.count[r]
+        known = c >= self.usual_after
+        need = np.log(self.ratio)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lr = np.log(x / med)
+            dev = lr - u
+            # below the sensors' own noise (µg/m³) a ratio says nothing
+            ok = enough & np.isfinite(lr) & (np.maximum(x, med) >= self.min_excess)
+            depart = ok & known & (np.abs(dev) >= need) \
+                & (np.abs(x - med * np.exp(u)) >= self.min_excess)
+        learn = ok & ~depart
+        # the mean of the first updates, then an EWMA of time constant usual_tau_ms whose
+        # steps are clipped (a plume or a missed fault moves it only slowly)
+        dt = np.minimum(ts[due] - us.at_prev[r], self.usual_tau_ms).astype(np.float64)
+        a = np.maximum(1.0 / (c + 1.0), -np.expm1(-dt / self.usual_tau_ms))
+        with np.errstate(invalid="ignore"):
+            moved = np.where(known, np.clip(dev, -need / 2, need / 2), dev)
+            us.log_ratio[r] = np.where(learn, np.where(c == 0, lr, u + a * moved), u)
+        us.count[r] = np.where(learn, np.minimum(c + 1, np.iinfo(np.int32).max), c)
+        us.at_prev[r[learn]] = ts[due[learn]]
+        go = due[depart]
+        if not go.size:
+            return r[:0], np.zeros(0)
+        gr = r[depart]
+        tr = self.track
+        tr.ref[gr] = np.exp(u[depart])
+        tr.up[gr] = dev[depart] > 0
+        tr.around[gr] = self._usual_levels(nbr[gr], med[depart])
+        tr.beyond[gr] = 0
+        tr.seen[gr] = 0
+        tracked[go] = True
+        return self._follow(fleet, now_ms, go, rows, latest, nbr, tracked, over, back)
+
+    def _usual_levels(self, around: IntArr, med: FloatArr) -> FloatArr:
+        """Where each neighbour in `around` would usually read at today's median `med`
+        (NaN: its usual ratio not known yet): a neighbour that left it the same way as
+        the device says pollution (`_follow`)."""
+        us = self.usual
+        flat = np.maximum(around, 0)
+        ua = np.where((around >= 0) & (us.count[flat] >= self.usual_after),
+                      us.log_ratio[flat], np.nan)
+        levels: FloatArr = med[:, None] * np.exp(ua)
+        return levels
 
     def _level_before(self, fleet: FleetState, rows: IntArr, now_ms: int) -> FloatArr:
         """Mean of each row's readings in the window before its newest one (the previous
@@ -366,6 +476,8 @@ class SensorFaultRule(RuleBase):
                             & (np.maximum(x, med) >= self.min_neighbour_level)
                     else:
                         bad = (x > self.ratio * med) & (x - med >= self.min_neighbour_level)
+                if self.cause == "humidity" and bad.any():
+                    bad[bad] = ~self._shared(fleet, nbr, rows[bad], x[bad], med[bad], now_ms)
                 over[rows] = enough & bad
         if self.cause == "drift":
             if self.last_over.size < n:
@@ -378,6 +490,24 @@ class SensorFaultRule(RuleBase):
                                                            strict=True)),
                          "index": fleet.index}
         return self.step(fleet, judged, over, ~over, now_ms)
+
+    def _shared(self, fleet: FleetState, nbr: IntArr, rows: IntArr, x: FloatArr,
+                med: FloatArr, now_ms: int) -> npt.NDArray[np.bool_]:
+        """Humidity: whether a neighbour shares the device's excursion: its newest reading
+        at least halfway (in log) from the median to the device's reading, at high RH
+        itself (within `HUMID_TOLERANCE_PCT` of `humidity_above`). That is a plume in
+        humid air, which reaches several sensors; a failed inlet heater reaches one."""
+        around = nbr[rows]
+        flat = np.maximum(around.ravel(), 0)
+        vals = self._latest_at(fleet, around, now_ms)
+        rh = fleet.latest(self.humidity_field, now_ms, self.window_ms, flat).reshape(
+            around.shape)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            half = np.log(x / med)[:, None] / 2
+            agree = (np.log(vals / med[:, None]) >= half) \
+                & (rh >= self.humidity_above - HUMID_TOLERANCE_PCT)
+        out: npt.NDArray[np.bool_] = np.any(agree, axis=1)
+        return out
 
     def _onset(self, over: npt.NDArray[np.bool_], now_ms: int, n: int,
                rows: IntArr | None) -> None:
@@ -403,11 +533,34 @@ class SensorFaultRule(RuleBase):
     def blank_fields(self) -> dict[str, Any]:
         return {"onset_ms": np.zeros(0, np.int64), "evidence": {},
                 "last_over": np.zeros(0, bool), "cand": np.zeros(0, bool),
-                "track": ShiftTrack()}
+                "track": ShiftTrack(), "usual": UsualRatio()}
+
+    def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
+        """The alert columns, and what a restart must not lose: the verdicts and
+        candidates, the shift's followed steps and its usual ratios (weeks to relearn)."""
+        out = {**self.columns.arrays(), "onset_ms": self.onset_ms,
+               "last_over": self.last_over, "cand": self.cand}
+        if self.cause == "shift":
+            out.update({f"track.{k}": v for k, v in self.track.arrays().items()})
+            out.update({f"usual.{k}": v for k, v in self.usual.arrays().items()})
+        return out
+
+    def load_state(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
+        self.columns.load(arrays)
+        if "onset_ms" in arrays:
+            self.onset_ms = arrays["onset_ms"].astype(np.int64)
+            self.last_over = arrays["last_over"].astype(bool)
+            self.cand = arrays["cand"].astype(bool)
+        if self.cause == "shift":
+            self.track.load({k.split(".", 1)[1]: v for k, v in arrays.items()
+                             if k.startswith("track.")})
+            self.usual.load({k.split(".", 1)[1]: v for k, v in arrays.items()
+                             if k.startswith("usual.")})
 
     def clear_rows(self, rows: IntArr) -> None:
         self.columns.clear(rows)
         self.track.clear(rows)
+        self.usual.clear(rows)
         rows = rows[rows < self.onset_ms.size]
         self.onset_ms[rows] = -1
         self.last_over[rows[rows < self.last_over.size]] = False
@@ -422,6 +575,7 @@ class SensorFaultRule(RuleBase):
                 self.cand = np.r_[self.cand, np.zeros(n - self.cand.size, bool)]
             self.cand[rows] = True
             self.track.copy_from(rows, src.track, src_rows)
+            self.usual.copy_from(rows, src.usual, src_rows)
 
 
 @dataclass
@@ -473,3 +627,69 @@ class ShiftTrack:
         self.beyond[rows] = src.beyond[src_rows]
         self.seen[rows] = src.seen[src_rows]
         self.seen_ts[rows] = src.seen_ts[src_rows]
+
+    def arrays(self) -> dict[str, npt.NDArray[np.generic]]:
+        return {"ref": self.ref, "up": self.up, "around": self.around,
+                "beyond": self.beyond, "seen": self.seen, "seen_ts": self.seen_ts}
+
+    def load(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
+        if not arrays:
+            return  # a snapshot of a rule that had judged nothing yet
+        self.ref = arrays["ref"].astype(np.float64)
+        self.up = arrays["up"].astype(bool)
+        self.around = arrays["around"].astype(np.float64)
+        self.beyond = arrays["beyond"].astype(np.int16)
+        self.seen = arrays["seen"].astype(np.int16)
+        self.seen_ts = arrays["seen_ts"].astype(np.int64)
+
+
+@dataclass
+class UsualRatio:
+    """Per row, a `shift` rule's estimate of the device's usual ratio to its neighbours'
+    median: its log (`log_ratio`, NaN: none yet), how many updates it rests on
+    (`count`), when it was last due (`at_ms`) and last learned from (`at_prev`)."""
+
+    log_ratio: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
+    count: npt.NDArray[np.int32] = dataclasses.field(
+        default_factory=lambda: np.zeros(0, np.int32))
+    at_ms: IntArr = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+    at_prev: IntArr = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def fit(self, n: int) -> None:
+        grow = n - self.log_ratio.size
+        if grow <= 0:
+            return
+        self.log_ratio = np.r_[self.log_ratio, np.full(grow, np.nan)]
+        self.count = np.r_[self.count, np.zeros(grow, np.int32)]
+        self.at_ms = np.r_[self.at_ms, np.zeros(grow, np.int64)]
+        self.at_prev = np.r_[self.at_prev, np.zeros(grow, np.int64)]
+
+    def clear(self, rows: IntArr) -> None:
+        rows = rows[rows < self.log_ratio.size]
+        self.log_ratio[rows] = np.nan
+        self.count[rows] = 0
+        self.at_ms[rows] = 0
+        self.at_prev[rows] = 0
+
+    def copy_from(self, rows: IntArr, src: UsualRatio, src_rows: IntArr) -> None:
+        if not rows.size or not src.log_ratio.size:
+            return
+        self.fit(int(rows.max()) + 1)
+        ok = src_rows < src.log_ratio.size
+        rows, src_rows = rows[ok], src_rows[ok]
+        self.log_ratio[rows] = src.log_ratio[src_rows]
+        self.count[rows] = src.count[src_rows]
+        self.at_ms[rows] = src.at_ms[src_rows]
+        self.at_prev[rows] = src.at_prev[src_rows]
+
+    def arrays(self) -> dict[str, npt.NDArray[np.generic]]:
+        return {"log_ratio": self.log_ratio, "count": self.count, "at_ms": self.at_ms,
+                "at_prev": self.at_prev}
+
+    def load(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
+        if not arrays:
+            return
+        self.log_ratio = arrays["log_ratio"].astype(np.float64)
+        self.count = arrays["count"].astype(np.int32)
+        self.at_ms = arrays["at_ms"].astype(np.int64)
+        self.at_prev = arrays["at_prev"].astype(np.int64)

@@ -64,6 +64,8 @@ import csv
 import math
 import statistics
 import sys
+import typing
+import zlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,25 +100,39 @@ Fault = tuple[str, int, int]
 Alarm = tuple[int, str, str, str]  # reading index, device, audience, rule
 
 
+def share(count: int, of: int) -> float | None:
+    """count / of rounded, None when there is nothing to count against (a family none of
+    whose faults fit in the trace)."""
+    return round(count / of, 3) if of else None
+
+
+def per_day(count: int, device_days: float) -> float | None:
+    """Alerts per device-day, None when the trace spans no time."""
+    return round(count / device_days, 4) if device_days > 0 else None
+
+
 class FamilyScore(TypedDict):
     """One detector at one threshold on the copies of one fault family."""
 
-    recall: float
-    recall_1h: float
+    recall: float | None  # None: no fault of the family could be placed in the trace
+    recall_1h: float | None
     delay_min_median: float | None  # None: nothing found
-    false_per_device_day: float
-    nab: float
+    false_per_device_day: float | None  # None: the trace spans no time
+    nab: float | None  # None: no window to normalise by
 
 
 class FaultScore(TypedDict):
     """One faulty neighbourhood through the rule engine."""
 
     faults: int
-    recall: float
-    recall_1h: float
+    recall: float | None  # None: no fault of the family could be placed
+    recall_1h: float | None
     delay_min_median: float | None  # None: nothing found
-    false_per_device_day: float
-    called_pollution: float
+    #: maintenance alerts outside the windows, and on a healthy neighbour inside them
+    false_per_device_day: float | None
+    #: share of the faults during which a healthy neighbour got a maintenance alert
+    neighbour_blamed: float | None
+    called_pollution: float | None
     found_by: dict[str, int]  # rule → faults it found first
 
 
@@ -124,16 +140,16 @@ class EventScore(TypedDict):
     """One neighbourhood of pollution events through the rule engine."""
 
     events: int
-    called_fault: float
-    called_pollution: float
+    called_fault: float | None  # None: no event could be placed
+    called_pollution: float | None
     maintenance_by_rule: dict[str, int]
 
 
 class CleanScore(TypedDict):
     """The clean neighbourhood through the rule engine."""
 
-    maintenance_per_device_day: float
-    unusual_per_device_day: float
+    maintenance_per_device_day: float | None  # None: the trace spans no time
+    unusual_per_device_day: float | None
     maintenance_by_rule: dict[str, int]
 
 
@@ -209,6 +225,8 @@ def inject(x: Arr, kind: str, rng: np.random.Generator, per_kind: int
                   "shift": int(rng.integers(12, 61)), "variance": int(rng.integers(12, 61)),
                   "drift": int(rng.integers(48, 201)),
                   "zeros": int(rng.integers(3, 21))}[kind]
+        if n - length - 5 <= 200:
+            continue  # the trace is too short for this fault: none is placed
         s = int(rng.integers(200, n - length - 5))
         # faults apart (and 100 readings between them to settle) and on valid data
         if taken[max(0, s - 100):s + length + 100].any() or np.isnan(x[s:s + length]).any():
@@ -232,9 +250,47 @@ def inject(x: Arr, kind: str, rng: np.random.Generator, per_kind: int
     return y, sorted(faults, key=lambda f: f[1])
 
 
-#: --set: the detector's parameters for this run, floats as given; `Detector(**SETTINGS)`
-#: checks their names (its parameters are of several types, hence Any)
+#: --set: the detector's parameters for this run, each of its parameter's type
+#: (`parse_settings`; its parameters are of several types, hence Any)
 SETTINGS: dict[str, Any] = {}
+
+
+class SettingError(ValueError):
+    """A --set item that names no detector parameter or whose value is not of its type."""
+
+
+def parse_settings(items: Sequence[str]) -> dict[str, Any]:
+    """NAME=VALUE items as the Detector's parameters, each converted to the type the
+    Detector declares for it (int, float or bool: true/false, 1/0)."""
+    hints = typing.get_type_hints(Detector)
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        kind = hints.get(name.strip())
+        if not sep or kind not in (int, float, bool):
+            raise SettingError(f"--set {item!r}: not NAME=VALUE with NAME one of the "
+                               "detector's numeric or true/false parameters")
+        text = text.strip()
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(text)
+                value: Any = text.lower() in ("true", "1")
+            else:
+                value = kind(text)
+        except ValueError:
+            raise SettingError(f"--set {item!r}: {name} takes {kind.__name__}, "
+                               f"not {text!r}") from None
+        out[name.strip()] = value
+    return out
+
+
+def trace_rng(seed: int, trace: str) -> np.random.Generator:
+    """The generator a trace's faults are drawn from: a function of the seed and the
+    trace alone (not of the other traces run, nor of their order). A derived trace that
+    keeps its source's faults (the ×1000 copy) draws from its source's."""
+    source = "beijing_hourly" if trace == "beijing_hourly_x1000" else trace
+    return np.random.default_rng([seed, zlib.crc32(source.encode())])
 ScoreFn = Callable[[npt.NDArray[np.int64], Arr], Arr]
 
 
@@ -332,18 +388,19 @@ def judge(det: list[int], wins: list[tuple[int, int]], ts: npt.NDArray[np.int64]
     delays = [(int(ts[i]) - int(ts[wins[w][0]])) / 60_000 for w, i in found.items()]
     within_h = sum(d <= 60 for d in delays)
     return {
-        "recall": round(len(found) / len(wins), 3),
-        "recall_1h": round(within_h / len(wins), 3),
+        "recall": share(len(found), len(wins)),
+        "recall_1h": share(within_h, len(wins)),
         "delay_min_median": round(statistics.median(delays), 1) if delays else None,
-        "false_per_device_day": round(len(fp) / days, 4),
-        "nab": round(100 * (raw - null) / (perfect - null), 1),
+        "false_per_device_day": per_day(len(fp), days),
+        # no window: never firing and firing perfectly score the same, nothing to scale
+        "nab": round(100 * (raw - null) / (perfect - null), 1) if wins else None,
     }
 
 
 def evaluate_trace(name: str, ts: npt.NDArray[np.int64], x: Arr, rng: np.random.Generator,
                    per_kind: int, thresholds: dict[str, list[float]], cooldown_ms: int,
                    detectors: list[str], factor: float = 1.0
-                   ) -> dict[str, dict[str, float | FamilyScore]]:
+                   ) -> dict[str, dict[str, float | FamilyScore | None]]:
     copies, labels = [x], []
     for kind in FAMILIES:
         y, faults = inject(x, kind, rng, per_kind)
@@ -352,20 +409,21 @@ def evaluate_trace(name: str, ts: npt.NDArray[np.int64], x: Arr, rng: np.random.
     ys = np.vstack(copies) * factor
     days = (int(ts[-1]) - int(ts[0])) / DAY_MS
     # `detector@threshold` → its clean false alarms, a score per family and their NAB mean
-    out: dict[str, dict[str, float | FamilyScore]] = {}
+    out: dict[str, dict[str, float | FamilyScore | None]] = {}
     for dname in detectors:
         scores = DETECTORS[dname](ts, ys)
         for thr in thresholds[dname]:
             key = f"{dname}@{thr}"
-            clean = len(detections(scores[0], ts, thr, cooldown_ms)) / days
+            clean = per_day(len(detections(scores[0], ts, thr, cooldown_ms)), days)
             families = {kind: judge(detections(scores[j], ts, thr, cooldown_ms),
                                     windows(labels[j - 1], ts), ts)
                         for j, kind in enumerate(FAMILIES, 1)}
-            nab_mean = round(sum(f["nab"] for f in families.values()) / len(families), 1)
+            nabs = [f["nab"] for f in families.values() if f["nab"] is not None]
+            nab_mean = round(sum(nabs) / len(nabs), 1) if nabs else None
             # the families between the clean figure and the mean, as the last line has them
-            out[key] = {"clean_false_per_device_day": round(clean, 4), **families,
+            out[key] = {"clean_false_per_device_day": clean, **families,
                         "nab_mean": nab_mean}
-            print(f"{name}:{key}: clean {round(clean, 4)}/device-day, "
+            print(f"{name}:{key}: clean {clean}/device-day, "
                   f"nab {nab_mean}; " + "; ".join(
                       f"{k} r={v['recall']} r1h={v['recall_1h']} d={v['delay_min_median']}"
                       f" fp={v['false_per_device_day']}"
@@ -490,9 +548,12 @@ def window_of(i: int, wins: list[tuple[int, int]]) -> int | None:
 def judge_faults(alarms: list[Alarm], who: str, wins: list[tuple[int, int]],
                  ts: npt.NDArray[np.int64], k: int, days: float) -> FaultScore:
     """One faulty neighbourhood: a maintenance alert on device 0 inside a window found
-    its fault; every maintenance alert outside the windows is a false one."""
+    its fault; every other maintenance alert is a false one: outside the windows, or
+    inside one on a healthy neighbour (a technician sent to the wrong device; those are
+    also reported on their own as `neighbour_blamed`)."""
     first: dict[int, int] = {}
     unusual: set[int] = set()
+    blamed: set[int] = set()
     false = 0
     by_rule: dict[str, int] = {}
     for i, subject, aud, rule in alarms:
@@ -506,17 +567,21 @@ def judge_faults(alarms: list[Alarm], who: str, wins: list[tuple[int, int]],
                 if w not in first:
                     by_rule[rule] = by_rule.get(rule, 0) + 1
                 first.setdefault(w, i)
+            else:
+                false += 1
+                blamed.add(w)
         elif aud == "unusual" and w is not None and subject == f"{who}-0":
             unusual.add(w)
     delays = [(int(ts[i]) - int(ts[wins[w][0]])) / 60_000 for w, i in first.items()]
-    m = max(len(wins), 1)
+    m = len(wins)
     return {
-        "faults": len(wins),
-        "recall": round(len(first) / m, 3),
-        "recall_1h": round(sum(d <= 60 for d in delays) / m, 3),
+        "faults": m,
+        "recall": share(len(first), m),
+        "recall_1h": share(sum(d <= 60 for d in delays), m),
         "delay_min_median": round(statistics.median(delays), 1) if delays else None,
-        "false_per_device_day": round(false / (k * days), 4),
-        "called_pollution": round(len(unusual) / m, 3),
+        "false_per_device_day": per_day(false, k * days),
+        "neighbour_blamed": share(len(blamed), m),
+        "called_pollution": share(len(unusual), m),
         "found_by": dict(sorted(by_rule.items())),
     }
 
@@ -539,9 +604,9 @@ def judge_events(alarms: list[Alarm], who: str, wins: list[tuple[int, int]]
             by_rule[rule] = by_rule.get(rule, 0) + 1
         elif aud in ("unusual", "level") and subject == f"{who}-0":
             pollution.add(w)
-    m = max(len(wins), 1)
-    return {"events": len(wins), "called_fault": round(len(fault) / m, 3),
-            "called_pollution": round(len(pollution) / m, 3),
+    m = len(wins)
+    return {"events": m, "called_fault": share(len(fault), m),
+            "called_pollution": share(len(pollution), m),
             "maintenance_by_rule": dict(sorted(by_rule.items()))}
 
 
@@ -592,8 +657,8 @@ def evaluate_neighbourhood(name: str, ts: npt.NDArray[np.int64], x: Arr, rh: Arr
         if aud == "maintenance":
             by_rule[rule] = by_rule.get(rule, 0) + 1
     scores["clean"] = {
-        "maintenance_per_device_day": round(sum(by_rule.values()) / (k * days), 4),
-        "unusual_per_device_day": round(sum(a[2] == "unusual" for a in clean) / (k * days), 4),
+        "maintenance_per_device_day": per_day(sum(by_rule.values()), k * days),
+        "unusual_per_device_day": per_day(sum(a[2] == "unusual" for a in clean), k * days),
         "maintenance_by_rule": dict(sorted(by_rule.items())),
     }
     for g in names[1:]:
@@ -626,7 +691,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--neighbours", type=int, default=6,
                     help="devices per neighbourhood (the faulty one included)")
     args = ap.parse_args(argv)
-    SETTINGS.update({k: float(v) for k, v in (kv.split("=", 1) for kv in args.set)})
+    try:
+        SETTINGS.update(parse_settings(args.set))
+    except SettingError as exc:
+        ap.error(str(exc))
     result: dict[str, object] = {"seed": args.seed, "faults_per_kind": args.per_kind,
                                  "cooldown_min": args.cooldown_min,
                                  **dict.fromkeys(TRACES), "neighbourhood": None}
@@ -634,7 +702,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: no traces under {args.data / 'pm25'}", file=sys.stderr)
         emit("anomaly_eval", result, RESULT_KEYS)
         return 0
-    shared = np.random.default_rng(args.seed)
     thresholds = {"detector": args.thresholds, "with_likelihood": [0.9],
                   "before": [0.9], "previous": [0.9], "ewma_z": [0.9]}
     for name in args.traces if "single" in args.parts else []:
@@ -642,12 +709,8 @@ def main(argv: list[str] | None = None) -> int:
         ts, x = load(args.data)
         if step_ms:
             ts, x = resample(ts, x, step_ms)
-        # the two real traces draw their faults from one generator in turn (as every
-        # earlier run did, so a seed means the same faults as before); the ×1000 trace
-        # gets exactly the Beijing trace's faults, the resampled one its own
-        rng = (shared if name in ("beijing_hourly", "sds011")
-               else np.random.default_rng(args.seed if factor != 1.0 else [args.seed, 3]))
-        result[name] = evaluate_trace(name, ts, x, rng, args.per_kind, thresholds,
+        result[name] = evaluate_trace(name, ts, x, trace_rng(args.seed, name),
+                                      args.per_kind, thresholds,
                                       int(args.cooldown_min * 60_000), args.detectors,
                                       factor)
     if "neighbourhood" in args.parts:
@@ -656,8 +719,8 @@ def main(argv: list[str] | None = None) -> int:
             if name not in args.traces:
                 continue
             ts, x = TRACES[name][0](args.data)
-            # a generator of its own: the single-series faults stay those of every
-            # earlier run of a seed
+            # a generator per neighbourhood trace, by its place in HUMIDITY (fixed),
+            # whatever --traces holds
             nb[name] = evaluate_neighbourhood(
                 name, ts, x, None if rh_of is None else rh_of(args.data),
                 np.random.default_rng([args.seed, 16, j]), args.per_kind, args.neighbours)

@@ -7,11 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from alert_rules.registry import Device
 from alert_rules.rulefile import DEFAULT_RULES, load_rules
-from tests.support.rules import engine_from, run_series, states
+from tests.support.rules import MIN, T0, engine_from, run_series, states
 
 SHIFT = """
 rules:
@@ -20,6 +19,7 @@ rules:
     cause: shift
     ratio: 1.5
     persist: 2
+    usual_every: 10m  # the usual ratio trusted after an hour (six updates)
     labels: {audience: maintenance}
     annotations: {summary_en: "{device} left its neighbours ({neighbour_median})"}
 """
@@ -138,19 +138,98 @@ def test_the_level_before_a_step_is_the_window_mean_without_the_newest_reading(
     np.testing.assert_allclose(got_all, want, rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="the rule knows only the level before the newest "
-                   "step, not the device's usual ratio to its neighbours: a swing from "
-                   "one fault to another leaves the second alert open after the device "
-                   "is back (bench/notes/anomaly_eval.md)")
 def test_a_device_that_swings_from_one_fault_to_another_resolves_when_it_is_back(
         tmp_path: Path) -> None:
     # up 2× for ten readings, then 0.45× for twenty, then as before: two faults, each
     # its own alert, and nothing once the device agrees with its neighbours again (the
-    # step back must be judged against where the device was before the first fault)
+    # step back is judged against the device's usual ratio, learned over the first two
+    # hours)
     e = engine_from(tmp_path, SHIFT, registry())
-    scale = np.ones(80)
-    scale[20:30] = 2.0
-    scale[30:50] = 0.45
-    ev = run_series(e, sensed(air(80), {"d": scale}))
-    assert states(ev, "shift", "d") == [(21, "firing"), (30, "resolved"), (31, "firing"),
-                                        (50, "resolved")]
+    scale = np.ones(200)
+    scale[120:130] = 2.0
+    scale[130:150] = 0.45
+    ev = run_series(e, sensed(air(200), {"d": scale}))
+    assert states(ev, "shift", "d") == [(121, "firing"), (130, "resolved"), (131, "firing"),
+                                        (150, "resolved")]
+    assert states(ev, "shift") == states(ev, "shift", "d")
+
+
+def ramp_fault(steps: int, at: int, end: int, factor: float, over: int) -> np.ndarray:
+    """A shift whose start no single step shows: the device's reading climbs to
+    `factor`× over `over` readings (each step under the rule's step_ratio), stays until
+    `end`, then drops back at once."""
+    s = np.ones(steps)
+    s[at:at + over] = factor ** (np.arange(1, over + 1) / over)
+    s[at + over:end] = factor
+    return s
+
+
+def test_a_shift_whose_start_was_missed_is_found_and_its_end_is_no_new_fault(
+        tmp_path: Path) -> None:
+    # before the usual ratio, the ramp went unseen and the drop back at its end was
+    # taken for a new shift (against the faulty level) and alerted after the fault
+    e = engine_from(tmp_path, SHIFT, registry())
+    ev = run_series(e, sensed(air(240), {"d": ramp_fault(240, 120, 170, 1.8, 6)}))
+    got = states(ev, "shift", "d")
+    assert [s for _, s in got] == ["firing", "resolved"], got
+    assert 126 <= got[0][0] <= 126 + 10 + 2  # the next update of the usual ratio finds it
+    assert got[1][0] == 170
+    assert states(ev, "shift") == got
+
+
+def test_a_device_that_usually_reads_high_is_judged_against_its_own_usual_ratio(
+        tmp_path: Path) -> None:
+    # "d" reads 1.4× its neighbours all along: no fault in six hours; a 1.7× shift on
+    # top of that is found, and nothing is raised once it is back
+    usual = 1.4 * float(np.median([g for d, g in GAIN.items() if d != "d"]))
+    gains = dict(GAIN, d=usual)
+    x = air(420, seed=11)
+    rng = np.random.default_rng(8)
+    series = {d: np.round(g * x * (1 + 0.03 * rng.standard_normal(x.size)), 1).tolist()
+              for d, g in gains.items()}
+    fault = step_at(420, 300, 1.7, 30)
+    series["d"] = np.round(np.array(series["d"]) * fault, 1).tolist()
+    e = engine_from(tmp_path, SHIFT, registry())
+    ev = run_series(e, series)
+    assert states(ev, "shift", "d") == [(301, "firing"), (330, "resolved")]
+    rule = e.rules[0]
+    row = e.fleet.index["d"]
+    assert abs(np.exp(rule.usual.log_ratio[row]) - 1.4) < 0.05
+
+
+def test_the_usual_ratio_survives_a_restart_through_the_engine_snapshot(
+        tmp_path: Path) -> None:
+    # two hours learned, a snapshot, a restart: the restored engine judges the missed-
+    # start fault against the usual ratio it learned before; a cold one cannot
+    x = air(240)
+    readings = sensed(x, {"d": ramp_fault(240, 125, 170, 1.8, 6)})
+    warm = engine_from(tmp_path, SHIFT, registry())
+    run_series(warm, {d: v[:120] for d, v in readings.items()})
+    blob = warm.snapshot()
+    restored = engine_from(tmp_path, SHIFT, registry())
+    restored.restore(blob)
+    before, after = warm.rules[0], restored.rules[0]
+    np.testing.assert_array_equal(after.usual.log_ratio[:6], before.usual.log_ratio[:6])
+    np.testing.assert_array_equal(after.usual.count[:6], before.usual.count[:6])
+    assert (after.usual.count[:6] >= 6).all()
+    rest = {d: v[120:] for d, v in readings.items()}
+    t1 = T0 + 120 * MIN
+    ev = run_series(restored, rest, start=t1)
+    assert [s for _, s in states(ev, "shift", "d")] == ["firing", "resolved"]
+    cold = engine_from(tmp_path, SHIFT, registry())
+    cold_ev = run_series(cold, rest, start=t1)
+    assert states(cold_ev, "shift", "d") != states(ev, "shift", "d")
+
+
+def test_a_plume_over_two_devices_stays_pollution_when_the_air_then_steps(
+        tmp_path: Path) -> None:
+    # "d" and its nearest neighbour read 2× from reading 120 (a local plume); at 130 the
+    # air over the whole neighbourhood jumps 1.6×, so every device steps: "d" is 2× its
+    # usual ratio, and so is "n1", which shares the plume (it moved before the step,
+    # not at it)
+    x = air(180)
+    x[130:] *= 1.6
+    plume = step_at(180, 120, 2.0, 40)
+    e = engine_from(tmp_path, SHIFT, registry())
+    ev = run_series(e, sensed(x, {"d": plume, "n1": plume}))
+    assert states(ev, "shift") == []

@@ -27,7 +27,7 @@ def test_a_fault_is_found_by_a_maintenance_alert_on_its_device_inside_its_window
         (101, "shift-0", "maintenance", "sensor_shift"),  # found, one minute late
         (102, "shift-0", "maintenance", "sensor_drift"),  # the same fault again
         (120, "shift-0", "unusual", "pm25_anomaly"),  # and told grid workers too
-        (260, "shift-3", "maintenance", "sensor_shift"),  # a neighbour blamed: not found
+        (260, "shift-3", "maintenance", "sensor_shift"),  # a neighbour blamed: false
         (380, "shift-2", "maintenance", "sensor_zero"),  # outside every window: false
         (390, "clean-0", "maintenance", "sensor_zero"),  # another neighbourhood
     ]
@@ -35,7 +35,8 @@ def test_a_fault_is_found_by_a_maintenance_alert_on_its_device_inside_its_window
     assert got["recall"] == 0.5
     assert got["recall_1h"] == 0.5
     assert got["delay_min_median"] == 1.0
-    assert got["false_per_device_day"] == round(1 / 12, 4)
+    assert got["false_per_device_day"] == round(2 / 12, 4)
+    assert got["neighbour_blamed"] == 0.5
     assert got["called_pollution"] == 0.5
     assert got["found_by"] == {"sensor_shift": 1}
 
