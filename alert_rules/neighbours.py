@@ -43,7 +43,7 @@ def neighbours(lat: FloatArr, lon: FloatArr, radius_km: float, k: int) -> IntArr
     if n == 0 or k == 0 or not ok.any() or not radius_km >= 0:
         return out
     # local equirectangular projection: fine at county scale (tens of km)
-    lat0 = float(np.nanmean(lat))
+    lat0 = float(np.mean(lat[ok]))  # the placed rows only: rows without a place never move it
     y = np.radians(lat) * EARTH_RADIUS_KM
     x = np.radians(lon) * EARTH_RADIUS_KM * np.cos(np.radians(lat0))
     rows = np.flatnonzero(ok)

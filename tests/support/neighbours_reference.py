@@ -18,7 +18,7 @@ def one_radius_neighbours(lat: FloatArr, lon: FloatArr, radius_km: float, k: int
     ok = ~(np.isnan(lat) | np.isnan(lon))
     if n == 0 or not ok.any():
         return out
-    lat0 = float(np.nanmean(lat))
+    lat0 = float(np.mean(lat[ok]))
     y = np.radians(lat) * EARTH_RADIUS_KM
     x = np.radians(lon) * EARTH_RADIUS_KM * np.cos(np.radians(lat0))
     idx = np.flatnonzero(ok)
@@ -50,7 +50,7 @@ def brute_force(lat: FloatArr, lon: FloatArr, radius_km: float, k: int) -> IntAr
     ok = ~(np.isnan(lat) | np.isnan(lon))
     if n == 0 or not ok.any():
         return out
-    lat0 = float(np.nanmean(lat))
+    lat0 = float(np.mean(lat[ok]))
     y = np.radians(lat) * EARTH_RADIUS_KM
     x = np.radians(lon) * EARTH_RADIUS_KM * np.cos(np.radians(lat0))
     for i in np.flatnonzero(ok):
