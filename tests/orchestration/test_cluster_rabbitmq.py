@@ -404,14 +404,14 @@ def test_a_reconnect_consumes_at_once_and_declares_a_queue_that_is_gone(
 
     assert publish_and_take("before") == ["before"]
     for kept_queue in (True, False):
-        if not kept_queue:  # gone while the collector was away: declared again
-            ch.queue_delete(queue_names(f"{x}c1", 2)[0])
-            ch.queue_delete(queue_names(f"{x}c1", 2)[1])  # and its bindings with it
         generation = ingest.generation
         lost = ingest._conn
         assert lost is not None
         ingest._lost(pika.exceptions.StreamLostError("node lost"))  # as `take` on a node loss
         lost.close()
+        if not kept_queue:  # gone while the collector was away: declared again
+            ch.queue_delete(queue_names(f"{x}c1", 2)[0])
+            ch.queue_delete(queue_names(f"{x}c1", 2)[1])  # and its bindings with it
         assert wait_for(functools.partial(reconnected, ingest, generation), 30, step=0)
         assert publish_and_take(f"after-{kept_queue}") == [f"after-{kept_queue}"]
     ingest.stop()
