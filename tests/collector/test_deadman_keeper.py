@@ -154,15 +154,21 @@ def test_keeper_asks_influxdb_before_raising(shared_influxdb: InfluxDB, influx_d
         keeper.close()
 
 
+def unreachable_keeper(engine: Engine) -> DeadmanKeeper:
+    """A keeper of collector k1 whose InfluxDB never answers, its devices kept from 1 s."""
+    history = InfluxHistory("http://127.0.0.1:9", "x", timeout_s=1)
+    keeper = DeadmanKeeper(engine, HandOver(engine, history, 60_000, 30_000), history,
+                           "k1", RING, recheck_ms=600_000)
+    engine.hold_heard_only()
+    keeper.keep(1_000)
+    return keeper
+
+
 def test_keeper_holds_the_alert_while_influxdb_cannot_answer(tmp_path: Path) -> None:
     """Nobody can say whether another collector heard it: late, not forged, not lost."""
     (quiet,), _theirs = kept_and_not(1)
     engine = province_engine(tmp_path, [quiet])
-    history = InfluxHistory("http://127.0.0.1:9", "x", timeout_s=1)
-    ho = HandOver(engine, history, 60_000, 30_000)
-    keeper = DeadmanKeeper(engine, ho, history, "k1", RING, recheck_ms=600_000)
-    engine.hold_heard_only()
-    keeper.keep(1_000)
+    keeper = unreachable_keeper(engine)
     try:
         keeper.screen(engine.tick(1_000), 1_000)
         keeper.wait(10)
@@ -184,11 +190,7 @@ def test_kept_device_that_reports_here_is_this_collectors_own(tmp_path: Path) ->
     deadman is announced by the usual path, without a question."""
     (dev,), _theirs = kept_and_not(1)
     engine = province_engine(tmp_path, [dev])
-    history = InfluxHistory("http://127.0.0.1:9", "x", timeout_s=1)
-    ho = HandOver(engine, history, 60_000, 30_000)
-    keeper = DeadmanKeeper(engine, ho, history, "k1", RING, recheck_ms=600_000)
-    engine.hold_heard_only()
-    keeper.keep(1_000)
+    keeper = unreachable_keeper(engine)
     try:
         keeper.screen(engine.tick(1_000), 1_000)
         assert keeper.screen(engine.tick(7_000), 7_000) == []  # held
@@ -204,11 +206,7 @@ def test_kept_device_that_reports_here_is_this_collectors_own(tmp_path: Path) ->
 def test_registry_reload_keeps_new_devices_of_this_collector(tmp_path: Path) -> None:
     (a, b), (x, _y) = kept_and_not(2)
     engine = province_engine(tmp_path, [a])
-    history = InfluxHistory("http://127.0.0.1:9", "x", timeout_s=1)
-    keeper = DeadmanKeeper(engine, HandOver(engine, history, 60_000, 30_000), history,
-                           "k1", RING, recheck_ms=600_000)
-    engine.hold_heard_only()
-    keeper.keep(1_000)
+    keeper = unreachable_keeper(engine)
     try:
         engine.set_registry([Device(a), Device(b), Device(x)])
         keeper.screen([], 2_000)

@@ -7,7 +7,14 @@ from __future__ import annotations
 import numpy as np
 
 from alert_rules.neighbours import EARTH_RADIUS_KM
-from alert_rules.state import FloatArr, IntArr
+from alert_rules.state import BoolArr, FloatArr, IntArr
+
+
+def _projected(lat: FloatArr, lon: FloatArr, ok: BoolArr) -> tuple[FloatArr, FloatArr]:
+    """Local equirectangular km around the placed rows' mean latitude (as the search)."""
+    lat0 = float(np.mean(lat[ok]))
+    y = np.radians(lat) * EARTH_RADIUS_KM
+    return np.radians(lon) * EARTH_RADIUS_KM * np.cos(np.radians(lat0)), y
 
 
 def one_radius_neighbours(lat: FloatArr, lon: FloatArr, radius_km: float, k: int) -> IntArr:
@@ -18,9 +25,7 @@ def one_radius_neighbours(lat: FloatArr, lon: FloatArr, radius_km: float, k: int
     ok = ~(np.isnan(lat) | np.isnan(lon))
     if n == 0 or not ok.any():
         return out
-    lat0 = float(np.mean(lat[ok]))
-    y = np.radians(lat) * EARTH_RADIUS_KM
-    x = np.radians(lon) * EARTH_RADIUS_KM * np.cos(np.radians(lat0))
+    x, y = _projected(lat, lon, ok)
     idx = np.flatnonzero(ok)
     cx = np.floor(x[idx] / radius_km).astype(np.int64)
     cy = np.floor(y[idx] / radius_km).astype(np.int64)
@@ -50,9 +55,7 @@ def brute_force(lat: FloatArr, lon: FloatArr, radius_km: float, k: int) -> IntAr
     ok = ~(np.isnan(lat) | np.isnan(lon))
     if n == 0 or not ok.any():
         return out
-    lat0 = float(np.mean(lat[ok]))
-    y = np.radians(lat) * EARTH_RADIUS_KM
-    x = np.radians(lon) * EARTH_RADIUS_KM * np.cos(np.radians(lat0))
+    x, y = _projected(lat, lon, ok)
     for i in np.flatnonzero(ok):
         d = np.hypot(x[i] - x, y[i] - y)
         d[~ok] = np.inf
