@@ -1,5 +1,9 @@
 """Writes sealed batches concurrently and completes them in order: checkpoint, ack, judge.
 
+A batch whose write has returned has its state checkpoint committed on the state store's
+thread (in seal order, `StateStore.save_in_background`); it is acked and handed on once
+that commit is done, so the pipeline's thread never waits for SQLite either.
+
 Sealed batches are written by worker threads (up to `max_writes` at once) while the next
 one is built; they are completed in the order they were sealed, and a batch is acked (and
 its state checkpointed) only when its own write has returned or the batch is in the
@@ -64,6 +68,15 @@ class _InFlight:
     spooling: bool = False  # a copy is on its way to the spool (`_spooler`)
 
 
+@dataclass
+class _Stored:
+    """A batch InfluxDB or the spool has, its checkpoint on its way to disk."""
+
+    sealed: SealedBatch
+    refused: list[str]  # lines storage refused (dead-lettered already)
+    checkpoint: Future[None] | None
+
+
 class BatchWriter:
     def __init__(self, writer: StorageWriter, ack: Ack, dead_letters: DeadLetters,
                  counters: Counters, metrics: Metrics, on_stored: OnStored, *,
@@ -86,6 +99,7 @@ class BatchWriter:
         self.spill_after_s = spill_after_s
         self.stopping = stopping if stopping is not None else threading.Event()
         self._inflight: deque[_InFlight] = deque()
+        self._stored: deque[_Stored] = deque()  # checkpointing, then acked in this order
         self._executor = ThreadPoolExecutor(max_writes, thread_name_prefix="storage-write")
         # Spool appends (a write and two fsyncs: 0.5 s on a busy disk) on one thread of
         # their own, in the order they were asked for: the pipeline's thread never waits
@@ -109,7 +123,7 @@ class BatchWriter:
 
     @property
     def idle(self) -> bool:
-        return not self._inflight
+        return not self._inflight and not self._stored
 
     @property
     def spool_full(self) -> bool:
@@ -193,10 +207,16 @@ class BatchWriter:
         self._wake.set()
 
     def complete(self) -> bool:
-        """Wait for the oldest write in flight, then checkpoint, ack and hand it on."""
-        if not self._inflight:
-            return True
-        done = self._inflight.popleft()
+        """Wait for the oldest write in flight and its checkpoint, then ack and hand on it
+        and every batch before it; False if that write gave up (it is not acked)."""
+        ok = True
+        if self._inflight:
+            ok = self._checkpoint(self._inflight.popleft())
+        self._ack_checkpointed(wait=True)
+        return ok
+
+    def _checkpoint(self, done: _InFlight) -> bool:
+        """A write has returned (or the batch is spooled): count it, start its checkpoint."""
         if done.future is None or done.spilled.is_set():
             # in the spool: whatever its direct write did, the spool's copy is replayed
             # (and a line storage refuses is dead-lettered then, once)
@@ -207,21 +227,42 @@ class BatchWriter:
             return False  # stopping while nothing could take it: not acked, redelivered later
         if outcome.spool_reason:
             self._count_spooled(outcome.spool_reason)
-        b = done.sealed.batch
         self.counters.spooled += outcome.spooled
         self._take_replay_refused()
         self.dead_letters.lines(outcome.refused)
+        checkpoint = None
         if self.state is not None:
             try:
-                self.state.save(done.sealed.snapshot)
-            except Exception:  # the readings are stored: ack them anyway
-                # A lost checkpoint costs repeats after a restart (harmless rewrites),
-                # never a reading; not acking would redeliver the batch forever.
-                log.exception("state checkpoint failed; acknowledging the stored batch")
-                self.metrics.checkpoint_errors.inc()
-        if outcome.refused and self.on_refused is not None:
+                checkpoint = self.state.save_in_background(done.sealed.snapshot)
+            except Exception:  # e.g. the store is closing: handled as a failed checkpoint
+                failed: Future[None] = Future()
+                failed.set_exception(RuntimeError("the checkpoint could not be started"))
+                checkpoint = failed
+        self._stored.append(_Stored(done.sealed, [line for line, _ in outcome.refused],
+                                    checkpoint))
+        return True
+
+    def _ack_checkpointed(self, wait: bool) -> None:
+        """Ack and hand on, in order, the stored batches whose checkpoint is committed."""
+        while self._stored:
+            head = self._stored[0]
+            if head.checkpoint is not None:
+                if not wait and not head.checkpoint.done():
+                    return
+                if head.checkpoint.exception() is not None:  # the readings are stored
+                    # A lost checkpoint costs repeats after a restart (harmless rewrites),
+                    # never a reading; not acking would redeliver the batch forever.
+                    log.error("state checkpoint failed; acknowledging the stored batch",
+                              exc_info=head.checkpoint.exception())
+                    self.metrics.checkpoint_errors.inc()
+            self._stored.popleft()
+            self._hand_on(head)
+
+    def _hand_on(self, done: _Stored) -> None:
+        b = done.sealed.batch
+        if done.refused and self.on_refused is not None:
             # after the checkpoint: an hour no longer in memory is reloaded from it
-            self.on_refused(b, [line for line, _ in outcome.refused])
+            self.on_refused(b, done.refused)
         self.counters.stale_acks += self.ack(b.deliveries)
         if self.quarantine is not None:
             self.quarantine.end(done.sealed.inflight_id, done.sealed.keys)
@@ -231,11 +272,11 @@ class BatchWriter:
         for newest in b.newest:
             self.metrics.lag.observe(max(0.0, (now_ms - newest) / 1000))
         self.on_stored(b, int(now_ms))
-        return True
 
     def complete_finished(self) -> None:
         """Complete the oldest writes that have returned or are spooled, in order, without
-        waiting; a write running longer than `spill_after_s` is copied to the spool first."""
+        waiting; a write running longer than `spill_after_s` is copied to the spool first.
+        Batches whose checkpoint is committed are acked and handed on."""
         now = time.monotonic()
         while self._inflight:
             head = self._inflight[0]
@@ -247,8 +288,9 @@ class BatchWriter:
                 head.spooling = True  # copied to the spool on its thread; done when set
                 self._spooler.submit(self._spill, head.sealed.lines, head.spilled)
                 break
-            self.complete()
+            self._checkpoint(self._inflight.popleft())
         self._take_replay_refused()
+        self._ack_checkpointed(wait=False)
 
     def _take_replay_refused(self) -> None:
         with self._lock:
@@ -265,7 +307,7 @@ class BatchWriter:
 
     def close(self) -> None:
         """Complete every write in flight, stop the workers, replay the spool once more."""
-        while self._inflight:
+        while self._inflight or self._stored:
             self.complete()
         self._executor.shutdown()
         self._spooler.shutdown()

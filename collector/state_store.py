@@ -11,7 +11,10 @@ use go: a forgotten device's `seqs` row with the batch that forgot it, `hourly` 
 older than the retention a few thousand per checkpoint (never one long delete).
 
 The commit is what makes a batch's state durable (WAL, `synchronous=NORMAL`: it survives
-a crash of the process), and it stays on the pipeline's thread, before the ack. Copying
+a crash of the process), and the batch is acked only after it. It runs on a thread of its
+own, one batch after another in seal order (`save_in_background`): with the disk busy
+(a registry file rewritten beside it) one commit waited 0.7 s, and the pipeline's thread
+goes on building batches meanwhile. Copying
 the WAL back into the database file (SQLite's checkpoint: up to 4 MB written and an fsync)
 is only housekeeping, and SQLite would do it inside a commit every ~1000 pages: at
 100,000 devices a batch touches hundreds of pages, so every few batches a commit took the
@@ -24,6 +27,7 @@ import json
 import logging
 import sqlite3
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,7 +98,14 @@ class StateStore:
         # id): with SQLite's default 2 MB cache each is read back from the file first.
         self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         self.db.executescript(SCHEMA)
+        # Each device's newest hour in the table or in a checkpoint on its way there;
+        # only the pipeline's thread reads and writes it.
         self._newest_hour: dict[str, int] = {}
+        # Checkpoints are committed here, one at a time, in the order they were asked for.
+        self._saver = ThreadPoolExecutor(1, thread_name_prefix="state-checkpoint")
+        self._last_save: Future[None] | None = None
+        self._db_lock = threading.Lock()  # one transaction at a time on the connection
+        self._prune_lock = threading.Lock()
         self.prune_before_hour = 0  # hourly rows before this hour go, a few per save
         self.pruned_rows = 0
         self.wal_checkpoints = 0  # done by the checkpoint thread
@@ -157,8 +168,13 @@ class StateStore:
         newest = self._newest_hour.get(key[0])
         if newest is None or key[1] > newest:
             return None
-        row = self.db.execute("SELECT sums, counts, maxes FROM hourly WHERE device=? AND hour=?",
-                              key).fetchone()
+        pending = self._last_save
+        if pending is not None:  # the hour may be in a checkpoint not yet committed
+            pending.exception()  # waits; a failed checkpoint reads as "not in the table"
+        with self._db_lock:
+            row = self.db.execute(
+                "SELECT sums, counts, maxes FROM hourly WHERE device=? AND hour=?",
+                key).fetchone()
         if row is None:
             return None
         sums, counts = json.loads(row[0]), json.loads(row[1])
@@ -187,30 +203,59 @@ class StateStore:
         return Snapshot(seq_rows, hour_rows, seqs.take_forgotten())
 
     def save(self, snap: Snapshot) -> None:
+        """Commit a checkpoint now, on the caller's thread."""
+        self._note_hours(snap)
+        self._commit(snap)
+
+    def save_in_background(self, snap: Snapshot) -> Future[None]:
+        """Commit a checkpoint on the checkpoint thread, after those asked for before it;
+        the batch it belongs to may be acked once the future is done without error."""
+        self._note_hours(snap)
+        self._last_save = self._saver.submit(self._commit, snap)
+        return self._last_save
+
+    def _note_hours(self, snap: Snapshot) -> None:
+        for device, hour, *_ in snap.hour_rows:
+            if hour > self._newest_hour.get(device, -1):
+                self._newest_hour[device] = hour
+
+    def _commit(self, snap: Snapshot) -> None:
+        with self._db_lock:
+            try:
+                self._write(snap)
+            except BaseException:
+                if self.db.in_transaction:  # else the next checkpoint's BEGIN fails too
+                    self.db.execute("ROLLBACK")
+                raise
+
+    def _write(self, snap: Snapshot) -> None:
         self.db.execute("BEGIN")
         self.db.executemany("INSERT OR REPLACE INTO seqs VALUES (?,?,?,?,?,?)", snap.seq_rows)
         self.db.executemany("INSERT OR REPLACE INTO hourly VALUES (?,?,?,?,?)", snap.hour_rows)
         if snap.forgotten:
             self.db.executemany("DELETE FROM seqs WHERE device = ?",
                                 [(k,) for k in snap.forgotten])
-        if self.prune_before_hour:
+        with self._prune_lock:
+            before = self.prune_before_hour
+        if before:
             cur = self.db.execute(
                 "DELETE FROM hourly WHERE rowid IN (SELECT rowid FROM hourly WHERE hour < ?"
-                " LIMIT ?)", (self.prune_before_hour, PRUNE_ROWS_PER_SAVE))
+                " LIMIT ?)", (before, PRUNE_ROWS_PER_SAVE))
             self.pruned_rows += cur.rowcount
             if cur.rowcount < PRUNE_ROWS_PER_SAVE:
-                self.prune_before_hour = 0  # done until the next hour's cutoff
+                with self._prune_lock:  # done until the next hour's cutoff, unless it came
+                    if self.prune_before_hour == before:
+                        self.prune_before_hour = 0
         self.db.execute("COMMIT")
-        for device, hour, *_ in snap.hour_rows:
-            if hour > self._newest_hour.get(device, -1):
-                self._newest_hour[device] = hour
 
     def prune_hours_before(self, hour_ms: int) -> None:
         """Hourly rows of hours before `hour_ms` are past their use: delete them, a few
         thousand with each following checkpoint."""
-        self.prune_before_hour = hour_ms
+        with self._prune_lock:
+            self.prune_before_hour = hour_ms
 
     def close(self) -> None:
+        self._saver.shutdown()  # the checkpoints asked for are committed first
         self._stop.set()
         if self._checkpointer is not None:
             self._checkpointer.join()

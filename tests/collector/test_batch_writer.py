@@ -15,7 +15,7 @@ from collector.delivery import Delivery
 from collector.errors import Rejected, RetryLater
 from collector.metrics import Metrics
 from collector.spool import Spool
-from collector.state_store import Snapshot
+from collector.state_store import Snapshot, StateStore
 from collector.writer import StorageWriter
 from tests.support.wait import wait_for
 
@@ -48,18 +48,20 @@ class GatedSink:
 
 class Harness:
     def __init__(self, tmp_path: Path, max_writes: int = 2, spool_bytes: int = 1 << 20,
-                 retries: int = 0, spill_after_s: float | None = None) -> None:
+                 retries: int = 0, spill_after_s: float | None = None,
+                 state: StateStore | None = None) -> None:
         self.sink = GatedSink()
         self.acked: list[str] = []
         self.stored: list[str] = []
         self.counters = Counters()
-        metrics = Metrics()
+        self.metrics = metrics = Metrics()
         self.spool = Spool(tmp_path / "spool", spool_bytes)
         storage = StorageWriter(self.sink, self.spool, retries=retries, backoff_s=0.01)
         dead = DeadLetters(lambda *a, **k: None, "airgrid", self.counters, metrics)
         self.writer = BatchWriter(storage, self._ack, dead, self.counters, metrics,
                                   lambda b, now_ms: self.stored.append(b.deliveries[0].topic),
-                                  max_writes=max_writes, spill_after_s=spill_after_s)
+                                  max_writes=max_writes, spill_after_s=spill_after_s,
+                                  state=state)
 
     def _ack(self, deliveries: list[Delivery]) -> int:
         self.acked.extend(d.topic for d in deliveries)
@@ -282,3 +284,71 @@ def test_a_refused_spooled_line_is_handed_back_after_its_batch_not_after_the_spo
     assert len(spool) == 1  # the next batch waits for the next turn of the drain
     assert writer.replay(force=True) == [] and len(spool) == 0
     assert sink.written == ["ok1", "ok2"]
+
+
+# --- a slow checkpoint does not hold the pipeline's thread ------------------------------
+
+
+class SlowCheckpoints(StateStore):
+    """A state store whose commits wait for `disk` (SQLite waiting for a busy disk)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.disk = threading.Event()
+        self.fail = False
+        self.committed: list[list[str]] = []
+
+    def _write(self, snap: Snapshot) -> None:
+        assert self.disk.wait(10)
+        if self.fail:  # inside the transaction, as a full disk fails a commit
+            self.db.execute("BEGIN")
+            raise OSError("disk I/O error")
+        super()._write(snap)
+        self.committed.append([row[0] for row in snap.seq_rows])
+
+
+def sealed_with_state(name: str) -> SealedBatch:
+    batch = Batch(deliveries=[Delivery(name, b"", 0, 1, 0)], lines=[name])
+    return SealedBatch(batch, [name], Snapshot([(name, 1, 0, 1, 0, "[]")], []), frozenset())
+
+
+def test_a_slow_checkpoint_never_holds_the_pipelines_thread(tmp_path: Path) -> None:
+    """Checkpoints commit on the store's thread in seal order; a batch is acked and handed
+    on only after its own checkpoint, and the pipeline's thread never waits for one."""
+    state = SlowCheckpoints(tmp_path / "state.db")
+    h = Harness(tmp_path, max_writes=2, spill_after_s=1.0, state=state)
+    for name in "abc":
+        h.sink.gate(name).set()
+    t0 = time.monotonic()
+    for name in "abc":
+        h.writer.submit(sealed_with_state(name))
+        h.writer.complete_finished()
+    assert wait_for(lambda: sorted(h.sink.written) == ["a", "b", "c"], 10)
+    for _ in range(20):  # the writes have returned: their checkpoints are waiting
+        h.writer.complete_finished()
+    assert time.monotonic() - t0 < 1.0
+    assert h.acked == [] and h.stored == [] and not h.writer.idle
+    state.disk.set()
+    assert wait_for(lambda: completed(h, ["a", "b", "c"]), 10)
+    assert state.committed == [["a"], ["b"], ["c"]] and h.stored == ["a", "b", "c"]
+    h.writer.close()
+    state.close()
+
+
+def test_a_failed_checkpoint_still_acks_its_stored_batch_and_is_counted(
+        tmp_path: Path) -> None:
+    state = SlowCheckpoints(tmp_path / "state.db")
+    state.disk.set()
+    state.fail = True
+    h = Harness(tmp_path, spill_after_s=1.0, state=state)
+    h.sink.gate("a").set()
+    h.writer.submit(sealed_with_state("a"))
+    assert wait_for(lambda: completed(h, ["a"]), 10)
+    assert h.metrics.checkpoint_errors._value.get() == 1
+    state.fail = False  # the next checkpoint's transaction starts clean
+    h.sink.gate("b").set()
+    h.writer.submit(sealed_with_state("b"))
+    assert wait_for(lambda: completed(h, ["a", "b"]), 10)
+    assert state.committed == [["b"]] and h.metrics.checkpoint_errors._value.get() == 1
+    h.writer.close()
+    state.close()
