@@ -10,6 +10,7 @@ each device's last place), so a reload of 100,000 devices that changed one write
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -56,11 +57,38 @@ class RegistryFeed:
         # what was handed on: device id → (its registry entry, the engine's view of it);
         # an unchanged row is the same object after a reload (collector.registry)
         self._handed: dict[str, tuple[Device, ExpectedDevice]] = {}
-        # the registry in force at start-up, prepared now (before ingest starts), with the
-        # engine's entries `build_engine` made from it: 100,000 of them are not made twice
-        self._first = self.prepare(registry.devices, engine.fleet.registry) \
-            if registry.path is not None else None
+        # The registry in force at start-up, prepared with the engine's entries
+        # `build_engine` made from it (100,000 of them are not made twice). With a
+        # background watcher this runs beside ingest (at 100,000 devices ~1 s of CPU: the
+        # places of every device, the neighbour layouts), and is handed on by the first
+        # `update` after it is ready; the engine judges the fleet it was built with
+        # meanwhile.
+        self._first: Handover | None = None
+        self._first_ready = threading.Event()
+        if registry.path is None:
+            self._first_ready.set()
+        elif registry.background:
+            threading.Thread(target=self._prepare_first, args=(
+                registry.devices, engine.fleet.registry), name="registry-first-prepare",
+                daemon=True).start()
+        else:
+            self._prepare_first(registry.devices, engine.fleet.registry)
         registry.prepare = self.prepare
+
+    def _prepare_first(self, devices: dict[str, Device],
+                       known: Mapping[str, ExpectedDevice]) -> None:
+        try:
+            first = self.prepare(devices, known)
+            if self.generation == 0:  # else a reload was handed on first: not needed
+                self._first = first
+        except Exception:  # prepared again on the pipeline's thread at the hand-on
+            log.exception("preparing the registry at start-up failed")
+        finally:
+            self._first_ready.set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Whether the start-up registry is prepared (waits up to `timeout`)."""
+        return self._first_ready.wait(timeout)
 
     def prepare(self, devices: dict[str, Device],
                 known: Mapping[str, ExpectedDevice] | None = None) -> Handover:
@@ -93,6 +121,8 @@ class RegistryFeed:
         gen = self.registry.generation
         if gen == self.generation or self.registry.path is None:
             return False
+        if gen == 1 and not self._first_ready.is_set():
+            return False  # still being prepared beside ingest: handed on when it is
         self.generation = gen
         devices = self.registry.devices
         ready = self._first if gen == 1 else self.registry.prepared

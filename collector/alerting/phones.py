@@ -19,6 +19,13 @@ MAX_DIGITS = 15  # E.164 §6.1
 def e164(number: str, country_code: str = DEFAULT_COUNTRY_CODE) -> str:
     """`number` in E.164; national numbers are taken as `country_code`'s. ValueError if it
     is not a phone number."""
+    if number[:1] == "+" and number.isascii() and number[1:].isdigit() \
+            and 3 <= len(number) - 1 <= MAX_DIGITS and number[1] != "0":
+        return number  # E.164 already, as registries keep them: 100,000 at start-up
+    return _normalised(number, country_code)
+
+
+def _normalised(number: str, country_code: str) -> str:
     raw = _SEPARATORS.sub("", number.translate(_FULL_WIDTH))
     if raw.startswith("+"):
         digits = raw[1:]

@@ -45,3 +45,21 @@ def test_contacts_find_a_sender_in_national_form() -> None:
     assert contacts.by_phone("8613900000009") == "王镇长"
     assert contacts.by_phone("13800000002") is None
     assert contacts.by_phone("not a number") is None
+
+
+@given(st.one_of(st.from_regex(r"\+[0-9]{0,17}", fullmatch=True),
+                 st.text().map(lambda t: "+" + t)))
+def test_the_e164_fast_path_gives_what_normalising_gives(number: str) -> None:
+    """Numbers already in E.164 skip normalising (100,000 at a registry load); for any
+    text after a `+`, the result or the refusal is the same as normalising it."""
+    from collector.alerting.phones import DEFAULT_COUNTRY_CODE, _normalised
+
+    try:
+        expected: str | None = _normalised(number, DEFAULT_COUNTRY_CODE)
+    except ValueError:
+        expected = None
+    try:
+        got: str | None = e164(number)
+    except ValueError:
+        got = None
+    assert got == expected
