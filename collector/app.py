@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from airgrid.config import ConfigError
 from alert_rules.engine import Engine
 from alert_rules.rulefile import DEFAULT_RULES, RuleFileError, load_rules
+from alert_rules.transitions import Transition
 from collector import config as collector_config
 from collector import logfmt
 from collector import registry as device_registry
@@ -274,11 +275,18 @@ class CollectorApp:
             # rule windows and alert states survive a restart
             engine_state_path=cfg.state.file.with_name("engine.npz"),
             alerting=self.alerting, before_judge=hooks, points=self.points,
-            screen=None if self.keeper is None else self.keeper.screen)
+            screen=self._screen if self.handover is not None else None)
         self.server: MetricsServer | None = None
         if cfg.metrics.port:
             self.server = MetricsServer(self.metrics, self.pipeline.health_report,
                                         cfg.metrics.host, cfg.metrics.port)
+
+    def _screen(self, transitions: list[Transition], now_ms: int) -> list[Transition]:
+        """The hand-over holds overdue devices' firing (they may have moved), then the
+        deadman keeper holds kept devices' deadman until InfluxDB has answered."""
+        assert self.handover is not None
+        out = self.handover.screen(transitions, now_ms)
+        return out if self.keeper is None else self.keeper.screen(out, now_ms)
 
     @property
     def counters(self) -> Counters:

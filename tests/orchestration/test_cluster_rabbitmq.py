@@ -23,9 +23,18 @@ from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
 from alert_rules.engine import Engine
 from alert_rules.rulefile import load_rules
 from collector.amqp_ingest import AmqpIngest, routing_key_from_topic, topic_from_routing_key
-from collector.amqp_topology import HASH_EXCHANGE, Topology, ensure, queue_names
+from collector.amqp_topology import (
+    HASH_EXCHANGE,
+    LEGACY_QUEUE_ARGS,
+    Topology,
+    declare_queues,
+    ensure,
+    queue_name,
+    queue_names,
+)
 from collector.app import CollectorApp, from_config
 from collector.config import from_dict
+from collector.county_points import transition_line
 from collector.handover import HandOver, InfluxHistory
 from orchestration.cluster_run import ClusterRun, scaled_rules
 from orchestration.rabbitmq import RABBITMQ_BIN, RabbitCluster
@@ -214,6 +223,87 @@ def test_handover_adopts_an_announced_alert_the_replay_missed(
     assert states == ["resolved"]
 
 
+class Owner:
+    """A collector's judging as the pipeline runs it, for hand-over stories: readings are
+    stored, then the hand-over hook, then the engine; each tick's transitions go through
+    the hand-over's screen, and those let out are announced (written to `alert_events`,
+    as every collector does)."""
+
+    def __init__(self, influx: InfluxDB, db: str, forget_after_ms: int) -> None:
+        from collector.influx_sink import InfluxV1Sink
+
+        self.sink = InfluxV1Sink(influx.url, db)
+        self.engine = Engine(load_rules(DEMO_RULES))
+        self.ho = HandOver(self.engine, InfluxHistory(influx.url, db), 60_000,
+                           forget_after_ms)
+        self.ho._next_expiry = 2**62  # expiry only when the story says
+        self.announced: list[tuple[str, str, int]] = []
+
+    def reading(self, device: str, ts: int, pm: float) -> None:
+        self.sink.write([f"readings,device={device},sensor=pms5003 pm2_5={pm},seq={ts}i {ts}"])
+        self.ho.before_ingest([device], [ts], ts)
+        self.engine.ingest([device], [ts], {"pm2_5": [pm]})
+
+    def tick(self, now: int) -> None:
+        out = self.ho.screen(self.engine.tick(now), now)
+        lines = [x for x in map(transition_line, out) if x is not None]
+        if lines:
+            self.sink.write(lines)
+        self.announced += [(t.subject, t.state, t.at_ms) for t in out]
+
+    def fired(self, device: str) -> int:
+        return sum(d == device and s == "firing" for d, s, _ in self.announced)
+
+
+def test_a_device_moved_while_pending_fires_once(shared_influxdb: InfluxDB,
+                                                  influx_db_name: str) -> None:
+    """The 10,000-device run's repeats, step by step: a device `pending` on its old owner
+    moves; its next reading goes to the new owner, which rebuilds it and fires when the
+    rule's `for` runs out; the old owner, which still holds it, would fire it by time
+    alone at the same moment, before either firing is on record. The old owner holds a
+    time-only firing of a device that missed its reporting interval: dropped when the
+    device turns out to have moved, let out when it reports here again or turns out to be
+    silent everywhere."""
+    now = (int(time.time() * 1000) // 1000) * 1000
+    old, new = (Owner(shared_influxdb, influx_db_name, 5_000) for _ in range(2))
+    for k in range(2):  # a reading a second, above 150 µg/m³: `pending` (for 3 s)
+        old.reading("mv1", now + k * 1000, 220.0)
+        old.tick(now + k * 1000)
+    assert old.announced == [("mv1", "pending", now)]
+    new.reading("mv1", now + 2000, 220.0)  # moved: rebuilt from the stored readings
+    assert new.ho.counters.rebuilt_devices == 1
+    for k in range(2, 5):
+        old.tick(now + k * 1000)  # no reading here since +1 s
+        if k > 2:
+            new.reading("mv1", now + k * 1000, 220.0)
+        new.tick(now + k * 1000)
+    assert new.fired("mv1") == 1
+    assert old.fired("mv1") == 0, "the old owner announced a moved device's alert too"
+    assert old.ho.expire(now + 6_100) == ["mv1"]  # heard elsewhere: moved, forgotten
+    old.tick(now + 7_000)
+    assert old.fired("mv1") == 0 and not old.ho.held
+
+    # Late, not moved: held while overdue, let out with the reading that comes.
+    for k in range(2):
+        old.reading("lt1", now + k * 1000, 220.0)
+        old.tick(now + k * 1000)
+    old.tick(now + 3000)
+    assert old.fired("lt1") == 0 and "lt1" in old.ho.held
+    old.reading("lt1", now + 2000, 220.0)  # the reading of +2 s, 1.5 s late
+    old.tick(now + 3500)
+    assert old.fired("lt1") == 1
+
+    # Silent everywhere (offline): let out once the store says nobody heard it.
+    for k in range(2):
+        old.reading("of1", now + 10_000 + k * 1000, 220.0)
+        old.tick(now + 10_000 + k * 1000)
+    old.tick(now + 13_000)
+    assert old.fired("of1") == 0
+    assert old.ho.expire(now + 16_100) == []
+    old.tick(now + 16_200)
+    assert old.fired("of1") == 1
+
+
 def test_handover_counts_unreachable_history() -> None:
     engine = Engine(load_rules(DEMO_RULES))
     ho = HandOver(engine, InfluxHistory("http://127.0.0.1:9", "x", timeout_s=1), 60_000, 5_000)
@@ -290,6 +380,33 @@ def test_consistent_hash_never_splits_a_device_and_moves_few(rabbit: RabbitClust
     assert all(collector_of(next(iter(after[d]))) == f"{x}h4" for d in moved), \
         "a device moved between old collectors"
     assert 20 <= len(moved) <= 150, len(moved)
+    conn.close()
+
+
+@needs_rabbitmq
+def test_a_collectors_queue_leaders_are_spread_and_old_queues_kept(
+        rabbit: RabbitCluster) -> None:
+    """One collector declares all its queues from one node, yet their leaders go to
+    different nodes (`balanced`), so a node loss stops only some of them. A queue declared
+    before the locator was set (other arguments: a declare would be refused) is kept."""
+    import json
+
+    conn = pika.BlockingConnection(pika.URLParameters(rabbit.amqp_urls[2]))
+    ch = conn.channel()
+    old = queue_name("ll1", 3)
+    ch.queue_declare(old, durable=True, arguments=LEGACY_QUEUE_ARGS)
+    names = declare_queues(ch, "ll1", 4)
+    ch.queue_declare(names[0], passive=True)  # `ch` is unharmed by the refused declare
+    rows = json.loads(rabbit.nodes[0].ctl("list_queues", "name", "leader", "arguments",
+                                          "--formatter", "json"))
+    mine = {r["name"]: r for r in rows if r["name"] in names}
+    assert mine.keys() == set(names)
+    # `balanced` goes to the node leading fewest quorum queues (the module's other tests
+    # leave some); `client-local` would have put all three on the declaring node
+    assert len({mine[n]["leader"] for n in names[:3]}) >= 2, mine
+    assert "x-queue-leader-locator" not in json.dumps(mine[old]["arguments"])
+    for n in names:
+        ch.queue_delete(n)
     conn.close()
 
 
