@@ -650,7 +650,7 @@ MOVE_RULES = """rules:
 
 def province_collector(rabbit: RabbitCluster, influx: InfluxDB, db: str, mosquitto: Mosquitto,
                        tmp_path: Path, name: str, ring: dict[str, int], registry: bool,
-                       judged: set[str] | None = None
+                       judged: set[str] | None = None, forget_after_s: float = 2.0,
                        ) -> tuple[CollectorApp, threading.Thread]:
     """A province collector on its own thread, with the alert lifecycle (its event bus on
     `mosquitto`), rules from tmp_path/rules.yaml and, if `registry`, tmp_path/registry.yaml;
@@ -659,7 +659,8 @@ def province_collector(rabbit: RabbitCluster, influx: InfluxDB, db: str, mosquit
     cfg = from_dict({
         "source": "amqp",
         "amqp": {"urls": rabbit.amqp_urls, "collector": name, "collectors": ring,
-                 "prefetch": 200, "rebuild_lookback_s": 30.0, "forget_after_s": 2.0},
+                 "prefetch": 200, "rebuild_lookback_s": 30.0,
+                 "forget_after_s": forget_after_s},
         "broker": {"port": mosquitto.port, "client_id": f"mv-{name}"},
         "influx": {"url": influx.url, "database": db},
         "batch": {"max_messages": 200, "max_wait_ms": 50},
@@ -793,6 +794,77 @@ def test_old_owner_closes_moved_alerts_and_remembers_moves_across_a_restart(
         for a in (o1, o2):
             if a is not None:
                 a.stop()
+
+
+PENDING_RULES = """rules:
+  - name: pm25_heavy
+    kind: threshold
+    field: pm2_5
+    aggregate: mean
+    window: 10s
+    above: 150
+    for: 4s
+"""
+
+
+@needs_rabbitmq
+def test_devices_moved_while_pending_are_alerted_once(
+    rabbit: RabbitCluster, shared_influxdb: InfluxDB, influx_db_name: str,
+    mosquitto: Mosquitto, tmp_path: Path,
+) -> None:
+    """The repeated alerts of the 10,000-device run, with real collectors: devices turn
+    `pending` on p1, then p2's queue joins the ring and takes some of them. Their `for`
+    runs out on p1 with no reading there (its window still holds the readings it saw) and
+    on p2, which rebuilt them before anything was on record. Each alert goes out once:
+    p1 holds the moved devices' firing and drops it when it forgets them."""
+    devices = [f"pd-{i:02d}" for i in range(30)]
+    fresh_ring(rabbit)
+    (tmp_path / "rules.yaml").write_text(PENDING_RULES)
+    judged1: set[str] = set()
+    moved: set[str] = set()
+    apps: list[CollectorApp] = []
+    pub = Publisher(rabbit, devices, set())
+    admin = pika.BlockingConnection(pika.URLParameters(rabbit.amqp_urls[0]))
+    ch = admin.channel()
+    try:
+        for name, judged in (("p1", judged1), ("p2", moved)):
+            apps.append(province_collector(
+                rabbit, shared_influxdb, influx_db_name, mosquitto, tmp_path, name,
+                {"p1": 20, "p2": 20}, registry=False, judged=judged,
+                forget_after_s=8.0)[0])
+        p1, p2 = apps
+        ch.queue_unbind(queue_name("p2"), HASH_EXCHANGE, routing_key="20")  # p1 only
+        pub.publish_all()
+        assert wait_for(lambda: judged1 >= set(devices), 20)
+        time.sleep(1.0)
+        second = int(time.time() * 1000)
+        pub.publish_all()  # `pending` on p1 (for 4 s) since the first round
+        assert p1.handover is not None and p1.alerting is not None
+        handover = p1.handover
+        # p1 judged both rounds of every device: it knows their reporting interval
+        assert wait_for(lambda: all(handover.last_ts.get(d, 0) >= second for d in devices), 10)
+        ch.queue_bind(queue_name("p2"), HASH_EXCHANGE, routing_key="20")  # p2 joins
+        assert p2.alerting is not None
+        c1, c2 = p1.alerting.manager.counters, p2.alerting.manager.counters
+
+        def step() -> bool:
+            pub.publish_all()
+            time.sleep(1.0)
+            return bool(moved) and moved <= handover.forgotten.keys()
+
+        assert wait_for(step, 40, step=0)
+        assert 0 < len(moved) < len(devices)
+        assert c2["event_firing"] == len(moved)  # the new owner announced them
+        # the old owner announced its own devices, not the moved ones
+        assert firing(p1, "pm25_heavy") == set(devices) - moved
+        assert c1["event_firing"] == len(devices) - len(moved), \
+            f"{c1['event_firing'] - (len(devices) - len(moved))} alerts announced twice"
+        assert handover.counters.held_dropped == len(moved)
+    finally:
+        pub.close()
+        admin.close()
+        for a in apps:
+            a.stop()
 
 
 @needs_rabbitmq
