@@ -247,6 +247,9 @@ class CollectorApp:
                                         devices=loaded.devices, parser=loaded.parser)
         self.points = CountyPoints()  # alert events and device places, for InfluxDB
         self.alerting = build_alerting(cfg, shared, self.registry, self.metrics, self.points)
+        if self.handover is not None:
+            held = self.metrics.held_firing
+            self.handover.on_held.append(lambda outcome, n: held.labels(outcome).inc(n))
         if self.handover is not None and self.alerting is not None:
             self.handover.on_forget.append(self.alerting.hand_over)
             self.handover.on_adopt.append(self.alerting.adopt)

@@ -212,6 +212,8 @@ class HandOverCounters:
 OVERDUE_GRACE_MS = 500
 
 
+#: told how many held `firing` transitions had an outcome (held, dropped, released)
+OnHeld = Callable[[str, int], None]
 #: told which devices were forgotten, and when (ms): they now report elsewhere
 OnForget = Callable[[list[str], int], None]
 #: told the alerts a take-over adopted as announced and open (`firing` transitions at
@@ -242,6 +244,7 @@ class HandOver:
         self._released: list[Transition] = []  # let out by the next `screen`
         #: silent devices nobody else heard (asked since last heard): not moved
         self._stayed: set[str] = set()
+        self.on_held: list[OnHeld] = []  # the collector's metric
         self.forgotten: dict[str, int] = {}  # device -> when it was forgotten (ms)
         self.counters = HandOverCounters()
         self._next_expiry = 0
@@ -508,7 +511,7 @@ class HandOver:
             if held is not None:
                 if t.state == "resolved" and any(h.rule == t.rule for h in held):
                     self.held[d] = [h for h in held if h.rule != t.rule]
-                    self.counters.held_dropped += 1
+                    self._count_held("dropped", 1)
                     if not self.held[d]:
                         del self.held[d]
                 else:
@@ -516,7 +519,7 @@ class HandOver:
                 continue
             if t.state == "firing" and self._overdue(d, now_ms):
                 self.held[d] = [t]
-                self.counters.held_firing += 1
+                self._count_held("held", 1)
                 log.info("%s %s fired with no reading here for %.1f s: held until it "
                          "reports here or is found to have moved", t.rule, d,
                          (now_ms - self.last_seen[d]) / 1000)
@@ -535,8 +538,18 @@ class HandOver:
 
     def _release(self, device: str) -> None:
         released = self.held.pop(device)
-        self.counters.held_released += sum(t.state == "firing" for t in released)
+        self._count_held("released", sum(t.state == "firing" for t in released))
         self._released.extend(released)
+
+    def _count_held(self, outcome: str, n: int) -> None:
+        if outcome == "held":
+            self.counters.held_firing += n
+        elif outcome == "dropped":
+            self.counters.held_dropped += n
+        else:
+            self.counters.held_released += n
+        for hook in self.on_held:
+            hook(outcome, n)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -554,7 +567,7 @@ class HandOver:
             self._stayed.discard(d)
             dropped = self.held.pop(d, None)
             if dropped:  # announced by the owner it moved to
-                self.counters.held_dropped += sum(t.state == "firing" for t in dropped)
+                self._count_held("dropped", sum(t.state == "firing" for t in dropped))
             self.forgotten[d] = now_ms
         self.engine.forget(devices)
         self.counters.forgotten_devices += len(devices)

@@ -860,6 +860,7 @@ def test_devices_moved_while_pending_are_alerted_once(
         assert c1["event_firing"] == len(devices) - len(moved), \
             f"{c1['event_firing'] - (len(devices) - len(moved))} alerts announced twice"
         assert handover.counters.held_dropped == len(moved)
+        assert p1.metrics.held_firing.labels("dropped")._value.get() == len(moved)
     finally:
         pub.close()
         admin.close()
