@@ -201,6 +201,11 @@ class AmqpIngest:
         for shard, reason in closed.items():
             if not (isinstance(reason, pika.exceptions.ChannelClosedByBroker)
                     and reason.reply_code == amqp_topology.NOT_FOUND):
+                # start over on a new connection; this one (and its other consumers,
+                # which single active consumer would keep active) is closed first
+                if self._conn is not None and self._conn.is_open:
+                    with contextlib.suppress(*_LOST):
+                        self._conn.close()
                 raise pika.exceptions.ChannelClosed(0, f"{self.queue_names[shard]}: {reason}")
         assert self._conn is not None and self._channel is not None
         ch = self._channel
