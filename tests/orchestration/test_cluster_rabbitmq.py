@@ -284,24 +284,26 @@ def test_a_device_moved_while_pending_fires_once(shared_influxdb: InfluxDB,
     assert old.fired("mv1") == 0 and not old.ho.held
 
     # Late, not moved: held while overdue, let out with the reading that comes.
+    late = Owner(shared_influxdb, influx_db_name, 5_000)
     for k in range(2):
-        old.reading("lt1", now + k * 1000, 220.0)
-        old.tick(now + k * 1000)
-    old.tick(now + 3000)
-    assert old.fired("lt1") == 0 and "lt1" in old.ho.held
-    old.reading("lt1", now + 2000, 220.0)  # the reading of +2 s, 1.5 s late
-    old.tick(now + 3500)
-    assert old.fired("lt1") == 1
+        late.reading("lt1", now + k * 1000, 220.0)
+        late.tick(now + k * 1000)
+    late.tick(now + 3000)
+    assert late.fired("lt1") == 0 and "lt1" in late.ho.held
+    late.reading("lt1", now + 2000, 220.0)  # the reading of +2 s, 1.5 s late
+    late.tick(now + 3500)
+    assert late.fired("lt1") == 1
 
     # Silent everywhere (offline): let out once the store says nobody heard it.
+    off = Owner(shared_influxdb, influx_db_name, 5_000)
     for k in range(2):
-        old.reading("of1", now + 10_000 + k * 1000, 220.0)
-        old.tick(now + 10_000 + k * 1000)
-    old.tick(now + 13_000)
-    assert old.fired("of1") == 0
-    assert old.ho.expire(now + 16_100) == []
-    old.tick(now + 16_200)
-    assert old.fired("of1") == 1
+        off.reading("of1", now + k * 1000, 220.0)
+        off.tick(now + k * 1000)
+    off.tick(now + 3000)
+    assert off.fired("of1") == 0 and "of1" in off.ho.held
+    assert off.ho.expire(now + 6_100) == []
+    off.tick(now + 6_200)
+    assert off.fired("of1") == 1
 
 
 def test_handover_counts_unreachable_history() -> None:
