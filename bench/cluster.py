@@ -380,6 +380,11 @@ def main() -> int:
                   {n: (c.handover.counters.replayed_unannounced,
                        c.handover.counters.adopted_announced)
                    for n, c in run.collectors.items() if c.handover}, file=sys.stderr)
+            print("firing held per collector for devices overdue (held, dropped as "
+                  "moved, let out):",
+                  {n: (c.handover.counters.held_firing, c.handover.counters.held_dropped,
+                       c.handover.counters.held_released)
+                   for n, c in run.collectors.items() if c.handover}, file=sys.stderr)
             print("forgotten devices per collector:",
                   {n: c.handover.counters.forgotten_devices for n, c in run.collectors.items()
                    if c.handover}, file=sys.stderr)

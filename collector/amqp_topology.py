@@ -23,6 +23,7 @@ collector never consumes side by side with its stale connection.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -30,6 +31,8 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from airgrid.wire import DEFAULT_PREFIX
+
+log = logging.getLogger(__name__)
 
 HASH_EXCHANGE = "airgrid.devices"
 QUEUE_PREFIX = "airgrid.collector."
@@ -73,7 +76,15 @@ class Topology:
                              f"expected 1..{MAX_QUEUES_PER_COLLECTOR}")
 
 
-QUEUE_ARGS = {"x-queue-type": "quorum", "x-single-active-consumer": True}
+#: Arguments of queues declared before leaders were spread (client-local leaders).
+LEGACY_QUEUE_ARGS = {"x-queue-type": "quorum", "x-single-active-consumer": True}
+#: A quorum queue's leader goes to the node of the declaring connection by default
+#: (`client-local`), so one collector declaring every queue put all their leaders on
+#: one node, and a node kill stopped all of a collector's queues at once while new
+#: leaders were elected. `balanced` (RabbitMQ 3.10: the node with fewest leaders, or a
+#: random one past 1,000 queues) spreads each collector's queues over the nodes.
+QUEUE_ARGS = {**LEGACY_QUEUE_ARGS, "x-queue-leader-locator": "balanced"}
+PRECONDITION_FAILED = 406  # AMQP reply code: a declare's arguments differ from the queue's
 
 
 def ensure(channel: BlockingChannel, topology: Topology, own: str | None = None) -> None:
@@ -115,9 +126,25 @@ def _bind_existing(channel: BlockingChannel, exchange: str, queues: list[str],
 
 
 def declare_queues(channel: BlockingChannel, collector: str, queues: int = 1) -> list[str]:
-    """Declare a collector's queues; their names."""
+    """Declare a collector's queues; their names.
+
+    A queue declared before the leader locator was set (an upgraded province) has other
+    arguments, and RabbitMQ refuses a declare whose arguments differ (406, closing the
+    channel): it is declared again, on a channel of its own, with the arguments it has.
+    It keeps its leader where it is until it is deleted and declared again."""
     names = queue_names(collector, queues)
     for name in names:
-        channel.queue_declare(name, durable=True, arguments=QUEUE_ARGS)
+        probe = channel.connection.channel()
+        try:
+            probe.queue_declare(name, durable=True, arguments=QUEUE_ARGS)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != PRECONDITION_FAILED:
+                raise
+            log.warning("queue %s was declared without a leader locator (%s): kept as it "
+                        "is; delete it when drained to spread its leader", name,
+                        exc.reply_text)
+            probe = channel.connection.channel()
+            probe.queue_declare(name, durable=True, arguments=LEGACY_QUEUE_ARGS)
+        probe.close()
     return names
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from airgrid.config import ConfigError
 from alert_rules.engine import Engine
 from alert_rules.rulefile import DEFAULT_RULES, RuleFileError, load_rules
+from alert_rules.transitions import Transition
 from collector import config as collector_config
 from collector import logfmt
 from collector import registry as device_registry
@@ -246,6 +247,9 @@ class CollectorApp:
                                         devices=loaded.devices, parser=loaded.parser)
         self.points = CountyPoints()  # alert events and device places, for InfluxDB
         self.alerting = build_alerting(cfg, shared, self.registry, self.metrics, self.points)
+        if self.handover is not None:
+            held = self.metrics.held_firing
+            self.handover.on_held.append(lambda outcome, n: held.labels(outcome).inc(n))
         if self.handover is not None and self.alerting is not None:
             self.handover.on_forget.append(self.alerting.hand_over)
             self.handover.on_adopt.append(self.alerting.adopt)
@@ -274,11 +278,18 @@ class CollectorApp:
             # rule windows and alert states survive a restart
             engine_state_path=cfg.state.file.with_name("engine.npz"),
             alerting=self.alerting, before_judge=hooks, points=self.points,
-            screen=None if self.keeper is None else self.keeper.screen)
+            screen=self._screen if self.handover is not None else None)
         self.server: MetricsServer | None = None
         if cfg.metrics.port:
             self.server = MetricsServer(self.metrics, self.pipeline.health_report,
                                         cfg.metrics.host, cfg.metrics.port)
+
+    def _screen(self, transitions: list[Transition], now_ms: int) -> list[Transition]:
+        """The hand-over holds overdue devices' firing (they may have moved), then the
+        deadman keeper holds kept devices' deadman until InfluxDB has answered."""
+        assert self.handover is not None
+        out = self.handover.screen(transitions, now_ms)
+        return out if self.keeper is None else self.keeper.screen(out, now_ms)
 
     @property
     def counters(self) -> Counters:

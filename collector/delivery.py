@@ -12,3 +12,4 @@ class Delivery:
     mid: int  # the broker's id for the acknowledgement (MQTT packet id, AMQP delivery tag)
     qos: int
     generation: int  # connection it arrived on: acks never cross a reconnect
+    channel: int = 0  # AMQP: which of the connection's consuming channels (tags are per channel)

@@ -22,6 +22,15 @@ ingest thread never waits for InfluxDB. Then its `on_forget` hooks run (the aler
 lifecycle closes the device's open alerts silently), and the list of forgotten devices
 is saved (`forgotten_file`): after a restart the old owner still knows the device moved
 and raises no deadman alert for it.
+
+Between those two owners a `for` can run out: a device `pending` here moves, its next
+reading goes to the new owner, and both would fire it at the same moment, the old owner
+by time alone, before either firing is on record (the new owner's take-over reads the
+record first). So `screen` holds a `firing` of a device that has missed its usual
+reporting interval here (the gap between its last two readings): it is dropped if the
+device turns out to have moved (forgotten), let out as soon as the device reports here
+again, or once the store says nobody else heard it (offline: its alerts are judged here).
+A hold costs only delay, at most `forget_after_ms` and a query.
 """
 
 from __future__ import annotations
@@ -191,8 +200,20 @@ class HandOverCounters:
     #: the question was out
     kept_silent: int = 0
     moved_unknown: int = 0  # expiries that could not ask where silent devices went
+    #: `firing` of devices overdue here, held (`HandOver.screen`); then dropped because
+    #: the device moved, or let out because it reported here again or nowhere else
+    held_firing: int = 0
+    held_dropped: int = 0
+    held_released: int = 0
 
 
+#: A device's next reading is overdue here once it is this much later than its usual
+#: interval after the last one arrived (batching and delivery jitter)
+OVERDUE_GRACE_MS = 500
+
+
+#: told how many held `firing` transitions had an outcome (held, dropped, released)
+OnHeld = Callable[[str, int], None]
 #: told which devices were forgotten, and when (ms): they now report elsewhere
 OnForget = Callable[[list[str], int], None]
 #: told the alerts a take-over adopted as announced and open (`firing` transitions at
@@ -217,6 +238,13 @@ class HandOver:
         self.last_seen: OrderedDict[str, int] = OrderedDict()
         self._seen_sorted = True
         self.last_ts: dict[str, int] = {}  # newest reading judged here, per device (ms)
+        self.gap: dict[str, int] = {}  # between its last two readings here (ms)
+        #: transitions of overdue devices held back from announcement (`screen`), in order
+        self.held: dict[str, list[Transition]] = {}
+        self._released: list[Transition] = []  # let out by the next `screen`
+        #: silent devices nobody else heard (asked since last heard): not moved
+        self._stayed: set[str] = set()
+        self.on_held: list[OnHeld] = []  # the collector's metric
         self.forgotten: dict[str, int] = {}  # device -> when it was forgotten (ms)
         self.counters = HandOverCounters()
         self._next_expiry = 0
@@ -272,11 +300,20 @@ class HandOver:
         last_seen, last_ts = self.last_seen, self.last_ts
         if last_seen and now_ms < next(reversed(last_seen.values())):
             self._seen_sorted = False
+        gap = self.gap
         for d, t in zip(devices, ts_ms, strict=True):
             last_seen[d] = now_ms
             last_seen.move_to_end(d)
-            if t > last_ts.get(d, 0):
+            before = last_ts.get(d, 0)
+            if t > before:
+                if before:
+                    gap[d] = t - before
                 last_ts[d] = t
+        if self.held:
+            for d in self.held.keys() & set(devices):
+                self._release(d)  # reports here: it did not move
+        if self._stayed:
+            self._stayed.difference_update(devices)
         if self._in_question:
             self._in_question.difference_update(devices)  # heard here: not moved
         if self.forgotten and any(d in self.forgotten for d in new):
@@ -450,11 +487,69 @@ class HandOver:
         self._in_question = set()
         gone = [d for d in answer.silent if d in moved and d in still]
         self.counters.kept_silent += len(answer.silent) - len(gone)
+        for d in answer.silent:
+            if d in still and d not in moved:
+                self._stayed.add(d)  # silent everywhere: its alerts are judged here
+                if d in self.held:
+                    self._release(d)
         if gone:
             self.forget_moved(gone, now_ms)
             log.info("forgot %d devices silent for %.0f s", len(gone),
                      self.forget_after_ms / 1000)
         return gone
+
+    def screen(self, transitions: list[Transition], now_ms: int) -> list[Transition]:
+        """Between a tick and its announcement (the same thread as `before_ingest`): hold
+        the `firing` of a device overdue here, and everything after it for that device, until
+        it reports here again or the forget question is answered; let out what was
+        released since. A `resolved` of a held `firing` cancels both: nothing was said."""
+        self._answered(now_ms)
+        out, self._released = self._released, []
+        for t in transitions:
+            d = t.subject
+            held = self.held.get(d)
+            if held is not None:
+                if t.state == "resolved" and any(h.rule == t.rule for h in held):
+                    self.held[d] = [h for h in held if h.rule != t.rule]
+                    self._count_held("dropped", 1)
+                    if not self.held[d]:
+                        del self.held[d]
+                else:
+                    held.append(t)
+                continue
+            if t.state == "firing" and self._overdue(d, now_ms):
+                self.held[d] = [t]
+                self._count_held("held", 1)
+                log.info("%s %s fired with no reading here for %.1f s: held until it "
+                         "reports here or is found to have moved", t.rule, d,
+                         (now_ms - self.last_seen[d]) / 1000)
+                continue
+            out.append(t)
+        return out
+
+    def _overdue(self, device: str, now_ms: int) -> bool:
+        """Its next reading should have come by now: it may report elsewhere."""
+        if device in self._stayed:
+            return False
+        if device in self._in_question:
+            return True  # asked where it went (its `last_seen` is the asking time)
+        seen, gap = self.last_seen.get(device), self.gap.get(device)
+        return seen is not None and gap is not None and now_ms - seen > gap + OVERDUE_GRACE_MS
+
+    def _release(self, device: str) -> None:
+        released = self.held.pop(device)
+        self._count_held("released", sum(t.state == "firing" for t in released))
+        self._released.extend(released)
+
+    def _count_held(self, outcome: str, n: int) -> None:
+        if outcome == "held":
+            self.counters.held_firing += n
+        elif outcome == "dropped":
+            self.counters.held_dropped += n
+        else:
+            self.counters.held_released += n
+        for hook in self.on_held:
+            hook(outcome, n)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -468,6 +563,11 @@ class HandOver:
         for d in devices:
             self.last_seen.pop(d, None)
             self.last_ts.pop(d, None)
+            self.gap.pop(d, None)
+            self._stayed.discard(d)
+            dropped = self.held.pop(d, None)
+            if dropped:  # announced by the owner it moved to
+                self._count_held("dropped", sum(t.state == "firing" for t in dropped))
             self.forgotten[d] = now_ms
         self.engine.forget(devices)
         self.counters.forgotten_devices += len(devices)

@@ -116,6 +116,12 @@ class Metrics:
             "raised (deadman announced), adopted (open on record: taken over), released "
             "(heard here, or kept elsewhere), check_failed (questions not answered)",
             ["outcome"], registry=r)
+        # province: a `firing` of a device overdue here, held (collector/handover.py)
+        self.held_firing = Counter(
+            p + "held_firing", "alerts fired by time alone for a device overdue here, by "
+            "what happened: held, dropped (the device moved: its new owner announces it), "
+            "released (it reported here again, or nobody else heard it)",
+            ["outcome"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

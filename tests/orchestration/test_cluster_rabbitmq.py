@@ -23,9 +23,18 @@ from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
 from alert_rules.engine import Engine
 from alert_rules.rulefile import load_rules
 from collector.amqp_ingest import AmqpIngest, routing_key_from_topic, topic_from_routing_key
-from collector.amqp_topology import HASH_EXCHANGE, Topology, ensure, queue_names
+from collector.amqp_topology import (
+    HASH_EXCHANGE,
+    LEGACY_QUEUE_ARGS,
+    Topology,
+    declare_queues,
+    ensure,
+    queue_name,
+    queue_names,
+)
 from collector.app import CollectorApp, from_config
 from collector.config import from_dict
+from collector.county_points import transition_line
 from collector.handover import HandOver, InfluxHistory
 from orchestration.cluster_run import ClusterRun, scaled_rules
 from orchestration.rabbitmq import RABBITMQ_BIN, RabbitCluster
@@ -214,6 +223,89 @@ def test_handover_adopts_an_announced_alert_the_replay_missed(
     assert states == ["resolved"]
 
 
+class Owner:
+    """A collector's judging as the pipeline runs it, for hand-over stories: readings are
+    stored, then the hand-over hook, then the engine; each tick's transitions go through
+    the hand-over's screen, and those let out are announced (written to `alert_events`,
+    as every collector does)."""
+
+    def __init__(self, influx: InfluxDB, db: str, forget_after_ms: int) -> None:
+        from collector.influx_sink import InfluxV1Sink
+
+        self.sink = InfluxV1Sink(influx.url, db)
+        self.engine = Engine(load_rules(DEMO_RULES))
+        self.ho = HandOver(self.engine, InfluxHistory(influx.url, db), 60_000,
+                           forget_after_ms)
+        self.ho._next_expiry = 2**62  # expiry only when the story says
+        self.announced: list[tuple[str, str, int]] = []
+
+    def reading(self, device: str, ts: int, pm: float) -> None:
+        self.sink.write([f"readings,device={device},sensor=pms5003 pm2_5={pm},seq={ts}i {ts}"])
+        self.ho.before_ingest([device], [ts], ts)
+        self.engine.ingest([device], [ts], {"pm2_5": [pm]})
+
+    def tick(self, now: int) -> None:
+        out = self.ho.screen(self.engine.tick(now), now)
+        lines = [x for x in map(transition_line, out) if x is not None]
+        if lines:
+            self.sink.write(lines)
+        self.announced += [(t.subject, t.state, t.at_ms) for t in out]
+
+    def fired(self, device: str) -> int:
+        return sum(d == device and s == "firing" for d, s, _ in self.announced)
+
+
+def test_a_device_moved_while_pending_fires_once(shared_influxdb: InfluxDB,
+                                                  influx_db_name: str) -> None:
+    """The 10,000-device run's repeats, step by step: a device `pending` on its old owner
+    moves; its next reading goes to the new owner, which rebuilds it and fires when the
+    rule's `for` runs out; the old owner, which still holds it, would fire it by time
+    alone at the same moment, before either firing is on record. The old owner holds a
+    time-only firing of a device that missed its reporting interval: dropped when the
+    device turns out to have moved, let out when it reports here again or turns out to be
+    silent everywhere."""
+    now = (int(time.time() * 1000) // 1000) * 1000
+    old, new = (Owner(shared_influxdb, influx_db_name, 5_000) for _ in range(2))
+    for k in range(2):  # a reading a second, above 150 µg/m³: `pending` (for 3 s)
+        old.reading("mv1", now + k * 1000, 220.0)
+        old.tick(now + k * 1000)
+    assert old.announced == [("mv1", "pending", now)]
+    new.reading("mv1", now + 2000, 220.0)  # moved: rebuilt from the stored readings
+    assert new.ho.counters.rebuilt_devices == 1
+    for k in range(2, 5):
+        old.tick(now + k * 1000)  # no reading here since +1 s
+        if k > 2:
+            new.reading("mv1", now + k * 1000, 220.0)
+        new.tick(now + k * 1000)
+    assert new.fired("mv1") == 1
+    assert old.fired("mv1") == 0, "the old owner announced a moved device's alert too"
+    assert old.ho.expire(now + 6_100) == ["mv1"]  # heard elsewhere: moved, forgotten
+    old.tick(now + 7_000)
+    assert old.fired("mv1") == 0 and not old.ho.held
+
+    # Late, not moved: held while overdue, let out with the reading that comes.
+    late = Owner(shared_influxdb, influx_db_name, 5_000)
+    for k in range(2):
+        late.reading("lt1", now + k * 1000, 220.0)
+        late.tick(now + k * 1000)
+    late.tick(now + 3000)
+    assert late.fired("lt1") == 0 and "lt1" in late.ho.held
+    late.reading("lt1", now + 2000, 220.0)  # the reading of +2 s, 1.5 s late
+    late.tick(now + 3500)
+    assert late.fired("lt1") == 1
+
+    # Silent everywhere (offline): let out once the store says nobody heard it.
+    off = Owner(shared_influxdb, influx_db_name, 5_000)
+    for k in range(2):
+        off.reading("of1", now + k * 1000, 220.0)
+        off.tick(now + k * 1000)
+    off.tick(now + 3000)
+    assert off.fired("of1") == 0 and "of1" in off.ho.held
+    assert off.ho.expire(now + 6_100) == []
+    off.tick(now + 6_200)
+    assert off.fired("of1") == 1
+
+
 def test_handover_counts_unreachable_history() -> None:
     engine = Engine(load_rules(DEMO_RULES))
     ho = HandOver(engine, InfluxHistory("http://127.0.0.1:9", "x", timeout_s=1), 60_000, 5_000)
@@ -290,6 +382,33 @@ def test_consistent_hash_never_splits_a_device_and_moves_few(rabbit: RabbitClust
     assert all(collector_of(next(iter(after[d]))) == f"{x}h4" for d in moved), \
         "a device moved between old collectors"
     assert 20 <= len(moved) <= 150, len(moved)
+    conn.close()
+
+
+@needs_rabbitmq
+def test_a_collectors_queue_leaders_are_spread_and_old_queues_kept(
+        rabbit: RabbitCluster) -> None:
+    """One collector declares all its queues from one node, yet their leaders go to
+    different nodes (`balanced`), so a node loss stops only some of them. A queue declared
+    before the locator was set (other arguments: a declare would be refused) is kept."""
+    import json
+
+    conn = pika.BlockingConnection(pika.URLParameters(rabbit.amqp_urls[2]))
+    ch = conn.channel()
+    old = queue_name("ll1", 3)
+    ch.queue_declare(old, durable=True, arguments=LEGACY_QUEUE_ARGS)
+    names = declare_queues(ch, "ll1", 4)
+    ch.queue_declare(names[0], passive=True)  # `ch` is unharmed by the refused declare
+    rows = json.loads(rabbit.nodes[0].ctl("list_queues", "name", "leader", "arguments",
+                                          "--formatter", "json"))
+    mine = {r["name"]: r for r in rows if r["name"] in names}
+    assert mine.keys() == set(names)
+    # `balanced` goes to the node leading fewest quorum queues (the module's other tests
+    # leave some); `client-local` would have put all three on the declaring node
+    assert len({mine[n]["leader"] for n in names[:3]}) >= 2, mine
+    assert "x-queue-leader-locator" not in json.dumps(mine[old]["arguments"])
+    for n in names:
+        ch.queue_delete(n)
     conn.close()
 
 
@@ -533,7 +652,7 @@ MOVE_RULES = """rules:
 
 def province_collector(rabbit: RabbitCluster, influx: InfluxDB, db: str, mosquitto: Mosquitto,
                        tmp_path: Path, name: str, ring: dict[str, int], registry: bool,
-                       judged: set[str] | None = None
+                       judged: set[str] | None = None, forget_after_s: float = 2.0,
                        ) -> tuple[CollectorApp, threading.Thread]:
     """A province collector on its own thread, with the alert lifecycle (its event bus on
     `mosquitto`), rules from tmp_path/rules.yaml and, if `registry`, tmp_path/registry.yaml;
@@ -542,7 +661,8 @@ def province_collector(rabbit: RabbitCluster, influx: InfluxDB, db: str, mosquit
     cfg = from_dict({
         "source": "amqp",
         "amqp": {"urls": rabbit.amqp_urls, "collector": name, "collectors": ring,
-                 "prefetch": 200, "rebuild_lookback_s": 30.0, "forget_after_s": 2.0},
+                 "prefetch": 200, "rebuild_lookback_s": 30.0,
+                 "forget_after_s": forget_after_s},
         "broker": {"port": mosquitto.port, "client_id": f"mv-{name}"},
         "influx": {"url": influx.url, "database": db},
         "batch": {"max_messages": 200, "max_wait_ms": 50},
@@ -676,6 +796,78 @@ def test_old_owner_closes_moved_alerts_and_remembers_moves_across_a_restart(
         for a in (o1, o2):
             if a is not None:
                 a.stop()
+
+
+PENDING_RULES = """rules:
+  - name: pm25_heavy
+    kind: threshold
+    field: pm2_5
+    aggregate: mean
+    window: 10s
+    above: 150
+    for: 4s
+"""
+
+
+@needs_rabbitmq
+def test_devices_moved_while_pending_are_alerted_once(
+    rabbit: RabbitCluster, shared_influxdb: InfluxDB, influx_db_name: str,
+    mosquitto: Mosquitto, tmp_path: Path,
+) -> None:
+    """The repeated alerts of the 10,000-device run, with real collectors: devices turn
+    `pending` on p1, then p2's queue joins the ring and takes some of them. Their `for`
+    runs out on p1 with no reading there (its window still holds the readings it saw) and
+    on p2, which rebuilt them before anything was on record. Each alert goes out once:
+    p1 holds the moved devices' firing and drops it when it forgets them."""
+    devices = [f"pd-{i:02d}" for i in range(30)]
+    fresh_ring(rabbit)
+    (tmp_path / "rules.yaml").write_text(PENDING_RULES)
+    judged1: set[str] = set()
+    moved: set[str] = set()
+    apps: list[CollectorApp] = []
+    pub = Publisher(rabbit, devices, set())
+    admin = pika.BlockingConnection(pika.URLParameters(rabbit.amqp_urls[0]))
+    ch = admin.channel()
+    try:
+        for name, judged in (("p1", judged1), ("p2", moved)):
+            apps.append(province_collector(
+                rabbit, shared_influxdb, influx_db_name, mosquitto, tmp_path, name,
+                {"p1": 20, "p2": 20}, registry=False, judged=judged,
+                forget_after_s=8.0)[0])
+        p1, p2 = apps
+        ch.queue_unbind(queue_name("p2"), HASH_EXCHANGE, routing_key="20")  # p1 only
+        pub.publish_all()
+        assert wait_for(lambda: judged1 >= set(devices), 20)
+        time.sleep(1.0)
+        second = int(time.time() * 1000)
+        pub.publish_all()  # `pending` on p1 (for 4 s) since the first round
+        assert p1.handover is not None and p1.alerting is not None
+        handover = p1.handover
+        # p1 judged both rounds of every device: it knows their reporting interval
+        assert wait_for(lambda: all(handover.last_ts.get(d, 0) >= second for d in devices), 10)
+        ch.queue_bind(queue_name("p2"), HASH_EXCHANGE, routing_key="20")  # p2 joins
+        assert p2.alerting is not None
+        c1, c2 = p1.alerting.manager.counters, p2.alerting.manager.counters
+
+        def step() -> bool:
+            pub.publish_all()
+            time.sleep(1.0)
+            return bool(moved) and moved <= handover.forgotten.keys()
+
+        assert wait_for(step, 40, step=0)
+        assert 0 < len(moved) < len(devices)
+        assert c2["event_firing"] == len(moved)  # the new owner announced them
+        # the old owner announced its own devices, not the moved ones
+        assert firing(p1, "pm25_heavy") == set(devices) - moved
+        assert c1["event_firing"] == len(devices) - len(moved), \
+            f"{c1['event_firing'] - (len(devices) - len(moved))} alerts announced twice"
+        assert handover.counters.held_dropped == len(moved)
+        assert p1.metrics.held_firing.labels("dropped")._value.get() == len(moved)
+    finally:
+        pub.close()
+        admin.close()
+        for a in apps:
+            a.stop()
 
 
 @needs_rabbitmq
