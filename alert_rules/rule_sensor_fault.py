@@ -21,8 +21,9 @@ layout the spatial rule caches):
   its usual ratio for `persist` readings, while no neighbour moved the same way (a plume
   seen by the device and its nearest neighbour is pollution, not a fault). The usual
   ratio (`UsualRatio`) is a slow robust EWMA of the device's log-ratio (time constant
-  `usual_tau_ms`, hours), updated at most every `usual_every_ms` per device and frozen
-  while a step is followed or the alert fires; until it has `usual_after` updates the
+  `usual_tau_ms`, hours), updated at most every `usual_every_ms` per device, frozen
+  while a step is followed or the alert fires, and never learning a ratio already
+  `ratio`× from it (a fault or a plume in clean air would teach it the fault); until it has `usual_after` updates the
   ratio just before the step stands in for it. A shift is followed from a candidate: a
   step of `step_ratio`× against the device's previous reading (found without its
   neighbours), or, at an update of the usual ratio, a ratio already `ratio`× away from
