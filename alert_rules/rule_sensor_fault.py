@@ -23,14 +23,15 @@ layout the spatial rule caches):
   ratio (`UsualRatio`) is a slow robust EWMA of the device's log-ratio (time constant
   `usual_tau_ms`, hours), updated at most every `usual_every_ms` per device, frozen
   while a step is followed or the alert fires, and never learning a ratio already
-  `ratio`× from it (a fault or a plume in clean air would teach it the fault); until it has `usual_after` updates the
-  ratio just before the step stands in for it. A shift is followed from a candidate: a
-  step of `step_ratio`× against the device's previous reading (found without its
-  neighbours), or, at an update of the usual ratio, a ratio already `ratio`× away from
-  the usual one (a shift whose step was missed). A ratio of ratios: the device's own gain
-  cancels, so a sensor that always reads 1.4× its neighbours is not a fault and one that
-  suddenly reads 60 % higher is, at any concentration and in any unit; and a device that
-  steps back to its usual ratio after a missed fault is not a new one;
+  `ratio`× from it (a fault or a plume in clean air would teach it the fault); until it
+  has `usual_after` updates the ratio just before the step stands in for it. A shift is
+  followed from a candidate: a step of `step_ratio`× against the device's previous
+  reading (found without its neighbours), or, at an update of the usual ratio, a ratio
+  already `ratio`× away from the usual one (a shift whose step was missed). A ratio of
+  ratios: the device's own gain cancels, so a sensor that always reads 1.4× its
+  neighbours is not a fault and one that suddenly reads 60 % higher is, at any
+  concentration and in any unit; and a device that steps back to its usual ratio after a
+  missed fault is not a new one;
 - `humidity`: the device reads more than `ratio`× its neighbours while its own RH is at
   least `humidity_above` % (low-cost optical sensors count droplets as particles: Jayaratne
   et al. 2018, AMT 11, 4883; the wire's `high_humidity` flag uses the same physics), and
