@@ -11,23 +11,27 @@ layout the spatial rule caches):
 - `jump`: the device's newest reading moved by more than `ratio`× against the previous
   one while the neighbours' median did not move (no plume rises that fast in one place);
 - `drift`: the device's window mean stays outside [median / ratio, median × ratio] of its
-  neighbours (`for` says for how long: hours, a fouled or ageing sensor); each tick
-  re-judges a tenth of the fleet (by row; every device every ten minutes), since it is
-  the only cause that needs every device's neighbour median;
+  neighbours (`for` says for how long: hours, a fouled or ageing sensor); each judging
+  re-judges the next `drift_stride`-th of the fleet (rows ≡ turn mod stride, the turn
+  counted per judging, not read off the clock: every row in turn whatever the
+  readings' cadence and the ticks' times), since it is the only cause that needs every
+  device's neighbour median;
 - `shift`: a level shift against the neighbours (a calibration jump, a re-seated or
   swapped sensor): the device's ratio to its neighbours' median stays `ratio`× away from
   its usual ratio for `persist` readings, while no neighbour moved the same way (a plume
   seen by the device and its nearest neighbour is pollution, not a fault). The usual
   ratio (`UsualRatio`) is a slow robust EWMA of the device's log-ratio (time constant
-  `usual_tau_ms`, hours), updated at most every `usual_every_ms` per device and frozen
-  while a step is followed or the alert fires; until it has `usual_after` updates the
-  ratio just before the step stands in for it. A shift is followed from a candidate: a
-  step of `step_ratio`× against the device's previous reading (found without its
-  neighbours), or, at an update of the usual ratio, a ratio already `ratio`× away from
-  the usual one (a shift whose step was missed). A ratio of ratios: the device's own gain
-  cancels, so a sensor that always reads 1.4× its neighbours is not a fault and one that
-  suddenly reads 60 % higher is, at any concentration and in any unit; and a device that
-  steps back to its usual ratio after a missed fault is not a new one;
+  `usual_tau_ms`, hours), updated at most every `usual_every_ms` per device, frozen
+  while a step is followed or the alert fires, and never learning a ratio already
+  `ratio`× from it (a fault or a plume in clean air would teach it the fault); until it
+  has `usual_after` updates the ratio just before the step stands in for it. A shift is
+  followed from a candidate: a step of `step_ratio`× against the device's previous
+  reading (found without its neighbours), or, at an update of the usual ratio, a ratio
+  already `ratio`× away from the usual one (a shift whose step was missed). A ratio of
+  ratios: the device's own gain cancels, so a sensor that always reads 1.4× its
+  neighbours is not a fault and one that suddenly reads 60 % higher is, at any
+  concentration and in any unit; and a device that steps back to its usual ratio after a
+  missed fault is not a new one;
 - `humidity`: the device reads more than `ratio`× its neighbours while its own RH is at
   least `humidity_above` % (low-cost optical sensors count droplets as particles: Jayaratne
   et al. 2018, AMT 11, 4883; the wire's `high_humidity` flag uses the same physics), and
@@ -79,6 +83,8 @@ class SensorFaultRule(RuleBase):
     humidity_above: float = 85.0  # % RH
     min_readings: int = 5
     drift_stride: int = 10
+    #: drift: judgings so far; rows ≡ drift_turn (mod drift_stride) are re-judged next
+    drift_turn: int = 0
     persist: int = 2  # shift: readings beyond `ratio` before it fires
     #: shift: the device's own step (newest / previous reading) that makes it a candidate;
     #: below `ratio`, since the air may move the other way in the same interval
@@ -261,7 +267,7 @@ class SensorFaultRule(RuleBase):
                 # that began before this step moved them before it, not at it)
                 kr = r[known]
                 med_now, _ = self._median_of(nbr[kr], self._latest_at(fleet, nbr[kr], now_ms))
-                tr.around[kr] = self._usual_levels(nbr[kr], med_now)
+                tr.around[kr] = self._usual_levels(nbr[kr], med_now, before[known])
             tr.beyond[r] = 0
             tr.seen[r] = 0
             tracked[begin] = ok
@@ -315,7 +321,10 @@ class SensorFaultRule(RuleBase):
             beyond = enough & (lq >= need) & excess
             back = ~(lq >= need / 2)  # NaN (no reading, no median) too
             agree = (moved >= np.maximum(lq, 0)[:, None] / 2).any(axis=1)
-        tr.beyond[r] += beyond & ~agree
+        # readings beyond with no neighbour agreeing, in a row: a neighbour that shares
+        # the excursion at any reading says pollution (counted over the whole step, two
+        # readings at which a shared plume's noise hid the neighbour were a fault)
+        tr.beyond[r] = np.where(agree, 0, tr.beyond[r] + (beyond & ~agree))
         tr.seen[r] += 1
         firing = self.columns.firing[r]
         o = ((beyond & ~agree) | firing) & (tr.beyond[r] >= self.persist) & ~back
@@ -361,12 +370,23 @@ class SensorFaultRule(RuleBase):
             dev = lr - u
             # below the sensors' own noise (µg/m³) a ratio says nothing
             ok = enough & np.isfinite(lr) & (np.maximum(x, med) >= self.min_excess)
-            depart = ok & known & (np.abs(dev) >= need) \
-                & (np.abs(x - med * np.exp(u)) >= self.min_excess)
-        learn = ok & ~depart
+            far = known & (np.abs(dev) >= need)
+            depart = ok & far & (np.abs(x - med * np.exp(u)) >= self.min_excess)
+        # a ratio already `ratio`× from the usual one is followed as a shift or, too
+        # close in µg/m³ to tell (clean air), skipped: never learned, or a fault through
+        # a clean night would teach the device its faulty ratio, clipped step by step,
+        # and its end would be called a shift
+        learn = ok & ~far
         # the mean of the first updates, then an EWMA of time constant usual_tau_ms whose
-        # steps are clipped (a plume or a missed fault moves it only slowly)
-        dt = np.minimum(ts[due] - us.at_prev[r], self.usual_tau_ms).astype(np.float64)
+        # steps are clipped (a plume or a missed fault moves it only slowly). An update
+        # weighs the time since the last one it could have been, at most an update
+        # interval or the device's own reading interval: not the time since the last
+        # update learned, which spans the freeze of a followed step or an alert, so that
+        # the first reading after a fault's alert resolved (often still the fault, in
+        # clean air) weighed like hours of agreement and taught the device its fault
+        gap = np.maximum(self.usual_every_ms, ts[due] - fleet.prev_ts[self.field][r])
+        dt = np.minimum(np.minimum(ts[due] - us.at_prev[r], gap),
+                        self.usual_tau_ms).astype(np.float64)
         a = np.maximum(1.0 / (c + 1.0), -np.expm1(-dt / self.usual_tau_ms))
         with np.errstate(invalid="ignore"):
             moved = np.where(known, np.clip(dev, -need / 2, need / 2), dev)
@@ -380,21 +400,28 @@ class SensorFaultRule(RuleBase):
         tr = self.track
         tr.ref[gr] = np.exp(u[depart])
         tr.up[gr] = dev[depart] > 0
-        tr.around[gr] = self._usual_levels(nbr[gr], med[depart])
+        # a neighbour whose usual ratio is not known is taken to read as the median:
+        # its level before this reading would already hold a plume that began before
+        around_g = nbr[gr]
+        at_median = np.where(around_g >= 0, med[depart][:, None], np.nan)
+        tr.around[gr] = self._usual_levels(around_g, med[depart], at_median)
         tr.beyond[gr] = 0
         tr.seen[gr] = 0
         tracked[go] = True
         return self._follow(fleet, now_ms, go, rows, latest, nbr, tracked, over, back)
 
-    def _usual_levels(self, around: IntArr, med: FloatArr) -> FloatArr:
-        """Where each neighbour in `around` would usually read at today's median `med`
-        (NaN: its usual ratio not known yet): a neighbour that left it the same way as
-        the device says pollution (`_follow`)."""
+    def _usual_levels(self, around: IntArr, med: FloatArr, before: FloatArr) -> FloatArr:
+        """Where each neighbour in `around` would usually read at today's median `med`:
+        a neighbour that left it the same way as the device says pollution (`_follow`).
+        A neighbour whose usual ratio is not known yet (few readings above the sensors'
+        noise: clean air, a new sensor) reads as `before` says (its level before the
+        step, or the median): left unasked, a plume it shared with the device was called
+        the device's fault."""
         us = self.usual
         flat = np.maximum(around, 0)
         ua = np.where((around >= 0) & (us.count[flat] >= self.usual_after),
                       us.log_ratio[flat], np.nan)
-        levels: FloatArr = med[:, None] * np.exp(ua)
+        levels: FloatArr = np.where(np.isnan(ua), before, med[:, None] * np.exp(ua))
         return levels
 
     def _level_before(self, fleet: FleetState, rows: IntArr, now_ms: int) -> FloatArr:
@@ -448,9 +475,13 @@ class SensorFaultRule(RuleBase):
                 cand = has & (spread == 0)
                 judged = spread
             elif self.cause == "drift":
-                # drift is judged over hours: each tick re-judges one `drift_stride`-th of
-                # the fleet (by row), the others keep their last verdict
-                due = (np.arange(n) % self.drift_stride) == (now_ms // 60_000) % self.drift_stride
+                # drift is judged over hours: each judging re-judges the next
+                # `drift_stride`-th of the fleet (by row), the others keep their last
+                # verdict. Counted per judging: a turn read off the clock (the minute)
+                # picked only the rows of the minutes the ticks fell on, so on an hourly
+                # series ticked at :00 and :10 most rows were never judged again
+                due = (np.arange(n) % self.drift_stride) == self.drift_turn % self.drift_stride
+                self.drift_turn = (self.drift_turn + 1) % self.drift_stride
                 cand = has & due
                 judged = mean
             else:
@@ -533,7 +564,7 @@ class SensorFaultRule(RuleBase):
     def blank_fields(self) -> dict[str, Any]:
         return {"onset_ms": np.zeros(0, np.int64), "evidence": {},
                 "last_over": np.zeros(0, bool), "cand": np.zeros(0, bool),
-                "track": ShiftTrack(), "usual": UsualRatio()}
+                "track": ShiftTrack(), "usual": UsualRatio(), "drift_turn": 0}
 
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         """The alert columns, and what a restart must not lose: the verdicts and

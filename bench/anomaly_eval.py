@@ -611,10 +611,14 @@ def judge_events(alarms: list[Alarm], who: str, wins: list[tuple[int, int]]
 
 
 def evaluate_neighbourhood(name: str, ts: npt.NDArray[np.int64], x: Arr, rh: Arr | None,
-                           rng: np.random.Generator, per_kind: int, k: int
+                           rng: np.random.Generator, per_kind: int, k: int,
+                           only: Sequence[str] = (), cases: bool = False
                            ) -> dict[str, int | CleanScore | FaultScore | EventScore]:
     """Clean, faulty and polluted neighbourhoods of the trace `x` through the rule
-    engine; figures per fault family and per kind of pollution event."""
+    engine; figures per fault family and per kind of pollution event. `only`: run these
+    groups alone (every group's faults and sensors are still drawn, so a group's draws
+    are the same whichever run); `cases`: list every fault or event and what fired
+    (stderr)."""
     groups: dict[str, tuple[Arr, list[Fault]]] = {}
     n = x.size
     air_rh = rh
@@ -641,14 +645,18 @@ def evaluate_neighbourhood(name: str, ts: npt.NDArray[np.int64], x: Arr, rh: Arr
         ys[rng.random(ys.shape) < 0.01] = np.nan  # readings lost on the way
         ys[:, np.isnan(x)] = np.nan  # the station's own gaps: no air to read
         groups[g] = (ys, labels)
-    names = list(groups)
+    drawn = list(groups)
+    names = [g for g in drawn if not only or g in only]
     registry = neighbourhood_registry(names, k)
     pm = np.vstack([groups[g][0] for g in names])
     rhs: Arr | None = None
     if air_rh is not None:
-        noisy = air_rh[None, :] + rng.normal(0, 2, (len(names) * k, n))
-        rhs = np.round(np.clip(noisy, 0, 100), 1).astype(np.float64)
+        noisy = air_rh[None, :] + rng.normal(0, 2, (len(drawn) * k, n))
+        keep = np.concatenate([np.arange(k) + k * drawn.index(g) for g in names])
+        rhs = np.round(np.clip(noisy[keep], 0, 100), 1).astype(np.float64)
     alarms = run_engine(ts, registry, pm, rhs)
+    if cases:
+        list_cases(name, ts, x, groups, names, alarms)
     days = (int(ts[-1]) - int(ts[0])) / DAY_MS
     scores: dict[str, CleanScore | FaultScore | EventScore] = {}
     clean = [a for a in alarms if a[1].startswith("clean-")]
@@ -656,18 +664,41 @@ def evaluate_neighbourhood(name: str, ts: npt.NDArray[np.int64], x: Arr, rh: Arr
     for _, _, aud, rule in clean:
         if aud == "maintenance":
             by_rule[rule] = by_rule.get(rule, 0) + 1
-    scores["clean"] = {
-        "maintenance_per_device_day": per_day(sum(by_rule.values()), k * days),
-        "unusual_per_device_day": per_day(sum(a[2] == "unusual" for a in clean), k * days),
-        "maintenance_by_rule": dict(sorted(by_rule.items())),
-    }
-    for g in names[1:]:
+    for g in names:
+        if g == "clean":
+            scores[g] = {
+                "maintenance_per_device_day": per_day(sum(by_rule.values()), k * days),
+                "unusual_per_device_day": per_day(sum(a[2] == "unusual" for a in clean),
+                                                  k * days),
+                "maintenance_by_rule": dict(sorted(by_rule.items())),
+            }
+            continue
         wins = windows(groups[g][1], ts)
         scores[g] = (judge_events(alarms, g, wins) if g in NB_EVENTS
                      else judge_faults(alarms, g, wins, ts, k, days))
     print(f"{name}:neighbourhood: " + "; ".join(f"{g} {v}" for g, v in scores.items()),
           file=sys.stderr)
     return {"devices": k, **scores}
+
+
+def list_cases(name: str, ts: npt.NDArray[np.int64], x: Arr,
+               groups: dict[str, tuple[Arr, list[Fault]]], names: list[str],
+               alarms: list[Alarm]) -> None:
+    """One line per fault or event (stderr): where it is, the air and device 0's step at
+    its start, and the alerts that fired in its window (minutes from its start, rule,
+    device): what a figure is made of, to see which cases are missed or late."""
+    for g in names:
+        ys, faults = groups[g]
+        wins = windows(faults, ts)
+        for (_, s, e), (ws, we) in zip(faults, wins, strict=True):
+            seen = [(round((int(ts[i]) - int(ts[s])) / 60_000), rule, subject.rsplit("-", 1)[1])
+                    for i, subject, aud, rule in alarms
+                    if subject.startswith(g + "-") and ws <= i < we and aud != "level"]
+            before = ys[0, s - 1] if s else np.nan
+            print(f"{name}:case {g} [{s},{e}) {e - s} readings, air {x[s - 1]:.1f}"
+                  f"→{x[s]:.1f}, device 0 {before:.1f}→{ys[0, s]:.1f}: "
+                  + (", ".join(f"{d} min {r}@{who}" for d, r, who in seen[:6]) or "nothing"),
+                  file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -690,6 +721,15 @@ def main(argv: list[str] | None = None) -> int:
                          "the rule engine")
     ap.add_argument("--neighbours", type=int, default=6,
                     help="devices per neighbourhood (the faulty one included)")
+    ap.add_argument("--groups", nargs="+", default=[],
+                    choices=["clean", *NB_FAMILIES, *NB_EVENTS],
+                    help="run only these neighbourhoods (their faults are those of a "
+                         "whole run)")
+    ap.add_argument("--cases", action="store_true",
+                    help="list every neighbourhood fault and event and what fired")
+    ap.add_argument("--hours", type=float, default=0.0,
+                    help="neighbourhoods over the first HOURS of each trace only "
+                         "(0: whole; the faults are drawn on the shortened trace)")
     args = ap.parse_args(argv)
     try:
         SETTINGS.update(parse_settings(args.set))
@@ -719,11 +759,15 @@ def main(argv: list[str] | None = None) -> int:
             if name not in args.traces:
                 continue
             ts, x = TRACES[name][0](args.data)
+            rh = None if rh_of is None else rh_of(args.data)
+            if args.hours:
+                cut = int(np.searchsorted(ts, ts[0] + args.hours * HOUR_MS))
+                ts, x, rh = ts[:cut], x[:cut], None if rh is None else rh[:cut]
             # a generator per neighbourhood trace, by its place in HUMIDITY (fixed),
             # whatever --traces holds
             nb[name] = evaluate_neighbourhood(
-                name, ts, x, None if rh_of is None else rh_of(args.data),
-                np.random.default_rng([args.seed, 16, j]), args.per_kind, args.neighbours)
+                name, ts, x, rh, np.random.default_rng([args.seed, 16, j]), args.per_kind,
+                args.neighbours, args.groups, args.cases)
         result["neighbourhood"] = nb
     emit("anomaly_eval", result, RESULT_KEYS)
     return 0

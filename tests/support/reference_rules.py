@@ -361,7 +361,8 @@ class Reference:
                 beyond = enough and lq >= need and excess
                 back = not lq >= need / 2
                 agree = bool((moved >= max(lq, 0.0) / 2).any())
-            st.beyond += beyond and not agree
+            # in a row: a neighbour agreeing at any reading says pollution
+            st.beyond = 0 if agree else st.beyond + (beyond and not agree)
             st.seen += 1
             over = ((beyond and not agree) or firing) and st.beyond >= rule.persist \
                 and not back
