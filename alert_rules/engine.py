@@ -15,6 +15,7 @@ from typing import IO
 import numpy as np
 import numpy.typing as npt
 
+from airgrid.interpreter_lock import sharing
 from alert_rules import late_replay
 from alert_rules.lifecycle import NEVER, NONE
 from alert_rules.neighbour_layout import NeighbourLayout, install_layouts, prepare_layouts
@@ -160,7 +161,7 @@ class Engine:
         added: list[str] = []
         changed: list[str] = []
         moved = False
-        for device_id, d in new.items():
+        for device_id, d in sharing(new.items(), 256):  # beside ingest
             was = old.get(device_id)
             if was is None:
                 added.append(device_id)

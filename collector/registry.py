@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from airgrid.interpreter_lock import sharing
 from airgrid.wire import DEVICE_ID_RE
 from collector import calibration
 from collector.calibration import Calibration
@@ -338,7 +339,7 @@ class RegistryParser:
         # a column outside COLUMNS is an error the generic path words (on the first row)
         ix = (tuple(header.index(c) if c in header else -1 for c in COLUMNS)
               if set(header) - {""} <= set(COLUMNS) else None)
-        for row in reader:
+        for row in sharing(reader):  # beside ingest on a reload
             if not row:  # a blank line (csv.DictReader skips them too)
                 continue
             key = "\x1f".join(row)
@@ -369,8 +370,9 @@ def load(path: Path) -> dict[str, Device]:
 def changed_ids(old: dict[str, Device], new: dict[str, Device]) -> list[str]:
     """Devices added, edited or removed from `old` to `new` (an unchanged CSV row is the
     same object after a reload, `RegistryParser` keeps it; a YAML entry is compared)."""
-    out = [d for d, dev in new.items() if (was := old.get(d)) is not dev and was != dev]
-    out += [d for d in old if d not in new]
+    out = [d for d, dev in sharing(new.items(), 256)
+           if (was := old.get(d)) is not dev and was != dev]
+    out += [d for d in sharing(old, 256) if d not in new]
     return out
 
 

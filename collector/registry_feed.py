@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from airgrid.interpreter_lock import sharing
 from alert_rules.engine import Engine, RegistryChange
 from alert_rules.registry import Device as ExpectedDevice
 from collector.county_points import CountyPoints, location_lines
@@ -100,7 +101,7 @@ class RegistryFeed:
         known = known or {}
         handed: dict[str, tuple[Device, ExpectedDevice]] = {}
         changed: list[Device] = []
-        for device_id, d in devices.items():
+        for device_id, d in sharing(devices.items(), 256):  # beside ingest
             prev = old.get(device_id)
             if prev is not None and (prev[0] is d or prev[0] == d):
                 # the same pair when the row is the same object: dropping the old map
