@@ -283,6 +283,21 @@ def test_a_device_moved_while_pending_fires_once(shared_influxdb: InfluxDB,
     old.tick(now + 7_000)
     assert old.fired("mv1") == 0 and not old.ho.held
 
+    # The `for` runs out just before the moved device's next reading is due (the
+    # 10,000-device run's 30 repeats): held too, and dropped once it is found moved.
+    due, due_new = (Owner(shared_influxdb, influx_db_name, 5_000) for _ in range(2))
+    for k in range(3):  # `pending` from +0 s; the `for` runs out at +3 s
+        due.reading("du1", now + k * 1000, 220.0)
+        due.tick(now + k * 1000)
+    due.tick(now + 3_000)  # 1.0 s after its last reading here, an interval of 1 s
+    assert due.fired("du1") == 0 and "du1" in due.ho.held
+    for k in (3, 4):  # its next readings went to the new owner
+        due_new.reading("du1", now + k * 1000, 220.0)
+        due_new.tick(now + k * 1000)
+    assert due_new.fired("du1") == 1
+    assert due.ho.expire(now + 8_100) == ["du1"]
+    assert due.fired("du1") == 0 and not due.ho.held
+
     # Late, not moved: held while overdue, let out with the reading that comes.
     late = Owner(shared_influxdb, influx_db_name, 5_000)
     for k in range(2):
