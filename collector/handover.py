@@ -297,6 +297,15 @@ class HandOver:
 
     def before_ingest(self, devices: Sequence[str], ts_ms: Sequence[int], now_ms: int) -> None:
         """Call with a stored batch before `engine.ingest` of the same batch."""
+        if self.held:
+            back = [d for d in dict.fromkeys(devices) if d in self.held and self._was_away(
+                d, now_ms)]
+            if back:
+                # Held, and back after more than its interval: it reported elsewhere (an
+                # owner added, then removed) and that owner may have announced the held
+                # firing. Taken over like any moved device: rebuilt below from the record,
+                # which adopts what was announced and announces what was not.
+                self.forget_moved(back, now_ms)
         new = [d for d in dict.fromkeys(devices)
                if d not in self.last_seen and not self._holds(d)]
         if new:
@@ -540,6 +549,11 @@ class HandOver:
             return True  # asked where it went (its `last_seen` is the asking time)
         seen, gap = self.last_seen.get(device), self.gap.get(device)
         return seen is not None and gap is not None and now_ms - seen > gap * HOLD_AFTER_SHARE
+
+    def _was_away(self, device: str, now_ms: int) -> bool:
+        """No reading here for over one and a half of its intervals."""
+        seen, gap = self.last_seen.get(device), self.gap.get(device)
+        return seen is not None and gap is not None and now_ms - seen > gap * 3 // 2
 
     def _release(self, device: str) -> None:
         released = self.held.pop(device)

@@ -295,8 +295,13 @@ def test_a_device_moved_while_pending_fires_once(shared_influxdb: InfluxDB,
         due_new.reading("du1", now + k * 1000, 220.0)
         due_new.tick(now + k * 1000)
     assert due_new.fired("du1") == 1
-    assert due.ho.expire(now + 8_100) == ["du1"]
+
+    # ...and comes back before it was forgotten (the owner it went to was removed):
+    # taken over again from the record, which says the new owner announced it.
+    due.reading("du1", now + 5_000, 220.0)  # 3 s after its last reading here
+    due.tick(now + 5_000)
     assert due.fired("du1") == 0 and not due.ho.held
+    assert due.ho.counters.adopted_announced == 1 and due.ho.counters.held_dropped == 1
 
     # Late, not moved: held while overdue, let out with the reading that comes.
     late = Owner(shared_influxdb, influx_db_name, 5_000)
