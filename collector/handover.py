@@ -298,13 +298,16 @@ class HandOver:
     def before_ingest(self, devices: Sequence[str], ts_ms: Sequence[int], now_ms: int) -> None:
         """Call with a stored batch before `engine.ingest` of the same batch."""
         if self.held:
-            back = [d for d in dict.fromkeys(devices) if d in self.held and self._was_away(
-                d, now_ms)]
+            first: dict[str, int] = {}  # each held device's oldest reading in the batch
+            for d, t in zip(devices, ts_ms, strict=True):
+                if d in self.held and t < first.get(d, t + 1):
+                    first[d] = t
+            back = [d for d, t in first.items() if self._was_away(d, t)]
             if back:
-                # Held, and back after more than its interval: it reported elsewhere (an
-                # owner added, then removed) and that owner may have announced the held
-                # firing. Taken over like any moved device: rebuilt below from the record,
-                # which adopts what was announced and announces what was not.
+                # Held, and back with a hole in its readings here: it reported elsewhere
+                # (an owner added, then removed) and that owner may have announced the
+                # held firing. Taken over like any moved device: rebuilt below from the
+                # record, which adopts what was announced and announces what was not.
                 self.forget_moved(back, now_ms)
         new = [d for d in dict.fromkeys(devices)
                if d not in self.last_seen and not self._holds(d)]
@@ -550,10 +553,12 @@ class HandOver:
         seen, gap = self.last_seen.get(device), self.gap.get(device)
         return seen is not None and gap is not None and now_ms - seen > gap * HOLD_AFTER_SHARE
 
-    def _was_away(self, device: str, now_ms: int) -> bool:
-        """No reading here for over one and a half of its intervals."""
-        seen, gap = self.last_seen.get(device), self.gap.get(device)
-        return seen is not None and gap is not None and now_ms - seen > gap * 3 // 2
+    def _was_away(self, device: str, ts_ms: int) -> bool:
+        """Its reading of `ts_ms` follows its last one here by over one and a half of its
+        intervals: the readings between went elsewhere (or were never sent). Reading
+        time, not arrival: asking where a silent device went moves its `last_seen`."""
+        last, gap = self.last_ts.get(device), self.gap.get(device)
+        return last is not None and gap is not None and ts_ms - last > gap * 3 // 2
 
     def _release(self, device: str) -> None:
         released = self.held.pop(device)
