@@ -244,6 +244,12 @@ class Owner:
         self.ho.before_ingest([device], [ts], ts)
         self.engine.ingest([device], [ts], {"pm2_5": [pm]})
 
+    def report(self, device: str, times_ms: list[int], pm: float = 220.0) -> None:
+        """A reading at each time, each followed by the tick at that time."""
+        for t in times_ms:
+            self.reading(device, t, pm)
+            self.tick(t)
+
     def tick(self, now: int) -> None:
         out = self.ho.screen(self.engine.tick(now), now)
         lines = [x for x in map(transition_line, out) if x is not None]
@@ -266,9 +272,8 @@ def test_a_device_moved_while_pending_fires_once(shared_influxdb: InfluxDB,
     silent everywhere."""
     now = (int(time.time() * 1000) // 1000) * 1000
     old, new = (Owner(shared_influxdb, influx_db_name, 5_000) for _ in range(2))
-    for k in range(2):  # a reading a second, above 150 µg/m³: `pending` (for 3 s)
-        old.reading("mv1", now + k * 1000, 220.0)
-        old.tick(now + k * 1000)
+    # a reading a second, above 150 µg/m³: `pending` (for 3 s)
+    old.report("mv1", [now + k * 1000 for k in range(2)])
     assert old.announced == [("mv1", "pending", now)]
     new.reading("mv1", now + 2000, 220.0)  # moved: rebuilt from the stored readings
     assert new.ho.counters.rebuilt_devices == 1
@@ -286,14 +291,12 @@ def test_a_device_moved_while_pending_fires_once(shared_influxdb: InfluxDB,
     # The `for` runs out just before the moved device's next reading is due (the
     # 10,000-device run's 30 repeats): held too, and dropped once it is found moved.
     due, due_new = (Owner(shared_influxdb, influx_db_name, 5_000) for _ in range(2))
-    for k in range(3):  # `pending` from +0 s; the `for` runs out at +3 s
-        due.reading("du1", now + k * 1000, 220.0)
-        due.tick(now + k * 1000)
+    # `pending` from +0 s; the `for` runs out at +3 s
+    due.report("du1", [now + k * 1000 for k in range(3)])
     due.tick(now + 3_000)  # 1.0 s after its last reading here, an interval of 1 s
     assert due.fired("du1") == 0 and "du1" in due.ho.held
-    for k in (3, 4):  # its next readings went to the new owner
-        due_new.reading("du1", now + k * 1000, 220.0)
-        due_new.tick(now + k * 1000)
+    # its next readings went to the new owner
+    due_new.report("du1", [now + k * 1000 for k in (3, 4)])
     assert due_new.fired("du1") == 1
 
     # ...and comes back before it was forgotten (the owner it went to was removed):
@@ -301,16 +304,13 @@ def test_a_device_moved_while_pending_fires_once(shared_influxdb: InfluxDB,
     # where a silent device went (the forget question) moves its `last_seen` to the
     # asking time; the hole in its readings here is what counts.
     due.ho.last_seen["du1"] = now + 4_900
-    due.reading("du1", now + 5_000, 220.0)  # 3 s after its last reading here
-    due.tick(now + 5_000)
+    due.report("du1", [now + 5_000])  # 3 s after its last reading here
     assert due.fired("du1") == 0 and not due.ho.held
     assert due.ho.counters.adopted_announced == 1 and due.ho.counters.held_dropped == 1
 
     # Late, not moved: held while overdue, let out with the reading that comes.
     late = Owner(shared_influxdb, influx_db_name, 5_000)
-    for k in range(2):
-        late.reading("lt1", now + k * 1000, 220.0)
-        late.tick(now + k * 1000)
+    late.report("lt1", [now + k * 1000 for k in range(2)])
     late.tick(now + 3000)
     assert late.fired("lt1") == 0 and "lt1" in late.ho.held
     late.reading("lt1", now + 2000, 220.0)  # the reading of +2 s, 1.5 s late
@@ -319,9 +319,7 @@ def test_a_device_moved_while_pending_fires_once(shared_influxdb: InfluxDB,
 
     # Silent everywhere (offline): let out once the store says nobody heard it.
     off = Owner(shared_influxdb, influx_db_name, 5_000)
-    for k in range(2):
-        off.reading("of1", now + k * 1000, 220.0)
-        off.tick(now + k * 1000)
+    off.report("of1", [now + k * 1000 for k in range(2)])
     off.tick(now + 3000)
     assert off.fired("of1") == 0 and "of1" in off.ho.held
     assert off.ho.expire(now + 6_100) == []
