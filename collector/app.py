@@ -21,7 +21,7 @@ from alert_rules.engine import Engine
 from alert_rules.rulefile import DEFAULT_RULES, RuleFileError, load_rules
 from alert_rules.transitions import Transition
 from collector import config as collector_config
-from collector import logfmt
+from collector import logfmt, long_lived_heap
 from collector import registry as device_registry
 from collector.alert_handoff import AlertHandOff, BeforeJudge, Screen
 from collector.batch_builder import BatchBuilder, Intake
@@ -80,12 +80,19 @@ def load(path: Path) -> LoadedConfig:
 
 
 def from_config(cfg: CollectorConfig) -> LoadedConfig:
+    with long_lived_heap.building():
+        return _from_config(cfg)
+
+
+def _from_config(cfg: CollectorConfig) -> LoadedConfig:
     parser = device_registry.RegistryParser()
     devices = parser.load(cfg.registry.file) if cfg.registry.file else {}
     if cfg.registry.file:
-        from collector.workorders.workers import from_registry
+        from collector.workorders.workers import listed_workers
 
-        from_registry(cfg.registry.file, devices)  # the app's workers: RegistryError
+        # the app's `workers:` list (RegistryError); the device contacts' workers are
+        # checked with the devices
+        listed_workers(cfg.registry.file)
     engine = build_engine(cfg.rules.files, devices.values())
     _alerting_config(cfg)
     return LoadedConfig(cfg, engine, devices, parser)
@@ -228,6 +235,10 @@ class CollectorApp:
 
     def __init__(self, loaded: LoadedConfig, *,
                  before_judge: Sequence[BeforeJudge] = ()) -> None:
+        with long_lived_heap.building():  # what lives as long as the process
+            self._build(loaded, before_judge)
+
+    def _build(self, loaded: LoadedConfig, before_judge: Sequence[BeforeJudge]) -> None:
         cfg = self.config = loaded.config
         self.engine = loaded.engine
         self.sink = make_sink(cfg)
@@ -297,20 +308,21 @@ class CollectorApp:
 
     def start(self) -> None:
         """Restore saved state, connect to the broker, start alerting, serve metrics."""
-        n = self.state.restore(self.pipeline.builder.seqs, self.pipeline.builder.aggregates)
-        self.pipeline.builder.restore_epochs()
-        log.info("restored seq state of %d devices", n)
-        suspects = self.quarantine.recover()
-        if suspects:
-            log.warning("%d messages were in flight when the collector last stopped "
-                        "abnormally: each is processed alone, and quarantined after %d "
-                        "attempts", suspects, MAX_ATTEMPTS)
-        self.pipeline.engine_state.restore()
-        self.pipeline.engine_state.warm()
         # What start-up built (registry, engine, restored state) lives as long as the
-        # process: out of the collector's reach, a full collection no longer walks it
-        # on the ingest thread (at 100,000 devices, hundreds of ms each time).
-        gc.freeze()
+        # process: frozen, out of the collector's reach, a full collection no longer
+        # walks it on the ingest thread (at 100,000 devices, hundreds of ms each time).
+        with long_lived_heap.building():
+            n = self.state.restore(self.pipeline.builder.seqs,
+                                   self.pipeline.builder.aggregates)
+            self.pipeline.builder.restore_epochs()
+            log.info("restored seq state of %d devices", n)
+            suspects = self.quarantine.recover()
+            if suspects:
+                log.warning("%d messages were in flight when the collector last stopped "
+                            "abnormally: each is processed alone, and quarantined after %d "
+                            "attempts", suspects, MAX_ATTEMPTS)
+            self.pipeline.engine_state.restore()
+            self.pipeline.engine_state.warm()
         self.state_sizes.start()
         if self.handover is not None:
             self.handover.restore()

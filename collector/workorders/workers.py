@@ -18,7 +18,9 @@ their township, a county officer everything.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +28,12 @@ from typing import Any, Literal
 
 import yaml
 
+from airgrid.interpreter_lock import sharing
 from collector.alerting.phones import e164_or_none
 from collector.registry import Device, RegistryError, decode_utf8
 from collector.registry import load as load_devices
+
+log = logging.getLogger(__name__)
 
 Role = Literal["grid_worker", "township_officer", "county_officer"]
 ROLES: tuple[Role, ...] = ("grid_worker", "township_officer", "county_officer")
@@ -89,27 +94,34 @@ def parse_worker(raw: object, where: str) -> Worker:
                   township, grid)
 
 
+def listed_workers(path: Path) -> dict[str, Worker]:
+    """Worker id → Worker of the registry's `workers:` list (a CSV registry has none).
+    RegistryError names the file, entry and key of the first problem."""
+    if path.suffix.lower() == ".csv":
+        return {}
+    try:
+        doc = yaml.safe_load(decode_utf8(path, path.read_bytes()))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RegistryError(f"{path}: {exc}") from exc
+    raw = doc.get("workers") if isinstance(doc, Mapping) else None
+    if raw is not None and not isinstance(raw, list):
+        raise RegistryError(f"{path}: workers: expected a list of worker tables")
+    out: dict[str, Worker] = {}
+    for i, entry in enumerate(raw or []):
+        w = parse_worker(entry, f"{path}: workers[{i}]")
+        if w.id in out:
+            raise RegistryError(f"{path}: workers: duplicate id {w.id!r}")
+        out[w.id] = w
+    return out
+
+
 def from_registry(path: Path, devices: Mapping[str, Device] | None = None) -> dict[str, Worker]:
     """Worker id → Worker, from the registry file (its `workers:` and device contacts).
     RegistryError names the file, entry and key of the first problem."""
     devices = load_devices(path) if devices is None else devices
-    listed: list[Worker] = []
-    if path.suffix.lower() != ".csv":
-        try:
-            doc = yaml.safe_load(decode_utf8(path, path.read_bytes()))
-        except (OSError, yaml.YAMLError) as exc:
-            raise RegistryError(f"{path}: {exc}") from exc
-        raw = doc.get("workers") if isinstance(doc, Mapping) else None
-        if raw is not None and not isinstance(raw, list):
-            raise RegistryError(f"{path}: workers: expected a list of worker tables")
-        listed = [parse_worker(w, f"{path}: workers[{i}]") for i, w in enumerate(raw or [])]
-    out: dict[str, Worker] = {}
-    for w in listed:
-        if w.id in out:
-            raise RegistryError(f"{path}: workers: duplicate id {w.id!r}")
-        out[w.id] = w
-    phones = {w.phone for w in listed}
-    for d in devices.values():
+    out = listed_workers(path)
+    phones = {w.phone for w in out.values()}
+    for d in sharing(devices.values(), 256):  # beside ingest, on the warm-up thread
         first = d.contacts[0] if d.contacts else None
         phone = e164_or_none(first.phone) if first else None
         if first is None or phone is None or phone in phones:
@@ -126,7 +138,13 @@ class WorkerDirectory:
 
     `devices` gives the registry the collector already parsed (its watcher's, swapped in
     after a reload), so device contacts come from there instead of a second parse of the
-    whole file on a request thread; without it (tools, tests) the file is parsed here."""
+    whole file on a request thread; without it (tools, tests) the file is parsed here.
+    With it, the `workers:` list is checked at once (a bad one stops start-up) and the
+    device contacts' workers (100,000 devices: about half a second) are made on a thread
+    of their own, so start-up does not wait for them; what needs them waits instead."""
+
+    #: how long a look-up waits for the start-up directory before answering from none
+    WARM_WAIT_S = 30.0
 
     def __init__(self, path: Path | None,
                  devices: Callable[[], Mapping[str, Device]] | None = None) -> None:
@@ -137,7 +155,26 @@ class WorkerDirectory:
         self._first = True
         self._workers: dict[str, Worker] = {}
         self.reload_errors = 0
-        self.get("")  # a bad file at start-up stops start-up
+        self._lock = threading.Lock()  # one (re)build at a time
+        self._ready = threading.Event()  # the start-up directory is made
+        if path is None or devices is None:
+            self.get("")  # a bad file at start-up stops start-up
+            self._ready.set()
+            return
+        listed_workers(path)  # a bad `workers:` list stops start-up
+        threading.Thread(target=self._warm, name="worker-directory", daemon=True).start()
+
+    def _warm(self) -> None:
+        try:
+            self.all()
+        except RegistryError as exc:  # the file changed since start-up's check
+            self.reload_errors += 1
+            log.error("worker directory: %s", exc)
+        finally:
+            self._ready.set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self._ready.wait(timeout)
 
     def _stat(self) -> tuple[int, int] | None:
         assert self.path is not None
@@ -150,29 +187,33 @@ class WorkerDirectory:
     def all(self) -> dict[str, Worker]:
         if self.path is None:
             return {}
-        devices = self.devices() if self.devices is not None else None
-        # the file's stamp, and which parsed registry is in force (a reload's parse ends
-        # after the file changed: its devices are picked up when they are swapped in)
-        stamp = self._stat()
-        if self._first or stamp != self._stamp or devices is not self._seen:
-            first, self._first = self._first, False
-            self._stamp, self._seen = stamp, devices
-            try:
-                self._workers = from_registry(self.path, devices)
-            except RegistryError:
-                if first:
-                    raise
-                self.reload_errors += 1  # the registry watcher logs the file's problem
-        return self._workers
+        with self._lock:
+            devices = self.devices() if self.devices is not None else None
+            # the file's stamp, and which parsed registry is in force (a reload's parse
+            # ends after the file changed: its devices are picked up when swapped in)
+            stamp = self._stat()
+            if self._first or stamp != self._stamp or devices is not self._seen:
+                first, self._first = self._first, False
+                self._stamp, self._seen = stamp, devices
+                try:
+                    self._workers = from_registry(self.path, devices)
+                except RegistryError:
+                    if first:
+                        raise
+                    self.reload_errors += 1  # the registry watcher logs the file's problem
+            return self._workers
 
     def get(self, worker_id: str) -> Worker | None:
         return self.all().get(worker_id)
 
     # by_phone / by_name run inside the alert lifecycle's transaction (an SMS or MQTT
-    # acknowledgement): they read what the last request loaded and never parse the file
+    # acknowledgement): they read what was last loaded (the start-up directory once it
+    # is made) and never parse the file
     def by_phone(self, phone: str) -> Worker | None:
+        self._ready.wait(self.WARM_WAIT_S)
         p = e164_or_none(phone)
         return next((w for w in self._workers.values() if w.phone == p), None)
 
     def by_name(self, name: str) -> Worker | None:
+        self._ready.wait(self.WARM_WAIT_S)
         return next((w for w in self._workers.values() if w.name == name), None)
