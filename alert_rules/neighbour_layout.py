@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from alert_rules.neighbours import neighbours
-from alert_rules.registry import Device
+from alert_rules.registry import Registered
 from alert_rules.state import FleetState, FloatArr, IntArr
 
 
@@ -37,7 +37,7 @@ class NeighbourLayout:
     radius_km: float
     k: int
     devices: tuple[str, ...]  # the row order it was built for
-    registry: Mapping[str, Device]  # the registry it was built from (compared by identity)
+    registry: Mapping[str, Registered]  # the registry it was built from (compared by identity)
     lat: FloatArr  # per row; NaN: not in the registry, or no position
     lon: FloatArr
     townships: tuple[str, ...]  # per row; "": none
@@ -58,7 +58,7 @@ def layout_key(radius_km: float, k: int) -> str:
     return f"spatial:{radius_km}:{k}"
 
 
-def build_layout(devices: Sequence[str], registry: Mapping[str, Device], radius_km: float,
+def build_layout(devices: Sequence[str], registry: Mapping[str, Registered], radius_km: float,
                  k: int, previous: NeighbourLayout | None = None) -> NeighbourLayout:
     """The layout of these rows (row i is devices[i]) under this registry. With
     `previous` (a layout of the same radius and k, e.g. the one in use), its neighbours
@@ -106,7 +106,7 @@ def neighbour_layout(fleet: FleetState, radius_km: float, max_neighbours: int
 
 
 def prepare_layouts(layouts: Mapping[str, object], devices: Sequence[str],
-                    registry: Mapping[str, Device]) -> dict[str, NeighbourLayout]:
+                    registry: Mapping[str, Registered]) -> dict[str, NeighbourLayout]:
     """For a registry reload, on any thread: every neighbour layout among `layouts` (a
     copy of `fleet.layout`) rebuilt for the rows the fleet will have (`devices`: its
     rows, then the registry's new devices in the order they will be added) under the new
@@ -131,7 +131,7 @@ def install_layouts(fleet: FleetState, prepared: Mapping[str, NeighbourLayout]) 
     return installed
 
 
-def _inputs(rows: Sequence[str], registry: Mapping[str, Device]
+def _inputs(rows: Sequence[str], registry: Mapping[str, Registered]
             ) -> tuple[FloatArr, FloatArr, tuple[str, ...]]:
     regs = [registry.get(d) for d in rows]
     lat = np.array([r.lat if r else np.nan for r in regs], np.float64)
@@ -151,7 +151,7 @@ def _grown_without_positions(previous: NeighbourLayout, lat: FloatArr, lon: Floa
 
 
 def _extended(previous: NeighbourLayout, rows: tuple[str, ...],
-              registry: Mapping[str, Device], lat: FloatArr, lon: FloatArr,
+              registry: Mapping[str, Registered], lat: FloatArr, lon: FloatArr,
               townships: tuple[str, ...]) -> NeighbourLayout:
     """The previous layout's neighbours, with columns of "none" for the added rows (and
     none the new row count); township codes renumbered only when townships changed."""

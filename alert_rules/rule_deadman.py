@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from alert_rules.lifecycle import NEVER
-from alert_rules.registry import Device
+from alert_rules.registry import Registered
 from alert_rules.rule_base import RuleBase
 from alert_rules.state import FleetState, FloatArr, IntArr
 from alert_rules.transitions import Transition
@@ -53,5 +53,5 @@ def fleet_cellular(fleet: FleetState) -> FloatArr:
     return fleet.per_device("cellular", _cellular)
 
 
-def _cellular(d: Device | None) -> float:
+def _cellular(d: Registered | None) -> float:
     return 1.0 if d is not None and d.link == "cellular" else 0.0

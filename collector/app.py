@@ -7,17 +7,16 @@ validation `run` does before it starts (and all that `check-config` does).
 
 from __future__ import annotations
 
-import gc
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from airgrid.config import ConfigError
-from alert_rules.engine import Engine
+from alert_rules.engine import Engine, Entries
 from alert_rules.rulefile import DEFAULT_RULES, RuleFileError, load_rules
 from alert_rules.transitions import Transition
 from collector import config as collector_config
@@ -42,7 +41,7 @@ from collector.mqtt_ingest import MqttIngest
 from collector.pipeline import Batching, Pipeline
 from collector.quarantine import MAX_ATTEMPTS, Quarantine, path_beside
 from collector.registry import RegistryError, RegistryWatcher
-from collector.registry_feed import RegistryFeed, expected
+from collector.registry_feed import RegistryFeed
 from collector.retention import Retention, StateDbSizes
 from collector.spool import Spool
 from collector.state_store import StateStore
@@ -93,18 +92,17 @@ def _from_config(cfg: CollectorConfig) -> LoadedConfig:
         # the app's `workers:` list (RegistryError); the device contacts' workers are
         # checked with the devices
         listed_workers(cfg.registry.file)
-    engine = build_engine(cfg.rules.files, devices.values())
+    engine = build_engine(cfg.rules.files, devices)
     _alerting_config(cfg)
     return LoadedConfig(cfg, engine, devices, parser)
 
 
-def build_engine(files: Sequence[Path],
-                 devices: Iterable[device_registry.Device] = ()) -> Engine:
+def build_engine(files: Sequence[Path], devices: Entries = ()) -> Engine:
     """The rules over the registered fleet: deadman also catches devices never heard."""
     rules = []
     for f in files or (DEFAULT_RULES,):
         rules.extend(load_rules(f))
-    return Engine(rules, registry=expected(devices))
+    return Engine(rules, registry=devices)  # the registry's entries, as they are
 
 
 def _influx_v1(cfg: CollectorConfig) -> StorageSink:

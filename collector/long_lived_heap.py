@@ -18,11 +18,17 @@ count, so a steady climb with a flat fleet would be visible.
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 FREEZE_EVERY_S = 60.0
+
+
+_building_lock = threading.Lock()
+_building = 0  # start-ups building now (several collectors may start in one process)
+_was_enabled = False  # the collector's state before the first of them
 
 
 @contextmanager
@@ -31,15 +37,22 @@ def building() -> Iterator[None]:
     registry, the engine): collections would only walk objects that all survive. At
     100,000 devices the registry parse took 1.7 s with them and 1.3 s without. What was
     built is frozen after, as `LongLivedHeap` does (else the first young collection
-    walks all of it), and the collector switched back on as it was."""
-    was = gc.isenabled()
-    gc.disable()
+    walks all of it), and the collector is switched back on as it was once the last
+    start-up building at the same time is done."""
+    global _building, _was_enabled
+    with _building_lock:
+        if _building == 0:
+            _was_enabled = gc.isenabled()
+            gc.disable()
+        _building += 1
     try:
         yield
     finally:
-        gc.freeze()
-        if was:
-            gc.enable()
+        with _building_lock:
+            _building -= 1
+            gc.freeze()
+            if _building == 0 and _was_enabled:
+                gc.enable()
 
 
 class LongLivedHeap:

@@ -49,3 +49,32 @@ def test_state_is_frozen_when_due_and_young_cycles_are_collected_first(
     assert not heap.freeze_if_due()  # next one a minute later
     clock[0] = 120.0
     assert heap.freeze_if_due() and heap.freezes == 2
+
+
+def test_start_up_builds_without_collections_freezes_what_it_built_and_restores_the_collector(
+        clean_heap: None) -> None:
+    from collector.long_lived_heap import building
+
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    with building():
+        assert not gc.isenabled()
+        with building():  # a second collector starting in the same process
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # still off: the first one is building
+        registry = [{"id": f"d{i}", "contacts": [i]} for i in range(1000)]
+    assert gc.isenabled()
+    assert gc.get_freeze_count() >= frozen + 2000  # the dicts and their lists
+    assert gc.is_tracked(registry[0])
+
+
+def test_a_start_up_leaves_a_switched_off_collector_off(clean_heap: None) -> None:
+    from collector.long_lived_heap import building
+
+    gc.disable()
+    try:
+        with building():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
