@@ -7,7 +7,6 @@ validation `run` does before it starts (and all that `check-config` does).
 
 from __future__ import annotations
 
-import gc
 import logging
 import tempfile
 import time

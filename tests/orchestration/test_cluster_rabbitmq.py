@@ -193,9 +193,11 @@ def test_handover_announces_a_replayed_alert_nobody_announced(
     ho.before_ingest(["d3"], [now], now)
     assert ho.counters.replayed_unannounced == 1 and ho.counters.adopted_announced == 0
     engine.ingest(["d3"], [now], {"pm2_5": [220.0]})
-    assert [(t.subject, t.state) for t in engine.tick(now)] == [("d3", "firing")]
+    # the take-over announces it with the tick that follows (the hand-over's screen)
+    assert [(t.subject, t.state) for t in ho.screen(engine.tick(now), now)] == [
+        ("d3", "firing")]
     engine.ingest(["d3"], [now + 1000], {"pm2_5": [220.0]})
-    assert engine.tick(now + 1000) == []  # once
+    assert ho.screen(engine.tick(now + 1000), now + 1000) == []  # once
 
 
 def test_handover_adopts_an_announced_alert_the_replay_missed(
@@ -326,6 +328,33 @@ def test_a_device_moved_while_pending_fires_once(shared_influxdb: InfluxDB,
     assert off.ho.expire(now + 6_100) == []
     off.tick(now + 6_200)
     assert off.fired("of1") == 1
+
+
+def test_an_alert_the_removed_collector_left_pending_is_announced_on_the_move_back(
+        shared_influxdb: InfluxDB, influx_db_name: str) -> None:
+    """The 10,000-device run's one never-alerted device, step by step: `pending` on its
+    old owner, it moves to an added collector, which is removed while still `pending`
+    (its own replay started the `for` later), so nobody announced it. Back on the old
+    owner, the take-over's replay of every stored reading ends `firing` and nothing is on
+    record. The episode ends with the reading that brings it back: if the take-over only
+    made the alert due, the next tick (condition over) would announce nothing. It is
+    announced by the take-over, once, at the time the replay fired it, and resolves."""
+    now = (int(time.time() * 1000) // 1000) * 1000 - 20_000  # readings all in the past
+    old, added = (Owner(shared_influxdb, influx_db_name, 2_000) for _ in range(2))
+    old.report("bk1", [now, now + 1000])  # `pending` (for 3 s) on the old owner
+    assert old.announced == [("bk1", "pending", now)]
+    added.report("bk1", [now + 2000, now + 3000])  # moved: rebuilt, still `pending` there
+    assert added.fired("bk1") == 0 and added.ho.counters.rebuilt_devices == 1
+    # the added collector is removed; the old owner forgot the device (heard elsewhere)
+    assert old.ho.expire(now + 3_100) == ["bk1"]
+    old.report("bk1", [now + 6000], pm=5.0)  # back (its +4 s, +5 s lost), the episode over
+    assert old.ho.counters.replayed_unannounced == 1
+    assert old.fired("bk1") == 1, f"never announced: {old.announced}"
+    fired = [at for d, s, at in old.announced if d == "bk1" and s == "firing"]
+    assert fired == [now + 4000]  # when the replay of the stored readings fired it
+    old.report("bk1", [now + k * 1000 for k in range(7, 11)], pm=5.0)
+    assert [s for d, s, _ in old.announced if d == "bk1"] == ["pending", "firing", "resolved"]
+    assert old.fired("bk1") == 1
 
 
 def test_handover_counts_unreachable_history() -> None:
