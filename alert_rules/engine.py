@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import IO
 
 import numpy as np
@@ -293,7 +293,8 @@ class Engine:
         return before - len(self.away)
 
     def settle_announced(self, devices: Sequence[str],
-                         announced: Mapping[tuple[str, str], int], now_ms: int
+                         announced: Mapping[tuple[str, str], int], now_ms: int,
+                         announcing: Collection[tuple[str, str]] = ()
                          ) -> list[Transition]:
         """After `adopt`: make the taken-over devices' alert states agree with what was
         announced for them (`announced`: (rule, device) → when the alert that is open on
@@ -301,10 +302,14 @@ class Engine:
         readings alone, so it can end `firing` where no collector announced it (the old
         owner was still `pending` on late readings, or crashed before its `for` ran out)
         and not `firing` where one was announced. The first is made due at once, so the
-        next tick announces it (if its condition still holds); the second is taken over
+        next tick announces it (if its condition still holds), unless the caller announces
+        it itself (`announcing`); the second is taken over
         as firing, so its end is announced here and it does not fire twice. Returns the
         alerts now firing here that were announced before (to open them silently in an
-        alert lifecycle). Township alerts (spatial) are not a device's: left alone."""
+        alert lifecycle). `announcing`: (rule, device) of unannounced firing alerts the
+        caller announces itself (the hand-over, from the replay's own `firing`): they stay
+        firing, so their end is judged here even if the condition is already over.
+        Township alerts (spatial) are not a device's: left alone."""
         ids = list(dict.fromkeys(devices))
         rows = list(zip(ids, self.fleet.rows_for(ids).tolist(), strict=True))
         adopted: list[Transition] = []
@@ -316,6 +321,8 @@ class Engine:
             for device, row in rows:
                 fired_ms = announced.get((rule.name, device))
                 if cols.firing[row] and fired_ms is None:
+                    if (rule.name, device) in announcing:
+                        continue
                     cols.firing[row] = False
                     cols.clear_since[row] = NONE
                     cols.pending_since[row] = 0  # due now: fires at the next tick

@@ -9,19 +9,20 @@ device; once it has been silent for `forget_after_ms` its state is dropped
 (`Engine.forget`), so it is never judged in two places (a silent device fires nothing:
 windows of stale readings are empty and NaN never fires).
 
-Alert state moves too: the rules are replayed over the same history on a blank engine and
-its per-device state adopted (`Engine.adopt`), then settled against what was announced
-(`alert_events`, written by every collector): a replayed `firing` nobody announced (the
-old owner was still `pending` when it crashed or lost the device) is announced by the
-next tick here; an announced alert still open is taken over as firing, silently, and its
-end announced here (`on_adopt`: the alert lifecycle opens it without an event). The old
-owner forgets a device silent for `forget_after_ms` only once another collector stored
-newer readings of it (a device silent everywhere is offline: its deadman is judged where
-it was held); in the collector that question goes to the hand-over's own thread, so the
-ingest thread never waits for InfluxDB. Then its `on_forget` hooks run (the alert
-lifecycle closes the device's open alerts silently), and the list of forgotten devices
-is saved (`forgotten_file`): after a restart the old owner still knows the device moved
-and raises no deadman alert for it.
+Alert state moves too: the rules are replayed over the same history on a blank engine
+and its per-device state adopted (`Engine.adopt`), then settled against what was
+announced (`alert_events`, written by every collector): a replayed `firing` nobody
+announced (the old owner was still `pending` when it crashed or lost the device) is
+announced with the next tick here, as the replay fired it, and stays firing; an
+announced alert still open is taken over as firing, silently, and its end announced here
+(`on_adopt`: the alert lifecycle opens it without an event). The old owner forgets a
+device silent for `forget_after_ms` only once another collector stored newer readings of
+it (a device silent everywhere is offline: its deadman is judged where it was held); in
+the collector that question goes to the hand-over's own thread, so the ingest thread
+never waits for InfluxDB. Then its `on_forget` hooks run (the alert lifecycle closes the
+device's open alerts silently), and the list of forgotten devices is saved
+(`forgotten_file`): after a restart the old owner still knows the device moved and
+raises no deadman alert for it.
 
 Between those two owners a `for` can run out: a device `pending` here moves, its next
 reading goes to the new owner, and both would fire it at the same moment, the old owner
@@ -45,7 +46,7 @@ import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -369,18 +370,29 @@ class HandOver:
             cols: dict[str, Sequence[float | None]] = {
                 f: [h.values[f][i] for i in keep] for f in fields}
             self.engine.ingest(devs, ts, cols)
-            self.engine.adopt(sorted(set(devs)), self.replay(devs, ts, cols))
-        self.settle_announced(new, now_ms)
+            replay, fired = self._replay(devs, ts, cols)
+            self.engine.adopt(sorted(set(devs)), replay)
+        else:
+            fired = {}
+        self.settle_announced(new, now_ms, fired)
         self.counters.rebuilt_devices += len(new)
         self.counters.rebuilt_readings += len(keep)
         log.info("took over %d devices, rebuilt from %d stored readings", len(new), len(keep))
 
-    def settle_announced(self, new: list[str], now_ms: int) -> None:
+    def settle_announced(self, new: list[str], now_ms: int,
+                         fired: Mapping[tuple[str, str], Transition] | None = None) -> None:
         """The replay decides from readings; whether an alert was announced is on record
         (`alert_events`). Where they differ the record wins (`Engine.settle_announced`):
         an alert the replay found firing that no collector announced is announced here,
         one announced and still open is taken over as firing. If the record cannot be
-        read, the replay's firing alerts are announced: a repeat rather than a loss."""
+        read, the replay's firing alerts are announced: a repeat rather than a loss.
+
+        `fired`: the replay's own `firing` of each alert still firing at its end. Such an
+        alert nobody announced goes out with the next `screen` as the replay decided it
+        (its time, marked late), and stays firing here: made due instead, it would go out
+        only if its condition still held at the next tick, and an episode that ended
+        while nobody held the device (the collector it had moved to was removed while
+        still `pending`) was never announced."""
         firing_before = self._firing(new)
         try:
             announced = self.history.announced(new, now_ms - ANNOUNCED_LOOKBACK_MS)
@@ -389,8 +401,12 @@ class HandOver:
             log.warning("announced alerts of %d taken-over devices not read (%s): their "
                         "firing alerts are announced again", len(new), exc)
             announced = {}
-        adopted = self.engine.settle_announced(new, announced, now_ms)
-        unannounced = len(firing_before - set(announced))
+        missing = firing_before - set(announced)
+        now_out = [fired[k] for k in sorted(missing) if fired is not None and k in fired]
+        adopted = self.engine.settle_announced(
+            new, announced, now_ms, announcing={(t.rule, t.subject) for t in now_out})
+        self._released.extend(replace(t, late_ms=max(0, now_ms - t.at_ms)) for t in now_out)
+        unannounced = len(missing)
         self.counters.replayed_unannounced += unannounced
         self.counters.adopted_announced += len(adopted)
         if unannounced:
@@ -420,6 +436,13 @@ class HandOver:
         readings. Without it a device moved while its alert fires would fire again here.
         Ticks fall on whole seconds after each reading (collectors tick every second or
         after each batch), so a long lookback costs at most one tick per second of it."""
+        return self._replay(devices, ts_ms, values)[0]
+
+    def _replay(self, devices: list[str], ts_ms: list[int],
+                values: dict[str, Sequence[float | None]]
+                ) -> tuple[Engine, dict[tuple[str, str], Transition]]:
+        """`replay`, with the `firing` transition of each alert firing at its end."""
+        fired: dict[tuple[str, str], Transition] = {}
         replay = self.engine.blank(sorted(set(devices)))
         order = sorted(range(len(ts_ms)), key=ts_ms.__getitem__)
         start = 0
@@ -431,9 +454,14 @@ class HandOver:
             part = order[start:end]  # readings up to this tick only: `latest` sees no future
             replay.ingest([devices[i] for i in part], [ts_ms[i] for i in part],
                           {f: [col[i] for i in part] for f, col in values.items()})
-            replay.tick(tick)  # the old owner already sent these transitions
+            # the old owner sent these transitions, unless the record says otherwise
+            for t in replay.tick(tick):
+                if t.state == "firing":
+                    fired[(t.rule, t.subject)] = t
+                elif t.state == "resolved":
+                    fired.pop((t.rule, t.subject), None)
             start = end
-        return replay
+        return replay, fired
 
     def expire(self, now_ms: int) -> list[str]:
         """Forget devices silent here for forget_after_ms whose newer readings another

@@ -135,7 +135,11 @@ class Pipeline:
         return True if sealed is None else self.writer.submit(sealed)
 
     def drain(self) -> None:
-        """Graceful stop: store and ack what is held; the rest stays with the broker."""
+        """Graceful stop: store and ack what is held; the rest stays with the broker.
+        Alert events queued since the last housekeeping (the last tick's) are stored too:
+        they are the record a device's next owner reads when it takes the device over
+        (`collector.handover`), so a removed collector's last announcements must not
+        stay in its memory."""
         b = self.batching
         while True:
             batch = self.ingest.take(b.max_messages, 0.0)
@@ -143,6 +147,10 @@ class Pipeline:
                 break
             for d in batch:
                 self._add(d)
+        if self.points is not None:
+            while lines := self.points.take():
+                self.builder.add_lines(lines)
+                self.flush()
         self.flush()
         self.writer.close()
         self.gauges.update()

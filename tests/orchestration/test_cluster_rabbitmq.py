@@ -22,6 +22,7 @@ from airgrid.config import ConfigError
 from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
 from alert_rules.engine import Engine
 from alert_rules.rulefile import load_rules
+from alert_rules.transitions import Transition
 from collector.amqp_ingest import AmqpIngest, routing_key_from_topic, topic_from_routing_key
 from collector.amqp_topology import (
     HASH_EXCHANGE,
@@ -192,9 +193,11 @@ def test_handover_announces_a_replayed_alert_nobody_announced(
     ho.before_ingest(["d3"], [now], now)
     assert ho.counters.replayed_unannounced == 1 and ho.counters.adopted_announced == 0
     engine.ingest(["d3"], [now], {"pm2_5": [220.0]})
-    assert [(t.subject, t.state) for t in engine.tick(now)] == [("d3", "firing")]
+    # the take-over announces it with the tick that follows (the hand-over's screen)
+    assert [(t.subject, t.state) for t in ho.screen(engine.tick(now), now)] == [
+        ("d3", "firing")]
     engine.ingest(["d3"], [now + 1000], {"pm2_5": [220.0]})
-    assert engine.tick(now + 1000) == []  # once
+    assert ho.screen(engine.tick(now + 1000), now + 1000) == []  # once
 
 
 def test_handover_adopts_an_announced_alert_the_replay_missed(
@@ -325,6 +328,33 @@ def test_a_device_moved_while_pending_fires_once(shared_influxdb: InfluxDB,
     assert off.ho.expire(now + 6_100) == []
     off.tick(now + 6_200)
     assert off.fired("of1") == 1
+
+
+def test_an_alert_the_removed_collector_left_pending_is_announced_on_the_move_back(
+        shared_influxdb: InfluxDB, influx_db_name: str) -> None:
+    """The 10,000-device run's one never-alerted device, step by step: `pending` on its
+    old owner, it moves to an added collector, which is removed while still `pending`
+    (its own replay started the `for` later), so nobody announced it. Back on the old
+    owner, the take-over's replay of every stored reading ends `firing` and nothing is on
+    record. The episode ends with the reading that brings it back: if the take-over only
+    made the alert due, the next tick (condition over) would announce nothing. It is
+    announced by the take-over, once, at the time the replay fired it, and resolves."""
+    now = (int(time.time() * 1000) // 1000) * 1000 - 20_000  # readings all in the past
+    old, added = (Owner(shared_influxdb, influx_db_name, 2_000) for _ in range(2))
+    old.report("bk1", [now, now + 1000])  # `pending` (for 3 s) on the old owner
+    assert old.announced == [("bk1", "pending", now)]
+    added.report("bk1", [now + 2000, now + 3000])  # moved: rebuilt, still `pending` there
+    assert added.fired("bk1") == 0 and added.ho.counters.rebuilt_devices == 1
+    # the added collector is removed; the old owner forgot the device (heard elsewhere)
+    assert old.ho.expire(now + 3_100) == ["bk1"]
+    old.report("bk1", [now + 6000], pm=5.0)  # back (its +4 s, +5 s lost), the episode over
+    assert old.ho.counters.replayed_unannounced == 1
+    assert old.fired("bk1") == 1, f"never announced: {old.announced}"
+    fired = [at for d, s, at in old.announced if d == "bk1" and s == "firing"]
+    assert fired == [now + 4000]  # when the replay of the stored readings fired it
+    old.report("bk1", [now + k * 1000 for k in range(7, 11)], pm=5.0)
+    assert [s for d, s, _ in old.announced if d == "bk1"] == ["pending", "firing", "resolved"]
+    assert old.fired("bk1") == 1
 
 
 def test_handover_counts_unreachable_history() -> None:
@@ -889,6 +919,100 @@ def test_devices_moved_while_pending_are_alerted_once(
         admin.close()
         for a in apps:
             a.stop()
+
+
+BACK_RULES = """rules:
+  - name: pm25_heavy
+    kind: threshold
+    field: pm2_5
+    aggregate: mean
+    window: 2s
+    above: 150
+    for: 0s
+"""
+
+
+@needs_rabbitmq
+def test_a_removed_collectors_last_alerts_are_on_record_for_the_old_owner(
+    rabbit: RabbitCluster, shared_influxdb: InfluxDB, influx_db_name: str,
+    mosquitto: Mosquitto, tmp_path: Path,
+) -> None:
+    """A collector is added, takes devices, fires their alerts and is removed in the
+    instant after announcing them (its stop falls right after that tick). The devices
+    go back to their old owner, which takes them over from the record: the removed
+    collector's last `firing` events must be on it, or the old owner announces the
+    alerts a second time. (A graceful stop used to leave the alert events of its last
+    tick in memory: they ride with the next batch, and there was none.)"""
+    devices = [f"bk-{i:02d}" for i in range(30)]
+    fresh_ring(rabbit)
+    (tmp_path / "rules.yaml").write_text(BACK_RULES)
+    on_old: set[str] = set()
+    moved: set[str] = set()
+    fired: dict[str, list[str]] = {"b1": [], "b2": []}
+    apps: list[tuple[CollectorApp, threading.Thread]] = []
+    pub = Publisher(rabbit, devices, set())
+    admin = pika.BlockingConnection(pika.URLParameters(rabbit.amqp_urls[0]))
+    ch = admin.channel()
+    try:
+        for name, judged in (("b1", on_old), ("b2", moved)):
+            apps.append(province_collector(
+                rabbit, shared_influxdb, influx_db_name, mosquitto, tmp_path, name,
+                {"b1": 20, "b2": 20}, registry=False, judged=judged))
+            app = apps[-1][0]
+            assert app.alerting is not None
+            app.alerting.listeners.append(
+                lambda ev, n=name: fired[n].append(ev.alert.subject)
+                if ev.kind == "firing" else None)
+        (b1, _t1), (b2, t2) = apps
+        assert b1.handover is not None
+        forgotten = b1.handover.forgotten
+        ch.queue_unbind(queue_name("b2"), HASH_EXCHANGE, routing_key="20")  # b1 only
+
+        def rounds(pred: Callable[[], bool], timeout: float, pm: float = 20.0) -> bool:
+            def step() -> bool:
+                pub.publish_all(pm)
+                time.sleep(0.5)
+                return pred()
+            return wait_for(step, timeout, step=0)
+
+        assert rounds(lambda: on_old >= set(devices), 20)
+        ch.queue_bind(queue_name("b2"), HASH_EXCHANGE, routing_key="20")  # b2 added
+        # b1 forgets the devices b2 took (silent for 2 s, newer readings stored by b2)
+        assert rounds(lambda: bool(moved) and moved <= forgotten.keys(), 30)
+        assert 0 < len(moved) < len(devices)
+
+        # b2 is removed right after the tick in which it announced its first alerts
+        announce = b2.pipeline.alerts.publish_transitions
+
+        def then_stop(transitions: list[Transition]) -> None:
+            announce(transitions)
+            if any(t.state == "firing" for t in transitions):
+                b2.stop()
+
+        b2.pipeline.alerts.publish_transitions = then_stop  # type: ignore[method-assign]
+        assert rounds(lambda: not t2.is_alive(), 30, pm=220.0)
+        last_said = set(fired["b2"])
+        assert last_said, "b2 stopped before announcing anything"
+        ch.queue_unbind(queue_name("b2"), HASH_EXCHANGE, routing_key="20")
+        back = b1.handover.counters.rebuilt_devices
+
+        # the moved devices report to b1 again: taken over from the record
+        assert rounds(lambda: not (moved & forgotten.keys())
+                      and b1.handover.counters.rebuilt_devices - back >= len(moved), 30,
+                      pm=220.0)
+        rounds(lambda: False, 2, pm=220.0)  # a few more ticks on b1
+        again = sorted(d for d in fired["b1"] if d in last_said)
+        assert not again, f"announced by b2 just before its removal and again by b1: {again}"
+        # every moved device's alert went out once: by b2, or by b1 for those b2 never
+        # got to (nothing on record for them)
+        counts = {d: fired["b1"].count(d) + fired["b2"].count(d) for d in moved}
+        assert set(counts.values()) == {1}, counts
+    finally:
+        pub.close()
+        admin.close()
+        for a, th in apps:
+            a.stop()
+            th.join(30)
 
 
 @needs_rabbitmq
