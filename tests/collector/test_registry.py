@@ -186,10 +186,12 @@ def test_a_reload_is_parsed_off_the_polling_thread_which_never_waits_for_it(
     threads: list[str] = []
     real = RegistryParser.load
 
-    def slow_load(self: RegistryParser, path: Path) -> dict[str, object]:
+    def slow_load(self: RegistryParser, path: Path,
+                  beside_ingest: bool = False) -> dict[str, object]:
         threads.append(threading.current_thread().name)
+        assert beside_ingest  # it gives the interpreter lock away every few rows
         assert release.wait(10)
-        return real(self, path)  # type: ignore[return-value]
+        return real(self, path, beside_ingest=beside_ingest)  # type: ignore[return-value]
 
     monkeypatch.setattr(RegistryParser, "load", slow_load)
     f.write_text(_csv([("a1", "s2")]))
@@ -475,14 +477,18 @@ def test_the_fast_csv_row_path_gives_what_the_generic_one_does(
 @given(rows=st.lists(st.one_of(st.fixed_dictionaries(_good_cells), st.just({}),
                                st.fixed_dictionaries(_cells)), max_size=8),
        columns=st.permutations(list(_cells)), cut=st.integers(0, 12),
-       known=st.booleans())
+       known=st.booleans(), chunk=st.integers(1, 4), beside=st.booleans())
 def test_a_whole_file_checked_by_column_gives_what_checking_each_row_gives(
-        rows: list[dict[str, str]], columns: list[str], cut: int, known: bool) -> None:
+        rows: list[dict[str, str]], columns: list[str], cut: int, known: bool,
+        chunk: int, beside: bool) -> None:
     """The column-wise path over a whole file (the usual case) gives the same registry,
     in the same order, as the row-by-row path, or leaves the file to it, which words the
     same error; with rows parsed before (a reload) too. Rows: any mix of good and bad
-    cells, blank lines ({}), a short row (`cut`), duplicate ids."""
+    cells, blank lines ({}), a short row (`cut`), duplicate ids, in chunks of any size
+    (`chunk` rows checked together)."""
     import tempfile
+
+    from collector import registry
 
     lines = [",".join(columns)]
     for i, row in enumerate(rows):
@@ -495,7 +501,7 @@ def test_a_whole_file_checked_by_column_gives_what_checking_each_row_gives(
 
         def parse(parser: RegistryParser) -> object:
             try:
-                return list(parser.load(f).items())
+                return list(parser.load(f, beside_ingest=beside).items())
             except RegistryError as exc:
                 return str(exc)
 
@@ -506,7 +512,10 @@ def test_a_whole_file_checked_by_column_gives_what_checking_each_row_gives(
             parse(bulk)
             parse(row_wise)
             f.write_text(text, encoding="utf-8")
-        assert parse(bulk) == parse(row_wise)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(registry, "BULK_ROWS", chunk)
+            mp.setattr(registry, "BULK_ROWS_BESIDE_INGEST", chunk)
+            assert parse(bulk) == parse(row_wise)
 
 
 def test_the_usual_file_is_checked_column_by_column(tmp_path: Path) -> None:
