@@ -321,7 +321,7 @@ class HandOver:
         for d, t in zip(devices, ts_ms, strict=True):
             last_seen[d] = now_ms
             last_seen.move_to_end(d)
-            before = last_ts.get(d, 0)
+            before = last_ts.get(d) or self._engine_last_ts(d)
             if t > before:
                 if before:
                     gap[d] = t - before
@@ -342,6 +342,16 @@ class HandOver:
             self.expire(now_ms)
         elif self._question is not None:
             self._answered(now_ms)
+
+    def _engine_last_ts(self, device: str) -> int:
+        """The engine's newest reading of a device not heard here since start-up: restored
+        from the snapshot after a restart, or rebuilt from the record. Its interval then
+        counts from there: a restarted collector that had one reading of each device
+        knew no interval, held no time-only firing, and repeated the alerts of devices
+        that moved to an added collector (the 10,000-device runs)."""
+        fleet = self.engine.fleet
+        row = fleet.index.get(device)
+        return 0 if row is None else int(fleet.last_ts[row])
 
     def _holds(self, device: str) -> bool:
         """The engine already has this device's readings (state restored at start-up):

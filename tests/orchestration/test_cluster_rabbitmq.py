@@ -264,6 +264,33 @@ class Owner:
         return sum(d == device and s == "firing" for d, s, _ in self.announced)
 
 
+def test_a_restarted_old_owner_holds_a_moved_devices_firing(shared_influxdb: InfluxDB,
+                                                            influx_db_name: str) -> None:
+    """The add's repeats on a crashed and restarted collector (10,000-device run 4): its
+    engine comes back from the snapshot, but its hand-over had seen one reading of each
+    device since, knew no reporting interval and held nothing, so a device `pending` there
+    that moved to the added collector fired on both. The interval now counts from the
+    engine's newest reading before the restart."""
+    now = (int(time.time() * 1000) // 1000) * 1000 - 20_000
+    crashed = Owner(shared_influxdb, influx_db_name, 5_000)
+    crashed.report("rs1", [now, now + 1000])  # `pending` from +0 s; fires at +3 s
+    assert crashed.announced == [("rs1", "pending", now)]
+    old = Owner(shared_influxdb, influx_db_name, 5_000)  # the restart
+    old.engine.restore(crashed.engine.snapshot())
+    old.report("rs1", [now + 2000])  # the one reading here after the restart
+    assert old.ho.counters.rebuilt_devices == 0  # its state came from the snapshot
+    new = Owner(shared_influxdb, influx_db_name, 5_000)
+    for k in (3, 4, 5):
+        new.reading("rs1", now + k * 1000, 220.0)  # moved to the added collector
+        old.tick(now + k * 1000)
+        new.tick(now + k * 1000)
+    assert new.fired("rs1") == 1
+    assert old.fired("rs1") == 0, "the restarted old owner announced a moved device's alert"
+    assert old.ho.held and old.ho.expire(now + 7_100) == ["rs1"]  # found moved: dropped
+    old.tick(now + 8_000)
+    assert old.fired("rs1") == 0 and not old.ho.held
+
+
 def test_a_device_moved_while_pending_fires_once(shared_influxdb: InfluxDB,
                                                   influx_db_name: str) -> None:
     """The 10,000-device run's repeats, step by step: a device `pending` on its old owner
