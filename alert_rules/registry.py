@@ -24,9 +24,9 @@ class Device:
 class Registered(Protocol):
     """What the engine reads of a registry entry: a `Device`, or any record with these
     fields (the collector passes its own registry entries as they are: 100,000 copies
-    made at each start-up and reload cost 0.4 s). The engine compares entries with `==`
-    to see what a reload changed, so an entry that carries more (contacts, say) counts
-    as changed when only that did: its device is judged again, nothing more."""
+    made at each start-up and reload cost 0.4 s). A reload compares only these fields
+    (`engine._same_entry`): an entry that carries more (contacts, say) and changed only
+    there is no news to the rules."""
 
     @property
     def id(self) -> str: ...

@@ -778,6 +778,15 @@ class Publisher:
             self.client.publish(up_topic(d), encode_up(
                 UpBatch(v=SCHEMA_VERSION, device=d, boot="b", readings=(r,))), qos=1)
 
+    def until(self, pred: Callable[[], bool], timeout: float, pm: float = 220.0,
+              pause: float = 0.5) -> bool:
+        """A round of readings every `pause` s until `pred` holds (checked after each)."""
+        def step() -> bool:
+            self.publish_all(pm)
+            time.sleep(pause)
+            return pred()
+        return wait_for(step, timeout, step=0)
+
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
@@ -817,24 +826,16 @@ def test_old_owner_closes_moved_alerts_and_remembers_moves_across_a_restart(
 
     quiet: set[str] = set()
     pub = Publisher(rabbit, devices, quiet)
-    publish_all = pub.publish_all
-
-    def publish_until(pred: Callable[[], bool], timeout: float) -> bool:
-        def step() -> bool:
-            publish_all()
-            time.sleep(0.5)
-            return pred()
-        return wait_for(step, timeout, step=0)
 
     o1, t1 = app("o1", {"o1": 20}, registry=True)
     o2: CollectorApp | None = None
     try:
-        assert publish_until(lambda: firing(o1, "pm25_heavy") >= set(devices), 30)
+        assert pub.until(lambda: firing(o1, "pm25_heavy") >= set(devices), 30)
         taken: set[str] = set()
         o2, _t2 = app("o2", {"o1": 20, "o2": 20}, registry=False, judged=taken)
         assert o1.handover is not None and o1.alerting is not None
         forgotten = o1.handover.forgotten
-        assert publish_until(lambda: bool(taken) and taken <= forgotten.keys(), 40)
+        assert pub.until(lambda: bool(taken) and taken <= forgotten.keys(), 40)
         moved = set(taken)
         assert 0 < len(moved) < len(devices)
         # (1) the old owner closed the moved devices' alerts, silently
@@ -852,20 +853,15 @@ def test_old_owner_closes_moved_alerts_and_remembers_moves_across_a_restart(
         assert (tmp_path / "o1" / "forgotten.json").exists()
         o1, t1 = app("o1", {"o1": 20, "o2": 20}, registry=True)
         quiet.add(sorted(set(devices) - moved)[0])  # one of o1's own falls silent
-        assert publish_until(lambda: quiet <= firing(o1, "silent"), 30)
+        assert pub.until(lambda: quiet <= firing(o1, "silent"), 30)
         # the restart counts as seen for the rows it restored: past 5 s from it too
-        publish_until(lambda: False, 6)
+        pub.until(lambda: False, 6)
         assert not (firing(o1, "silent") & moved), firing(o1, "silent") & moved
         # (3) the episode ends: the new owner announces the end of the alerts it adopted
         quiet.clear()
         o2_lc = o2.alerting.manager
 
-        def clean() -> bool:
-            publish_all(20.0)
-            time.sleep(0.5)
-            return o2_lc.counters["event_resolved"] >= len(moved)
-
-        assert wait_for(clean, 30, step=0)
+        assert pub.until(lambda: o2_lc.counters["event_resolved"] >= len(moved), 30, pm=20.0)
         assert not firing(o2, "pm25_heavy")
         assert o2_lc.counters["event_resolved"] == len(moved)
         assert o2_lc.counters["event_firing"] == 0
@@ -927,12 +923,8 @@ def test_devices_moved_while_pending_are_alerted_once(
         assert p2.alerting is not None
         c1, c2 = p1.alerting.manager.counters, p2.alerting.manager.counters
 
-        def step() -> bool:
-            pub.publish_all()
-            time.sleep(1.0)
-            return bool(moved) and moved <= handover.forgotten.keys()
-
-        assert wait_for(step, 40, step=0)
+        assert pub.until(lambda: bool(moved) and moved <= handover.forgotten.keys(), 40,
+                         pause=1.0)
         assert 0 < len(moved) < len(devices)
         assert c2["event_firing"] == len(moved)  # the new owner announced them
         # the old owner announced its own devices, not the moved ones
@@ -995,17 +987,10 @@ def test_a_removed_collectors_last_alerts_are_on_record_for_the_old_owner(
         forgotten = b1.handover.forgotten
         ch.queue_unbind(queue_name("b2"), HASH_EXCHANGE, routing_key="20")  # b1 only
 
-        def rounds(pred: Callable[[], bool], timeout: float, pm: float = 20.0) -> bool:
-            def step() -> bool:
-                pub.publish_all(pm)
-                time.sleep(0.5)
-                return pred()
-            return wait_for(step, timeout, step=0)
-
-        assert rounds(lambda: on_old >= set(devices), 20)
+        assert pub.until(lambda: on_old >= set(devices), 20, pm=20.0)
         ch.queue_bind(queue_name("b2"), HASH_EXCHANGE, routing_key="20")  # b2 added
         # b1 forgets the devices b2 took (silent for 2 s, newer readings stored by b2)
-        assert rounds(lambda: bool(moved) and moved <= forgotten.keys(), 30)
+        assert pub.until(lambda: bool(moved) and moved <= forgotten.keys(), 30, pm=20.0)
         assert 0 < len(moved) < len(devices)
 
         # b2 is removed right after the tick in which it announced its first alerts
@@ -1017,17 +1002,16 @@ def test_a_removed_collectors_last_alerts_are_on_record_for_the_old_owner(
                 b2.stop()
 
         b2.pipeline.alerts.publish_transitions = then_stop  # type: ignore[method-assign]
-        assert rounds(lambda: not t2.is_alive(), 30, pm=220.0)
+        assert pub.until(lambda: not t2.is_alive(), 30)
         last_said = set(fired["b2"])
         assert last_said, "b2 stopped before announcing anything"
         ch.queue_unbind(queue_name("b2"), HASH_EXCHANGE, routing_key="20")
         back = b1.handover.counters.rebuilt_devices
 
         # the moved devices report to b1 again: taken over from the record
-        assert rounds(lambda: not (moved & forgotten.keys())
-                      and b1.handover.counters.rebuilt_devices - back >= len(moved), 30,
-                      pm=220.0)
-        rounds(lambda: False, 2, pm=220.0)  # a few more ticks on b1
+        assert pub.until(lambda: not (moved & forgotten.keys())
+                         and b1.handover.counters.rebuilt_devices - back >= len(moved), 30)
+        pub.until(lambda: False, 2)  # a few more ticks on b1
         again = sorted(d for d in fired["b1"] if d in last_said)
         assert not again, f"announced by b2 just before its removal and again by b1: {again}"
         # every moved device's alert went out once: by b2, or by b1 for those b2 never
@@ -1060,23 +1044,13 @@ def test_full_registry_on_every_collector_raises_no_deadman_for_others_devices(
     apps = [province_collector(rabbit, shared_influxdb, influx_db_name, mosquitto, tmp_path,
                                name, ring, True, held[name]) for name in ring]
     try:
-        def both_hold() -> bool:
-            pub.publish_all(20.0)
-            time.sleep(0.5)
-            return len(held["p1"] | held["p2"]) == len(devices)
-
-        assert wait_for(both_hold, 30, step=0)
+        assert pub.until(lambda: len(held["p1"] | held["p2"]) == len(devices), 30, pm=20.0)
         assert held["p1"] and held["p2"] and not held["p1"] & held["p2"]
         silent = sorted(held["p2"])[0]
         pub.quiet.add(silent)
 
-        def silent_alerted() -> bool:
-            pub.publish_all(20.0)
-            time.sleep(0.5)
-            return silent in firing(apps[1][0], "silent")
-
         # past the 5 s deadman from both collectors' start
-        assert wait_for(silent_alerted, 30, step=0)
+        assert pub.until(lambda: silent in firing(apps[1][0], "silent"), 30, pm=20.0)
         p1, p2 = firing(apps[0][0], "silent"), firing(apps[1][0], "silent")
         assert p1 == set(), p1  # p1 never heard p2's devices: none is its to judge
         assert p2 == {silent}, p2
