@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import collector
@@ -516,6 +516,40 @@ def test_a_whole_file_checked_by_column_gives_what_checking_each_row_gives(
             mp.setattr(registry, "BULK_ROWS", chunk)
             mp.setattr(registry, "BULK_ROWS_BESIDE_INGEST", chunk)
             assert parse(bulk) == parse(row_wise)
+
+
+@settings(max_examples=8, deadline=None)
+@given(rows=st.lists(st.one_of(st.fixed_dictionaries(_good_cells),
+                               st.fixed_dictionaries(_cells)), min_size=1, max_size=6),
+       columns=st.permutations(list(_cells)))
+def test_check_config_of_a_generated_csv_registry_says_what_the_row_by_row_check_says(
+        rows: list[dict[str, str]], columns: list[str]) -> None:
+    """The real `collector check-config` process on generated CSV registries: it accepts
+    a file with the device count, or refuses it (exit 2) with the very message the
+    row-by-row check words, whichever path the file took inside."""
+    import tempfile
+
+    text = ",".join(columns) + "\n" + "".join(
+        ",".join(row[c] for c in columns) + "\n" for row in rows)
+    with tempfile.TemporaryDirectory() as d:
+        reg, cfg = Path(d) / "reg.csv", Path(d) / "collector.toml"
+        reg.write_text(text, encoding="utf-8")
+        cfg.write_text(f'[registry]\nfile = "{reg}"\n')
+        row_wise = RegistryParser()
+        row_wise._csv_bulk = lambda *args: None  # type: ignore[method-assign]
+        try:
+            want: str | int = len(row_wise.load(reg))
+        except RegistryError as exc:
+            want = str(exc)
+        out = subprocess.run([sys.executable, "-m", "collector.cli", "check-config", str(cfg)],
+                             capture_output=True, text=True, timeout=60)
+    event("accepted" if isinstance(want, int) else "refused")
+    if isinstance(want, int):
+        assert out.returncode == 0, out.stderr
+        assert f"{want} registered devices" in out.stdout
+    else:
+        assert out.returncode == 2, out.stdout
+        assert f"error: {want}" in out.stderr
 
 
 def test_the_usual_file_is_checked_column_by_column(tmp_path: Path) -> None:
