@@ -16,6 +16,7 @@ import numpy as np
 from airgrid.cli_support import cli_main, json_dumps, new_parser
 from alert_rules import aqi
 from alert_rules.anomaly import Detector
+from alert_rules.anomaly_onsets import Onsets
 from alert_rules.nowcast import nowcast
 
 
@@ -127,12 +128,16 @@ def parse_timestamp(text: str) -> int | None:
     return int(x if abs(x) >= 1e11 else x * 1000)  # seconds until the year 5138
 
 
-def score_rows(rows: Iterable[tuple[str, str]], detector: Detector | None = None
+def score_rows(rows: Iterable[tuple[str, str]], detector: Detector | None = None,
+               onsets: Onsets | None = None
                ) -> Iterator[tuple[str, str, float | None, str | None]]:
     """Stream a series through the detector: (timestamp, value, score, error) per row.
+    The score is the detector's where the reading opens an anomaly and 0 where it only
+    continues one (`alert_rules.anomaly_onsets`: what the anomaly rule alerts on).
     A missing value scores 0 (no evidence); a value or time that cannot be read is
     reported and its row gets no score."""
     det = detector or Detector()
+    opens = onsets or Onsets(z0=det.z0)
     row0 = np.zeros(1, np.int64)
     for i, (ts, text) in enumerate(rows, 2):
         t = parse_timestamp(ts)
@@ -149,7 +154,8 @@ def score_rows(rows: Iterable[tuple[str, str]], detector: Detector | None = None
         if not math.isfinite(x):
             yield ts, text, None, f"line {i}: value {text!r} is not a finite number"
             continue
-        yield ts, text, float(det.update(row0, np.array([x]), np.array([t], np.int64))[0]), None
+        score = det.update(row0, np.array([x]), np.array([t], np.int64))
+        yield ts, text, float(opens.update(row0, score)[0]), None
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
@@ -205,8 +211,10 @@ def main(argv: list[str] | None = None) -> int:
                        description="Streams a CSV `timestamp,value` (ISO 8601 or epoch "
                        "seconds/ms) to stdout as `timestamp,value,anomaly_score`, one row "
                        "per input row, score in 0..1 (empty when the row cannot be read; "
-                       "0 for a missing value). Exit 1 if any row could not be read, 2 if "
-                       "the file cannot.")
+                       "0 for a missing value). A reading scores where it opens an "
+                       "anomaly and 0 where it continues one that has already scored as "
+                       "high, as the anomaly rule alerts once per episode. Exit 1 if any "
+                       "row could not be read, 2 if the file cannot.")
     p.add_argument("--csv", type=Path, required=True, help="columns timestamp,value")
     p.set_defaults(func=_cmd_score)
     args = ap.parse_args(argv)

@@ -83,13 +83,14 @@ if not __package__:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench.anomaly_baselines import EwmaZ, SpikeReference
+from bench.anomaly_corpus import CORPUS_DETECTORS, CorpusScore, corpus, corpus_score
 from bench.anomaly_detector_before import Detector as DetectorBefore
 from bench.record import emit
 
 #: The keys of the last line (bench/record.py checks them; RESULTS.md lists them). Each
 #: trace holds `detector@threshold` → figures per fault family; None when not run.
 RESULT_KEYS = ("seed", "faults_per_kind", "cooldown_min", "beijing_hourly", "sds011",
-               "beijing_hourly_x1000", "sds011_10min", "neighbourhood")
+               "beijing_hourly_x1000", "sds011_10min", "neighbourhood", "corpus")
 
 FAMILIES = ("spike", "stuck", "shift", "variance", "drift", "zeros")
 HOUR_MS = 3_600_000
@@ -701,6 +702,22 @@ def list_cases(name: str, ts: npt.NDArray[np.int64], x: Arr,
                   file=sys.stderr)
 
 
+def evaluate_corpus(data: Path, seed: int) -> dict[str, CorpusScore]:
+    """The labelled corpus (bench/anomaly_corpus.py) from both real traces and the
+    SDS011 trace's 10-minute means, through each corpus detector."""
+    ts, x = beijing(data)
+    ts2, x2 = sds011(data)
+    ts3, x3 = resample(ts2, x2, 600_000)
+    series = corpus([("beijing", ts, x), ("sds011", ts2, x2), ("sds011_10min", ts3, x3)],
+                    np.random.default_rng([seed, 77]),
+                    lambda name: {"beijing": 10, "sds011": 4}.get(name, 1))
+    out: dict[str, CorpusScore] = {}
+    for name, run in CORPUS_DETECTORS.items():
+        out[name] = corpus_score(series, run(series))
+        print(f"corpus:{name}: {out[name]}", file=sys.stderr)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -715,10 +732,11 @@ def main(argv: list[str] | None = None) -> int:
                     default=[d for d in DETECTORS if d != "with_likelihood"])
     ap.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                     help="detector parameters for this run (e.g. k_shift=1.5)")
-    ap.add_argument("--parts", nargs="+", default=["single", "neighbourhood"],
-                    choices=["single", "neighbourhood"],
+    ap.add_argument("--parts", nargs="+", default=["single", "neighbourhood", "corpus"],
+                    choices=["single", "neighbourhood", "corpus"],
                     help="single series through the detectors, neighbourhoods through "
-                         "the rule engine")
+                         "the rule engine, the labelled corpus scored by the held-out "
+                         "benchmark's rules (bench/anomaly_corpus.py)")
     ap.add_argument("--neighbours", type=int, default=6,
                     help="devices per neighbourhood (the faulty one included)")
     ap.add_argument("--groups", nargs="+", default=[],
@@ -737,7 +755,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(exc))
     result: dict[str, object] = {"seed": args.seed, "faults_per_kind": args.per_kind,
                                  "cooldown_min": args.cooldown_min,
-                                 **dict.fromkeys(TRACES), "neighbourhood": None}
+                                 **dict.fromkeys(TRACES), "neighbourhood": None,
+                                 "corpus": None}
     if not (args.data / "pm25").is_dir():
         print(f"skipped: no traces under {args.data / 'pm25'}", file=sys.stderr)
         emit("anomaly_eval", result, RESULT_KEYS)
@@ -769,6 +788,8 @@ def main(argv: list[str] | None = None) -> int:
                 name, ts, x, rh, np.random.default_rng([args.seed, 16, j]), args.per_kind,
                 args.neighbours, args.groups, args.cases)
         result["neighbourhood"] = nb
+    if "corpus" in args.parts:
+        result["corpus"] = evaluate_corpus(args.data, args.seed)
     emit("anomaly_eval", result, RESULT_KEYS)
     return 0
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 #: Modules of bench/ that are its machinery, not benchmarks.
-TOOLS = frozenset({"__init__", "anomaly_baselines", "anomaly_detector_before", "catalog",
-                   "record", "render_results", "run_all", "stall_sampler"})
+TOOLS = frozenset({"__init__", "anomaly_baselines", "anomaly_corpus", "anomaly_detector_before",
+                   "catalog", "record", "render_results", "run_all", "stall_sampler"})
 
 
 @dataclass(frozen=True)

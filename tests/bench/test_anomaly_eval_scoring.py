@@ -121,3 +121,17 @@ def test_set_with_a_bad_value_is_a_usage_error_naming_it(
         assert json.loads(capsys.readouterr().out.splitlines()[-1])["seed"] == 1
     finally:
         ae.SETTINGS.clear()
+
+
+def test_the_corpus_part_scores_every_corpus_detector_on_one_labelled_corpus(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tiny_data(tmp_path)
+    ae.main(["--data", str(data), "--parts", "corpus"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    corpus = result["corpus"]
+    assert set(corpus) == {"detector", "detector_every_reading", "ewma_z_cooldown", "ewma_z"}
+    windows = {c["windows"] for c in corpus.values()}
+    assert len(windows) == 1 and windows.pop() > 0  # one corpus for all of them
+    for c in corpus.values():
+        assert 0 <= c["found"] <= c["windows"] and c["score"] <= 100
+        assert sum(int(v.split("/")[0]) for v in c["found_by_family"].values()) == c["found"]
