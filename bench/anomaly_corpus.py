@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from alert_rules.anomaly import Detector
 from alert_rules.anomaly_onsets import Onsets
-from bench.anomaly_baselines import EwmaZ
+from bench.anomaly_baselines import EwmaZ, SpikeReference
 
 Arr = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -279,9 +279,9 @@ def run_vectorized(make: Callable[[], Detector], series: list[Series], onsets: b
     return [out[j, :s.x.size] for j, s in enumerate(series)]
 
 
-def run_scalar(make: Callable[[], EwmaZ], series: list[Series], cooldown: int | None
-               ) -> list[Arr]:
-    """A scalar detector over each series; with `cooldown`, the reference of the issue:
+def run_scalar(make: Callable[[], EwmaZ | SpikeReference], series: list[Series],
+               cooldown: int | None) -> list[Arr]:
+    """A scalar detector over each series; with `cooldown`, the issue's reference:
     1 where the score reaches 0.5 (z = 3) and nothing fired in the `cooldown` readings
     before, else 0."""
     out = []
@@ -308,4 +308,6 @@ CORPUS_DETECTORS: dict[str, Callable[[list[Series]], list[Arr]]] = {
     "detector_every_reading": lambda c: run_vectorized(Detector, c, onsets=False),
     "ewma_z_cooldown": lambda c: run_scalar(EwmaZ, c, cooldown=COOLDOWN_READINGS),
     "ewma_z": lambda c: run_scalar(EwmaZ, c, cooldown=None),
+    # the spike detector the issue found scoring 0 on the benchmark
+    "previous": lambda c: run_scalar(SpikeReference, c, cooldown=None),
 }

@@ -129,7 +129,8 @@ def test_the_corpus_part_scores_every_corpus_detector_on_one_labelled_corpus(
     ae.main(["--data", str(data), "--parts", "corpus"])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     corpus = result["corpus"]
-    assert set(corpus) == {"detector", "detector_every_reading", "ewma_z_cooldown", "ewma_z"}
+    assert set(corpus) == {"detector", "detector_every_reading", "ewma_z_cooldown", "ewma_z",
+                           "previous"}
     windows = {c["windows"] for c in corpus.values()}
     assert len(windows) == 1 and windows.pop() > 0  # one corpus for all of them
     for c in corpus.values():
