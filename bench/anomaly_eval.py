@@ -54,6 +54,12 @@ rate rules, fired on the faulty device). Per pollution event: `called_fault` (a
 maintenance alert on any device of the neighbourhood during the event) and
 `called_pollution` (a grid-worker alert of any kind on device 0). Clean: maintenance and
 grid-worker alerts per device-day, maintenance by rule.
+Corpus (`corpus` in the last line): a labelled corpus scored by the held-out benchmark's
+published rules (bench/anomaly_corpus.py: its windows, probation, weights and one swept
+threshold), through what `airgrid-rules score --csv` prints (`detector`: the score where
+an anomaly begins), the detector's score at every reading, the EWMA z-score with and
+without a cooldown, and the spike detector shipped before; per detector the score, its
+best threshold, the windows found (by family) and the false positives.
 Prints one JSON object as its last line.
 """
 
