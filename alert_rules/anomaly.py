@@ -61,7 +61,7 @@ _COLUMNS: dict[str, float] = {
     "drift_ms": 0.0, "repeat": 0.0, "fast": 0.0, "day_ms": 0.0, "spike_ms": 0.0,
     "mag": 0.0, "al_short": 0.0, "al_mean": 0.0, "al_var": 0.0,
     "prev": np.nan, "dscale": 0.0, "out_run": 0.0, "dt": 0.0, "t_last": 0,
-    "about_prev": 0.0,
+    "about_prev": 0.0, "zero_rate": 0.0,
 }
 _INT = ("seen", "run", "first_ms", "t_last")
 COMPONENTS = ("spike", "vspike", "shift", "variance", "drift", "daily", "stuck",
@@ -94,6 +94,10 @@ class Detector:
     day_warmup_ms: int = 3 * DAY_MS  # age before the daily profile is trusted
     stuck_surprise: float = 13.8  # −log p of a run that is certainly stuck (p = 1e-6)
     stuck_min_run: int = 4
+    # a device whose runs of zeros start at fewer than 1 % of its readings is fully
+    # surprised by one; above, by the square of −log rate over −log floor (5 %, a count
+    # of about 3 a reading: z = 2.7 instead of 6)
+    zero_rate_floor: float = 1e-2
     floor_rel: float = 0.05  # smallest scale relative to the slow scale
     # and relative to the slow level: concentrations are on a ratio scale, and a sensor's
     # noise grows with the level (SDS011/PMS5003 datasheets: ±10–15 % of the reading)
@@ -265,9 +269,18 @@ class Detector:
                            3 * self.z0 * surprise / self.stuck_surprise, 0.0)
         z_spike = np.where(seen >= self.warmup, z_spike, 0.0)
         # an exact zero from a device whose level is well clear of zero: PM sensors read
-        # 0 in clean air only, so this is a dead laser or lost frames (0 in any unit)
-        z_zero = np.where((raw == 0) & (np.abs(c["level"]) > 3 * scale) & (seen >= self.warmup),
-                          3 * self.z0, 0.0)
+        # 0 in clean air only, so this is a dead laser or lost frames (0 in any unit).
+        # Judged against the device's own rate of runs of zeros, as a stuck run is
+        # against its rate of repeats: a count that is often 0 is not surprised by one
+        # more (runs, not readings: a dead laser's long run must not teach it)
+        zero = raw == 0
+        zero_start = (zero & (c["last"] != 0)).astype(np.float64)
+        zero_rate = np.where(first, zero_start,
+                             _ewma(c["zero_rate"], zero_start, self.a_slow_scale * 5, n1))
+        zero_surprise = np.minimum(-np.log(np.maximum(c["zero_rate"], self.zero_rate_floor))
+                                   / -np.log(self.zero_rate_floor), 1.0) ** 2
+        z_zero = np.where(zero & (np.abs(c["level"]) > 3 * scale) & (seen >= self.warmup),
+                          3 * self.z0 * zero_surprise, 0.0)
         # daily: fast level against the hour-of-day profile
         fast = np.where(first, x, _ewma(c["fast"], x, self.a_fast, seen))
         z_day = np.zeros(rows.size)
@@ -333,7 +346,7 @@ class Detector:
                "al_var": al_var, "dscale": new_dscale, "out_run": out_run, "dt": dt,
                # a copy: `last` may be a view of the column written just before
                "prev": np.array(last, copy=True), "t_last": c["t_last"] if t is None else t,
-               "about_prev": about_prev}
+               "about_prev": about_prev, "zero_rate": zero_rate}
         for k, v in new.items():
             self.cols[k][at] = v
         out[ok] = score

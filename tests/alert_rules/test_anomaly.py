@@ -263,3 +263,15 @@ def test_devices_in_any_row_order_score_as_the_whole_range_in_order() -> None:
         np.testing.assert_allclose(a[perm], b, atol=1e-12)
     for k, v in ordered.arrays().items():
         np.testing.assert_allclose(v[:3], shuffled.arrays()[k][:3], atol=1e-12, err_msg=k)
+
+
+def test_a_zero_is_judged_against_the_devices_own_runs_of_zeros() -> None:
+    # a count of about 3 a reading is 0 one reading in twenty: each 0 is no dead sensor
+    counts = np.random.default_rng(4).poisson(3, 9 * DAY).astype(np.float64)
+    s = run(counts)
+    zeros = np.flatnonzero(counts[START:] == 0) + START
+    assert zeros.size > 5
+    assert (s[zeros] < 0.9).all()  # the zeros statistic alone would say 0.9 each
+    # a device whose readings are clear of zero: its first 0 is a dead laser at once
+    x = with_fault("zeros", clean(4))
+    assert run(x)[START] >= 0.9
