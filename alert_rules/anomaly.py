@@ -127,6 +127,9 @@ class Detector:
     # burst of large moves a V is ordinary
     a_dscale_fast: float = 0.2
     dscale_fast: float = 0.7
+    # a step teaches the recent change at most this many dscales: a burst of large
+    # moves raises it, a lone glitch (two huge steps) does not hide the next glitch
+    dscale_fast_clip: float = 5.0
     # alarms are counted per device-day, tests are made per reading: a device reading
     # n times a day makes n/24 times the tests of an hourly one, so the point tests'
     # divisors grow as (n/24)^rate_power (a multiple-testing correction; 0.75 is read
@@ -272,7 +275,7 @@ class Detector:
         step = np.where(c["vscale"] > 0, np.minimum(step, self.dscale_clip * vscale), step)
         new_vscale = np.where(seen >= 1, _ewma(c["vscale"], step, self.a_dscale,
                                                np.maximum(seen - 1, 0)), 0.0)
-        into_last = np.abs(gl - gp)
+        into_last = np.minimum(np.abs(gl - gp), self.dscale_fast_clip * vscale)
         new_vfast = np.where(np.isfinite(into_last),
                              _ewma(c["vfast"], np.where(np.isfinite(into_last), into_last, 0.0),
                                    self.a_dscale_fast, np.maximum(seen - 2, 0)),
