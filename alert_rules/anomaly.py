@@ -472,7 +472,7 @@ class Detector:
             # saved when the V was judged on the raw series: its reading-to-reading
             # change carried over to g(x) to first order (g' at the running mean |x|),
             # rather than a zero divisor that alarms until relearned
-            mag = self.cols["mag"]
+            mag = np.asarray(self.cols["mag"], np.float64)
             with np.errstate(divide="ignore", invalid="ignore"):
                 slope = self.v_power * np.where(mag > 0, mag, 1.0) ** (self.v_power - 1.0)
             carried = np.nan_to_num(a["dscale"].astype(np.float64) * slope)
