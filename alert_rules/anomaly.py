@@ -132,8 +132,9 @@ class Detector:
     dscale_fast_clip: float = 5.0
     # alarms are counted per device-day, tests are made per reading: a device reading
     # n times a day makes n/24 times the tests of an hourly one, so the point tests'
-    # divisors grow as (n/24)^rate_power (a multiple-testing correction; 0.75 is read
-    # off the tail of each statistic on the clean traces, docs/decisions.md)
+    # divisors grow as (n/24)^rate_power (a multiple-testing correction, read off the
+    # tail of the statistic on the clean traces at two rates, docs/decisions.md; the V
+    # on √x has a lighter tail than the raw V that 0.75 was read from)
     rate_power: float = 0.75  # the spike statistic
     rate_power_v: float = 0.65  # the vspike statistic
     a_dt: float = 0.05
@@ -276,10 +277,9 @@ class Detector:
         new_vscale = np.where(seen >= 1, _ewma(c["vscale"], step, self.a_dscale,
                                                np.maximum(seen - 1, 0)), 0.0)
         into_last = np.minimum(np.abs(gl - gp), self.dscale_fast_clip * vscale)
-        new_vfast = np.where(np.isfinite(into_last),
-                             _ewma(c["vfast"], np.where(np.isfinite(into_last), into_last, 0.0),
-                                   self.a_dscale_fast, np.maximum(seen - 2, 0)),
-                             c["vfast"])
+        new_vfast = np.where(np.isfinite(into_last),  # from the third reading on
+                             _ewma(c["vfast"], into_last, self.a_dscale_fast,
+                                   np.maximum(seen - 2, 0)), c["vfast"])
         # stuck: run of identical readings against the device's own repeat rate
         same = raw == c["last"]
         run = np.where(same, c["run"] + 1, 1)
