@@ -5,9 +5,10 @@ A reading is judged by six statistics, each expressed in units of its own runnin
 on this device, so nothing depends on the series' units (x and 1000·x score the same):
 
 - vspike: the previous reading against both of its neighbours (a V: up and back down,
-  or down and back up), on the raw series, over the device's running reading-to-reading
-  change — a glitch is one reading that comes back, an episode rises and stays; judged
-  one reading late, when the reading after it is known;
+  or down and back up), on the square root of the series, over the device's running
+  reading-to-reading change there (and at least a share of its recent change) — a glitch
+  is one reading that comes back, an episode rises and stays; judged one reading late,
+  when the reading after it is known;
 - spike: the residual against a robust level, in robust scales (Huber-clipped updates,
   so an outlier does not drag the baseline; `adapt_run` readings in a row clipped on one
   side are a new regime and the level jumps there, so a regime change fires once);
@@ -30,7 +31,7 @@ are usable after a few readings and a new device is judged against its own first
 and each statistic is only scored after its own warm-up.
 
 The score is z²/(z² + z0²) of the largest statistic z, in 0..1 (0.9 at z = 3·z0). The
-point tests (vspike, spike) are divided by (readings per day / 24)^rate_power besides
+point tests (vspike, spike) are divided by (readings per day / 24)^rate_power(_v) besides
 their k: alarms are counted per device-day, tests are made per reading.
 
 The statistics are computed on asinh(x / (0.1·m)), m the device's running mean |x|
@@ -60,7 +61,7 @@ _COLUMNS: dict[str, float] = {
     "shift": 0.0, "shift_ms": 0.0, "var_ms": 0.0, "mid": 0.0, "slow": 0.0,
     "drift_ms": 0.0, "repeat": 0.0, "fast": 0.0, "day_ms": 0.0, "spike_ms": 0.0,
     "mag": 0.0, "al_short": 0.0, "al_mean": 0.0, "al_var": 0.0,
-    "prev": np.nan, "dscale": 0.0, "out_run": 0.0, "dt": 0.0, "t_last": 0,
+    "prev": np.nan, "vscale": 0.0, "vfast": 0.0, "out_run": 0.0, "dt": 0.0, "t_last": 0,
     "about_prev": 0.0, "zero_rate": 0.0,
 }
 _INT = ("seen", "run", "first_ms", "t_last")
@@ -109,7 +110,7 @@ class Detector:
     # statistic's tail is on clean real traces (bench/anomaly_eval.py), so that one
     # threshold means the same false-alarm rate for all of them
     k_spike: float = 3.0
-    k_vspike: float = 0.8  # at hourly readings; raised with the reading rate (below)
+    k_vspike: float = 0.55  # at hourly readings; raised with the reading rate (below)
     k_shift: float = 2.5
     k_variance: float = 1.0
     k_drift: float = 0.8
@@ -117,14 +118,29 @@ class Detector:
     likelihood: bool = False  # the anomaly-likelihood layer (see update)
     k_likelihood: float = 0.75  # z of the recent mean: 4.5 scores as 6 (0.9)
     a_likelihood: float = 0.2  # the recent mean: about the last ten readings
-    a_dscale: float = 0.02  # reading-to-reading change: ~50 readings of memory
-    dscale_clip: float = 5.0  # a change beyond this many dscales teaches it only this much
-    dscale_floor: float = 0.02  # smallest dscale relative to the running mean |x|
+    # the V is judged on sign(x)·|x|^v_power: on both real traces the reading-to-reading
+    # change grows as about the square root of the level (docs/decisions.md), so there
+    # it has one size at every level, and a V at 80 µg/m³ is not judged by the steps
+    # of an episode at 400
+    v_power: float = 0.5
+    a_dscale: float = 0.01  # reading-to-reading change: ~100 readings of memory
+    dscale_clip: float = 3.0  # a change beyond this many dscales teaches it only this much
+    dscale_floor: float = 0.01  # smallest dscale relative to (running mean |x|)^v_power
+    # the V's divisor is at least dscale_fast times the recent change (an EWMA of
+    # a_dscale_fast, one reading behind, so that the V's own steps are not in it): in a
+    # burst of large moves a V is ordinary
+    a_dscale_fast: float = 0.2
+    dscale_fast: float = 0.7
+    # a step teaches the recent change at most this many dscales: a burst of large
+    # moves raises it, a lone glitch (two huge steps) does not hide the next glitch
+    dscale_fast_clip: float = 5.0
     # alarms are counted per device-day, tests are made per reading: a device reading
     # n times a day makes n/24 times the tests of an hourly one, so the point tests'
-    # divisors grow as (n/24)^rate_power (a multiple-testing correction; 0.75 is read
-    # off the tail of the vspike statistic on the clean traces, docs/decisions.md)
-    rate_power: float = 0.75
+    # divisors grow as (n/24)^rate_power (a multiple-testing correction, read off the
+    # tail of the statistic on the clean traces at two rates, docs/decisions.md; the V
+    # on √x has a lighter tail than the raw V that 0.75 was read from)
+    rate_power: float = 0.75  # the spike statistic
+    rate_power_v: float = 0.65  # the vspike statistic
     a_dt: float = 0.05
     adapt_run: int = 3  # readings in a row clipped on one side: the level jumps there
     bucket_ms: int = 60_000  # one observation per device and bucket (`feed`)
@@ -241,23 +257,33 @@ class Detector:
         # the slow level is a running mean for its first 1/α readings: drift is only
         # measured against it once it has become a slow level
         z_drift = np.where(seen >= 2 / self.a_slow, z_drift, 0.0)
-        # vspike: the previous reading against both of its neighbours, on the raw series
-        # over the device's running reading-to-reading change (dscale). A glitch or a
-        # puff at the inlet is one reading that comes back; the air itself rarely makes
-        # a V: an episode rises and stays, a front clears and stays. Judged one reading
-        # late, when the reading after it is known, which is what tells the two apart.
-        prev, last = c["prev"], c["last"]
-        v = np.maximum(np.minimum(last - prev, last - raw), np.minimum(prev - last, raw - last))
-        dfloor = self.dscale_floor * mag
-        dscale = np.maximum(c["dscale"], dfloor)
-        z_v = np.where(np.isfinite(v) & (dscale > 0) & (seen >= self.warmup),
-                       v / (1.2533 * dscale + TINY), 0.0)
+        # vspike: the previous reading against both of its neighbours, on g(x) =
+        # sign(x)·|x|^v_power over the device's running reading-to-reading change of g
+        # (vscale). A glitch or a puff at the inlet is one reading that comes back; the
+        # air itself rarely makes a V: an episode rises and stays, a front clears and
+        # stays. Judged one reading late, when the reading after it is known, which is
+        # what tells the two apart. g is homogeneous (g(c·x) = c^p·g(x)), so the ratio
+        # is scale-free.
+        gp, gl = self._power(c["prev"]), self._power(c["last"])
+        g = self._power(raw)
+        v = np.maximum(np.minimum(gl - gp, gl - g), np.minimum(gp - gl, g - gl))
+        vfloor = self.dscale_floor * self._power(mag)
+        vscale = np.maximum(c["vscale"], vfloor)
+        # vfast holds the recent change up to the step into the previous reading: the
+        # V's own two steps are not in the divisor that judges it
+        vdiv = np.maximum(vscale, self.dscale_fast * c["vfast"])
+        z_v = np.where(np.isfinite(v) & (vdiv > 0) & (seen >= self.warmup),
+                       v / (1.2533 * vdiv + TINY), 0.0)
         z_v = np.maximum(z_v, 0.0)
-        step = np.abs(raw - last)
+        step = np.abs(g - gl)
         step = np.where(np.isfinite(step), step, 0.0)
-        step = np.where(c["dscale"] > 0, np.minimum(step, self.dscale_clip * dscale), step)
-        new_dscale = np.where(seen >= 1, _ewma(c["dscale"], step, self.a_dscale,
+        step = np.where(c["vscale"] > 0, np.minimum(step, self.dscale_clip * vscale), step)
+        new_vscale = np.where(seen >= 1, _ewma(c["vscale"], step, self.a_dscale,
                                                np.maximum(seen - 1, 0)), 0.0)
+        into_last = np.minimum(np.abs(gl - gp), self.dscale_fast_clip * vscale)
+        new_vfast = np.where(np.isfinite(into_last),  # from the third reading on
+                             _ewma(c["vfast"], into_last, self.a_dscale_fast,
+                                   np.maximum(seen - 2, 0)), c["vfast"])
         # stuck: run of identical readings against the device's own repeat rate
         same = raw == c["last"]
         run = np.where(same, c["run"] + 1, 1)
@@ -303,8 +329,9 @@ class Detector:
                            np.minimum(t - c["t_last"], DAY_MS).astype(np.float64))
             dt = np.where(gap > 0, np.where(dt > 0, dt + self.a_dt * (gap - dt), gap), dt)
         per_day = np.where(dt > 0, DAY_MS / np.maximum(dt, 1.0), 24.0)
-        rate = np.maximum(per_day / 24.0, 1.0) ** self.rate_power
-        z = np.maximum.reduce([z_spike / (self.k_spike * rate), z_v / (self.k_vspike * rate),
+        tests = np.maximum(per_day / 24.0, 1.0)
+        rate, rate_v = tests ** self.rate_power, tests ** self.rate_power_v
+        z = np.maximum.reduce([z_spike / (self.k_spike * rate), z_v / (self.k_vspike * rate_v),
                                z_shift / self.k_shift,
                                z_var / self.k_variance, z_drift / self.k_drift,
                                z_day / self.k_daily, z_stuck, z_zero])
@@ -329,7 +356,7 @@ class Detector:
         score = z * z / (z * z + self.z0 * self.z0)
         # 1 where the score is about the previous reading (vspike decided it): whoever
         # checks the reading against its neighbours must look at that reading
-        about_prev = (z_v / (self.k_vspike * rate) >= z).astype(np.float64) * (z > 0)
+        about_prev = (z_v / (self.k_vspike * rate_v) >= z).astype(np.float64) * (z > 0)
         self.parts = {"spike": z_spike, "vspike": z_v, "shift": z_shift, "variance": z_var,
                       "drift": z_drift, "daily": z_day, "stuck": z_stuck,
                       "zeros": z_zero, "likelihood": z_al}
@@ -343,13 +370,22 @@ class Detector:
                "shift_ms": shift_ms, "var_ms": var_ms, "mid": mid, "slow": slow,
                "drift_ms": drift_ms, "repeat": repeat, "fast": fast, "day_ms": day_ms,
                "spike_ms": spike_ms, "al_short": al_short, "al_mean": al_mean,
-               "al_var": al_var, "dscale": new_dscale, "out_run": out_run, "dt": dt,
+               "al_var": al_var, "vscale": new_vscale, "vfast": new_vfast,
+               "out_run": out_run, "dt": dt,
                # a copy: `last` may be a view of the column written just before
-               "prev": np.array(last, copy=True), "t_last": c["t_last"] if t is None else t,
+               "prev": np.array(c["last"], copy=True), "t_last": c["t_last"] if t is None else t,
                "about_prev": about_prev, "zero_rate": zero_rate}
         for k, v in new.items():
             self.cols[k][at] = v
         out[ok] = score
+        return out
+
+    def _power(self, x: FloatArr) -> FloatArr:
+        """sign(x)·|x|^v_power (NaN stays NaN): the series the V is judged on."""
+        if self.v_power == 1.0:
+            return x
+        a = np.abs(x)
+        out: FloatArr = np.copysign(np.sqrt(a) if self.v_power == 0.5 else a ** self.v_power, x)
         return out
 
     def _moment(self, s: FloatArr, ms: npt.NDArray[np.generic], seen: IntArr
@@ -445,3 +481,13 @@ class Detector:
                             else np.full(n, v, dt))
         self.profile = a["profile"].astype(np.float64)
         self.profile_n = a["profile_n"].astype(np.int64)
+        if "vscale" not in a and "dscale" in a and a["dscale"].size == n:
+            # saved when the V was judged on the raw series: its reading-to-reading
+            # change carried over to g(x) to first order (g' at the running mean |x|),
+            # rather than a zero divisor that alarms until relearned
+            mag = np.asarray(self.cols["mag"], np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                slope = self.v_power * np.where(mag > 0, mag, 1.0) ** (self.v_power - 1.0)
+            carried = np.nan_to_num(a["dscale"].astype(np.float64) * slope)
+            self.cols["vscale"] = carried
+            self.cols["vfast"] = carried.copy()

@@ -275,3 +275,54 @@ def test_a_zero_is_judged_against_the_devices_own_runs_of_zeros() -> None:
     # a device whose readings are clear of zero: its first 0 is a dead laser at once
     x = with_fault("zeros", clean(4))
     assert run(x)[START] >= 0.9
+
+
+def episode_then_clean_air(seed: int) -> npt.NDArray[np.float64]:
+    """Hourly readings: five days of an episode around 380 µg/m³ with steps of ±45, a
+    front, then two days around 80 with steps of ±4."""
+    rng = np.random.default_rng(seed)
+    high, low = [380.0], [80.0]
+    for _ in range(5 * 24 - 1):
+        high.append(high[-1] + 0.2 * (380 - high[-1]) + rng.normal(0, 45))
+    for _ in range(2 * 24 - 1):
+        low.append(low[-1] + 0.2 * (80 - low[-1]) + rng.normal(0, 4))
+    return np.round(np.maximum(np.r_[high, 200.0, low], 1.0))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_relative_spike_at_a_low_level_amid_large_steps_at_high_levels(seed: int) -> None:
+    # +90 µg/m³ for one hour at 80 (about 80 → 170 → 75) after days of ±45 steps at
+    # 380: a step that is ordinary at 380 is a glitch at 80, because the air's
+    # reading-to-reading change grows with its level; judged on the raw series the
+    # episode's steps hid it (scored 0.82–0.87)
+    x = episode_then_clean_air(seed)
+    at = x.size
+    y = np.r_[x, x[-1] + 90, x[-1] - 5, x[-1]]
+    det = Detector()
+    row = np.zeros(1, np.int64)
+    ts = 1_700_000_000_000 + HOUR_MS * np.arange(y.size, dtype=np.int64)
+    for i in range(at + 2):
+        score = det.update(row, y[i:i + 1], ts[i:i + 1])[0]
+    assert score >= 0.9, score
+    assert det.about_previous[0]  # the vspike statistic decided: about the +90 reading
+
+
+def test_a_state_saved_when_the_v_was_judged_on_the_raw_series_is_carried_over() -> None:
+    # a state with the raw reading-to-reading change (`dscale`) and no `vscale`: the
+    # divisor is carried over to the square root, so ordinary readings after the load
+    # do not alarm (a zero divisor would call every small V a spike) and it is close
+    # to what the detector learns itself
+    x = clean(30, 3 * DAY)
+    det = Detector()
+    row = np.zeros(1, np.int64)
+    ts = 1_700_000_000_000 + STEP_MS * np.arange(x.size, dtype=np.int64)
+    for i in range(2 * DAY):
+        det.update(row, x[i:i + 1], ts[i:i + 1])
+    saved = {k: v.copy() for k, v in det.arrays().items() if k not in ("vscale", "vfast")}
+    saved["dscale"] = np.full_like(saved["mag"], np.abs(np.diff(x[:2 * DAY])).mean())
+    loaded = Detector()
+    loaded.load(saved)
+    ratio = loaded.cols["vscale"][0] / det.cols["vscale"][0]
+    assert 0.5 < ratio < 2.0, ratio
+    after = [loaded.update(row, x[i:i + 1], ts[i:i + 1])[0] for i in range(2 * DAY, 3 * DAY)]
+    assert max(after) < 0.9
