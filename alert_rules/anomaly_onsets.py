@@ -33,7 +33,7 @@ TINY = 1e-12
 class Onsets:
     z0: float = 2.0  # the detector's z0: a score s came from z = z0·sqrt(s / (1 − s))
     gain: float = 1.2  # how much stronger than the held peak an onset must be
-    decay: float = 0.98  # the held peak's factor per reading
+    decay: float = 0.99  # the held peak's factor per reading
     held: FloatArr = field(default_factory=lambda: np.zeros(0), repr=False)
 
     def fit(self, n: int) -> None:
