@@ -31,7 +31,10 @@ layout the spatial rule caches):
   ratios: the device's own gain cancels, so a sensor that always reads 1.4× its
   neighbours is not a fault and one that suddenly reads 60 % higher is, at any
   concentration and in any unit; and a device that steps back to its usual ratio after a
-  missed fault is not a new one;
+  missed fault is not a new one. Below `min_excess` (clean air) a step, a departure and a
+  reading beyond the ratio count when they are `noise_k`× beyond the ratio's own noise:
+  the largest of the device's running log spread and recent noise (kept with the usual
+  ratio) and its neighbours' disagreement at that reading;
 - `humidity`: the device reads more than `ratio`× its neighbours while its own RH is at
   least `humidity_above` % (low-cost optical sensors count droplets as particles: Jayaratne
   et al. 2018, AMT 11, 4883; the wire's `high_humidity` flag uses the same physics), and
@@ -339,8 +342,13 @@ class SensorFaultRule(RuleBase):
             # and far enough in µg/m³ for the sensors' own noise at low levels, or
             # beyond the noise of the ratio itself (clean air, neighbours that agree)
             gap = np.abs(latest[local] - med * tr.ref[r])
-            excess = (gap >= self.min_excess) \
-                | self._beyond_noise(r, gap, med * tr.ref[r], around, vals, med)
+            excess = gap >= self.min_excess
+            # only the few that only this could make beyond are asked
+            quiet = np.flatnonzero(~excess & enough & (lq >= need))
+            if quiet.size:
+                excess[quiet] = self._beyond_noise(r[quiet], gap[quiet],
+                                                   (med * tr.ref[r])[quiet], around[quiet],
+                                                   vals[quiet])
             beyond = enough & (lq >= need) & excess
             back = ~(lq >= need / 2)  # NaN (no reading, no median) too
             agree = (moved >= np.maximum(lq, 0)[:, None] / 2).any(axis=1)
@@ -394,11 +402,13 @@ class SensorFaultRule(RuleBase):
             # below the sensors' own noise (µg/m³) a ratio says nothing
             ok = enough & np.isfinite(lr) & (np.maximum(x, med) >= self.min_excess)
             far = known & (np.abs(dev) >= need)
-            depart = ok & far & (np.abs(x - med * np.exp(u)) >= self.min_excess)
+            level = med * np.exp(u)
+            depart = ok & far & (np.abs(x - level) >= self.min_excess)
             # in clean air: far from the usual ratio beyond the ratio's own noise
-            depart |= enough & np.isfinite(lr) & far \
-                & self._beyond_noise(r, np.abs(x - med * np.exp(u)), med * np.exp(u),
-                                     around, vals, med)
+            quiet = np.flatnonzero(~depart & enough & np.isfinite(lr) & far)
+            if quiet.size:
+                depart[quiet] = self._beyond_noise(r[quiet], np.abs(x - level)[quiet],
+                                                   level[quiet], around[quiet], vals[quiet])
         # a ratio already `ratio`× from the usual one is followed as a shift or, too
         # close in µg/m³ to tell (clean air), skipped: never learned, or a fault through
         # a clean night would teach the device its faulty ratio, clipped step by step,
@@ -457,29 +467,35 @@ class SensorFaultRule(RuleBase):
         return self._follow(fleet, now_ms, go, rows, latest, nbr, tracked, over, back)
 
     def _beyond_noise(self, rows: IntArr, excess: FloatArr, level: FloatArr, around: IntArr,
-                      vals: FloatArr, med: FloatArr) -> npt.NDArray[np.bool_]:
+                      vals: FloatArr) -> npt.NDArray[np.bool_]:
         """Whether each row's `excess` (its reading's distance from `level`, where its
         usual ratio puts it) is `noise_k` times beyond the noise there: the largest of its
         own running spread (a log-ratio, times `level`), its recent noise in the series'
-        units (`UsualRatio.noise`) and its neighbours' disagreement
-        now (the root mean square of their distances from where their usual ratios put
-        them in the air they agree on; a neighbour whose usual ratio is not known counts
+        units (`UsualRatio.noise`) and its neighbours' disagreement now (`vals`: the
+        root mean square of their distances from where their usual ratios put them in
+        the air they agree on; a neighbour whose usual ratio is not known counts
         as reading the air, its gain as noise). The neighbours' part follows the level: a
         spread learned in hazy air is too small for clean air, where the sensors'
         additive noise is most of the reading. In the series' units, not in log: a
         reading of 0 or 0.1 in clean air is an infinite log-distance but only noise.
         False until the usual ratio is known (`usual_after` updates)."""
         us = self.usual
+        out: npt.NDArray[np.bool_] = np.zeros(rows.size, bool)
         if self.usual_tau_ms <= 0 or not rows.size:
-            return np.zeros(rows.size, bool)
+            return out
         us.fit(int(rows.max()) + 1)
+        known = np.flatnonzero(us.count[rows] >= self.usual_after)
+        if not known.size:
+            return out
+        rows, excess, level = rows[known], excess[known], level[known]
+        around, vals = around[known], vals[known]
         flat = np.maximum(around, 0)
         ua = np.where((around >= 0) & (us.count[flat] >= self.usual_after),
                       us.log_ratio[flat], 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             # each from the air that the neighbours put it at: their usual ratios are
-            # to their own neighbours, whose median is not `med`; root mean square: the
-            # median of five distances is too often small
+            # to their own neighbours, whose median is not this one's; root mean
+            # square: the median of five distances is too often small
             g = np.exp(ua)
             gone = vals - row_median(vals / g)[:, None] * g
             seen = ~np.isnan(gone)
@@ -487,8 +503,7 @@ class SensorFaultRule(RuleBase):
             spread_now = np.sqrt(np.where(seen, np.square(gone), 0.0).sum(axis=1)
                                  / (seen.sum(axis=1) - 1))
             noise = np.fmax(np.fmax(us.spread[rows] * level, us.noise[rows]), spread_now)
-            out: npt.NDArray[np.bool_] = (us.count[rows] >= self.usual_after) \
-                & (excess >= self.noise_k * noise)
+            out[known] = excess >= self.noise_k * noise
         return out
 
     def _usual_levels(self, around: IntArr, med: FloatArr, before: FloatArr) -> FloatArr:

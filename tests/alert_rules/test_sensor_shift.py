@@ -213,6 +213,11 @@ def test_the_usual_ratio_survives_a_restart_through_the_engine_snapshot(
     before, after = warm.rules[0], restored.rules[0]
     np.testing.assert_array_equal(after.usual.log_ratio[:6], before.usual.log_ratio[:6])
     np.testing.assert_array_equal(after.usual.count[:6], before.usual.count[:6])
+    # and the ratio's noise, which clean-air departures are judged against
+    for kept in (after.usual.spread, after.usual.noise):
+        assert np.isfinite(kept[:6]).all()
+    np.testing.assert_array_equal(after.usual.spread[:6], before.usual.spread[:6])
+    np.testing.assert_array_equal(after.usual.noise[:6], before.usual.noise[:6])
     assert (after.usual.count[:6] >= 6).all()
     rest = {d: v[120:] for d, v in readings.items()}
     t1 = T0 + 120 * MIN
