@@ -31,7 +31,10 @@ layout the spatial rule caches):
   ratios: the device's own gain cancels, so a sensor that always reads 1.4× its
   neighbours is not a fault and one that suddenly reads 60 % higher is, at any
   concentration and in any unit; and a device that steps back to its usual ratio after a
-  missed fault is not a new one;
+  missed fault is not a new one. Below `min_excess` (clean air) a step, a departure and a
+  reading beyond the ratio count when they are `noise_k`× beyond the ratio's own noise:
+  the largest of the device's running log spread and recent noise (kept with the usual
+  ratio) and its neighbours' disagreement at that reading;
 - `humidity`: the device reads more than `ratio`× its neighbours while its own RH is at
   least `humidity_above` % (low-cost optical sensors count droplets as particles: Jayaratne
   et al. 2018, AMT 11, 4883; the wire's `high_humidity` flag uses the same physics), and
@@ -65,6 +68,9 @@ from alert_rules.transitions import Transition
 #: datasheet ±3 %RH; Sensirion SHT3x ±2 %RH)
 HUMID_TOLERANCE_PCT = 6.0
 CAUSES = ("stuck", "zero", "jump", "shift", "drift", "humidity")
+#: shift: the weight of each update in a device's recent noise (`UsualRatio.noise`): about
+#: the last four updates (two hours at one each 30 minutes), to follow the air's level
+NOISE_WEIGHT = 0.25
 #: causes judged on a device's own newest readings, row by row (`RuleBase.judges_rows`)
 ROW_CAUSES = ("zero", "jump", "shift")
 
@@ -92,6 +98,12 @@ class SensorFaultRule(RuleBase):
     #: shift: and the device this far (µg/m³) from where its neighbours put it, and its
     #: step this large: below it a low-cost sensor's own noise makes ratios meaningless
     min_excess: float = 5.0
+    #: shift: or, once its usual ratio is known, its log-ratio this many times its noise
+    #: from the usual one: the larger of its own running spread (`UsualRatio.spread`)
+    #: and its neighbours' disagreement at this reading (the root mean square of their
+    #: log distances from where they usually read); scale-free, for clean air where
+    #: `min_excess` is more than the whole step
+    noise_k: float = 5.0
     #: shift: time constant of the usual log-ratio's EWMA (ms; 0: no usual ratio, the
     #: ratio just before each step is the reference)
     usual_tau_ms: int = 12 * 3_600_000
@@ -237,8 +249,19 @@ class SensorFaultRule(RuleBase):
                                    latest, nbr, tracked, over, back)
         with np.errstate(invalid="ignore"):
             start = new & ~tracked & ~back & (latest > 0) & (prev > 0) \
-                & ((latest >= self.step_ratio * prev) | (prev >= self.step_ratio * latest)) \
-                & (np.abs(latest - prev) >= self.min_excess)
+                & ((latest >= self.step_ratio * prev) | (prev >= self.step_ratio * latest))
+            big = np.abs(latest - prev) >= self.min_excess
+        quiet = np.flatnonzero(start & ~big)
+        start &= big
+        if quiet.size and self.usual_tau_ms > 0:
+            # a step under `min_excess` (clean air) is a candidate too when it is beyond
+            # the device's own noise: only the few such steps are looked at
+            self.usual.fit(n)
+            qr = quiet if rows is None else rows[quiet]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                lstep = np.abs(np.log(latest[quiet] / prev[quiet]))
+            start[quiet] = (self.usual.count[qr] >= self.usual_after) \
+                & (lstep >= self.noise_k * self.usual.spread[qr])
         begin = np.flatnonzero(start)
         if begin.size:
             r = begin if rows is None else rows[begin]
@@ -316,8 +339,16 @@ class SensorFaultRule(RuleBase):
             air = np.log(med / row_median(tr.around[r]))
             moved = (np.log(vals / tr.around[r]) - air[:, None]) * sign[:, None]
         with np.errstate(invalid="ignore"):
-            # and far enough in µg/m³ for the sensors' own noise at low levels
-            excess = np.abs(latest[local] - med * tr.ref[r]) >= self.min_excess
+            # and far enough in µg/m³ for the sensors' own noise at low levels, or
+            # beyond the noise of the ratio itself (clean air, neighbours that agree)
+            gap = np.abs(latest[local] - med * tr.ref[r])
+            excess = gap >= self.min_excess
+            # only the few that only this could make beyond are asked
+            quiet = np.flatnonzero(~excess & enough & (lq >= need))
+            if quiet.size:
+                excess[quiet] = self._beyond_noise(r[quiet], gap[quiet],
+                                                   (med * tr.ref[r])[quiet], around[quiet],
+                                                   vals[quiet])
             beyond = enough & (lq >= need) & excess
             back = ~(lq >= need / 2)  # NaN (no reading, no median) too
             agree = (moved >= np.maximum(lq, 0)[:, None] / 2).any(axis=1)
@@ -371,7 +402,13 @@ class SensorFaultRule(RuleBase):
             # below the sensors' own noise (µg/m³) a ratio says nothing
             ok = enough & np.isfinite(lr) & (np.maximum(x, med) >= self.min_excess)
             far = known & (np.abs(dev) >= need)
-            depart = ok & far & (np.abs(x - med * np.exp(u)) >= self.min_excess)
+            level = med * np.exp(u)
+            depart = ok & far & (np.abs(x - level) >= self.min_excess)
+            # in clean air: far from the usual ratio beyond the ratio's own noise
+            quiet = np.flatnonzero(~depart & enough & np.isfinite(lr) & far)
+            if quiet.size:
+                depart[quiet] = self._beyond_noise(r[quiet], np.abs(x - level)[quiet],
+                                                   level[quiet], around[quiet], vals[quiet])
         # a ratio already `ratio`× from the usual one is followed as a shift or, too
         # close in µg/m³ to tell (clean air), skipped: never learned, or a fault through
         # a clean night would teach the device its faulty ratio, clipped step by step,
@@ -391,6 +428,25 @@ class SensorFaultRule(RuleBase):
         with np.errstate(invalid="ignore"):
             moved = np.where(known, np.clip(dev, -need / 2, need / 2), dev)
             us.log_ratio[r] = np.where(learn, np.where(c == 0, lr, u + a * moved), u)
+            # the ratio's spread: a running mean of its distance from the usual ratio
+            # at the same updates, clean air included (there the sensors' additive noise
+            # is most of the reading, and the spread must say so); the first update has
+            # no distance yet
+            gone = np.minimum(np.abs(dev), need)
+            s0 = us.spread[r]
+            noisy = enough & np.isfinite(lr) & ~far & (c >= 1)
+            us.spread[r] = np.where(noisy, np.where(
+                np.isnan(s0), gone, s0 + np.maximum(1.0 / np.maximum(c, 1), a) * (gone - s0)),
+                s0)
+            # and its distance in the series' units over the last few updates: the
+            # noise at today's level (a log spread learned in haze is too small for
+            # clean air, one learned in clean air too large for haze; the larger of the
+            # two is used, so a change of level errs on the quiet side)
+            off = np.abs(x - med * np.exp(u))
+            n0 = us.noise[r]
+            us.noise[r] = np.where(noisy, np.where(
+                np.isnan(n0), off, n0 + np.maximum(1.0 / np.maximum(c, 1), NOISE_WEIGHT)
+                * (off - n0)), n0)
         us.count[r] = np.where(learn, np.minimum(c + 1, np.iinfo(np.int32).max), c)
         us.at_prev[r[learn]] = ts[due[learn]]
         go = due[depart]
@@ -409,6 +465,46 @@ class SensorFaultRule(RuleBase):
         tr.seen[gr] = 0
         tracked[go] = True
         return self._follow(fleet, now_ms, go, rows, latest, nbr, tracked, over, back)
+
+    def _beyond_noise(self, rows: IntArr, excess: FloatArr, level: FloatArr, around: IntArr,
+                      vals: FloatArr) -> npt.NDArray[np.bool_]:
+        """Whether each row's `excess` (its reading's distance from `level`, where its
+        usual ratio puts it) is `noise_k` times beyond the noise there: the largest of its
+        own running spread (a log-ratio, times `level`), its recent noise in the series'
+        units (`UsualRatio.noise`) and its neighbours' disagreement now (`vals`: the
+        root mean square of their distances from where their usual ratios put them in
+        the air they agree on; a neighbour whose usual ratio is not known counts
+        as reading the air, its gain as noise). The neighbours' part follows the level: a
+        spread learned in hazy air is too small for clean air, where the sensors'
+        additive noise is most of the reading. In the series' units, not in log: a
+        reading of 0 or 0.1 in clean air is an infinite log-distance but only noise.
+        False until the usual ratio is known (`usual_after` updates)."""
+        us = self.usual
+        out: npt.NDArray[np.bool_] = np.zeros(rows.size, bool)
+        if self.usual_tau_ms <= 0 or not rows.size:
+            return out
+        us.fit(int(rows.max()) + 1)
+        known = np.flatnonzero(us.count[rows] >= self.usual_after)
+        if not known.size:
+            return out
+        rows, excess, level = rows[known], excess[known], level[known]
+        around, vals = around[known], vals[known]
+        flat = np.maximum(around, 0)
+        ua = np.where((around >= 0) & (us.count[flat] >= self.usual_after),
+                      us.log_ratio[flat], 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # each from the air that the neighbours put it at: their usual ratios are
+            # to their own neighbours, whose median is not this one's; root mean
+            # square: the median of five distances is too often small
+            g = np.exp(ua)
+            gone = vals - row_median(vals / g)[:, None] * g
+            seen = ~np.isnan(gone)
+            # (one less: the median neighbour is at 0 by construction)
+            spread_now = np.sqrt(np.where(seen, np.square(gone), 0.0).sum(axis=1)
+                                 / (seen.sum(axis=1) - 1))
+            noise = np.fmax(np.fmax(us.spread[rows] * level, us.noise[rows]), spread_now)
+            out[known] = excess >= self.noise_k * noise
+        return out
 
     def _usual_levels(self, around: IntArr, med: FloatArr, before: FloatArr) -> FloatArr:
         """Where each neighbour in `around` would usually read at today's median `med`:
@@ -678,9 +774,15 @@ class ShiftTrack:
 class UsualRatio:
     """Per row, a `shift` rule's estimate of the device's usual ratio to its neighbours'
     median: its log (`log_ratio`, NaN: none yet), how many updates it rests on
-    (`count`), when it was last due (`at_ms`) and last learned from (`at_prev`)."""
+    (`count`), when it was last due (`at_ms`) and last learned from (`at_prev`), and
+    the running mean of its log distance from the usual ratio at those updates (`spread`,
+    NaN: none yet) and of its distance in the series' units over the last few updates
+    (`noise`, NaN: none yet): the ratio's own noise, which a departure must clear in
+    clean air."""
 
     log_ratio: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
+    spread: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
+    noise: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
     count: npt.NDArray[np.int32] = dataclasses.field(
         default_factory=lambda: np.zeros(0, np.int32))
     at_ms: IntArr = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
@@ -691,6 +793,8 @@ class UsualRatio:
         if grow <= 0:
             return
         self.log_ratio = np.r_[self.log_ratio, np.full(grow, np.nan)]
+        self.spread = np.r_[self.spread, np.full(grow, np.nan)]
+        self.noise = np.r_[self.noise, np.full(grow, np.nan)]
         self.count = np.r_[self.count, np.zeros(grow, np.int32)]
         self.at_ms = np.r_[self.at_ms, np.zeros(grow, np.int64)]
         self.at_prev = np.r_[self.at_prev, np.zeros(grow, np.int64)]
@@ -698,6 +802,8 @@ class UsualRatio:
     def clear(self, rows: IntArr) -> None:
         rows = rows[rows < self.log_ratio.size]
         self.log_ratio[rows] = np.nan
+        self.spread[rows] = np.nan
+        self.noise[rows] = np.nan
         self.count[rows] = 0
         self.at_ms[rows] = 0
         self.at_prev[rows] = 0
@@ -709,18 +815,24 @@ class UsualRatio:
         ok = src_rows < src.log_ratio.size
         rows, src_rows = rows[ok], src_rows[ok]
         self.log_ratio[rows] = src.log_ratio[src_rows]
+        self.spread[rows] = src.spread[src_rows]
+        self.noise[rows] = src.noise[src_rows]
         self.count[rows] = src.count[src_rows]
         self.at_ms[rows] = src.at_ms[src_rows]
         self.at_prev[rows] = src.at_prev[src_rows]
 
     def arrays(self) -> dict[str, npt.NDArray[np.generic]]:
-        return {"log_ratio": self.log_ratio, "count": self.count, "at_ms": self.at_ms,
-                "at_prev": self.at_prev}
+        return {"log_ratio": self.log_ratio, "spread": self.spread, "noise": self.noise,
+                "count": self.count, "at_ms": self.at_ms, "at_prev": self.at_prev}
 
     def load(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
         if not arrays:
             return
         self.log_ratio = arrays["log_ratio"].astype(np.float64)
+        # a snapshot from before the spread was kept: learned again from the next updates
+        for k in ("spread", "noise"):
+            setattr(self, k, arrays[k].astype(np.float64) if k in arrays
+                    else np.full(self.log_ratio.size, np.nan))
         self.count = arrays["count"].astype(np.int32)
         self.at_ms = arrays["at_ms"].astype(np.int64)
         self.at_prev = arrays["at_prev"].astype(np.int64)

@@ -345,6 +345,10 @@ class SensorFaultSpec(RuleSpec, frozen=True, tag="sensor_fault", kw_only=True):
                                       "that makes it a candidate)")] = 1.3
     min_excess: Annotated[float, Meta(ge=0, description=">= 0 µg/m³ (shift: how far from "
                                       "where its neighbours put it)")] = 5.0
+    #: shift: or this many times the ratio's own noise, once the usual ratio is known
+    noise_k: Annotated[float, Meta(gt=0, description="> 0 (shift: how many times the "
+                                   "ratio's noise a departure must clear below "
+                                   "min_excess)")] = 5.0
     #: shift: time constant of the device's usual ratio to its neighbours (0: none)
     usual_tau_ms: Duration = msgspec.field(default=12 * 3_600_000, name="usual_over")
     usual_every_ms: PositiveDuration = msgspec.field(default=1_800_000, name="usual_every")
@@ -358,7 +362,8 @@ def _sensor_fault(s: SensorFaultSpec) -> RuleBase:
                            min_neighbour_level=s.min_neighbour_level,
                            humidity_above=s.humidity_above, min_readings=s.min_readings,
                            persist=max(1, s.persist), step_ratio=s.step_ratio,
-                           min_excess=s.min_excess, usual_tau_ms=s.usual_tau_ms,
+                           min_excess=s.min_excess, noise_k=s.noise_k,
+                           usual_tau_ms=s.usual_tau_ms,
                            usual_every_ms=s.usual_every_ms,
                            usual_after=max(1, s.usual_after))
 
