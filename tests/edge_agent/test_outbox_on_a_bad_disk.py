@@ -43,17 +43,29 @@ def _outbox_with_pending(path: Path, n: int = PENDING) -> None:
 
 
 class Watcher:
-    """Subscribes to one device's up and status topics on the real broker."""
+    """Subscribes to one device's up and status topics on the real broker.
 
-    def __init__(self, port: int, device: str) -> None:
+    `persistent`: a session the broker keeps (it has persistence on) across a restart,
+    with QoS 1 messages queued while the watcher is away. A test that restarts the
+    broker under a running agent subscribes this way before the stop: a watcher that
+    subscribes after the restart races the agent, whose acknowledged readings are not
+    sent again."""
+
+    def __init__(self, port: int, device: str, persistent: bool = False) -> None:
         self.seqs: list[int] = []
         self.statuses: list[Status] = []
         self._lock = threading.Lock()
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+        self.subscribed = threading.Event()
+        self._topics = [(f"airgrid/v1/dev/{device}/up", 1),
+                        (f"airgrid/v1/dev/{device}/status", 1)]
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                                  client_id=f"watch-{device}" if persistent else "",
+                                  clean_session=not persistent)
         self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
+        self.client.reconnect_delay_set(0.2, 1.0)
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe([(f"airgrid/v1/dev/{device}/up", 1),
-                               (f"airgrid/v1/dev/{device}/status", 1)])
+        self.client.subscribe(self._topics)
         self.client.loop_start()
 
     def _on_message(self, c: mqtt.Client, u: object, m: mqtt.MQTTMessage) -> None:
@@ -212,6 +224,10 @@ def test_full_disk_keeps_publishing_counts_what_it_lost_and_resumes(
     watchers: list[Watcher],
 ) -> None:
     dev, outbox = "full-1", small_fs / "o.db"
+    # the watcher's session outlives the restart: whatever the agent sends once the
+    # broker is back is queued for it, however the two reconnects fall
+    watchers.append(w := Watcher(mosquitto.port, dev, persistent=True))
+    assert w.subscribed.wait(10)
     mosquitto.stop()  # readings pile up in the outbox first
     agent, log = _agent(processes, tmp_path, dev, _sim(processes, tmp_path), outbox,
                         mosquitto.port)
@@ -220,7 +236,6 @@ def test_full_disk_keeps_publishing_counts_what_it_lost_and_resumes(
     assert wait_for(lambda: "the disk is full" in _text(log), 10, step=0.2), _text(log)
     stored = _max_seq(outbox)
     mosquitto.start()
-    watchers.append(w := Watcher(mosquitto.port, dev))
     # What was captured before the disk filled is still published ...
     assert wait_for(lambda: set(range(1, stored + 1)) <= w.got(), 30, step=0.2), (
         stored, sorted(w.got()), _text(log))
