@@ -432,21 +432,15 @@ class SensorFaultRule(RuleBase):
             # at the same updates, clean air included (there the sensors' additive noise
             # is most of the reading, and the spread must say so); the first update has
             # no distance yet
-            gone = np.minimum(np.abs(dev), need)
-            s0 = us.spread[r]
             noisy = enough & np.isfinite(lr) & ~far & (c >= 1)
-            us.spread[r] = np.where(noisy, np.where(
-                np.isnan(s0), gone, s0 + np.maximum(1.0 / np.maximum(c, 1), a) * (gone - s0)),
-                s0)
+            us.spread[r] = _running_mean(us.spread[r], np.minimum(np.abs(dev), need), a, c,
+                                         noisy)
             # and its distance in the series' units over the last few updates: the
             # noise at today's level (a log spread learned in haze is too small for
             # clean air, one learned in clean air too large for haze; the larger of the
             # two is used, so a change of level errs on the quiet side)
-            off = np.abs(x - med * np.exp(u))
-            n0 = us.noise[r]
-            us.noise[r] = np.where(noisy, np.where(
-                np.isnan(n0), off, n0 + np.maximum(1.0 / np.maximum(c, 1), NOISE_WEIGHT)
-                * (off - n0)), n0)
+            us.noise[r] = _running_mean(us.noise[r], np.abs(x - med * np.exp(u)),
+                                        NOISE_WEIGHT, c, noisy)
         us.count[r] = np.where(learn, np.minimum(c + 1, np.iinfo(np.int32).max), c)
         us.at_prev[r[learn]] = ts[due[learn]]
         go = due[depart]
@@ -768,6 +762,17 @@ class ShiftTrack:
         self.beyond = arrays["beyond"].astype(np.int16)
         self.seen = arrays["seen"].astype(np.int16)
         self.seen_ts = arrays["seen_ts"].astype(np.int64)
+
+
+def _running_mean(old: FloatArr, new: FloatArr, weight: float | FloatArr,
+                  count: npt.NDArray[np.int32],
+                  where: npt.NDArray[np.bool_]) -> FloatArr:
+    """An EWMA of weight max(weight, 1/count) where `where`, starting at the first sample
+    (`old` NaN: none yet); `old` elsewhere."""
+    step = np.maximum(1.0 / np.maximum(count, 1), weight)
+    out: FloatArr = np.where(where, np.where(np.isnan(old), new, old + step * (new - old)),
+                             old)
+    return out
 
 
 @dataclass

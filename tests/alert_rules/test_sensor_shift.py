@@ -353,8 +353,12 @@ def clean_readings(x: np.ndarray, noise: float, seed: int,
     return out
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[
+#: the clean-air stories: each example runs the engine over hundreds of minutes
+clean_air_examples = settings(max_examples=8, deadline=None, suppress_health_check=[
     HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+@clean_air_examples
 @given(clean=st.floats(3.0, 5.0), at=st.integers(240, 300), seed=st.integers(0, 2**16))
 def test_a_step_in_clean_air_fires_when_the_neighbours_agree_tightly(
         tmp_path: Path, clean: float, at: int, seed: int) -> None:
@@ -372,8 +376,7 @@ def test_a_step_in_clean_air_fires_when_the_neighbours_agree_tightly(
     assert states(ev, "shift") == got  # no neighbour blamed
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[
-    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@clean_air_examples
 @given(clean=st.floats(2.0, 4.0), noise=st.floats(0.5, 1.5), seed=st.integers(0, 2**16))
 def test_clean_air_without_a_step_raises_nothing_whatever_its_noise(
         tmp_path: Path, clean: float, noise: float, seed: int) -> None:
