@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from alert_rules.cli import main
 from alert_rules.rulefile import DEFAULT_RULES
@@ -220,9 +226,6 @@ def test_a_non_finite_threshold_is_refused_with_file_and_line(tmp_path: Path, va
                                                              processes: None) -> None:
     """`above: .nan` can never fire and `.inf` never clears: the loader refuses both, in
     the real `airgrid-rules check` process."""
-    import subprocess
-    import sys
-
     bad = tmp_path / "bad.yaml"
     bad.write_text(textwrap.dedent(f"""\
         rules:
@@ -243,3 +246,41 @@ def test_a_non_finite_threshold_is_refused_with_file_and_line(tmp_path: Path, va
     assert f"{bad}:5: above: expected a finite number" in result.stderr
     assert f"{bad}:11: clear_below: expected a finite number" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+_TIMES = st.one_of(st.integers(1_000_000_000, 2_000_000_000).map(str),
+                   st.integers(10**12, 2 * 10**12).map(str),
+                   st.datetimes().map(lambda d: d.isoformat(sep=" ")),
+                   st.text(alphabet="0123456789-:T Zx", max_size=12))
+_VALUES = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                    st.floats(-1e6, 1e6).map(lambda v: f"{v:.3f}"),
+                    st.just(""), st.sampled_from(["nan", "inf", "-0", "1e999", "oops"]),
+                    st.text(alphabet="0123456789.e-+ abc", max_size=8))
+
+
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(_TIMES, _VALUES), min_size=1, max_size=60))
+def test_score_of_a_generated_series_numbers_every_row_in_the_real_process(
+        tmp_path: Path, rows: list[tuple[str, str]], processes: None) -> None:
+    """`airgrid-rules score --csv`, the real process, on generated rows: one output row
+    per input row, each score empty (the row named on stderr and counted) or in 0..1,
+    exit 1 exactly when a row could not be scored, and never a traceback."""
+    f = tmp_path / "s.csv"
+    with f.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["timestamp", "value"])
+        w.writerows(rows)
+    result = subprocess.run([sys.executable, "-m", "alert_rules.cli", "score", "--csv", str(f)],
+                            capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in result.stderr, result.stderr
+    out = list(csv.reader(io.StringIO(result.stdout)))
+    assert out[0] == ["timestamp", "value", "anomaly_score"]
+    assert [r[:2] for r in out[1:]] == [list(r) for r in rows]
+    scores = [r[2] for r in out[1:]]
+    bad = [i for i, s in enumerate(scores) if s == ""]
+    assert all(0.0 <= float(s) <= 1.0 for s in scores if s), scores
+    assert result.stderr.count(": line ") == len(bad), result.stderr
+    assert result.returncode == (1 if bad else 0), result.stderr
+    if bad:
+        assert f"{len(bad)} rows could not be scored" in result.stderr
