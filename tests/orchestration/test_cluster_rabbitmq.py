@@ -109,10 +109,14 @@ def test_handover_asks_where_silent_devices_went_off_the_ingest_thread(
     from collector.influx_sink import InfluxV1Sink
 
     asked_on: list[str] = []
+    # The answer waits until the test has seen the ingest thread go on: InfluxDB on
+    # loopback can answer before `expire` returns, which then applies it at once.
+    may_answer = threading.Event()
 
     class Recording(InfluxHistory):
         def heard_after(self, after_ms: Mapping[str, int]) -> dict[str, int]:
             asked_on.append(threading.current_thread().name)
+            may_answer.wait(10)
             return super().heard_after(after_ms)
 
     now = int(time.time() * 1000)
@@ -128,13 +132,15 @@ def test_handover_asks_where_silent_devices_went_off_the_ingest_thread(
             [f"readings,device={d},sensor=pms5003 pm2_5=20.0,seq=9i {now + 5000}"
              for d in ("m1", "m2")])
         assert ho.expire(now + 6_000) == []  # asked; the ingest thread goes on
-        assert ho._question is not None
+        assert ho._question is not None and not ho._question.done()
+        may_answer.set()
         ho._question.exception(10)  # answered (on the hand-over's thread)
         assert asked_on and threading.main_thread().name not in asked_on
         ho.before_ingest(["m2"], [now + 6_500], now + 6_500)  # m2 back here meanwhile
         assert ho.forgotten.keys() == {"m1"} and "m1" in engine.away
         assert "m2" in ho.last_seen and ho.counters.kept_silent == 1
     finally:
+        may_answer.set()
         ho.close()
 
 
