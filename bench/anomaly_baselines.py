@@ -5,12 +5,19 @@ reading with the same `update(x) -> score in 0..1` shape:
   absolute floor of 2 µg/m³ and a run-length stuck score), kept here verbatim in its
   scalar form so every evaluation runs it side by side with the current one;
 - `EwmaZ`: a plain EWMA z-score (mean and variance by EWMA, score from |z|).
+
+`score_series` runs one of them over a series.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 MAD_TO_SIGMA = 1.2533
 
@@ -68,3 +75,19 @@ class EwmaZ:
         self.v = (1 - self.alpha) * (self.v + self.alpha * d * d)
         self.seen += 1
         return z * z / (z * z + 9.0) if self.seen > self.warmup else 0.0
+
+
+class ScalarDetector(Protocol):
+    def update(self, x: float) -> float: ...
+
+
+def score_series(make: Callable[[], ScalarDetector], y: npt.NDArray[np.float64]
+                 ) -> npt.NDArray[np.float64]:
+    """A fresh detector's score at every reading of `y`; a missing value (NaN) is no
+    reading, scored 0."""
+    update = make().update
+    out = np.zeros(y.size)
+    for i, v in enumerate(y.tolist()):
+        if not math.isnan(v):
+            out[i] = update(v)
+    return out

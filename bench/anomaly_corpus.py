@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from alert_rules.anomaly import Detector
 from alert_rules.anomaly_onsets import Onsets
-from bench.anomaly_baselines import EwmaZ, SpikeReference
+from bench.anomaly_baselines import EwmaZ, SpikeReference, score_series
 
 Arr = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -286,16 +286,14 @@ def run_scalar(make: Callable[[], EwmaZ | SpikeReference], series: list[Series],
     before, else 0."""
     out = []
     for s in series:
-        d = make()
+        scores = score_series(make, s.x)
+        if cooldown is None:
+            out.append(scores)
+            continue
         o = np.zeros(s.x.size)
-        last = -(cooldown or 0) - 1
-        for i, v in enumerate(s.x.tolist()):
-            if math.isnan(v):
-                continue
-            score = d.update(v)
-            if cooldown is None:
-                o[i] = score
-            elif score >= 0.5 and i - last > cooldown:
+        last = -cooldown - 1
+        for i in np.flatnonzero(scores >= 0.5).tolist():
+            if i - last > cooldown:
                 o[i], last = 1.0, i
         out.append(o)
     return out

@@ -88,7 +88,7 @@ from alert_rules.rulefile import DEFAULT_RULES, load_rules
 if not __package__:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench.anomaly_baselines import EwmaZ, SpikeReference
+from bench.anomaly_baselines import EwmaZ, SpikeReference, score_series
 from bench.anomaly_corpus import CORPUS_DETECTORS, CorpusScore, corpus, corpus_score
 from bench.anomaly_detector_before import Detector as DetectorBefore
 from bench.record import emit
@@ -321,14 +321,8 @@ def score_detector(det: Detector | DetectorBefore, ts: npt.NDArray[np.int64], ys
 
 def scalar(make: Callable[[], SpikeReference | EwmaZ]) -> ScoreFn:
     def run(ts: npt.NDArray[np.int64], ys: Arr) -> Arr:
-        out = np.zeros(ys.shape)
-        for j, y in enumerate(ys):
-            d = make()
-            upd = d.update
-            for i, v in enumerate(y.tolist()):
-                if not math.isnan(v):
-                    out[j, i] = upd(v)
-        return out
+        return np.vstack([score_series(make, y) for y in ys]) if len(ys) \
+            else np.zeros(ys.shape)
     return run
 
 
