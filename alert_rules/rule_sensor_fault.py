@@ -391,7 +391,8 @@ class SensorFaultRule(RuleBase):
             gap = np.abs(latest[local] - med * tr.ref[r])
             excess = gap >= self.min_excess
             # only the few that only this could make beyond are asked
-            quiet = np.flatnonzero(~excess & enough & (lq >= need))
+            # (a step followed on its means is judged on them instead, below)
+            quiet = np.flatnonzero(~excess & enough & (lq >= need) & ~tr.by_mean[r])
             if quiet.size:
                 excess[quiet] = self._beyond_noise(r[quiet], gap[quiet],
                                                    (med * tr.ref[r])[quiet], around[quiet],
@@ -576,15 +577,23 @@ class SensorFaultRule(RuleBase):
             level = mm * ref
             lqm = np.log(mx / level) * sign
             gap = (mx - level) * sign
-            noise = self._noise(rows, level, around, vals)
             ready = nm >= self.mean_after
-            beyond = ready & (lqm >= need) & (gap >= self.mean_k * noise / np.sqrt(nm))
             back = ready & ~(lqm >= need / 2)
-            mv = tr.sum_around[rows] / tr.n_around[rows]
-            air = np.log(mm / row_median(tr.around[rows]))
-            moved = (np.log(mv / tr.around[rows]) - air[:, None]) * sign[:, None]
-            agree: npt.NDArray[np.bool_] = np.any(
-                moved >= MEAN_AGREE * np.maximum(lqm, 0)[:, None], axis=1)
+            # the noise and the neighbours only for the few whose means are apart (in
+            # clean air nearly every device is followed, at nearly every reading); the
+            # others count as agreed with, which restarts their count of readings beyond
+            # (a neighbour is always within a third of a move that small)
+            c = np.flatnonzero(ready & (lqm >= need))
+            beyond = np.zeros(rows.size, bool)
+            agree = np.ones(rows.size, bool)
+            if c.size:
+                rc = rows[c]
+                noise = self._noise(rc, level[c], around[c], vals[c])
+                beyond[c] = gap[c] >= self.mean_k * noise / np.sqrt(nm[c])
+                mv = tr.sum_around[rc] / tr.n_around[rc]
+                air = np.log(mm[c] / row_median(tr.around[rc]))
+                moved = (np.log(mv / tr.around[rc]) - air[:, None]) * sign[c, None]
+                agree[c] = np.any(moved >= MEAN_AGREE * lqm[c, None], axis=1)
         return lqm, beyond, back, agree
 
     def _beyond_noise(self, rows: IntArr, excess: FloatArr, level: FloatArr, around: IntArr,
