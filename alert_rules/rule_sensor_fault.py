@@ -34,12 +34,7 @@ layout the spatial rule caches):
   missed fault is not a new one. Below `min_excess` (clean air) a step, a departure and a
   reading beyond the ratio count when they are `noise_k`× beyond the ratio's own noise:
   the largest of the device's running log spread and recent noise (kept with the usual
-  ratio) and its neighbours' disagreement at that reading. There one reading is mostly
-  noise, so a device that reads every few minutes (`mean_after` readings within
-  `usual_every`) has its clean-air steps also judged on the means since the step
-  (`mean_after`, `mean_k`): against its slow level among its neighbours' slow levels
-  (EWMAs of the readings over `usual_tau_ms`), not its usual ratio, which in clean air
-  is learned from the few readings above `min_excess`, often a local plume's;
+  ratio) and its neighbours' disagreement at that reading;
 - `humidity`: the device reads more than `ratio`× its neighbours while its own RH is at
   least `humidity_above` % (low-cost optical sensors count droplets as particles: Jayaratne
   et al. 2018, AMT 11, 4883; the wire's `high_humidity` flag uses the same physics), and
@@ -78,10 +73,6 @@ CAUSES = ("stuck", "zero", "jump", "shift", "drift", "humidity")
 NOISE_WEIGHT = 0.25
 #: causes judged on a device's own newest readings, row by row (`RuleBase.judges_rows`)
 ROW_CAUSES = ("zero", "jump", "shift")
-#: shift, a step judged on its means: a neighbour shares it when its own mean moved this
-#: share of the device's way (a third: one neighbour's mean in clean air is noisy, and a
-#: local plume over the device and its nearest neighbour must still read as pollution)
-MEAN_AGREE = 1 / 3
 
 
 @dataclass(kw_only=True)
@@ -122,15 +113,6 @@ class SensorFaultRule(RuleBase):
     usual_every_ms: int = 1_800_000
     #: shift: updates before the usual ratio is trusted
     usual_after: int = 6
-    #: shift: a step under `min_excess` (clean air) is also judged on the mean of its
-    #: readings since the step, from this many on (0: on each reading only): a shift of
-    #: 2 µg/m³ in air of 2, where one reading's noise is half the reading, stands out of
-    #: the noise of a mean of six; it is let go after `4 ×` this many readings
-    mean_after: int = 6
-    #: shift: a step judged on its means is beyond when their distance is this many
-    #: times the noise of a mean (one reading's noise over √n): above `noise_k`, since
-    #: a device in clean air is followed at nearly every reading
-    mean_k: float = 7.0
     last_over: npt.NDArray[np.bool_] = dataclasses.field(
         default_factory=lambda: np.zeros(0, bool), repr=False)
     onset_ms: IntArr = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
@@ -257,42 +239,29 @@ class SensorFaultRule(RuleBase):
         latest = fleet.latest(f, now_ms, self.window_ms, rows)
         ts = fleet.latest_ts[f][sel]
         new = ts != tr.seen_ts[sel]  # a reading this rule has not counted yet
-        if self.mean_after > 0 and self.usual_tau_ms > 0:
-            self.usual.fit(n)
-            self._slow_level(fleet, rows, latest, ts, new)
         tracked = self.cand[sel].copy()
         prev = fleet.prev_v[f][sel]
         over = self.last_over[sel] & ~new  # no new reading: the verdict stands
-        with np.errstate(invalid="ignore"):
-            stepped = new & (latest > 0) & (prev > 0) \
-                & ((latest >= self.step_ratio * prev) | (prev >= self.step_ratio * latest))
-            big = np.abs(latest - prev) >= self.min_excess
         # the steps being followed first: one that ends here (the device came back, or
         # swung the other way) lets this reading start a new one
         back = np.zeros(tracked.size, bool)
         picked, med = self._follow(fleet, now_ms, np.flatnonzero(tracked & new), rows,
                                    latest, nbr, tracked, over, back)
-        start = stepped & ~tracked & ~back
+        with np.errstate(invalid="ignore"):
+            start = new & ~tracked & ~back & (latest > 0) & (prev > 0) \
+                & ((latest >= self.step_ratio * prev) | (prev >= self.step_ratio * latest))
+            big = np.abs(latest - prev) >= self.min_excess
         quiet = np.flatnonzero(start & ~big)
         start &= big
-        by_mean = np.zeros(start.size, bool)
         if quiet.size and self.usual_tau_ms > 0:
             # a step under `min_excess` (clean air) is a candidate too when it is beyond
-            # the device's own noise, or, judged on its mean (`mean_after`), any step of
-            # a device whose usual ratio is known
+            # the device's own noise: only the few such steps are looked at
             self.usual.fit(n)
             qr = quiet if rows is None else rows[quiet]
-            known_q = self.usual.count[qr] >= self.usual_after
             with np.errstate(invalid="ignore", divide="ignore"):
                 lstep = np.abs(np.log(latest[quiet] / prev[quiet]))
-            loud = lstep >= self.noise_k * self.usual.spread[qr]
-            # on its means only where `mean_after` readings come within `usual_every`
-            # (sensors that read every few minutes): on hourly data a mean of six spans
-            # six hours, and a step followed that long holds back the steps meanwhile
-            fast = (self.mean_after > 0) & (
-                (ts[quiet] - fleet.prev_ts[f][qr]) * self.mean_after <= self.usual_every_ms)
-            start[quiet] = known_q & (loud | fast)
-            by_mean[quiet] = known_q & ~loud & fast
+            start[quiet] = (self.usual.count[qr] >= self.usual_after) \
+                & (lstep >= self.noise_k * self.usual.spread[qr])
         begin = np.flatnonzero(start)
         if begin.size:
             r = begin if rows is None else rows[begin]
@@ -322,24 +291,8 @@ class SensorFaultRule(RuleBase):
                 kr = r[known]
                 med_now, _ = self._median_of(nbr[kr], self._latest_at(fleet, nbr[kr], now_ms))
                 tr.around[kr] = self._usual_levels(nbr[kr], med_now, before[known])
-            bm = np.flatnonzero(by_mean[begin])
-            if bm.size:
-                # judged on its means: against the device's slow level among its
-                # neighbours' slow levels (hours of readings each, the same air): in
-                # clean air a usual ratio learned from the few readings above
-                # `min_excess` is mostly learned in plumes
-                lv = self.usual.level
-                rb = r[bm]
-                ab = nbr[rb]
-                slow = np.where(ab >= 0, lv[np.maximum(ab, 0)], np.nan)
-                med_s, enough_s = self._median_of(ab, slow)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    ref_s = lv[rb] / med_s
-                ok_s = enough_s & np.isfinite(ref_s) & (ref_s > 0)
-                tr.ref[rb] = np.where(ok_s, ref_s, np.nan)
-                tr.around[rb] = slow
-                ok[bm] = ok_s
-            tr.start(r, by_mean[begin])
+            tr.beyond[r] = 0
+            tr.seen[r] = 0
             tracked[begin] = ok
             p2, m2 = self._follow(fleet, now_ms, begin[ok], rows, latest, nbr, tracked, over,
                                   back)
@@ -391,8 +344,7 @@ class SensorFaultRule(RuleBase):
             gap = np.abs(latest[local] - med * tr.ref[r])
             excess = gap >= self.min_excess
             # only the few that only this could make beyond are asked
-            # (a step followed on its means is judged on them instead, below)
-            quiet = np.flatnonzero(~excess & enough & (lq >= need) & ~tr.by_mean[r])
+            quiet = np.flatnonzero(~excess & enough & (lq >= need))
             if quiet.size:
                 excess[quiet] = self._beyond_noise(r[quiet], gap[quiet],
                                                    (med * tr.ref[r])[quiet], around[quiet],
@@ -400,18 +352,6 @@ class SensorFaultRule(RuleBase):
             beyond = enough & (lq >= need) & excess
             back = ~(lq >= need / 2)  # NaN (no reading, no median) too
             agree = (moved >= np.maximum(lq, 0)[:, None] / 2).any(axis=1)
-        by_mean = np.flatnonzero(tr.by_mean[r])
-        if by_mean.size:
-            # clean air: judged on the means since the step, where one reading is noise
-            m = by_mean
-            lqm, mb, mback, magree = self._by_mean(r[m], latest[local[m]], med[m], around[m],
-                                                   vals[m], sign[m])
-            # and on this reading where it is beyond `min_excess` too (a large step
-            # while the clean air before it was being followed)
-            beyond[m] = enough[m] & (mb | ((lq[m] >= need) & (gap[m] >= self.min_excess)))
-            back[m] = mback
-            agree[m] = magree
-            lq[m] = lqm
         # readings beyond with no neighbour agreeing, in a row: a neighbour that shares
         # the excursion at any reading says pollution (counted over the whole step, two
         # readings at which a shared plume's noise hid the neighbour were a fault)
@@ -420,12 +360,8 @@ class SensorFaultRule(RuleBase):
         firing = self.columns.firing[r]
         o = ((beyond & ~agree) | firing) & (tr.beyond[r] >= self.persist) & ~back
         # a step that was never beyond the ratio is let go at once (most candidates: a
-        # noisy reading), one that was gets `persist` + 2 readings to stay there; one
-        # judged on its mean until it is back or `4 × mean_after` readings old
+        # noisy reading), one that was gets `persist` + 2 readings to stay there
         stop = ~o & (back | (tr.beyond[r] == 0) | (tr.seen[r] >= self.persist + 2))
-        if by_mean.size:
-            stop[by_mean] = ~o[by_mean] & (back[by_mean]
-                                           | (tr.seen[r[by_mean]] >= 4 * self.mean_after))
         over[local] = o
         tracked[local[stop]] = False
         with np.errstate(invalid="ignore"):
@@ -447,18 +383,7 @@ class SensorFaultRule(RuleBase):
         us.fit(n)
         sel = slice(0, n) if rows is None else rows
         firing = self.columns.firing[:n][sel]
-        # a step followed on its means goes on learning while its means are less than
-        # halfway to `ratio` apart (in clean air one nearly always is followed); one
-        # further away may be a fault or a local plume, and is not learned from
-        held = tracked.copy()
-        tr = self.track
-        mean_held = np.flatnonzero(tracked & tr.by_mean[sel])
-        if mean_held.size:
-            mr = mean_held if rows is None else rows[mean_held]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                held[mean_held] = ~(np.abs(np.log(tr.sum_x[mr] / tr.sum_med[mr] / tr.ref[mr]))
-                                    < np.log(self.ratio) / 2)
-        due = np.flatnonzero(new & ~held & ~back & ~over & ~firing & (latest > 0)
+        due = np.flatnonzero(new & ~tracked & ~back & ~over & ~firing & (latest > 0)
                              & (ts - us.at_ms[sel] >= self.usual_every_ms))
         r = due if rows is None else rows[due]
         if not due.size:
@@ -518,11 +443,11 @@ class SensorFaultRule(RuleBase):
                                         NOISE_WEIGHT, c, noisy)
         us.count[r] = np.where(learn, np.minimum(c + 1, np.iinfo(np.int32).max), c)
         us.at_prev[r[learn]] = ts[due[learn]]
-        depart &= ~tracked[due]
         go = due[depart]
         if not go.size:
             return r[:0], np.zeros(0)
         gr = r[depart]
+        tr = self.track
         tr.ref[gr] = np.exp(u[depart])
         tr.up[gr] = dev[depart] > 0
         # a neighbour whose usual ratio is not known is taken to read as the median:
@@ -530,85 +455,15 @@ class SensorFaultRule(RuleBase):
         around_g = nbr[gr]
         at_median = np.where(around_g >= 0, med[depart][:, None], np.nan)
         tr.around[gr] = self._usual_levels(around_g, med[depart], at_median)
-        tr.start(gr, np.zeros(gr.size, bool))
+        tr.beyond[gr] = 0
+        tr.seen[gr] = 0
         tracked[go] = True
         return self._follow(fleet, now_ms, go, rows, latest, nbr, tracked, over, back)
-
-    def _slow_level(self, fleet: FleetState, rows: IntArr | None, latest: FloatArr,
-                    ts: IntArr, new: npt.NDArray[np.bool_]) -> None:
-        """Each judged row's slow level: an EWMA of its readings with the usual ratio's
-        time constant (`usual_tau_ms`)."""
-        got = np.flatnonzero(new & np.isfinite(latest))
-        if not got.size:
-            return
-        r = got if rows is None else rows[got]
-        lv = self.usual.level
-        tau = self.usual_tau_ms
-        dt = np.clip(ts[got] - fleet.prev_ts[self.field][r], 0, tau)
-        a = -np.expm1(-dt / tau)
-        old = lv[r]
-        lv[r] = np.where(np.isnan(old), latest[got], old + a * (latest[got] - old))
-
-    def _by_mean(self, rows: IntArr, x: FloatArr, med: FloatArr, around: IntArr,
-                 vals: FloatArr, sign: FloatArr
-                 ) -> tuple[FloatArr, npt.NDArray[np.bool_], npt.NDArray[np.bool_],
-                            npt.NDArray[np.bool_]]:
-        """A step followed on its means (`ShiftTrack.by_mean`): this reading added to the
-        sums since the step, then (log-ratio of the means in the step's direction,
-        beyond, back, a neighbour agreeing), each as `_follow` judges one reading:
-        beyond once `mean_after` readings are in, the device's mean `ratio`× from where
-        its slow level among its neighbours' puts it and `mean_k` times the noise of a
-        mean (one reading's, over √n) away; back once less than halfway; a neighbour
-        agrees whose own mean moved at least `MEAN_AGREE` of the device's way."""
-        tr = self.track
-        ok = np.isfinite(x) & np.isfinite(med)
-        tr.sum_x[rows] += np.where(ok, x, 0.0)
-        tr.sum_med[rows] += np.where(ok, med, 0.0)
-        tr.n_mean[rows] += ok
-        seen = ok[:, None] & ~np.isnan(vals)
-        tr.sum_around[rows] += np.where(seen, vals, 0.0)
-        tr.n_around[rows] += seen
-        nm = tr.n_mean[rows].astype(np.float64)
-        ref = tr.ref[rows]
-        need = np.log(self.ratio)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mx = tr.sum_x[rows] / nm
-            mm = tr.sum_med[rows] / nm
-            level = mm * ref
-            lqm = np.log(mx / level) * sign
-            gap = (mx - level) * sign
-            ready = nm >= self.mean_after
-            back = ready & ~(lqm >= need / 2)
-            # the noise and the neighbours only for the few whose means are apart (in
-            # clean air nearly every device is followed, at nearly every reading); the
-            # others count as agreed with, which restarts their count of readings beyond
-            # (a neighbour is always within a third of a move that small)
-            c = np.flatnonzero(ready & (lqm >= need))
-            beyond = np.zeros(rows.size, bool)
-            agree = np.ones(rows.size, bool)
-            if c.size:
-                rc = rows[c]
-                noise = self._noise(rc, level[c], around[c], vals[c])
-                beyond[c] = gap[c] >= self.mean_k * noise / np.sqrt(nm[c])
-                mv = tr.sum_around[rc] / tr.n_around[rc]
-                air = np.log(mm[c] / row_median(tr.around[rc]))
-                moved = (np.log(mv / tr.around[rc]) - air[:, None]) * sign[c, None]
-                agree[c] = np.any(moved >= MEAN_AGREE * lqm[c, None], axis=1)
-        return lqm, beyond, back, agree
 
     def _beyond_noise(self, rows: IntArr, excess: FloatArr, level: FloatArr, around: IntArr,
                       vals: FloatArr) -> npt.NDArray[np.bool_]:
         """Whether each row's `excess` (its reading's distance from `level`, where its
-        usual ratio puts it) is `noise_k` times beyond `_noise` there."""
-        with np.errstate(invalid="ignore"):
-            out: npt.NDArray[np.bool_] = excess >= self.noise_k * self._noise(
-                rows, level, around, vals)
-        return out
-
-    def _noise(self, rows: IntArr, level: FloatArr, around: IntArr, vals: FloatArr
-               ) -> FloatArr:
-        """The noise of each row's reading at `level` (where its usual ratio puts it):
-        the largest of its
+        usual ratio puts it) is `noise_k` times beyond the noise there: the largest of its
         own running spread (a log-ratio, times `level`), its recent noise in the series'
         units (`UsualRatio.noise`) and its neighbours' disagreement now (`vals`: the
         root mean square of their distances from where their usual ratios put them in
@@ -617,16 +472,16 @@ class SensorFaultRule(RuleBase):
         spread learned in hazy air is too small for clean air, where the sensors'
         additive noise is most of the reading. In the series' units, not in log: a
         reading of 0 or 0.1 in clean air is an infinite log-distance but only noise.
-        NaN (never cleared) until the usual ratio is known (`usual_after` updates)."""
+        False until the usual ratio is known (`usual_after` updates)."""
         us = self.usual
-        out: FloatArr = np.full(rows.size, np.nan)
+        out: npt.NDArray[np.bool_] = np.zeros(rows.size, bool)
         if self.usual_tau_ms <= 0 or not rows.size:
             return out
         us.fit(int(rows.max()) + 1)
         known = np.flatnonzero(us.count[rows] >= self.usual_after)
         if not known.size:
             return out
-        rows, level = rows[known], level[known]
+        rows, excess, level = rows[known], excess[known], level[known]
         around, vals = around[known], vals[known]
         flat = np.maximum(around, 0)
         ua = np.where((around >= 0) & (us.count[flat] >= self.usual_after),
@@ -641,7 +496,8 @@ class SensorFaultRule(RuleBase):
             # (one less: the median neighbour is at 0 by construction)
             spread_now = np.sqrt(np.where(seen, np.square(gone), 0.0).sum(axis=1)
                                  / (seen.sum(axis=1) - 1))
-            out[known] = np.fmax(np.fmax(us.spread[rows] * level, us.noise[rows]), spread_now)
+            noise = np.fmax(np.fmax(us.spread[rows] * level, us.noise[rows]), spread_now)
+            out[known] = excess >= self.noise_k * noise
         return out
 
     def _usual_levels(self, around: IntArr, med: FloatArr, before: FloatArr) -> FloatArr:
@@ -859,22 +715,6 @@ class ShiftTrack:
     seen: npt.NDArray[np.int16] = dataclasses.field(
         default_factory=lambda: np.zeros(0, np.int16))
     seen_ts: IntArr = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
-    #: judged on its means since the step (a step in clean air), and their sums: of the
-    #: device's readings, of its neighbours' median and of each neighbour's readings
-    by_mean: npt.NDArray[np.bool_] = dataclasses.field(
-        default_factory=lambda: np.zeros(0, bool))
-    sum_x: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
-    sum_med: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
-    n_mean: npt.NDArray[np.int32] = dataclasses.field(
-        default_factory=lambda: np.zeros(0, np.int32))
-    sum_around: FloatArr = dataclasses.field(default_factory=lambda: np.zeros((0, 0)))
-    n_around: npt.NDArray[np.int32] = dataclasses.field(
-        default_factory=lambda: np.zeros((0, 0), np.int32))
-
-    #: per row, one value each; per row and neighbour (rows × k)
-    ROW_FIELDS = ("ref", "up", "beyond", "seen", "seen_ts", "by_mean", "sum_x", "sum_med",
-                  "n_mean")
-    GRID_FIELDS = ("around", "sum_around", "n_around")
 
     def fit(self, n: int, k: int) -> None:
         if self.ref.size >= n and self.around.shape[1] == k:
@@ -888,36 +728,6 @@ class ShiftTrack:
         self.beyond = np.r_[self.beyond, np.zeros(grow, np.int16)]
         self.seen = np.r_[self.seen, np.zeros(grow, np.int16)]
         self.seen_ts = np.r_[self.seen_ts, np.zeros(grow, np.int64)]
-        self._fit_sums(m, k)
-
-    def _fit_sums(self, m: int, k: int) -> None:
-        """The means' fields at the size of `ref` (m rows before it grew; a snapshot
-        from before they were kept loads without them: no step is judged on its mean)."""
-        n = self.ref.size
-        grow = n - self.by_mean.size
-        if grow > 0:
-            self.by_mean = np.r_[self.by_mean, np.zeros(grow, bool)]
-            self.sum_x = np.r_[self.sum_x, np.zeros(grow)]
-            self.sum_med = np.r_[self.sum_med, np.zeros(grow)]
-            self.n_mean = np.r_[self.n_mean, np.zeros(grow, np.int32)]
-        if self.sum_around.shape != (n, k):
-            old, oldn = self.sum_around, self.n_around
-            self.sum_around = np.zeros((n, k))
-            self.n_around = np.zeros((n, k), np.int32)
-            if old.shape[1] == k:
-                self.sum_around[:old.shape[0]] = old
-                self.n_around[:oldn.shape[0]] = oldn
-
-    def start(self, rows: IntArr, by_mean: npt.NDArray[np.bool_]) -> None:
-        """A step followed from here (its reference and levels already set)."""
-        self.beyond[rows] = 0
-        self.seen[rows] = 0
-        self.by_mean[rows] = by_mean
-        self.sum_x[rows] = 0.0
-        self.sum_med[rows] = 0.0
-        self.n_mean[rows] = 0
-        self.sum_around[rows] = 0.0
-        self.n_around[rows] = 0
 
     def clear(self, rows: IntArr) -> None:
         rows = rows[rows < self.ref.size]
@@ -925,7 +735,6 @@ class ShiftTrack:
         self.beyond[rows] = 0
         self.seen[rows] = 0
         self.seen_ts[rows] = 0
-        self.by_mean[rows] = False
 
     def copy_from(self, rows: IntArr, src: ShiftTrack, src_rows: IntArr) -> None:
         if not rows.size or not src.ref.size:
@@ -933,21 +742,26 @@ class ShiftTrack:
         self.fit(int(rows.max()) + 1, src.around.shape[1])
         ok = src_rows < src.ref.size
         rows, src_rows = rows[ok], src_rows[ok]
-        for name in (*self.ROW_FIELDS, *self.GRID_FIELDS):
-            getattr(self, name)[rows] = getattr(src, name)[src_rows]
+        self.ref[rows] = src.ref[src_rows]
+        self.up[rows] = src.up[src_rows]
+        self.around[rows] = src.around[src_rows]
+        self.beyond[rows] = src.beyond[src_rows]
+        self.seen[rows] = src.seen[src_rows]
+        self.seen_ts[rows] = src.seen_ts[src_rows]
 
     def arrays(self) -> dict[str, npt.NDArray[np.generic]]:
-        return {name: getattr(self, name) for name in (*self.ROW_FIELDS, *self.GRID_FIELDS)}
+        return {"ref": self.ref, "up": self.up, "around": self.around,
+                "beyond": self.beyond, "seen": self.seen, "seen_ts": self.seen_ts}
 
     def load(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
         if not arrays:
             return  # a snapshot of a rule that had judged nothing yet
-        for name in (*self.ROW_FIELDS, *self.GRID_FIELDS):
-            if name in arrays:
-                setattr(self, name, arrays[name].astype(getattr(self, name).dtype))
-            elif name in ("by_mean", "sum_x", "sum_med", "n_mean"):
-                setattr(self, name, getattr(self, name)[:0])
-        self._fit_sums(self.ref.size, self.around.shape[1])
+        self.ref = arrays["ref"].astype(np.float64)
+        self.up = arrays["up"].astype(bool)
+        self.around = arrays["around"].astype(np.float64)
+        self.beyond = arrays["beyond"].astype(np.int16)
+        self.seen = arrays["seen"].astype(np.int16)
+        self.seen_ts = arrays["seen_ts"].astype(np.int64)
 
 
 def _running_mean(old: FloatArr, new: FloatArr, weight: float | FloatArr,
@@ -974,8 +788,6 @@ class UsualRatio:
     log_ratio: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
     spread: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
     noise: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
-    #: the device's slow level (an EWMA of its readings, NaN: none yet)
-    level: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
     count: npt.NDArray[np.int32] = dataclasses.field(
         default_factory=lambda: np.zeros(0, np.int32))
     at_ms: IntArr = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
@@ -988,7 +800,6 @@ class UsualRatio:
         self.log_ratio = np.r_[self.log_ratio, np.full(grow, np.nan)]
         self.spread = np.r_[self.spread, np.full(grow, np.nan)]
         self.noise = np.r_[self.noise, np.full(grow, np.nan)]
-        self.level = np.r_[self.level, np.full(grow, np.nan)]
         self.count = np.r_[self.count, np.zeros(grow, np.int32)]
         self.at_ms = np.r_[self.at_ms, np.zeros(grow, np.int64)]
         self.at_prev = np.r_[self.at_prev, np.zeros(grow, np.int64)]
@@ -998,7 +809,6 @@ class UsualRatio:
         self.log_ratio[rows] = np.nan
         self.spread[rows] = np.nan
         self.noise[rows] = np.nan
-        self.level[rows] = np.nan
         self.count[rows] = 0
         self.at_ms[rows] = 0
         self.at_prev[rows] = 0
@@ -1012,14 +822,12 @@ class UsualRatio:
         self.log_ratio[rows] = src.log_ratio[src_rows]
         self.spread[rows] = src.spread[src_rows]
         self.noise[rows] = src.noise[src_rows]
-        self.level[rows] = src.level[src_rows]
         self.count[rows] = src.count[src_rows]
         self.at_ms[rows] = src.at_ms[src_rows]
         self.at_prev[rows] = src.at_prev[src_rows]
 
     def arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         return {"log_ratio": self.log_ratio, "spread": self.spread, "noise": self.noise,
-                "level": self.level,
                 "count": self.count, "at_ms": self.at_ms, "at_prev": self.at_prev}
 
     def load(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
@@ -1027,7 +835,7 @@ class UsualRatio:
             return
         self.log_ratio = arrays["log_ratio"].astype(np.float64)
         # a snapshot from before the spread was kept: learned again from the next updates
-        for k in ("spread", "noise", "level"):
+        for k in ("spread", "noise"):
             setattr(self, k, arrays[k].astype(np.float64) if k in arrays
                     else np.full(self.log_ratio.size, np.nan))
         self.count = arrays["count"].astype(np.int32)

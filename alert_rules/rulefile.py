@@ -353,13 +353,6 @@ class SensorFaultSpec(RuleSpec, frozen=True, tag="sensor_fault", kw_only=True):
     usual_tau_ms: Duration = msgspec.field(default=12 * 3_600_000, name="usual_over")
     usual_every_ms: PositiveDuration = msgspec.field(default=1_800_000, name="usual_every")
     usual_after: Count = 6
-    #: shift: below min_excess, judged on the mean since the step from this many readings
-    mean_after: Annotated[int, Meta(ge=0, description=">= 0 readings (shift: a step in "
-                                    "clean air judged on its mean from this many; 0: "
-                                    "never)")] = 6
-    #: shift: how many times the noise of a mean its distance must clear
-    mean_k: Annotated[float, Meta(gt=0, description="> 0 (shift: how many times the noise "
-                                  "of a mean a step judged on its means must clear)")] = 7.0
 
 
 def _sensor_fault(s: SensorFaultSpec) -> RuleBase:
@@ -372,8 +365,7 @@ def _sensor_fault(s: SensorFaultSpec) -> RuleBase:
                            min_excess=s.min_excess, noise_k=s.noise_k,
                            usual_tau_ms=s.usual_tau_ms,
                            usual_every_ms=s.usual_every_ms,
-                           usual_after=max(1, s.usual_after), mean_after=s.mean_after,
-                           mean_k=s.mean_k)
+                           usual_after=max(1, s.usual_after))
 
 
 _Builder = tuple[type[RuleSpec], Callable[[Any], RuleBase]]
