@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from alert_rules.anomaly import Detector
 from alert_rules.anomaly_onsets import Onsets
-from bench.anomaly_baselines import EwmaZ, SpikeReference, score_series
+from bench.anomaly_baselines import EwmaZ, ScalarDetector, SpikeReference, score_series
 
 Arr = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -279,7 +279,7 @@ def run_vectorized(make: Callable[[], Detector], series: list[Series], onsets: b
     return [out[j, :s.x.size] for j, s in enumerate(series)]
 
 
-def run_scalar(make: Callable[[], EwmaZ | SpikeReference], series: list[Series],
+def run_scalar(make: Callable[[], ScalarDetector], series: list[Series],
                cooldown: int | None) -> list[Arr]:
     """A scalar detector over each series; with `cooldown`, the issue's reference:
     1 where the score reaches 0.5 (z = 3) and nothing fired in the `cooldown` readings

@@ -89,7 +89,7 @@ from alert_rules.rulefile import DEFAULT_RULES, load_rules
 if not __package__:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench.anomaly_baselines import EwmaZ, SpikeReference, score_series
+from bench.anomaly_baselines import EwmaZ, ScalarDetector, SpikeReference, score_series
 from bench.anomaly_corpus import CORPUS_DETECTORS, CorpusScore, corpus, corpus_score
 from bench.anomaly_detector_before import Detector as DetectorBefore
 from bench.record import emit
@@ -162,31 +162,32 @@ class CleanScore(TypedDict):
 
 
 def beijing(data: Path) -> tuple[npt.NDArray[np.int64], Arr]:
-    ts, x = _beijing(data)
-    return ts.copy(), x.copy()  # parsed once a run (`--parts single corpus` reads it twice)
+    ts, x, _ = _beijing(data)
+    return ts.copy(), x.copy()
+
+
+def beijing_rh(data: Path) -> Arr:
+    """Relative humidity (%) of the Beijing trace's hours from its dew point and
+    temperature (Magnus formula, Alduchov & Eskridge 1996: 17.625, 243.04 °C)."""
+    return _beijing(data)[2].copy()
 
 
 @functools.cache
-def _beijing(data: Path) -> tuple[npt.NDArray[np.int64], Arr]:
-    ts, v = [], []
+def _beijing(data: Path) -> tuple[npt.NDArray[np.int64], Arr, Arr]:
+    """The Beijing file parsed once a run, however many parts read it: (times in ms,
+    PM2.5, relative humidity)."""
+    ts, v, rh = [], [], []
     with (data / "pm25" / "beijing_us_embassy_hourly_2010_2014.csv").open() as fh:
         for r in csv.DictReader(fh):
             t = datetime(int(r["year"]), int(r["month"]), int(r["day"]), int(r["hour"]),
                          tzinfo=UTC)
             ts.append(int(t.timestamp() * 1000))
             v.append(float(r["pm2.5"]) if r["pm2.5"] else np.nan)
-    return np.array(ts, np.int64), np.array(v)
-
-
-def beijing_rh(data: Path) -> Arr:
-    """Relative humidity (%) of the Beijing trace's hours from its dew point and
-    temperature (Magnus formula, Alduchov & Eskridge 1996: 17.625, 243.04 °C)."""
-    rh = []
-    with (data / "pm25" / "beijing_us_embassy_hourly_2010_2014.csv").open() as fh:
-        for r in csv.DictReader(fh):
-            td, t = float(r["DEWP"]), float(r["TEMP"])
-            rh.append(100 * math.exp(17.625 * td / (243.04 + td) - 17.625 * t / (243.04 + t)))
-    return np.minimum(np.array(rh, np.float64), 100.0)
+            td, temp = float(r["DEWP"]), float(r["TEMP"])
+            rh.append(100 * math.exp(17.625 * td / (243.04 + td)
+                                     - 17.625 * temp / (243.04 + temp)))
+    return (np.array(ts, np.int64), np.array(v),
+            np.minimum(np.array(rh, np.float64), 100.0))
 
 
 def sds011(data: Path) -> tuple[npt.NDArray[np.int64], Arr]:
@@ -332,7 +333,7 @@ def score_detector(det: Detector | DetectorBefore, ts: npt.NDArray[np.int64], ys
     return out
 
 
-def scalar(make: Callable[[], SpikeReference | EwmaZ]) -> ScoreFn:
+def scalar(make: Callable[[], ScalarDetector]) -> ScoreFn:
     def run(ts: npt.NDArray[np.int64], ys: Arr) -> Arr:
         return np.vstack([score_series(make, y) for y in ys]) if len(ys) \
             else np.zeros(ys.shape)
