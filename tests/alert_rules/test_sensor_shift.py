@@ -353,9 +353,15 @@ def clean_readings(x: np.ndarray, noise: float, seed: int,
     return out
 
 
-#: the clean-air stories: each example runs the engine over hundreds of minutes
-clean_air_examples = settings(max_examples=8, deadline=None, suppress_health_check=[
-    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+#: the clean-air stories: each example runs the engine over hundreds of minutes. Drawn
+#: the same way every run: the rule is a statistical judge, and in noisy clean air it
+#: raises a one-reading false alert now and then (2 of 600 drawn examples of the noise
+#: story, about 0.002 a device-day; the evaluation's clean neighbourhoods: 0.005–0.01,
+#: under the issue's 0.05), so fresh draws on every CI run would fail it at random;
+#: the rate itself is measured in bench/anomaly_eval.py
+clean_air_examples = settings(max_examples=8, deadline=None, derandomize=True,
+                              suppress_health_check=[HealthCheck.too_slow,
+                                                     HealthCheck.function_scoped_fixture])
 
 
 @clean_air_examples
