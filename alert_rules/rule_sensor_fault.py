@@ -529,10 +529,15 @@ class SensorFaultRule(RuleBase):
             total, count = fleet.window_sum_count(fleet.fine[f], now_ms, self.window_ms, rows)
         lv = fleet.latest_v[f][rows]
         inside = (now_ms - fleet.latest_ts[f][rows] < self.window_ms) & ~np.isnan(lv)
-        total = total - np.where(inside, lv, 0.0)
+        rest = total - np.where(inside, lv, 0.0)
+        # a mean × count minus the newest reading leaves a few ulps where the others sum
+        # to 0 (a sensor reading 0): ±1e-15 is not a level (its log is NaN or huge, where
+        # 0's is −inf and the row-by-row sum gives 0)
+        rest = np.where(np.abs(rest) <= 64 * np.finfo(np.float64).eps * np.abs(total), 0.0,
+                        rest)
         count = count - inside
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(count > 0, total / count, fleet.prev_v[f][rows])
+            return np.where(count > 0, rest / count, fleet.prev_v[f][rows])
 
     def _latest_at(self, fleet: FleetState, around: IntArr, now_ms: int) -> FloatArr:
         """Newest value (NaN once older than the window) of the rows in `around` (-1: NaN)."""
