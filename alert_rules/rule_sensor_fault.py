@@ -113,6 +113,13 @@ class SensorFaultRule(RuleBase):
     usual_every_ms: int = 1_800_000
     #: shift: updates before the usual ratio is trusted
     usual_after: int = 6
+    #: shift: the number of due updates over which a device's mean distance from its
+    #: usual ratio (`UsualRatio.bias`, each clipped at `ratio`×) is kept; once that mean
+    #: is half of `ratio` (log) away, the usual ratio is learned afresh. One learned
+    #: through a fault in the device's first hours (a drift, a plume) is never near the
+    #: device again and was never unlearned: every later step was judged against it
+    #: (0: never)
+    usual_doubt: int = 24
     last_over: npt.NDArray[np.bool_] = dataclasses.field(
         default_factory=lambda: np.zeros(0, bool), repr=False)
     onset_ms: IntArr = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
@@ -298,6 +305,8 @@ class SensorFaultRule(RuleBase):
                                   back)
             picked, med = np.r_[picked, p2], np.r_[med, m2]
         if self.usual_tau_ms > 0:
+            if self.usual_doubt > 0:
+                self._doubt_held(fleet, now_ms, rows, latest, ts, new, nbr, tracked, over)
             p3, m3 = self._usual(fleet, now_ms, rows, latest, ts, new, nbr, tracked, over,
                                  back)
             picked, med = np.r_[picked, p3], np.r_[med, m3]
@@ -443,6 +452,8 @@ class SensorFaultRule(RuleBase):
                                         NOISE_WEIGHT, c, noisy)
         us.count[r] = np.where(learn, np.minimum(c + 1, np.iinfo(np.int32).max), c)
         us.at_prev[r[learn]] = ts[due[learn]]
+        # (a step found here is still judged against the usual ratio it was found by)
+        self._weigh_doubt(r, dev, known & enough & np.isfinite(lr) & (c < self.usual_doubt))
         go = due[depart]
         if not go.size:
             return r[:0], np.zeros(0)
@@ -459,6 +470,55 @@ class SensorFaultRule(RuleBase):
         tr.seen[gr] = 0
         tracked[go] = True
         return self._follow(fleet, now_ms, go, rows, latest, nbr, tracked, over, back)
+
+    def _doubt_held(self, fleet: FleetState, now_ms: int, rows: IntArr | None,
+                    latest: FloatArr, ts: IntArr, new: npt.NDArray[np.bool_], nbr: IntArr,
+                    tracked: npt.NDArray[np.bool_], over: npt.NDArray[np.bool_]) -> None:
+        """Weigh the doubt of a young usual ratio (`usual_after` to `usual_doubt`
+        updates) while a step is followed or its alert fires, too, at most every
+        `usual_every_ms`: one learned through a fault in the device's first hours makes
+        its return to its true level a shift, alerted and held, and nothing is learned
+        while an alert fires. A doubted one lets its step go (the alert resolves) and is
+        learned afresh. One neighbour median per such row and update interval."""
+        n = fleet.size
+        us = self.usual
+        us.fit(n)
+        sel = slice(0, n) if rows is None else rows
+        c = us.count[sel]
+        held = np.flatnonzero(new & (tracked | over | self.columns.firing[:n][sel])
+                              & (latest > 0) & (c >= self.usual_after)
+                              & (c < self.usual_doubt)
+                              & (ts - us.at_ms[sel] >= self.usual_every_ms))
+        if not held.size:
+            return
+        r = held if rows is None else rows[held]
+        us.at_ms[r] = ts[held]
+        med, enough = self._median_of(nbr[r], self._latest_at(fleet, nbr[r], now_ms))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dev = np.log(latest[held] / med) - us.log_ratio[r]
+        doubted = self._weigh_doubt(r, dev, enough & np.isfinite(dev))
+        go = held[doubted]
+        tracked[go] = False
+        over[go] = False
+        self.track.ref[r[doubted]] = np.nan
+
+    def _weigh_doubt(self, rows: IntArr, dev: FloatArr, seen: npt.NDArray[np.bool_]
+                     ) -> npt.NDArray[np.bool_]:
+        """Add each row's log distance from its usual ratio (`dev`, where `seen`) to its
+        mean side of it over the last `usual_doubt` updates (`UsualRatio.bias`, each
+        clipped at `ratio`×; noise, in clean air, falls on both sides). Where that mean is
+        half the way to `ratio`×, the usual ratio is forgotten (learned afresh from the
+        next update); returns those rows."""
+        us = self.usual
+        need = np.log(self.ratio)
+        with np.errstate(invalid="ignore"):
+            b = np.where(seen, us.bias[rows] + (np.clip(dev, -need, need) - us.bias[rows])
+                         / max(self.usual_doubt, 1), us.bias[rows])
+            doubted: npt.NDArray[np.bool_] = (np.abs(b) >= need / 2) & seen
+        us.bias[rows] = np.where(doubted, 0.0, b)
+        us.log_ratio[rows[doubted]] = np.nan
+        us.count[rows[doubted]] = 0
+        return doubted
 
     def _beyond_noise(self, rows: IntArr, excess: FloatArr, level: FloatArr, around: IntArr,
                       vals: FloatArr) -> npt.NDArray[np.bool_]:
@@ -788,7 +848,8 @@ class UsualRatio:
     the running mean of its log distance from the usual ratio at those updates (`spread`,
     NaN: none yet) and of its distance in the series' units over the last few updates
     (`noise`, NaN: none yet): the ratio's own noise, which a departure must clear in
-    clean air."""
+    clean air; and the mean of its clipped log distances from it over the last due
+    updates (`bias`): one side of it for hours says the usual ratio is wrong."""
 
     log_ratio: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
     spread: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
@@ -797,6 +858,7 @@ class UsualRatio:
         default_factory=lambda: np.zeros(0, np.int32))
     at_ms: IntArr = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
     at_prev: IntArr = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+    bias: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
 
     def fit(self, n: int) -> None:
         grow = n - self.log_ratio.size
@@ -808,6 +870,7 @@ class UsualRatio:
         self.count = np.r_[self.count, np.zeros(grow, np.int32)]
         self.at_ms = np.r_[self.at_ms, np.zeros(grow, np.int64)]
         self.at_prev = np.r_[self.at_prev, np.zeros(grow, np.int64)]
+        self.bias = np.r_[self.bias, np.zeros(grow)]
 
     def clear(self, rows: IntArr) -> None:
         rows = rows[rows < self.log_ratio.size]
@@ -817,6 +880,7 @@ class UsualRatio:
         self.count[rows] = 0
         self.at_ms[rows] = 0
         self.at_prev[rows] = 0
+        self.bias[rows] = 0.0
 
     def copy_from(self, rows: IntArr, src: UsualRatio, src_rows: IntArr) -> None:
         if not rows.size or not src.log_ratio.size:
@@ -830,10 +894,12 @@ class UsualRatio:
         self.count[rows] = src.count[src_rows]
         self.at_ms[rows] = src.at_ms[src_rows]
         self.at_prev[rows] = src.at_prev[src_rows]
+        self.bias[rows] = src.bias[src_rows]
 
     def arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         return {"log_ratio": self.log_ratio, "spread": self.spread, "noise": self.noise,
-                "count": self.count, "at_ms": self.at_ms, "at_prev": self.at_prev}
+                "count": self.count, "at_ms": self.at_ms, "at_prev": self.at_prev,
+                "bias": self.bias}
 
     def load(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
         if not arrays:
@@ -846,3 +912,6 @@ class UsualRatio:
         self.count = arrays["count"].astype(np.int32)
         self.at_ms = arrays["at_ms"].astype(np.int64)
         self.at_prev = arrays["at_prev"].astype(np.int64)
+        # a snapshot from before the bias was kept: kept from here
+        self.bias = (arrays["bias"].astype(np.float64) if "bias" in arrays
+                     else np.zeros(self.log_ratio.size))

@@ -353,6 +353,9 @@ class SensorFaultSpec(RuleSpec, frozen=True, tag="sensor_fault", kw_only=True):
     usual_tau_ms: Duration = msgspec.field(default=12 * 3_600_000, name="usual_over")
     usual_every_ms: PositiveDuration = msgspec.field(default=1_800_000, name="usual_every")
     usual_after: Count = 6
+    #: shift: due updates over which the device's side of its usual ratio is averaged;
+    #: one side for that long and the usual ratio is learned afresh (0: never)
+    usual_doubt: Count = 24
 
 
 def _sensor_fault(s: SensorFaultSpec) -> RuleBase:
@@ -365,7 +368,7 @@ def _sensor_fault(s: SensorFaultSpec) -> RuleBase:
                            min_excess=s.min_excess, noise_k=s.noise_k,
                            usual_tau_ms=s.usual_tau_ms,
                            usual_every_ms=s.usual_every_ms,
-                           usual_after=max(1, s.usual_after))
+                           usual_after=max(1, s.usual_after), usual_doubt=s.usual_doubt)
 
 
 _Builder = tuple[type[RuleSpec], Callable[[Any], RuleBase]]

@@ -218,6 +218,9 @@ def test_the_usual_ratio_survives_a_restart_through_the_engine_snapshot(
         assert np.isfinite(kept[:6]).all()
     np.testing.assert_array_equal(after.usual.spread[:6], before.usual.spread[:6])
     np.testing.assert_array_equal(after.usual.noise[:6], before.usual.noise[:6])
+    # and how far each device has sat on one side of it (a doubt hours in the making)
+    assert np.count_nonzero(before.usual.bias[:6]) >= 3
+    np.testing.assert_array_equal(after.usual.bias[:6], before.usual.bias[:6])
     assert (after.usual.count[:6] >= 6).all()
     rest = {d: v[120:] for d, v in readings.items()}
     t1 = T0 + 120 * MIN
@@ -394,3 +397,33 @@ def test_clean_air_without_a_step_raises_nothing_whatever_its_noise(
     for extra in (0.0, noise):
         e = engine_from(tmp_path, SHIFT, registry())
         assert states(run_series(e, clean_readings(x, extra, seed)), "shift") == [], extra
+
+
+def test_a_usual_ratio_learned_through_a_fault_in_the_first_hour_is_learned_afresh(
+        tmp_path: Path) -> None:
+    # "d" drifts to 4× over its first hour, in clean air: its first updates learn about
+    # twice its true ratio. Once the air is hazy its true level is a "shift" against
+    # that, alerted and held (nothing is learned while it fires); a real ×1.7 shift
+    # later brought it near the wrong ratio, resolved the alert and was learned, and
+    # the end of the real fault fired instead. A young usual ratio that the device sits
+    # on one side of for hours is doubted, even while its alert fires: that alert
+    # resolves, the true ratio is learned and the real shift alone is alerted
+    n = 900
+    x = 3.0 * (1 + 0.1 * np.sin(np.arange(n) / 15.0))
+    x[400:] = air(n - 400, seed=6)
+    scale = np.ones(n)
+    scale[:60] = np.linspace(1, 4, 60)
+    scale[700:730] = 1.7
+    readings = clean_readings(x, 0.8, 7, {"d": scale})
+    others = float(np.median([g for o, g in GAIN.items() if o != "d"]))
+    got = {}
+    for doubt in (24, 0):
+        e = engine_from(tmp_path, SHIFT + f"    usual_doubt: {doubt}\n", registry())
+        got[doubt] = states(run_series(e, readings), "shift")
+        usual = float(np.exp(e.rules[0].usual.log_ratio[e.fleet.index["d"]]))
+        assert (abs(usual / (GAIN["d"] / others) - 1) < 0.1) == (doubt > 0), (doubt, usual)
+    assert got[0] == [(422, "firing"), (700, "resolved"), (731, "firing")]
+    fired, resolved, real, end = got[24]
+    assert fired == (422, "firing") and resolved[1] == "resolved"
+    assert 422 + 12 * 10 <= resolved[0] <= 422 + 24 * 10  # a dozen-odd updates of doubt
+    assert (real, end) == ((701, "firing"), (730, "resolved"))
