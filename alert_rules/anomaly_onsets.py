@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from alert_rules.anomaly import Detector
 from alert_rules.state import FloatArr, IntArr
 
 TINY = 1e-12
@@ -53,3 +54,23 @@ class Onsets:
         self.held[rows] = np.maximum(z, held * self.decay)
         out: FloatArr = np.where(onset, score, 0.0)
         return out
+
+
+
+class OnsetScores:
+    """A detector and its onsets: each reading's score where it opens an anomaly, 0 where
+    it continues one or is missing. What `airgrid-rules score --csv` prints for one
+    series, and the corpus evaluation for many at once (a row each)."""
+
+    def __init__(self, detector: Detector | None = None, onsets: Onsets | None = None
+                 ) -> None:
+        self.detector = detector or Detector()
+        self.onsets = onsets or Onsets(z0=self.detector.z0)
+
+    def update(self, rows: IntArr, x: FloatArr, ts: IntArr) -> FloatArr:
+        """One reading for each of `rows` (distinct; NaN: none, scored 0 and left out of
+        the detector and the held peaks)."""
+        score = self.detector.update(rows, x, ts)
+        ok = np.isfinite(x)
+        score[ok] = self.onsets.update(rows[ok], score[ok])
+        return score

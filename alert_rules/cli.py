@@ -16,7 +16,7 @@ import numpy as np
 from airgrid.cli_support import cli_main, json_dumps, new_parser
 from alert_rules import aqi
 from alert_rules.anomaly import Detector
-from alert_rules.anomaly_onsets import Onsets
+from alert_rules.anomaly_onsets import Onsets, OnsetScores
 from alert_rules.nowcast import nowcast
 
 
@@ -136,8 +136,7 @@ def score_rows(rows: Iterable[tuple[str, str]], detector: Detector | None = None
     continues one (`alert_rules.anomaly_onsets`: what the anomaly rule alerts on).
     A missing value scores 0 (no evidence); a value or time that cannot be read is
     reported and its row gets no score."""
-    det = detector or Detector()
-    opens = onsets or Onsets(z0=det.z0)
+    scorer = OnsetScores(detector, onsets)
     row0 = np.zeros(1, np.int64)
     for i, (ts, text) in enumerate(rows, 2):
         t = parse_timestamp(ts)
@@ -154,8 +153,8 @@ def score_rows(rows: Iterable[tuple[str, str]], detector: Detector | None = None
         if not math.isfinite(x):
             yield ts, text, None, f"line {i}: value {text!r} is not a finite number"
             continue
-        score = det.update(row0, np.array([x]), np.array([t], np.int64))
-        yield ts, text, float(opens.update(row0, score)[0]), None
+        score = scorer.update(row0, np.array([x]), np.array([t], np.int64))
+        yield ts, text, float(score[0]), None
 
 
 def _cmd_score(args: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from alert_rules.anomaly import Detector
-from alert_rules.anomaly_onsets import Onsets
+from alert_rules.anomaly_onsets import OnsetScores
 from bench.anomaly_baselines import EwmaZ, ScalarDetector, SpikeReference, score_series
 
 Arr = npt.NDArray[np.float64]
@@ -267,15 +267,12 @@ def run_vectorized(make: Callable[[], Detector], series: list[Series], onsets: b
         xs[j, :s.x.size] = s.x
         ts[j, :s.x.size] = s.ts
     det = make()
-    opens = Onsets(z0=det.z0)
+    # what `score --csv` prints, or the detector alone
+    step = OnsetScores(det).update if onsets else det.update
     rows = np.arange(k, dtype=np.int64)
     out = np.zeros((k, n))
     for i in range(n):
-        score = det.update(rows, xs[:, i], ts[:, i])
-        if onsets:
-            ok = np.isfinite(xs[:, i])  # a missing value is no reading (score_rows)
-            score[ok] = opens.update(rows[ok], score[ok])
-        out[:, i] = score
+        out[:, i] = step(rows, xs[:, i], ts[:, i])
     return [out[j, :s.x.size] for j, s in enumerate(series)]
 
 
