@@ -62,7 +62,7 @@ _COLUMNS: dict[str, float] = {
     "drift_ms": 0.0, "repeat": 0.0, "fast": 0.0, "day_ms": 0.0, "spike_ms": 0.0,
     "mag": 0.0, "al_short": 0.0, "al_mean": 0.0, "al_var": 0.0,
     "prev": np.nan, "vscale": 0.0, "vfast": 0.0, "out_run": 0.0, "dt": 0.0, "t_last": 0,
-    "about_prev": 0.0, "zero_rate": 0.0,
+    "about_prev": 0.0, "zero_rate": 0.0, "own_fault": 0.0,
 }
 _INT = ("seen", "run", "first_ms", "t_last")
 COMPONENTS = ("spike", "vspike", "shift", "variance", "drift", "daily", "stuck",
@@ -164,6 +164,13 @@ class Detector:
         """Per device: its score is about its previous reading (a spike is judged when
         the reading after it shows that it came back), not its newest."""
         out: npt.NDArray[np.bool_] = np.asarray(self.cols["about_prev"], np.float64) > 0
+        return out
+
+    @property
+    def own_fault(self) -> npt.NDArray[np.bool_]:
+        """Per device: its score is driven by a stuck run or an exact 0, the sensor's own
+        doing, not the air's."""
+        out: npt.NDArray[np.bool_] = np.asarray(self.cols["own_fault"], np.float64) > 0
         return out
 
     @property
@@ -357,6 +364,10 @@ class Detector:
         # 1 where the score is about the previous reading (vspike decided it): whoever
         # checks the reading against its neighbours must look at that reading
         about_prev = (z_v / (self.k_vspike * rate_v) >= z).astype(np.float64) * (z > 0)
+        # 1 where the score is the sensor's own doing: a stuck run or an exact 0 (no air
+        # repeats a reading for far longer than the device does, nor reads 0 well above
+        # its level), whatever the neighbours read
+        own_fault = (np.maximum(z_stuck, z_zero) >= z).astype(np.float64) * (z > 0)
         self.parts = {"spike": z_spike, "vspike": z_v, "shift": z_shift, "variance": z_var,
                       "drift": z_drift, "daily": z_day, "stuck": z_stuck,
                       "zeros": z_zero, "likelihood": z_al}
@@ -374,7 +385,7 @@ class Detector:
                "out_run": out_run, "dt": dt,
                # a copy: `last` may be a view of the column written just before
                "prev": np.array(c["last"], copy=True), "t_last": c["t_last"] if t is None else t,
-               "about_prev": about_prev, "zero_rate": zero_rate}
+               "about_prev": about_prev, "zero_rate": zero_rate, "own_fault": own_fault}
         for k, v in new.items():
             self.cols[k][at] = v
         out[ok] = score

@@ -2,9 +2,12 @@
 
 With `neighbours` on, an anomalous device whose neighbours contradict it (their median
 is outside [value / ratio, value × ratio]) is not reported here: that is a sensor
-problem, which the `sensor_fault` rules report to the technician. An anomaly the
-neighbours agree with, or one with too few neighbours to tell, is reported as today.
-The neighbour median is only computed for the few anomalous devices.
+problem, which the `sensor_fault` rules report to the technician. Nor is one whose score
+is driven by a stuck run or an exact 0 (`Detector.own_fault`): a frozen sensor reads a
+plausible value, which its neighbours do not contradict, but no air does that; the
+`sensor_stuck` and `sensor_zero` rules report it. An anomaly the neighbours agree with,
+or one with too few neighbours to tell, is reported as today. The neighbour median is
+only computed for the few anomalous devices.
 """
 
 from __future__ import annotations
@@ -57,8 +60,9 @@ class AnomalyRule(RuleBase):
         over = score > self.above
         if self.neighbours:
             local = np.flatnonzero(over)
-            over[local] = ~self._contradicted(
-                fleet, local if rows is None else rows[local], now_ms)
+            at = local if rows is None else rows[local]
+            self.detector.fit(n)
+            over[local] = ~self.detector.own_fault[at] & ~self._contradicted(fleet, at, now_ms)
         return self.step(fleet, score, over, ~over, now_ms, rows)
 
     def hot_rows(self, fleet: FleetState, now_ms: int) -> IntArr:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from alert_rules.registry import Device
 from alert_rules.transitions import Transition
 from tests.support.rules import MIN, T0, engine_from, run_series, states
@@ -369,3 +371,41 @@ def test_rules_comparing_neighbours_share_one_layout_found_once(monkeypatch) -> 
     pairs = {(getattr(r, "radius_km", None), getattr(r, "max_neighbours", None))
              for r in rules if hasattr(r, "radius_km")}
     assert 1 <= len(calls) <= len(pairs)
+
+
+def test_a_frozen_sensor_is_no_pollution_though_its_neighbours_agree_with_its_value(
+        tmp_path: Path) -> None:
+    # "s" freezes at a plausible value for half an hour among neighbours that keep
+    # varying around it: the detector scores the run (its `stuck` statistic), and the
+    # neighbours do not contradict the value, but no air repeats a reading for that
+    # long: with `neighbours: true` it is left to the flatline rule (a technician), not
+    # reported as unusual air; without, the anomaly rule reports it
+    reg = [Device(d, township="A", lat=39.90 + 0.001 * i, lon=116.40)
+           for i, d in enumerate(("s", "n1", "n2", "n3"))]
+    rng = np.random.default_rng(4)
+    series = {d: np.round(40 + 4 * rng.standard_normal(90), 1).tolist()
+              for d in ("s", "n1", "n2", "n3")}
+    series["s"][50:80] = [series["s"][50]] * 30
+    rules = """
+rules:
+  - name: stuck
+    kind: flatline
+    window: 25m
+    tolerance: 0
+    min_readings: 10
+    labels: {audience: maintenance}
+  - name: odd
+    kind: anomaly
+    above: 0.9
+    neighbours: %s
+    cooldown: 10m
+"""
+    got = {}
+    for neighbours in ("true", "false"):
+        e = engine_from(tmp_path, rules % neighbours, registry=reg)
+        ev = run_series(e, series)
+        got[neighbours] = {t.subject for _, t in ev if t.rule == "odd" and t.state == "firing"}
+        # the whole window flat: 25 readings at one a minute
+        assert states(ev, "stuck") == [(75, "firing"), (80, "resolved")], neighbours
+    assert "s" in got["false"]
+    assert "s" not in got["true"]
