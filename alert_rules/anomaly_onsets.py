@@ -56,7 +56,6 @@ class Onsets:
         return out
 
 
-
 class OnsetScores:
     """A detector and its onsets: each reading's score where it opens an anomaly, 0 where
     it continues one or is missing. What `airgrid-rules score --csv` prints for one
@@ -64,8 +63,8 @@ class OnsetScores:
 
     def __init__(self, detector: Detector | None = None, onsets: Onsets | None = None
                  ) -> None:
-        self.detector = detector or Detector()
-        self.onsets = onsets or Onsets(z0=self.detector.z0)
+        self.detector = Detector() if detector is None else detector
+        self.onsets = Onsets(z0=self.detector.z0) if onsets is None else onsets
 
     def update(self, rows: IntArr, x: FloatArr, ts: IntArr) -> FloatArr:
         """One reading for each of `rows` (distinct; NaN: none, scored 0 and left out of

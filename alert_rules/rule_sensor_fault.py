@@ -114,11 +114,12 @@ class SensorFaultRule(RuleBase):
     #: shift: updates before the usual ratio is trusted
     usual_after: int = 6
     #: shift: the number of due updates over which a device's mean distance from its
-    #: usual ratio (`UsualRatio.bias`, each clipped at `ratio`×) is kept; once that mean
-    #: is half of `ratio` (log) away, the usual ratio is learned afresh. One learned
-    #: through a fault in the device's first hours (a drift, a plume) is never near the
-    #: device again and was never unlearned: every later step was judged against it
-    #: (0: never)
+    #: usual ratio (`UsualRatio.bias`, each clipped at `ratio`×) is kept, while that ratio
+    #: rests on fewer than this many updates; once the mean is half of `ratio` (log)
+    #: away, the usual ratio is learned afresh. One learned through a fault in the
+    #: device's first hours (a drift, a plume) is never near the device again and was
+    #: never unlearned: every later step was judged against it. One learned over days is
+    #: trusted (a long local plume must not unteach it). 0: never
     usual_doubt: int = 24
     last_over: npt.NDArray[np.bool_] = dataclasses.field(
         default_factory=lambda: np.zeros(0, bool), repr=False)

@@ -353,8 +353,9 @@ class SensorFaultSpec(RuleSpec, frozen=True, tag="sensor_fault", kw_only=True):
     usual_tau_ms: Duration = msgspec.field(default=12 * 3_600_000, name="usual_over")
     usual_every_ms: PositiveDuration = msgspec.field(default=1_800_000, name="usual_every")
     usual_after: Count = 6
-    #: shift: due updates over which the device's side of its usual ratio is averaged;
-    #: one side for that long and the usual ratio is learned afresh (0: never)
+    #: shift: due updates over which the device's side of its usual ratio is averaged,
+    #: while that ratio rests on fewer updates; one side for that long and the usual
+    #: ratio is learned afresh (0: never)
     usual_doubt: Count = 24
 
 
