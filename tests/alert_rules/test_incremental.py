@@ -239,3 +239,32 @@ def test_an_anomaly_its_neighbours_come_to_agree_with_fires_without_a_new_readin
         now += 5000
         fired |= step(now, ids[1:], [300.0] * 4)
     assert ("odd", "d0", "firing") in fired
+
+
+def test_a_frozen_sensor_is_judged_as_the_reference_judges_it(
+        tmp_path_factory: object) -> None:
+    """d0 freezes at a plausible value among neighbours that vary: the anomaly rule with
+    its neighbour check leaves it to the sensor-fault rules (the detector's score is its
+    stuck run), tick by tick as the reference does."""
+    path: Path = rules_file(tmp_path_factory, FAULT_RULES)
+    reg = [Device(f"d{i}", township="A", lat=39.9 + i * 1e-3, lon=116.4) for i in range(5)]
+    engine = Engine(load_rules(path), registry=reg)
+    engine.subset_share = 1.0
+    ref = from_engine(Engine(load_rules(path), registry=reg), reg)
+    rng = np.random.default_rng(4)
+    ids = [d.id for d in reg]
+    odd = next(r for r in engine.rules if r.name == "odd")
+    own = False
+    now = T0
+    for k in range(80):
+        now += MIN
+        vals = list(np.round(40 + 4 * rng.standard_normal(5), 1))
+        if k >= 50:
+            vals[0] = 44.4
+        engine.ingest(ids, [now] * 5, {"pm2_5": vals})
+        ref.ingest(ids, [now] * 5, {"pm2_5": vals})
+        got = sorted((t.rule, t.subject, t.state, t.value) for t in engine.tick(now))
+        want = sorted((r, s, state, v) for r, s, state, v, _ in ref.tick(now))
+        _same(got, want, f"at minute {k}")
+        own |= bool(odd.detector.own_fault[0] and odd.detector.score[0] > odd.above)
+    assert own  # the run did score over the line, and was the sensor's own

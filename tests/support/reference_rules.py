@@ -449,7 +449,10 @@ class Reference:
             s = float(d.score[0]) if d is not None and d.size else 0.0
             score = s if now - t <= rule.max_age_ms else 0.0
             over = score > rule.above
-            if over and rule.neighbours and self._contradicted(rule, name, now):
+            # a stuck run or an exact 0 is the sensor's own doing, whatever the
+            # neighbours read: left to the sensor-fault rules
+            own = d is not None and d.size > 0 and bool(d.own_fault[0])
+            if over and rule.neighbours and (own or self._contradicted(rule, name, now)):
                 over = False
             return score, over, not over
         raise TypeError(f"no reference for {rule.kind}")
