@@ -42,6 +42,13 @@ SQLITE_NOTADB = 26
 #: Only these mean the file itself is damaged; anything else (locked, read-only, full)
 #: leaves it where it is.
 INTEGRITY_FAILURES = frozenset({SQLITE_CORRUPT, SQLITE_NOTADB})
+#: errors without a corruption code that only damage gives when our own file is opened
+#: and first read, as unreadable as a corrupt page: SQLite's for a header whose schema
+#: format number is out of range and for a schema whose names were changed (our tables
+#: are created with their columns), Python's for schema text that is not UTF-8
+#: (quick_check looks at none of these)
+DAMAGE_MESSAGES = ("unsupported file format", "Could not decode to UTF-8", "no such column",
+                   "no such table")
 WAL_FILES = ("-wal", "-shm")
 #: Seconds between attempts on a locked outbox at start, and between its log lines.
 LOCKED_RETRY_S = 1.0
@@ -89,6 +96,12 @@ def sqlite_code(exc: sqlite3.Error) -> int | None:
         if needle in text:
             return guess
     return None
+
+
+def is_damage(exc: sqlite3.Error) -> bool:
+    """An error that says the file itself is damaged (moved aside and salvaged)."""
+    return sqlite_code(exc) in INTEGRITY_FAILURES or any(m in str(exc)
+                                                         for m in DAMAGE_MESSAGES)
 
 
 def free_bytes(path: Path) -> int:
@@ -145,10 +158,14 @@ def salvage(path: Path) -> tuple[list[tuple[Reading, str, int, int]], int]:
         src = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error:
         return [], 0
+    # damaged text in a row (a boot id) is read with U+FFFD, not raised: the reading is
+    # still worth keeping. Damaged text in the schema comes back in SQLite's own error
+    # message, which Python cannot decode either: that file is as unreadable as any
+    src.text_factory = lambda b: b.decode("utf-8", "replace")
     try:
         try:
             have = {row[1] for row in src.execute("PRAGMA table_info(readings)")}
-        except sqlite3.DatabaseError:
+        except (sqlite3.DatabaseError, UnicodeDecodeError):
             return [], 0
         cols = ", ".join(c if c in have else repr(d) for c, d in
                          (("boot", ""), ("mono_ms", 0), ("synced", 1)))
@@ -158,16 +175,23 @@ def salvage(path: Path) -> tuple[list[tuple[Reading, str, int, int]], int]:
                         f"SELECT seq, body, {cols} FROM readings ORDER BY seq {order}"):
                     if seq in found:
                         break
+                    if not isinstance(body, bytes):
+                        # a damaged cell of another type: bytes() of a large integer is
+                        # that many zero bytes (gigabytes on a Pi), not a reading
+                        unreadable += 1
+                        continue
                     try:
                         found[int(seq)] = (decode_reading(bytes(body)), str(boot), int(mono),
                                            int(synced))
                     except (msgspec.DecodeError, TypeError, ValueError):
                         unreadable += 1
-            except sqlite3.DatabaseError:
+            except (sqlite3.DatabaseError, UnicodeDecodeError):
                 continue
     finally:
         src.close()
-    return [found[s] for s in sorted(found)], unreadable
+    # in the order they were captured: each body's own seq (validated with it), not the
+    # row's key, which damage can change without touching the body
+    return sorted(found.values(), key=lambda f: f[0].seq), unreadable
 
 
 _SCHEMA = """
@@ -211,6 +235,17 @@ class Outbox:
         self._trouble_logged = 0.0
         self._uncaptured_unsaved = 0  # lost to a full disk, not yet counted in `meta`
         self._db = self._open(synchronous)
+        try:
+            self._first_reads()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            if not is_damage(exc):
+                raise
+            # damage that quick_check passed, met by the first reads: as at opening
+            self._db = self._start_afresh(synchronous, exc)
+            self._first_reads()
+
+    def _first_reads(self) -> None:
         self._last_seq = self._checked_last_seq()
         self._rows, self._bytes = self._db.execute(
             "SELECT count(*), coalesce(sum(length(body)), 0) FROM readings").fetchone()
@@ -239,7 +274,12 @@ class Outbox:
         logged_at = 0.0
         while True:
             try:
-                db = self._connect_checked(synchronous)
+                try:
+                    db = self._connect_checked(synchronous)
+                except UnicodeDecodeError as exc:
+                    # bytes that are not UTF-8 where SQLite keeps text (the schema, a
+                    # check's report): damage that quick_check does not look for
+                    raise IntegrityFailure(f"text in the file is not UTF-8 ({exc})") from exc
             except sqlite3.DatabaseError as exc:
                 code = sqlite_code(exc)
                 free = free_bytes(self.path.parent)
@@ -254,9 +294,14 @@ class Outbox:
                            f"filesystem of {self.path.parent})")
                 elif code in (SQLITE_READONLY, SQLITE_CANTOPEN):
                     self._check_writable()  # says which of file and directory, and why
+                    if code == SQLITE_READONLY and self.path.exists():
+                        # file and directory writable, and SQLite still will not write:
+                        # the header's write version is one it does not know (a damaged
+                        # byte), as unreadable to it as a corrupt page
+                        return self._start_afresh(synchronous, exc)
                     raise OutboxNotWritable(f"outbox {self.path} cannot be opened for "
                                             f"writing: {exc}") from exc
-                elif code in INTEGRITY_FAILURES:
+                elif is_damage(exc):
                     return self._start_afresh(synchronous, exc)
                 else:
                     raise
