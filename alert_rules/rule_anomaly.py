@@ -61,7 +61,6 @@ class AnomalyRule(RuleBase):
         if self.neighbours:
             local = np.flatnonzero(over)
             at = local if rows is None else rows[local]
-            self.detector.fit(n)
             over[local] = ~self.detector.own_fault[at] & ~self._contradicted(fleet, at, now_ms)
         return self.step(fleet, score, over, ~over, now_ms, rows)
 

@@ -181,7 +181,7 @@ def salvage(path: Path) -> tuple[list[tuple[Reading, str, int, int]], int]:
                         unreadable += 1
                         continue
                     try:
-                        found[int(seq)] = (decode_reading(bytes(body)), str(boot), int(mono),
+                        found[int(seq)] = (decode_reading(body), str(boot), int(mono),
                                            int(synced))
                     except (msgspec.DecodeError, TypeError, ValueError):
                         unreadable += 1
@@ -274,12 +274,7 @@ class Outbox:
         logged_at = 0.0
         while True:
             try:
-                try:
-                    db = self._connect_checked(synchronous)
-                except UnicodeDecodeError as exc:
-                    # bytes that are not UTF-8 where SQLite keeps text (the schema, a
-                    # check's report): damage that quick_check does not look for
-                    raise IntegrityFailure(f"text in the file is not UTF-8 ({exc})") from exc
+                db = self._connect_checked(synchronous)
             except sqlite3.DatabaseError as exc:
                 code = sqlite_code(exc)
                 free = free_bytes(self.path.parent)
@@ -321,12 +316,17 @@ class Outbox:
             return db
 
     def _connect_checked(self, synchronous: str) -> sqlite3.Connection:
-        db = self._connect(synchronous)
         try:
-            (verdict,) = db.execute("PRAGMA quick_check").fetchone()
-        except BaseException:
-            db.close()
-            raise
+            db = self._connect(synchronous)
+            try:
+                (verdict,) = db.execute("PRAGMA quick_check").fetchone()
+            except BaseException:
+                db.close()
+                raise
+        except UnicodeDecodeError as exc:
+            # bytes that are not UTF-8 where SQLite keeps text (the schema, a check's
+            # report): damage that quick_check does not look for
+            raise IntegrityFailure(f"text in the file is not UTF-8 ({exc})") from exc
         if verdict != "ok":
             db.close()
             raise IntegrityFailure(f"quick_check: {verdict}")

@@ -17,7 +17,7 @@ from alert_rules.engine import Engine
 from alert_rules.registry import Device
 from alert_rules.rulefile import DEFAULT_RULES, load_rules
 from tests.alert_rules.test_property import RULES, reading, rules_file
-from tests.support.reference_rules import from_engine
+from tests.support.reference_rules import Reference, from_engine
 
 T0 = 1_700_000_000_000 // 3_600_000 * 3_600_000
 MIN = 60_000
@@ -202,27 +202,38 @@ def test_a_silent_tick_judges_only_candidates_of_anomaly_and_sensor_faults() -> 
     assert zero.active(engine.fleet) == {"d0": "pending"}
 
 
+def _five_beside_the_reference(tmp_path_factory: object) -> tuple[Engine, Reference, list[str]]:
+    """The fault rules over five devices in a row 100 m apart, and the reference judging
+    everything beside them; the devices' ids."""
+    path: Path = rules_file(tmp_path_factory, FAULT_RULES)
+    reg = [Device(f"d{i}", township="A", lat=39.9 + i * 1e-3, lon=116.4) for i in range(5)]
+    engine = Engine(load_rules(path), registry=reg)
+    engine.subset_share = 1.0
+    return engine, from_engine(Engine(load_rules(path), registry=reg), reg), [d.id for d in reg]
+
+
+def _step_both(engine: Engine, ref: Reference, now: int, devs: list[str], vals: list[float]
+               ) -> set[tuple[str, str, str]]:
+    """The same readings into both and a tick of each: the same transitions, returned."""
+    engine.ingest(devs, [now] * len(devs), {"pm2_5": vals})
+    ref.ingest(devs, [now] * len(devs), {"pm2_5": vals})
+    got = sorted((t.rule, t.subject, t.state, t.value) for t in engine.tick(now))
+    want = sorted((r, s, state, v) for r, s, state, v, _ in ref.tick(now))
+    _same(got, want, f"at {now - T0} ms")
+    return {g[:3] for g in got}
+
+
 def test_an_anomaly_its_neighbours_come_to_agree_with_fires_without_a_new_reading(
         tmp_path_factory: object) -> None:
     """d0 reads 300 for one minute among neighbours at 30 (scored at its next reading, when
     the spike has come back): contradicted, a sensor matter, no anomaly alert. Seconds later
     its neighbours' readings before their newest are 300 too (d0 sends nothing): a tick
     fires d0's anomaly, as the reference judging everything does."""
-    path: Path = rules_file(tmp_path_factory, FAULT_RULES)
-    reg = [Device(f"d{i}", township="A", lat=39.9 + i * 1e-3, lon=116.4) for i in range(5)]
-    engine = Engine(load_rules(path), registry=reg)
-    engine.subset_share = 1.0
-    ref = from_engine(Engine(load_rules(path), registry=reg), reg)
+    engine, ref, ids = _five_beside_the_reference(tmp_path_factory)
     rng = np.random.default_rng(3)
-    ids = [d.id for d in reg]
 
     def step(now: int, devs: list[str], vals: list[float]) -> set[tuple[str, str, str]]:
-        engine.ingest(devs, [now] * len(devs), {"pm2_5": vals})
-        ref.ingest(devs, [now] * len(devs), {"pm2_5": vals})
-        got = sorted((t.rule, t.subject, t.state, t.value) for t in engine.tick(now))
-        want = sorted((r, s, state, v) for r, s, state, v, _ in ref.tick(now))
-        _same(got, want, f"at {now - T0} ms")
-        return {g[:3] for g in got}
+        return _step_both(engine, ref, now, devs, vals)
 
     now = T0
     for _ in range(40):
@@ -246,13 +257,8 @@ def test_a_frozen_sensor_is_judged_as_the_reference_judges_it(
     """d0 freezes at a plausible value among neighbours that vary: the anomaly rule with
     its neighbour check leaves it to the sensor-fault rules (the detector's score is its
     stuck run), tick by tick as the reference does."""
-    path: Path = rules_file(tmp_path_factory, FAULT_RULES)
-    reg = [Device(f"d{i}", township="A", lat=39.9 + i * 1e-3, lon=116.4) for i in range(5)]
-    engine = Engine(load_rules(path), registry=reg)
-    engine.subset_share = 1.0
-    ref = from_engine(Engine(load_rules(path), registry=reg), reg)
+    engine, ref, ids = _five_beside_the_reference(tmp_path_factory)
     rng = np.random.default_rng(4)
-    ids = [d.id for d in reg]
     odd = next(r for r in engine.rules if r.name == "odd")
     own = False
     now = T0
@@ -261,10 +267,6 @@ def test_a_frozen_sensor_is_judged_as_the_reference_judges_it(
         vals = list(np.round(40 + 4 * rng.standard_normal(5), 1))
         if k >= 50:
             vals[0] = 44.4
-        engine.ingest(ids, [now] * 5, {"pm2_5": vals})
-        ref.ingest(ids, [now] * 5, {"pm2_5": vals})
-        got = sorted((t.rule, t.subject, t.state, t.value) for t in engine.tick(now))
-        want = sorted((r, s, state, v) for r, s, state, v, _ in ref.tick(now))
-        _same(got, want, f"at minute {k}")
+        _step_both(engine, ref, now, ids, vals)
         own |= bool(odd.detector.own_fault[0] and odd.detector.score[0] > odd.above)
     assert own  # the run did score over the line, and was the sensor's own
