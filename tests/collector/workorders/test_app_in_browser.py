@@ -318,7 +318,9 @@ def test_sign_in_acknowledge_arrive_offline_handle_and_everything_agrees(
 
     ctx.set_offline(True)
     page.click("#s-arrive")
-    page.wait_for_function("document.getElementById('banner').hidden === false")
+    # a selector, not a JS predicate: when the first check fails, Playwright polls a
+    # string predicate through eval, which the page's CSP (no 'unsafe-eval') refuses
+    page.wait_for_selector("#banner:not([hidden])", state="attached")
     assert "网络未连接" in page.inner_text("#banner")
     time.sleep(1.0)  # the page retries every 3 s; with no network nothing gets through
     assert stack.sql("SELECT count(*) FROM work_steps WHERE alert_id = ? AND step = "
@@ -326,7 +328,7 @@ def test_sign_in_acknowledge_arrive_offline_handle_and_everything_agrees(
     page.screenshot(path=str(tmp_path / "3-offline.png"), full_page=True)
     ctx.set_offline(False)
     page.wait_for_selector("#history li[data-step='arrived']", timeout=15_000)
-    page.wait_for_function("document.getElementById('banner').hidden === true")
+    page.wait_for_selector("#banner[hidden]", state="attached")
     page.select_option("#cause", "construction_dust")
     page.fill("#note", "工地渣土未覆盖，已要求覆盖洒水")
     page.set_input_files("#photo", {"name": "site.png", "mimeType": "image/png",
