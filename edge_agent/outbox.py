@@ -234,6 +234,10 @@ class Outbox:
         self._write_trouble: str | None = None  # "disk full", "lock" while capture fails
         self._trouble_logged = 0.0
         self._uncaptured_unsaved = 0  # lost to a full disk, not yet counted in `meta`
+        # Rows up to this seq were handed to the MQTT client, which sends them again after
+        # any reconnect until acknowledged: the cap must not count them dropped. In memory:
+        # after a restart no client holds anything.
+        self._handed_upto = 0
         self._db = self._open(synchronous)
         try:
             self._first_reads()
@@ -515,23 +519,40 @@ class Outbox:
             return int(saved) + self._uncaptured_unsaved
 
     def _enforce_cap(self, rows: int, nbytes: int) -> tuple[int, int]:
-        """Drop the oldest rows beyond the caps, counted; inside the open transaction."""
+        """Drop the oldest unsent rows beyond the caps, counted; inside the open transaction.
+
+        The caps bound the readings waiting to be sent. Rows already handed to the MQTT
+        client are not among them: the client sends them again after any reconnect until
+        acknowledged, so dropping one would count as lost a reading that is then stored.
+        The outbox may hold that much more (at most `window` batches of `batch_max`).
+        """
         over_rows = rows - self.max_rows
         over_bytes = nbytes - self.max_bytes if self.max_bytes else 0
         if over_rows <= 0 and over_bytes <= 0:
             return 0, 0
-        drop_seq = None
+        if self._handed_upto:
+            handed, handed_bytes = self._db.execute(
+                "SELECT count(*), coalesce(sum(length(body)), 0) FROM readings WHERE seq <= ?",
+                (self._handed_upto,)).fetchone()
+            over_rows, over_bytes = over_rows - handed, over_bytes - handed_bytes
+            if over_rows <= 0 and over_bytes <= 0:
+                return 0, 0
+        first_seq = drop_seq = None
         dropped = dropped_bytes = 0
         for seq, size in self._db.execute(
-            "SELECT seq, length(body) FROM readings ORDER BY seq"
+            "SELECT seq, length(body) FROM readings WHERE seq > ? ORDER BY seq",
+            (self._handed_upto,),
         ):
             if dropped >= over_rows and dropped_bytes >= over_bytes:
                 break
             drop_seq, dropped, dropped_bytes = seq, dropped + 1, dropped_bytes + size
-        self._db.execute("DELETE FROM readings WHERE seq <= ?", (drop_seq,))
+            first_seq = first_seq or seq
+        if drop_seq is None:
+            return 0, 0
+        self._db.execute("DELETE FROM readings WHERE seq BETWEEN ? AND ?", (first_seq, drop_seq))
         self._db.execute("UPDATE meta SET value = value + ? WHERE key='dropped'", (dropped,))
-        log.warning("outbox full: dropped the %d oldest readings (up to seq %s)",
-                    dropped, drop_seq)
+        log.warning("outbox full: dropped the %d oldest readings not yet sent (seq %s to %s)",
+                    dropped, first_seq, drop_seq)
         return dropped, dropped_bytes
 
     # --- draining -----------------------------------------------------------------------
@@ -552,6 +573,21 @@ class Outbox:
                 "SELECT seq, body FROM readings WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             ).fetchall()
+        return [(int(s), bytes(b)) for s, b in rows]
+
+    def hand_over(self, limit: int, after_seq: int = 0) -> list[tuple[int, bytes]]:
+        """`oldest_raw` for the publisher: from now on the cap keeps these rows.
+
+        Read and marked under one lock, so the cap cannot drop a row between the read
+        and the publish.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, body FROM readings WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            ).fetchall()
+            if rows:
+                self._handed_upto = max(self._handed_upto, int(rows[-1][0]))
         return [(int(s), bytes(b)) for s, b in rows]
 
     def delete(self, seqs: list[int]) -> int:

@@ -333,7 +333,7 @@ class Publisher:
             return False
         if self._hold is not None and self._hold():
             return False
-        rows = self.outbox.oldest_raw(self.settings.batch_max, after_seq=self._sent_upto)
+        rows = self.outbox.hand_over(self.settings.batch_max, after_seq=self._sent_upto)
         if not rows:
             return False
         rows = self._set_aside_damaged(rows)

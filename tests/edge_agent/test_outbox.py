@@ -48,6 +48,35 @@ def test_row_cap_drops_exactly_the_oldest_and_counts_them_persistently(tmp_path:
     assert Outbox(path, max_rows=10).counters()["dropped"] == 15
 
 
+def test_row_cap_passes_over_readings_handed_to_the_broker_client(tmp_path: Path) -> None:
+    # The MQTT client sends a handed batch again after any reconnect: dropping it would
+    # count as lost a reading that is then stored. The cap bounds what waits unsent.
+    ob = Outbox(tmp_path / "o.db", max_rows=10)
+    for i in range(5):
+        ob.capture(_values(1000 + i))
+    assert [s for s, _ in ob.hand_over(3)] == [1, 2, 3]
+    for i in range(20):
+        ob.capture(_values(2000 + i))
+    assert [r.seq for r in ob.oldest(100)] == [1, 2, 3, *range(16, 26)]
+    assert ob.counters()["dropped"] == 12 and ob.depth() == 13
+    assert ob.delete([1, 2, 3]) == 3 and ob.depth() == 10
+    ob.capture(_values(3000))
+    assert ob.oldest(1)[0].seq == 17 and ob.counters()["dropped"] == 13
+
+
+def test_a_reading_just_captured_is_kept_while_all_the_others_are_in_flight(
+    tmp_path: Path,
+) -> None:
+    ob = Outbox(tmp_path / "o.db", max_rows=3)
+    for i in range(4):
+        ob.capture(_values(1000 + i))
+    ob.hand_over(10)
+    for i in range(4):
+        ob.capture(_values(2000 + i))
+    assert [r.seq for r in ob.oldest(100)] == [2, 3, 4, 6, 7, 8]
+    assert ob.counters()["dropped"] == 2
+
+
 def test_byte_cap(tmp_path: Path) -> None:
     ob = Outbox(tmp_path / "o.db", max_bytes=2000)
     for i in range(100):

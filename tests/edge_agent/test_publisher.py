@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -194,3 +196,48 @@ def test_sds011_agent_in_query_mode(tmp_path: Path, mosquitto: Mosquitto) -> Non
     assert all(r.sensor == "sds011" and r.pm2_5 == 41.5 and r.pm10 == 54.0
                and r.n0_3 is None for r in readings)
     assert dev.query_mode and dev.period_min == 0  # the agent configured the sensor
+
+
+def test_a_batch_in_flight_when_the_broker_stalls_is_never_counted_dropped(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    # The broker is stopped (SIGSTOP) with a batch sent and not acknowledged; the outage
+    # then outlasts the cap. The client sends that batch again once the broker runs, so
+    # what is counted dropped must be exactly what never arrives.
+    from airgrid.wire import Status, up_topic
+
+    ob = Outbox(tmp_path / "o.db", max_rows=10)
+    online = Status(v=1, device="pub-1", state="online")
+    pub = Publisher("pub-1", "b00t", ob, BrokerSettings(host="127.0.0.1", port=mosquitto.port),
+                    PublishSettings(window=1, batch_max=3, backoff_max_s=2.0),
+                    status=lambda: online)
+    watcher, got = _collect(mosquitto.port, up_topic("pub-1", "airgrid"))
+    pid = mosquitto.pid
+    assert pid is not None
+    pub.start()
+    try:
+        assert wait_for(lambda: pub.connected, 10, step=0.05)
+        time.sleep(0.3)  # the watcher's subscription is in place
+        os.kill(pid, signal.SIGSTOP)
+        for i in range(3):
+            ob.capture({"ts": 1_700_000_000_000 + i, "sensor": "sds011", "pm2_5": 5.0})
+        pub.notify()
+        assert wait_for(lambda: pub.inflight() == 1, 5, step=0.02)
+        for i in range(20):
+            ob.capture({"ts": 1_700_000_100_000 + i, "sensor": "sds011", "pm2_5": 6.0})
+        dropped, handed = ob.counters()["dropped"], ob.depth() - 10
+        assert handed >= 1 and dropped == 23 - 10 - handed  # the newest 10 unsent kept
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    try:
+        assert wait_for(lambda: ob.depth() == 0, 20, step=0.1)
+        time.sleep(0.5)
+    finally:
+        pub.stop()
+        watcher.loop_stop()
+    received = {r.seq for p in got for r in decode_up(p).readings}
+    missing = sorted(set(range(1, 24)) - received)
+    assert received <= set(range(1, 24))
+    assert len(missing) == dropped == ob.counters()["dropped"], (missing, dropped)
+    assert missing == list(range(missing[0], missing[0] + dropped))
+    assert max(received) == 23 and {1, 2, 3} & received
