@@ -233,3 +233,25 @@ def test_keep_judges_a_never_heard_device_held_away(tmp_path: Path) -> None:
     fired = [t.subject for k in range(1, 40) for t in e.tick(T0 + k * MIN)
              if t.state == "firing"]
     assert fired.count("a") == 1 and "b" not in fired  # b: never heard, not kept here
+
+
+def test_a_slow_device_s_run_of_identical_readings_moves_with_it(tmp_path: Path) -> None:
+    # An hourly device six readings into a frozen run moves to another collector: four
+    # more identical readings there are the tenth in a row.
+    from tests.alert_rules.test_kinds import STUCK
+
+    hour = 60 * MIN
+    src = engine_from(tmp_path, STUCK)
+    for k in range(6):
+        src.ingest(["slow"], [T0 + k * hour], {"pm2_5": [42.0]})
+    dst = engine_from(tmp_path, STUCK)
+    dst.ingest(["z-first"], [T0], {"pm2_5": [10.0]})  # rows differ between the engines
+    dst.adopt(["slow"], src)
+    fired = []
+    for k in range(6, 10):
+        dst.ingest(["slow"], [T0 + k * hour], {"pm2_5": [42.0]})
+        fired += [(k, t.state) for t in dst.tick(T0 + k * hour) if t.subject == "slow"]
+    assert fired == [(9, "firing")]
+    src.forget(["slow"])
+    rule = src.rules[0]
+    assert rule.runs.count[src.fleet.index["slow"]] == 0  # type: ignore[attr-defined]

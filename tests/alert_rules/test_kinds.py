@@ -115,6 +115,51 @@ rules:
     assert states(ev, "stuck", "live") == []
 
 
+STUCK = """
+rules:
+  - name: stuck
+    kind: flatline
+    window: 25m
+    tolerance: 0
+    min_readings: 10
+"""
+
+
+def test_flatline_counts_identical_readings_in_a_row_of_a_slow_device(tmp_path: Path) -> None:
+    # An hourly device, and one on a 5-minute working period, never hold ten readings in
+    # 25 minutes: ten identical ones in a row are a frozen sensor all the same.
+    for step_ms in (60 * MIN, 5 * MIN):
+        e = engine_from(tmp_path, STUCK)
+        ev = run_series(e, {"frozen": [30.0, 31.0] + [42.0] * 12 + [40.0, 44.0],
+                            "nine": [30.0] + [42.0] * 9 + [40.0] * 1,
+                            "live": [42.0, 42.5] * 8}, step_ms=step_ms)
+        assert states(ev, "stuck", "frozen") == [(11, "firing"), (14, "resolved")], step_ms
+        assert states(ev, "stuck", "nine") == [] and states(ev, "stuck", "live") == []
+
+
+def test_flatline_a_fast_device_must_still_be_flat_for_the_whole_window(
+    tmp_path: Path,
+) -> None:
+    # Ten identical readings a minute apart are clean air read in whole µg/m³, not yet a
+    # frozen sensor: the run must span the window, as a flat window does.
+    e = engine_from(tmp_path, STUCK)
+    ev = run_series(e, {"clean": [3.0, 4.0] * 10 + [3.0] * 40})
+    [(fired, state)] = states(ev, "stuck", "clean")
+    assert state == "firing" and 19 + 24 <= fired <= 19 + 27
+
+
+def test_flatline_runs_survive_a_restart_and_pass_over_late_readings(tmp_path: Path) -> None:
+    hour = 60 * MIN
+    e = engine_from(tmp_path, STUCK)
+    run_series(e, {"frozen": [42.0] * 6}, step_ms=hour)
+    restored = engine_from(tmp_path, STUCK)
+    restored.restore(e.snapshot())
+    # a late reading of another value, from before the run's newest, breaks nothing
+    restored.ingest(["frozen"], [T0 + 5 * hour - MIN], {"pm2_5": [17.0]})
+    ev = run_series(restored, {"frozen": [42.0] * 4}, step_ms=hour, start=T0 + 6 * hour)
+    assert states(ev, "stuck", "frozen") == [(3, "firing")]  # the 10th reading in a row
+
+
 def test_out_of_range(tmp_path: Path) -> None:
     e = engine_from(tmp_path, """
 rules:

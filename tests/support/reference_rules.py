@@ -53,6 +53,8 @@ class Dev:
     first_seen: int = -1
     # anomaly detector per rule name
     det: dict[str, Detector] = field(default_factory=dict)
+    # identical readings in a row per field: [value, count, first ts, newest ts]
+    runs: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -109,6 +111,13 @@ class Reference:
                 ok = [r for r in rs if not math.isnan(r.values[f])]
                 if not ok:
                     continue
+                run = dev.runs.setdefault(f, [NAN, 0, 0, -math.inf])
+                for r in ok:
+                    if r.ts <= run[3]:
+                        continue  # not after the run's readings
+                    x = r.values[f]
+                    run[:] = ([x, run[1] + 1, run[2], r.ts] if run[1] and x == run[0]
+                              else [x, 1, r.ts, r.ts])
                 last = ok[-1]
                 if last.ts >= dev.latest.get(f, (NAN, 0))[1]:
                     dev.prev[f] = ((ok[-2].values[f], ok[-2].ts) if len(ok) > 1
@@ -422,8 +431,16 @@ class Reference:
         if isinstance(rule, FlatlineRule):
             xs = self._window(dev, rule.field, now, rule.window_ms)
             spread = max(xs) - min(xs) if xs else NAN
-            return (spread, len(xs) >= rule.min_readings and spread <= rule.tolerance,
-                    bool(xs) and spread > rule.tolerance)
+            over = len(xs) >= rule.min_readings and spread <= rule.tolerance
+            under = bool(xs) and spread > rule.tolerance
+            if rule.tolerance == 0:  # identical readings in a row, however far apart
+                run = dev.runs.get(rule.field, [NAN, 0, 0, 0])
+                run_n, run_since = run[1], run[2]
+                if (run_n >= rule.min_readings and not under
+                        and now - run_since >= rule.window_ms):
+                    spread, over = 0.0, True
+                under = not over and (under or 0 < run_n < rule.min_readings)
+            return spread, over, under
         if isinstance(rule, RangeRule):
             v, t = dev.latest.get(rule.field, (NAN, 0))
             if rule.max_age_ms > 0 and now - t >= rule.max_age_ms:

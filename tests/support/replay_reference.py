@@ -53,6 +53,8 @@ def replay_each(engine: Engine, devices: Sequence[str], ts_ms: Sequence[int],
             rows = np.full(end - part.start, row[0], np.int64)
             part_cols = {f: c[part] for f, c in cols.items()}
             sub.fleet.ingest(rows, ts[part], part_cols, fl[part])
+            for _, t in judged:
+                t.observe(sub.fleet, rows, ts[part], part_cols)
             at = judged_at(int(buckets[part.start]), width, now_ms)
             sub.fleet.advance(at)
             late_ms = now_ms - at if now_ms - at > late_after_ms else 0
