@@ -1,6 +1,14 @@
 """Spatial: a device far above the median of its neighbours (a local source or a faulty
 sensor) versus a regional episode (most devices of a township elevated).
 
+Each device is judged on what at least two of its readings agree on
+(`FleetState.window_level`): the window's mean without its highest reading, or for a
+device with one reading in the window (one every 10 minutes, or every hour) the lower of
+it and the one before. A single reading far above the neighbours, which they contradict,
+is a sensor's spike for the technician (`sensor_jump`), not a source to send a grid
+worker to: alone it would hold a window's mean up for the whole window, and so pass
+`for` by itself.
+
 A township in an episode gets one township alert (subject = township), and that
 inhibits the per-device alerts of its devices: the grid worker needs one call, not fifty.
 """
@@ -33,6 +41,8 @@ class SpatialRule(RuleBase):
     min_excess: float = 35.0  # µg/m³: and at least this much above (low levels are noisy)
     regional_above: float = 115.0  # µg/m³ a device must exceed to count toward an episode
     regional_fraction: float = 0.5  # share of a township's reporting devices
+    #: a device's previous reading pairs with the only one in its window if this recent
+    pair_ms: int = 3 * 3_600_000
     township_columns: AlertColumns = dataclasses.field(default_factory=AlertColumns,
                                                        repr=False)
 
@@ -46,12 +56,15 @@ class SpatialRule(RuleBase):
     def fine_windows_ms(self) -> tuple[int, ...]:
         return (self.window_ms,)
 
+    def extremes(self) -> tuple[str, ...]:
+        return (self.field,)
+
     def _layout(self, fleet: FleetState) -> tuple[IntArr, IntArr, list[str]]:
         return neighbour_layout(fleet, self.radius_km, self.max_neighbours)
 
     def judge(self, fleet: FleetState, now_ms: int, rows: IntArr | None) -> list[Transition]:
         nbr_t, town, names = self._layout(fleet)
-        v = fleet.window_mean(self.field, now_ms, self.window_ms)
+        v = fleet.window_level(self.field, now_ms, self.window_ms, self.pair_ms)
         # the median is only needed where the device may be far above it, and where an
         # alert is under way (the only rows whose clear condition is read)
         n = v.size
@@ -77,7 +90,12 @@ class SpatialRule(RuleBase):
         x = v[need]
         with np.errstate(invalid="ignore"):
             far = enough & (x > med * self.ratio) & (x - med > self.min_excess)
-            back = (x <= med * self.ratio * 0.9) | ~enough
+            # no reading in the window says nothing either way: an hourly device's alert
+            # is held between its readings (not resolved and fired again each hour),
+            # for as long as its last reading still pairs with the next one
+            silent = now_ms - fleet.latest_ts[self.field][need] > self.pair_ms
+            back = ((~np.isnan(x) & ((x <= med * self.ratio * 0.9) | ~enough))
+                    | (np.isnan(x) & silent))
         over = np.zeros(n, bool)  # not a candidate: not far above its neighbours
         over[need] = far & ~episode
         under = np.ones(n, bool)  # read only where an alert is under way (in `need`)

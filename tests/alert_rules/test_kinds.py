@@ -264,6 +264,31 @@ rules:
     assert town.labels["scope"] == "township" and town.labels["township"] == "B"
 
 
+def test_one_reading_far_above_the_neighbours_is_no_local_source(tmp_path: Path) -> None:
+    # A single reading held a window's mean up for the whole window, and so passed
+    # `for` alone: a sensor's spike sent a grid worker. Two readings that agree still
+    # make a source, at any cadence.
+    from alert_rules.rulefile import DEFAULT_RULES
+
+    spatial = DEFAULT_RULES.with_name("spatial_rules.yaml").read_text(encoding="utf-8")
+    reg = [Device(f"a{i}", township="A", lat=39.90 + 0.001 * i, lon=116.40) for i in range(6)]
+    for step_ms in (MIN, 10 * MIN, 60 * MIN):
+        e = engine_from(tmp_path, spatial, registry=reg)
+        series = {f"a{i}": [20.0] * 24 for i in range(6)}
+        series["a1"][2] = 260.0  # one reading: a spike
+        series["a4"][4:] = [150.0, 160.0, 155.0, 150.0] * 5  # a source that stays
+        fired = []
+        for k in range(24):
+            now = T0 + k * step_ms
+            e.ingest(list(series), [now] * 6, {"pm2_5": [v[k] for v in series.values()]})
+            # a tick at each reading and the timer's between them, a minute apart
+            for t in [t for m in range(0, step_ms, MIN) for t in e.tick(now + m)]:
+                if t.state == "firing":
+                    fired.append((t.subject, k))
+        assert [d for d, _ in fired] == ["a4"], (step_ms, fired)
+        assert fired[0][1] <= {MIN: 16, 10 * MIN: 6, 60 * MIN: 5}[step_ms], (step_ms, fired)
+
+
 def test_bad_input_is_counted_and_named(tmp_path: Path) -> None:
     import pytest
 

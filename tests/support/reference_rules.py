@@ -249,8 +249,7 @@ class Reference:
 
     def _spatial(self, rule: SpatialRule, now: int) -> tuple[
             dict[str, tuple[float, bool, bool]], dict[str, tuple[float, bool, bool]]]:
-        v = {d: self._aggregate(dev, rule.field, "mean", rule.window_ms, now)
-             for d, dev in self.devices.items()}
+        v = {d: self._level(dev, rule, now) for d, dev in self.devices.items()}
         towns: dict[str, list[float]] = {}
         for d, x in v.items():
             r = self.registry.get(d)
@@ -275,9 +274,26 @@ class Reference:
             r = self.registry.get(d)
             ep = bool(r is not None and r.township and episode.get(r.township, False))
             far = enough and x > med * rule.ratio and x - med > rule.min_excess
-            back = x <= med * rule.ratio * 0.9 or not enough
+            heard = self.devices[d].latest.get(rule.field, (NAN, 0))[1]
+            silent = now - heard > rule.pair_ms
+            back = ((x <= med * rule.ratio * 0.9 or not enough) if not math.isnan(x)
+                    else silent)
             dev_out[d] = (x, far and not ep, back or ep)
         return dev_out, town_out
+
+    def _level(self, dev: Dev, rule: SpatialRule, now: int) -> float:
+        """What two readings agree on: the window's mean without its highest reading, or
+        the lower of its only reading and the one before (if recent enough)."""
+        xs = self._window(dev, rule.field, now, rule.window_ms)
+        if len(xs) >= 2:
+            return (sum(xs) - max(xs)) / (len(xs) - 1)
+        if not xs:
+            return NAN
+        prev, prev_ts = dev.prev.get(rule.field, (NAN, 0))
+        latest_ts = dev.latest.get(rule.field, (NAN, 0))[1]
+        if prev_ts > 0 and latest_ts - prev_ts <= rule.pair_ms:
+            return min(xs[0], prev)
+        return NAN
 
     # ---- sensor faults: each device against the median of its neighbours ----
     def _sensor_fault(self, rule: SensorFaultRule, now: int
