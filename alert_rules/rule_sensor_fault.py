@@ -9,7 +9,8 @@ layout the spatial rule caches):
 - `zero`: the device reads exactly 0 while its neighbours read at least
   `min_neighbour_level`;
 - `jump`: the device's newest reading moved by more than `ratio`× against the previous
-  one while the neighbours' median did not move (no plume rises that fast in one place);
+  one while the neighbours' median did not move (by at most a fifth of its level or a
+  tenth of the device's step: no plume rises that fast in one place);
 - `drift`: the device's window mean stays outside [median / ratio, median × ratio] of its
   neighbours (`for` says for how long: hours, a fouled or ageing sensor); each judging
   re-judges the next `drift_stride`-th of the fleet (rows ≡ turn mod stride, the turn
@@ -217,7 +218,11 @@ class SensorFaultRule(RuleBase):
                     bad = med >= self.min_neighbour_level
                 else:
                     med_prev, _ = self._median_of(around, self._prev_at(fleet, around))
-                    still = np.abs(med - med_prev) <= 0.2 * np.maximum(med_prev, 1e-9)
+                    # still: moved by at most a fifth of their level, or a tenth of the
+                    # device's own step (clean air's noise moves a median of 2 µg/m³
+                    # by more than a fifth; a regional rise moves it with the device)
+                    still = np.abs(med - med_prev) <= np.maximum(
+                        0.2 * np.maximum(med_prev, 1e-9), 0.1 * step[local])
                     bad = still & ((x > self.ratio * med) | (x < med / self.ratio))
             over[local] = enough & bad
         self._onset(over, now_ms, n, rows)

@@ -371,6 +371,26 @@ rules:
     assert "p" in odd and "j" not in odd and "z" not in odd
 
 
+def test_a_jump_in_clean_air_is_a_jump_though_the_neighbours_noise_moves_their_median(
+    tmp_path: Path,
+) -> None:
+    # At 2 µg/m³ a low-cost sensor's noise moves the neighbours' median by more than a
+    # fifth from one reading to the next: a jump to 150 is still the device's alone. A
+    # rise that every device shares is none.
+    from alert_rules.rulefile import DEFAULT_RULES
+
+    reg = [Device(f"a{i}", township="A", lat=39.90 + 0.001 * i, lon=116.40) for i in range(6)]
+    e = engine_from(tmp_path, DEFAULT_RULES.read_text(encoding="utf-8"), registry=reg)
+    # clean air that goes from about 1.4 to 2.4 µg/m³ as the device jumps
+    series = {f"a{k}": [1.2 + 0.1 * k] * 6 + [2.1 + 0.1 * k] * 6 for k in range(6)}
+    series["a2"][6] = 150.0  # the device's alone
+    for k in range(6):  # and later every device's
+        series[f"a{k}"][10:] = [150.0 + k, 149.0 + k]
+    ev = run_series(e, series)
+    jumps = [(t.subject, i) for i, t in ev if t.rule == "sensor_jump" and t.state == "firing"]
+    assert jumps == [("a2", 6)]
+
+
 def test_sensor_fault_drift_and_humidity_against_neighbours(tmp_path: Path) -> None:
     reg = [Device(d, township="A", lat=39.90 + 0.001 * i, lon=116.40)
            for i, d in enumerate(("d", "h", "n1", "n2", "n3"))]

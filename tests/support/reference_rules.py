@@ -330,7 +330,7 @@ class Reference:
                         and step > rule.min_neighbour_level:
                     med, enough = around(d, latest)
                     med_prev, _ = around(d, prev)
-                    still = abs(med - med_prev) <= 0.2 * max(med_prev, 1e-9)
+                    still = abs(med - med_prev) <= max(0.2 * max(med_prev, 1e-9), 0.1 * step)
                     over = enough and still and (x > rule.ratio * med or x < med / rule.ratio)
             elif rule.cause == "drift":
                 x = mean[d]
