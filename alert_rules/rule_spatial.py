@@ -1,13 +1,15 @@
 """Spatial: a device far above the median of its neighbours (a local source or a faulty
 sensor) versus a regional episode (most devices of a township elevated).
 
-Each device is judged on what at least two of its readings agree on
+A device is judged on what at least two of its readings agree on
 (`FleetState.window_level`): the window's mean without its highest reading, or for a
 device with one reading in the window (one every 10 minutes, or every hour) the lower of
 it and the one before. A single reading far above the neighbours, which they contradict,
 is a sensor's spike for the technician (`sensor_jump`), not a source to send a grid
 worker to: alone it would hold a window's mean up for the whole window, and so pass
-`for` by itself.
+`for` by itself. Its neighbours' median and a township's share are taken on window
+means (one spiking neighbour moves a median of several little); the level is never above
+the mean, so the mean picks the candidates and the level is worked out for them only.
 
 A township in an episode gets one township alert (subject = township), and that
 inhibits the per-device alerts of its devices: the grid worker needs one call, not fifty.
@@ -64,7 +66,7 @@ class SpatialRule(RuleBase):
 
     def judge(self, fleet: FleetState, now_ms: int, rows: IntArr | None) -> list[Transition]:
         nbr_t, town, names = self._layout(fleet)
-        v = fleet.window_level(self.field, now_ms, self.window_ms, self.pair_ms)
+        v = fleet.window_mean(self.field, now_ms, self.window_ms)
         # the median is only needed where the device may be far above it, and where an
         # alert is under way (the only rows whose clear condition is read)
         n = v.size
@@ -87,7 +89,16 @@ class SpatialRule(RuleBase):
             clear_t = share < self.regional_fraction * 0.8
         self.township_columns.fit(t)
         episode = np.r_[False, episode_t | self.township_columns.firing[:t]][town[need]]
+        # the level (never above the mean) only where the mean is far above, or an alert
+        # is under way (its value is reported): elsewhere no condition can hold or be read
         x = v[need]
+        with np.errstate(invalid="ignore"):
+            far_mean = enough & (x > med * self.ratio) & (x - med > self.min_excess)
+        judged = far_mean | cols.firing[need] | (cols.pending_since[need] != NONE)
+        x[judged] = fleet.window_level(self.field, now_ms, self.window_ms, self.pair_ms,
+                                       need[judged])
+        value = v.copy()
+        value[need] = x
         with np.errstate(invalid="ignore"):
             far = enough & (x > med * self.ratio) & (x - med > self.min_excess)
             # no reading in the window says nothing either way: an hourly device's alert
@@ -100,7 +111,7 @@ class SpatialRule(RuleBase):
         over[need] = far & ~episode
         under = np.ones(n, bool)  # read only where an alert is under way (in `need`)
         under[need] = back | episode
-        out = self.step(fleet, v, over, under, now_ms)
+        out = self.step(fleet, value, over, under, now_ms)
         if t:
             masks = self.township_columns.step(episode_t, clear_t, now_ms, self.for_ms,
                                                self.keep_firing_for_ms)

@@ -569,28 +569,26 @@ class FleetState:
         out: FloatArr = self._memo(ring, "mean", first, last, compute)
         return out
 
-    def window_level(self, f: str, now_ms: int, span_ms: int, pair_ms: int) -> FloatArr:
-        """What two or more readings agree on: the window's mean without its highest
-        reading; with one reading in the window, the lower of it and the device's
-        previous reading, if that is no more than `pair_ms` older; NaN otherwise. One
-        reading, however high, does not carry it (the field's ring keeps extremes)."""
+    def window_level(self, f: str, now_ms: int, span_ms: int, pair_ms: int,
+                     rows: IntArr) -> FloatArr:
+        """What two or more readings of each of `rows` agree on: the window's mean without
+        its highest reading; with one reading in the window, the lower of it and the
+        device's previous reading, if that is no more than `pair_ms` older; NaN
+        otherwise. One reading, however high, does not carry it. Never above the window
+        mean (the field's ring keeps extremes)."""
         ring = self.fine[f]
         first, last = self.window_buckets(now_ms, span_ms)
-
-        def compute() -> FloatArr:
-            n = self.size
-            total, count = self.window_sum_count(ring, now_ms, span_ms)
-            _, hi = self.window_range(f, now_ms, span_ms)
-            prev, prev_ts = self.prev_v[f][:n], self.prev_ts[f][:n]
-            paired = (self.latest_ts[f][:n] - prev_ts <= pair_ms) & (prev_ts > 0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                trimmed = (total - hi) / (count - 1)
-                pair = np.where(paired, np.minimum(total, prev), np.nan)
-            level: FloatArr = np.where(count >= 2, trimmed, np.where(count == 1, pair, np.nan))
-            return level
-
-        out: FloatArr = self._memo(ring, f"level/{pair_ms}", first, last, compute)
-        return out
+        # the fleet's window sums are shared with the mean (memoised); the max of `rows`
+        total, count = (a[rows] for a in self.window_sum_count(ring, now_ms, span_ms))
+        top = ring.reduce(ring.max, first, last, self.size, np.maximum, rows)
+        hi = np.full(rows.size, -np.inf) if top is None else top
+        prev, prev_ts = self.prev_v[f][rows], self.prev_ts[f][rows]
+        paired = (self.latest_ts[f][rows] - prev_ts <= pair_ms) & (prev_ts > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            trimmed = (total - hi) / (count - 1)
+            pair = np.where(paired, np.minimum(total, prev), np.nan)
+        level: FloatArr = np.where(count >= 2, trimmed, np.where(count == 1, pair, np.nan))
+        return level
 
     def window_count(self, f: str, now_ms: int, span_ms: int,
                      rows: IntArr | None = None) -> FloatArr:

@@ -271,7 +271,10 @@ def clean_night_fault(rng: np.random.Generator, factor: float, clean: float, noi
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[
     HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(factor=st.floats(1.6, 2.5), clean=st.floats(2.0, 6.0), noise=st.floats(0.5, 1.5),
+# factors from 1.75: within 3 % sensor noise a fault of 1.6× against a ratio of 1.5 is
+# not always two readings beyond it in the four hazy hours before the air clears (found a
+# day later, when it is hazy again: seen once, on the tree before this change too)
+@given(factor=st.floats(1.75, 2.5), clean=st.floats(2.0, 6.0), noise=st.floats(0.5, 1.5),
        seed=st.integers(0, 2**16))
 def test_a_fault_through_clean_air_is_not_learned_and_its_end_is_no_new_fault(
         tmp_path: Path, factor: float, clean: float, noise: float, seed: int) -> None:

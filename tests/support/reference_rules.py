@@ -249,7 +249,8 @@ class Reference:
 
     def _spatial(self, rule: SpatialRule, now: int) -> tuple[
             dict[str, tuple[float, bool, bool]], dict[str, tuple[float, bool, bool]]]:
-        v = {d: self._level(dev, rule, now) for d, dev in self.devices.items()}
+        v = {d: self._aggregate(dev, rule.field, "mean", rule.window_ms, now)
+             for d, dev in self.devices.items()}
         towns: dict[str, list[float]] = {}
         for d, x in v.items():
             r = self.registry.get(d)
@@ -267,7 +268,8 @@ class Reference:
                            share < rule.regional_fraction * 0.8)
         nbr = self._neighbours(rule)
         dev_out = {}
-        for d, x in v.items():
+        for d in v:
+            x = self._level(self.devices[d], rule, now)  # the device itself: two readings
             around = [v[o] for o in nbr[d] if not math.isnan(v[o])]
             enough = len(around) >= rule.min_neighbours
             med = statistics.median(around) if around else NAN
