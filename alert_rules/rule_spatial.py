@@ -93,7 +93,8 @@ class SpatialRule(RuleBase):
         # is under way (its value is reported): elsewhere no condition can hold or be read
         x = v[need]
         with np.errstate(invalid="ignore"):
-            far_mean = enough & (x > med * self.ratio) & (x - med > self.min_excess)
+            up = x + np.abs(x) * 1e-9  # a margin: rounding may put the level an ulp above
+            far_mean = enough & (up > med * self.ratio) & (up - med > self.min_excess)
         judged = far_mean | cols.firing[need] | (cols.pending_since[need] != NONE)
         x[judged] = fleet.window_level(self.field, now_ms, self.window_ms, self.pair_ms,
                                        need[judged])
