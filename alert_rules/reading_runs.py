@@ -102,8 +102,8 @@ class ReadingRuns:
         """From `arrays`; a snapshot taken before runs were kept starts them afresh."""
         if not all(key in arrays for key in KEYS):
             fresh = ReadingRuns()
-            self.value, self.count, self.since, self.newest = (
-                fresh.value, fresh.count, fresh.since, fresh.newest)
+            for key in KEYS:
+                setattr(self, key, getattr(fresh, key))
             return
         self.value = arrays["value"].astype(np.float64)
         for key in KEYS[1:]:

@@ -569,11 +569,7 @@ class Outbox:
     def oldest_raw(self, limit: int, after_seq: int = 0) -> list[tuple[int, bytes]]:
         """(seq, encoded reading) pairs: lets the publisher build a batch without decoding."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, body FROM readings WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit),
-            ).fetchall()
-        return [(int(s), bytes(b)) for s, b in rows]
+            return self._oldest_raw(limit, after_seq)
 
     def hand_over(self, limit: int, after_seq: int = 0) -> list[tuple[int, bytes]]:
         """`oldest_raw` for the publisher: from now on the cap keeps these rows.
@@ -582,12 +578,16 @@ class Outbox:
         and the publish.
         """
         with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, body FROM readings WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit),
-            ).fetchall()
+            rows = self._oldest_raw(limit, after_seq)
             if rows:
-                self._handed_upto = max(self._handed_upto, int(rows[-1][0]))
+                self._handed_upto = max(self._handed_upto, rows[-1][0])
+        return rows
+
+    def _oldest_raw(self, limit: int, after_seq: int) -> list[tuple[int, bytes]]:
+        rows = self._db.execute(
+            "SELECT seq, body FROM readings WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        ).fetchall()
         return [(int(s), bytes(b)) for s, b in rows]
 
     def delete(self, seqs: list[int]) -> int:
