@@ -109,6 +109,7 @@ class Engine:
             fields=fields, resolution_ms=res, fine_slots=slots,
             hour_slots=max([r.hours_needed() for r in self.rules] + [0]),
             extremes=tuple(sorted({f for r in self.rules for f in r.extremes()})),
+            run_fields=tuple(sorted({f for r in self.rules for f in r.runs_of()})),
             registry=by_id(registry),
         )
         if registry:
@@ -477,6 +478,10 @@ class Engine:
             if ring.track_extremes:
                 arrays[f"{key}/min"] = ring.min[:, :n]
                 arrays[f"{key}/max"] = ring.max[:, :n]
+        for name, runs in f.runs.items():
+            runs.fit(n)
+            for k, v in runs.arrays().items():
+                arrays[f"runs/{name}/{k}"] = v[:n]
         for rule in self.rules:
             for k, v in rule.state_arrays().items():
                 arrays[f"rule/{rule.name}/{k}"] = v
@@ -507,7 +512,8 @@ class Engine:
         old = self.fleet
         f = self.fleet = FleetState(
             fields=old.fields, resolution_ms=old.resolution_ms, fine_slots=old.fine_slots,
-            hour_slots=old.hour_slots, extremes=old.extremes, registry=old.registry)
+            hour_slots=old.hour_slots, extremes=old.extremes, run_fields=old.run_fields,
+            registry=old.registry)
         devices: list[str] = meta["devices"]
         m = len(devices)
         # rows of devices the registry no longer lists: the next reload decides on them
@@ -528,6 +534,12 @@ class Engine:
             if ring.track_extremes:
                 ring.min[:, :m] = data[f"{key}/min"]
                 ring.max[:, :m] = data[f"{key}/max"]
+        for name, runs in f.runs.items():
+            # a snapshot taken before the fleet kept runs starts them afresh
+            prefix = f"runs/{name}/"
+            saved = {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)}
+            if saved:
+                runs.load(saved)
         f.late_dropped = int(meta["late_dropped"])
         for rule in self.rules:
             prefix = f"rule/{rule.name}/"

@@ -74,6 +74,10 @@ class RuleBase:
     def extremes(self) -> tuple[str, ...]:
         return ()
 
+    def runs_of(self) -> tuple[str, ...]:
+        """Fields whose identical readings in a row the rule reads (`FleetState.runs`)."""
+        return ()
+
     def observe(self, fleet: FleetState, rows: IntArr, ts: IntArr,
                 values: dict[str, FloatArr]) -> None:
         """Per-reading incremental state (anomaly detectors); most rules keep none."""

@@ -1,22 +1,18 @@
 """Flatline: a stuck sensor — no variation over a window with enough readings.
 
 With `tolerance: 0`, `min_readings` identical readings in a row that span the window
-count too, however far apart they are (`ReadingRuns`): a device reporting every 5
+count too, however far apart they are (`FleetState.runs`): a device reporting every 5
 minutes or every hour never holds `min_readings` in one window. For a device that does,
 the two agree (a run spanning the window is a flat window).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Self
 
 import numpy as np
-import numpy.typing as npt
 
 from alert_rules.lifecycle import NONE
-from alert_rules.reading_runs import ReadingRuns
 from alert_rules.rule_base import RuleBase
 from alert_rules.state import BoolArr, FleetState, FloatArr, IntArr
 from alert_rules.transitions import Transition
@@ -31,7 +27,6 @@ class FlatlineRule(RuleBase):
     window_ms: int
     tolerance: float = 0.0  # max − min at or below this counts as flat (µg/m³)
     min_readings: int = 5
-    runs: ReadingRuns = dataclasses.field(default_factory=ReadingRuns, repr=False)
 
     kind = "flatline"
     incremental = True
@@ -48,10 +43,8 @@ class FlatlineRule(RuleBase):
     def counts_runs(self) -> bool:
         return self.tolerance == 0
 
-    def observe(self, fleet: FleetState, rows: IntArr, ts: IntArr,
-                values: dict[str, FloatArr]) -> None:
-        if self.counts_runs():
-            self.runs.feed(rows, values[self.field], ts)
+    def runs_of(self) -> tuple[str, ...]:
+        return (self.field,) if self.counts_runs() else ()
 
     def judge(self, fleet: FleetState, now_ms: int, rows: IntArr | None) -> list[Transition]:
         if rows is None:
@@ -68,7 +61,7 @@ class FlatlineRule(RuleBase):
         over = enough & (spread <= self.tolerance)
         under = (count > 0) & (spread > self.tolerance)
         if self.counts_runs():
-            runs = self.runs
+            runs = fleet.runs[self.field]
             runs.fit(fleet.size)
             sel = slice(0, fleet.size) if rows is None else rows
             n_run = runs.count[sel]
@@ -109,25 +102,3 @@ class FlatlineRule(RuleBase):
         under = varies.copy()
         under[need] = under_n
         return self.step(fleet, spread, over, under, now_ms)
-
-    def blank_fields(self) -> dict[str, Any]:
-        return {"runs": ReadingRuns()}
-
-    def clear_rows(self, rows: IntArr) -> None:
-        self.columns.clear(rows)
-        self.runs.clear(rows)
-
-    def copy_rows(self, rows: IntArr, src: Self, src_rows: IntArr) -> None:
-        self.columns.copy_from(rows, src.columns, src_rows)
-        self.runs.copy_from(rows, src.runs, src_rows)
-
-    def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
-        if not self.counts_runs():
-            return self.columns.arrays()
-        return {**self.columns.arrays(),
-                **{f"runs.{k}": v for k, v in self.runs.arrays().items()}}
-
-    def load_state(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
-        self.columns.load(arrays)
-        self.runs.load({k.split(".", 1)[1]: v for k, v in arrays.items()
-                        if k.startswith("runs.")})

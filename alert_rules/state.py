@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from alert_rules.reading_runs import ReadingRuns
 from alert_rules.registry import Registered
 
 FloatArr = npt.NDArray[np.float64]
@@ -241,6 +242,8 @@ class FleetState:
     fine_slots: int = 16
     hour_slots: int = 0
     extremes: tuple[str, ...] = ()  # fields whose min/max per bucket are kept (flatline)
+    #: fields whose identical readings in a row are counted (flatline, spatial)
+    run_fields: tuple[str, ...] = ()
     devices: list[str] = field(default_factory=list)
     index: dict[str, int] = field(default_factory=dict)
     cap: int = 0
@@ -251,6 +254,7 @@ class FleetState:
     last_ts: IntArr = field(default_factory=lambda: np.zeros(0, np.int64))
     first_seen_ms: IntArr = field(default_factory=lambda: np.zeros(0, np.int64))
     fine: dict[str, Ring] = field(default_factory=dict)
+    runs: dict[str, ReadingRuns] = field(default_factory=dict)
     hourly: dict[str, Ring] = field(default_factory=dict)
     flagged: Ring | None = None  # per bucket: readings with any quality flag (sum) / all (cnt)
     late_dropped: int = 0
@@ -280,6 +284,7 @@ class FleetState:
             for t in (self.latest_ts, self.prev_ts):
                 t[f] = np.zeros(0, np.int64)
         self.flagged = Ring(self.resolution_ms, self.fine_slots, whole_sums=True)
+        self.runs = {f: ReadingRuns() for f in self.run_fields}
 
     @property
     def size(self) -> int:
@@ -376,6 +381,8 @@ class FleetState:
             if self.hour_slots:
                 self.hourly[f].add(rows, ts // HOUR_MS, v)
             self._update_latest(f, rows, ts, v)
+            if f in self.runs:
+                self.runs[f].feed(rows, v, ts)
         if self.flagged is not None:
             fl = (np.zeros(rows.size) if flagged is None
                   else np.asarray(flagged, np.float64)[order])
@@ -389,7 +396,8 @@ class FleetState:
     def seed_latest(self, src: FleetState, rows: IntArr, src_rows: IntArr,
                     upto_ms: int | IntArr) -> None:
         """These rows' latest and previous values, when they were last heard and first
-        seen, as `src` knew its rows up to `upto_ms` (one time, or one per row)."""
+        seen, as `src` knew its rows up to `upto_ms` (one time, or one per row); their
+        runs of identical readings as `src` has them now."""
         for f in self.fields:
             for v, t, sv, st in ((self.latest_v, self.latest_ts, src.latest_v, src.latest_ts),
                                  (self.prev_v, self.prev_ts, src.prev_v, src.prev_ts)):
@@ -399,6 +407,10 @@ class FleetState:
         last = src.last_ts[src_rows]
         self.last_ts[rows] = np.where(last <= upto_ms, last, 0)
         self.first_seen_ms[rows] = src.first_seen_ms[src_rows]
+        # runs as they stand: a run is not wound back, and readings no newer than its
+        # newest leave it as it is
+        for f, runs in self.runs.items():
+            runs.copy_from(rows, src.runs[f], src_rows)
 
     def seed_rows(self, src: FleetState, rows: IntArr, src_rows: IntArr, upto_ms: int) -> None:
         """These rows as `src` knew its rows up to `upto_ms` (a fleet of the same layout,
@@ -425,6 +437,8 @@ class FleetState:
         self.first_seen_ms[rows] = -1
         for ring in self.rings():
             ring.clear_rows(rows)
+        for runs in self.runs.values():
+            runs.clear(rows)
         self.mark(rows)
         self.unseen = True
 

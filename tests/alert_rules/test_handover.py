@@ -236,16 +236,21 @@ def test_keep_judges_a_never_heard_device_held_away(tmp_path: Path) -> None:
 
 
 def test_a_slow_device_s_run_of_identical_readings_moves_with_it(tmp_path: Path) -> None:
-    # An hourly device six readings into a frozen run moves to another collector: four
-    # more identical readings there are the tenth in a row.
+    # An hourly device six readings into a frozen run moves to another collector, which
+    # rebuilds it as `collector.handover` does: its stored readings into the live engine
+    # (the runs are the fleet's, as its windows are), the alert state from a replay.
+    # Four more identical readings there are the tenth in a row.
     from tests.alert_rules.test_kinds import STUCK
 
     hour = 60 * MIN
+    history = ["slow"] * 6, [T0 + k * hour for k in range(6)], {"pm2_5": [42.0] * 6}
     src = engine_from(tmp_path, STUCK)
     for k in range(6):
         src.ingest(["slow"], [T0 + k * hour], {"pm2_5": [42.0]})
+        src.tick(T0 + k * hour)
     dst = engine_from(tmp_path, STUCK)
     dst.ingest(["z-first"], [T0], {"pm2_5": [10.0]})  # rows differ between the engines
+    dst.ingest(*history)
     dst.adopt(["slow"], src)
     fired = []
     for k in range(6, 10):
@@ -253,5 +258,4 @@ def test_a_slow_device_s_run_of_identical_readings_moves_with_it(tmp_path: Path)
         fired += [(k, t.state) for t in dst.tick(T0 + k * hour) if t.subject == "slow"]
     assert fired == [(9, "firing")]
     src.forget(["slow"])
-    rule = src.rules[0]
-    assert rule.runs.count[src.fleet.index["slow"]] == 0  # type: ignore[attr-defined]
+    assert src.fleet.runs["pm2_5"].count[src.fleet.index["slow"]] == 0
