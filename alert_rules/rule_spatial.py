@@ -11,6 +11,11 @@ worker to: alone it would hold a window's mean up for the whole window, and so p
 means (one spiking neighbour moves a median of several little); the level is never above
 the mean, so the mean picks the candidates and the level is worked out for them only.
 
+A device whose newest readings repeat one value (`frozen_readings` in a row, over at
+least the window) is not sent to a grid worker: a frozen sensor parts from the air around
+it and looks like a source, and it is `sensor_stuck`'s, for the technician. An alert
+already firing still resolves when the device comes back to its neighbours.
+
 A township in an episode gets one township alert (subject = township), and that
 inhibits the per-device alerts of its devices: the grid worker needs one call, not fifty.
 """
@@ -45,6 +50,9 @@ class SpatialRule(RuleBase):
     regional_fraction: float = 0.5  # share of a township's reporting devices
     #: a device's previous reading pairs with the only one in its window if this recent
     pair_ms: int = 3 * 3_600_000
+    #: this many identical readings in a row, spanning the window, are a frozen sensor
+    #: (0: never); a real source's readings vary
+    frozen_readings: int = 3
     township_columns: AlertColumns = dataclasses.field(default_factory=AlertColumns,
                                                        repr=False)
 
@@ -60,6 +68,9 @@ class SpatialRule(RuleBase):
 
     def extremes(self) -> tuple[str, ...]:
         return (self.field,)
+
+    def runs_of(self) -> tuple[str, ...]:
+        return (self.field,) if self.frozen_readings > 0 else ()
 
     def _layout(self, fleet: FleetState) -> tuple[IntArr, IntArr, list[str]]:
         return neighbour_layout(fleet, self.radius_km, self.max_neighbours)
@@ -108,6 +119,11 @@ class SpatialRule(RuleBase):
             silent = now_ms - fleet.latest_ts[self.field][need] > self.pair_ms
             back = ((~np.isnan(x) & ((x <= med * self.ratio * 0.9) | ~enough))
                     | (np.isnan(x) & silent))
+        if self.frozen_readings > 0:
+            runs = fleet.runs[self.field]
+            runs.fit(n)
+            far &= ~((runs.count[need] >= self.frozen_readings)
+                     & (now_ms - runs.since[need] >= self.window_ms))
         over = np.zeros(n, bool)  # not a candidate: not far above its neighbours
         over[need] = far & ~episode
         under = np.ones(n, bool)  # read only where an alert is under way (in `need`)

@@ -268,6 +268,7 @@ class SpatialSpec(RuleSpec, frozen=True, tag="spatial", kw_only=True):
     min_excess: Finite = 35.0
     regional_above: Finite = 115.0
     regional_fraction: Annotated[float, Meta(gt=0, le=1, description="0 < x <= 1")] = 0.5
+    frozen_readings: Count = 3
 
 
 def _threshold(s: ThresholdSpec) -> RuleBase:
@@ -323,7 +324,8 @@ def _spatial(s: SpatialSpec) -> RuleBase:
                        radius_km=s.radius_km, max_neighbours=max(1, s.max_neighbours),
                        min_neighbours=s.min_neighbours, ratio=s.ratio,
                        min_excess=s.min_excess, regional_above=s.regional_above,
-                       regional_fraction=s.regional_fraction)
+                       regional_fraction=s.regional_fraction,
+                       frozen_readings=s.frozen_readings)
 
 
 class SensorFaultSpec(RuleSpec, frozen=True, tag="sensor_fault", kw_only=True):

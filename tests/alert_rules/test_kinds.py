@@ -289,6 +289,30 @@ def test_one_reading_far_above_the_neighbours_is_no_local_source(tmp_path: Path)
         assert fired[0][1] <= {MIN: 16, 10 * MIN: 6, 60 * MIN: 5}[step_ms], (step_ms, fired)
 
 
+def test_a_frozen_sensor_left_above_cleared_air_is_no_local_source(tmp_path: Path) -> None:
+    # The air clears; one sensor froze at the haze's level. It now reads far above its
+    # neighbours, as a source would, but the same value again and again: not a grid
+    # worker's (sensor_stuck tells the technician). A source at that level whose
+    # readings vary, beside it, is one. At any cadence.
+    from alert_rules.rulefile import DEFAULT_RULES
+
+    spatial = DEFAULT_RULES.with_name("spatial_rules.yaml").read_text(encoding="utf-8")
+    reg = [Device(f"a{i}", township="A", lat=39.90 + 0.001 * i, lon=116.40) for i in range(7)]
+    for step_ms in (MIN, 10 * MIN, 60 * MIN):
+        e = engine_from(tmp_path, spatial, registry=reg)
+        series = {f"a{i}": [110.0 + i] * 4 + [20.0 + i % 3] * 26 for i in range(7)}
+        series["a2"] = [112.0] * 30  # frozen at its reading when the haze was here
+        series["a5"][4:] = [112.0, 118.0, 114.0, 121.0, 116.0] * 5 + [113.0]  # a source
+        fired = []
+        for k in range(30):
+            now = T0 + k * step_ms
+            e.ingest(list(series), [now] * 7, {"pm2_5": [v[k] for v in series.values()]})
+            for t in [t for m in range(0, step_ms, MIN) for t in e.tick(now + m)]:
+                if t.state == "firing":
+                    fired.append((t.subject, k))
+        assert [d for d, _ in fired] == ["a5"], (step_ms, fired)
+
+
 def test_bad_input_is_counted_and_named(tmp_path: Path) -> None:
     import pytest
 

@@ -276,6 +276,10 @@ class Reference:
             r = self.registry.get(d)
             ep = bool(r is not None and r.township and episode.get(r.township, False))
             far = enough and x > med * rule.ratio and x - med > rule.min_excess
+            run = self.devices[d].runs.get(rule.field, [NAN, 0, 0, 0])
+            frozen = (rule.frozen_readings > 0 and run[1] >= rule.frozen_readings
+                      and now - run[2] >= rule.window_ms)
+            far = far and not frozen
             heard = self.devices[d].latest.get(rule.field, (NAN, 0))[1]
             silent = now - heard > rule.pair_ms
             back = ((x <= med * rule.ratio * 0.9 or not enough) if not math.isnan(x)
