@@ -8,7 +8,9 @@ bucket in the last `slots` buckets.
 
 Two rings: a fine one (`resolution_ms`, for windows up to an hour or so) and an hourly
 one (for hourly, 24-hour and NowCast aggregates). Late readings older than a ring are
-dropped from that ring and counted in `late_dropped`.
+dropped from that ring and counted in `late_dropped`. Beside the rings, the runs of
+identical readings in a row of the fields a rule asks for (`ReadingRuns`): a frozen
+sensor, at any cadence.
 """
 
 from __future__ import annotations

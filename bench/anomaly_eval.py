@@ -75,6 +75,7 @@ import math
 import statistics
 import sys
 import typing
+import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -143,8 +144,16 @@ class FaultScore(TypedDict):
     false_per_device_day: float | None
     #: share of the faults during which a healthy neighbour got a maintenance alert
     neighbour_blamed: float | None
+    #: firings of one maintenance rule on the faulty device during one fault, on
+    #: average over the (fault, rule) pairs that fired (1.0: one alert per device and
+    #: cause; more: an alert that resolved and fired again during the same fault)
+    firings_per_alert: float | None
     called_pollution: float | None
     found_by: dict[str, int]  # rule → faults it found first
+    #: faults that move the reading by more than the sensors' stated accuracy
+    #: (`beyond_spec`), and the share of them found within the hour
+    beyond_spec: int
+    recall_1h_beyond_spec: float | None
 
 
 class EventScore(TypedDict):
@@ -453,6 +462,10 @@ def evaluate_trace(name: str, ts: npt.NDArray[np.int64], x: Arr, rng: np.random.
 
 NB_FAMILIES = ("spike", "stuck", "shift", "drift", "zeros", "humidity")
 NB_EVENTS = ("regional", "local")
+#: the stated accuracy of the sensors we read (SDS011: ±10 µg/m³ or ±15 %; PMS5003:
+#: ±10 µg/m³ up to 100 µg/m³, ±10 % above): a fault that moves a reading by less is
+#: within it
+SPEC_UG, SPEC_SHARE = 10.0, 0.15
 #: rule kinds whose grid-worker alerts say "unusual here" (not a level crossed)
 UNUSUAL_KINDS = ("anomaly", "spatial", "rate_of_change")
 RULE_FILES = (DEFAULT_RULES, DEFAULT_RULES.with_name("sensor_fault_rules.yaml"),
@@ -560,20 +573,37 @@ def audience(kind: str, labels: dict[str, str]) -> str:
     return "device"
 
 
+def beyond_spec(faulty: Arr, clean: Arr, faults: list[Fault]) -> list[bool]:
+    """Whether each fault moves the reading beyond the sensors' stated accuracy: the
+    median |faulty − clean| over it above the larger of `SPEC_UG` and `SPEC_SHARE` of
+    the clean reading's median there."""
+    out = []
+    for _, s, e in faults:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a fault over missing readings
+            moved = float(np.nanmedian(np.abs(faulty[s:e] - clean[s:e])))
+            level = float(np.nanmedian(clean[s:e]))
+        out.append(moved > max(SPEC_UG, SPEC_SHARE * level))  # NaN: False
+    return out
+
+
 def window_of(i: int, wins: list[tuple[int, int]]) -> int | None:
     return next((j for j, (s, e) in enumerate(wins) if s <= i < e), None)
 
 
 def judge_faults(alarms: list[Alarm], who: str, wins: list[tuple[int, int]],
-                 ts: npt.NDArray[np.int64], k: int, days: float) -> FaultScore:
+                 ts: npt.NDArray[np.int64], k: int, days: float,
+                 big: list[bool]) -> FaultScore:
     """One faulty neighbourhood: a maintenance alert on device 0 inside a window found
     its fault; every other maintenance alert is a false one: outside the windows, or
     inside one on a healthy neighbour (a technician sent to the wrong device; those are
-    also reported on their own as `neighbour_blamed`)."""
+    also reported on their own as `neighbour_blamed`). `big`: whether each fault moves
+    the reading beyond the sensors' stated accuracy (`beyond_spec`)."""
     first: dict[int, int] = {}
     unusual: set[int] = set()
     blamed: set[int] = set()
     false = 0
+    firings: dict[tuple[int, str], int] = {}
     by_rule: dict[str, int] = {}
     for i, subject, aud, rule in alarms:
         if not subject.startswith(who + "-"):
@@ -586,6 +616,7 @@ def judge_faults(alarms: list[Alarm], who: str, wins: list[tuple[int, int]],
                 if w not in first:
                     by_rule[rule] = by_rule.get(rule, 0) + 1
                 first.setdefault(w, i)
+                firings[(w, rule)] = firings.get((w, rule), 0) + 1
             else:
                 false += 1
                 blamed.add(w)
@@ -593,6 +624,9 @@ def judge_faults(alarms: list[Alarm], who: str, wins: list[tuple[int, int]],
             unusual.add(w)
     delays = [(int(ts[i]) - int(ts[wins[w][0]])) / 60_000 for w, i in first.items()]
     m = len(wins)
+    beyond = [w for w in range(m) if big[w]]
+    beyond_1h = sum(w in first and int(ts[first[w]]) - int(ts[wins[w][0]]) <= HOUR_MS
+                    for w in beyond)
     return {
         "faults": m,
         "recall": share(len(first), m),
@@ -600,8 +634,12 @@ def judge_faults(alarms: list[Alarm], who: str, wins: list[tuple[int, int]],
         "delay_min_median": round(statistics.median(delays), 1) if delays else None,
         "false_per_device_day": per_day(false, k * days),
         "neighbour_blamed": share(len(blamed), m),
+        "firings_per_alert": (round(sum(firings.values()) / len(firings), 2) if firings
+                              else None),
         "called_pollution": share(len(unusual), m),
         "found_by": dict(sorted(by_rule.items())),
+        "beyond_spec": len(beyond),
+        "recall_1h_beyond_spec": share(beyond_1h, len(beyond)),
     }
 
 
@@ -639,6 +677,7 @@ def evaluate_neighbourhood(name: str, ts: npt.NDArray[np.int64], x: Arr, rh: Arr
     are the same whichever run); `cases`: list every fault or event and what fired
     (stderr)."""
     groups: dict[str, tuple[Arr, list[Fault]]] = {}
+    before: dict[str, Arr] = {}  # a faulty group's device 0 before its faults
     n = x.size
     air_rh = rh
     for g in ("clean", *NB_FAMILIES, *NB_EVENTS):
@@ -658,8 +697,10 @@ def evaluate_neighbourhood(name: str, ts: npt.NDArray[np.int64], x: Arr, rh: Arr
             # the episode reaches device 0 and its nearest neighbour only
             ys[2:] = sensors(x, k, rng)[2:]
         if g in FAMILIES:
+            before[g] = ys[0].copy()
             ys[0], labels = inject(ys[0], g, rng, per_kind)
         elif g == "humidity" and air_rh is not None:
+            before[g] = ys[0].copy()
             ys[0], labels = humidity_faults(ys[0], air_rh, rng, per_kind)
         ys[rng.random(ys.shape) < 0.01] = np.nan  # readings lost on the way
         ys[:, np.isnan(x)] = np.nan  # the station's own gaps: no air to read
@@ -694,7 +735,9 @@ def evaluate_neighbourhood(name: str, ts: npt.NDArray[np.int64], x: Arr, rh: Arr
             continue
         wins = windows(groups[g][1], ts)
         scores[g] = (judge_events(alarms, g, wins) if g in NB_EVENTS
-                     else judge_faults(alarms, g, wins, ts, k, days))
+                     else judge_faults(alarms, g, wins, ts, k, days,
+                                       beyond_spec(groups[g][0][0], before[g],
+                                                   groups[g][1])))
     print(f"{name}:neighbourhood: " + "; ".join(f"{g} {v}" for g, v in scores.items()),
           file=sys.stderr)
     return {"devices": k, **scores}

@@ -430,3 +430,21 @@ def test_a_usual_ratio_learned_through_a_fault_in_the_first_hour_is_learned_afre
     assert fired == (422, "firing") and resolved[1] == "resolved"
     assert 422 + 12 * 10 <= resolved[0] <= 422 + 24 * 10  # a dozen-odd updates of doubt
     assert (real, end) == ((701, "firing"), (730, "resolved"))
+
+
+def test_a_shift_that_dips_back_for_a_moment_stays_one_alert(tmp_path: Path) -> None:
+    # A loose sensor reads 1.7× its neighbours, comes back for three readings, and
+    # leaves again: one fault, one alert for the technician (the shipped rule holds it
+    # for `keep_firing_for`; without it, two); it resolves once the sensor has been back
+    # that long. The fault comes after the usual ratio is trusted (3 h of readings).
+    from alert_rules.engine import Engine
+
+    rules = load_rules(DEFAULT_RULES.with_name("sensor_fault_rules.yaml"))
+    keep = next(r for r in rules if r.name == "sensor_shift").keep_firing_for_ms // MIN
+    steps = 500  # the readings do not depend on the setting
+    assert keep < steps - 280
+    scale = step_at(steps, 200, 1.7, 70)
+    scale[230:233] = 1.0
+    e = Engine(rules, registry=registry())
+    ev = run_series(e, sensed(air(steps), {"d": scale}))
+    assert states(ev, "sensor_shift") == [(201, "firing"), (270 + keep, "resolved")]
