@@ -291,7 +291,11 @@ class SensorFaultRule(RuleBase):
                 # missed fault, or from one fault to another, is measured from there
                 self.usual.fit(n)
                 known = self.usual.count[r] >= self.usual_after
-                ref = np.where(known, np.exp(self.usual.log_ratio[r]), ref)
+                # a young device: from where it was before its last alerted step
+                home = self.usual.home[r]
+                ref = np.where(known, np.exp(self.usual.log_ratio[r]),
+                               np.where(np.isnan(home), ref, np.exp(home)))
+                self.usual.home[r[known]] = np.nan  # trusted: no longer needed
                 enough |= known
             ok = enough & np.isfinite(ref) & (ref > 0)
             tr.ref[r] = np.where(ok, ref, np.nan)
@@ -374,6 +378,12 @@ class SensorFaultRule(RuleBase):
         tr.seen[r] += 1
         firing = self.columns.firing[r]
         o = ((beyond & ~agree) | firing) & (tr.beyond[r] >= self.persist) & ~back
+        if self.usual_tau_ms > 0:
+            # a young device's step that is alerted: remember where it left
+            us = self.usual
+            us.fit(fleet.size)
+            leave = r[o & ~firing & (us.count[r] < self.usual_after)]
+            us.home[leave] = np.log(tr.ref[leave])
         # a step that was never beyond the ratio is let go at once (most candidates: a
         # noisy reading), one that was gets `persist` + 2 readings to stay there
         stop = ~o & (back | (tr.beyond[r] == 0) | (tr.seen[r] >= self.persist + 2))
@@ -855,7 +865,10 @@ class UsualRatio:
     NaN: none yet) and of its distance in the series' units over the last few updates
     (`noise`, NaN: none yet): the ratio's own noise, which a departure must clear in
     clean air; and the mean of its clipped log distances from it over the last due
-    updates (`bias`): one side of it for hours says the usual ratio is wrong."""
+    updates (`bias`): one side of it for hours says the usual ratio is wrong. Until it is
+    trusted, `home` (NaN: none) is the log ratio the device left at its last step that
+    was alerted: a young device's next step is judged from there (its return is no new
+    fault, its leaving again after a moment back is the same one)."""
 
     log_ratio: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
     spread: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
@@ -865,11 +878,13 @@ class UsualRatio:
     at_ms: IntArr = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
     at_prev: IntArr = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
     bias: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
+    home: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
 
     def fit(self, n: int) -> None:
         grow = n - self.log_ratio.size
         if grow <= 0:
             return
+        self.home = np.r_[self.home, np.full(grow, np.nan)]
         self.log_ratio = np.r_[self.log_ratio, np.full(grow, np.nan)]
         self.spread = np.r_[self.spread, np.full(grow, np.nan)]
         self.noise = np.r_[self.noise, np.full(grow, np.nan)]
@@ -887,6 +902,7 @@ class UsualRatio:
         self.at_ms[rows] = 0
         self.at_prev[rows] = 0
         self.bias[rows] = 0.0
+        self.home[rows] = np.nan
 
     def copy_from(self, rows: IntArr, src: UsualRatio, src_rows: IntArr) -> None:
         if not rows.size or not src.log_ratio.size:
@@ -901,18 +917,20 @@ class UsualRatio:
         self.at_ms[rows] = src.at_ms[src_rows]
         self.at_prev[rows] = src.at_prev[src_rows]
         self.bias[rows] = src.bias[src_rows]
+        self.home[rows] = src.home[src_rows]
 
     def arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         return {"log_ratio": self.log_ratio, "spread": self.spread, "noise": self.noise,
                 "count": self.count, "at_ms": self.at_ms, "at_prev": self.at_prev,
-                "bias": self.bias}
+                "bias": self.bias, "home": self.home}
 
     def load(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
         if not arrays:
             return
         self.log_ratio = arrays["log_ratio"].astype(np.float64)
         # a snapshot from before the spread was kept: learned again from the next updates
-        for k in ("spread", "noise"):
+        # (before `home` was kept: none)
+        for k in ("spread", "noise", "home"):
             setattr(self, k, arrays[k].astype(np.float64) if k in arrays
                     else np.full(self.log_ratio.size, np.nan))
         self.count = arrays["count"].astype(np.int32)

@@ -448,3 +448,22 @@ def test_a_shift_that_dips_back_for_a_moment_stays_one_alert(tmp_path: Path) -> 
     e = Engine(rules, registry=registry())
     ev = run_series(e, sensed(air(steps), {"d": scale}))
     assert states(ev, "sensor_shift") == [(201, "firing"), (270 + keep, "resolved")]
+
+
+def test_a_young_device_s_fault_that_ends_is_no_new_fault(tmp_path: Path) -> None:
+    # Half an hour after installation (its usual ratio not yet learned) a sensor reads
+    # 1.7× its neighbours, is back for three readings, leaves again, and is mended. Its
+    # return is judged from where it was before the fault, not from the faulty level:
+    # no second alert, and the one alert resolves. Before, the return was a shift down
+    # that never resolved (the usual ratio is frozen while an alert fires).
+    from alert_rules.engine import Engine
+
+    rules = load_rules(DEFAULT_RULES.with_name("sensor_fault_rules.yaml"))
+    keep = next(r for r in rules if r.name == "sensor_shift").keep_firing_for_ms // MIN
+    steps = 500
+    assert keep < steps - 120
+    scale = step_at(steps, 30, 1.7, 70)
+    scale[60:63] = 1.0
+    e = Engine(rules, registry=registry())
+    ev = run_series(e, sensed(air(steps), {"d": scale}))
+    assert states(ev, "sensor_shift") == [(31, "firing"), (100 + keep, "resolved")]
