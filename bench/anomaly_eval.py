@@ -149,6 +149,9 @@ class FaultScore(TypedDict):
     #: cause; more: an alert that resolved and fired again during the same fault)
     firings_per_alert: float | None
     called_pollution: float | None
+    #: as `called_pollution`, with a device's open maintenance alert muting its
+    #: "unusual here" alerts (`run_engine`)
+    pollution_with_inhibit: float | None
     found_by: dict[str, int]  # rule → faults it found first
     #: faults that move the reading by more than the sensors' stated accuracy
     #: (`beyond_spec`), and the share of them found within the hour
@@ -162,6 +165,7 @@ class EventScore(TypedDict):
     events: int
     called_fault: float | None  # None: no event could be placed
     called_pollution: float | None
+    pollution_with_inhibit: float | None  # see `FaultScore`
     maintenance_by_rule: dict[str, int]
 
 
@@ -462,6 +466,9 @@ def evaluate_trace(name: str, ts: npt.NDArray[np.int64], x: Arr, rng: np.random.
 
 NB_FAMILIES = ("spike", "stuck", "shift", "drift", "zeros", "humidity")
 NB_EVENTS = ("regional", "local")
+#: docs/alerting.md: a device's open sensor-fault alert mutes its own "unusual here"
+#: alerts (`[[alerting.inhibit]]`, source audience = maintenance, equal = device)
+INHIBITED_BY_A_FAULT = ("pm25_local_source", "pm25_anomaly", "pm25_spike")
 #: the stated accuracy of the sensors we read (SDS011: ±10 µg/m³ or ±15 %; PMS5003:
 #: ±10 µg/m³ up to 100 µg/m³, ±10 % above): a fault that moves a reading by less is
 #: within it
@@ -532,15 +539,21 @@ def neighbourhood_registry(groups: list[str], k: int) -> list[Device]:
 
 
 def run_engine(ts: npt.NDArray[np.int64], registry: list[Device], pm: Arr,
-               rh: Arr | None) -> list[Alarm]:
+               rh: Arr | None) -> tuple[list[Alarm], list[Alarm]]:
     """Every device's readings (rows of pm in registry order, NaN: missing) through one
     engine with the shipped rule files; every alert that fired, as (reading index,
-    device, audience, rule)."""
+    device, audience, rule); and the "unusual" ones as they reach a grid worker under
+    the inhibition docs/alerting.md gives (`INHIBITED_BY_A_FAULT`): an alert that fires
+    while a maintenance alert of its device is open is held, and reaches the grid
+    worker when the last of those resolves, if it still fires then."""
     rules = [r for f in RULE_FILES for r in load_rules(f)]
     kinds = {r.name: audience(r.kind, r.labels) for r in rules}
     engine = Engine(rules, registry=registry)
     ids = np.array([d.id for d in registry])
     out: list[Alarm] = []
+    delivered: list[Alarm] = []
+    faults: dict[str, set[str]] = {}  # device → its maintenance alerts firing
+    held: dict[tuple[str, str], None] = {}  # (device, rule): muted, still firing
     n = ts.size
     for i in range(n):
         now = int(ts[i])
@@ -557,9 +570,29 @@ def run_engine(ts: npt.NDArray[np.int64], registry: list[Device], pm: Arr,
         if i + 1 < n and int(ts[i + 1]) > now + 600_000:
             ticks.append(now + 600_000)
         for tick in ticks:
-            out.extend((i, t.subject, kinds[t.rule], t.rule) for t in engine.tick(tick)
-                       if t.state == "firing")
-    return out
+            # the muter sees every alert firing at the tick: maintenance ones first
+            for t in sorted(engine.tick(tick), key=lambda t: kinds[t.rule] != "maintenance"):
+                aud = kinds[t.rule]
+                if t.state == "firing":
+                    out.append((i, t.subject, aud, t.rule))
+                if aud == "maintenance" and t.state in ("firing", "resolved"):
+                    open_ = faults.setdefault(t.subject, set())
+                    if t.state == "firing":
+                        open_.add(t.rule)
+                        continue
+                    open_.discard(t.rule)
+                    if not open_:  # no longer muted: what still fires goes out now
+                        for key in [k for k in held if k[0] == t.subject]:
+                            del held[key]
+                            delivered.append((i, key[0], "unusual", key[1]))
+                elif aud == "unusual" and t.state == "firing":
+                    if t.rule in INHIBITED_BY_A_FAULT and faults.get(t.subject):
+                        held[(t.subject, t.rule)] = None
+                    else:
+                        delivered.append((i, t.subject, aud, t.rule))
+                elif aud == "unusual" and t.state == "resolved":
+                    held.pop((t.subject, t.rule), None)
+    return out, delivered
 
 
 def audience(kind: str, labels: dict[str, str]) -> str:
@@ -591,9 +624,9 @@ def window_of(i: int, wins: list[tuple[int, int]]) -> int | None:
     return next((j for j, (s, e) in enumerate(wins) if s <= i < e), None)
 
 
-def judge_faults(alarms: list[Alarm], who: str, wins: list[tuple[int, int]],
-                 ts: npt.NDArray[np.int64], k: int, days: float,
-                 big: list[bool]) -> FaultScore:
+def judge_faults(alarms: list[Alarm], delivered: list[Alarm], who: str,
+                 wins: list[tuple[int, int]], ts: npt.NDArray[np.int64], k: int,
+                 days: float, big: list[bool]) -> FaultScore:
     """One faulty neighbourhood: a maintenance alert on device 0 inside a window found
     its fault; every other maintenance alert is a false one: outside the windows, or
     inside one on a healthy neighbour (a technician sent to the wrong device; those are
@@ -622,6 +655,8 @@ def judge_faults(alarms: list[Alarm], who: str, wins: list[tuple[int, int]],
                 blamed.add(w)
         elif aud == "unusual" and w is not None and subject == f"{who}-0":
             unusual.add(w)
+    reached = {w for i, subject, _, _ in delivered
+               if subject == f"{who}-0" and (w := window_of(i, wins)) is not None}
     delays = [(int(ts[i]) - int(ts[wins[w][0]])) / 60_000 for w, i in first.items()]
     m = len(wins)
     beyond = [w for w in range(m) if big[w]]
@@ -637,18 +672,22 @@ def judge_faults(alarms: list[Alarm], who: str, wins: list[tuple[int, int]],
         "firings_per_alert": (round(sum(firings.values()) / len(firings), 2) if firings
                               else None),
         "called_pollution": share(len(unusual), m),
+        "pollution_with_inhibit": share(len(reached), m),
         "found_by": dict(sorted(by_rule.items())),
         "beyond_spec": len(beyond),
         "recall_1h_beyond_spec": share(beyond_1h, len(beyond)),
     }
 
 
-def judge_events(alarms: list[Alarm], who: str, wins: list[tuple[int, int]]
-                 ) -> EventScore:
+def judge_events(alarms: list[Alarm], delivered: list[Alarm], who: str,
+                 wins: list[tuple[int, int]]) -> EventScore:
     """One neighbourhood of pollution events: any maintenance alert in it during an
-    event calls the event a fault; a grid-worker alert on device 0 reports it."""
+    event calls the event a fault; a grid-worker alert on device 0 reports it (with the
+    inhibition: a level alert, or an "unusual" one that got through)."""
     fault: set[int] = set()
     pollution: set[int] = set()
+    reached = {w for i, subject, aud, _ in [*delivered, *(a for a in alarms if a[2] == "level")]
+               if subject == f"{who}-0" and (w := window_of(i, wins)) is not None}
     by_rule: dict[str, int] = {}
     for i, subject, aud, rule in alarms:
         if not subject.startswith(who + "-"):
@@ -664,6 +703,7 @@ def judge_events(alarms: list[Alarm], who: str, wins: list[tuple[int, int]]
     m = len(wins)
     return {"events": m, "called_fault": share(len(fault), m),
             "called_pollution": share(len(pollution), m),
+            "pollution_with_inhibit": share(len(reached), m),
             "maintenance_by_rule": dict(sorted(by_rule.items()))}
 
 
@@ -714,7 +754,7 @@ def evaluate_neighbourhood(name: str, ts: npt.NDArray[np.int64], x: Arr, rh: Arr
         noisy = air_rh[None, :] + rng.normal(0, 2, (len(drawn) * k, n))
         keep = np.concatenate([np.arange(k) + k * drawn.index(g) for g in names])
         rhs = np.round(np.clip(noisy[keep], 0, 100), 1).astype(np.float64)
-    alarms = run_engine(ts, registry, pm, rhs)
+    alarms, delivered = run_engine(ts, registry, pm, rhs)
     if cases:
         list_cases(name, ts, x, groups, names, alarms)
     days = (int(ts[-1]) - int(ts[0])) / DAY_MS
@@ -734,8 +774,8 @@ def evaluate_neighbourhood(name: str, ts: npt.NDArray[np.int64], x: Arr, rh: Arr
             }
             continue
         wins = windows(groups[g][1], ts)
-        scores[g] = (judge_events(alarms, g, wins) if g in NB_EVENTS
-                     else judge_faults(alarms, g, wins, ts, k, days,
+        scores[g] = (judge_events(alarms, delivered, g, wins) if g in NB_EVENTS
+                     else judge_faults(alarms, delivered, g, wins, ts, k, days,
                                        beyond_spec(groups[g][0][0], before[g],
                                                    groups[g][1])))
     print(f"{name}:neighbourhood: " + "; ".join(f"{g} {v}" for g, v in scores.items()),

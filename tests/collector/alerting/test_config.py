@@ -119,7 +119,7 @@ def test_the_documented_example_config_is_valid(tmp_path: Path) -> None:
     cfg = ac.from_dict(data["alerting"], tmp_path / "c.toml")
     assert [p.name for p in cfg.principals] == ["张三", "张三的网格通"]
     assert cfg.route is not None and cfg.route.routes[0].receiver == "township_officer"
-    assert len(cfg.escalation) == 2 and len(cfg.inhibit) == 2 and len(cfg.silences) == 1
+    assert len(cfg.escalation) == 2 and len(cfg.inhibit) == 3 and len(cfg.silences) == 1
     assert cfg.contacts.officer("county_bureau", "城关镇") is not None
     for spec in cfg.channels.values():  # every channel's own options check out too
         registry.build(spec, Context(file=str(tmp_path / "c.toml"))).close()
