@@ -66,6 +66,9 @@ class Shift:
     seen: int = 0
     seen_ts: int = 0
     last: bool = False  # the verdict at the last reading
+    #: the ratio left at the last alerted step (the usual ratio is never trusted within
+    #: these tests: six updates half an hour apart), as log → exp in the engine
+    home: float = NAN
 
 
 @dataclass
@@ -337,7 +340,14 @@ class Reference:
                     med, enough = around(d, latest)
                     med_prev, _ = around(d, prev)
                     still = abs(med - med_prev) <= max(0.2 * max(med_prev, 1e-9), 0.1 * step)
-                    over = enough and still and (x > rule.ratio * med or x < med / rule.ratio)
+                    # no neighbour jumped the same way by half as much (in log)
+                    sign = 1.0 if x > prev[d] else -1.0
+                    own = abs(math.log(max(x, 1e-9) / max(prev[d], 1e-9)))
+                    shared = any(
+                        math.log(max(latest[o], 1e-9) / max(prev[o], 1e-9)) * sign >= own / 2
+                        for o in nbr[d] if not (math.isnan(latest[o]) or math.isnan(prev[o])))
+                    over = enough and still and not shared and (
+                        x > rule.ratio * med or x < med / rule.ratio)
             elif rule.cause == "drift":
                 x = mean[d]
                 if len(win[d]) >= rule.min_readings:
@@ -397,6 +407,8 @@ class Reference:
             st.seen += 1
             over = ((beyond and not agree) or firing) and st.beyond >= rule.persist \
                 and not back
+            if over and not firing and rule.usual_tau_ms > 0:
+                st.home = float(np.exp(np.log(np.float64(st.ref))))
             if not over and (back or st.beyond == 0 or st.seen >= rule.persist + 2):
                 st.ref = NAN
                 came_back[0] = abs(lq) < need / 2
@@ -412,6 +424,8 @@ class Reference:
             ok = sum(not math.isnan(v) for v in before) >= rule.min_neighbours
             with np.errstate(invalid="ignore", divide="ignore"):
                 ref = float(np.float64(self._level_before(rule, dev, now)) / median(before))
+            if rule.usual_tau_ms > 0 and not math.isnan(st.home):
+                ref = st.home  # from where it was before its last alerted step
             st.ref = ref if ok and math.isfinite(ref) and ref > 0 else NAN
             st.around, st.beyond, st.seen, st.up = before, 0, 0, x > p
             if not math.isnan(st.ref):
