@@ -211,19 +211,28 @@ class SensorFaultRule(RuleBase):
         med = np.zeros(0)
         if local.size:
             around = nbr[picked]  # (candidates × k), -1: none
-            med, enough = self._median_of(around, self._latest_at(fleet, around, now_ms))
+            now_v = self._latest_at(fleet, around, now_ms)
+            med, enough = self._median_of(around, now_v)
             x = latest[local]
             with np.errstate(invalid="ignore", divide="ignore"):
                 if self.cause == "zero":
                     bad = med >= self.min_neighbour_level
                 else:
-                    med_prev, _ = self._median_of(around, self._prev_at(fleet, around))
+                    before = self._prev_at(fleet, around)
+                    med_prev, _ = self._median_of(around, before)
                     # still: moved by at most a fifth of their level, or a tenth of the
                     # device's own step (clean air's noise moves a median of 2 µg/m³
                     # by more than a fifth; a regional rise moves it with the device)
                     still = np.abs(med - med_prev) <= np.maximum(
                         0.2 * np.maximum(med_prev, 1e-9), 0.1 * step[local])
-                    bad = still & ((x > self.ratio * med) | (x < med / self.ratio))
+                    # and no neighbour jumped the same way by half as much (in log): a
+                    # plume over the device and its nearest neighbour, which the median
+                    # of the others does not show, is pollution
+                    sign = np.where(x > prev[local], 1.0, -1.0)
+                    own = np.abs(np.log(np.maximum(x, 1e-9) / np.maximum(prev[local], 1e-9)))
+                    theirs = np.log(np.maximum(now_v, 1e-9) / np.maximum(before, 1e-9))
+                    shared = (theirs * sign[:, None] >= own[:, None] / 2).any(axis=1)
+                    bad = still & ~shared & ((x > self.ratio * med) | (x < med / self.ratio))
             over[local] = enough & bad
         self._onset(over, now_ms, n, rows)
         # evidence is rendered only for the few subjects that change state (context())

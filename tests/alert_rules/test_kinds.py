@@ -415,6 +415,25 @@ def test_a_jump_in_clean_air_is_a_jump_though_the_neighbours_noise_moves_their_m
     assert jumps == [("a2", 6)]
 
 
+def test_a_jump_that_the_nearest_neighbour_shares_is_pollution(tmp_path: Path) -> None:
+    # A plume reaches the device and its nearest neighbour only: both step 5× at the
+    # same reading while the other neighbours, and so their median, stay. Not a sensor
+    # fault. The same step on the device alone is one.
+    from alert_rules.rulefile import DEFAULT_RULES
+
+    reg = [Device(f"a{i}", township="A", lat=39.90 + 0.001 * i, lon=116.40) for i in range(6)]
+    for shared in (True, False):
+        e = engine_from(tmp_path, DEFAULT_RULES.read_text(encoding="utf-8"), registry=reg)
+        series = {f"a{k}": [20.0 + k] * 12 for k in range(6)}
+        series["a2"][6:9] = [105.0, 30.0, 22.0]
+        if shared:
+            series["a3"][6:9] = [110.0, 31.0, 23.0]
+        ev = run_series(e, series)
+        jumps = [(t.subject, i) for i, t in ev
+                 if t.rule == "sensor_jump" and t.state == "firing"]
+        assert jumps == ([] if shared else [("a2", 6)]), shared
+
+
 def test_sensor_fault_drift_and_humidity_against_neighbours(tmp_path: Path) -> None:
     reg = [Device(d, township="A", lat=39.90 + 0.001 * i, lon=116.40)
            for i, d in enumerate(("d", "h", "n1", "n2", "n3"))]
