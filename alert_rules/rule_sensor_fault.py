@@ -225,13 +225,13 @@ class SensorFaultRule(RuleBase):
                     # by more than a fifth; a regional rise moves it with the device)
                     still = np.abs(med - med_prev) <= np.maximum(
                         0.2 * np.maximum(med_prev, 1e-9), 0.1 * step[local])
-                    # and no neighbour jumped the same way by half as much (in log): a
-                    # plume over the device and its nearest neighbour, which the median
-                    # of the others does not show, is pollution
+                    # and no neighbour stepped the same way by half as much: a plume
+                    # over the device and its nearest neighbour, which the median of
+                    # the others does not show, is pollution (in µg/m³, not in log: at
+                    # 1 µg/m³ a sensor's noise moves its log by more than any jump)
                     sign = np.where(x > prev[local], 1.0, -1.0)
-                    own = np.abs(np.log(np.maximum(x, 1e-9) / np.maximum(prev[local], 1e-9)))
-                    theirs = np.log(np.maximum(now_v, 1e-9) / np.maximum(before, 1e-9))
-                    shared = (theirs * sign[:, None] >= own[:, None] / 2).any(axis=1)
+                    theirs = (now_v - before) * sign[:, None]
+                    shared = (theirs >= step[local][:, None] / 2).any(axis=1)
                     bad = still & ~shared & ((x > self.ratio * med) | (x < med / self.ratio))
             over[local] = enough & bad
         self._onset(over, now_ms, n, rows)

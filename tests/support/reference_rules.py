@@ -340,12 +340,10 @@ class Reference:
                     med, enough = around(d, latest)
                     med_prev, _ = around(d, prev)
                     still = abs(med - med_prev) <= max(0.2 * max(med_prev, 1e-9), 0.1 * step)
-                    # no neighbour jumped the same way by half as much (in log)
+                    # no neighbour stepped the same way by half as much
                     sign = 1.0 if x > prev[d] else -1.0
-                    own = abs(math.log(max(x, 1e-9) / max(prev[d], 1e-9)))
-                    shared = any(
-                        math.log(max(latest[o], 1e-9) / max(prev[o], 1e-9)) * sign >= own / 2
-                        for o in nbr[d] if not (math.isnan(latest[o]) or math.isnan(prev[o])))
+                    shared = any((latest[o] - prev[o]) * sign >= step / 2 for o in nbr[d]
+                                 if not (math.isnan(latest[o]) or math.isnan(prev[o])))
                     over = enough and still and not shared and (
                         x > rule.ratio * med or x < med / rule.ratio)
             elif rule.cause == "drift":
