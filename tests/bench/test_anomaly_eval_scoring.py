@@ -66,8 +66,10 @@ def test_a_family_without_faults_scores_none_instead_of_dividing_by_zero() -> No
     assert got["false_per_device_day"] == round(2 / (99 / 1440), 4)
     # one reading spans no time: no rate rather than a division by zero
     assert ae.judge([], [(0, 1)], ts[:1])["false_per_device_day"] is None
-    assert ae.judge_faults([], "shift", [], ts, k=6, days=2.0)["recall"] is None
-    assert ae.judge_events([], "local", [])["called_fault"] is None
+    none = ae.judge_faults([], [], "shift", [], ts, k=6, days=2.0, big=[])
+    assert none["recall"] is None and none["firings_per_alert"] is None
+    assert none["recall_1h_beyond_spec"] is None
+    assert ae.judge_events([], [], "local", [])["called_fault"] is None
 
 
 def test_a_trace_too_short_for_a_family_scores_the_others(
@@ -91,7 +93,7 @@ def test_a_healthy_neighbour_blamed_during_a_fault_is_a_false_alarm_and_reported
     alarms = [(101, "shift-0", "maintenance", "sensor_shift"),  # found
               (102, "shift-1", "maintenance", "sensor_shift"),  # and a neighbour blamed
               (260, "shift-3", "maintenance", "sensor_drift")]  # only a neighbour blamed
-    got = ae.judge_faults(alarms, "shift", wins, ts, k=6, days=2.0)
+    got = ae.judge_faults(alarms, [], "shift", wins, ts, k=6, days=2.0, big=[True, True])
     assert got["recall"] == 0.5
     assert got["neighbour_blamed"] == 1.0
     assert got["false_per_device_day"] == round(2 / 12, 4)

@@ -27,18 +27,29 @@ def test_a_fault_is_found_by_a_maintenance_alert_on_its_device_inside_its_window
         (101, "shift-0", "maintenance", "sensor_shift"),  # found, one minute late
         (102, "shift-0", "maintenance", "sensor_drift"),  # the same fault again
         (120, "shift-0", "unusual", "pm25_anomaly"),  # and told grid workers too
+        (140, "shift-0", "maintenance", "sensor_shift"),  # fired again: a second alert
         (260, "shift-3", "maintenance", "sensor_shift"),  # a neighbour blamed: false
         (380, "shift-2", "maintenance", "sensor_zero"),  # outside every window: false
         (390, "clean-0", "maintenance", "sensor_zero"),  # another neighbourhood
     ]
-    got = ae.judge_faults(alarms, "shift", wins, ts, k=6, days=2.0)
+    # the grid worker's alert was held back by the sensor fault (none delivered); the
+    # first fault moves the reading beyond the sensors' accuracy, the second does not
+    got = ae.judge_faults(alarms, [], "shift", wins, ts, k=6, days=2.0, big=[True, False])
     assert got["recall"] == 0.5
     assert got["recall_1h"] == 0.5
     assert got["delay_min_median"] == 1.0
     assert got["false_per_device_day"] == round(2 / 12, 4)
     assert got["neighbour_blamed"] == 0.5
     assert got["called_pollution"] == 0.5
+    assert got["pollution_with_inhibit"] == 0.0
     assert got["found_by"] == {"sensor_shift": 1}
+    assert got["firings_per_alert"] == 1.5  # shift twice, drift once in one fault
+    assert got["beyond_spec"] == 1 and got["recall_1h_beyond_spec"] == 1.0
+    delivered = [(150, "shift-0", "unusual", "pm25_anomaly")]  # went out after all
+    again = ae.judge_faults(alarms, delivered, "shift", wins, ts, k=6, days=2.0,
+                            big=[False, True])
+    assert again["pollution_with_inhibit"] == 0.5
+    assert again["beyond_spec"] == 1 and again["recall_1h_beyond_spec"] == 0.0
 
 
 def test_a_pollution_event_called_a_fault_is_counted_on_any_device() -> None:
@@ -46,8 +57,10 @@ def test_a_pollution_event_called_a_fault_is_counted_on_any_device() -> None:
     alarms = [(12, "local-1", "maintenance", "sensor_shift"),
               (15, "local-0", "level", "pm25_heavy"),
               (110, "local-0", "unusual", "pm25_anomaly")]
-    got = ae.judge_events(alarms, "local", wins)
+    # under the inhibition the anomaly alert was held (not delivered); the level went out
+    got = ae.judge_events(alarms, [], "local", wins)
     assert got == {"events": 2, "called_fault": 0.5, "called_pollution": 1.0,
+                   "pollution_with_inhibit": 0.5,
                    "maintenance_by_rule": {"sensor_shift": 1}}
 
 
