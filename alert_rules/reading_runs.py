@@ -39,8 +39,9 @@ class ReadingRuns:
         self.since = np.r_[self.since, np.zeros(extra, np.int64)]
         self.newest = np.r_[self.newest, np.full(extra, np.iinfo(np.int64).min)]
 
-    def feed(self, rows: IntArr, x: FloatArr, ts: IntArr) -> None:
-        """Readings in any order, several per device allowed (missing values: NaN)."""
+    def feed(self, rows: IntArr, x: FloatArr, ts: IntArr, in_order: bool = False) -> None:
+        """Readings in any order, several per device allowed (missing values: NaN);
+        `in_order`: already sorted by (row, ts), stably, as `FleetState.ingest` has them."""
         ok = np.isfinite(x)
         rows, x, ts = rows[ok], x[ok], ts[ok]
         if rows.size == 0:
@@ -49,8 +50,9 @@ class ReadingRuns:
         if rows.size == 1 or int(np.bincount(rows).max()) == 1:
             self._feed_one_each(rows, x, ts)  # live flow: no sort
             return
-        order = np.lexsort((ts, rows))  # stable: equal times keep their arrival order
-        rows, x, ts = rows[order], x[order], ts[order]
+        if not in_order:
+            order = np.lexsort((ts, rows))  # stable: equal times keep their arrival order
+            rows, x, ts = rows[order], x[order], ts[order]
         first = np.r_[True, rows[1:] != rows[:-1]]
         later = ts > self.newest[rows]
         later[1:] &= first[1:] | (ts[1:] > ts[:-1])

@@ -384,7 +384,7 @@ class FleetState:
                 self.hourly[f].add(rows, ts // HOUR_MS, v)
             self._update_latest(f, rows, ts, v)
             if f in self.runs:
-                self.runs[f].feed(rows, v, ts)
+                self.runs[f].feed(rows, v, ts, in_order=True)
         if self.flagged is not None:
             fl = (np.zeros(rows.size) if flagged is None
                   else np.asarray(flagged, np.float64)[order])

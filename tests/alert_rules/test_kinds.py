@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alert_rules.engine import Engine
 from alert_rules.registry import Device
 from alert_rules.transitions import Transition
 from tests.support.rules import MIN, T0, engine_from, run_series, states
@@ -264,6 +265,20 @@ rules:
     assert town.labels["scope"] == "township" and town.labels["township"] == "B"
 
 
+def firings_at_cadence(e: Engine, series: dict[str, list[float]], step_ms: int
+                       ) -> list[tuple[str, int]]:
+    """Reading k of every device at T0 + k·step_ms, a tick at each reading and the
+    timer's between them, a minute apart; (device, k) of each alert that fired."""
+    fired = []
+    for k in range(max(len(v) for v in series.values())):
+        now = T0 + k * step_ms
+        e.ingest(list(series), [now] * len(series), {"pm2_5": [v[k] for v in series.values()]})
+        for t in [t for m in range(0, step_ms, MIN) for t in e.tick(now + m)]:
+            if t.state == "firing":
+                fired.append((t.subject, k))
+    return fired
+
+
 def test_one_reading_far_above_the_neighbours_is_no_local_source(tmp_path: Path) -> None:
     # A single reading held a window's mean up for the whole window, and so passed
     # `for` alone: a sensor's spike sent a grid worker. Two readings that agree still
@@ -277,14 +292,7 @@ def test_one_reading_far_above_the_neighbours_is_no_local_source(tmp_path: Path)
         series = {f"a{i}": [20.0] * 24 for i in range(6)}
         series["a1"][2] = 260.0  # one reading: a spike
         series["a4"][4:] = [150.0, 160.0, 155.0, 150.0] * 5  # a source that stays
-        fired = []
-        for k in range(24):
-            now = T0 + k * step_ms
-            e.ingest(list(series), [now] * 6, {"pm2_5": [v[k] for v in series.values()]})
-            # a tick at each reading and the timer's between them, a minute apart
-            for t in [t for m in range(0, step_ms, MIN) for t in e.tick(now + m)]:
-                if t.state == "firing":
-                    fired.append((t.subject, k))
+        fired = firings_at_cadence(e, series, step_ms)
         assert [d for d, _ in fired] == ["a4"], (step_ms, fired)
         assert fired[0][1] <= {MIN: 16, 10 * MIN: 6, 60 * MIN: 5}[step_ms], (step_ms, fired)
 
@@ -303,13 +311,7 @@ def test_a_frozen_sensor_left_above_cleared_air_is_no_local_source(tmp_path: Pat
         series = {f"a{i}": [110.0 + i] * 4 + [20.0 + i % 3] * 26 for i in range(7)}
         series["a2"] = [112.0] * 30  # frozen at its reading when the haze was here
         series["a5"][4:] = [112.0, 118.0, 114.0, 121.0, 116.0] * 5 + [113.0]  # a source
-        fired = []
-        for k in range(30):
-            now = T0 + k * step_ms
-            e.ingest(list(series), [now] * 7, {"pm2_5": [v[k] for v in series.values()]})
-            for t in [t for m in range(0, step_ms, MIN) for t in e.tick(now + m)]:
-                if t.state == "firing":
-                    fired.append((t.subject, k))
+        fired = firings_at_cadence(e, series, step_ms)
         assert [d for d, _ in fired] == ["a5"], (step_ms, fired)
 
 

@@ -432,22 +432,29 @@ def test_a_usual_ratio_learned_through_a_fault_in_the_first_hour_is_learned_afre
     assert (real, end) == ((701, "firing"), (730, "resolved"))
 
 
-def test_a_shift_that_dips_back_for_a_moment_stays_one_alert(tmp_path: Path) -> None:
-    # A loose sensor reads 1.7× its neighbours, comes back for three readings, and
-    # leaves again: one fault, one alert for the technician (the shipped rule holds it
-    # for `keep_firing_for`; without it, two); it resolves once the sensor has been back
-    # that long. The fault comes after the usual ratio is trusted (3 h of readings).
+def shipped_shift_with_a_dip(at: int) -> tuple[list[tuple[int, str]], int]:
+    """The shipped `sensor_shift` over 500 one-minute readings: device "d" reads 1.7×
+    from reading `at` for 70 readings, back at 1.0× for readings at+30 to at+32. Its
+    transitions, and the rule's `keep_firing_for` in minutes."""
     from alert_rules.engine import Engine
 
     rules = load_rules(DEFAULT_RULES.with_name("sensor_fault_rules.yaml"))
     keep = next(r for r in rules if r.name == "sensor_shift").keep_firing_for_ms // MIN
     steps = 500  # the readings do not depend on the setting
-    assert keep < steps - 280
-    scale = step_at(steps, 200, 1.7, 70)
-    scale[230:233] = 1.0
-    e = Engine(rules, registry=registry())
-    ev = run_series(e, sensed(air(steps), {"d": scale}))
-    assert states(ev, "sensor_shift") == [(201, "firing"), (270 + keep, "resolved")]
+    assert at + 70 + keep < steps
+    scale = step_at(steps, at, 1.7, 70)
+    scale[at + 30:at + 33] = 1.0
+    ev = run_series(Engine(rules, registry=registry()), sensed(air(steps), {"d": scale}))
+    return states(ev, "sensor_shift"), keep
+
+
+def test_a_shift_that_dips_back_for_a_moment_stays_one_alert(tmp_path: Path) -> None:
+    # A loose sensor reads 1.7× its neighbours, comes back for three readings, and
+    # leaves again: one fault, one alert for the technician (the shipped rule holds it
+    # for `keep_firing_for`; without it, two); it resolves once the sensor has been back
+    # that long. The fault comes after the usual ratio is trusted (3 h of readings).
+    got, keep = shipped_shift_with_a_dip(at=200)
+    assert got == [(201, "firing"), (270 + keep, "resolved")]
 
 
 def test_a_young_device_s_fault_that_ends_is_no_new_fault(tmp_path: Path) -> None:
@@ -456,14 +463,5 @@ def test_a_young_device_s_fault_that_ends_is_no_new_fault(tmp_path: Path) -> Non
     # return is judged from where it was before the fault, not from the faulty level:
     # no second alert, and the one alert resolves. Before, the return was a shift down
     # that never resolved (the usual ratio is frozen while an alert fires).
-    from alert_rules.engine import Engine
-
-    rules = load_rules(DEFAULT_RULES.with_name("sensor_fault_rules.yaml"))
-    keep = next(r for r in rules if r.name == "sensor_shift").keep_firing_for_ms // MIN
-    steps = 500
-    assert keep < steps - 120
-    scale = step_at(steps, 30, 1.7, 70)
-    scale[60:63] = 1.0
-    e = Engine(rules, registry=registry())
-    ev = run_series(e, sensed(air(steps), {"d": scale}))
-    assert states(ev, "sensor_shift") == [(31, "firing"), (100 + keep, "resolved")]
+    got, keep = shipped_shift_with_a_dip(at=30)
+    assert got == [(31, "firing"), (100 + keep, "resolved")]
