@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from alert_rules.saved_state import checked
 from alert_rules.state import FloatArr, IntArr
 
 HOUR_MS = 3_600_000
@@ -484,15 +485,17 @@ class Detector:
             self.profile = np.zeros((0, 24))
             self.profile_n = np.zeros((0, 24), np.int64)
             return
-        n = a["profile"].shape[0]
+        n = a["profile"].shape[0] if a["profile"].ndim == 2 else -1
+        checked(a, "profile", (n, 24), np.float64)
+        checked(a, "profile_n", (n, 24), np.int64)
         for k, v in _COLUMNS.items():
-            have = a.get(k)
             dt = np.int64 if k in _INT else np.float64
-            self.cols[k] = (have.astype(dt) if have is not None and have.size == n
+            # a column saved by an older detector is missing: it starts afresh
+            self.cols[k] = (checked(a, k, (n,), dt).astype(dt) if k in a
                             else np.full(n, v, dt))
         self.profile = a["profile"].astype(np.float64)
         self.profile_n = a["profile_n"].astype(np.int64)
-        if "vscale" not in a and "dscale" in a and a["dscale"].size == n:
+        if "vscale" not in a and "dscale" in a and a["dscale"].shape == (n,):
             # saved when the V was judged on the raw series: its reading-to-reading
             # change carried over to g(x) to first order (g' at the running mean |x|),
             # rather than a zero divisor that alarms until relearned

@@ -9,8 +9,10 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import zipfile
+import zlib
 from collections.abc import Collection, Mapping, Sequence
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +23,7 @@ from alert_rules.lifecycle import NEVER, NONE
 from alert_rules.neighbour_layout import NeighbourLayout, install_layouts, prepare_layouts
 from alert_rules.registry import Registered
 from alert_rules.rule_base import RuleBase
+from alert_rules.saved_state import SnapshotError, checked
 from alert_rules.state import HOUR_MS, BoolArr, FleetState, FloatArr, IntArr, Ring, sorted_union
 from alert_rules.transitions import Transition
 
@@ -40,10 +43,6 @@ class Schedule:
     hour: int = -1
     due_ms: int | None = None  # earliest time a row's result changes by time alone
     last_ms: int = 0  # the tick before (every row due by then has been judged)
-
-
-class SnapshotError(ValueError):
-    """A snapshot does not fit this engine (other rules or fields): start cold instead."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +83,54 @@ def _same_entry(a: Registered, b: Registered) -> bool:
     """What the engine reads of both entries is the same (an entry may carry more)."""
     return (a.id == b.id and a.grid == b.grid and a.link == b.link and a.name == b.name
             and _same_place(a, b))
+
+
+def _rings_of(f: FleetState) -> dict[str, Ring]:
+    """The fleet's rings by their names in a snapshot."""
+    rings = {f"fine/{k}": r for k, r in f.fine.items()}
+    rings.update({f"hourly/{k}": r for k, r in f.hourly.items()})
+    if f.flagged is not None:
+        rings["flagged"] = f.flagged
+    return rings
+
+
+def _read_snapshot(blob: bytes) -> tuple[dict[str, npt.NDArray[np.generic]], dict[str, Any]]:
+    """Every array of the snapshot, read now (a damaged member fails here, not halfway
+    through a restore), and its metadata."""
+    try:
+        data = np.load(io.BytesIO(blob), allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an archive")
+        with data:
+            arrays = {k: data[k] for k in data.files}
+        meta = json.loads(bytes(arrays.pop("meta")).decode())
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile, zlib.error,
+            MemoryError, RecursionError) as exc:
+        # a damaged header can claim an array of any size, a damaged metadata any depth
+        raise SnapshotError(f"not an engine snapshot: {exc!r}") from exc
+    if not isinstance(meta, dict):
+        raise SnapshotError("not an engine snapshot: its metadata is no object")
+    return arrays, meta
+
+
+def _checked_meta(meta: dict[str, Any]) -> tuple[list[str], dict[str, Any], int]:
+    """The snapshot's devices (distinct names), ring heads and late-dropped count."""
+    devices = meta.get("devices")
+    if (not isinstance(devices, list) or not all(isinstance(d, str) for d in devices)
+            or len(set(devices)) != len(devices)):
+        raise SnapshotError("snapshot metadata: 'devices' is not a list of distinct names")
+    heads = meta.get("heads")
+    if not isinstance(heads, dict):
+        raise SnapshotError("snapshot metadata: 'heads' is not an object")
+    late = meta.get("late_dropped")
+    if type(late) is not int or late < 0:
+        raise SnapshotError("snapshot metadata: 'late_dropped' is not a count")
+    return devices, heads, late
+
+
+def _under(arrays: Mapping[str, npt.NDArray[np.generic]], prefix: str
+           ) -> dict[str, npt.NDArray[np.generic]]:
+    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
 def write_snapshot(file: IO[bytes], arrays: dict[str, npt.NDArray[np.generic]]) -> None:
@@ -492,57 +539,76 @@ class Engine:
         return copied
 
     def _rings(self) -> dict[str, Ring]:
-        f = self.fleet
-        rings = {f"fine/{k}": r for k, r in f.fine.items()}
-        rings.update({f"hourly/{k}": r for k, r in f.hourly.items()})
-        if f.flagged is not None:
-            rings["flagged"] = f.flagged
-        return rings
+        return _rings_of(self.fleet)
 
     def restore(self, blob: bytes) -> None:
         """Load a snapshot taken by an engine with the same rules; devices of the
-        registry not in the snapshot are kept."""
-        try:
-            data = np.load(io.BytesIO(blob), allow_pickle=False)
-            meta = json.loads(bytes(data["meta"]).decode())
-        except (ValueError, KeyError, OSError) as exc:
-            raise SnapshotError(f"not an engine snapshot: {exc}") from exc
+        registry not in the snapshot are kept. All or nothing: a snapshot that does not
+        fit, or is damaged anywhere, raises `SnapshotError` and leaves the engine as it
+        was."""
+        arrays, meta = _read_snapshot(blob)
         if meta.get("version") != SNAPSHOT_VERSION or meta.get("layout") != self._layout():
             raise SnapshotError("snapshot was taken with other rules or fields")
+        devices, heads, late_dropped = _checked_meta(meta)
         old = self.fleet
-        f = self.fleet = FleetState(
+        f = FleetState(
             fields=old.fields, resolution_ms=old.resolution_ms, fine_slots=old.fine_slots,
             hour_slots=old.hour_slots, extremes=old.extremes, run_fields=old.run_fields,
             registry=old.registry)
-        devices: list[str] = meta["devices"]
         m = len(devices)
-        # rows of devices the registry no longer lists: the next reload decides on them
-        self._restored_unlisted = [d for d in devices if d not in f.registry]
         f.rows_for(devices)  # snapshot rows first, in their order: rule arrays line up
         f.rows_for(list(f.registry))
-        f.last_ts[:m] = data["last_ts"]
-        f.first_seen_ms[:m] = data["first_seen_ms"]
+        f.last_ts[:m] = checked(arrays, "last_ts", (m,), f.last_ts.dtype)
+        f.first_seen_ms[:m] = checked(arrays, "first_seen_ms", (m,), f.first_seen_ms.dtype)
         for name in f.fields:
-            f.latest_v[name][:m] = data[f"latest_v/{name}"]
-            f.latest_ts[name][:m] = data[f"latest_ts/{name}"]
-            f.prev_v[name][:m] = data[f"prev_v/{name}"]
-            f.prev_ts[name][:m] = data[f"prev_ts/{name}"]
-        for key, ring in self._rings().items():
-            ring.head = int(meta["heads"][key])
-            ring.sum[:, :m] = data[f"{key}/sum"]
-            ring.cnt[:, :m] = data[f"{key}/cnt"]
+            for key, column in ((f"latest_v/{name}", f.latest_v[name]),
+                                (f"latest_ts/{name}", f.latest_ts[name]),
+                                (f"prev_v/{name}", f.prev_v[name]),
+                                (f"prev_ts/{name}", f.prev_ts[name])):
+                column[:m] = checked(arrays, key, (m,), column.dtype)
+        for key, ring in _rings_of(f).items():
+            head = heads.get(key)
+            # the newest bucket id the ring has entered, -1 for none
+            if type(head) is not int or not -1 <= head < 2**53:
+                raise SnapshotError(f"snapshot metadata: no head in range for {key!r}")
+            ring.head = head
+            parts: list[tuple[str, npt.NDArray[np.generic]]] = [
+                ("sum", ring.sum), ("cnt", ring.cnt)]
             if ring.track_extremes:
-                ring.min[:, :m] = data[f"{key}/min"]
-                ring.max[:, :m] = data[f"{key}/max"]
+                parts += [("min", ring.min), ("max", ring.max)]
+            for part, store in parts:
+                store[:, :m] = checked(arrays, f"{key}/{part}", (store.shape[0], m),
+                                       store.dtype)
         for name, runs in f.runs.items():
             # a snapshot taken before the fleet kept runs starts them afresh
             prefix = f"runs/{name}/"
-            saved = {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)}
+            saved = _under(arrays, prefix)
             if saved:
-                runs.load(saved)
-        f.late_dropped = int(meta["late_dropped"])
-        for rule in self.rules:
-            prefix = f"rule/{rule.name}/"
-            saved = {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)}
-            if saved:
-                rule.load_state(saved)
+                try:
+                    runs.load(saved)
+                except SnapshotError as exc:
+                    raise SnapshotError(f"under {prefix!r}: {exc}") from exc
+        f.late_dropped = late_dropped
+        self._load_rules(arrays)
+        # rows of devices the registry no longer lists: the next reload decides on them
+        self._restored_unlisted = [d for d in devices if d not in f.registry]
+        self.fleet = f
+
+    def _load_rules(self, arrays: Mapping[str, npt.NDArray[np.generic]]) -> None:
+        """Every rule's state from the snapshot, or, if any part of it is refused, every
+        rule's state as it was."""
+        before = {rule.name: {k: np.array(v, copy=True)
+                              for k, v in rule.state_arrays().items()}
+                  for rule in self.rules}
+        prefix = ""
+        try:
+            for rule in self.rules:
+                prefix = f"rule/{rule.name}/"
+                saved = _under(arrays, prefix)
+                if saved:
+                    rule.load_state(saved)
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            for rule in self.rules:
+                rule.load_state(before[rule.name])
+            what = exc if isinstance(exc, SnapshotError) else repr(exc)
+            raise SnapshotError(f"under {prefix!r}: {what}") from exc

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from alert_rules.saved_state import one_length
+
 IntArr = npt.NDArray[np.int64]
 BoolArr = npt.NDArray[np.bool_]
 NONE = -1
@@ -112,6 +114,8 @@ class AlertColumns:
                 "firing": self.firing}
 
     def load(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
+        one_length(arrays, "alert states", {"pending_since": np.int64,
+                                            "clear_since": np.int64, "firing": bool})
         self.pending_since = arrays["pending_since"].astype(np.int64)
         self.clear_since = arrays["clear_since"].astype(np.int64)
         self.firing = arrays["firing"].astype(bool)

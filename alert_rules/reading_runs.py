@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from alert_rules.saved_state import one_length
+
 FloatArr = npt.NDArray[np.float64]
 IntArr = npt.NDArray[np.int64]
 
@@ -107,6 +109,8 @@ class ReadingRuns:
             for key in KEYS:
                 setattr(self, key, getattr(fresh, key))
             return
+        one_length(arrays, "runs of readings",
+                   {"value": np.float64, **{key: np.int64 for key in KEYS[1:]}})
         self.value = arrays["value"].astype(np.float64)
         for key in KEYS[1:]:
             setattr(self, key, arrays[key].astype(np.int64))

@@ -61,6 +61,7 @@ import numpy.typing as npt
 from alert_rules.neighbour_layout import neighbour_layout
 from alert_rules.neighbours import row_median
 from alert_rules.rule_base import RuleBase
+from alert_rules.saved_state import checked, one_length
 from alert_rules.state import FleetState, FloatArr, IntArr
 from alert_rules.transitions import Transition
 
@@ -759,6 +760,11 @@ class SensorFaultRule(RuleBase):
     def load_state(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
         self.columns.load(arrays)
         if "onset_ms" in arrays:
+            # grown apart (each when first needed): columns, not one length
+            for key, dt in (("onset_ms", np.int64), ("last_over", bool), ("cand", bool)):
+                a = arrays.get(key)
+                checked(arrays, key, (a.shape[0] if a is not None and a.ndim == 1 else -1,),
+                        dt)
             self.onset_ms = arrays["onset_ms"].astype(np.int64)
             self.last_over = arrays["last_over"].astype(bool)
             self.cand = arrays["cand"].astype(bool)
@@ -846,6 +852,12 @@ class ShiftTrack:
     def load(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
         if not arrays:
             return  # a snapshot of a rule that had judged nothing yet
+        n = one_length(arrays, "followed steps", {"ref": np.float64, "up": bool,
+                                                  "beyond": np.int16, "seen": np.int16,
+                                                  "seen_ts": np.int64})
+        around = arrays.get("around")
+        checked(arrays, "around", (n, around.shape[1] if around is not None
+                                   and around.ndim == 2 else -1), np.float64)
         self.ref = arrays["ref"].astype(np.float64)
         self.up = arrays["up"].astype(bool)
         self.around = arrays["around"].astype(np.float64)
@@ -936,6 +948,12 @@ class UsualRatio:
     def load(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
         if not arrays:
             return
+        n = one_length(arrays, "usual ratios", {"log_ratio": np.float64, "count": np.int32,
+                                                "at_ms": np.int64, "at_prev": np.int64,
+                                                "bias": np.float64})
+        for k in ("spread", "noise", "home"):
+            if k in arrays:
+                checked(arrays, k, (n,), np.float64)
         self.log_ratio = arrays["log_ratio"].astype(np.float64)
         # a snapshot from before the spread was kept: learned again from the next updates
         # (before `home` was kept: none)

@@ -217,8 +217,9 @@ def build_pipeline(cfg: CollectorConfig, ingest: IngestSource, sink: StorageSink
                         max_wait_s=cfg.batch.max_wait_ms / 1000)
     retention = Retention(builder, engine, registry, metrics,
                           int(cfg.retention.forget_devices_after_s * 1000), state)
-    return Pipeline(ingest, builder, writer, alerts, EngineStateFile(engine, engine_state_path),
-                    gauges, batching, feed=RegistryFeed(registry, engine, points), points=points,
+    engine_state = EngineStateFile(engine, engine_state_path, metrics=metrics)
+    return Pipeline(ingest, builder, writer, alerts, engine_state, gauges, batching,
+                    feed=RegistryFeed(registry, engine, points), points=points,
                     retention=retention, heap=LongLivedHeap())
 
 

@@ -4,8 +4,10 @@ Saved every `every_s` and at exit, restored at start-up, so a restart neither fo
 firing alert nor announces it again. Saving costs the ingest thread one copy of the
 engine's arrays (`Engine.snapshot_arrays`); a background thread serializes them to a
 temporary file, syncs it and renames it over the last snapshot, so a crash or power cut
-mid-write leaves the previous snapshot whole. A failure to save is logged, never fatal;
-a snapshot taken with other rules is set aside and the engine starts empty.
+mid-write leaves the previous snapshot whole. A failure to save is logged and counted,
+never fatal; a snapshot taken with other rules, or damaged anywhere, is renamed to
+`<name>.refused` (kept for a look, out of the next start's way), counted, and the engine
+starts empty.
 
 The copy goes into buffers kept from one save to the next, and touched once in the
 background at start-up (`warm`): copying into fresh memory costs a page fault per 4 kB,
@@ -25,15 +27,19 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from alert_rules.engine import Engine, SnapshotError, write_snapshot
+from alert_rules.engine import Engine, write_snapshot
+from alert_rules.saved_state import SnapshotError
+from collector.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 
 class EngineStateFile:
-    def __init__(self, engine: Engine, path: Path | None, every_s: float = 30.0) -> None:
+    def __init__(self, engine: Engine, path: Path | None, every_s: float = 30.0,
+                 metrics: Metrics | None = None) -> None:
         self.engine = engine
         self.path = path  # None: the state is not kept
+        self.metrics = metrics
         self.every_s = every_s
         self._writer: threading.Thread | None = None
         #: the copy's buffers, reused while the engine's arrays keep their shape
@@ -44,6 +50,7 @@ class EngineStateFile:
         self.bytes = 0
         self.saved = 0
         self.failed = 0
+        self.refused = 0  # snapshots not restored at start-up (set aside)
 
     def save(self) -> None:
         """Copy the engine's state and write it in the background. Waits only if the
@@ -115,6 +122,8 @@ class EngineStateFile:
             _sync_dir(path.parent)
         except (OSError, ValueError) as exc:
             self.failed += 1
+            if self.metrics is not None:
+                self.metrics.engine_state_save_errors.inc()
             log.error("engine state not saved to %s: %s", path, exc)
             return
         self.bytes = path.stat().st_size
@@ -122,14 +131,24 @@ class EngineStateFile:
         self.saved += 1
 
     def restore(self) -> bool:
-        """Load the saved snapshot; one taken with other rules is set aside, not fatal."""
+        """Load the saved snapshot. One that does not fit (other rules, or damaged) is
+        set aside as `<name>.refused` and counted, not fatal; the engine is left empty."""
         if self.path is None or not self.path.exists():
             return False
         try:
             self.engine.restore(self.path.read_bytes())
         except (OSError, SnapshotError) as exc:
-            log.warning("engine state in %s not restored (%s); starting with empty windows",
-                        self.path, exc)
+            self.refused += 1
+            if self.metrics is not None:
+                self.metrics.engine_state_refused.inc()
+            aside = self.path.with_name(self.path.name + ".refused")
+            try:
+                os.replace(self.path, aside)
+            except OSError as move_exc:
+                aside = self.path
+                log.error("engine state in %s not set aside: %s", self.path, move_exc)
+            log.warning("engine state in %s not restored (%s); starting with empty windows "
+                        "(the file is kept as %s)", self.path, exc, aside)
             return False
         log.info("engine state restored: %d devices", self.engine.fleet.size)
         return True

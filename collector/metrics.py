@@ -77,6 +77,13 @@ class Metrics:
             "how long the last registry (re)load took to parse (on its own thread)", registry=r)
         self.registry_reload_errors = Counter(p + "registry_reload_errors",
                                               "registry reloads refused", registry=r)
+        self.engine_state_refused = Counter(
+            p + "engine_state_refused", "saved rule-engine states not restored at start-up "
+            "(damaged, or taken with other rules): set aside as engine.npz.refused, the "
+            "engine started with empty windows", registry=r)
+        self.engine_state_save_errors = Counter(p + "engine_state_save_errors",
+                                                "rule-engine state saves that failed",
+                                                registry=r)
         self.store_rows = Gauge(
             p + "store_entries", "entries held per store: in memory (dedup_keys, "
             "device_health, hourly_hours, tag_cache, engine_devices) and in the checkpoint "

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alert_rules.engine import Engine, SnapshotError
+from alert_rules.engine import Engine
 from alert_rules.registry import Device
 from alert_rules.rulefile import DEFAULT_RULES, load_rules
+from alert_rules.saved_state import SnapshotError
 from alert_rules.transitions import Transition
 
 T0 = 1_700_000_000_000 // 3_600_000 * 3_600_000

@@ -3,9 +3,12 @@ its saved state across a restart; and the registry gives the alert lifecycle its
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
+
+import numpy as np
 
 from airgrid.wire import SCHEMA_VERSION, Reading, UpBatch, encode_up, up_topic
 from collector.alerting.contacts import Officer, StaticContacts
@@ -110,6 +113,71 @@ def test_deadman_covers_never_seen_devices_and_windows_survive_a_restart(
         states = [e["data"]["state"] for e in app.decoded()
                   if e["subject"] == "w-1" and e["data"]["rule"] == "pm25_heavy"]
         assert states == ["firing"], states
+    finally:
+        collector.stop()
+        app.close()
+
+
+def test_a_damaged_engine_state_is_set_aside_counted_and_the_collector_runs_on(
+        tmp_path: Path, mosquitto: Mosquitto, shared_influxdb: InfluxDB,
+        influx_db_name: str) -> None:
+    """A saved engine state damaged on disk (one rule's array cut short: it used to
+    half-restore the engine and fail at a later tick; or bytes cut off) is refused whole
+    at start-up: named in the log, renamed `.refused`, counted in the metrics; the
+    collector starts with empty windows and goes on storing readings and alerting."""
+    work = tmp_path / "collector"
+    work.mkdir()
+    (work / "registry.yaml").write_text(REGISTRY, encoding="utf-8")
+    (work / "rules.yaml").write_text(RULES)
+    collector = Collector(work, mosquitto.port, shared_influxdb.url, influx_db_name, extra=(
+        '[rules]\nfiles = ["rules.yaml"]\ntick_interval_s = 0.2\n'
+        '[registry]\nfile = "registry.yaml"\n[alerting]\nenabled = false\n'))
+    app = TopicWatcher(mosquitto.port, "airgrid/v1/alerts/#")
+    saved = work / "collector-state" / "engine.npz"
+    seq = 0
+
+    def heavy_fired_after(value: float) -> bool:
+        nonlocal seq
+        seq += 1
+        before = fired()
+        r = Reading(seq=seq, ts=int(time.time() * 1000), sensor="pms5003", pm2_5=value)
+        app.client.publish(up_topic("w-1"), encode_up(UpBatch(
+            v=SCHEMA_VERSION, device="w-1", boot="b", readings=(r,))), qos=1)
+        return wait_for(lambda: fired() > before, 10)
+
+    def fired() -> int:
+        return sum(1 for e in app.decoded() if e["data"]["state"] == "firing"
+                   and e["data"]["rule"] == "pm25_heavy")
+
+    def cut_an_array(blob: bytes) -> bytes:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        arrays["rule/pm25_heavy/pending_since"] = arrays["rule/pm25_heavy/pending_since"][:-1]
+        out = io.BytesIO()
+        np.savez(out, allow_pickle=False, **arrays)
+        return out.getvalue()
+
+    collector.start()
+    try:
+        assert heavy_fired_after(300.0), log_of(work)
+        collector.stop()
+        for damage, reason in ((cut_an_array, "rule/pm25_heavy/"),
+                               (lambda b: b[: len(b) // 2], "not an engine snapshot")):
+            blob = damage(saved.read_bytes())
+            saved.write_bytes(blob)
+            collector.start()
+            assert wait_for(lambda: collector.metric(
+                "airgrid_collector_engine_state_refused_total") == 1, 10), log_of(work)
+            assert f"engine state in {saved} not restored" in log_of(work)
+            assert reason in log_of(work).rsplit("not restored", 1)[1], log_of(work)
+            assert (saved.parent / "engine.npz.refused").read_bytes() == blob
+            # empty windows: the alert held before is announced again, readings stored
+            stored = collector.metric("airgrid_collector_readings_stored_total")
+            assert heavy_fired_after(300.0), log_of(work)
+            assert collector.metric("airgrid_collector_readings_stored_total") == stored + 1
+            assert collector.proc is not None and collector.proc.poll() is None
+            collector.stop()
+            assert saved.exists()  # the engine's state saved afresh at the stop
     finally:
         collector.stop()
         app.close()
