@@ -570,8 +570,10 @@ def run_engine(ts: npt.NDArray[np.int64], registry: list[Device], pm: Arr,
         if i + 1 < n and int(ts[i + 1]) > now + 600_000:
             ticks.append(now + 600_000)
         for tick in ticks:
-            # the muter sees every alert firing at the tick: maintenance ones first
-            for t in sorted(engine.tick(tick), key=lambda t: kinds[t.rule] != "maintenance"):
+            # as the alert manager's group flush after the tick sees them: a fault that
+            # fires mutes what fires with it, and what resolves with a fault that
+            # resolves is not sent when the fault no longer mutes it
+            for t in sorted(engine.tick(tick), key=lambda t: flush_order(kinds[t.rule], t.state)):
                 aud = kinds[t.rule]
                 if t.state == "firing":
                     out.append((i, t.subject, aud, t.rule))
@@ -593,6 +595,15 @@ def run_engine(ts: npt.NDArray[np.int64], registry: list[Device], pm: Arr,
                 elif aud == "unusual" and t.state == "resolved":
                     held.pop((t.subject, t.rule), None)
     return out, delivered
+
+
+def flush_order(aud: str, state: str) -> int:
+    """The order in which `run_engine` takes one tick's transitions: faults that fire,
+    "unusual" alerts that resolve, faults that resolve (releasing what they held), the
+    rest."""
+    if aud == "maintenance":
+        return 0 if state == "firing" else 2
+    return 1 if aud == "unusual" and state == "resolved" else 3
 
 
 def audience(kind: str, labels: dict[str, str]) -> str:

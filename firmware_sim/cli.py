@@ -12,7 +12,7 @@ from firmware_sim.device_loop import UartDevice
 from firmware_sim.faults import FaultPlan
 from firmware_sim.pms5003_device import Pms5003Device
 from firmware_sim.pty_port import LinkInUse, PtyPort
-from firmware_sim.scenarios import SCENARIOS, Profile, with_noise
+from firmware_sim.scenarios import SCENARIOS, Profile, frozen_after, with_noise
 from firmware_sim.sds011_device import Sds011Device
 
 
@@ -25,6 +25,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episode-start", type=float, default=15.0, help="seconds after start")
     p.add_argument("--episode-length", type=float, default=30.0, help="seconds at the peak")
     p.add_argument("--noise", type=float, default=2.0, help="Gaussian noise σ, µg/m³")
+    p.add_argument("--freeze-at", type=float, default=None,
+                   help="seconds after start: the sensor freezes (every frame repeats the "
+                        "value measured then: a stalled fan or a hung measurement)")
     p.add_argument("--frame-period", type=float, default=1.0, help="seconds between frames")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
     p.add_argument("--seed", type=int, default=0)
@@ -109,7 +112,8 @@ def _profile(args: argparse.Namespace) -> Profile:
         )
     else:
         profile = SCENARIOS["clean"](baseline=args.baseline)
-    return with_noise(profile, args.noise, args.seed)
+    noisy = with_noise(profile, args.noise, args.seed)
+    return noisy if args.freeze_at is None else frozen_after(noisy, args.freeze_at)
 
 
 @cli_main

@@ -46,6 +46,23 @@ class Clean:
 SCENARIOS: dict[str, Callable[..., Profile]] = {"clean": Clean, "episode": Episode}
 
 
+def frozen_after(profile: Profile, at: float) -> Profile:
+    """A sensor that freezes `at` seconds in (a stalled fan, a hung measurement): the
+    firmware goes on sending frames, each with the value it measured then."""
+    held: float | None = None
+
+    def play(t: float) -> float:
+        nonlocal held
+        if held is not None and t >= at:
+            return held
+        value = profile(t)
+        if t >= at:
+            held = value
+        return value
+
+    return play
+
+
 def with_noise(profile: Profile, sigma: float, seed: int) -> Profile:
     rng = random.Random(seed)
 

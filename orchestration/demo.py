@@ -15,6 +15,7 @@ import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -24,7 +25,7 @@ from airgrid.wire import decode_up, device_subscription, parse_device_topic
 from alert_rules import aqi
 from collector.alerting.templates import CST
 from orchestration.services import InfluxDB, Mosquitto
-from orchestration.stack import SimDevice, Stack, Timing
+from orchestration.stack import DEMO_FAULT_RULES, SimDevice, Stack, Timing
 
 #: HJ 633-2026 §4.2.3–4.2.4: the real-time AQI is the 1-hour mean looked up in the
 #: 24-hour columns, so the live view keeps the last hour of readings per device.
@@ -85,7 +86,9 @@ class LiveView:
             with self.lock:
                 self.alerts.append(event)
                 dv = self.devices.setdefault(event["subject"], DeviceView())
-                dv.alert = "" if event["data"]["state"] == "resolved" else event["data"]["state"]
+                data = event["data"]
+                dv.alert = ("" if data["state"] == "resolved"
+                            else f"{data['state']} {data['rule']} → {who(event)}")
             return
         try:
             device, _ = parse_device_topic(msg.topic)
@@ -101,20 +104,43 @@ class LiveView:
             if last.ts >= dv.ts_ms:
                 dv.pm2_5, dv.ts_ms = last.pm2_5, last.ts
 
+    def fired_by_rule(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for a in self.fired():
+            subjects = out.setdefault(str(a["data"]["rule"]), [])  # type: ignore[index]
+            if a["subject"] not in subjects:
+                subjects.append(str(a["subject"]))
+        return out
+
     def fired(self) -> list[dict[str, object]]:
         with self.lock:
             return [a for a in self.alerts if a["data"]["state"] == "firing"]  # type: ignore[index]
 
 
+#: the demo's frozen sensor freezes this long after start
+FREEZE_AT_S = 8.0
+
+
 def demo_devices(n: int) -> list[SimDevice]:
-    """Device 1 goes through a pollution episode; the others have clean air."""
+    """Device 1 goes through a pollution episode (an alert for the grid worker); device
+    2's sensor freezes after `FREEZE_AT_S` (a sensor fault, for the technician); the
+    others have clean air."""
     out = []
     for i in range(1, n + 1):
         scenario = "episode" if i == 1 else "clean"
         out.append(SimDevice(device=f"demo-{i:03d}", scenario=scenario,
                              baseline=20.0 + 5 * (i % 4), seed=i,
-                             episode_start_s=12.0, episode_length_s=25.0))
+                             episode_start_s=12.0, episode_length_s=25.0,
+                             freeze_at_s=FREEZE_AT_S if i == 2 else None))
     return out
+
+
+def who(event: dict[str, Any]) -> str:
+    """Who an alert is for, as the view shows it: the device's technician (a sensor
+    fault, `audience: maintenance`) or the grid worker."""
+    labels = event["data"].get("labels") or {}
+    return ("technician 维护员" if labels.get("audience") == "maintenance"
+            else "grid worker 网格员")
 
 
 def _render(view: LiveView, elapsed: float, seconds: float | None):  # type: ignore[no-untyped-def]
@@ -144,7 +170,7 @@ def _render(view: LiveView, elapsed: float, seconds: float | None):  # type: ign
         table.add_row(device, str(dv.readings), f"{dv.pm2_5:.1f}", f"{mean25:.1f}",
                       f"{index:.0f}", name, Text(dv.alert, style="bold red") if dv.alert else "")
     lines = [Text(f"{beijing_time(str(a['time']))}  {a['data']['state']:<8} "  # type: ignore[index]
-                  f"{a['data']['rule']}  {a['subject']}  "  # type: ignore[index]
+                  f"{a['data']['rule']}  {a['subject']} → {who(a)}  "  # type: ignore[index]
                   f"{a['data']['annotations'].get('summary_zh', '')}")  # type: ignore[index]
              for a in alerts]
     heading = Text("alerts 告警 (Beijing time 北京时间):", style="bold")
@@ -181,7 +207,8 @@ def _run_demo(devices: int, seconds: float | None, headless: bool, keep: bool,
     base = workdir or Path(tempfile.mkdtemp(prefix="airgrid-demo-"))
     broker = Mosquitto(base / "mosquitto")
     influx = InfluxDB(base / "influxdb")
-    stack = Stack(base / "stack", broker, influx, demo_devices(devices), Timing())
+    stack = Stack(base / "stack", broker, influx, demo_devices(devices), Timing(),
+                  extra_rules=(DEMO_FAULT_RULES,))
     view = LiveView()
     watcher = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                           client_id="airgrid-demo-view")
@@ -216,6 +243,9 @@ def _run_demo(devices: int, seconds: float | None, headless: bool, keep: bool,
             "readings_captured": sum(captured.values()),
             "readings_stored": sum(stored.values()),
             "alerts_fired": len(view.fired()),
+            # rule → the devices it fired for: the episode's level alert, the frozen
+            # sensor's fault
+            "fired_by_rule": view.fired_by_rule(),
             "lost": sum(captured.values()) - sum(stored.values()),
         }
         if not drained:

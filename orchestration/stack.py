@@ -8,6 +8,7 @@ generated configs, and stopped by PID.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from orchestration.county import CountyServices
 
 DEMO_RULES = Path(alert_rules.__file__).with_name("demo_rules.yaml")
+#: the demo's sensor fault for the technician, apart from DEMO_RULES (which tests and
+#: benches scale and count alerts of)
+DEMO_FAULT_RULES = Path(alert_rules.__file__).with_name("demo_fault_rules.yaml")
 DEFAULT_RULES = Path(alert_rules.__file__).with_name("default_rules.yaml")
 
 
@@ -37,6 +41,7 @@ class SimDevice:
     episode_start_s: float = 15.0
     episode_length_s: float = 30.0
     seed: int = 0
+    freeze_at_s: float | None = None  # the sensor freezes this long after start (a fault)
 
 
 @dataclass
@@ -55,6 +60,7 @@ class Stack:
     devices: list[SimDevice]
     timing: Timing = field(default_factory=Timing)
     rules_file: Path = DEMO_RULES
+    extra_rules: tuple[Path, ...] = ()  # more rule files for the collector
     database: str = "airgrid"
     #: per-device broker port (e.g. a NetCut relay) instead of the broker's own
     broker_ports: dict[str, int] = field(default_factory=dict)
@@ -98,6 +104,7 @@ class Stack:
             "--episode-length", str(d.episode_length_s),
             "--frame-period", str(self.timing.frame_period_s),
             "--warmup", str(self.timing.warmup_s), "--seed", str(d.seed),
+            *([] if d.freeze_at_s is None else ["--freeze-at", str(d.freeze_at_s)]),
         ])
 
     def agent_config(self, device: str) -> Path:
@@ -147,7 +154,7 @@ class Stack:
             "[batch]\n"
             "max_wait_ms = 100\n"
             "[rules]\n"
-            f'files = ["{self.rules_file}"]\n'
+            f"files = {json.dumps([str(p) for p in (self.rules_file, *self.extra_rules)])}\n"
             "tick_interval_s = 0.5\n"
             + (self.county.collector_tables(self.workdir) if self.county else "")
             + self.collector_extra

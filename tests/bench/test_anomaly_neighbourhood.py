@@ -82,3 +82,14 @@ def test_a_small_neighbourhood_run_finds_shifts_and_leaves_pollution_to_grid_wor
     clean = out["clean"]
     assert isinstance(clean, dict) and clean["maintenance_per_device_day"] == 0.0
     assert "humidity" not in out  # no humidity for this trace
+
+
+def test_a_tick_s_transitions_are_taken_in_the_order_the_alert_manager_flushes_them() -> None:
+    """A fault that fires mutes what fires with it; an "unusual" alert that resolves in
+    the tick where its device's fault resolves is not released to the grid worker (it
+    was counted as delivered before)."""
+    tick = [("unusual", "firing"), ("maintenance", "resolved"), ("level", "firing"),
+            ("unusual", "resolved"), ("maintenance", "firing")]
+    got = sorted(tick, key=lambda t: ae.flush_order(*t))
+    assert got == [("maintenance", "firing"), ("unusual", "resolved"),
+                   ("maintenance", "resolved"), ("unusual", "firing"), ("level", "firing")]

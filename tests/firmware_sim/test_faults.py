@@ -9,10 +9,12 @@ from pathlib import Path
 from edge_agent.drivers import SERIAL_PROTOCOLS
 from edge_agent.drivers.base import Measurement
 from edge_agent.serial_reader import SerialSensorReader
+from firmware_sim.cli import _profile, build_parser
 from firmware_sim.device_loop import UartDevice
 from firmware_sim.faults import FaultPlan
 from firmware_sim.pms5003_device import Pms5003Device
 from firmware_sim.pty_port import PtyPort
+from firmware_sim.scenarios import Clean, frozen_after, with_noise
 from firmware_sim.sds011_device import Sds011Device
 from tests.support.wait import wait_for
 
@@ -112,3 +114,24 @@ def test_reader_puts_the_sensor_to_sleep_and_wakes_it(tmp_path: Path) -> None:
         assert wait_for(lambda: len(rig.frames) > n + 5 and rig.reader.state == "ok", 5)
         assert rig.frames[n + 1].warming_up  # zeros after wake, as the datasheet says
         assert woke
+
+
+def test_a_frozen_sensor_repeats_one_value_from_the_moment_it_freezes(tmp_path: Path) -> None:
+    """`--freeze-at`: the frames read over the wire vary before, then all carry the value
+    measured when it froze (what the demo's `sensor_stuck` catches)."""
+    profile = frozen_after(with_noise(Clean(baseline=60.0), sigma=5.0, seed=3), at=0.4)
+    device = Pms5003Device(port=PtyPort(tmp_path / "tty"), profile=profile,
+                           frame_period_s=0.02, warmup_s=0)
+    with Rig(device, "pms5003") as rig:
+        assert wait_for(lambda: len(rig.frames) >= 60, 15)
+    values = [f.fields()["pm2_5"] for f in rig.frames]
+    assert len(set(values[:10])) > 1  # alive before (the first ~0.2 s)
+    assert len(set(values[-30:])) == 1  # frozen after
+
+
+def test_freeze_at_is_a_simulator_option() -> None:
+    args = build_parser().parse_args(["pms5003", "--link", "x", "--freeze-at", "8"])
+    assert args.freeze_at == 8.0
+    played = _profile(args)
+    assert played(7.9) != played(7.95) or played(7.95) != played(7.99)  # noise σ 2
+    assert {played(t) for t in (8.0, 9.0, 60.0)} == {played(8.5)}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 
+from paho.mqtt.client import MQTTMessage
 from rich.console import Console
 
 from orchestration.demo import HOUR_MS, DeviceView, LiveView, _render, beijing_time
@@ -40,3 +42,25 @@ def test_view_shows_the_aqi_of_the_hourly_mean_not_the_latest_reading() -> None:
     row = next(line for line in text.splitlines() if "d1" in line)
     cells = [c.strip() for c in row.split("│")]
     assert cells[3:7] == ["200.0", "57.5", "96", "良 Good"], cells
+
+
+def test_an_alert_says_whether_it_is_for_the_technician_or_the_grid_worker() -> None:
+    view = LiveView()
+
+    def event(device: str, rule: str, labels: dict[str, str]) -> bytes:
+        return json.dumps({"subject": device, "time": "2026-11-26T03:04:05Z", "data": {
+            "state": "firing", "rule": rule, "labels": labels,
+            "annotations": {"summary_zh": "…"}}}).encode()
+
+    for device, rule, labels in (
+            ("d1", "pm25_heavy", {"category": "pollution"}),
+            ("d2", "sensor_stuck", {"category": "device", "audience": "maintenance"})):
+        msg = MQTTMessage(topic=b"airgrid/v1/alerts/" + device.encode())
+        msg.payload = event(device, rule, labels)
+        view.on_message(None, None, msg)  # type: ignore[arg-type]
+    assert view.devices["d1"].alert == "firing pm25_heavy → grid worker 网格员"
+    assert view.devices["d2"].alert == "firing sensor_stuck → technician 维护员"
+    assert view.fired_by_rule() == {"pm25_heavy": ["d1"], "sensor_stuck": ["d2"]}
+    console = Console(record=True, width=200)
+    console.print(_render(view, 10, None))
+    assert "sensor_stuck  d2 → technician 维护员" in console.export_text()
