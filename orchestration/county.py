@@ -71,9 +71,17 @@ def grid_worker(town: Township, grid: str) -> tuple[str, str]:
     return f"{grid}网格员", f"+86138{t:02d}{g:02d}0{t * 10 + g:03d}"
 
 
+def technician(town: Township) -> tuple[str, str]:
+    """(name, phone) of the township's technician (设备维护员), who gets its devices'
+    sensor faults: a stable made-up number."""
+    t = TOWNSHIPS.index(town)
+    return f"{town.name}设备维护员", f"+861360000{t:04d}"
+
+
 def registry(devices: list[SimDevice]) -> dict[str, object]:
-    """The device registry (collector/registry.py format): place, coordinates, sensor and
-    contacts, the grid worker first (the alert's first recipient) and the township officer."""
+    """The device registry (collector/registry.py format): place, coordinates, sensor,
+    contacts (the grid worker first, the alert's first recipient, and the township
+    officer) and the technician who maintains the device."""
     entries = []
     for i, d in enumerate(devices):
         town, grid, lat, lon = placement(i)
@@ -83,6 +91,7 @@ def registry(devices: list[SimDevice]) -> dict[str, object]:
             "township": town.name, "grid": grid, "lat": lat, "lon": lon, "sensor": "pms5003",
             "contacts": [{"name": worker, "phone": phone},
                          {"name": town.officer, "phone": town.officer_phone}],
+            "technician": dict(zip(("name", "phone"), technician(town), strict=True)),
         })
     return {"devices": entries}
 
@@ -176,10 +185,22 @@ class CountyServices:
             'targets = [{ channel = "modem", to = "township_officer" }]\n'
             "[alerting.receivers.county_bureau]\n"
             'targets = [{ channel = "modem", to = "county_bureau" }]\n'
+            "[alerting.receivers.maintenance]\n"
+            'targets = [{ channel = "modem", to = "technician" }]\n'
             "[alerting.route]\n"
             'receiver = "grid_worker"\n'
             'group_by = ["township", "grid"]\n'
             'group_wait = "5s"\n'
+            # sensor faults go to whoever maintains the device (docs/alerting.md)
+            "[[alerting.route.routes]]\n"
+            'match = { audience = "maintenance" }\n'
+            'receiver = "maintenance"\n'
+            # and hold back that device's "unusual here" alerts while open: one fault
+            # sends one person
+            "[[alerting.inhibit]]\n"
+            'source = { audience = "maintenance" }\n'
+            'target = { alertname = "~pm25_local_source|pm25_anomaly|pm25_spike" }\n'
+            'equal = ["device"]\n'
             "[[alerting.escalation]]\n"
             'after = "10m"\n'
             'receivers = ["township_officer"]\n'
