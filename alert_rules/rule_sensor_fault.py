@@ -19,8 +19,9 @@ layout the spatial rule caches):
   device's neighbour median;
 - `shift`: a level shift against the neighbours (a calibration jump, a re-seated or
   swapped sensor): the device's ratio to its neighbours' median stays `ratio`× away from
-  its usual ratio for `persist` readings, while no neighbour moved the same way (a plume
-  seen by the device and its nearest neighbour is pollution, not a fault). The usual
+  its usual ratio for `persist` readings, while no neighbour moved the same way by half
+  as much, in log and in µg/m³ (a plume seen by the device and its nearest neighbour is
+  pollution, not a fault; clean air's noise at 1 µg/m³ is no plume). The usual
   ratio (`UsualRatio`) is a slow robust EWMA of the device's log-ratio (time constant
   `usual_tau_ms`, hours), updated at most every `usual_every_ms` per device, frozen
   while a step is followed or the alert fires, and never learning a ratio already
@@ -367,6 +368,11 @@ class SensorFaultRule(RuleBase):
             # neighbour moves both
             air = np.log(med / row_median(tr.around[r]))
             moved = (np.log(vals / tr.around[r]) - air[:, None]) * sign[:, None]
+            # and in µg/m³: in clean air a sensor's noise moves its log as far as any
+            # fault, so a neighbour at 1 µg/m³ that reads 6 does not share a device's
+            # drift from 3 to 58 (the same reason as `jump`'s)
+            moved_ug = (vals - tr.around[r] * np.exp(air)[:, None]) * sign[:, None]
+            dev_ug = (latest[local] - med * tr.ref[r]) * sign
         with np.errstate(invalid="ignore"):
             # and far enough in µg/m³ for the sensors' own noise at low levels, or
             # beyond the noise of the ratio itself (clean air, neighbours that agree)
@@ -380,7 +386,8 @@ class SensorFaultRule(RuleBase):
                                                    vals[quiet])
             beyond = enough & (lq >= need) & excess
             back = ~(lq >= need / 2)  # NaN (no reading, no median) too
-            agree = (moved >= np.maximum(lq, 0)[:, None] / 2).any(axis=1)
+            agree = ((moved >= np.maximum(lq, 0)[:, None] / 2)
+                     & (moved_ug >= np.maximum(dev_ug, 0)[:, None] / 2)).any(axis=1)
         # readings beyond with no neighbour agreeing, in a row: a neighbour that shares
         # the excursion at any reading says pollution (counted over the whole step, two
         # readings at which a shared plume's noise hid the neighbour were a fault)

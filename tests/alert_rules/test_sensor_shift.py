@@ -465,3 +465,18 @@ def test_a_young_device_s_fault_that_ends_is_no_new_fault(tmp_path: Path) -> Non
     # that never resolved (the usual ratio is frozen while an alert fires).
     got, keep = shipped_shift_with_a_dip(at=30)
     assert got == [(31, "firing"), (100 + keep, "resolved")]
+
+
+def test_a_neighbour_s_clean_air_noise_does_not_share_a_fault(tmp_path: Path) -> None:
+    """In clean air a sensor reading 1 µg/m³ that reads 6 for a while moves its log as
+    far as the faulty device's step from 2.4 to 42: it shares the step in log, not in
+    µg/m³. Before, it was taken for a plume over both, and the fault's alert resolved and
+    fired again (one fault, two alerts for the technician)."""
+    e = engine_from(tmp_path, SHIFT, registry())
+    x = 3.0 + 0.5 * np.sin(np.arange(60) / 5.0)
+    readings = sensed(x)
+    readings["n1"] = [6.0 if 36 <= i < 40 else 1.0 for i in range(60)]
+    readings["d"] = [v + (40.0 if 30 <= i < 50 else 0.0) for i, v in enumerate(readings["d"])]
+    ev = run_series(e, readings)
+    assert states(ev, "shift", "d") == [(31, "firing"), (50, "resolved")]
+    assert states(ev, "shift") == states(ev, "shift", "d")

@@ -396,10 +396,13 @@ class Reference:
                 lq = float(np.log(np.float64(x) / median(vals) / st.ref)) * sign
                 air = float(np.log(np.float64(median(vals)) / median(st.around)))
                 moved = (np.log(np.array(vals) / np.array(st.around)) - air) * sign
+                moved_ug = (np.array(vals) - np.array(st.around) * np.exp(air)) * sign
+                dev_ug = (x - median(vals) * st.ref) * sign
                 excess = abs(x - median(vals) * st.ref) >= rule.min_excess
                 beyond = enough and lq >= need and excess
                 back = not lq >= need / 2
-                agree = bool((moved >= max(lq, 0.0) / 2).any())
+                agree = bool(((moved >= max(lq, 0.0) / 2)
+                              & (moved_ug >= max(dev_ug, 0.0) / 2)).any())
             # in a row: a neighbour agreeing at any reading says pollution
             st.beyond = 0 if agree else st.beyond + (beyond and not agree)
             st.seen += 1
