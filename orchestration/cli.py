@@ -15,8 +15,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", help="run the whole system on simulated sensors",
         description="Starts Mosquitto and InfluxDB, N simulated PMS5003 sensors (the first "
-        "goes through a pollution episode), an edge agent per sensor and the collector, "
-        "and shows readings and alerts live.",
+        "goes through a pollution episode, an alert for the grid worker; the second one's "
+        "sensor freezes after 8 s, a sensor fault for the technician), an edge agent per "
+        "sensor and the collector, and shows readings and alerts live.",
     )
     demo.add_argument("--devices", type=int, default=5, help="simulated sensors (default 5)")
     demo.add_argument("--seconds", type=float, default=None,
