@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from alert_rules.saved_state import checked
+from alert_rules.saved_state import checked, rows_of
 from alert_rules.state import FloatArr, IntArr
 
 HOUR_MS = 3_600_000
@@ -485,7 +485,7 @@ class Detector:
             self.profile = np.zeros((0, 24))
             self.profile_n = np.zeros((0, 24), np.int64)
             return
-        n = a["profile"].shape[0] if a["profile"].ndim == 2 else -1
+        n = rows_of(a, "profile", 2, "the anomaly detector")
         checked(a, "profile", (n, 24), np.float64)
         checked(a, "profile_n", (n, 24), np.int64)
         for k, v in _COLUMNS.items():

@@ -62,7 +62,7 @@ import numpy.typing as npt
 from alert_rules.neighbour_layout import neighbour_layout
 from alert_rules.neighbours import row_median
 from alert_rules.rule_base import RuleBase
-from alert_rules.saved_state import checked, one_length
+from alert_rules.saved_state import checked, column, one_length, rows_of
 from alert_rules.state import FleetState, FloatArr, IntArr
 from alert_rules.transitions import Transition
 
@@ -769,9 +769,7 @@ class SensorFaultRule(RuleBase):
         if "onset_ms" in arrays:
             # grown apart (each when first needed): columns, not one length
             for key, dt in (("onset_ms", np.int64), ("last_over", bool), ("cand", bool)):
-                a = arrays.get(key)
-                checked(arrays, key, (a.shape[0] if a is not None and a.ndim == 1 else -1,),
-                        dt)
+                column(arrays, key, dt, "a sensor-fault rule")
             self.onset_ms = arrays["onset_ms"].astype(np.int64)
             self.last_over = arrays["last_over"].astype(bool)
             self.cand = arrays["cand"].astype(bool)
@@ -862,9 +860,8 @@ class ShiftTrack:
         n = one_length(arrays, "followed steps", {"ref": np.float64, "up": bool,
                                                   "beyond": np.int16, "seen": np.int16,
                                                   "seen_ts": np.int64})
-        around = arrays.get("around")
-        checked(arrays, "around", (n, around.shape[1] if around is not None
-                                   and around.ndim == 2 else -1), np.float64)
+        rows_of(arrays, "around", 2, "followed steps")  # rows × neighbours
+        checked(arrays, "around", (n, arrays["around"].shape[1]), np.float64)
         self.ref = arrays["ref"].astype(np.float64)
         self.up = arrays["up"].astype(bool)
         self.around = arrays["around"].astype(np.float64)

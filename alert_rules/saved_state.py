@@ -32,15 +32,26 @@ def checked(arrays: Mapping[str, npt.NDArray[np.generic]], key: str,
     return a
 
 
+def rows_of(arrays: Mapping[str, npt.NDArray[np.generic]], key: str, ndim: int,
+            what: str) -> int:
+    """The length of `arrays[key]`, which must be present with `ndim` dimensions."""
+    a = arrays.get(key)
+    if a is None or a.ndim != ndim:
+        raise SnapshotError(f"snapshot of {what}: {key!r} missing or not {ndim}-D")
+    return int(a.shape[0])
+
+
+def column(arrays: Mapping[str, npt.NDArray[np.generic]], key: str,
+           dtype: npt.DTypeLike, what: str) -> npt.NDArray[np.generic]:
+    """`arrays[key]`, which must be 1-D of a dtype that casts to `dtype`."""
+    return checked(arrays, key, (rows_of(arrays, key, 1, what),), dtype)
+
+
 def one_length(arrays: Mapping[str, npt.NDArray[np.generic]], what: str,
                dtypes: Mapping[str, npt.DTypeLike]) -> int:
     """The one length of `arrays`' columns named in `dtypes` (each present, 1-D, of a
     dtype that casts to the named one): per-row columns saved together must line up."""
-    first = next(iter(dtypes))
-    a = arrays.get(first)
-    n = a.shape[0] if a is not None and a.ndim == 1 else -1
-    if n < 0:
-        raise SnapshotError(f"snapshot of {what}: {first!r} missing or not a column")
+    n = rows_of(arrays, next(iter(dtypes)), 1, what)
     for key, dtype in dtypes.items():
         checked(arrays, key, (n,), dtype)
     return n

@@ -24,6 +24,7 @@ from alert_rules.registry import Device
 from alert_rules.rule_base import RuleBase
 from alert_rules.rulefile import DEFAULT_RULES, load_rules
 from alert_rules.saved_state import SnapshotError
+from tests.support.rules import same_state
 
 T0 = 1_700_000_000_000 // 3_600_000 * 3_600_000
 STEP = 10 * 60_000
@@ -75,12 +76,6 @@ def pack(arrays: Arrays) -> bytes:
     return buf.getvalue()
 
 
-def same(a: Arrays, b: Arrays) -> bool:
-    return a.keys() == b.keys() and all(
-        a[k].shape == b[k].shape and np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f")
-        for k in a)
-
-
 def judge(blob: bytes) -> str:
     """Restore `blob` into an engine with state of its own: refused and untouched, or
     taken and then running (readings, ticks, a snapshot that restores again)."""
@@ -89,7 +84,7 @@ def judge(blob: bytes) -> str:
     try:
         target.restore(blob)
     except SnapshotError:
-        assert same(target.snapshot_arrays(), before), "a refused snapshot changed the engine"
+        same_state(target.snapshot_arrays(), before)  # a refused snapshot changes nothing
         feed(target, range(230, 233), seed=3)
         return "refused"
     feed(target, range(230, 236), seed=3)
@@ -130,7 +125,7 @@ def test_the_snapshot_itself_restores() -> None:
     assert judge(BLOB) == "taken"
     e = Engine(rules(), registry=REG)
     e.restore(BLOB)
-    assert same(e.snapshot_arrays(), SOURCE.snapshot_arrays())
+    same_state(e.snapshot_arrays(), SOURCE.snapshot_arrays())
     # the snapshot holds what this test means to damage
     assert any(k.startswith("runs/") for k in KEYS)
     assert any(".usual." in k or "/usual." in k for k in KEYS)

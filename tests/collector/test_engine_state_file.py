@@ -4,7 +4,6 @@ previous snapshot loadable."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import IO
 
@@ -17,6 +16,7 @@ from alert_rules.engine import Engine
 from alert_rules.registry import Device
 from alert_rules.rulefile import DEFAULT_RULES, load_rules
 from collector.engine_state_file import EngineStateFile
+from tests.support.rules import same_state
 
 T0 = 1_700_000_000_000 // 3_600_000 * 3_600_000
 MIN = 60_000
@@ -35,16 +35,6 @@ def fed_engine(minutes: int, seed: int = 1) -> tuple[Engine, int]:
         engine.ingest(ids, [now] * len(ids), {"pm2_5": vals}, [bool(k % 7 == 0) for k in range(45)])
         engine.tick(now)
     return engine, now
-
-
-def same_state(a: dict[str, npt.NDArray[np.generic]],
-               b: dict[str, npt.NDArray[np.generic]]) -> None:
-    assert sorted(a) == sorted(b)
-    for k in a:
-        if k == "meta":
-            assert json.loads(bytes(a[k]).decode()) == json.loads(bytes(b[k]).decode())
-        else:
-            assert np.array_equal(a[k], b[k], equal_nan=True), k
 
 
 def test_background_snapshot_restores_the_engine_as_it_was_copied(tmp_path: Path) -> None:

@@ -53,6 +53,26 @@ RULES = """rules:
 """
 
 
+def registered_collector(tmp_path: Path, mosquitto: Mosquitto, influx: InfluxDB,
+                         database: str) -> tuple[Path, Collector, TopicWatcher]:
+    """A collector with REGISTRY and RULES (not yet started), and a watcher of its alerts."""
+    work = tmp_path / "collector"
+    work.mkdir()
+    (work / "registry.yaml").write_text(REGISTRY, encoding="utf-8")
+    (work / "rules.yaml").write_text(RULES)
+    collector = Collector(work, mosquitto.port, influx.url, database, extra=(
+        '[rules]\nfiles = ["rules.yaml"]\ntick_interval_s = 0.2\n'
+        '[registry]\nfile = "registry.yaml"\n[alerting]\nenabled = false\n'))
+    return work, collector, TopicWatcher(mosquitto.port, "airgrid/v1/alerts/#")
+
+
+def publish_w1(app: TopicWatcher, seq: int, value: float) -> None:
+    """One PM2.5 reading of device w-1, taken now."""
+    r = Reading(seq=seq, ts=int(time.time() * 1000), sensor="pms5003", pm2_5=value)
+    app.client.publish(up_topic("w-1"), encode_up(UpBatch(
+        v=SCHEMA_VERSION, device="w-1", boot="b", readings=(r,))), qos=1)
+
+
 def test_registry_contacts(tmp_path: Path) -> None:
     reg = tmp_path / "registry.yaml"
     reg.write_text(REGISTRY, encoding="utf-8")
@@ -73,20 +93,9 @@ def test_registry_contacts(tmp_path: Path) -> None:
 def test_deadman_covers_never_seen_devices_and_windows_survive_a_restart(
         tmp_path: Path, mosquitto: Mosquitto, shared_influxdb: InfluxDB,
         influx_db_name: str) -> None:
-    work = tmp_path / "collector"
-    work.mkdir()
-    (work / "registry.yaml").write_text(REGISTRY, encoding="utf-8")
-    (work / "rules.yaml").write_text(RULES)
-    collector = Collector(work, mosquitto.port, shared_influxdb.url, influx_db_name, extra=(
-        '[rules]\nfiles = ["rules.yaml"]\ntick_interval_s = 0.2\n'
-        '[registry]\nfile = "registry.yaml"\n[alerting]\nenabled = false\n'))
-    app = TopicWatcher(mosquitto.port, "airgrid/v1/alerts/#")
+    work, collector, app = registered_collector(tmp_path, mosquitto, shared_influxdb,
+                                                influx_db_name)
     log = collector.log
-
-    def publish(seq: int, value: float) -> None:
-        r = Reading(seq=seq, ts=int(time.time() * 1000), sensor="pms5003", pm2_5=value)
-        app.client.publish(up_topic("w-1"), encode_up(UpBatch(
-            v=SCHEMA_VERSION, device="w-1", boot="b", readings=(r,))), qos=1)
 
     def fired(rule: str, subject: str) -> int:
         return sum(1 for e in app.decoded() if e["data"]["state"] == "firing"
@@ -97,7 +106,7 @@ def test_deadman_covers_never_seen_devices_and_windows_survive_a_restart(
         # deadman: the registered device that never reported is caught
         assert wait_for(lambda: fired("silent", "w-never") == 1, 20), log.read_text()
         # one high reading: the hour's mean is 300, the alert fires
-        publish(1, 300.0)
+        publish_w1(app, 1, 300.0)
         assert wait_for(lambda: fired("pm25_heavy", "w-1") == 1, 10), log.read_text()
         collector.stop()
         assert (work / "collector-state" / "engine.npz").exists()
@@ -106,9 +115,9 @@ def test_deadman_covers_never_seen_devices_and_windows_survive_a_restart(
         # After the restart the restored window still holds the 300: with 20 and 300 more
         # the mean stays above 150 and the alert neither resolves nor fires again (a fresh
         # engine would see 20 then a mean of 160 and fire a second time).
-        publish(2, 20.0)
+        publish_w1(app, 2, 20.0)
         time.sleep(0.5)
-        publish(3, 300.0)
+        publish_w1(app, 3, 300.0)
         time.sleep(2.0)
         states = [e["data"]["state"] for e in app.decoded()
                   if e["subject"] == "w-1" and e["data"]["rule"] == "pm25_heavy"]
@@ -125,14 +134,8 @@ def test_a_damaged_engine_state_is_set_aside_counted_and_the_collector_runs_on(
     half-restore the engine and fail at a later tick; or bytes cut off) is refused whole
     at start-up: named in the log, renamed `.refused`, counted in the metrics; the
     collector starts with empty windows and goes on storing readings and alerting."""
-    work = tmp_path / "collector"
-    work.mkdir()
-    (work / "registry.yaml").write_text(REGISTRY, encoding="utf-8")
-    (work / "rules.yaml").write_text(RULES)
-    collector = Collector(work, mosquitto.port, shared_influxdb.url, influx_db_name, extra=(
-        '[rules]\nfiles = ["rules.yaml"]\ntick_interval_s = 0.2\n'
-        '[registry]\nfile = "registry.yaml"\n[alerting]\nenabled = false\n'))
-    app = TopicWatcher(mosquitto.port, "airgrid/v1/alerts/#")
+    work, collector, app = registered_collector(tmp_path, mosquitto, shared_influxdb,
+                                                influx_db_name)
     saved = work / "collector-state" / "engine.npz"
     seq = 0
 
@@ -140,9 +143,7 @@ def test_a_damaged_engine_state_is_set_aside_counted_and_the_collector_runs_on(
         nonlocal seq
         seq += 1
         before = fired()
-        r = Reading(seq=seq, ts=int(time.time() * 1000), sensor="pms5003", pm2_5=value)
-        app.client.publish(up_topic("w-1"), encode_up(UpBatch(
-            v=SCHEMA_VERSION, device="w-1", boot="b", readings=(r,))), qos=1)
+        publish_w1(app, seq, value)
         return wait_for(lambda: fired() > before, 10)
 
     def fired() -> int:
@@ -205,10 +206,8 @@ def test_a_reading_over_the_threshold_alerts_on_arrival_not_on_the_timer(
     collector.start()  # its first timer tick runs at start; the next one 30 s later
     try:
         for seq, value in ((1, 40.0), (2, 300.0)):
-            r = Reading(seq=seq, ts=int(time.time() * 1000), sensor="pms5003", pm2_5=value)
             sent = time.monotonic()
-            app.client.publish(up_topic("w-1"), encode_up(UpBatch(
-                v=SCHEMA_VERSION, device="w-1", boot="b", readings=(r,))), qos=1)
+            publish_w1(app, seq, value)
             if value < 150:
                 assert wait_for(lambda: collector.metric(
                     "airgrid_collector_readings_stored_total") == 1, 10), log_of(work)

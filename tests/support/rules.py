@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
 
 from alert_rules.engine import Engine
 from alert_rules.registry import Device
@@ -41,3 +45,14 @@ def states(events: list[tuple[int, Transition]], rule: str | None = None,
            subject: str | None = None) -> list[tuple[int, str]]:
     return [(i, t.state) for i, t in events
             if (rule is None or t.rule == rule) and (subject is None or t.subject == subject)]
+
+
+def same_state(a: dict[str, npt.NDArray[np.generic]],
+               b: dict[str, npt.NDArray[np.generic]]) -> None:
+    """Two engines' `snapshot_arrays` hold the same state (NaN equal to NaN)."""
+    assert sorted(a) == sorted(b)
+    for k in a:
+        if k == "meta":
+            assert json.loads(bytes(a[k]).decode()) == json.loads(bytes(b[k]).decode())
+        else:
+            assert np.array_equal(a[k], b[k], equal_nan=True), k
