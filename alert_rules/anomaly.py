@@ -361,7 +361,10 @@ class Detector:
             al_mean, al_var = (_ewma(al_mean, zc, self.a_moment, n1),
                                _ewma(al_var, (zc - al_mean) ** 2, self.a_moment, n1))
             z = np.maximum(z, z_al / self.k_likelihood)
-        score = z * z / (z * z + self.z0 * self.z0)
+        # beyond 1e100 spreads the score is 1 anyway, and z² would overflow to inf / inf
+        # (a reading of 5e-324 after a run of zeros, then 1: a V far beyond any floor)
+        zs = np.minimum(z, 1e100)
+        score = zs * zs / (zs * zs + self.z0 * self.z0)
         # 1 where the score is about the previous reading (vspike decided it): whoever
         # checks the reading against its neighbours must look at that reading
         about_prev = (z_v / (self.k_vspike * rate_v) >= z).astype(np.float64) * (z > 0)
