@@ -124,6 +124,13 @@ class SensorFaultRule(RuleBase):
     #: never unlearned: every later step was judged against it. One learned over days is
     #: trusted (a long local plume must not unteach it). 0: never
     usual_doubt: int = 24
+    #: shift: time constant of a second, slow EWMA of the same log-ratio (`UsualRatio.anchor`,
+    #: ms; 0: none), learned at the same updates. A slow drift teaches the usual ratio
+    #: (12 h) step by step, each step within `ratio`×, so it is never a departure from
+    #: it; a device `ratio`× from its anchor is. Consulted once the usual ratio is past
+    #: its doubt (`usual_doubt` updates), and learned afresh with it: a young usual ratio
+    #: and an anchor that disagree would each let go the other's step
+    anchor_tau_ms: int = 7 * 24 * 3_600_000
     last_over: npt.NDArray[np.bool_] = dataclasses.field(
         default_factory=lambda: np.zeros(0, bool), repr=False)
     onset_ms: IntArr = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
@@ -435,7 +442,7 @@ class SensorFaultRule(RuleBase):
         vals = self._latest_at(fleet, around, now_ms)
         med, enough = self._median_of(around, vals)
         x = latest[due]
-        u, c = us.log_ratio[r], us.count[r]
+        u, c, anchor = us.log_ratio[r], us.count[r], us.anchor[r]
         known = c >= self.usual_after
         need = np.log(self.ratio)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -444,9 +451,16 @@ class SensorFaultRule(RuleBase):
             # below the sensors' own noise (µg/m³) a ratio says nothing
             ok = enough & np.isfinite(lr) & (np.maximum(x, med) >= self.min_excess)
             far = known & (np.abs(dev) >= need)
-            level = med * np.exp(u)
-            depart = ok & far & (np.abs(x - level) >= self.min_excess)
-            # in clean air: far from the usual ratio beyond the ratio's own noise
+            # `ratio`× from the anchor though not from the usual ratio: a drift the
+            # usual ratio has learned, judged from the anchor
+            anchored = ((self.anchor_tau_ms > 0) & (c >= max(self.usual_doubt, self.usual_after))
+                        & (np.abs(lr - anchor) >= need) & ~far)
+            home = np.where(anchored, anchor, u)
+            level = med * np.exp(home)
+            depart = ok & (far | anchored) & (np.abs(x - level) >= self.min_excess)
+            # in clean air: far from the usual ratio beyond the ratio's own noise. Not
+            # from the anchor: a sensor's offset makes its ratio at a few µg/m³ another
+            # than in haze, which a week's anchor mixes and a day's usual ratio follows
             quiet = np.flatnonzero(~depart & enough & np.isfinite(lr) & far)
             if quiet.size:
                 depart[quiet] = self._beyond_noise(r[quiet], np.abs(x - level)[quiet],
@@ -454,8 +468,9 @@ class SensorFaultRule(RuleBase):
         # a ratio already `ratio`× from the usual one is followed as a shift or, too
         # close in µg/m³ to tell (clean air), skipped: never learned, or a fault through
         # a clean night would teach the device its faulty ratio, clipped step by step,
-        # and its end would be called a shift
-        learn = ok & ~far
+        # and its end would be called a shift (one only `ratio`× from the anchor is
+        # learned unless followed)
+        learn = ok & ~far & ~depart
         # the mean of the first updates, then an EWMA of time constant usual_tau_ms whose
         # steps are clipped (a plume or a missed fault moves it only slowly). An update
         # weighs the time since the last one it could have been, at most an update
@@ -470,11 +485,18 @@ class SensorFaultRule(RuleBase):
         with np.errstate(invalid="ignore"):
             moved = np.where(known, np.clip(dev, -need / 2, need / 2), dev)
             us.log_ratio[r] = np.where(learn, np.where(c == 0, lr, u + a * moved), u)
+            if self.anchor_tau_ms > 0:
+                # the anchor: the same clipped steps at a weight of its own time constant;
+                # it shares the count, so it is learned afresh with the usual ratio
+                wa = np.maximum(1.0 / (c + 1.0), -np.expm1(-dt / self.anchor_tau_ms))
+                to = np.where(known, np.clip(lr - anchor, -need / 2, need / 2), lr - anchor)
+                us.anchor[r] = np.where(learn, np.where(np.isnan(anchor), lr, anchor + wa * to),
+                                        anchor)
             # the ratio's spread: a running mean of its distance from the usual ratio
             # at the same updates, clean air included (there the sensors' additive noise
             # is most of the reading, and the spread must say so); the first update has
             # no distance yet
-            noisy = enough & np.isfinite(lr) & ~far & (c >= 1)
+            noisy = enough & np.isfinite(lr) & ~far & ~depart & (c >= 1)
             us.spread[r] = _running_mean(us.spread[r], np.minimum(np.abs(dev), need), a, c,
                                          noisy)
             # and its distance in the series' units over the last few updates: the
@@ -492,8 +514,8 @@ class SensorFaultRule(RuleBase):
             return r[:0], np.zeros(0)
         gr = r[depart]
         tr = self.track
-        tr.ref[gr] = np.exp(u[depart])
-        tr.up[gr] = dev[depart] > 0
+        tr.ref[gr] = np.exp(home[depart])
+        tr.up[gr] = (lr - home)[depart] > 0
         # a neighbour whose usual ratio is not known is taken to read as the median:
         # its level before this reading would already hold a plume that began before
         around_g = nbr[gr]
@@ -893,7 +915,9 @@ class UsualRatio:
     updates (`bias`): one side of it for hours says the usual ratio is wrong. Until it is
     trusted, `home` (NaN: none) is the log ratio the device left at its last step that
     was alerted: a young device's next step is judged from there (its return is no new
-    fault, its leaving again after a moment back is the same one)."""
+    fault, its leaving again after a moment back is the same one). `anchor` (NaN: none)
+    is a slower EWMA of the same log ratio, learned at the same updates and afresh with
+    it: what a slow drift cannot teach in a day."""
 
     log_ratio: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
     spread: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
@@ -904,12 +928,14 @@ class UsualRatio:
     at_prev: IntArr = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
     bias: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
     home: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
+    anchor: FloatArr = dataclasses.field(default_factory=lambda: np.zeros(0))
 
     def fit(self, n: int) -> None:
         grow = n - self.log_ratio.size
         if grow <= 0:
             return
         self.home = np.r_[self.home, np.full(grow, np.nan)]
+        self.anchor = np.r_[self.anchor, np.full(grow, np.nan)]
         self.log_ratio = np.r_[self.log_ratio, np.full(grow, np.nan)]
         self.spread = np.r_[self.spread, np.full(grow, np.nan)]
         self.noise = np.r_[self.noise, np.full(grow, np.nan)]
@@ -928,6 +954,7 @@ class UsualRatio:
         self.at_prev[rows] = 0
         self.bias[rows] = 0.0
         self.home[rows] = np.nan
+        self.anchor[rows] = np.nan
 
     def copy_from(self, rows: IntArr, src: UsualRatio, src_rows: IntArr) -> None:
         if not rows.size or not src.log_ratio.size:
@@ -943,11 +970,12 @@ class UsualRatio:
         self.at_prev[rows] = src.at_prev[src_rows]
         self.bias[rows] = src.bias[src_rows]
         self.home[rows] = src.home[src_rows]
+        self.anchor[rows] = src.anchor[src_rows]
 
     def arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         return {"log_ratio": self.log_ratio, "spread": self.spread, "noise": self.noise,
                 "count": self.count, "at_ms": self.at_ms, "at_prev": self.at_prev,
-                "bias": self.bias, "home": self.home}
+                "bias": self.bias, "home": self.home, "anchor": self.anchor}
 
     def load(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
         if not arrays:
@@ -955,7 +983,7 @@ class UsualRatio:
         n = one_length(arrays, "usual ratios", {"log_ratio": np.float64, "count": np.int32,
                                                 "at_ms": np.int64, "at_prev": np.int64,
                                                 "bias": np.float64})
-        for k in ("spread", "noise", "home"):
+        for k in ("spread", "noise", "home", "anchor"):
             if k in arrays:
                 checked(arrays, k, (n,), np.float64)
         self.log_ratio = arrays["log_ratio"].astype(np.float64)
@@ -964,6 +992,9 @@ class UsualRatio:
         for k in ("spread", "noise", "home"):
             setattr(self, k, arrays[k].astype(np.float64) if k in arrays
                     else np.full(self.log_ratio.size, np.nan))
+        # before the anchor was kept: it starts at the usual ratio
+        self.anchor = (arrays["anchor"].astype(np.float64) if "anchor" in arrays
+                       else self.log_ratio.copy())
         self.count = arrays["count"].astype(np.int32)
         self.at_ms = arrays["at_ms"].astype(np.int64)
         self.at_prev = arrays["at_prev"].astype(np.int64)

@@ -359,6 +359,8 @@ class SensorFaultSpec(RuleSpec, frozen=True, tag="sensor_fault", kw_only=True):
     #: while that ratio rests on fewer updates; one side for that long and the usual
     #: ratio is learned afresh (0: never)
     usual_doubt: Count = 24
+    #: shift: time constant of the slow anchor a learned drift is judged from (0: none)
+    anchor_tau_ms: Duration = msgspec.field(default=7 * 24 * 3_600_000, name="usual_anchor")
 
 
 def _sensor_fault(s: SensorFaultSpec) -> RuleBase:
@@ -371,7 +373,8 @@ def _sensor_fault(s: SensorFaultSpec) -> RuleBase:
                            min_excess=s.min_excess, noise_k=s.noise_k,
                            usual_tau_ms=s.usual_tau_ms,
                            usual_every_ms=s.usual_every_ms,
-                           usual_after=max(1, s.usual_after), usual_doubt=s.usual_doubt)
+                           usual_after=max(1, s.usual_after), usual_doubt=s.usual_doubt,
+                           anchor_tau_ms=s.anchor_tau_ms)
 
 
 _Builder = tuple[type[RuleSpec], Callable[[Any], RuleBase]]

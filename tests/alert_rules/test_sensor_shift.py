@@ -425,6 +425,9 @@ def test_a_usual_ratio_learned_through_a_fault_in_the_first_hour_is_learned_afre
         got[doubt] = states(run_series(e, readings), "shift")
         usual = float(np.exp(e.rules[0].usual.log_ratio[e.fleet.index["d"]]))
         assert (abs(usual / (GAIN["d"] / others) - 1) < 0.1) == (doubt > 0), (doubt, usual)
+        # the slow anchor is learned afresh with it, or it would hold the fault for a week
+        anchor = float(np.exp(e.rules[0].usual.anchor[e.fleet.index["d"]]))
+        assert (abs(anchor / (GAIN["d"] / others) - 1) < 0.1) == (doubt > 0), (doubt, anchor)
     assert got[0] == [(422, "firing"), (700, "resolved"), (731, "firing")]
     fired, resolved, real, end = got[24]
     assert fired == (422, "firing") and resolved[1] == "resolved"
@@ -480,3 +483,30 @@ def test_a_neighbour_s_clean_air_noise_does_not_share_a_fault(tmp_path: Path) ->
     ev = run_series(e, readings)
     assert states(ev, "shift", "d") == [(31, "firing"), (50, "resolved")]
     assert states(ev, "shift") == states(ev, "shift", "d")
+
+
+def test_a_slow_drift_the_usual_ratio_learns_is_judged_from_the_anchor(
+        tmp_path: Path) -> None:
+    """Two days at its usual ratio, then "d" drifts to 2× its neighbours over two days
+    (a fouling inlet, an ageing laser), holds there half a day and is mended. Each
+    half-hour update moves the 12-hour usual ratio within `ratio`×, so it learns the
+    drift and sees no departure; the week-long anchor does: one alert, from within the
+    drift until the sensor is mended. Without the anchor nothing fires during the drift,
+    and the repair is a new fault, a step down from the ratio it learned."""
+    flat, ramp, hold, after = 96, 96, 24, 24
+    n = flat + ramp + hold + after
+    scale = np.ones(n)
+    scale[flat:flat + ramp] = 2.0 ** (np.arange(1, ramp + 1) / ramp)
+    scale[flat + ramp:flat + ramp + hold] = 2.0
+    readings = sensed(air(n, seed=4), {"d": scale})
+    half_hour = SHIFT.replace("usual_every: 10m  # the usual ratio trusted after an hour "
+                              "(six updates)", "usual_every: 30m")
+    got = {}
+    for anchor in ("7d", "0"):
+        e = engine_from(tmp_path, half_hour + f"    usual_anchor: {anchor}\n", registry())
+        got[anchor] = states(run_series(e, readings, step_ms=30 * MIN), "shift")
+    fired, resolved = got["7d"]
+    assert fired[1] == "firing" and flat + ramp // 2 <= fired[0] < flat + ramp, got
+    assert resolved == (flat + ramp + hold, "resolved"), got
+    assert [s for i, s in got["0"] if i < flat + ramp + hold] == [], got
+    assert got["0"][:1] == [(flat + ramp + hold + 1, "firing")], got
