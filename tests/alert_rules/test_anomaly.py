@@ -330,3 +330,26 @@ def test_a_state_saved_when_the_v_was_judged_on_the_raw_series_is_carried_over()
     assert 0.5 < ratio < 2.0, ratio
     after = [loaded.update(row, x[i:i + 1], ts[i:i + 1])[0] for i in range(2 * DAY, 3 * DAY)]
     assert max(after) < 0.9
+
+
+def test_a_reading_beyond_the_devices_whole_range_is_an_extreme_below_the_alert() -> None:
+    # a device that has swung between 40 and 60 for 200 readings: 61.5 is beyond the
+    # range by more than 5 % of it (61), 60.9 is not; the extreme scores 0.8 (z = 4),
+    # under the anomaly rule's 0.9; in its first readings the range is not yet judged
+    ts0 = 1_700_000_000_000
+    row = np.zeros(1, np.int64)
+    for after, probe, extreme in ((200, 61.5, True), (200, 60.9, False), (30, 61.5, False),
+                                  (200, 39.1, False), (200, 38.5, True)):
+        det = Detector()
+        for i in range(after):
+            det.update(row, np.array([50.0 + 10.0 * np.sin(i / 5.0)]),
+                       np.array([ts0 + i * STEP_MS]))
+        det.update(row, np.array([probe]), np.array([ts0 + after * STEP_MS]))
+        assert (det.parts["extreme"][0] == det.extreme_z) == extreme, (after, probe)
+    assert det.extreme_z ** 2 / (det.extreme_z ** 2 + det.z0 ** 2) == pytest.approx(0.8)
+    # off when its tolerance is 0
+    det = Detector(extreme_tol=0.0)
+    for i in range(200):
+        det.update(row, np.array([50.0 + 10.0 * np.sin(i / 5.0)]), np.array([ts0 + i * STEP_MS]))
+    det.update(row, np.array([500.0]), np.array([ts0 + 200 * STEP_MS]))
+    assert det.parts["extreme"][0] == 0.0
