@@ -69,8 +69,9 @@ _COLUMNS: dict[str, float] = {
     "mag": 0.0, "al_short": 0.0, "al_mean": 0.0, "al_var": 0.0,
     "prev": np.nan, "vscale": 0.0, "vfast": 0.0, "out_run": 0.0, "dt": 0.0, "t_last": 0,
     "about_prev": 0.0, "zero_rate": 0.0, "own_fault": 0.0, "lo": np.nan, "hi": np.nan,
+    "in_range": 0,
 }
-_INT = ("seen", "run", "first_ms", "t_last")
+_INT = ("seen", "run", "first_ms", "t_last", "in_range")
 COMPONENTS = ("spike", "vspike", "shift", "variance", "drift", "daily", "stuck",
               "zeros", "extreme", "likelihood")
 
@@ -358,7 +359,9 @@ class Detector:
             tol = self.extreme_tol * (hi - lo)
             with np.errstate(invalid="ignore"):  # NaN: no range yet
                 beyond = (tol > 0) & ((raw > hi + tol) | (raw < lo - tol))
-            z_ext = np.where(beyond & (seen >= self.moment_warmup), self.extreme_z, 0.0)
+            # judged once the range holds as many readings as shift and variance need
+            # (its own count: a state saved before the range was kept starts it afresh)
+            z_ext = np.where(beyond & (c["in_range"] >= self.moment_warmup), self.extreme_z, 0.0)
         z = np.maximum.reduce([z_spike / (self.k_spike * rate), z_v / (self.k_vspike * rate_v),
                                z_shift / self.k_shift,
                                z_var / self.k_variance, z_drift / self.k_drift,
@@ -410,7 +413,7 @@ class Detector:
                # a copy: `last` may be a view of the column written just before
                "prev": np.array(c["last"], copy=True), "t_last": c["t_last"] if t is None else t,
                "about_prev": about_prev, "zero_rate": zero_rate, "own_fault": own_fault,
-               "lo": np.fmin(lo, raw), "hi": np.fmax(hi, raw)}
+               "lo": np.fmin(lo, raw), "hi": np.fmax(hi, raw), "in_range": c["in_range"] + 1}
         for k, v in new.items():
             self.cols[k][at] = v
         out[ok] = score

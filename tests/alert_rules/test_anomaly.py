@@ -353,3 +353,24 @@ def test_a_reading_beyond_the_devices_whole_range_is_an_extreme_below_the_alert(
         det.update(row, np.array([50.0 + 10.0 * np.sin(i / 5.0)]), np.array([ts0 + i * STEP_MS]))
     det.update(row, np.array([500.0]), np.array([ts0 + 200 * STEP_MS]))
     assert det.parts["extreme"][0] == 0.0
+
+
+def test_a_state_saved_before_the_range_was_kept_learns_it_afresh_before_judging() -> None:
+    # restored from a state without the range, a device's next readings are not judged
+    # against the two or three it has read since: its range is judged after 60 of its own
+    ts0 = 1_700_000_000_000
+    row = np.zeros(1, np.int64)
+    det = Detector()
+    x = 50.0 + 10.0 * np.sin(np.arange(300) / 5.0)
+    for i in range(200):
+        det.update(row, x[i:i + 1], np.array([ts0 + i * STEP_MS]))
+    old = {k: v for k, v in det.arrays().items() if k not in ("lo", "hi", "in_range")}
+    restored = Detector()
+    restored.load(old)
+    extremes = []
+    for i in range(200, 300):
+        restored.update(row, x[i:i + 1], np.array([ts0 + i * STEP_MS]))
+        extremes.append(float(restored.parts["extreme"][0]))
+    # the first readings after the restart widen a tiny range at nearly every step
+    assert not any(extremes[:60]), extremes[:60]
+    assert restored.cols["in_range"][0] == 100
