@@ -212,6 +212,7 @@ def test_the_usual_ratio_survives_a_restart_through_the_engine_snapshot(
     restored.restore(blob)
     before, after = warm.rules[0], restored.rules[0]
     np.testing.assert_array_equal(after.usual.log_ratio[:6], before.usual.log_ratio[:6])
+    np.testing.assert_array_equal(after.usual.anchor[:6], before.usual.anchor[:6])
     np.testing.assert_array_equal(after.usual.count[:6], before.usual.count[:6])
     # and the ratio's noise, which clean-air departures are judged against
     for kept in (after.usual.spread, after.usual.noise):
@@ -510,3 +511,18 @@ def test_a_slow_drift_the_usual_ratio_learns_is_judged_from_the_anchor(
     assert resolved == (flat + ramp + hold, "resolved"), got
     assert [s for i, s in got["0"] if i < flat + ramp + hold] == [], got
     assert got["0"][:1] == [(flat + ramp + hold + 1, "firing")], got
+
+
+def test_a_snapshot_from_before_the_anchor_starts_it_at_the_usual_ratio() -> None:
+    from alert_rules.rule_sensor_fault import UsualRatio
+
+    saved = UsualRatio()
+    saved.fit(3)
+    saved.log_ratio[:] = [0.1, np.nan, -0.3]
+    saved.count[:] = [30, 0, 7]
+    old = {k: v for k, v in saved.arrays().items() if k != "anchor"}
+    loaded = UsualRatio()
+    loaded.load(old)
+    np.testing.assert_array_equal(loaded.anchor, [0.1, np.nan, -0.3])
+    loaded.anchor[0] = 9.0  # its own column, not the usual ratio's
+    assert loaded.log_ratio[0] == 0.1
