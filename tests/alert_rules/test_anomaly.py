@@ -332,45 +332,40 @@ def test_a_state_saved_when_the_v_was_judged_on_the_raw_series_is_carried_over()
     assert max(after) < 0.9
 
 
+def swing(det: Detector, first: int, last: int, probe: float | None = None) -> list[float]:
+    """Readings first..last-1 of a device swinging between 40 and 60, 10 minutes apart,
+    then `probe` (if any) at the next time; the extreme statistic after each."""
+    x = [50.0 + 10.0 * np.sin(i / 5.0) for i in range(first, last)]
+    row = np.zeros(1, np.int64)
+    out = []
+    for i, v in enumerate([*x, *([] if probe is None else [probe])], first):
+        det.update(row, np.array([v]), np.array([1_700_000_000_000 + i * STEP_MS]))
+        out.append(float(det.parts["extreme"][0]))
+    return out
+
+
 def test_a_reading_beyond_the_devices_whole_range_is_an_extreme_below_the_alert() -> None:
     # a device that has swung between 40 and 60 for 200 readings: 61.5 is beyond the
     # range by more than 5 % of it (61), 60.9 is not; the extreme scores 0.8 (z = 4),
     # under the anomaly rule's 0.9; in its first readings the range is not yet judged
-    ts0 = 1_700_000_000_000
-    row = np.zeros(1, np.int64)
     for after, probe, extreme in ((200, 61.5, True), (200, 60.9, False), (30, 61.5, False),
                                   (200, 39.1, False), (200, 38.5, True)):
         det = Detector()
-        for i in range(after):
-            det.update(row, np.array([50.0 + 10.0 * np.sin(i / 5.0)]),
-                       np.array([ts0 + i * STEP_MS]))
-        det.update(row, np.array([probe]), np.array([ts0 + after * STEP_MS]))
-        assert (det.parts["extreme"][0] == det.extreme_z) == extreme, (after, probe)
+        assert (swing(det, 0, after, probe)[-1] == det.extreme_z) == extreme, (after, probe)
     assert det.extreme_z ** 2 / (det.extreme_z ** 2 + det.z0 ** 2) == pytest.approx(0.8)
     # off when its tolerance is 0
-    det = Detector(extreme_tol=0.0)
-    for i in range(200):
-        det.update(row, np.array([50.0 + 10.0 * np.sin(i / 5.0)]), np.array([ts0 + i * STEP_MS]))
-    det.update(row, np.array([500.0]), np.array([ts0 + 200 * STEP_MS]))
-    assert det.parts["extreme"][0] == 0.0
+    assert swing(Detector(extreme_tol=0.0), 0, 200, 500.0)[-1] == 0.0
 
 
 def test_a_state_saved_before_the_range_was_kept_learns_it_afresh_before_judging() -> None:
     # restored from a state without the range, a device's next readings are not judged
     # against the two or three it has read since: its range is judged after 60 of its own
-    ts0 = 1_700_000_000_000
-    row = np.zeros(1, np.int64)
     det = Detector()
-    x = 50.0 + 10.0 * np.sin(np.arange(300) / 5.0)
-    for i in range(200):
-        det.update(row, x[i:i + 1], np.array([ts0 + i * STEP_MS]))
+    swing(det, 0, 200)
     old = {k: v for k, v in det.arrays().items() if k not in ("lo", "hi", "in_range")}
     restored = Detector()
     restored.load(old)
-    extremes = []
-    for i in range(200, 300):
-        restored.update(row, x[i:i + 1], np.array([ts0 + i * STEP_MS]))
-        extremes.append(float(restored.parts["extreme"][0]))
+    extremes = swing(restored, 200, 300)
     # the first readings after the restart widen a tiny range at nearly every step
     assert not any(extremes[:60]), extremes[:60]
     assert restored.cols["in_range"][0] == 100
