@@ -17,8 +17,10 @@ on this device, so nothing depends on the series' units (x and 1000·x score the
 - variance: log of the fast over the slow residual scale, over its own running RMS —
   noise that grows (a failing fan) or collapses (a sensor that stops sensing);
 - drift: a medium-speed level against a slow one, over its own running RMS;
-- daily: the fast level against this device's own hour-of-day profile (24 bins), over
-  that profile's running RMS — a broken daily pattern;
+- daily: the fast level against this device's own hour-of-day profile of its readings
+  (24 bins), over that profile's running RMS — a broken daily pattern; not where a bin
+  beside holds it (a day a little early or late) or the level is catching up with a
+  step to a reading a bin beside holds;
 - stuck: the surprise of a run of identical readings, −run·log(p), with p the device's
   own running rate of repeats (a sensor at 0.1 µg/m³ resolution in clean air repeats
   often; one that repeats rarely is stuck after a few);
@@ -27,6 +29,10 @@ on this device, so nothing depends on the series' units (x and 1000·x score the
   of that range (Numenta's detector on the benchmark calls this a spatial anomaly): a
   shift or a drift out of the series' whole history is found at once. A fixed, moderate
   z (`extreme_z`), since a long-lived device sets a new record now and then.
+
+Context: an outlier against the recent level that the hour-of-day profile holds (this
+hour ±1, on earlier days) is judged from the profile by the spike, shift and variance
+statistics, so a daily on/off or a morning rush is learned, not alarmed every day.
 
 Normalising each statistic by its own running second moment is what Numenta's anomaly
 likelihood does for its raw scores (judge a score against the recent distribution of
@@ -97,6 +103,18 @@ class Detector:
     a_moment: float = 0.005  # running second moments of the statistics
     a_fast: float = 0.3  # the level compared with the daily profile
     a_day: float = 0.1  # per visit of an hour-of-day bin (~10 days of memory)
+    # context (docs/decisions.md, "A daily on/off is no anomaly"): a reading far from the
+    # recent level that the hour-of-day profile (±1 h) holds, to within `context_share`
+    # of that distance, is judged from the profile
+    context: bool = True
+    context_share: float = 0.25
+    # the daily statistic is not judged where a bin beside this one holds the fast
+    # level (to within context_share of its distance from this bin: a day a little
+    # early or late), nor where the fast level is still catching up with a step (by
+    # more than `day_settle` scales) to a reading that a bin beside holds (to within
+    # `day_reading` of that distance)
+    day_reading: float = 0.5
+    day_settle: float = 2.0
     warmup: int = 12  # readings before spike and stuck are scored
     moment_warmup: int = 60  # readings before shift, variance and drift are scored
     day_warmup_ms: int = 3 * DAY_MS  # age before the daily profile is trusted
@@ -238,7 +256,25 @@ class Detector:
         scale = np.where(scale > 0, scale, np.maximum(np.abs(c["level"]), 1.0) * 1e-9 + TINY)
         r = np.where(first, 0.0, x - c["level"])
         n1 = np.maximum(seen - 1, 0)
-        z_spike, spike_ms = self._moment(r / (1.2533 * scale), c["spike_ms"], n1)
+        # context: an outlier against the recent level that is what this device read at
+        # this time of day (±1 h) on earlier days is judged from there (a daily on/off,
+        # a morning rush) by the spike, shift and variance statistics; the level itself
+        # still follows the reading. Outliers only (a few rows): the gathers are dear
+        r_ctx = r
+        if t is not None and self.context:
+            far = np.flatnonzero(np.abs(r) > self.clip * scale)
+            fm = c["first_ms"][far]
+            far = far[(fm >= 0) & (t[far] - fm >= self.day_warmup_ms)]
+            if far.size:
+                near = self._profile_nearest(rows[far], (t[far] // HOUR_MS) % 24, x[far],
+                                             (-1, 0, 1))
+                # no nearer than an ordinary residual: a step the profile holds must
+                # not look like the noise collapsing (NaN, no profile: not explained)
+                gap = np.maximum(np.abs(x[far] - near), scale[far])
+                r_ctx = r.copy()
+                r_ctx[far] = np.where(gap < self.context_share * np.abs(r[far]),
+                                      np.sign(r[far]) * gap, r[far])
+        z_spike, spike_ms = self._moment(r_ctx / (1.2533 * scale), c["spike_ms"], n1)
         rc = np.clip(r, -self.clip * scale, self.clip * scale)
         # a clipped residual still counts fully once the scale is unknown (first readings)
         rc = np.where(seen < 3, r, rc)
@@ -257,10 +293,10 @@ class Detector:
         new_scale = np.where(first, 0.0, _ewma(c["scale"], ar, self.a_scale, n1))
         slow_scale = np.where(first, 0.0, _ewma(c["slow_scale"], ar, self.a_slow_scale, n1))
         # the fast scale sees residuals clipped much later: it is the one meant to grow
-        big = np.minimum(np.abs(r), 4 * self.clip * scale)
+        big = np.minimum(np.abs(r_ctx), 4 * self.clip * scale)
         fast_scale = np.where(first, 0.0, _ewma(c["fast_scale"], big, self.a_fast_scale, n1))
         # shift: fast EWMA of the scaled residual, against its own running RMS
-        u = np.clip(r / (1.2533 * scale), -3 * self.clip, 3 * self.clip)
+        u = np.clip(r_ctx / (1.2533 * scale), -3 * self.clip, 3 * self.clip)
         u = np.where(first, 0.0, u)
         shift = _ewma(c["shift"], u, self.a_shift, n1)
         z_shift, shift_ms = self._moment(shift, c["shift_ms"], n1)
@@ -341,7 +377,24 @@ class Detector:
                           0.0)
             z_day, day_ms = self._moment(dd, c["day_ms"], n1)
             z_day = np.where((t - first_ms >= self.day_warmup_ms) & (pn >= 3), z_day, 0.0)
-            self.profile[rows, h] = np.where(pn > 0, prof + self.a_day * (fast - prof), fast)
+            # not a broken day where a bin beside this one holds the fast level (a day a
+            # little early or late), nor where the fast level is still catching up with
+            # a step to a reading that a bin beside holds (the daily on/off switched):
+            # only for the few rows that could alert (a score of 0.5 or more)
+            odd = np.flatnonzero(z_day > 2 * self.k_daily)
+            if odd.size:
+                fo, xo = fast[odd], x[odd]
+                gap = np.abs(fo - prof[odd])
+                beside = self._profile_nearest(rows[odd], h[odd], fo, (-1, 1))
+                reading = self._profile_nearest(rows[odd], h[odd], xo, (-1, 1))
+                settling = np.abs(xo - fo) > self.day_settle * 1.2533 * np.maximum(
+                    slow_scale[odd], scale[odd])
+                early = np.abs(fo - beside) < self.context_share * gap
+                switched = (np.abs(xo - reading) < self.day_reading * gap) & settling
+                z_day[odd] = np.where(early | switched, 0.0, z_day[odd])
+            # the profile holds the readings themselves, so that a reading the hour
+            # holds is matched exactly (the fast level lags a step by a few readings)
+            self.profile[rows, h] = np.where(pn > 0, prof + self.a_day * (x - prof), x)
             self.profile_n[rows, h] = pn + 1
         # readings per day, from the device's running reading interval
         dt = c["dt"]
@@ -418,6 +471,21 @@ class Detector:
             self.cols[k][at] = v
         out[ok] = score
         return out
+
+    def _profile_nearest(self, rows: IntArr, h: IntArr, v: FloatArr, shifts: tuple[int, ...]
+                         ) -> FloatArr:
+        """The value nearest to v among these rows' hour-of-day bins h + shifts that have
+        been visited at least 3 times (NaN where none has)."""
+        near = np.full(rows.size, np.nan)
+        gap = np.full(rows.size, np.inf)
+        for dh in shifts:
+            hh = (h + dh) % 24
+            pv = self.profile[rows, hh]
+            d = np.abs(v - pv)
+            closer = (self.profile_n[rows, hh] >= 3) & (d < gap)
+            near = np.where(closer, pv, near)
+            gap = np.where(closer, d, gap)
+        return near
 
     def _power(self, x: FloatArr) -> FloatArr:
         """sign(x)·|x|^v_power (NaN stays NaN): the series the V is judged on."""

@@ -24,6 +24,9 @@ The series (`corpus`), about 100,000 readings in all, each with one to three ano
 Anomaly families: a spike; a level shift up or down that stays for 10–30 % of the series;
 a noise burst; a stuck run; a drift that ramps and holds; a run of zeros; on the
 generated series also a day without its daily cycle, and a day of frequent spikes.
+And five quiet series without anomalies (`quiet`), of the shapes such a benchmark keeps
+to charge false positives alone: a square wave (a daily on/off), a flat line, a clean
+daily cycle, a daily cycle with a little noise, and noise. Every detection there costs.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ MIN_MS = 60_000
 DAY_MS = 86_400_000
 REAL_FAMILIES = ("spike", "shift", "variance", "stuck", "drift", "zeros")
 GENERATED_FAMILIES = (*REAL_FAMILIES, "daily", "spikes")
+QUIET_SHAPES = ("square_wave", "flat", "daily_clean", "daily_noisy", "noise")
 COOLDOWN_READINGS = 100  # the EWMA reference's cooldown
 
 
@@ -120,6 +124,7 @@ class CorpusScore(TypedDict):
     found: int
     false_positives: int
     found_by_family: dict[str, str]  # family → "found/windows"
+    quiet_false_positives: dict[str, int]  # quiet shape → its detections (all false)
 
 
 def corpus_score(corpus: list[Series], scores: list[Arr],
@@ -145,9 +150,14 @@ def corpus_score(corpus: list[Series], scores: list[Arr],
         score = round(100 * (raw - null) / (perfect - null), 1)
         if best is None or score > best["score"]:
             total = {k: sum(k2 == k for s in corpus for k2 in s.kinds) for k in found}
+            quiet_fps = {shape: sum(raw_score(s, sc, thr)[2]
+                                    for s, sc in zip(corpus, scores, strict=True)
+                                    if s.name.startswith(f"quiet_{shape}_"))
+                         for shape in QUIET_SHAPES}
             best = {"score": score, "threshold": round(thr, 4), "windows": n_win,
                     "found": sum(found.values()), "false_positives": fps,
-                    "found_by_family": {k: f"{v}/{total[k]}" for k, v in found.items()}}
+                    "found_by_family": {k: f"{v}/{total[k]}" for k, v in found.items()},
+                    "quiet_false_positives": quiet_fps}
     assert best is not None
     return best
 
@@ -239,10 +249,33 @@ def generated(i: int, rng: np.random.Generator) -> Series:
     return Series(f"generated_{i}", ts, x)
 
 
+def quiet(shape: str, i: int, rng: np.random.Generator) -> Series:
+    """A series without anomalies, 14 days at 5-minute readings on its own unit: every
+    detection in it is a false positive."""
+    n = 14 * 288
+    ts = 1_500_000_000_000 + 5 * MIN_MS * np.arange(n, dtype=np.int64)
+    base = float(10 ** rng.uniform(0, 3))
+    day = np.sin((ts % DAY_MS) / DAY_MS * 2 * math.pi + rng.uniform(0, 2 * math.pi))
+    if shape == "square_wave":  # on for half the day, off for the other half
+        x = base * np.where(day > 0, 4.0, 1.0)
+    elif shape == "flat":
+        x = np.full(n, base)
+    elif shape == "daily_clean":
+        x = base * (2 + day)
+    elif shape == "daily_noisy":
+        x = base * (2 + day + rng.normal(0, 0.05, n))
+    elif shape == "noise":
+        x = base * (2 + rng.uniform(-1, 1, n))
+    else:
+        raise ValueError(shape)
+    return Series(f"quiet_{shape}_{i}", ts, np.round(x, 3))
+
+
 def corpus(real: list[tuple[str, Ints, Arr]], rng: np.random.Generator,
-           pieces: Callable[[str], int]) -> list[Series]:
+           pieces: Callable[[str], int], quiet_series: bool = True) -> list[Series]:
     """The labelled corpus from the real traces (each cut into `pieces(name)` pieces,
-    each piece on its own unit) and ten generated series."""
+    each piece on its own unit), ten generated series and (`quiet_series`) one quiet
+    series of each shape."""
     out: list[Series] = []
     for name, ts, x in real:
         k = pieces(name)
@@ -252,6 +285,9 @@ def corpus(real: list[tuple[str, Ints, Arr]], rng: np.random.Generator,
                              REAL_FAMILIES, rng))
     for i in range(10):
         out.append(label(generated(i, rng), GENERATED_FAMILIES, rng))
+    # drawn last, so that the labelled series are the same with or without them
+    if quiet_series:
+        out.extend(quiet(shape, 0, rng) for shape in QUIET_SHAPES)
     return out
 
 

@@ -369,3 +369,44 @@ def test_a_state_saved_before_the_range_was_kept_learns_it_afresh_before_judging
     # the first readings after the restart widen a tiny range at nearly every step
     assert not any(extremes[:60]), extremes[:60]
     assert restored.cols["in_range"][0] == 100
+
+
+
+FIVE_MIN = 300_000
+DAY_5 = 288  # 5-minute readings a day
+
+
+def on_off(days: int, phase_h: float = 7.3) -> npt.NDArray[np.float64]:
+    """A device on for half the day and off for the other half (5-minute readings),
+    switched at the same time every day: a fan on a timer, a plant's shift."""
+    hour = (np.arange(days * DAY_5) * FIVE_MIN / HOUR_MS - phase_h) % 24
+    return np.where(hour < 12, 80.0, 20.0)
+
+
+def scores_of(x: npt.NDArray[np.float64], **params: bool | float) -> npt.NDArray[np.float64]:
+    det = Detector(**params)  # type: ignore[arg-type]
+    row = np.zeros(1, np.int64)
+    ts = 1_700_000_000_000 + FIVE_MIN * np.arange(x.size, dtype=np.int64)
+    return np.array([det.update(row, x[i:i + 1], ts[i:i + 1])[0] for i in range(x.size)])
+
+
+@pytest.mark.parametrize("without", [{"context": False}, {"context_share": 0.0},
+                                     {"day_reading": 0.0}])
+def test_a_daily_on_off_alarms_at_every_switch_without_its_context(
+        without: dict[str, bool | float]) -> None:
+    s = scores_of(on_off(14), **without)[5 * DAY_5:]
+    assert (s >= 0.8).sum() >= 18  # nine days, two switches a day
+
+
+def test_a_daily_on_off_is_learned_and_a_missed_switch_or_a_spike_is_not() -> None:
+    x = on_off(14)
+    assert scores_of(x)[5 * DAY_5:].max() < 0.8  # the profile is trusted after 3 days
+    day = 12 * DAY_5
+    # one day the device does not come on: judged against the same hours before
+    y = x.copy()
+    y[day:day + DAY_5] = 20.0
+    assert scores_of(y)[day:day + DAY_5].max() >= 0.9
+    # and a spike on the timer is still a spike (judged when the next reading is known)
+    z = x.copy()
+    z[day + 30] *= 4
+    assert scores_of(z)[day + 30:day + 32].max() >= 0.9

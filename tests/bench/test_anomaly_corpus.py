@@ -65,3 +65,33 @@ def test_labelled_anomalies_sit_after_probation_with_windows_apart(seed: int) ->
     assert all(o >= s.probation for o in s.onsets)
     assert all(b < c for (_, b), (c, _) in itertools.pairwise(wins))
     assert np.isfinite(s.x).all()
+
+
+def test_quiet_series_have_no_window_and_every_detection_there_costs() -> None:
+    rng = np.random.default_rng(5)
+    for shape in ac.QUIET_SHAPES:
+        q = ac.quiet(shape, 0, rng)
+        assert q.onsets == [] and q.windows() == [] and np.isfinite(q.x).all()
+        assert q.x.size == 14 * 288
+    labelled = one([500])
+    q = ac.quiet("square_wave", 0, rng)
+    scores = [np.zeros(N), np.zeros(q.x.size)]
+    scores[0][450] = 1.0
+    alone = ac.corpus_score([labelled, q], scores, np.array([0.5]))
+    scores[1][[q.probation - 1, q.probation, q.x.size - 1]] = 1.0  # one in probation
+    charged = ac.corpus_score([labelled, q], scores, np.array([0.5]))
+    assert alone["score"] == 100.0
+    assert charged["false_positives"] == 2
+    assert charged["quiet_false_positives"]["square_wave"] == 2
+    assert charged["score"] == pytest.approx(round(100 * (2 - 2 * 0.11) / 2, 1))
+
+
+def test_the_labelled_series_are_the_same_with_or_without_the_quiet_ones() -> None:
+    ts = 1_500_000_000_000 + 3_600_000 * np.arange(2000, dtype=np.int64)
+    x = 50 + 10 * np.sin(np.arange(2000) / 24 * 2 * np.pi)
+    a = ac.corpus([("r", ts, x)], np.random.default_rng(3), lambda _: 2)
+    b = ac.corpus([("r", ts, x)], np.random.default_rng(3), lambda _: 2, quiet_series=False)
+    assert [s.name for s in a[:len(b)]] == [s.name for s in b]
+    assert all(np.array_equal(s.x, t.x) and s.onsets == t.onsets
+               for s, t in zip(a, b, strict=False))
+    assert [s.name for s in a[len(b):]] == [f"quiet_{shape}_0" for shape in ac.QUIET_SHAPES]

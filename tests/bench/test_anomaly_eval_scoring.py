@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench import anomaly_corpus as ac
 from bench import anomaly_eval as ae
 
 MIN = 60_000
@@ -125,16 +126,41 @@ def test_set_with_a_bad_value_is_a_usage_error_naming_it(
         ae.SETTINGS.clear()
 
 
-def test_the_corpus_part_scores_every_corpus_detector_on_one_labelled_corpus(
+def test_the_corpus_part_scores_every_corpus_detector_on_the_corpus_of_each_seed(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tiny_data(tmp_path)
-    ae.main(["--data", str(data), "--parts", "corpus"])
+    ae.main(["--data", str(data), "--parts", "corpus", "--corpus-seeds", "1", "4"])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     corpus = result["corpus"]
     assert set(corpus) == {"detector", "detector_every_reading", "ewma_z_cooldown", "ewma_z",
                            "previous"}
-    windows = {c["windows"] for c in corpus.values()}
+    pooled = [c["pooled"] for c in corpus.values()]
+    windows = {p["windows"] for p in pooled}
     assert len(windows) == 1 and windows.pop() > 0  # one corpus for all of them
     for c in corpus.values():
-        assert 0 <= c["found"] <= c["windows"] and c["score"] <= 100
-        assert sum(int(v.split("/")[0]) for v in c["found_by_family"].values()) == c["found"]
+        p = c["pooled"]
+        assert 0 <= p["found"] <= p["windows"] and p["score"] <= 100
+        assert sum(int(v.split("/")[0]) for v in p["found_by_family"].values()) == p["found"]
+        assert set(p["quiet_false_positives"]) == set(ac.QUIET_SHAPES)
+        assert sum(p["quiet_false_positives"].values()) <= p["false_positives"]
+        assert set(c["by_seed"]) == {"1", "4"}
+        # seed 1 is one settings were chosen on, seed 4 is not
+        assert c["mean_chosen_on"] == c["by_seed"]["1"]
+        assert c["mean_fresh"] == c["by_seed"]["4"]
+
+
+def test_set_reaches_the_corpus_detector(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    data = tiny_data(tmp_path)
+    try:
+        ae.main(["--data", str(data), "--parts", "corpus", "--corpus-seeds", "1"])
+        shipped = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["corpus"]
+        # a divisor so large that nothing but stuck runs, zeros and records can score
+        ae.main(["--data", str(data), "--parts", "corpus", "--corpus-seeds", "1",
+                 "--set", "k_vspike=1000", "k_spike=1000", "k_shift=1000",
+                 "k_variance=1000", "k_drift=1000", "k_daily=1000"])
+        muted = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["corpus"]
+    finally:
+        ae.SETTINGS.clear()
+    assert muted["detector"] != shipped["detector"]
+    assert muted["ewma_z"] == shipped["ewma_z"]  # the baselines take no settings
