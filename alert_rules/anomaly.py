@@ -75,9 +75,9 @@ _COLUMNS: dict[str, float] = {
     "mag": 0.0, "al_short": 0.0, "al_mean": 0.0, "al_var": 0.0,
     "prev": np.nan, "vscale": 0.0, "vfast": 0.0, "out_run": 0.0, "dt": 0.0, "t_last": 0,
     "about_prev": 0.0, "zero_rate": 0.0, "own_fault": 0.0, "lo": np.nan, "hi": np.nan,
-    "in_range": 0,
+    "in_range": 0, "driver": -1,
 }
-_INT = ("seen", "run", "first_ms", "t_last", "in_range")
+_INT = ("seen", "run", "first_ms", "t_last", "in_range", "driver")
 COMPONENTS = ("spike", "vspike", "shift", "variance", "drift", "daily", "stuck",
               "zeros", "extreme", "likelihood")
 
@@ -204,6 +204,12 @@ class Detector:
         doing, not the air's."""
         out: npt.NDArray[np.bool_] = np.asarray(self.cols["own_fault"], np.float64) > 0
         return out
+
+    def statistic(self, rows: IntArr) -> list[str | None]:
+        """Per device: the statistic that made its score (a name of COMPONENTS), None
+        where the score is under 0.5."""
+        driver = np.asarray(self.cols["driver"], np.int64)[rows]
+        return [COMPONENTS[d] if 0 <= d < len(COMPONENTS) else None for d in driver.tolist()]
 
     @property
     def size(self) -> int:
@@ -415,10 +421,11 @@ class Detector:
             # judged once the range holds as many readings as shift and variance need
             # (its own count: a state saved before the range was kept starts it afresh)
             z_ext = np.where(beyond & (c["in_range"] >= self.moment_warmup), self.extreme_z, 0.0)
-        z = np.maximum.reduce([z_spike / (self.k_spike * rate), z_v / (self.k_vspike * rate_v),
-                               z_shift / self.k_shift,
-                               z_var / self.k_variance, z_drift / self.k_drift,
-                               z_day / self.k_daily, z_stuck, z_zero, z_ext])
+        # each statistic over its divisor, in the order of COMPONENTS
+        judged = [z_spike / (self.k_spike * rate), z_v / (self.k_vspike * rate_v),
+                  z_shift / self.k_shift, z_var / self.k_variance, z_drift / self.k_drift,
+                  z_day / self.k_daily, z_stuck, z_zero, z_ext]
+        z = np.maximum.reduce(judged)
         # anomaly likelihood (Ahmad et al. 2017): the recent mean of the combined
         # statistic against its own long-run mean and spread, so a run of moderately
         # odd readings (a shift, a noisier sensor) counts though none is odd alone;
@@ -436,7 +443,8 @@ class Detector:
             zc = np.where(al_var > 0, np.minimum(z, al_mean + 3 * sd), z)
             al_mean, al_var = (_ewma(al_mean, zc, self.a_moment, n1),
                                _ewma(al_var, (zc - al_mean) ** 2, self.a_moment, n1))
-            z = np.maximum(z, z_al / self.k_likelihood)
+            judged.append(z_al / self.k_likelihood)
+            z = np.maximum(z, judged[-1])
         # beyond 1e100 spreads the score is 1 anyway, and z² would overflow to inf / inf
         # (a reading of 5e-324 after a run of zeros, then 1: a V far beyond any floor)
         zs = np.minimum(z, 1e100)
@@ -448,6 +456,12 @@ class Detector:
         # repeats a reading for far longer than the device does, nor reads 0 well above
         # its level), whatever the neighbours read
         own_fault = (np.maximum(z_stuck, z_zero) >= z).astype(np.float64) * (z > 0)
+        # which statistic made the score (index into COMPONENTS), for the alert's text;
+        # only where the score is 0.5 or more (a few rows), -1 elsewhere
+        driver = np.full(rows.size, -1, np.int64)
+        top = np.flatnonzero(z >= self.z0)
+        if top.size:
+            driver[top] = np.argmax(np.vstack([a[top] for a in judged]), axis=0)
         self.parts = {"spike": z_spike, "vspike": z_v, "shift": z_shift, "variance": z_var,
                       "drift": z_drift, "daily": z_day, "stuck": z_stuck,
                       "zeros": z_zero, "extreme": z_ext, "likelihood": z_al}
@@ -466,7 +480,8 @@ class Detector:
                # a copy: `last` may be a view of the column written just before
                "prev": np.array(c["last"], copy=True), "t_last": c["t_last"] if t is None else t,
                "about_prev": about_prev, "zero_rate": zero_rate, "own_fault": own_fault,
-               "lo": np.fmin(lo, raw), "hi": np.fmax(hi, raw), "in_range": c["in_range"] + 1}
+               "lo": np.fmin(lo, raw), "hi": np.fmax(hi, raw), "in_range": c["in_range"] + 1,
+               "driver": driver}
         for k, v in new.items():
             self.cols[k][at] = v
         out[ok] = score
@@ -538,13 +553,17 @@ class Detector:
         rank = np.arange(g.size) - np.repeat(g_first, np.diff(np.r_[g_first, g.size]))
         devices = g_rows[g_first]
         peak = np.zeros(devices.size)
+        driver = np.full(devices.size, -1, np.int64)  # the statistic of the peak
         where = np.searchsorted(devices, g_rows)
         for k in range(int(rank.max()) + 1):
             sel = rank == k
             s = self.update(g_rows[sel], mean[sel], g_ts[sel])
             at = where[sel]  # distinct within a rank
+            higher = s > peak[at]
+            driver[at[higher]] = self.cols["driver"][g_rows[sel][higher]]
             peak[at] = np.maximum(peak[at], s)
         self.cols["score"][devices] = peak
+        self.cols["driver"][devices] = driver
 
     def blank(self) -> Detector:
         """The same parameters, no devices."""

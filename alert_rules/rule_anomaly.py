@@ -27,6 +27,20 @@ from alert_rules.rule_sensor_fault import SensorFaultRule
 from alert_rules.state import BoolArr, FleetState, FloatArr, IntArr
 from alert_rules.transitions import Transition
 
+#: what each of the detector's statistics says about a reading, for the alert's text
+STATISTIC_TEXT: dict[str, tuple[str, str]] = {
+    "spike": ("读数突变", "an outlying reading"),
+    "vspike": ("单点尖峰后回落", "a one-reading spike that came back"),
+    "shift": ("水平突变", "a level shift"),
+    "variance": ("波动异常", "unusual fluctuation"),
+    "drift": ("缓慢漂移", "a slow drift"),
+    "daily": ("偏离该站日变化规律", "a departure from the device's daily pattern"),
+    "stuck": ("读数停滞不变", "a reading stuck at one value"),
+    "zeros": ("读数为零", "a reading of zero"),
+    "extreme": ("超出该站历史范围", "beyond anything the device has read"),
+    "likelihood": ("连续多个读数异常", "a run of unusual readings"),
+}
+
 
 @dataclass(kw_only=True)
 class AnomalyRule(RuleBase):
@@ -39,6 +53,9 @@ class AnomalyRule(RuleBase):
     min_neighbours: int = 2
     ratio: float = 2.0
     detector: Detector = dataclasses.field(default_factory=Detector, repr=False)
+    #: subject → the statistic that made its score when it was last over the line
+    #: (what the alert's text names: a spike, a level shift, ...)
+    evidence: dict[str, str | None] = dataclasses.field(default_factory=dict, repr=False)
     #: rows whose score is over the line (None: recompute, the scores moved)
     _hot: IntArr | None = dataclasses.field(default=None, repr=False)
     _hot_n: int = dataclasses.field(default=0, repr=False)
@@ -62,7 +79,19 @@ class AnomalyRule(RuleBase):
             local = np.flatnonzero(over)
             at = local if rows is None else rows[local]
             over[local] = ~self.detector.own_fault[at] & ~self._contradicted(fleet, at, now_ms)
+        hit = np.flatnonzero(over)
+        at = hit if rows is None else rows[hit]
+        # kept past the judging, so that the alert's resolution names what it was about
+        self.evidence.update(zip((fleet.devices[r] for r in at.tolist()),
+                                 self.detector.statistic(at), strict=True))
         return self.step(fleet, score, over, ~over, now_ms, rows)
+
+    def context(self, subject: str) -> dict[str, str]:
+        """What made the score when the subject was last over the line, in both
+        languages ({statistic_zh}, {statistic_en}); empty if it never was."""
+        name = self.evidence.get(subject)
+        zh, en = STATISTIC_TEXT.get(name or "", ("", ""))
+        return {"statistic_zh": zh, "statistic_en": en}
 
     def hot_rows(self, fleet: FleetState, now_ms: int) -> IntArr:
         """Devices whose score is over the line: whether their neighbours contradict them
@@ -119,7 +148,7 @@ class AnomalyRule(RuleBase):
         return out
 
     def blank_fields(self) -> dict[str, Any]:
-        return {"detector": self.detector.blank(), "_hot": None}
+        return {"detector": self.detector.blank(), "_hot": None, "evidence": {}}
 
     def clear_rows(self, rows: IntArr) -> None:
         self.columns.clear(rows)

@@ -240,6 +240,8 @@ class DeadmanSpec(RuleSpec, frozen=True, tag="deadman", kw_only=True):
 
 
 class AnomalySpec(RuleSpec, frozen=True, tag="anomaly", kw_only=True):
+    extra_template_fields: ClassVar[frozenset[str]] = frozenset({"statistic_zh",
+                                                                 "statistic_en"})
     above: Annotated[float, Meta(gt=0, lt=1, description="an anomaly score threshold in "
                                  "(0, 1)")] = 0.5
     field: Field = "pm2_5"

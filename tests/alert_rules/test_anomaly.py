@@ -410,3 +410,30 @@ def test_a_daily_on_off_is_learned_and_a_missed_switch_or_a_spike_is_not() -> No
     z = x.copy()
     z[day + 30] *= 4
     assert scores_of(z)[day + 30:day + 32].max() >= 0.9
+
+
+def test_the_statistic_that_made_a_score_is_kept_and_a_batch_keeps_its_peaks() -> None:
+    det = Detector()
+    rows = np.arange(3, dtype=np.int64)
+    x = np.vstack([clean(s)[:DAY] for s in range(3)])
+    x[0, 100] *= 4  # a spike, judged at the reading after it
+    x[1, 100:] = x[1, 100]  # stuck from reading 100
+    ts = 1_700_000_000_000 + STEP_MS * np.arange(DAY, dtype=np.int64)
+    seen: dict[int, set[str | None]] = {0: set(), 1: set(), 2: set()}
+    for i in range(DAY):
+        score = det.update(rows, x[:, i], np.full(3, ts[i]))
+        names = det.statistic(rows)
+        for r, name in enumerate(names):
+            seen[r].add(name)
+            assert (name is None) == (score[r] < 0.5), (i, r, name, score[r])
+    assert "vspike" in seen[0] and "stuck" in seen[1]
+    assert {"vspike", "stuck"}.isdisjoint(seen[2])
+    # a batch of readings fed at once: the device's score is its highest step's, and so
+    # is the statistic named, not the last step's
+    fed = Detector()
+    one = np.zeros(120, np.int64)
+    y = clean(5)[:120].copy()
+    fed.feed(one[:100], y[:100], ts[:100])
+    y[105] *= 4
+    fed.feed(one[:8], y[100:108], ts[100:108])  # the spike is judged at 106, then calm
+    assert fed.score[0] >= 0.9 and fed.statistic(one[:1]) == ["vspike"]

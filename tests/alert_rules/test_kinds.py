@@ -237,6 +237,29 @@ rules:
     assert states(ev, "odd", "calm") == []
 
 
+def test_an_anomaly_alert_names_what_made_it_in_both_languages(tmp_path: Path) -> None:
+    e = engine_from(tmp_path, """
+rules:
+  - name: odd
+    kind: anomaly
+    above: 0.6
+    cooldown: 10m
+    annotations:
+      summary_zh: "{name}：读数异常（{statistic_zh}，得分 {value}）"
+      summary_en: "{name}: unusual ({statistic_en}, score {value})"
+""")
+    base = [30.0 + (i % 5) for i in range(40)]
+    frozen = [*base[:20], *([31.0] * 20)]  # stuck from step 20
+    ev = run_series(e, {"spiky": [*base[:20], 400.0, *base[21:]], "frozen": frozen})
+    said = {t.subject: (t.state, t.annotations["summary_zh"], t.annotations["summary_en"])
+            for _, t in ev}
+    assert said["spiky"] == ("resolved", "spiky：读数异常（单点尖峰后回落，得分 0.0）",
+                             "spiky: unusual (a one-reading spike that came back, score 0.0)")
+    firing = next(t for _, t in ev if t.subject == "frozen" and t.state == "firing")
+    assert firing.annotations["summary_en"].startswith("frozen: unusual (a reading stuck")
+    assert "读数停滞不变" in firing.annotations["summary_zh"]
+
+
 def test_spatial_local_source_versus_regional_episode(tmp_path: Path) -> None:
     # town A: 6 devices within ~1 km, one of them near a local source
     # town B: 6 devices, most elevated together (a regional episode)
