@@ -19,7 +19,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from alert_rules.anomaly import Detector
+from alert_rules.anomaly import COMPONENTS, Detector
 from alert_rules.lifecycle import NEVER
 from alert_rules.neighbours import row_median
 from alert_rules.rule_base import RuleBase
@@ -53,9 +53,11 @@ class AnomalyRule(RuleBase):
     min_neighbours: int = 2
     ratio: float = 2.0
     detector: Detector = dataclasses.field(default_factory=Detector, repr=False)
-    #: subject → the statistic that made its score when it was last over the line
-    #: (what the alert's text names: a spike, a level shift, ...)
-    evidence: dict[str, str | None] = dataclasses.field(default_factory=dict, repr=False)
+    #: per row: the statistic (its index in the detector's COMPONENTS, -1: none) that
+    #: made the score when the device was last over the line, for the alert's text
+    last_statistic: IntArr = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64),
+                                               repr=False)
+    _index: dict[str, int] = dataclasses.field(default_factory=dict, repr=False)
     #: rows whose score is over the line (None: recompute, the scores moved)
     _hot: IntArr | None = dataclasses.field(default=None, repr=False)
     _hot_n: int = dataclasses.field(default=0, repr=False)
@@ -80,17 +82,24 @@ class AnomalyRule(RuleBase):
             at = local if rows is None else rows[local]
             over[local] = ~self.detector.own_fault[at] & ~self._contradicted(fleet, at, now_ms)
         hit = np.flatnonzero(over)
-        at = hit if rows is None else rows[hit]
+        self._fit(n)
         # kept past the judging, so that the alert's resolution names what it was about
-        self.evidence.update(zip((fleet.devices[r] for r in at.tolist()),
-                                 self.detector.statistic(at), strict=True))
+        at = hit if rows is None else rows[hit]
+        self.last_statistic[at] = self.detector.cols["driver"][at]
+        self._index = fleet.index
         return self.step(fleet, score, over, ~over, now_ms, rows)
+
+    def _fit(self, n: int) -> None:
+        if self.last_statistic.size < n:
+            self.last_statistic = np.r_[self.last_statistic,
+                                        np.full(n - self.last_statistic.size, -1, np.int64)]
 
     def context(self, subject: str) -> dict[str, str]:
         """What made the score when the subject was last over the line, in both
         languages ({statistic_zh}, {statistic_en}); empty if it never was."""
-        name = self.evidence.get(subject)
-        zh, en = STATISTIC_TEXT.get(name or "", ("", ""))
+        row = self._index.get(subject, -1)
+        d = int(self.last_statistic[row]) if 0 <= row < self.last_statistic.size else -1
+        zh, en = STATISTIC_TEXT.get(COMPONENTS[d] if d >= 0 else "", ("", ""))
         return {"statistic_zh": zh, "statistic_en": en}
 
     def hot_rows(self, fleet: FleetState, now_ms: int) -> IntArr:
@@ -148,16 +157,22 @@ class AnomalyRule(RuleBase):
         return out
 
     def blank_fields(self) -> dict[str, Any]:
-        return {"detector": self.detector.blank(), "_hot": None, "evidence": {}}
+        return {"detector": self.detector.blank(), "_hot": None,
+                "last_statistic": np.zeros(0, np.int64), "_index": {}}
 
     def clear_rows(self, rows: IntArr) -> None:
         self.columns.clear(rows)
         self.detector.clear(rows)
+        self.last_statistic[rows[rows < self.last_statistic.size]] = -1
         self._hot = None
 
     def copy_rows(self, rows: IntArr, src: Self, src_rows: IntArr) -> None:
         self.columns.copy_from(rows, src.columns, src_rows)
         self.detector.copy_from(rows, src.detector, src_rows)
+        if rows.size:
+            self._fit(int(rows.max()) + 1)
+            src._fit(int(src_rows.max()) + 1)
+            self.last_statistic[rows] = src.last_statistic[src_rows]
         self._hot = None
 
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from alert_rules.anomaly import COMPONENTS
 from alert_rules.engine import Engine
 from alert_rules.registry import Device
 from alert_rules.rule_anomaly import AnomalyRule
@@ -146,6 +147,10 @@ def test_every_kind_adopts_alert_state_from_another_engine(tmp_path: Path, kind:
         assert isinstance(s_rule, AnomalyRule)
         assert (rule.detector.cols["seen"][dst.fleet.index[case.target]]
                 == s_rule.detector.cols["seen"][src.fleet.index[case.target]] > 0)
+        # and what made it, which its resolution will name
+        assert (rule.last_statistic[dst.fleet.index[case.target]]
+                == s_rule.last_statistic[src.fleet.index[case.target]]
+                == COMPONENTS.index("vspike"))
     # the same readings go on: the alert is already firing here, nothing to announce
     assert [t for t in step(dst, case, i) if t.subject == case.target
             and t.state == "firing"] == []
