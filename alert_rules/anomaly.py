@@ -82,6 +82,11 @@ COMPONENTS = ("spike", "vspike", "shift", "variance", "drift", "daily", "stuck",
               "zeros", "extreme", "likelihood")
 
 
+def statistic_name(index: int) -> str | None:
+    """The name in COMPONENTS of a statistic's index as the detector keeps it (-1: none)."""
+    return COMPONENTS[index] if 0 <= index < len(COMPONENTS) else None
+
+
 def _ewma(old: FloatArr, new: FloatArr, alpha: float, seen: IntArr) -> FloatArr:
     """EWMA that starts as a running mean: weight max(α, 1/(n+1))."""
     w = np.maximum(alpha, 1.0 / (seen + 1.0))
@@ -209,7 +214,7 @@ class Detector:
         """Per device: the statistic that made its score (a name of COMPONENTS), None
         where the score is under 0.5."""
         driver = np.asarray(self.cols["driver"], np.int64)[rows]
-        return [COMPONENTS[d] if 0 <= d < len(COMPONENTS) else None for d in driver.tolist()]
+        return [statistic_name(d) for d in driver.tolist()]
 
     @property
     def size(self) -> int:

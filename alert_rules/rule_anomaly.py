@@ -19,7 +19,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from alert_rules.anomaly import COMPONENTS, Detector
+from alert_rules.anomaly import Detector, statistic_name
 from alert_rules.lifecycle import NEVER
 from alert_rules.neighbours import row_median
 from alert_rules.rule_base import RuleBase
@@ -99,7 +99,7 @@ class AnomalyRule(RuleBase):
         languages ({statistic_zh}, {statistic_en}); empty if it never was."""
         row = self._index.get(subject, -1)
         d = int(self.last_statistic[row]) if 0 <= row < self.last_statistic.size else -1
-        zh, en = STATISTIC_TEXT.get(COMPONENTS[d] if d >= 0 else "", ("", ""))
+        zh, en = STATISTIC_TEXT.get(statistic_name(d) or "", ("", ""))
         return {"statistic_zh": zh, "statistic_en": en}
 
     def hot_rows(self, fleet: FleetState, now_ms: int) -> IntArr:

@@ -140,20 +140,20 @@ def corpus_score(corpus: list[Series], scores: list[Arr],
     for thr in thresholds.tolist():
         raw, fps = 0.0, 0
         found: dict[str, int] = dict.fromkeys(sorted({k for s in corpus for k in s.kinds}), 0)
+        quiet_fps = dict.fromkeys(QUIET_SHAPES, 0)
         for s, sc in zip(corpus, scores, strict=True):
             r, f, p = raw_score(s, sc, thr)
             raw += r
             fps += p
+            for shape in QUIET_SHAPES:
+                if s.name.startswith(f"quiet_{shape}_"):
+                    quiet_fps[shape] += p
             kinds = [k for _, k in sorted(zip(s.onsets, s.kinds, strict=True))]
             for j in f:
                 found[kinds[j]] += 1
         score = round(100 * (raw - null) / (perfect - null), 1)
         if best is None or score > best["score"]:
             total = {k: sum(k2 == k for s in corpus for k2 in s.kinds) for k in found}
-            quiet_fps = {shape: sum(raw_score(s, sc, thr)[2]
-                                    for s, sc in zip(corpus, scores, strict=True)
-                                    if s.name.startswith(f"quiet_{shape}_"))
-                         for shape in QUIET_SHAPES}
             best = {"score": score, "threshold": round(thr, 4), "windows": n_win,
                     "found": sum(found.values()), "false_positives": fps,
                     "found_by_family": {k: f"{v}/{total[k]}" for k, v in found.items()},
