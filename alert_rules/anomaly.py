@@ -24,7 +24,9 @@ on this device, so nothing depends on the series' units (x and 1000·x score the
 - stuck: the surprise of a run of identical readings, −run·log(p), with p the device's
   own running rate of repeats (a sensor at 0.1 µg/m³ resolution in clean air repeats
   often; one that repeats rarely is stuck after a few);
-- zeros: an exact 0 from a device well clear of zero, against its own rate of zeros;
+- zeros: an exact 0 from a device well clear of zero, against its own rate of zeros
+  and the hours of the day at which runs of zeros began on several recent days (a
+  count that reads 0 at night);
 - extreme: a reading beyond everything the device has read, by more than `extreme_tol`
   of that range (Numenta's detector on the benchmark calls this a spatial anomaly): a
   shift or a drift out of the series' whole history is found at once. A fixed, moderate
@@ -75,9 +77,9 @@ _COLUMNS: dict[str, float] = {
     "mag": 0.0, "al_short": 0.0, "al_mean": 0.0, "al_var": 0.0,
     "prev": np.nan, "vscale": 0.0, "vfast": 0.0, "out_run": 0.0, "dt": 0.0, "t_last": 0,
     "about_prev": 0.0, "zero_rate": 0.0, "own_fault": 0.0, "lo": np.nan, "hi": np.nan,
-    "in_range": 0, "driver": -1,
+    "in_range": 0, "driver": -1, "zero_day": -1, "zero_today": 0,
 }
-_INT = ("seen", "run", "first_ms", "t_last", "in_range", "driver")
+_INT = ("seen", "run", "first_ms", "t_last", "in_range", "driver", "zero_day", "zero_today")
 COMPONENTS = ("spike", "vspike", "shift", "variance", "drift", "daily", "stuck",
               "zeros", "extreme", "likelihood")
 
@@ -129,6 +131,13 @@ class Detector:
     # surprised by one; above, by the square of −log rate over −log floor (5 %, a count
     # of about 3 a reading: z = 2.7 instead of 6)
     zero_rate_floor: float = 1e-2
+    # nor by a 0 at an hour of the day (±1 h) at which runs of zeros began on several
+    # recent days (a count that reaches 0 at night): per hour, the days with one, an
+    # EWMA over days of weight `a_zero_day`; none of the surprise is left at a share of
+    # `zero_days_full`, all of it below `zero_days_some` (one such day is not a habit)
+    a_zero_day: float = 0.2
+    zero_days_some: float = 0.3
+    zero_days_full: float = 0.5
     floor_rel: float = 0.05  # smallest scale relative to the slow scale
     # and relative to the slow level: concentrations are on a ratio scale, and a sensor's
     # noise grows with the level (SDS011/PMS5003 datasheets: ±10–15 % of the reading)
@@ -186,6 +195,7 @@ class Detector:
     profile: FloatArr = field(default_factory=lambda: np.zeros((0, 24)), repr=False)
     profile_n: IntArr = field(default_factory=lambda: np.zeros((0, 24), np.int64),
                               repr=False)
+    zero_profile: FloatArr = field(default_factory=lambda: np.zeros((0, 24)), repr=False)
     parts: dict[str, FloatArr] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -230,6 +240,7 @@ class Detector:
             self.cols[k] = np.r_[a, np.full(extra, v, a.dtype)]
         self.profile = np.vstack([self.profile, np.zeros((extra, 24))])
         self.profile_n = np.vstack([self.profile_n, np.zeros((extra, 24), np.int64)])
+        self.zero_profile = np.vstack([self.zero_profile, np.zeros((extra, 24))])
 
     def update(self, rows: IntArr, x: FloatArr, ts: IntArr | None = None) -> FloatArr:
         """One reading for each of `rows` (distinct), at `ts` (epoch ms; None: no daily
@@ -373,6 +384,10 @@ class Detector:
                              _ewma(c["zero_rate"], zero_start, self.a_slow_scale * 5, n1))
         zero_surprise = np.minimum(-np.log(np.maximum(c["zero_rate"], self.zero_rate_floor))
                                    / -np.log(self.zero_rate_floor), 1.0) ** 2
+        zero_day, zero_today = c["zero_day"], c["zero_today"]
+        if t is not None:
+            zero_surprise, zero_day, zero_today = self._zero_hours(
+                rows, t, zero, zero_start > 0, zero_surprise, zero_day, zero_today)
         z_zero = np.where(zero & (np.abs(c["level"]) > 3 * scale) & (seen >= self.warmup),
                           3 * self.z0 * zero_surprise, 0.0)
         # daily: fast level against the hour-of-day profile
@@ -486,11 +501,37 @@ class Detector:
                "prev": np.array(c["last"], copy=True), "t_last": c["t_last"] if t is None else t,
                "about_prev": about_prev, "zero_rate": zero_rate, "own_fault": own_fault,
                "lo": np.fmin(lo, raw), "hi": np.fmax(hi, raw), "in_range": c["in_range"] + 1,
-               "driver": driver}
+               "driver": driver, "zero_day": zero_day, "zero_today": zero_today}
         for k, v in new.items():
             self.cols[k][at] = v
         out[ok] = score
         return out
+
+    def _zero_hours(self, rows: IntArr, t: IntArr, zero: npt.NDArray[np.bool_],
+                    start: npt.NDArray[np.bool_], surprise: FloatArr, zero_day: IntArr,
+                    zero_today: IntArr) -> tuple[FloatArr, IntArr, IntArr]:
+        """The zeros' surprise where runs of zeros began at this hour of the day (±1 h) on
+        several recent days, and the hours' day shares updated with this reading's start
+        of a run. Rows reading 0 only (a few): each day's share is decayed when the
+        device next reads 0, and a day counts once per hour (`zero_today`, a bit per
+        hour of the device's current day)."""
+        z = np.flatnonzero(zero)
+        if z.size == 0:
+            return surprise, zero_day, zero_today
+        surprise, zero_day, zero_today = surprise.copy(), zero_day.copy(), zero_today.copy()
+        rz, d, h = rows[z], t[z] // DAY_MS, (t[z] // HOUR_MS) % 24
+        passed = np.where(zero_day[z] >= 0, d - zero_day[z], 0)
+        shares = self.zero_profile[rz] * ((1 - self.a_zero_day) ** np.maximum(passed, 0))[:, None]
+        today = np.where(passed != 0, 0, zero_today[z])
+        near = np.maximum.reduce([shares[np.arange(z.size), (h + dh) % 24] for dh in (-1, 0, 1)])
+        span = self.zero_days_full - self.zero_days_some
+        surprise[z] *= np.clip((self.zero_days_full - near) / span, 0.0, 1.0)
+        bit = np.left_shift(np.int64(1), h)
+        first = start[z] & ((today & bit) == 0)  # the first run of this hour today
+        shares[np.arange(z.size), h] += np.where(first, self.a_zero_day, 0.0)
+        self.zero_profile[rz] = shares
+        zero_day[z], zero_today[z] = d, today | np.where(start[z], bit, 0)
+        return surprise, zero_day, zero_today
 
     def _profile_nearest(self, rows: IntArr, h: IntArr, v: FloatArr, shifts: tuple[int, ...]
                          ) -> FloatArr:
@@ -573,7 +614,7 @@ class Detector:
     def blank(self) -> Detector:
         """The same parameters, no devices."""
         params = {f.name: getattr(self, f.name) for f in fields(self)
-                  if f.name not in ("cols", "profile", "profile_n", "parts")}
+                  if f.name not in ("cols", "profile", "profile_n", "zero_profile", "parts")}
         return Detector(**params)
 
     def clear(self, rows: IntArr) -> None:
@@ -583,6 +624,7 @@ class Detector:
             self.cols[k][rows] = v
         self.profile[rows] = 0.0
         self.profile_n[rows] = 0
+        self.zero_profile[rows] = 0.0
 
     def copy_from(self, rows: IntArr, src: Detector, src_rows: IntArr) -> None:
         if rows.size == 0:
@@ -593,9 +635,11 @@ class Detector:
             self.cols[k][rows] = src.cols[k][src_rows]
         self.profile[rows] = src.profile[src_rows]
         self.profile_n[rows] = src.profile_n[src_rows]
+        self.zero_profile[rows] = src.zero_profile[src_rows]
 
     def arrays(self) -> dict[str, npt.NDArray[np.generic]]:
-        return {**self.cols, "profile": self.profile, "profile_n": self.profile_n}
+        return {**self.cols, "profile": self.profile, "profile_n": self.profile_n,
+                "zero_profile": self.zero_profile}
 
     def load(self, a: dict[str, npt.NDArray[np.generic]]) -> None:
         if "profile" not in a:  # state saved by an older detector: start afresh
@@ -603,6 +647,7 @@ class Detector:
             self.__post_init__()
             self.profile = np.zeros((0, 24))
             self.profile_n = np.zeros((0, 24), np.int64)
+            self.zero_profile = np.zeros((0, 24))
             return
         n = rows_of(a, "profile", 2, "the anomaly detector")
         checked(a, "profile", (n, 24), np.float64)
@@ -614,6 +659,9 @@ class Detector:
                             else np.full(n, v, dt))
         self.profile = a["profile"].astype(np.float64)
         self.profile_n = a["profile_n"].astype(np.int64)
+        # saved before the hours' zeros were kept: none yet
+        self.zero_profile = (checked(a, "zero_profile", (n, 24), np.float64).astype(np.float64)
+                             if "zero_profile" in a else np.zeros((n, 24)))
         if "vscale" not in a and "dscale" in a and a["dscale"].shape == (n,):
             # saved when the V was judged on the raw series: its reading-to-reading
             # change carried over to g(x) to first order (g' at the running mean |x|),

@@ -437,3 +437,59 @@ def test_the_statistic_that_made_a_score_is_kept_and_a_batch_keeps_its_peaks() -
     y[105] *= 4
     fed.feed(one[:8], y[100:108], ts[100:108])  # the spike is judged at 106, then calm
     assert fed.score[0] >= 0.9 and fed.statistic(one[:1]) == ["vspike"]
+
+
+def count_with_nights(days: int, seed: int = 0) -> npt.NDArray[np.float64]:
+    """A count at 5-minute readings (requests, messages) about 10 by day and 2 at night:
+    some nights read 0 now and then, the days never do."""
+    hour = np.arange(days * DAY_5) * FIVE_MIN / HOUR_MS % 24
+    mean = 10 * (1 + 0.8 * np.sin(2 * np.pi * (hour - 6) / 24))
+    return np.random.default_rng(seed).poisson(mean).astype(np.float64)
+
+
+def first_zero_of_each_night(x: npt.NDArray[np.float64], after: int) -> npt.NDArray[np.int64]:
+    zeros = np.flatnonzero(x[after:] == 0) + after
+    days = (zeros + 6 * 12) // DAY_5  # nights counted from 18:00
+    return zeros[np.r_[True, np.diff(days) > 0]]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_zeros_at_the_hours_that_read_0_on_recent_days_are_no_dead_sensor(seed: int) -> None:
+    x = count_with_nights(21, seed)
+    firsts = first_zero_of_each_night(x, 7 * DAY_5)
+    assert firsts.size >= 10
+    # the night's first 0, once its hours have read 0 on a few nights: no dead laser
+    assert (scores_of(x)[firsts] >= 0.9).sum() <= 2
+    # without the hours' memory each night's first 0 is judged as one (the running rate
+    # of zeros has forgotten the last night's over the day)
+    assert (scores_of(x, a_zero_day=0.0)[firsts] >= 0.9).sum() >= firsts.size // 2
+    # a 0 in the afternoon, hours that never read 0 (and far enough from the night for
+    # the running rate of zeros to have forgotten it), is still judged at once
+    at = 18 * DAY_5 + 17 * 12  # 17:00 of day 18, at 5 minutes
+    y = x.copy()
+    y[at] = 0.0
+    assert scores_of(y)[at] >= 0.9
+
+
+def test_the_hours_zeros_are_saved_moved_with_a_device_and_forgotten_with_it() -> None:
+    x = count_with_nights(5)
+    det = Detector()
+    rows = np.array([0, 1], np.int64)
+    ts = 1_700_000_000_000 + FIVE_MIN * np.arange(x.size, dtype=np.int64)
+    for i in range(x.size):
+        det.update(rows, np.array([x[i], x[i] + 5.0]), np.full(2, ts[i]))
+    assert det.zero_profile[0].max() > 0 and det.zero_profile[1].max() == 0
+    saved = det.arrays()
+    back = det.blank()
+    back.load(saved)
+    np.testing.assert_array_equal(back.zero_profile, det.zero_profile)
+    # a snapshot saved before the hours' zeros were kept: none yet, nothing refused
+    older = det.blank()
+    older.load({k: v for k, v in saved.items() if k != "zero_profile"})
+    assert older.zero_profile.shape == det.zero_profile.shape
+    assert not older.zero_profile.any()
+    moved = det.blank()
+    moved.copy_from(np.array([3], np.int64), det, np.array([0], np.int64))
+    np.testing.assert_array_equal(moved.zero_profile[3], det.zero_profile[0])
+    det.clear(np.array([0], np.int64))
+    assert not det.zero_profile[0].any()
