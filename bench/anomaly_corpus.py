@@ -24,9 +24,10 @@ The series (`corpus`), about 100,000 readings in all, each with one to three ano
 Anomaly families: a spike; a level shift up or down that stays for 10–30 % of the series;
 a noise burst; a stuck run; a drift that ramps and holds; a run of zeros; on the
 generated series also a day without its daily cycle, and a day of frequent spikes.
-And five quiet series without anomalies (`quiet`), of the shapes such a benchmark keeps
+And six quiet series without anomalies (`quiet`), of the shapes such a benchmark keeps
 to charge false positives alone: a square wave (a daily on/off), a flat line, a clean
-daily cycle, a daily cycle with a little noise, and noise. Every detection there costs.
+daily cycle, a daily cycle with a little noise, noise, and a count with a daily cycle
+that reads 0 some nights (requests, messages). Every detection there costs.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ MIN_MS = 60_000
 DAY_MS = 86_400_000
 REAL_FAMILIES = ("spike", "shift", "variance", "stuck", "drift", "zeros")
 GENERATED_FAMILIES = (*REAL_FAMILIES, "daily", "spikes")
-QUIET_SHAPES = ("square_wave", "flat", "daily_clean", "daily_noisy", "noise")
+QUIET_SHAPES = ("square_wave", "flat", "daily_clean", "daily_noisy", "noise", "count")
 COOLDOWN_READINGS = 100  # the EWMA reference's cooldown
 
 
@@ -266,6 +267,8 @@ def quiet(shape: str, i: int, rng: np.random.Generator) -> Series:
         x = base * (2 + day + rng.normal(0, 0.05, n))
     elif shape == "noise":
         x = base * (2 + rng.uniform(-1, 1, n))
+    elif shape == "count":  # its own unit: about 10 a reading by day, 2 at night
+        x = rng.poisson(10 * (1 + 0.8 * day)).astype(np.float64)
     else:
         raise ValueError(shape)
     return Series(f"quiet_{shape}_{i}", ts, np.round(x, 3))
