@@ -134,7 +134,8 @@ class Detector:
     # nor by a 0 at an hour of the day (±1 h) at which runs of zeros began on several
     # recent days (a count that reaches 0 at night): per hour, the days with one, an
     # EWMA over days of weight `a_zero_day`; none of the surprise is left at a share of
-    # `zero_days_full`, all of it below `zero_days_some` (one such day is not a habit)
+    # `zero_days_full`, all of it below `zero_days_some` (one such day is not a habit);
+    # 0 is off
     a_zero_day: float = 0.2
     zero_days_some: float = 0.3
     zero_days_full: float = 0.5
@@ -385,9 +386,10 @@ class Detector:
         zero_surprise = np.minimum(-np.log(np.maximum(c["zero_rate"], self.zero_rate_floor))
                                    / -np.log(self.zero_rate_floor), 1.0) ** 2
         zero_day, zero_today = c["zero_day"], c["zero_today"]
-        if t is not None:
+        if t is not None and self.a_zero_day > 0:
             zero_surprise, zero_day, zero_today = self._zero_hours(
-                rows, t, zero, zero_start > 0, zero_surprise, zero_day, zero_today)
+                rows, t, zero, zero_start > 0, zero_surprise, zero_day, zero_today,
+                np.where(c["first_ms"] >= 0, np.maximum(t - c["first_ms"], 0), 0))
         z_zero = np.where(zero & (np.abs(c["level"]) > 3 * scale) & (seen >= self.warmup),
                           3 * self.z0 * zero_surprise, 0.0)
         # daily: fast level against the hour-of-day profile
@@ -509,7 +511,7 @@ class Detector:
 
     def _zero_hours(self, rows: IntArr, t: IntArr, zero: npt.NDArray[np.bool_],
                     start: npt.NDArray[np.bool_], surprise: FloatArr, zero_day: IntArr,
-                    zero_today: IntArr) -> tuple[FloatArr, IntArr, IntArr]:
+                    zero_today: IntArr, age: IntArr) -> tuple[FloatArr, IntArr, IntArr]:
         """The zeros' surprise where runs of zeros began at this hour of the day (±1 h) on
         several recent days, and the hours' day shares updated with this reading's start
         of a run. Rows reading 0 only (a few): each day's share is decayed when the
@@ -528,7 +530,11 @@ class Detector:
         surprise[z] *= np.clip((self.zero_days_full - near) / span, 0.0, 1.0)
         bit = np.left_shift(np.int64(1), h)
         first = start[z] & ((today & bit) == 0)  # the first run of this hour today
-        shares[np.arange(z.size), h] += np.where(first, self.a_zero_day, 0.0)
+        # a young device's days weigh as a running mean would, with two days without
+        # zeros before its first (a 0 at the same hour on its first two days is not
+        # yet a habit; on its first three it is, partly)
+        w = np.maximum(self.a_zero_day, 1.0 / (age[z] // DAY_MS + 3.0))
+        shares[np.arange(z.size), h] += np.where(first, w, 0.0)
         self.zero_profile[rz] = shares
         zero_day[z], zero_today[z] = d, today | np.where(start[z], bit, 0)
         return surprise, zero_day, zero_today

@@ -471,6 +471,18 @@ def test_zeros_at_the_hours_that_read_0_on_recent_days_are_no_dead_sensor(seed: 
     assert scores_of(y)[at] >= 0.9
 
 
+def test_a_young_devices_days_of_zeros_weigh_as_a_running_mean() -> None:
+    """A device new this week whose readings are clear of zero but read 0 at the same
+    hour on each of its first nights: the second is still a surprise, the third not
+    quite (with a fixed weight per day the third would be judged as the first)."""
+    x = clean(5, 4 * DAY)
+    at = [60 + k * DAY for k in range(3)]
+    x[at] = 0.0
+    s = run(x)
+    assert s[at[0]] >= 0.9 and s[at[1]] >= 0.9
+    assert s[at[2]] < 0.9
+
+
 def test_the_hours_zeros_are_saved_moved_with_a_device_and_forgotten_with_it() -> None:
     x = count_with_nights(5)
     det = Detector()
