@@ -389,7 +389,7 @@ class Detector:
         if t is not None and self.a_zero_day > 0:
             zero_surprise, zero_day, zero_today = self._zero_hours(
                 rows, t, zero, zero_start > 0, zero_surprise, zero_day, zero_today,
-                np.where(c["first_ms"] >= 0, np.maximum(t - c["first_ms"], 0), 0))
+                c["first_ms"])
         z_zero = np.where(zero & (np.abs(c["level"]) > 3 * scale) & (seen >= self.warmup),
                           3 * self.z0 * zero_surprise, 0.0)
         # daily: fast level against the hour-of-day profile
@@ -511,7 +511,8 @@ class Detector:
 
     def _zero_hours(self, rows: IntArr, t: IntArr, zero: npt.NDArray[np.bool_],
                     start: npt.NDArray[np.bool_], surprise: FloatArr, zero_day: IntArr,
-                    zero_today: IntArr, age: IntArr) -> tuple[FloatArr, IntArr, IntArr]:
+                    zero_today: IntArr, first_ms: IntArr
+                    ) -> tuple[FloatArr, IntArr, IntArr]:
         """The zeros' surprise where runs of zeros began at this hour of the day (±1 h) on
         several recent days, and the hours' day shares updated with this reading's start
         of a run. Rows reading 0 only (a few): each day's share is decayed when the
@@ -533,7 +534,9 @@ class Detector:
         # a young device's days weigh as a running mean would, with two days without
         # zeros before its first (a 0 at the same hour on its first two days is not
         # yet a habit; on its first three it is, partly)
-        w = np.maximum(self.a_zero_day, 1.0 / (age[z] // DAY_MS + 3.0))
+        fz = first_ms[z]
+        age = np.where(fz >= 0, np.maximum(t[z] - fz, 0), 0)  # 0 before its first reading
+        w = np.maximum(self.a_zero_day, 1.0 / (age // DAY_MS + 3.0))
         shares[np.arange(z.size), h] += np.where(first, w, 0.0)
         self.zero_profile[rz] = shares
         zero_day[z], zero_today[z] = d, today | np.where(start[z], bit, 0)
